@@ -1,0 +1,3 @@
+DROP TABLE onboarding_intake;
+DROP INDEX ix_onboarding_brief_client;
+DROP TABLE onboarding_brief;

@@ -1,0 +1,164 @@
+"""The composition root: settings -> backend -> repositories.
+
+This is the only module that knows the concrete repository classes.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager
+from types import TracebackType
+
+from aicmo.db import migrations
+from aicmo.db.base import SqlDatabase
+from aicmo.db.memory import MemoryDatabase
+from aicmo.db.migrations import MigrationStatus
+from aicmo.errors import BackendError, SchemaError
+from aicmo.onboarding import BriefRepository
+from aicmo.onboarding.memory import InMemoryBriefRepository
+from aicmo.onboarding.sql import SqlBriefRepository
+from aicmo.settings import Settings, redact, resolve_settings
+
+__all__ = ["App", "Repositories", "connect"]
+
+
+class Repositories:
+    """The repositories of one app, all bound to its backend."""
+
+    __slots__ = ("onboarding",)
+
+    def __init__(self, *, onboarding: BriefRepository):
+        self.onboarding = onboarding
+
+
+def _open_sql(settings: Settings) -> SqlDatabase:
+    if settings.kind == "sqlite":
+        from aicmo.db.sqlite import SQLiteDatabase
+
+        return SQLiteDatabase(settings.sqlite_path, busy_timeout=settings.busy_timeout)
+    try:
+        from aicmo.db.postgres import PostgresDatabase
+    except ImportError as exc:
+        raise BackendError(
+            "PostgreSQL support is not installed; pip install 'aicmo[postgres]'"
+        ) from exc
+    return PostgresDatabase(
+        settings.url, pool_size=settings.pool_size, pool_timeout=settings.pool_timeout
+    )
+
+
+class App:
+    """One connection to one backend, with its repositories.
+
+    Use it as a context manager, or call :meth:`close`. Build it with :func:`connect`.
+    """
+
+    def __init__(self, settings: Settings, *, auto_upgrade: bool = True):
+        self.settings = settings
+        self._closed = False
+        self._lock = threading.Lock()
+        self._sql: SqlDatabase | None = None
+        self._memory: MemoryDatabase | None = None
+        if settings.kind == "memory":
+            self._memory = MemoryDatabase()
+            self.repos = Repositories(onboarding=InMemoryBriefRepository(self._memory))
+            return
+        db = _open_sql(settings)
+        db.schema_check = migrations.check_schema
+        self._sql = db
+        try:
+            if auto_upgrade and db.self_upgrading:
+                try:
+                    migrations.upgrade(db)
+                except SchemaError:
+                    pass  # a newer database: the first repository call says so
+            self.repos = Repositories(onboarding=SqlBriefRepository(db))
+        except BaseException:
+            db.close()
+            raise
+
+    @property
+    def backend(self) -> str:
+        """``"memory"``, ``"sqlite"`` or ``"postgresql"``."""
+        return self.settings.kind
+
+    @property
+    def url(self) -> str:
+        """The database URL, with any password hidden."""
+        return redact(self.settings.url)
+
+    def __repr__(self) -> str:
+        return f"<aicmo.App {self.url}{' closed' if self._closed else ''}>"
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Make every repository write inside the block atomic (a savepoint when nested).
+
+        On an exception the block's writes are undone, on every backend (memory too),
+        and the exception propagates.
+        """
+        self._check_open()
+        if self._memory is not None:
+            return self._memory.transaction()
+        assert self._sql is not None
+        return self._sql.transaction()
+
+    # -- migrations ----------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        """Apply pending migrations (under the migration lock); return the ids applied."""
+        self._check_open()
+        return [] if self._sql is None else migrations.upgrade(self._sql)
+
+    def downgrade(self, to: str | None = None) -> list[str]:
+        """Roll back the newest migration, or every one after ``to`` (``"base"``: all)."""
+        self._check_open()
+        return [] if self._sql is None else migrations.downgrade(self._sql, to)
+
+    def migration_status(self) -> list[MigrationStatus]:
+        """Every migration with its state: ``applied``, ``pending`` or ``unknown`` (newer)."""
+        self._check_open()
+        return [] if self._sql is None else migrations.status(self._sql)
+
+    def break_migration_lock(self) -> None:
+        """Clear a migration lock left by a process that died while migrating."""
+        self._check_open()
+        if self._sql is not None:
+            migrations.break_lock(self._sql)
+
+    # -- lifetime ------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError(f"{self!r} is closed; call aicmo.connect() again")
+
+    def close(self) -> None:
+        """Release connections (idempotent). An in-memory app's data is gone after this."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._sql is not None:
+            self._sql.close()
+        if self._memory is not None:
+            self._memory.close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def connect(url: str | None = None, *, auto_upgrade: bool = True) -> App:
+    """Open aicmo on ``url`` (see :mod:`aicmo.settings` for the forms and the defaults).
+
+    SQLite databases (owned by the application) are upgraded to the current schema here
+    unless ``auto_upgrade=False``; PostgreSQL databases (owned by an operator) never are:
+    run ``aicmo db upgrade`` or ``app.migrate()``. A repository call on a database that is
+    behind or ahead of the code raises ``SchemaError``; ``connect`` itself never fails
+    because of the schema.
+    """
+    return App(resolve_settings(url), auto_upgrade=auto_upgrade)

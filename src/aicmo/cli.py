@@ -1,0 +1,108 @@
+"""The ``aicmo`` command line: a thin layer over the public API."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+import click
+
+import aicmo
+from aicmo.errors import AicmoError, ConfigurationError
+
+database_option = click.option(
+    "--database",
+    "-d",
+    "database",
+    metavar="URL",
+    default=None,
+    help="Database URL (default: AICMO_DATABASE_URL, else sqlite:///aicmo.db).",
+)
+
+
+@contextmanager
+def _app(database: str | None) -> Iterator[aicmo.App]:
+    try:
+        with aicmo.connect(database, auto_upgrade=False) as app:
+            yield app
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    except AicmoError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@click.group()
+@click.version_option(aicmo.__version__, prog_name="aicmo")
+def main() -> None:
+    """Run and persist the client-to-delivery marketing workflow."""
+
+
+@main.group()
+def db() -> None:
+    """Inspect and migrate the database schema."""
+
+
+def _no_schema(app: aicmo.App) -> bool:
+    if app.backend == "memory":
+        click.echo("memory:// keeps no schema; nothing to do")
+        return True
+    return False
+
+
+@db.command()
+@database_option
+def upgrade(database: str | None) -> None:
+    """Apply every pending migration."""
+    with _app(database) as app:
+        if _no_schema(app):
+            return
+        applied = app.migrate()
+        for migration_id in applied:
+            click.echo(f"applied  {migration_id}")
+        if not applied:
+            click.echo(f"{app.url} is up to date")
+
+
+@db.command()
+@database_option
+@click.option(
+    "--to",
+    "to",
+    metavar="ID",
+    default=None,
+    help="Roll back every migration after ID ('base': all). Default: only the newest.",
+)
+def downgrade(database: str | None, to: str | None) -> None:
+    """Roll back migrations (the newest one by default)."""
+    with _app(database) as app:
+        if _no_schema(app):
+            return
+        rolled_back = app.downgrade(to)
+        for migration_id in rolled_back:
+            click.echo(f"rolled back  {migration_id}")
+        if not rolled_back:
+            click.echo("nothing to roll back")
+
+
+@db.command()
+@database_option
+def status(database: str | None) -> None:
+    """List every migration: applied, pending, or unknown (the database is newer)."""
+    with _app(database) as app:
+        if _no_schema(app):
+            return
+        for migration in app.migration_status():
+            when = migration.applied_at.isoformat(timespec="seconds") if migration.applied_at else ""
+            click.echo(f"{migration.state:<8} {migration.id}  {when}".rstrip())
+
+
+@db.command("break-lock")
+@database_option
+def break_lock(database: str | None) -> None:
+    """Clear a migration lock left by a process that died while migrating."""
+    with _app(database) as app:
+        if _no_schema(app):
+            return
+        app.break_migration_lock()
+        click.echo("migration lock cleared")

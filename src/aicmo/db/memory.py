@@ -1,0 +1,161 @@
+"""The in-memory backend: tables of immutable values, serialized by one lock, with an undo log.
+
+Every write happens inside :meth:`MemoryDatabase.transaction`; a block that raises puts
+every table back exactly as it was when the block began (nested blocks are savepoints).
+Values are frozen DTOs, so storing them never aliases caller-mutable state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+from aicmo.errors import ConflictError
+
+__all__ = ["MemoryDatabase", "MemoryTable"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+_MISSING: Any = object()
+
+
+class MemoryTable(Generic[K, V]):
+    """A keyed table with maintained secondary indexes and unique keys."""
+
+    def __init__(
+        self,
+        db: MemoryDatabase,
+        name: str,
+        indexes: Mapping[str, Callable[[V], Hashable]],
+        unique: Mapping[str, Callable[[V], Hashable]],
+    ):
+        self._db = db
+        self.name = name
+        self._rows: dict[K, V] = {}
+        self._index_keys = dict(indexes)
+        self._unique_keys = dict(unique)
+        self._indexes: dict[str, dict[Hashable, dict[K, None]]] = {n: {} for n in indexes}
+        self._unique: dict[str, dict[Hashable, K]] = {n: {} for n in unique}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, key: K) -> V | None:
+        return self._rows.get(key)
+
+    def values(self) -> list[V]:
+        return list(self._rows.values())
+
+    def lookup(self, index: str, value: Hashable) -> list[V]:
+        """Every row whose ``index`` key equals ``value``, in insertion order."""
+        rows = self._rows
+        return [rows[k] for k in self._indexes[index].get(value, ())]
+
+    def holder(self, unique: str, value: Hashable) -> K | None:
+        """The key of the row holding the unique ``value``, or ``None``."""
+        return self._unique[unique].get(value)
+
+    def put(self, key: K, value: V) -> None:
+        """Insert or replace; raises ``ConflictError`` (writing nothing) on a unique clash."""
+        for name, key_of in self._unique_keys.items():
+            holder = self._unique[name].get(key_of(value))
+            if holder is not None and holder != key:
+                raise ConflictError(
+                    f"{self.name}: {name} {key_of(value)!r} already belongs to {holder!r}"
+                )
+        self._db._log(self, key, self._rows.get(key, _MISSING))
+        self._set(key, value)
+
+    def delete(self, key: K) -> bool:
+        old = self._rows.get(key, _MISSING)
+        if old is _MISSING:
+            return False
+        self._db._log(self, key, old)
+        self._set(key, _MISSING)
+        return True
+
+    def _set(self, key: K, value: V) -> None:
+        old = self._rows.pop(key, _MISSING)
+        if old is not _MISSING:
+            for name, key_of in self._index_keys.items():
+                bucket = self._indexes[name][key_of(old)]
+                del bucket[key]
+                if not bucket:
+                    del self._indexes[name][key_of(old)]
+            for name, key_of in self._unique_keys.items():
+                del self._unique[name][key_of(old)]
+        if value is not _MISSING:
+            self._rows[key] = value
+            for name, key_of in self._index_keys.items():
+                self._indexes[name].setdefault(key_of(value), {})[key] = None
+            for name, key_of in self._unique_keys.items():
+                self._unique[name][key_of(value)] = key
+
+
+class MemoryDatabase:
+    """Holds the tables of one in-memory app and its transactions."""
+
+    dialect = "memory"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._tables: dict[str, MemoryTable[Any, Any]] = {}
+        self._undo: list[tuple[MemoryTable[Any, Any], Any, Any]] | None = None
+
+    def table(
+        self,
+        name: str,
+        *,
+        indexes: Mapping[str, Callable[[Any], Hashable]] | None = None,
+        unique: Mapping[str, Callable[[Any], Hashable]] | None = None,
+    ) -> MemoryTable[Any, Any]:
+        """The table ``name``, created on first use with its indexes and unique keys."""
+        with self._lock:
+            table = self._tables.get(name)
+            if table is None:
+                table = MemoryTable(self, name, indexes or {}, unique or {})
+                self._tables[name] = table
+            return table
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make every table write inside atomic; nested blocks roll back only their own writes."""
+        with self._lock:
+            outer = self._undo is None
+            if outer:
+                self._undo = []
+            assert self._undo is not None
+            mark = len(self._undo)
+            try:
+                yield
+            except BaseException:
+                self._rollback_to(mark)
+                raise
+            finally:
+                if outer:
+                    self._undo = None
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        """Read under the lock, so a concurrent transaction is never seen half-done."""
+        with self._lock:
+            yield
+
+    def _log(self, table: MemoryTable[Any, Any], key: Any, old: Any) -> None:
+        if self._undo is None:
+            raise RuntimeError("memory tables are written only inside transaction()")
+        self._undo.append((table, key, old))
+
+    def _rollback_to(self, mark: int) -> None:
+        undo = self._undo
+        assert undo is not None
+        while len(undo) > mark:
+            table, key, old = undo.pop()
+            table._set(key, old)
+
+    def close(self) -> None:
+        with self._lock:
+            self._tables.clear()

@@ -1,0 +1,216 @@
+"""PostgreSQL backend: psycopg 3 through a checked ``psycopg_pool.ConnectionPool``.
+
+Connections are in autocommit mode, so a statement outside a transaction is its own
+transaction; :meth:`PostgresDatabase.transaction` pins one pooled connection to the
+calling thread for the whole block (nested blocks are savepoints). Every session runs
+in UTC. This module imports psycopg, so it is imported only when a PostgreSQL URL is used.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
+from typing import Any, NoReturn
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+
+from aicmo.db.base import Params, Row, SqlDatabase, schema_error_for_missing_table
+from aicmo.db.sql import Sql
+from aicmo.errors import BackendError, ConflictError
+
+__all__ = ["PostgresDatabase"]
+
+
+class _ThreadState(threading.local):
+    conn: psycopg.Connection[Any] | None = None
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+def describe_target(url: str) -> tuple[str, str | None]:
+    """``("PostgreSQL at host:port/dbname", password)`` for messages that never show it."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "PostgreSQL (unparsable URL)", None
+    host = str(info.get("host") or info.get("hostaddr") or "localhost")
+    port = str(info.get("port") or "5432")
+    dbname = str(info.get("dbname") or info.get("user") or "")
+    password = info.get("password")
+    return f"PostgreSQL at {host}:{port}/{dbname}", str(password) if password else None
+
+
+class PostgresDatabase(SqlDatabase):
+    dialect = "postgresql"
+    self_upgrading = False
+
+    def __init__(self, url: str, *, pool_size: int = 10, pool_timeout: float = 30.0):
+        describe, self._password = describe_target(url)
+        super().__init__(describe)
+        self._url = url
+        self.pool_timeout = pool_timeout
+        self._state = _ThreadState()
+        # Fail fast, with the reason, when the server cannot be reached.
+        probe = self.open_raw_connection()
+        probe.close()
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
+            psycopg_pool.ConnectionPool(
+                url,
+                min_size=1,
+                max_size=max(1, pool_size),
+                kwargs={"autocommit": True},
+                configure=_configure,
+                check=psycopg_pool.ConnectionPool.check_connection,
+                timeout=pool_timeout,
+                open=True,
+                name="aicmo",
+            )
+        )
+
+    # -- connections ---------------------------------------------------------------------
+    def _redact(self, message: str) -> str:
+        if self._password:
+            message = message.replace(self._password, "***")
+        return message
+
+    def open_raw_connection(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            reason = self._redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            raise BackendError(
+                f"cannot connect to {self.describe}: {reason}. Check that the server is "
+                "running and that the URL (AICMO_DATABASE_URL) is right"
+            ) from None
+        _configure(conn)
+        return conn
+
+    def migration_guard(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._state.conn
+        if conn is not None:
+            yield conn
+            return
+        try:
+            with self._pool.connection() as pooled:
+                yield pooled
+        except psycopg_pool.PoolTimeout as exc:
+            raise BackendError(
+                f"no connection to {self.describe} became free within "
+                f"{self.pool_timeout:g}s (pool of {self._pool.max_size}); "
+                "raise AICMO_DB_POOL_SIZE or AICMO_DB_POOL_TIMEOUT"
+            ) from exc
+
+    # -- errors --------------------------------------------------------------------------
+    def _translate(self, exc: psycopg.Error) -> NoReturn:
+        message = self._redact(str(exc).strip())
+        if isinstance(exc, pg_errors.IntegrityError):
+            raise ConflictError(f"{self.describe} refused the write: {message}") from exc
+        if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
+            raise schema_error_for_missing_table(self.describe, message) from exc
+        raise BackendError(f"{self.describe}: {message}") from exc
+
+    # -- statements ----------------------------------------------------------------------
+    def execute(self, stmt: Sql, params: Params | None = None) -> int:
+        if not self._schema_checked:
+            self.check_schema()
+        try:
+            with self._connection() as conn:
+                return conn.execute(stmt.pyformat, params).rowcount
+        except psycopg.Error as exc:
+            self._translate(exc)
+
+    def execute_many(self, stmt: Sql, params: Sequence[Params]) -> None:
+        if not self._schema_checked:
+            self.check_schema()
+        try:
+            with self._connection() as conn, conn.cursor() as cursor:
+                cursor.executemany(stmt.pyformat, params)
+        except psycopg.Error as exc:
+            self._translate(exc)
+
+    def fetch_all(self, stmt: Sql, params: Params | None = None) -> list[Row]:
+        if not self._schema_checked:
+            self.check_schema()
+        try:
+            with self._connection() as conn:
+                cursor = conn.execute(stmt.pyformat, params)
+                rows = cursor.fetchall()
+                if not rows:
+                    return []
+                assert cursor.description is not None
+                names = [d.name for d in cursor.description]
+        except psycopg.Error as exc:
+            self._translate(exc)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def raw_fetch_all(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
+        """A query in psycopg's own parameter style that skips the schema check."""
+        try:
+            with self._connection() as conn:
+                return conn.execute(sql.encode(), params).fetchall()
+        except psycopg.Error as exc:
+            self._translate(exc)
+
+    def table_exists(self, name: str) -> bool:
+        rows = self.raw_fetch_all("SELECT to_regclass(%(name)s) IS NOT NULL", {"name": name})
+        return bool(rows[0][0])
+
+    # -- transactions --------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if not self._schema_checked:
+            self.check_schema()
+        state = self._state
+        try:
+            if state.conn is not None:
+                with state.conn.transaction():
+                    yield
+                return
+            with self._connection() as conn:
+                state.conn = conn
+                try:
+                    with conn.transaction():
+                        yield
+                finally:
+                    state.conn = None
+        except psycopg.Error as exc:
+            self._translate(exc)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        if not self._schema_checked:
+            self.check_schema()
+        state = self._state
+        if state.conn is not None:
+            yield
+            return
+        try:
+            with self._connection() as conn:
+                state.conn = conn
+                try:
+                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    try:
+                        yield
+                    finally:
+                        conn.execute("COMMIT")
+                finally:
+                    state.conn = None
+        except psycopg.Error as exc:
+            self._translate(exc)
+
+    def encode_datetime(self, value: datetime) -> datetime:
+        return value

@@ -1,0 +1,94 @@
+"""SQL statements written once with ``:name`` parameters, and their psycopg form.
+
+sqlite3 understands ``:name`` natively. psycopg wants ``%(name)s`` and a literal ``%``
+doubled; :func:`to_pyformat` rewrites a statement, leaving ``::`` casts, quoted strings,
+quoted identifiers and comments untouched.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Sql", "to_pyformat"]
+
+
+def _is_name_start(char: str) -> bool:
+    return char.isascii() and (char.isalpha() or char == "_")
+
+
+def _is_name_char(char: str) -> bool:
+    return char.isascii() and (char.isalnum() or char == "_")
+
+
+def to_pyformat(sql: str) -> str:
+    """Rewrite ``:name`` parameters to ``%(name)s`` and double every literal ``%``.
+
+    Text inside ``'...'``, ``"..."``, ``-- ...`` and ``/* ... */`` is copied unchanged,
+    and so is a ``::`` cast. Raises ``ValueError`` on an unterminated quote or comment.
+    """
+    out: list[str] = []
+    i = 0
+    n = len(sql)
+    while i < n:
+        char = sql[i]
+        if char in "'\"":
+            end = i + 1
+            while True:
+                end = sql.find(char, end)
+                if end < 0:
+                    raise ValueError(f"unterminated {char} quote at offset {i} in SQL: {sql!r}")
+                if end + 1 < n and sql[end + 1] == char:  # doubled quote: an escaped quote
+                    end += 2
+                    continue
+                break
+            out.append(sql[i : end + 1].replace("%", "%%") if char == "'" else sql[i : end + 1])
+            i = end + 1
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = n if end < 0 else end
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            if end < 0:
+                raise ValueError(f"unterminated /* comment at offset {i} in SQL: {sql!r}")
+            out.append(sql[i : end + 2].replace("%", "%%"))
+            i = end + 2
+        elif char == ":":
+            if sql.startswith("::", i):
+                out.append("::")
+                i += 2
+            elif i + 1 < n and _is_name_start(sql[i + 1]):
+                end = i + 2
+                while end < n and _is_name_char(sql[end]):
+                    end += 1
+                out.append(f"%({sql[i + 1 : end]})s")
+                i = end
+            else:
+                out.append(":")
+                i += 1
+        elif char == "%":
+            out.append("%%")
+            i += 1
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+class Sql:
+    """One statement, kept in both parameter styles (the psycopg form is built on first use)."""
+
+    __slots__ = ("_pyformat", "text")
+
+    def __init__(self, text: str):
+        self.text = text.strip()
+        self._pyformat: bytes | None = None
+
+    @property
+    def pyformat(self) -> bytes:
+        """The psycopg form, encoded once (psycopg accepts bytes as a trusted query)."""
+        if self._pyformat is None:
+            self._pyformat = to_pyformat(self.text).encode()
+        return self._pyformat
+
+    def __repr__(self) -> str:
+        return f"Sql({self.text!r})"

@@ -1,0 +1,63 @@
+"""The one exception tree of aicmo.
+
+Every backend (memory, SQLite, PostgreSQL) raises these same classes for the same
+situation, so callers never catch ``sqlite3`` or ``psycopg`` exceptions. The original
+driver exception, where there is one, is kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "AicmoError",
+    "BackendError",
+    "ConfigurationError",
+    "ConflictError",
+    "NotFoundError",
+    "SchemaError",
+    "ValidationError",
+]
+
+
+class AicmoError(Exception):
+    """Base class of every error aicmo raises on purpose."""
+
+
+class ValidationError(AicmoError, ValueError):
+    """Input was rejected before anything was written.
+
+    ``errors`` lists every problem found as ``(field path, problem)`` pairs, e.g.
+    ``("scope.timeline_weeks", "must be >= 0, got -1")``.
+    """
+
+    def __init__(self, errors: Iterable[tuple[str, str]], *, subject: str | None = None):
+        self.errors: list[tuple[str, str]] = list(errors)
+        self.subject = subject
+        lines = [f"{path}: {problem}" if path else problem for path, problem in self.errors]
+        head = f"invalid {subject}" if subject else "invalid input"
+        if len(lines) == 1:
+            message = f"{head}: {lines[0]}"
+        else:
+            message = f"{head} ({len(lines)} problems):\n  " + "\n  ".join(lines)
+        super().__init__(message)
+
+
+class NotFoundError(AicmoError, LookupError):
+    """An operation needs a record that does not exist."""
+
+
+class ConflictError(AicmoError):
+    """A write would break a uniqueness or integrity rule; nothing was written."""
+
+
+class SchemaError(AicmoError):
+    """The database schema does not match this version of aicmo (behind or ahead)."""
+
+
+class ConfigurationError(AicmoError, ValueError):
+    """A URL, environment variable or option is not valid."""
+
+
+class BackendError(AicmoError):
+    """The database could not do what was asked (unreachable, locked, I/O, ...)."""

@@ -1,0 +1,16 @@
+"""Onboarding: intake forms and the normalized brief.
+
+Public names only; the repositories behind ``app.repos.onboarding`` are wired by
+:mod:`aicmo.app`.
+"""
+
+from aicmo.onboarding.dtos import DiscoveryNotesDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
+from aicmo.onboarding.ports import BriefRepository
+
+__all__ = [
+    "BriefRepository",
+    "DiscoveryNotesDTO",
+    "IntakeFormDTO",
+    "NormalizedBriefDTO",
+    "ScopeDTO",
+]

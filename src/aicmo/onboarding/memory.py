@@ -1,0 +1,56 @@
+"""In-memory ``BriefRepository``: the reference behaviour the SQL one must match."""
+
+from __future__ import annotations
+
+from aicmo.db.memory import MemoryDatabase
+from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
+from aicmo.onboarding.rules import brief_arg, brief_id_arg, brief_not_found, intake_arg, key_arg
+
+__all__ = ["InMemoryBriefRepository"]
+
+
+def _brief_order(brief: NormalizedBriefDTO) -> tuple[object, ...]:
+    return (brief.normalized_at, brief.brief_id)
+
+
+class InMemoryBriefRepository:
+    """Stores frozen DTOs in the app's memory database (atomic with ``app.transaction()``)."""
+
+    def __init__(self, db: MemoryDatabase):
+        self._db = db
+        self._briefs = db.table("onboarding_brief", indexes={"client": lambda b: b.client_id})
+        self._intakes = db.table("onboarding_intake")
+
+    def save_brief(self, brief: NormalizedBriefDTO) -> None:
+        brief = brief_arg(brief)
+        with self._db.transaction():
+            self._briefs.put(brief.brief_id, brief)
+
+    def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
+        brief_id = key_arg(brief_id, "brief_id")
+        with self._db.read():
+            return self._briefs.get(brief_id)
+
+    def list_by_client(self, client_id: str) -> list[NormalizedBriefDTO]:
+        client_id = key_arg(client_id, "client_id")
+        with self._db.read():
+            return sorted(self._briefs.lookup("client", client_id), key=_brief_order)
+
+    def delete_brief(self, brief_id: str) -> bool:
+        brief_id = key_arg(brief_id, "brief_id")
+        with self._db.transaction():
+            self._intakes.delete(brief_id)
+            return self._briefs.delete(brief_id)
+
+    def save_intake(self, brief_id: str, intake: IntakeFormDTO) -> None:
+        brief_id = brief_id_arg(brief_id)
+        intake = intake_arg(intake)
+        with self._db.transaction():
+            if self._briefs.get(brief_id) is None:
+                raise brief_not_found(brief_id)
+            self._intakes.put(brief_id, intake)
+
+    def get_intake(self, brief_id: str) -> IntakeFormDTO | None:
+        brief_id = key_arg(brief_id, "brief_id")
+        with self._db.read():
+            return self._intakes.get(brief_id)

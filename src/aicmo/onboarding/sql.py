@@ -1,0 +1,120 @@
+"""SQL ``BriefRepository``: the same statements on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aicmo.db.base import SqlDatabase
+from aicmo.db.mapping import RowMapper
+from aicmo.db.sql import Sql
+from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
+from aicmo.onboarding.rules import brief_arg, brief_id_arg, brief_not_found, intake_arg, key_arg
+
+__all__ = ["SqlBriefRepository"]
+
+SAVE_BRIEF = Sql("""
+INSERT INTO onboarding_brief (
+    brief_id, client_id, deliverables, exclusions, timeline_weeks, objectives,
+    target_audience, brand_guidelines, normalized_at, created_at, updated_at
+) VALUES (
+    :brief_id, :client_id, :deliverables, :exclusions, :timeline_weeks, :objectives,
+    :target_audience, :brand_guidelines, :normalized_at, :now, :now
+)
+ON CONFLICT (brief_id) DO UPDATE SET
+    client_id = excluded.client_id,
+    deliverables = excluded.deliverables,
+    exclusions = excluded.exclusions,
+    timeline_weeks = excluded.timeline_weeks,
+    objectives = excluded.objectives,
+    target_audience = excluded.target_audience,
+    brand_guidelines = excluded.brand_guidelines,
+    normalized_at = excluded.normalized_at,
+    updated_at = excluded.updated_at
+""")
+
+GET_BRIEF = Sql("""
+SELECT brief_id, client_id, deliverables, exclusions, timeline_weeks, objectives,
+       target_audience, brand_guidelines, normalized_at
+FROM onboarding_brief
+WHERE brief_id = :brief_id
+""")
+
+LIST_BRIEFS_BY_CLIENT = Sql("""
+SELECT brief_id, client_id, deliverables, exclusions, timeline_weeks, objectives,
+       target_audience, brand_guidelines, normalized_at
+FROM onboarding_brief
+WHERE client_id = :client_id
+ORDER BY normalized_at, brief_id
+""")
+
+# The intake goes with its brief: ON DELETE CASCADE.
+DELETE_BRIEF = Sql("DELETE FROM onboarding_brief WHERE brief_id = :brief_id")
+
+SAVE_INTAKE = Sql("""
+INSERT INTO onboarding_intake (brief_id, responses, submitted_at, created_at, updated_at)
+SELECT :brief_id, :responses, :submitted_at, :now, :now
+WHERE EXISTS (SELECT 1 FROM onboarding_brief WHERE brief_id = :brief_id)
+ON CONFLICT (brief_id) DO UPDATE SET
+    responses = excluded.responses,
+    submitted_at = excluded.submitted_at,
+    updated_at = excluded.updated_at
+""")
+
+GET_INTAKE = Sql("""
+SELECT responses, submitted_at FROM onboarding_intake WHERE brief_id = :brief_id
+""")
+
+STATEMENTS = (
+    SAVE_BRIEF, GET_BRIEF, LIST_BRIEFS_BY_CLIENT, DELETE_BRIEF, SAVE_INTAKE, GET_INTAKE,
+)
+"""Every statement this module issues (the table-ownership test reads them)."""
+
+
+class SqlBriefRepository:
+    """``BriefRepository`` over a :class:`~aicmo.db.base.SqlDatabase`."""
+
+    def __init__(self, db: SqlDatabase):
+        self._db = db
+        self._briefs = RowMapper(
+            NormalizedBriefDTO,
+            db.dialect,
+            json=("objectives", "brand_guidelines", "scope.deliverables", "scope.exclusions"),
+            flatten=("scope",),
+        )
+        self._intakes = RowMapper(IntakeFormDTO, db.dialect, json=("responses",))
+
+    def _now(self) -> object:
+        return self._db.encode_datetime(datetime.now(UTC))
+
+    def save_brief(self, brief: NormalizedBriefDTO) -> None:
+        row = self._briefs.to_row(brief_arg(brief))
+        row["now"] = self._now()
+        with self._db.transaction():
+            self._db.execute(SAVE_BRIEF, row)
+
+    def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
+        row = self._db.fetch_one(GET_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")})
+        return None if row is None else self._briefs.from_row(row)
+
+    def list_by_client(self, client_id: str) -> list[NormalizedBriefDTO]:
+        rows = self._db.fetch_all(
+            LIST_BRIEFS_BY_CLIENT, {"client_id": key_arg(client_id, "client_id")}
+        )
+        return [self._briefs.from_row(row) for row in rows]
+
+    def delete_brief(self, brief_id: str) -> bool:
+        with self._db.transaction():
+            return self._db.execute(DELETE_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")}) > 0
+
+    def save_intake(self, brief_id: str, intake: IntakeFormDTO) -> None:
+        brief_id = brief_id_arg(brief_id)
+        row = self._intakes.to_row(intake_arg(intake))
+        row["brief_id"] = brief_id
+        row["now"] = self._now()
+        with self._db.transaction():
+            if self._db.execute(SAVE_INTAKE, row) == 0:
+                raise brief_not_found(brief_id)
+
+    def get_intake(self, brief_id: str) -> IntakeFormDTO | None:
+        row = self._db.fetch_one(GET_INTAKE, {"brief_id": key_arg(brief_id, "brief_id")})
+        return None if row is None else self._intakes.from_row(row)

@@ -1,0 +1,324 @@
+"""The ``BriefRepository`` contract suite and its stateful parity machine."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+import aicmo
+from aicmo.errors import AicmoError, NotFoundError, ValidationError
+from aicmo.onboarding import IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
+from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same
+from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
+
+__all__ = ["BriefParityMachine", "BriefRepositoryContract", "briefs", "intakes", "make_brief"]
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def make_brief(brief_id: str = "brief-1", **changes: Any) -> NormalizedBriefDTO:
+    """A valid brief; keyword arguments replace fields."""
+    fields: dict[str, Any] = {
+        "brief_id": brief_id,
+        "client_id": "client-1",
+        "scope": ScopeDTO(deliverables=("blog post", "landing page"), exclusions=("video",),
+                          timeline_weeks=8),
+        "objectives": ("grow signups", "launch in EU"),
+        "target_audience": "Ops leads at 50-500 person SaaS companies",
+        "brand_guidelines": {"tone": "plain", "banned": ["synergy"], "cta": {"text": "Try it"}},
+        "normalized_at": T0,
+    }
+    fields.update(changes)
+    return NormalizedBriefDTO(**fields)
+
+
+def make_intake(**changes: Any) -> IntakeFormDTO:
+    fields: dict[str, Any] = {
+        "responses": {"company": "Acme", "budget": 12000.5, "channels": ["email", "seo"]},
+        "submitted_at": T0 - timedelta(days=1),
+    }
+    fields.update(changes)
+    return IntakeFormDTO(**fields)
+
+
+class BriefRepositoryContract:
+    """Behaviour every ``BriefRepository`` must have. Needs an ``app`` fixture (empty DB)."""
+
+    def test_get_missing_brief_is_none(self, app: aicmo.App) -> None:
+        assert app.repos.onboarding.get_brief("nope") is None
+        assert app.repos.onboarding.get_intake("nope") is None
+
+    def test_round_trip_is_exact(self, app: aicmo.App) -> None:
+        brief = make_brief()
+        app.repos.onboarding.save_brief(brief)
+        got = app.repos.onboarding.get_brief("brief-1")
+        assert got == brief
+        assert_same(brief, got)
+
+    def test_edge_values_round_trip(self, app: aicmo.App) -> None:
+        brief = make_brief(
+            "'; DROP TABLE onboarding_brief; --",
+            client_id="%(client_id)s :client_id ::text 100%",
+            scope=ScopeDTO(deliverables=(), exclusions=(), timeline_weeks=0),
+            objectives=("", "\U0001f600 \u65e5\u672c", "e\u0301", "x" * 100_000),
+            target_audience="",
+            brand_guidelines={"floats": [1e308, 1e23, 0.1, -0.0, 5e-324], "big": 2**63 - 1,
+                              "neg": -(2**63), "nested": {"b": {"a": [None, True, False]}},
+                              "z": 1, "a": 2},
+            normalized_at=datetime(1, 1, 1, tzinfo=UTC),
+        )
+        app.repos.onboarding.save_brief(brief)
+        got = app.repos.onboarding.get_brief(brief.brief_id)
+        assert_same(brief, got)
+        assert got is not None
+        assert got.scope.timeline_weeks == 0
+        assert list(got.brand_guidelines) == ["floats", "big", "neg", "nested", "z", "a"]
+
+    def test_timeline_weeks_none_and_far_future(self, app: aicmo.App) -> None:
+        brief = make_brief(scope=ScopeDTO(deliverables=("x",)),
+                           normalized_at=datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+        app.repos.onboarding.save_brief(brief)
+        assert_same(brief, app.repos.onboarding.get_brief(brief.brief_id))
+
+    def test_datetimes_come_back_as_the_same_instant_in_utc(self, app: aicmo.App) -> None:
+        local = datetime(2025, 6, 1, 9, 30, 0, 123456, tzinfo=timezone(timedelta(hours=5, minutes=45)))
+        app.repos.onboarding.save_brief(make_brief(normalized_at=local))
+        got = app.repos.onboarding.get_brief("brief-1")
+        assert got is not None
+        assert got.normalized_at == local
+        assert got.normalized_at.tzinfo is UTC
+        assert got.normalized_at.hour == 3 and got.normalized_at.minute == 45
+
+    def test_resave_replaces_every_field(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        repo.save_brief(make_brief())
+        second = make_brief(client_id="client-2", objectives=(), target_audience="new",
+                            scope=ScopeDTO(deliverables=("one",), timeline_weeks=None),
+                            brand_guidelines={}, normalized_at=T0 + timedelta(days=3))
+        repo.save_brief(second)
+        assert_same(second, repo.get_brief("brief-1"))
+        assert repo.list_by_client("client-1") == []
+        assert repo.list_by_client("client-2") == [second]
+
+    def test_list_by_client_orders_by_time_then_id_in_code_points(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        later = T0 + timedelta(hours=1)
+        saved = [
+            make_brief("b", normalized_at=later),
+            make_brief("\u00e9", normalized_at=T0),
+            make_brief("a", normalized_at=T0),
+            make_brief("B", normalized_at=T0),
+            make_brief("other", client_id="client-2", normalized_at=T0),
+        ]
+        for brief in saved:
+            repo.save_brief(brief)
+        listed = repo.list_by_client("client-1")
+        assert [b.brief_id for b in listed] == ["B", "a", "\u00e9", "b"]
+        assert repo.list_by_client("nobody") == []
+
+    def test_delete_removes_brief_and_intake(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        repo.save_brief(make_brief())
+        repo.save_intake("brief-1", make_intake())
+        assert repo.delete_brief("brief-1") is True
+        assert repo.get_brief("brief-1") is None
+        assert repo.get_intake("brief-1") is None
+        assert repo.delete_brief("brief-1") is False
+        repo.save_brief(make_brief())
+        assert repo.get_intake("brief-1") is None
+
+    def test_one_intake_per_brief_latest_wins(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        repo.save_brief(make_brief())
+        repo.save_intake("brief-1", make_intake())
+        second = make_intake(responses={"company": "Acme 2"}, submitted_at=T0)
+        repo.save_intake("brief-1", second)
+        assert_same(second, repo.get_intake("brief-1"))
+
+    def test_intake_needs_its_brief_and_writes_nothing_without_it(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        with pytest.raises(NotFoundError, match="brief 'ghost' not found"):
+            repo.save_intake("ghost", make_intake())
+        assert repo.get_intake("ghost") is None
+
+    def test_bad_arguments_are_validation_errors_and_write_nothing(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        with pytest.raises(ValidationError, match="brief: expected NormalizedBriefDTO"):
+            repo.save_brief(attrs.asdict(make_brief()))  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="brief_id"):
+            repo.get_brief(123)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="NUL"):
+            repo.list_by_client("a\x00b")
+        with pytest.raises(ValidationError, match="must not be empty"):
+            repo.save_intake("", make_intake())
+        assert repo.list_by_client("client-1") == []
+
+    def test_nothing_a_caller_holds_changes_what_is_stored(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        guidelines: dict[str, Any] = {"tone": "plain", "list": [1, 2]}
+        objectives = ["a", "b"]
+        brief = make_brief(brand_guidelines=guidelines, objectives=objectives)
+        guidelines["tone"] = "changed"
+        guidelines["list"].append(3)
+        objectives.append("c")
+        repo.save_brief(brief)
+        got = repo.get_brief("brief-1")
+        assert got is not None
+        assert got.brand_guidelines == {"tone": "plain", "list": (1, 2)}
+        assert got.objectives == ("a", "b")
+        with pytest.raises(TypeError):
+            got.brand_guidelines["tone"] = "x"
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            got.client_id = "x"  # type: ignore[misc]
+        assert_same(repo.get_brief("brief-1"), got)
+        assert_same(pickle.loads(pickle.dumps(got)), got)
+        assert_same(copy.deepcopy(got), got)
+
+    def test_transaction_commits_all_writes(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        with app.transaction():
+            repo.save_brief(make_brief("a"))
+            repo.save_intake("a", make_intake())
+            repo.save_brief(make_brief("b"))
+        assert repo.get_intake("a") is not None
+        assert [b.brief_id for b in repo.list_by_client("client-1")] == ["a", "b"]
+
+    def test_transaction_that_raises_leaves_everything_as_before(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        before = make_brief("a")
+        repo.save_brief(before)
+        with pytest.raises(Boom), app.transaction():
+            repo.save_brief(make_brief("a", target_audience="changed"))
+            repo.save_brief(make_brief("b"))
+            repo.save_intake("a", make_intake())
+            assert repo.delete_brief("a") is True
+            raise Boom
+        assert_same(before, repo.get_brief("a"))
+        assert repo.get_brief("b") is None
+        assert repo.get_intake("a") is None
+
+    def test_nested_transaction_is_a_savepoint(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        with app.transaction():
+            repo.save_brief(make_brief("outer"))
+            with pytest.raises(Boom), app.transaction():
+                repo.save_brief(make_brief("inner"))
+                raise Boom
+            with app.transaction():
+                repo.save_brief(make_brief("inner-2"))
+        assert repo.get_brief("outer") is not None
+        assert repo.get_brief("inner") is None
+        assert repo.get_brief("inner-2") is not None
+
+    def test_a_failed_call_inside_a_transaction_does_not_spoil_it(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        with app.transaction():
+            repo.save_brief(make_brief("a"))
+            with pytest.raises(NotFoundError):
+                repo.save_intake("ghost", make_intake())
+            repo.save_brief(make_brief("b"))
+        assert repo.get_brief("a") is not None
+        assert repo.get_brief("b") is not None
+
+    def test_errors_come_from_the_aicmo_tree(self, app: aicmo.App) -> None:
+        with pytest.raises(AicmoError):
+            app.repos.onboarding.save_intake("ghost", make_intake())
+
+
+# -- stateful parity -------------------------------------------------------------------
+
+_clients = st.sampled_from(["c1", "c2", "C1", "\u00e9"]) | ids
+
+scopes = st.builds(
+    ScopeDTO,
+    deliverables=st.lists(nasty_text, max_size=3),
+    exclusions=st.lists(nasty_text, max_size=2),
+    timeline_weeks=st.none() | st.integers(0, 2**63 - 1),
+)
+
+briefs = st.builds(
+    NormalizedBriefDTO,
+    brief_id=ids,
+    client_id=_clients,
+    scope=scopes,
+    objectives=st.lists(nasty_text, max_size=3),
+    target_audience=nasty_text,
+    brand_guidelines=json_objects,
+    normalized_at=aware_datetimes,
+)
+"""Valid briefs with nasty values; ids and clients collide often."""
+
+intakes = st.builds(IntakeFormDTO, responses=json_objects, submitted_at=aware_datetimes)
+
+
+class BriefParityMachine(ParityMachine):
+    """Memory vs SQL ``BriefRepository``. Subclass and define ``make_sql_app``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.brief_ids: set[str] = set()
+        self.clients: set[str] = set()
+
+    def seen(self, op: Op) -> None:
+        for arg in op.args:
+            if isinstance(arg, NormalizedBriefDTO):
+                self.brief_ids.add(arg.brief_id)
+                self.clients.add(arg.client_id)
+            elif isinstance(arg, str):
+                self.brief_ids.add(arg)
+
+    def write_ops(self) -> st.SearchStrategy[Op]:
+        known = st.sampled_from(sorted(self.brief_ids)) if self.brief_ids else ids
+        return st.one_of(
+            briefs.map(lambda b: Op("onboarding", "save_brief", (b,))),
+            (ids | known).map(lambda i: Op("onboarding", "delete_brief", (i,))),
+            st.tuples(ids | known, intakes).map(lambda a: Op("onboarding", "save_intake", a)),
+        )
+
+    def observe(self, app: aicmo.App) -> Any:
+        repo = app.repos.onboarding
+        return (
+            [(i, repo.get_brief(i), repo.get_intake(i)) for i in sorted(self.brief_ids)],
+            [(c, repo.list_by_client(c)) for c in sorted(self.clients)],
+        )
+
+    @rule(brief=briefs)
+    def save_brief(self, brief: NormalizedBriefDTO) -> None:
+        self.both(Op("onboarding", "save_brief", (brief,)))
+
+    @precondition(lambda self: bool(self.brief_ids))
+    @rule(data=st.data(), brief=briefs)
+    def resave_existing(self, data: st.DataObject, brief: NormalizedBriefDTO) -> None:
+        brief_id = data.draw(st.sampled_from(sorted(self.brief_ids)), label="brief_id")
+        self.both(Op("onboarding", "save_brief", (attrs.evolve(brief, brief_id=brief_id),)))
+
+    @rule(brief_id=ids)
+    def get_brief(self, brief_id: str) -> None:
+        self.both(Op("onboarding", "get_brief", (brief_id,)))
+
+    @rule(client_id=_clients)
+    def list_by_client(self, client_id: str) -> None:
+        self.both(Op("onboarding", "list_by_client", (client_id,)))
+
+    @precondition(lambda self: bool(self.brief_ids))
+    @rule(data=st.data())
+    def delete_brief(self, data: st.DataObject) -> None:
+        brief_id = data.draw(st.sampled_from(sorted(self.brief_ids)), label="brief_id")
+        self.both(Op("onboarding", "delete_brief", (brief_id,)))
+
+    @rule(data=st.data(), intake=intakes)
+    def save_intake(self, data: st.DataObject, intake: IntakeFormDTO) -> None:
+        known = st.sampled_from(sorted(self.brief_ids)) if self.brief_ids else ids
+        brief_id = data.draw(known | ids, label="brief_id")
+        self.both(Op("onboarding", "save_intake", (brief_id, intake)))
+
+    @rule(brief_id=ids)
+    def get_intake(self, brief_id: str) -> None:
+        self.both(Op("onboarding", "get_intake", (brief_id,)))

@@ -1,0 +1,134 @@
+"""The machinery shared by every stateful parity test: two apps, the same operations.
+
+A :class:`ParityMachine` drives the memory backend and a SQL backend side by side. Every
+operation runs on both; its result, or the ``aicmo.errors`` class it raised, must be the
+same, compared strictly (by ``repr``: ``1`` vs ``1.0``, ``-0.0`` vs ``0.0``, naive vs UTC
+datetimes and tuple vs list all differ). After every step the whole observable state of
+both apps must be the same too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+import aicmo
+from aicmo.errors import AicmoError
+
+__all__ = ["Boom", "Op", "ParityMachine", "assert_same", "outcome"]
+
+
+class Boom(Exception):
+    """Raised on purpose inside a transaction to make it roll back."""
+
+
+def assert_same(memory: Any, sql: Any, what: str = "result") -> None:
+    """Strict equality: same values *and* same types, all the way down."""
+    if repr(memory) != repr(sql):
+        raise AssertionError(
+            f"memory and SQL disagree on {what}:\n  memory: {memory!r}\n  sql:    {sql!r}"
+        )
+
+
+def outcome(op: Callable[[aicmo.App], Any], app: aicmo.App) -> tuple[str, Any]:
+    """``("ok", result)`` or ``("error", error class name)``; other exceptions propagate."""
+    try:
+        return ("ok", op(app))
+    except AicmoError as exc:
+        return ("error", type(exc).__name__)
+
+
+@attrs.frozen
+class Op:
+    """One repository call, replayable on any app: ``app.repos.<module>.<method>(*args)``."""
+
+    module: str
+    method: str
+    args: tuple[Any, ...]
+
+    def __call__(self, app: aicmo.App) -> Any:
+        return getattr(getattr(app.repos, self.module), self.method)(*self.args)
+
+    def __repr__(self) -> str:
+        return f"{self.module}.{self.method}{self.args!r}"
+
+
+class ParityMachine(RuleBasedStateMachine):
+    """Subclass with :meth:`make_sql_app`, :meth:`write_ops` and :meth:`observe`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memory = aicmo.connect("memory://")
+        self.sql = self.make_sql_app()
+
+    # -- to provide ----------------------------------------------------------------------
+    def make_sql_app(self) -> aicmo.App:
+        """An app on an empty, migrated SQL database."""
+        raise NotImplementedError
+
+    def write_ops(self) -> st.SearchStrategy[Op]:
+        """Writes worth replaying inside transactions."""
+        raise NotImplementedError
+
+    def observe(self, app: aicmo.App) -> Any:
+        """Everything a caller could read back from ``app`` about the records touched so far."""
+        raise NotImplementedError
+
+    def seen(self, op: Op) -> None:
+        """Remember the keys ``op`` touched (so :meth:`observe` reads them back)."""
+
+    # -- shared --------------------------------------------------------------------------
+    def teardown(self) -> None:
+        self.memory.close()
+        self.sql.close()
+
+    def both(self, op: Op) -> tuple[str, Any]:
+        """Run ``op`` on both apps; they must agree. Returns the memory outcome."""
+        self.seen(op)
+        memory, sql = outcome(op, self.memory), outcome(op, self.sql)
+        assert_same(memory, sql, repr(op))
+        return memory
+
+    def _in_transaction(self, app: aicmo.App, ops: list[Op], fail_at: int | None,
+                        inner: list[Op], inner_fails: bool) -> list[Any]:
+        results: list[Any] = []
+        try:
+            with app.transaction():
+                for index, op in enumerate(ops):
+                    if index == fail_at:
+                        raise Boom
+                    results.append(outcome(op, app))
+                if inner:
+                    try:
+                        with app.transaction():
+                            results.extend(outcome(op, app) for op in inner)
+                            if inner_fails:
+                                raise Boom
+                    except Boom:
+                        results.append("inner rolled back")
+                if fail_at is not None and fail_at >= len(ops):
+                    raise Boom
+        except Boom:
+            results.append("rolled back")
+        return results
+
+    @rule(data=st.data())
+    def transaction(self, data: st.DataObject) -> None:
+        """A transaction of writes that commits, or raises midway, with a nested savepoint."""
+        ops = data.draw(st.lists(self.write_ops(), min_size=1, max_size=4), label="ops")
+        fail_at = data.draw(st.none() | st.integers(0, len(ops)), label="fail_at")
+        inner = data.draw(st.lists(self.write_ops(), max_size=2), label="inner")
+        inner_fails = data.draw(st.booleans(), label="inner_fails")
+        for op in ops + inner:
+            self.seen(op)
+        memory = self._in_transaction(self.memory, ops, fail_at, inner, inner_fails)
+        sql = self._in_transaction(self.sql, ops, fail_at, inner, inner_fails)
+        assert_same(memory, sql, "the transaction's results")
+
+    @invariant()
+    def same_state(self) -> None:
+        assert_same(self.observe(self.memory), self.observe(self.sql), "the stored state")

@@ -1,0 +1,94 @@
+"""Hypothesis strategies for nasty but valid values, shared by every module's parity test."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import strategies as st
+
+from aicmo.values import INT64_MAX, INT64_MIN
+
+__all__ = [
+    "aware_datetimes",
+    "ids",
+    "json_objects",
+    "json_values",
+    "nasty_text",
+    "small_ints",
+]
+
+#: Text that has broken SQL layers before: quotes, parameter markers, casts, comments.
+SQL_LOOKING = (
+    "",
+    " ",
+    "'",
+    "''",
+    '"',
+    "'; DROP TABLE onboarding_brief; --",
+    "Robert'); DELETE FROM onboarding_intake; --",
+    "%s",
+    "%(brief_id)s",
+    "100%",
+    ":brief_id",
+    "a::text",
+    "/* comment */",
+    "-- comment",
+    "\\",
+    "\\x00",
+    "NULL",
+    "null",
+    "\u00e9",
+    "e\u0301",
+    "\U0001f600",
+    "\u65e5\u672c\u8a9e",
+    "\u202eRTL",
+    "\ufeffBOM",
+    "\r\n\t",
+)
+
+_alphabet = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+
+nasty_text = st.one_of(
+    st.sampled_from(SQL_LOOKING),
+    st.text(_alphabet, max_size=40),
+    st.text(_alphabet, min_size=1000, max_size=3000).map(lambda s: s * 3),
+)
+"""Any storable text: empty, unicode, SQL-looking, long."""
+
+ids = st.one_of(
+    st.sampled_from(["a", "b", "B", "a1", "\u00e9", "Z", "x'y", "%s", "\U0001f600", "a b"]),
+    st.text(_alphabet, min_size=1, max_size=12),
+)
+"""Record ids: a small pool (so saves collide) plus any non-empty text."""
+
+_offsets = st.sampled_from(
+    [UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12)),
+     timezone(timedelta(hours=5, minutes=45)), timezone(timedelta(seconds=-1))]
+)
+
+aware_datetimes = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_offsets
+)
+"""Timezone-aware datetimes from year 1 to 9999 with odd offsets (all storable)."""
+
+small_ints = st.integers(min_value=0, max_value=3)
+
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=INT64_MIN, max_value=INT64_MAX),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.1, 1e308, 1e23, -0.0, 5e-324, 2**53 + 1]),
+    nasty_text,
+)
+
+json_values: st.SearchStrategy[Any] = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(_alphabet, max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+"""Nested JSON values with every scalar type, edge floats and nasty text."""
+
+json_objects = st.dictionaries(st.text(_alphabet, max_size=8), json_values, max_size=5)

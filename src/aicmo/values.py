@@ -1,0 +1,367 @@
+"""Value rules shared by every DTO, and the ``@dto`` class decorator.
+
+A DTO only ever holds values that every backend stores exactly, and it checks them when
+it is built, listing every problem with its field path in one ``ValidationError``:
+
+- datetimes are timezone-aware and normalized to UTC (the same instant);
+- floats are finite; integers fit in signed 64 bits (``bool`` is not an integer here);
+- text holds no NUL and no lone surrogate (PostgreSQL and UTF-8 cannot store them);
+- JSON values are ``None``, ``bool``, ``int``, ``float``, ``str``, arrays and objects with
+  text keys, at most ``MAX_JSON_DEPTH`` levels deep.
+
+DTOs are deeply immutable: sequences become tuples and JSON objects become
+:class:`FrozenDict`, so nothing a caller holds can change what a repository stored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar, dataclass_transform
+
+import attrs
+
+from aicmo.errors import ValidationError
+
+__all__ = [
+    "INT64_MAX",
+    "Invalid",
+    "argument",
+    "instance",
+    "non_negative_int64",
+    "INT64_MIN",
+    "MAX_JSON_DEPTH",
+    "Check",
+    "FrozenDict",
+    "dto",
+    "field",
+    "finite_float",
+    "identifier",
+    "int64",
+    "json_object",
+    "json_value",
+    "nested",
+    "optional",
+    "text",
+    "text_tuple",
+    "tuple_of",
+    "utc_datetime",
+]
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+MAX_JSON_DEPTH = 64
+
+Check = Callable[[Any, str], Any]
+"""A field rule: ``check(value, path)`` returns the normalized value or raises ``Invalid``."""
+
+T = TypeVar("T")
+
+
+class Invalid(Exception):
+    """Raised by a check with every ``(path, problem)`` it found."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        super().__init__(problems)
+        self.problems = problems
+
+
+def _fail(path: str, problem: str) -> NoReturn:
+    raise Invalid([(path, problem)])
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+class FrozenDict(dict[str, Any]):
+    """A read-only ``dict``: JSON objects inside DTOs.
+
+    It compares equal to a plain ``dict`` with the same items and serializes like one;
+    every mutating method raises ``TypeError``. Use ``dict(value)`` for a mutable copy.
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(
+            "this mapping belongs to an immutable aicmo DTO and cannot be changed; "
+            "copy it with dict(...) and build a new DTO with attrs.evolve(...)"
+        )
+
+    __setitem__ = _read_only
+    __delitem__ = _read_only
+    __ior__ = _read_only  # type: ignore[assignment]
+    clear = _read_only
+    pop = _read_only
+    popitem = _read_only
+    setdefault = _read_only
+    update = _read_only
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
+        return self
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "contains a NUL character (\\x00), which databases cannot store; remove it"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate, which is not valid Unicode text; fix its encoding"
+    return None
+
+
+def text(value: Any, path: str) -> str:
+    """Any text without NUL or lone surrogates (may be empty)."""
+    if not isinstance(value, str):
+        _fail(path, f"expected text (str), got {_type_name(value)}")
+    problem = _text_problem(value)
+    if problem:
+        _fail(path, problem)
+    return str(value)
+
+
+def identifier(value: Any, path: str) -> str:
+    """Non-empty text: the ids of records."""
+    result = text(value, path)
+    if not result:
+        _fail(path, "must not be empty; give the record an id")
+    return result
+
+
+def int64(value: Any, path: str, *, minimum: int = INT64_MIN) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(path, f"expected an integer, got {_type_name(value)}")
+    if not (max(minimum, INT64_MIN) <= value <= INT64_MAX):
+        if value < minimum and minimum > INT64_MIN:
+            _fail(path, f"must be >= {minimum}, got {value}")
+        _fail(path, f"{value} does not fit in a signed 64-bit integer")
+    return int(value)
+
+
+def non_negative_int64(value: Any, path: str) -> int:
+    return int64(value, path, minimum=0)
+
+
+def finite_float(value: Any, path: str) -> float:
+    """A finite float; integers are accepted when they convert exactly."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(path, f"expected a number, got {_type_name(value)}")
+    if isinstance(value, int):
+        converted = float(value) if abs(value) <= 2**53 else math.nan
+        if converted != value:
+            _fail(path, f"{value} cannot be stored exactly as a float")
+        return converted
+    if not math.isfinite(value):
+        _fail(path, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def utc_datetime(value: Any, path: str) -> datetime:
+    """A timezone-aware datetime, returned as the same instant in UTC."""
+    if not isinstance(value, datetime):
+        _fail(path, f"expected a timezone-aware datetime, got {_type_name(value)}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        _fail(
+            path,
+            "is naive (has no timezone); pass an aware datetime such as "
+            "datetime.now(timezone.utc)",
+        )
+    try:
+        # fold only disambiguates wall-clock times; in UTC it is meaningless and no
+        # database keeps it, so it is dropped.
+        return value.astimezone(UTC).replace(fold=0)
+    except (OverflowError, ValueError):
+        _fail(path, f"{value.isoformat()} is out of range once converted to UTC")
+
+
+def optional(check: Check) -> Check:
+    """``None`` or a value passing ``check``."""
+
+    def check_optional(value: Any, path: str) -> Any:
+        return None if value is None else check(value, path)
+
+    return check_optional
+
+
+def _sequence_items(value: Any, path: str, what: str) -> list[Any]:
+    if isinstance(value, str | bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+        _fail(path, f"expected a sequence of {what}, got {_type_name(value)}")
+    return list(value)
+
+
+def tuple_of(check: Check, what: str) -> Check:
+    """A tuple (any sequence is accepted) whose items each pass ``check``."""
+
+    def check_tuple(value: Any, path: str) -> tuple[Any, ...]:
+        items = _sequence_items(value, path, what)
+        problems: list[tuple[str, str]] = []
+        result = []
+        for index, item in enumerate(items):
+            try:
+                result.append(check(item, f"{path}[{index}]"))
+            except Invalid as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise Invalid(problems)
+        return tuple(result)
+
+    return check_tuple
+
+
+text_tuple = tuple_of(text, "strings")
+
+
+def _json(value: Any, path: str, depth: int, problems: list[tuple[str, str]]) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int64(value, path)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            _fail(path, f"must be a finite number, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        return text(value, path)
+    if depth >= MAX_JSON_DEPTH:
+        _fail(path, f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, Mapping):
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.append((path, f"has a non-text key {key!r}; JSON keys must be str"))
+                continue
+            key_problem = _text_problem(key)
+            if key_problem:
+                problems.append((path, f"key {key!r} {key_problem}"))
+                continue
+            try:
+                result[key] = _json(item, f"{path}.{key}", depth + 1, problems)
+            except Invalid as exc:
+                problems.extend(exc.problems)
+        return FrozenDict(result)
+    if isinstance(value, list | tuple):
+        items = []
+        for index, item in enumerate(value):
+            try:
+                items.append(_json(item, f"{path}[{index}]", depth + 1, problems))
+            except Invalid as exc:
+                problems.extend(exc.problems)
+        return tuple(items)
+    _fail(path, f"{_type_name(value)} is not a JSON value (use str, int, float, bool, None, "
+                "lists and dicts with str keys)")
+
+
+def json_value(value: Any, path: str) -> Any:
+    """Any JSON value; arrays become tuples and objects become ``FrozenDict``."""
+    problems: list[tuple[str, str]] = []
+    result = _json(value, path, 0, problems)
+    if problems:
+        raise Invalid(problems)
+    return result
+
+
+def json_object(value: Any, path: str) -> FrozenDict:
+    """A JSON object (a mapping with text keys)."""
+    if not isinstance(value, Mapping):
+        _fail(path, f"expected a JSON object (a dict with str keys), got {_type_name(value)}")
+    result: FrozenDict = json_value(value, path)
+    return result
+
+
+def nested(cls: type[T]) -> Check:
+    """An instance of the DTO ``cls``, or a mapping of its fields."""
+
+    def check_nested(value: Any, path: str) -> T:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            _fail(path, f"expected {cls.__name__} or a mapping of its fields, "
+                        f"got {_type_name(value)}")
+        try:
+            return cls(**value)
+        except ValidationError as exc:
+            raise Invalid([(f"{path}.{p}" if p else path, m) for p, m in exc.errors]) from None
+        except TypeError as exc:
+            _fail(path, str(exc))
+
+    return check_nested
+
+
+_NOTHING: Any = attrs.NOTHING
+
+
+def field(check: Check, *, default: Any = _NOTHING, factory: Callable[[], Any] | None = None) -> Any:
+    """Declare a DTO field checked (and normalized) by ``check`` when the DTO is built."""
+    if factory is not None:
+        return attrs.field(factory=factory, metadata={"check": check})
+    return attrs.field(default=default, metadata={"check": check})
+
+
+_CHECKS: dict[type, tuple[tuple[str, Check], ...]] = {}
+
+
+def _checks_of(cls: type) -> tuple[tuple[str, Check], ...]:
+    checks = _CHECKS.get(cls)
+    if checks is None:
+        checks = tuple(
+            (f.name, f.metadata["check"]) for f in attrs.fields(cls) if "check" in f.metadata
+        )
+        _CHECKS[cls] = checks
+    return checks
+
+
+def _validate(self: Any) -> None:
+    problems: list[tuple[str, str]] = []
+    for name, check in _checks_of(type(self)):
+        value = getattr(self, name)
+        try:
+            normalized = check(value, name)
+        except Invalid as exc:
+            problems.extend(exc.problems)
+            continue
+        if normalized is not value:
+            object.__setattr__(self, name, normalized)
+    if problems:
+        raise ValidationError(problems, subject=type(self).__name__)
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field,))
+def dto(cls: type[T]) -> type[T]:
+    """Make ``cls`` a frozen, slotted, keyword-only attrs class whose fields are checked.
+
+    Every field declared with :func:`field` is checked when the object is built; all
+    problems are reported together in one :class:`~aicmo.errors.ValidationError`.
+    """
+    cls.__attrs_post_init__ = _validate  # type: ignore[attr-defined]
+    return attrs.frozen(kw_only=True, slots=True)(cls)
+
+
+def argument(check: Check, value: Any, name: str) -> Any:
+    """Check one method argument, raising ``ValidationError`` that names it."""
+    try:
+        return check(value, name)
+    except Invalid as exc:
+        raise ValidationError(exc.problems, subject="argument") from None
+
+
+def instance(cls: type[Any]) -> Check:
+    """An instance of ``cls`` (the DTO a repository method takes)."""
+
+    def check_instance(value: Any, path: str) -> Any:
+        if not isinstance(value, cls):
+            _fail(path, f"expected {cls.__name__}, got {_type_name(value)}")
+        return value
+
+    return check_instance

@@ -1,0 +1,128 @@
+"""Backends for the contract suites, PostgreSQL isolation, and hypothesis profiles.
+
+PostgreSQL cases use ``AICMO_TEST_POSTGRES_URL``; each test session works in its own
+schema (dropped at the end), never in shared tables. Without the variable those cases
+skip with the reason, unless ``AICMO_REQUIRE_POSTGRES=1``, which makes them fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+
+import aicmo
+
+_suppress = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("dev", max_examples=40, stateful_step_count=25, deadline=None,
+                          suppress_health_check=_suppress)
+settings.register_profile("ci", max_examples=60, stateful_step_count=30, deadline=None,
+                          suppress_health_check=_suppress, print_blob=True)
+settings.register_profile("thorough", max_examples=2000, stateful_step_count=50,
+                          deadline=None, suppress_health_check=_suppress)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+BACKENDS = ["memory", "sqlite", "postgresql"]
+
+_schemas: list[str] = []
+
+
+def postgres_base_url() -> str:
+    """The server URL from the environment, or skip (fail under AICMO_REQUIRE_POSTGRES=1)."""
+    url = os.environ.get("AICMO_TEST_POSTGRES_URL", "").strip()
+    if url:
+        return url
+    reason = "AICMO_TEST_POSTGRES_URL is not set; PostgreSQL cases need a server"
+    if os.environ.get("AICMO_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"{reason} (AICMO_REQUIRE_POSTGRES=1)")
+    pytest.skip(reason)
+
+
+def with_schema(url: str, schema: str) -> str:
+    option = quote(f"-csearch_path={schema}", safe="")
+    return f"{url}{'&' if '?' in url else '?'}options={option}"
+
+
+def new_postgres_schema() -> str:
+    """A URL on a new, empty schema, dropped when the test session ends."""
+    base = postgres_base_url()
+    schema = f"aicmo_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
+    except psycopg.OperationalError as exc:
+        if os.environ.get("AICMO_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL at AICMO_TEST_POSTGRES_URL is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL at AICMO_TEST_POSTGRES_URL is unreachable: {exc}")
+    _schemas.append(schema)
+    return with_schema(base, schema)
+
+
+_session_url: str | None = None
+
+
+def session_postgres_url() -> str:
+    """This session's migrated schema, emptied of data on every call."""
+    global _session_url
+    if _session_url is None:
+        url = new_postgres_schema()
+        with aicmo.connect(url) as app:
+            app.migrate()
+        _session_url = url
+    truncate_all(_session_url)
+    return _session_url
+
+
+def truncate_all(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename NOT LIKE '%yoyo%'"
+            )
+        ]
+        if tables:
+            names = ", ".join(f'"{t}"' for t in tables)
+            conn.execute(f"TRUNCATE {names} CASCADE".encode())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    base = os.environ.get("AICMO_TEST_POSTGRES_URL", "").strip()
+    if not base or not _schemas:
+        return
+    with psycopg.connect(base, autocommit=True) as conn:
+        for schema in _schemas:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
+
+
+def open_app(backend: str, tmp_path: Path) -> aicmo.App:
+    """A connected app on an empty, migrated database of ``backend``."""
+    if backend == "memory":
+        return aicmo.connect("memory://")
+    if backend == "sqlite":
+        return aicmo.connect(f"sqlite:///{tmp_path / 'aicmo.db'}")
+    return aicmo.connect(session_postgres_url())
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def app(backend: str, tmp_path: Path) -> Iterator[aicmo.App]:
+    with open_app(backend, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh, empty (unmigrated) schema for this test."""
+    return new_postgres_schema()
