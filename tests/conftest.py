@@ -20,12 +20,24 @@ from hypothesis import HealthCheck, settings
 import aicmo
 
 _suppress = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
-settings.register_profile("dev", max_examples=40, stateful_step_count=25, deadline=None,
-                          suppress_health_check=_suppress)
-settings.register_profile("ci", max_examples=60, stateful_step_count=30, deadline=None,
-                          suppress_health_check=_suppress, print_blob=True)
-settings.register_profile("thorough", max_examples=2000, stateful_step_count=50,
-                          deadline=None, suppress_health_check=_suppress)
+settings.register_profile(
+    "dev", max_examples=40, stateful_step_count=25, deadline=None, suppress_health_check=_suppress
+)
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=_suppress,
+    print_blob=True,
+)
+settings.register_profile(
+    "thorough",
+    max_examples=2000,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=_suppress,
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 BACKENDS = ["memory", "sqlite", "postgresql"]

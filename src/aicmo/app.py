@@ -5,19 +5,32 @@ This is the only module that knows the concrete repository classes.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from contextlib import AbstractContextManager
 from types import TracebackType
 
 from aicmo.db import migrations
 from aicmo.db.base import SqlDatabase
-from aicmo.db.memory import MemoryDatabase
+from aicmo.db.memstore import MemoryDatabase
 from aicmo.db.migrations import MigrationStatus
+from aicmo.delivery import DeliveryRepository
+from aicmo.delivery.memory import InMemoryDeliveryRepository
+from aicmo.delivery.sql import SqlDeliveryRepository
 from aicmo.errors import BackendError, SchemaError
 from aicmo.onboarding import BriefRepository
 from aicmo.onboarding.memory import InMemoryBriefRepository
 from aicmo.onboarding.sql import SqlBriefRepository
+from aicmo.production import ProductionRepository
+from aicmo.production.memory import InMemoryProductionRepository
+from aicmo.production.sql import SqlProductionRepository
+from aicmo.qc import QcRepository
+from aicmo.qc.memory import InMemoryQcRepository
+from aicmo.qc.sql import SqlQcRepository
 from aicmo.settings import Settings, redact, resolve_settings
+from aicmo.strategy import StrategyRepository
+from aicmo.strategy.memory import InMemoryStrategyRepository
+from aicmo.strategy.sql import SqlStrategyRepository
 
 __all__ = ["App", "Repositories", "connect"]
 
@@ -25,10 +38,42 @@ __all__ = ["App", "Repositories", "connect"]
 class Repositories:
     """The repositories of one app, all bound to its backend."""
 
-    __slots__ = ("onboarding",)
+    __slots__ = ("delivery", "onboarding", "production", "qc", "strategy")
 
-    def __init__(self, *, onboarding: BriefRepository):
+    def __init__(
+        self,
+        *,
+        onboarding: BriefRepository,
+        strategy: StrategyRepository,
+        production: ProductionRepository,
+        qc: QcRepository,
+        delivery: DeliveryRepository,
+    ):
         self.onboarding = onboarding
+        self.strategy = strategy
+        self.production = production
+        self.qc = qc
+        self.delivery = delivery
+
+    @classmethod
+    def in_memory(cls, db: MemoryDatabase) -> Repositories:
+        return cls(
+            onboarding=InMemoryBriefRepository(db),
+            strategy=InMemoryStrategyRepository(db),
+            production=InMemoryProductionRepository(db),
+            qc=InMemoryQcRepository(db),
+            delivery=InMemoryDeliveryRepository(db),
+        )
+
+    @classmethod
+    def sql(cls, db: SqlDatabase) -> Repositories:
+        return cls(
+            onboarding=SqlBriefRepository(db),
+            strategy=SqlStrategyRepository(db),
+            production=SqlProductionRepository(db),
+            qc=SqlQcRepository(db),
+            delivery=SqlDeliveryRepository(db),
+        )
 
 
 def _open_sql(settings: Settings) -> SqlDatabase:
@@ -61,18 +106,17 @@ class App:
         self._memory: MemoryDatabase | None = None
         if settings.kind == "memory":
             self._memory = MemoryDatabase()
-            self.repos = Repositories(onboarding=InMemoryBriefRepository(self._memory))
+            self.repos = Repositories.in_memory(self._memory)
             return
         db = _open_sql(settings)
         db.schema_check = migrations.check_schema
         self._sql = db
         try:
             if auto_upgrade and db.self_upgrading:
-                try:
+                # A newer database is left alone: the first repository call says so.
+                with contextlib.suppress(SchemaError):
                     migrations.upgrade(db)
-                except SchemaError:
-                    pass  # a newer database: the first repository call says so
-            self.repos = Repositories(onboarding=SqlBriefRepository(db))
+            self.repos = Repositories.sql(db)
         except BaseException:
             db.close()
             raise

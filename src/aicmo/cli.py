@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
 import click
 
 import aicmo
@@ -93,7 +94,8 @@ def status(database: str | None) -> None:
         if _no_schema(app):
             return
         for migration in app.migration_status():
-            when = migration.applied_at.isoformat(timespec="seconds") if migration.applied_at else ""
+            at = migration.applied_at
+            when = at.isoformat(timespec="seconds") if at else ""
             click.echo(f"{migration.state:<8} {migration.id}  {when}".rstrip())
 
 

@@ -59,7 +59,7 @@ def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool)
 
 
 def _parse_sqlite(url: str) -> str | None:
-    rest = url[len("sqlite://"):]
+    rest = url[len("sqlite://") :]
     if "?" in rest or "#" in rest:
         raise ConfigurationError(
             f"SQLite URL {url!r} takes no query parameters; use sqlite:///path/to/file.db"

@@ -26,22 +26,22 @@ from aicmo.errors import ValidationError
 
 __all__ = [
     "INT64_MAX",
-    "Invalid",
-    "argument",
-    "instance",
-    "non_negative_int64",
     "INT64_MIN",
     "MAX_JSON_DEPTH",
     "Check",
     "FrozenDict",
+    "Invalid",
+    "argument",
     "dto",
     "field",
     "finite_float",
     "identifier",
+    "instance",
     "int64",
     "json_object",
     "json_value",
     "nested",
+    "non_negative_int64",
     "optional",
     "text",
     "text_tuple",
@@ -92,7 +92,7 @@ class FrozenDict(dict[str, Any]):
 
     __setitem__ = _read_only
     __delitem__ = _read_only
-    __ior__ = _read_only  # type: ignore[assignment]
+    __ior__ = _read_only
     clear = _read_only
     pop = _read_only
     popitem = _read_only
@@ -175,8 +175,7 @@ def utc_datetime(value: Any, path: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         _fail(
             path,
-            "is naive (has no timezone); pass an aware datetime such as "
-            "datetime.now(timezone.utc)",
+            "is naive (has no timezone); pass an aware datetime such as datetime.now(timezone.utc)",
         )
     try:
         # fold only disambiguates wall-clock times; in UTC it is meaningless and no
@@ -259,8 +258,11 @@ def _json(value: Any, path: str, depth: int, problems: list[tuple[str, str]]) ->
             except Invalid as exc:
                 problems.extend(exc.problems)
         return tuple(items)
-    _fail(path, f"{_type_name(value)} is not a JSON value (use str, int, float, bool, None, "
-                "lists and dicts with str keys)")
+    _fail(
+        path,
+        f"{_type_name(value)} is not a JSON value (use str, int, float, bool, None, "
+        "lists and dicts with str keys)",
+    )
 
 
 def json_value(value: Any, path: str) -> Any:
@@ -287,8 +289,9 @@ def nested(cls: type[T]) -> Check:
         if isinstance(value, cls):
             return value
         if not isinstance(value, Mapping):
-            _fail(path, f"expected {cls.__name__} or a mapping of its fields, "
-                        f"got {_type_name(value)}")
+            _fail(
+                path, f"expected {cls.__name__} or a mapping of its fields, got {_type_name(value)}"
+            )
         try:
             return cls(**value)
         except ValidationError as exc:
@@ -302,7 +305,9 @@ def nested(cls: type[T]) -> Check:
 _NOTHING: Any = attrs.NOTHING
 
 
-def field(check: Check, *, default: Any = _NOTHING, factory: Callable[[], Any] | None = None) -> Any:
+def field(
+    check: Check, *, default: Any = _NOTHING, factory: Callable[[], Any] | None = None
+) -> Any:
     """Declare a DTO field checked (and normalized) by ``check`` when the DTO is built."""
     if factory is not None:
         return attrs.field(factory=factory, metadata={"check": check})

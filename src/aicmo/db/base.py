@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from aicmo.db.sql import Sql
+from aicmo.db.statement import Sql
 from aicmo.errors import SchemaError
 
 __all__ = ["Params", "Row", "SqlDatabase"]

@@ -11,7 +11,7 @@ their parent's columns.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -31,13 +31,22 @@ _json_values.register_structure_hook(datetime, lambda v, _: datetime.fromisoform
 def dump_json(value: Any) -> str:
     """Compact JSON text; floats keep their exact ``repr``; text is kept as UTF-8."""
     return json.dumps(
-        _json_values.unstructure(value), ensure_ascii=False, allow_nan=False,
+        _json_values.unstructure(value),
+        ensure_ascii=False,
+        allow_nan=False,
         separators=(",", ":"),
     )
 
 
 def load_json(text: str, type_: Any) -> Any:
     return _json_values.structure(json.loads(text), type_)
+
+
+def _json_loader(type_: Any) -> Callable[[str, Any], Any]:
+    def load(value: str, _: Any) -> Any:
+        return load_json(value, type_)
+
+    return load
 
 
 def _row_converter(dialect: str) -> cattrs.Converter:
@@ -80,13 +89,14 @@ class RowMapper(Generic[T]):
             assert isinstance(nested_cls, type), f"{cls.__name__}.{name} needs a concrete type"
             prefix = f"{name}."
             self._register(
-                nested_cls, {f[len(prefix):] for f in json_fields if f.startswith(prefix)}
+                nested_cls, {f[len(prefix) :] for f in json_fields if f.startswith(prefix)}
             )
             names = tuple(f.name for f in attrs.fields(nested_cls))
             self._flatten.append((name, names))
         self._register(cls, {f for f in json_fields if "." not in f})
         self._columns = tuple(
-            c for f in attrs.fields(cls)  # type: ignore[arg-type]
+            c
+            for f in attrs.fields(cls)  # type: ignore[arg-type]
             for c in (dict(self._flatten).get(f.name) or (f.name,))
         )
 
@@ -95,9 +105,9 @@ class RowMapper(Generic[T]):
         types = {f.name: f.type for f in attrs.fields(cls)}
         unknown = json_fields - set(types)
         assert not unknown, f"{cls.__name__} has no fields {sorted(unknown)}"
-        unstructure = {n: override(unstruct_hook=dump_json) for n in json_fields}
-        structure = {
-            n: override(struct_hook=lambda v, _, t=types[n]: load_json(v, t)) for n in json_fields
+        unstructure: dict[str, Any] = {n: override(unstruct_hook=dump_json) for n in json_fields}
+        structure: dict[str, Any] = {
+            n: override(struct_hook=_json_loader(types[n])) for n in json_fields
         }
         self._converter.register_unstructure_hook(
             cls, make_dict_unstructure_fn(cls, self._converter, **unstructure)

@@ -132,7 +132,7 @@ def _yoyo_backend(db: SqlDatabase) -> Any:
 
     base: Any = SQLiteBackend if db.dialect == "sqlite" else PostgresqlPsycopgBackend
 
-    class Backend(base):  # type: ignore[misc, valid-type]
+    class Backend(base):  # type: ignore[misc]
         def connect(self, dburi: Any) -> Any:
             return db.open_raw_connection()
 

@@ -20,7 +20,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
 from aicmo.db.base import Params, Row, SqlDatabase, schema_error_for_missing_table
-from aicmo.db.sql import Sql
+from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError
 
 __all__ = ["PostgresDatabase"]

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from aicmo.db.base import Params, Row, SqlDatabase, schema_error_for_missing_table
-from aicmo.db.sql import Sql
+from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError
 
 __all__ = ["SQLiteDatabase"]
@@ -240,5 +240,3 @@ class SQLiteDatabase(SqlDatabase):
 
     def encode_datetime(self, value: datetime) -> str:
         return value.isoformat(timespec="microseconds")
-
-

@@ -62,5 +62,3 @@ class NormalizedBriefDTO:
     target_audience: str = field(text)
     brand_guidelines: FrozenDict = field(json_object, factory=FrozenDict)
     normalized_at: datetime = field(utc_datetime)
-
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aicmo.db.memory import MemoryDatabase
+from aicmo.db.memstore import MemoryDatabase
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
 from aicmo.onboarding.rules import brief_arg, brief_id_arg, brief_not_found, intake_arg, key_arg
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper
-from aicmo.db.sql import Sql
+from aicmo.db.statement import Sql
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
 from aicmo.onboarding.rules import brief_arg, brief_id_arg, brief_not_found, intake_arg, key_arg
 
@@ -65,7 +65,12 @@ SELECT responses, submitted_at FROM onboarding_intake WHERE brief_id = :brief_id
 """)
 
 STATEMENTS = (
-    SAVE_BRIEF, GET_BRIEF, LIST_BRIEFS_BY_CLIENT, DELETE_BRIEF, SAVE_INTAKE, GET_INTAKE,
+    SAVE_BRIEF,
+    GET_BRIEF,
+    LIST_BRIEFS_BY_CLIENT,
+    DELETE_BRIEF,
+    SAVE_INTAKE,
+    GET_INTAKE,
 )
 """Every statement this module issues (the table-ownership test reads them)."""
 

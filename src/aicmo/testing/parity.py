@@ -93,8 +93,9 @@ class ParityMachine(RuleBasedStateMachine):
         assert_same(memory, sql, repr(op))
         return memory
 
-    def _in_transaction(self, app: aicmo.App, ops: list[Op], fail_at: int | None,
-                        inner: list[Op], inner_fails: bool) -> list[Any]:
+    def _in_transaction(
+        self, app: aicmo.App, ops: list[Op], fail_at: int | None, inner: list[Op], inner_fails: bool
+    ) -> list[Any]:
         results: list[Any] = []
         try:
             with app.transaction():

@@ -47,7 +47,7 @@ SQL_LOOKING = (
     "\r\n\t",
 )
 
-_alphabet = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+_alphabet = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 
 nasty_text = st.one_of(
     st.sampled_from(SQL_LOOKING),
@@ -63,8 +63,13 @@ ids = st.one_of(
 """Record ids: a small pool (so saves collide) plus any non-empty text."""
 
 _offsets = st.sampled_from(
-    [UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12)),
-     timezone(timedelta(hours=5, minutes=45)), timezone(timedelta(seconds=-1))]
+    [
+        UTC,
+        timezone(timedelta(hours=14)),
+        timezone(timedelta(hours=-12)),
+        timezone(timedelta(hours=5, minutes=45)),
+        timezone(timedelta(seconds=-1)),
+    ]
 )
 
 aware_datetimes = st.datetimes(
@@ -85,8 +90,10 @@ _json_scalars = st.one_of(
 
 json_values: st.SearchStrategy[Any] = st.recursive(
     _json_scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(_alphabet, max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(_alphabet, max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 """Nested JSON values with every scalar type, edge floats and nasty text."""

@@ -1,0 +1,1 @@
+"""Argument rules shared by every delivery repository (stub)."""

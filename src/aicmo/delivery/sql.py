@@ -1,0 +1,16 @@
+"""SQL ``DeliveryRepository`` (stub)."""
+
+from __future__ import annotations
+
+from aicmo.db.base import SqlDatabase
+from aicmo.db.statement import Sql
+
+__all__ = ["STATEMENTS", "SqlDeliveryRepository"]
+
+STATEMENTS: tuple[Sql, ...] = ()
+"""Every statement this module issues (the table-ownership test reads them)."""
+
+
+class SqlDeliveryRepository:
+    def __init__(self, db: SqlDatabase):
+        self._db = db

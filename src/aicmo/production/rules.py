@@ -1,0 +1,1 @@
+"""Argument rules shared by every production repository (stub)."""

@@ -1,0 +1,1 @@
+"""qc DTOs (stub)."""
