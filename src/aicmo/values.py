@@ -182,7 +182,7 @@ def utc_datetime(value: Any, path: str) -> datetime:
         # database keeps it, so it is dropped.
         return value.astimezone(UTC).replace(fold=0)
     except (OverflowError, ValueError):
-        _fail(path, f"{value.isoformat()} is out of range once converted to UTC")
+        _fail(path, f"{value.isoformat()} is out of range once in UTC")
 
 
 def optional(check: Check) -> Check:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from aicmo.errors import ConflictError
+from aicmo.errors import BackendError, ConflictError
 
 __all__ = ["MemoryDatabase", "MemoryTable"]
 
@@ -104,6 +104,7 @@ class MemoryDatabase:
         self._lock = threading.RLock()
         self._tables: dict[str, MemoryTable[Any, Any]] = {}
         self._undo: list[tuple[MemoryTable[Any, Any], Any, Any]] | None = None
+        self._closed = False
 
     def table(
         self,
@@ -124,6 +125,7 @@ class MemoryDatabase:
     def transaction(self) -> Iterator[None]:
         """Make every table write inside atomic; nested blocks roll back only their own writes."""
         with self._lock:
+            self._check_open()
             outer = self._undo is None
             if outer:
                 self._undo = []
@@ -142,7 +144,12 @@ class MemoryDatabase:
     def read(self) -> Iterator[None]:
         """Read under the lock, so a concurrent transaction is never seen half-done."""
         with self._lock:
+            self._check_open()
             yield
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("the in-memory database is closed; call aicmo.connect() again")
 
     def _log(self, table: MemoryTable[Any, Any], key: Any, old: Any) -> None:
         if self._undo is None:
@@ -157,5 +164,9 @@ class MemoryDatabase:
             table._set(key, old)
 
     def close(self) -> None:
+        """Drop every table; later reads and writes raise ``BackendError``."""
         with self._lock:
+            self._closed = True
+            for table in self._tables.values():
+                table._rows.clear()
             self._tables.clear()

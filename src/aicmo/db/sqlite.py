@@ -82,11 +82,11 @@ class SQLiteDatabase(SqlDatabase):
         return conn
 
     def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise BackendError(f"{self.describe} is closed; call aicmo.connect() again")
         state = self._state
         conn = state.conn
         if conn is None or state.pid != os.getpid():
-            if self._closed:
-                raise BackendError(f"{self.describe} is closed; connect again")
             conn = state.conn = self._open()
             state.pid = os.getpid()
             state.depth = 0

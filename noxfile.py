@@ -1,0 +1,47 @@
+"""Developer sessions. `nox` with no arguments runs what CI needs (tests, lint, types, imports)."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck", "imports"]
+nox.options.reuse_existing_virtualenvs = True
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (PostgreSQL cases run when AICMO_TEST_POSTGRES_URL is set)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def thorough(session: nox.Session) -> None:
+    """The stateful parity tests with 2000 examples each (long; not part of CI)."""
+    session.install("-e", ".[test]")
+    env = {"HYPOTHESIS_PROFILE": "thorough"}
+    env.setdefault("AICMO_TEST_POSTGRES_URL", os.environ.get("AICMO_TEST_POSTGRES_URL", PG_URL))
+    session.run("python", "-m", "pytest", "-k", "Parity", *session.posargs, env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session
+def imports(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("lint-imports")

@@ -1,0 +1,146 @@
+"""connect(), the App's lifetime, and errors at the backend boundary."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import aicmo
+from aicmo.errors import AicmoError, BackendError, ConfigurationError, SchemaError
+from aicmo.testing.onboarding import make_brief
+
+
+def test_import_does_not_load_database_drivers() -> None:
+    code = "import sys, aicmo; print('psycopg' in sys.modules, 'yoyo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_connect_uses_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AICMO_DATABASE_URL", raising=False)
+    monkeypatch.delenv("AICMO_PERSISTENCE_MODE", raising=False)
+    with aicmo.connect() as app:
+        assert app.backend == "sqlite"
+        app.repos.onboarding.save_brief(make_brief())
+    assert (tmp_path / "aicmo.db").exists()
+    monkeypatch.setenv("AICMO_PERSISTENCE_MODE", "inmemory")
+    with aicmo.connect() as app:
+        assert app.backend == "memory"
+        assert app.repos.onboarding.get_brief("brief-1") is None
+    monkeypatch.setenv("AICMO_PERSISTENCE_MODE", "nope")
+    with pytest.raises(ConfigurationError):
+        aicmo.connect()
+
+
+def test_sqlite_file_is_created_with_wal_and_foreign_keys(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "x.db"
+    path.parent.mkdir()
+    with aicmo.connect(f"sqlite:///{path}") as app:
+        app.repos.onboarding.save_brief(make_brief())
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+def test_private_sqlite_databases_are_private() -> None:
+    with aicmo.connect("sqlite://") as one, aicmo.connect("sqlite://") as two:
+        one.repos.onboarding.save_brief(make_brief())
+        assert two.repos.onboarding.get_brief("brief-1") is None
+        assert one.repos.onboarding.get_brief("brief-1") is not None
+
+
+def test_closed_app_refuses_work(app: aicmo.App) -> None:
+    app.repos.onboarding.save_brief(make_brief())
+    app.close()
+    app.close()
+    with pytest.raises(BackendError, match="closed"):
+        app.transaction()
+    with pytest.raises(BackendError, match="closed"):
+        app.repos.onboarding.get_brief("brief-1")
+    with pytest.raises(BackendError, match="closed"):
+        app.repos.onboarding.save_brief(make_brief())
+    assert "closed" in repr(app)
+
+
+def test_sqlite_is_usable_from_many_threads(tmp_path: Path) -> None:
+    with aicmo.connect(f"sqlite:///{tmp_path / 't.db'}") as app:
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for i in range(20):
+                    with app.transaction():
+                        app.repos.onboarding.save_brief(make_brief(f"t{n}-{i}"))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(app.repos.onboarding.list_by_client("client-1")) == 80
+
+
+def test_a_locked_sqlite_database_is_a_backend_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "locked.db"
+    with aicmo.connect(f"sqlite:///{path}"):
+        pass
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    monkeypatch.setenv("AICMO_SQLITE_BUSY_TIMEOUT", "0.2")
+    try:
+        with (
+            aicmo.connect(f"sqlite:///{path}", auto_upgrade=False) as app,
+            pytest.raises(BackendError, match="locked"),
+        ):
+            app.repos.onboarding.save_brief(make_brief())
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def test_a_file_that_is_not_a_database_is_a_backend_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(AicmoError, match="not a database"):
+        aicmo.connect(f"sqlite:///{path}")
+
+
+def test_dropped_table_is_a_schema_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    with aicmo.connect(f"sqlite:///{path}") as app:
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("DROP TABLE onboarding_intake")
+        conn.commit()
+        conn.close()
+        with pytest.raises(SchemaError, match="aicmo db upgrade"):
+            app.repos.onboarding.get_intake("x")
+
+
+def test_unreachable_postgres_names_host_and_port_but_not_the_password() -> None:
+    with pytest.raises(BackendError) as info:
+        aicmo.connect("postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere")
+    message = str(info.value)
+    assert "127.0.0.1:1" in message
+    assert "s3cret-pw" not in message
+    assert info.value.__cause__ is None or "s3cret-pw" not in str(info.value.__cause__)
+
+
+def test_postgres_errors_are_translated(postgres_url: str) -> None:
+    with aicmo.connect(postgres_url) as app:
+        with pytest.raises(SchemaError, match="aicmo db upgrade"):
+            app.repos.onboarding.get_brief("x")
+        app.migrate()
+        app.repos.onboarding.save_brief(make_brief())
+        assert app.repos.onboarding.get_brief("brief-1") is not None

@@ -1,0 +1,168 @@
+"""Migrations: reversible on both dialects, locked, refusing newer schemas."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import aicmo
+from aicmo.db.migrations import known_migration_ids
+from aicmo.errors import ConfigurationError, SchemaError
+from aicmo.testing.onboarding import make_brief
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL on a database with no aicmo schema at all."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fresh.db'}"
+    from .conftest import new_postgres_schema
+
+    return new_postgres_schema()
+
+
+def _states(app: aicmo.App) -> list[tuple[str, str]]:
+    return [(m.id, m.state) for m in app.migration_status()]
+
+
+def test_both_dialects_ship_the_same_reversible_migrations() -> None:
+    sqlite_ids = known_migration_ids("sqlite")
+    assert sqlite_ids == known_migration_ids("postgresql")
+    assert sqlite_ids[0] == "0001_onboarding"
+    root = Path(__file__).resolve().parents[1] / "migrations"
+    for dialect in ("sqlite", "postgresql"):
+        for migration_id in sqlite_ids:
+            assert (root / dialect / f"{migration_id}.rollback.sql").is_file()
+
+
+def test_up_down_to_zero_and_up_again(fresh_url: str) -> None:
+    ids = known_migration_ids("sqlite")
+    with aicmo.connect(fresh_url, auto_upgrade=False) as app:
+        assert _states(app) == [(m, "pending") for m in ids]
+        assert app.migrate() == ids
+        assert _states(app) == [(m, "applied") for m in ids]
+        assert app.migrate() == []
+        assert app.downgrade("base") == list(reversed(ids))
+        assert _states(app) == [(m, "pending") for m in ids]
+        with pytest.raises(SchemaError, match="behind"):
+            app.repos.onboarding.get_brief("x")
+        assert app.migrate() == ids
+        app.repos.onboarding.save_brief(make_brief())
+        assert app.repos.onboarding.get_brief("brief-1") == make_brief()
+
+
+def test_downgrade_one_step_and_to_an_id(fresh_url: str) -> None:
+    ids = known_migration_ids("sqlite")
+    with aicmo.connect(fresh_url, auto_upgrade=False) as app:
+        app.migrate()
+        assert app.downgrade() == ids[-1:]
+        app.migrate()
+        assert app.downgrade(ids[0]) == list(reversed(ids[1:]))
+        assert [s for _, s in _states(app)][:1] == ["applied"]
+        with pytest.raises(ConfigurationError, match="not a migration id"):
+            app.downgrade("9999_nope")
+        app.downgrade("base")
+        assert app.downgrade() == []
+
+
+def test_data_survives_upgrades(fresh_url: str) -> None:
+    ids = known_migration_ids("sqlite")
+    with aicmo.connect(fresh_url, auto_upgrade=False) as app:
+        app.migrate()
+        app.downgrade(ids[0])  # the schema as the first release left it
+        _execute(
+            fresh_url,
+            """
+            INSERT INTO onboarding_brief (brief_id, client_id, deliverables, exclusions,
+                timeline_weeks, objectives, target_audience, brand_guidelines, normalized_at,
+                created_at, updated_at)
+            VALUES ('old', 'client-1', '["x"]', '[]', 0, '["o"]', 'aud', '{"k":[1.5]}',
+                '2025-01-01T00:00:00.000000+00:00', '2025-01-01T00:00:00.000000+00:00',
+                '2025-01-01T00:00:00.000000+00:00')
+        """,
+        )
+        assert app.migrate() == ids[1:]
+        assert app.repos.onboarding.get_brief("old") == make_brief(
+            "old",
+            scope={"deliverables": ["x"], "timeline_weeks": 0},
+            objectives=["o"],
+            target_audience="aud",
+            brand_guidelines={"k": [1.5]},
+        )
+
+
+def test_newer_database_is_refused_but_connect_works(fresh_url: str) -> None:
+    with aicmo.connect(fresh_url, auto_upgrade=False) as app:
+        app.migrate()
+    _mark_future_migration(fresh_url)
+    with aicmo.connect(fresh_url) as app:  # SQLite tries to upgrade itself: refused quietly
+        assert ("9999_from_the_future", "unknown") in _states(app)
+        with pytest.raises(SchemaError, match=r"newer than this aicmo.*9999_from_the_future"):
+            app.repos.onboarding.get_brief("x")
+        with pytest.raises(SchemaError, match="newer"):
+            app.migrate()
+        with pytest.raises(SchemaError, match="newer"):
+            app.downgrade()
+
+
+def test_postgres_is_never_upgraded_by_connect(postgres_url: str) -> None:
+    with aicmo.connect(postgres_url) as app:
+        assert {s for _, s in _states(app)} == {"pending"}
+        with pytest.raises(SchemaError, match=r"behind.*aicmo db upgrade"):
+            app.repos.onboarding.save_brief(make_brief())
+        app.migrate()
+        app.repos.onboarding.save_brief(make_brief())
+
+
+def test_sqlite_upgrades_itself_on_connect(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'auto.db'}"
+    with aicmo.connect(url) as app:
+        assert {s for _, s in _states(app)} == {"applied"}
+
+
+def _migrate_in_child(url: str, start: object, results: object) -> None:
+    start.wait()  # type: ignore[attr-defined]
+    with aicmo.connect(url, auto_upgrade=False) as app:
+        results.put(app.migrate())  # type: ignore[attr-defined]
+
+
+def test_two_processes_migrating_at_once_apply_each_migration_once(fresh_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(2)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_migrate_in_child, args=(fresh_url, start, results)) for _ in range(2)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    applied = [results.get(timeout=5), results.get(timeout=5)]
+    ids = known_migration_ids("sqlite")
+    assert sorted(applied, key=len) == [[], ids]
+    with aicmo.connect(fresh_url, auto_upgrade=False) as app:
+        assert _states(app) == [(m, "applied") for m in ids]
+
+
+def _mark_future_migration(url: str) -> None:
+    _execute(
+        url,
+        "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
+        "VALUES ('future-hash', '9999_from_the_future', '2099-01-01 00:00:00')",
+    )
+
+
+def _execute(url: str, sql: str) -> None:
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        conn.execute(sql)
+        conn.commit()
+        conn.close()
+    else:
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.execute(sql.encode())
