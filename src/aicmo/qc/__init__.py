@@ -1,5 +1,9 @@
-"""Qc (stub: to be built like aicmo.onboarding)."""
+"""QC: scored evaluations of production drafts, with the issues found.
 
+Public names only; the repositories behind ``app.repos.qc`` are wired by :mod:`aicmo.app`.
+"""
+
+from aicmo.qc.dtos import SEVERITIES, QcInputDTO, QcIssueDTO, QcResultDTO
 from aicmo.qc.ports import QcRepository
 
-__all__ = ["QcRepository"]
+__all__ = ["SEVERITIES", "QcInputDTO", "QcIssueDTO", "QcRepository", "QcResultDTO"]

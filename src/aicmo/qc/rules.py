@@ -1,1 +1,31 @@
-"""Argument rules shared by every qc repository (stub)."""
+"""Argument rules shared by every QC repository, so each backend refuses the same input."""
+
+from __future__ import annotations
+
+from aicmo.errors import ConflictError
+from aicmo.qc.dtos import QcResultDTO
+from aicmo.values import argument, instance, text
+
+__all__ = ["key_arg", "result_arg", "result_id_taken"]
+
+_result = instance(QcResultDTO)
+
+
+def result_arg(value: object) -> QcResultDTO:
+    result: QcResultDTO = argument(_result, value, "result")
+    return result
+
+
+def key_arg(value: object, name: str) -> str:
+    """A lookup key: any text (an id that cannot exist simply finds nothing)."""
+    result: str = argument(text, value, name)
+    return result
+
+
+def result_id_taken(result: QcResultDTO, holder_draft_id: str) -> ConflictError:
+    return ConflictError(
+        f"QC result id {result.result_id!r} already belongs to the result of draft "
+        f"{holder_draft_id!r}, so it cannot be the result of draft {result.draft_id!r}; "
+        f"give the new evaluation its own result_id (or delete_for_draft({holder_draft_id!r}) "
+        "first)"
+    )

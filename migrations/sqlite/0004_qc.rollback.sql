@@ -1,0 +1,2 @@
+DROP TABLE qc_issues;
+DROP TABLE qc_results;

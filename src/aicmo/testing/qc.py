@@ -1,0 +1,594 @@
+"""The ``QcRepository`` contract suite and its stateful parity machine."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+import aicmo
+from aicmo.errors import AicmoError, ConflictError, ValidationError
+from aicmo.qc import SEVERITIES, QcInputDTO, QcIssueDTO, QcResultDTO
+from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same
+from aicmo.testing.strategies import aware_datetimes, ids, nasty_text
+
+__all__ = [
+    "QcParityMachine",
+    "QcRepositoryContract",
+    "make_issue",
+    "make_result",
+    "qc_issues",
+    "qc_results",
+    "scores",
+]
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def make_issue(severity: str = "major", section: str = "content", **changes: Any) -> QcIssueDTO:
+    fields: dict[str, Any] = {
+        "severity": severity,
+        "section": section,
+        "reason": f"{severity} problem in {section}",
+    }
+    fields.update(changes)
+    return QcIssueDTO(**fields)
+
+
+def make_result(
+    result_id: str = "result-1", draft_id: str = "draft-1", **changes: Any
+) -> QcResultDTO:
+    """A valid failing result with two issues; keyword arguments replace fields."""
+    fields: dict[str, Any] = {
+        "result_id": result_id,
+        "draft_id": draft_id,
+        "passed": False,
+        "score": 0.5,
+        "issues": (
+            make_issue("critical", "content", reason="Failed quality threshold"),
+            make_issue("minor", "headline"),
+        ),
+        "evaluated_at": T0,
+    }
+    fields.update(changes)
+    return QcResultDTO(**fields)
+
+
+def _evolve(result: QcResultDTO, **changes: Any) -> QcResultDTO:
+    """``result`` with ``changes`` applied (checked again, like any new DTO)."""
+    changed: QcResultDTO = attrs.evolve(result, **changes)  # type: ignore[misc]
+    return changed
+
+
+class QcRepositoryContract:
+    """Behaviour every ``QcRepository`` must have. Needs an ``app`` fixture (empty DB)."""
+
+    # -- reads of nothing ----------------------------------------------------------------
+    def test_missing_result_is_none_and_delete_finds_nothing(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        assert repo.get_result("nope") is None
+        assert repo.get_by_id("nope") is None
+        assert repo.get_result("") is None
+        assert repo.get_by_id("") is None
+        assert repo.delete_for_draft("nope") is False
+
+    # -- round trips ---------------------------------------------------------------------
+    def test_round_trip_is_exact_by_draft_and_by_id(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        result = make_result()
+        repo.save_result(result)
+        assert_same(result, repo.get_result("draft-1"))
+        assert_same(result, repo.get_by_id("result-1"))
+        assert repo.get_result("result-1") is None
+        assert repo.get_by_id("draft-1") is None
+
+    def test_passing_result_without_issues_round_trips(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        result = make_result(passed=True, score=0.85, issues=())
+        repo.save_result(result)
+        got = repo.get_result("draft-1")
+        assert_same(result, got)
+        assert got is not None
+        assert got.issues == ()
+        assert got.passed is True
+
+    def test_edge_values_round_trip(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        scores = [0.0, 1.0, 5e-324, 0.1, 0.7, 1 - 2**-53, 2**-1022]
+        for index, score in enumerate(scores):
+            result = make_result(
+                f"'; DROP TABLE qc_results; -- {index}",
+                f"%(draft_id)s :draft_id ::text 100% \U0001f600 {index}",
+                passed=index % 2 == 0,
+                score=score,
+                issues=(
+                    make_issue("minor", "", reason=""),
+                    make_issue("critical", "e\u0301 \u65e5\u672c", reason="x" * 100_000),
+                    make_issue("minor", "", reason=""),  # identical issues both stay
+                    make_issue("major", "NULL", reason="Robert'); DELETE FROM qc_issues; --"),
+                ),
+                evaluated_at=datetime(1, 1, 1, tzinfo=UTC)
+                if index % 2
+                else datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            )
+            repo.save_result(result)
+            assert_same(result, repo.get_result(result.draft_id))
+            assert_same(result, repo.get_by_id(result.result_id))
+            got = repo.get_result(result.draft_id)
+            assert got is not None
+            assert repr(got.score) == repr(score)
+
+    def test_every_severity_round_trips(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        result = make_result(issues=[make_issue(s) for s in SEVERITIES])
+        repo.save_result(result)
+        got = repo.get_result("draft-1")
+        assert got is not None
+        assert [i.severity for i in got.issues] == ["critical", "major", "minor"]
+
+    def test_negative_zero_score_is_zero(self, app: aicmo.App) -> None:
+        result = make_result(score=-0.0)
+        assert repr(result.score) == "0.0"
+        app.repos.qc.save_result(result)
+        got = app.repos.qc.get_result("draft-1")
+        assert got is not None
+        assert repr(got.score) == "0.0"
+
+    def test_datetimes_come_back_as_the_same_instant_in_utc(self, app: aicmo.App) -> None:
+        nepal = timezone(timedelta(hours=5, minutes=45))
+        local = datetime(2025, 6, 1, 9, 30, 0, 123456, tzinfo=nepal)
+        app.repos.qc.save_result(make_result(evaluated_at=local))
+        got = app.repos.qc.get_by_id("result-1")
+        assert got is not None
+        assert got.evaluated_at == local
+        assert got.evaluated_at.tzinfo is UTC
+        assert (got.evaluated_at.hour, got.evaluated_at.minute) == (3, 45)
+
+    def test_issues_come_back_in_the_order_saved(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        # Not sorted by severity, section or reason; more than 10 (position 10 after 9).
+        issues = [
+            make_issue(SEVERITIES[(7 * n) % 3], f"s{(13 * n) % 17}", reason=f"r{n}")
+            for n in range(25, 0, -1)
+        ]
+        result = make_result(issues=issues)
+        repo.save_result(result)
+        for got in (repo.get_result("draft-1"), repo.get_by_id("result-1")):
+            assert got is not None
+            assert [i.reason for i in got.issues] == [f"r{n}" for n in range(25, 0, -1)]
+            assert_same(result, got)
+
+    def test_drafts_are_independent(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        results = [
+            make_result(f"r{n}", f"d{n}", score=n / 10, issues=[make_issue(reason=f"i{n}")] * n)
+            for n in range(5)
+        ]
+        for result in results:
+            repo.save_result(result)
+        for result in results:
+            assert_same(result, repo.get_result(result.draft_id))
+            assert_same(result, repo.get_by_id(result.result_id))
+        assert repo.delete_for_draft("d2") is True
+        for result in results:
+            expected = None if result.draft_id == "d2" else result
+            assert_same(expected, repo.get_result(result.draft_id))
+
+    # -- one result per draft ------------------------------------------------------------
+    def test_resave_under_the_same_id_replaces_everything(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        repo.save_result(make_result())
+        second = make_result(
+            passed=True,
+            score=0.9,
+            issues=[make_issue("major", "cta", reason="only this one")],
+            evaluated_at=T0 + timedelta(hours=1),
+        )
+        repo.save_result(second)
+        assert_same(second, repo.get_result("draft-1"))
+        assert_same(second, repo.get_by_id("result-1"))
+        third = _evolve(second, issues=())
+        repo.save_result(third)
+        assert_same(third, repo.get_result("draft-1"))
+
+    def test_latest_evaluation_wins_under_a_new_result_id(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        repo.save_result(make_result("old"))
+        new = make_result(
+            "new",
+            passed=True,
+            score=0.85,
+            issues=[make_issue("minor", "footer")],
+            evaluated_at=T0 + timedelta(days=1),
+        )
+        repo.save_result(new)
+        assert_same(new, repo.get_result("draft-1"))
+        assert_same(new, repo.get_by_id("new"))
+        assert repo.get_by_id("old") is None
+        # The old id is free again, for any draft.
+        elsewhere = make_result("old", "draft-2")
+        repo.save_result(elsewhere)
+        assert_same(elsewhere, repo.get_by_id("old"))
+        assert_same(new, repo.get_result("draft-1"))
+
+    def test_a_result_id_of_another_draft_is_a_conflict_that_writes_nothing(
+        self, app: aicmo.App
+    ) -> None:
+        repo = app.repos.qc
+        first = make_result("shared", "draft-1")
+        second = make_result("mine", "draft-2", issues=[make_issue("minor")])
+        repo.save_result(first)
+        repo.save_result(second)
+        thief = make_result("shared", "draft-2", passed=True, score=1.0, issues=())
+        with pytest.raises(ConflictError, match=r"'shared'.*draft 'draft-1'.*draft 'draft-2'"):
+            repo.save_result(thief)
+        with pytest.raises(ConflictError, match="'shared'"):
+            repo.save_result(make_result("shared", "draft-3"))
+        assert_same(first, repo.get_result("draft-1"))
+        assert_same(first, repo.get_by_id("shared"))
+        assert_same(second, repo.get_result("draft-2"))
+        assert_same(second, repo.get_by_id("mine"))
+        assert repo.get_result("draft-3") is None
+
+    def test_delete_removes_the_result_and_its_issues(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        repo.save_result(make_result())
+        assert repo.delete_for_draft("draft-1") is True
+        assert repo.get_result("draft-1") is None
+        assert repo.get_by_id("result-1") is None
+        assert repo.delete_for_draft("draft-1") is False
+        # Nothing of the old issues is left to reappear under a new result.
+        fresh = make_result("result-1", issues=[make_issue("major", "new")])
+        repo.save_result(fresh)
+        assert_same(fresh, repo.get_result("draft-1"))
+        # The id is free for another draft once its result is deleted.
+        repo.delete_for_draft("draft-1")
+        moved = make_result("result-1", "draft-9")
+        repo.save_result(moved)
+        assert_same(moved, repo.get_by_id("result-1"))
+
+    def test_lookups_match_ids_exactly(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        repo.save_result(make_result("R\u00e9", "D\u00e9"))
+        assert repo.get_result("d\u00e9") is None
+        assert repo.get_result("De\u0301") is None  # not normalized
+        assert repo.get_result("D\u00e9 ") is None
+        assert repo.get_by_id("r\u00e9") is None
+        assert repo.get_by_id("R%") is None
+        assert repo.delete_for_draft("D_") is False
+        assert repo.get_result("D\u00e9") is not None
+
+    # -- validation ----------------------------------------------------------------------
+    @pytest.mark.parametrize(
+        ("changes", "path", "message"),
+        [
+            ({"score": 1.0000001}, "score", "between 0 and 1"),
+            ({"score": -0.01}, "score", "between 0 and 1"),
+            ({"score": 2}, "score", "between 0 and 1"),
+            ({"score": math.nan}, "score", "finite"),
+            ({"score": math.inf}, "score", "finite"),
+            ({"score": True}, "score", "expected a number"),
+            ({"score": "0.5"}, "score", "expected a number"),
+            ({"passed": 1}, "passed", "expected a bool"),
+            ({"passed": "yes"}, "passed", "expected a bool"),
+            ({"passed": None}, "passed", "expected a bool"),
+            ({"result_id": ""}, "result_id", "must not be empty"),
+            ({"draft_id": "a\x00b"}, "draft_id", "NUL"),
+            ({"issues": "critical"}, "issues", "expected a sequence"),
+            (
+                {"issues": [{"severity": "blocker", "section": "s", "reason": "r"}]},
+                "issues[0].severity",
+                "'critical', 'major', 'minor'",
+            ),
+            (
+                {"issues": [make_issue(), {"severity": "Critical", "section": "s", "reason": "r"}]},
+                "issues[1].severity",
+                "must be one of 'critical', 'major', 'minor', got 'Critical'",
+            ),
+            (
+                {"issues": [{"severity": "minor", "section": 1, "reason": "r"}]},
+                "issues[0].section",
+                "expected text",
+            ),
+            ({"evaluated_at": datetime(2025, 1, 1)}, "evaluated_at", "naive"),
+        ],
+    )
+    def test_invalid_results_are_refused_naming_the_field(
+        self, changes: dict[str, Any], path: str, message: str
+    ) -> None:
+        with pytest.raises(ValidationError) as info:
+            make_result(**changes)
+        assert [p for p, _ in info.value.errors] == [path]
+        assert message in str(info.value)
+
+    def test_severity_error_names_the_allowed_values(self) -> None:
+        with pytest.raises(ValidationError, match=r"critical.*major.*minor.*got 'high'"):
+            QcIssueDTO(severity="high", section="s", reason="r")
+
+    def test_score_bounds_are_inclusive_and_ints_convert(self) -> None:
+        assert make_result(score=0).score == 0.0
+        assert repr(make_result(score=1).score) == "1.0"
+        assert make_result(score=1.0).score == 1.0
+
+    def test_issue_mappings_are_accepted_and_sequences_become_tuples(self) -> None:
+        result = make_result(issues=[{"severity": "minor", "section": "s", "reason": "r"}])
+        assert result.issues == (make_issue("minor", "s", reason="r"),)
+
+    def test_qc_input_defaults(self) -> None:
+        qc_input = QcInputDTO(draft_id="draft-1")
+        assert qc_input.benchmark_ids == ()
+        forced = QcInputDTO(draft_id="draft-1", benchmark_ids=["FORCE_FAIL"])  # type: ignore[arg-type]
+        assert forced.benchmark_ids == ("FORCE_FAIL",)
+        with pytest.raises(ValidationError, match=r"benchmark_ids\[0\]"):
+            QcInputDTO(draft_id="draft-1", benchmark_ids=[""])  # type: ignore[arg-type]
+
+    def test_bad_arguments_are_validation_errors_and_write_nothing(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        with pytest.raises(ValidationError, match="result: expected QcResultDTO"):
+            repo.save_result(attrs.asdict(make_result()))  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="result: expected QcResultDTO"):
+            repo.save_result(None)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="draft_id"):
+            repo.get_result(123)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match=r"result_id.*NUL"):
+            repo.get_by_id("a\x00b")
+        with pytest.raises(ValidationError, match="draft_id"):
+            repo.delete_for_draft(None)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="lone surrogate"):
+            repo.get_result("\udc80")
+        assert repo.get_result("draft-1") is None
+        assert repo.get_by_id("result-1") is None
+
+    # -- immutability --------------------------------------------------------------------
+    def test_nothing_a_caller_holds_changes_what_is_stored(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        issues = [make_issue("critical"), make_issue("minor")]
+        result = make_result(issues=issues)
+        issues.append(make_issue("major"))
+        issues.reverse()
+        repo.save_result(result)
+        got = repo.get_result("draft-1")
+        assert got is not None
+        assert [i.severity for i in got.issues] == ["critical", "minor"]
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            got.score = 1.0  # type: ignore[misc]
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            got.issues[0].reason = "x"  # type: ignore[misc]
+        assert isinstance(got.issues, tuple)
+        assert_same(repo.get_result("draft-1"), got)
+        assert_same(pickle.loads(pickle.dumps(got)), got)
+        assert_same(copy.deepcopy(got), got)
+
+    # -- transactions --------------------------------------------------------------------
+    def test_transaction_commits_all_writes(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        with app.transaction():
+            repo.save_result(make_result("a", "d1"))
+            repo.save_result(make_result("b", "d2"))
+            repo.save_result(make_result("c", "d1", issues=()))
+            assert repo.delete_for_draft("d2") is True
+        assert_same(make_result("c", "d1", issues=()), repo.get_result("d1"))
+        assert repo.get_by_id("a") is None
+        assert repo.get_result("d2") is None
+
+    def test_transaction_that_raises_leaves_everything_as_before(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        before = make_result("r1", "d1", issues=[make_issue(reason=f"i{n}") for n in range(12)])
+        other = make_result("r2", "d2")
+        repo.save_result(before)
+        repo.save_result(other)
+        with pytest.raises(Boom), app.transaction():
+            repo.save_result(make_result("r1", "d1", issues=[make_issue("minor")]))
+            repo.save_result(make_result("r9", "d1", score=1.0))
+            repo.save_result(make_result("r1", "d3"))  # r1 was freed above
+            assert repo.delete_for_draft("d2") is True
+            repo.save_result(make_result("r2", "d4"))
+            raise Boom
+        assert_same(before, repo.get_result("d1"))
+        assert_same(before, repo.get_by_id("r1"))
+        assert_same(other, repo.get_result("d2"))
+        assert_same(other, repo.get_by_id("r2"))
+        assert repo.get_by_id("r9") is None
+        assert repo.get_result("d3") is None
+        assert repo.get_result("d4") is None
+
+    def test_nested_transaction_is_a_savepoint(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        with app.transaction():
+            repo.save_result(make_result("outer", "d1"))
+            with pytest.raises(Boom), app.transaction():
+                repo.save_result(make_result("inner", "d1", issues=()))
+                repo.save_result(make_result("inner-2", "d2"))
+                raise Boom
+            with app.transaction():
+                repo.save_result(make_result("inner-3", "d3"))
+        assert_same(make_result("outer", "d1"), repo.get_result("d1"))
+        assert repo.get_by_id("inner") is None
+        assert repo.get_result("d2") is None
+        assert repo.get_result("d3") is not None
+
+    def test_a_failed_call_inside_a_transaction_does_not_spoil_it(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        with app.transaction():
+            repo.save_result(make_result("a", "d1"))
+            with pytest.raises(ConflictError):
+                repo.save_result(make_result("a", "d2"))
+            with pytest.raises(ValidationError):
+                repo.save_result("not a result")  # type: ignore[arg-type]
+            repo.save_result(make_result("b", "d2"))
+        assert_same(make_result("a", "d1"), repo.get_result("d1"))
+        assert_same(make_result("b", "d2"), repo.get_result("d2"))
+
+    def test_errors_come_from_the_aicmo_tree(self, app: aicmo.App) -> None:
+        app.repos.qc.save_result(make_result("a", "d1"))
+        with pytest.raises(AicmoError):
+            app.repos.qc.save_result(make_result("a", "d2"))
+
+    # -- concurrency ---------------------------------------------------------------------
+    def test_concurrent_reevaluations_of_one_draft_leave_one_whole_result(
+        self, app: aicmo.App
+    ) -> None:
+        repo = app.repos.qc
+        repo.save_result(make_result("start"))
+        candidates = {
+            f"w{w}-{n}": make_result(
+                f"w{w}-{n}",
+                score=(w + 1) / 10,
+                issues=[make_issue(reason=f"w{w}-{n}-{k}") for k in range(w + n % 3)],
+            )
+            for w in range(4)
+            for n in range(8)
+        }
+        errors: list[BaseException] = []
+
+        def work(worker: int) -> None:
+            try:
+                for n in range(8):
+                    repo.save_result(candidates[f"w{worker}-{n}"])
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, errors
+        got = repo.get_result("draft-1")
+        assert got is not None
+        assert got.result_id.endswith("-7")
+        assert_same(candidates[got.result_id], got)
+        assert repo.get_by_id("start") is None
+        assert [i for i in candidates if repo.get_by_id(i) is not None] == [got.result_id]
+
+
+# -- stateful parity -------------------------------------------------------------------
+
+scores = st.one_of(
+    st.floats(min_value=0.0, max_value=1.0),
+    st.sampled_from([0.0, -0.0, 1.0, 0, 1, 5e-324, 0.1, 0.7, 1 - 2**-53, 2**-1022]),
+)
+"""Valid scores, edges included (``-0.0`` and ints are accepted and normalized)."""
+
+qc_issues = st.builds(
+    QcIssueDTO, severity=st.sampled_from(SEVERITIES), section=nasty_text, reason=nasty_text
+)
+
+qc_results = st.builds(
+    QcResultDTO,
+    result_id=ids,
+    draft_id=ids,
+    passed=st.booleans(),
+    score=scores,
+    issues=st.lists(qc_issues, max_size=4),
+    evaluated_at=aware_datetimes,
+)
+"""Valid results with nasty values; result and draft ids collide often."""
+
+
+class QcParityMachine(ParityMachine):
+    """Memory vs SQL ``QcRepository``. Subclass and define ``make_sql_app``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.draft_ids: set[str] = set()
+        self.result_ids: set[str] = set()
+
+    def seen(self, op: Op) -> None:
+        for arg in op.args:
+            if isinstance(arg, QcResultDTO):
+                self.draft_ids.add(arg.draft_id)
+                self.result_ids.add(arg.result_id)
+            elif isinstance(arg, str):
+                (self.result_ids if op.method == "get_by_id" else self.draft_ids).add(arg)
+
+    def _stored(self) -> list[QcResultDTO]:
+        """The results the memory app holds now (to aim rules at real records)."""
+        repo = self.memory.repos.qc
+        found = (repo.get_result(d) for d in sorted(self.draft_ids))
+        return [r for r in found if r is not None]
+
+    def _known_drafts(self) -> st.SearchStrategy[str]:
+        return st.sampled_from(sorted(self.draft_ids)) if self.draft_ids else ids
+
+    def _known_results(self) -> st.SearchStrategy[str]:
+        return st.sampled_from(sorted(self.result_ids)) if self.result_ids else ids
+
+    def write_ops(self) -> st.SearchStrategy[Op]:
+        aimed = st.builds(
+            lambda r, d, i: _evolve(r, draft_id=d, result_id=i),
+            qc_results,
+            self._known_drafts() | ids,
+            self._known_results() | ids,
+        )
+        return st.one_of(
+            (qc_results | aimed).map(lambda r: Op("qc", "save_result", (r,))),
+            (self._known_drafts() | ids).map(lambda d: Op("qc", "delete_for_draft", (d,))),
+        )
+
+    def observe(self, app: aicmo.App) -> Any:
+        repo = app.repos.qc
+        return (
+            [(d, repo.get_result(d)) for d in sorted(self.draft_ids)],
+            [(r, repo.get_by_id(r)) for r in sorted(self.result_ids)],
+        )
+
+    @rule(result=qc_results)
+    def save_result(self, result: QcResultDTO) -> None:
+        self.both(Op("qc", "save_result", (result,)))
+
+    @precondition(lambda self: bool(self._stored()))
+    @rule(data=st.data(), result=qc_results)
+    def resave_same_result_id(self, data: st.DataObject, result: QcResultDTO) -> None:
+        """Re-evaluate a draft under the result id it already has."""
+        stored = self._stored()
+        current = data.draw(st.sampled_from(stored), label="current")
+        again = _evolve(result, result_id=current.result_id, draft_id=current.draft_id)
+        assert self.both(Op("qc", "save_result", (again,))) == ("ok", None)
+
+    @precondition(lambda self: bool(self._stored()))
+    @rule(data=st.data(), result=qc_results)
+    def resave_new_result_id(self, data: st.DataObject, result: QcResultDTO) -> None:
+        """Re-evaluate a draft under a new result id (free, or another draft's: conflict)."""
+        stored = self._stored()
+        current = data.draw(st.sampled_from(stored), label="current")
+        new_id = data.draw(ids.filter(lambda i: i != current.result_id), label="new_id")
+        again = _evolve(result, result_id=new_id, draft_id=current.draft_id)
+        holder = self.memory.repos.qc.get_by_id(new_id)
+        expected = ("ok", None) if holder is None else ("error", "ConflictError")
+        assert self.both(Op("qc", "save_result", (again,))) == expected
+
+    @precondition(lambda self: bool(self._stored()))
+    @rule(data=st.data(), result=qc_results)
+    def steal_result_id(self, data: st.DataObject, result: QcResultDTO) -> None:
+        """Save a result under an id that another draft's result holds: a conflict."""
+        stored = self._stored()
+        victim = data.draw(st.sampled_from(stored), label="victim")
+        draft_id = data.draw(
+            (self._known_drafts() | ids).filter(lambda d: d != victim.draft_id), label="draft_id"
+        )
+        thief = _evolve(result, result_id=victim.result_id, draft_id=draft_id)
+        assert self.both(Op("qc", "save_result", (thief,))) == ("error", "ConflictError")
+
+    @rule(data=st.data())
+    def get_result(self, data: st.DataObject) -> None:
+        draft_id = data.draw(self._known_drafts() | ids, label="draft_id")
+        self.both(Op("qc", "get_result", (draft_id,)))
+
+    @rule(data=st.data())
+    def get_by_id(self, data: st.DataObject) -> None:
+        result_id = data.draw(self._known_results() | ids, label="result_id")
+        self.both(Op("qc", "get_by_id", (result_id,)))
+
+    @rule(data=st.data())
+    def delete_for_draft(self, data: st.DataObject) -> None:
+        draft_id = data.draw(self._known_drafts() | ids, label="draft_id")
+        self.both(Op("qc", "delete_for_draft", (draft_id,)))
