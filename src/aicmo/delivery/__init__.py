@@ -1,5 +1,10 @@
-"""Delivery (stub: to be built like aicmo.onboarding)."""
+"""Delivery: packages of artifacts made from production drafts.
 
+Public names only; the repositories behind ``app.repos.delivery`` are wired by
+:mod:`aicmo.app`.
+"""
+
+from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.delivery.ports import DeliveryRepository
 
-__all__ = ["DeliveryRepository"]
+__all__ = ["DeliveryArtifactDTO", "DeliveryPackageDTO", "DeliveryRepository"]

@@ -1,12 +1,45 @@
-"""In-memory ``DeliveryRepository`` (stub)."""
+"""In-memory ``DeliveryRepository``: the reference behaviour the SQL one must match."""
 
 from __future__ import annotations
 
 from aicmo.db.memstore import MemoryDatabase
+from aicmo.delivery.dtos import DeliveryPackageDTO
+from aicmo.delivery.rules import key_arg, package_arg
 
 __all__ = ["InMemoryDeliveryRepository"]
 
 
+def _package_order(package: DeliveryPackageDTO) -> tuple[object, ...]:
+    return (package.created_at, package.package_id)
+
+
 class InMemoryDeliveryRepository:
+    """Stores frozen DTOs in the app's memory database (atomic with ``app.transaction()``).
+
+    A package and its artifacts are one immutable value, so a re-save replaces the
+    artifacts as a whole.
+    """
+
     def __init__(self, db: MemoryDatabase):
         self._db = db
+        self._packages = db.table("delivery_packages", indexes={"draft": lambda p: p.draft_id})
+
+    def save_package(self, package: DeliveryPackageDTO) -> None:
+        package = package_arg(package)
+        with self._db.transaction():
+            self._packages.put(package.package_id, package)
+
+    def get_package(self, package_id: str) -> DeliveryPackageDTO | None:
+        package_id = key_arg(package_id, "package_id")
+        with self._db.read():
+            return self._packages.get(package_id)
+
+    def list_by_draft(self, draft_id: str) -> list[DeliveryPackageDTO]:
+        draft_id = key_arg(draft_id, "draft_id")
+        with self._db.read():
+            return sorted(self._packages.lookup("draft", draft_id), key=_package_order)
+
+    def delete_package(self, package_id: str) -> bool:
+        package_id = key_arg(package_id, "package_id")
+        with self._db.transaction():
+            return self._packages.delete(package_id)

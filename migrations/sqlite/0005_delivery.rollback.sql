@@ -1,0 +1,3 @@
+DROP TABLE delivery_artifacts;
+DROP INDEX ix_delivery_packages_draft;
+DROP TABLE delivery_packages;

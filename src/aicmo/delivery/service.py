@@ -1,0 +1,466 @@
+"""Delivery service: package a draft's files as real files under an artifact root.
+
+A package lives in ``<root>/<package_id>/``: one file per artifact plus ``manifest.json``
+(package id, draft id, creation time, and each file's name, size and SHA-256). Files are
+never written there directly. The saga's order is:
+
+1. :meth:`DeliveryService.stage` writes every file and the manifest into a new folder
+   ``<root>/.staging/<package_id>.<uuid4 hex>/`` (each file and the folder fsynced) and
+   returns the package row to save, whose artifact URLs already point at the final folder;
+2. :meth:`~DeliveryService.save` writes the row inside the caller's transaction;
+3. after the commit :meth:`~DeliveryService.publish` renames the staging folder into place
+   (one ``os.replace``); if the commit failed :meth:`~DeliveryService.abandon` removes it.
+
+So the final folder is either absent or complete. A crash between the commit and the rename
+leaves a row without files: :meth:`~DeliveryService.missing_files` sees it (a file missing,
+or not matching the manifest's checksum) and the saga stages and publishes again; what the
+crash left in ``.staging`` is removed by :meth:`~DeliveryService.clean_staging`.
+
+Package ids and file names must be single safe path components (``SAFE_NAME``), and every
+path is checked to resolve inside the root, so nothing can be written or removed outside
+it. Filesystem failures are raised as ``BackendError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, suppress
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
+from aicmo.delivery.ports import DeliveryRepository
+from aicmo.errors import BackendError, NotFoundError, ValidationError
+from aicmo.values import Invalid, identifier, utc_datetime
+
+__all__ = [
+    "MANIFEST_NAME",
+    "SAFE_NAME",
+    "STAGING_DIR",
+    "DeliveryService",
+    "StagedPackage",
+    "artifact_format",
+]
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+"""A package id or file name: one path component that cannot be ``.``/``..``, hidden, or
+hold a separator. At most 201 characters, so ``<id>.<32 hex>`` fits a 255-byte file name."""
+
+MANIFEST_NAME = "manifest.json"
+STAGING_DIR = ".staging"
+"""Staging folder under the root; it starts with a dot, so no package id can name it."""
+
+_FORMATS = {"md": "markdown", "markdown": "markdown", "html": "html", "htm": "html", "json": "json"}
+_CHUNK = 1 << 20
+
+
+def artifact_format(name: str) -> str:
+    """The artifact format of a file name, from its extension (case-insensitive):
+    ``md`` -> ``markdown``, ``html`` -> ``html``, ``json`` -> ``json``, any other
+    extension as itself (lower case), ``bin`` when there is none."""
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem:
+        return "bin"
+    extension = extension.lower()
+    return _FORMATS.get(extension, extension)
+
+
+@attrs.frozen
+class StagedPackage:
+    """A package whose files are written to ``staging_dir``, not yet published.
+
+    ``package`` is the row to save: its artifact URLs name the files in ``final_dir``,
+    where :meth:`DeliveryService.publish` moves them.
+    """
+
+    package: DeliveryPackageDTO
+    staging_dir: Path
+    final_dir: Path
+
+
+def _safe_name(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise Invalid([(path, f"expected text (str), got {type(value).__name__}")])
+    if not SAFE_NAME.fullmatch(value):
+        raise Invalid(
+            [
+                (
+                    path,
+                    f"{value!r} is not a safe file name: use 1 to 201 letters, digits, '.', "
+                    "'_' or '-', starting with a letter or digit (no '/', no '..')",
+                )
+            ]
+        )
+    return value
+
+
+def _sha256_file(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the entries of ``path`` durable (POSIX; directories cannot be opened on Windows)."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, content: bytes) -> None:
+    with path.open("xb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _remove_tree(path: Path) -> bool:
+    """Remove a folder (or a stray file or link) at ``path``; ``False`` if nothing was there."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@contextmanager
+def _io(what: str) -> Iterator[None]:
+    """Raise filesystem failures as ``BackendError`` saying what was being done."""
+    try:
+        yield
+    except OSError as exc:
+        raise BackendError(f"cannot {what}: {exc}") from exc
+
+
+class DeliveryService:
+    """Stages, saves, publishes and removes delivery packages. Reachable as ``app.delivery``.
+
+    ``artifact_root`` is the folder that holds the packages (made when first needed); it is
+    resolved to an absolute path once, here.
+    """
+
+    def __init__(
+        self,
+        repo: DeliveryRepository,
+        transaction: Callable[[], AbstractContextManager[None]],
+        *,
+        artifact_root: str | os.PathLike[str],
+    ):
+        self.repo = repo
+        self._transaction = transaction
+        self._root = Path(artifact_root).resolve()
+
+    @property
+    def artifact_root(self) -> Path:
+        """The absolute folder holding the packages."""
+        return self._root
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def _staging_root(self) -> Path:
+        return self._root / STAGING_DIR
+
+    def _inside(self, path: Path, parent: Path) -> bool:
+        """``path`` resolves (following any link) to a direct child of ``parent``."""
+        return path.resolve().parent == parent and parent.resolve() == parent
+
+    def _final_dir(self, package_id: Any, what: str = "package_id") -> Path:
+        """The final folder of a package id that is safe and stays inside the root."""
+        try:
+            name = _safe_name(package_id, what)
+        except Invalid as exc:
+            raise ValidationError(exc.problems, subject="argument") from None
+        final = self._root / name
+        if not self._inside(final, self._root):
+            raise ValidationError(
+                [(what, f"{str(final)!r} resolves outside the artifact root {str(self._root)!r}")],
+                subject="argument",
+            )
+        return final
+
+    def _checked(self, staged: Any) -> StagedPackage:
+        """A ``StagedPackage`` whose folders are where this service puts them (never elsewhere)."""
+        if not isinstance(staged, StagedPackage):
+            raise ValidationError(
+                [("staged", f"expected StagedPackage, got {type(staged).__name__}")],
+                subject="argument",
+            )
+        package_id = staged.package.package_id
+        final = self._final_dir(package_id, "staged.package.package_id")
+        staging = staged.staging_dir
+        problems = []
+        if staged.final_dir != final:
+            problems.append(("staged.final_dir", f"must be {str(final)!r}"))
+        if (
+            not isinstance(staging, Path)
+            or staging.parent != self._staging_root
+            or not re.fullmatch(re.escape(package_id) + r"\.[0-9a-f]{32}", staging.name)
+            or not self._inside(staging, self._staging_root)
+        ):
+            problems.append(
+                (
+                    "staged.staging_dir",
+                    f"must be a folder '{package_id}.<32 hex digits>' in "
+                    f"{str(self._staging_root)!r}, as stage() makes",
+                )
+            )
+        if problems:
+            raise ValidationError(problems, subject="argument")
+        return staged
+
+    def _new_staging_dir(self, package_id: str) -> Path:
+        """Make the staging root (and the artifact root) and a new, empty folder inside it."""
+        staging_root = self._staging_root
+        with _io(f"create the staging folder {str(staging_root)!r}"):
+            staging_root.mkdir(parents=True, exist_ok=True)
+        if staging_root.resolve() != staging_root:
+            raise BackendError(
+                f"the staging folder {str(staging_root)!r} resolves outside the artifact root"
+            )
+        folder = staging_root / f"{package_id}.{uuid.uuid4().hex}"
+        with _io(f"create the staging folder {str(folder)!r}"):
+            folder.mkdir()
+        return folder
+
+    # -- the saga's steps ----------------------------------------------------------------
+    def stage(
+        self,
+        package_id: str,
+        draft_id: str,
+        files: Mapping[str, bytes],
+        *,
+        created_at: datetime,
+    ) -> StagedPackage:
+        """Write ``files`` and the manifest to a new staging folder; return the package row.
+
+        Every argument is checked first (all problems at once, ``ValidationError``), so
+        bad input writes nothing. The package's artifacts are the files in the order given,
+        then ``manifest.json``; their URLs are the ``file://`` URIs of the final folder.
+        """
+        problems: list[tuple[str, str]] = []
+        checked: dict[str, Any] = {}
+        for name, check, value in (
+            ("package_id", _safe_name, package_id),
+            ("draft_id", identifier, draft_id),
+            ("created_at", utc_datetime, created_at),
+        ):
+            try:
+                checked[name] = check(value, name)
+            except Invalid as exc:
+                problems.extend(exc.problems)
+        contents = self._check_files(files, problems)
+        if problems:
+            raise ValidationError(problems, subject="argument")
+        final = self._final_dir(package_id)
+        created: datetime = checked["created_at"]
+
+        manifest = {
+            "package_id": package_id,
+            "draft_id": checked["draft_id"],
+            "created_at": created.isoformat(),
+            "files": [
+                {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                for name, data in sorted(contents.items())
+            ],
+        }
+        manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
+        names = [*contents, MANIFEST_NAME]
+        package = DeliveryPackageDTO(
+            package_id=package_id,
+            draft_id=checked["draft_id"],
+            artifacts=tuple(
+                DeliveryArtifactDTO(
+                    name=name, url=(final / name).as_uri(), format=artifact_format(name)
+                )
+                for name in names
+            ),
+            created_at=created,
+        )
+
+        staging = self._new_staging_dir(package_id)
+        try:
+            with _io(f"write package {package_id!r} to {str(staging)!r}"):
+                for name, data in [*contents.items(), (MANIFEST_NAME, manifest_bytes)]:
+                    _write_file(staging / name, data)
+                _fsync_dir(staging)
+                _fsync_dir(self._staging_root)
+        except BaseException:
+            with suppress(OSError):
+                _remove_tree(staging)
+            raise
+        return StagedPackage(package=package, staging_dir=staging, final_dir=final)
+
+    @staticmethod
+    def _check_files(files: Any, problems: list[tuple[str, str]]) -> dict[str, bytes]:
+        if not isinstance(files, Mapping):
+            problems.append(
+                ("files", f"expected a mapping of file name to bytes, got {type(files).__name__}")
+            )
+            return {}
+        contents: dict[str, bytes] = {}
+        folded: dict[str, str] = {MANIFEST_NAME.casefold(): MANIFEST_NAME}
+        for name, data in files.items():
+            path = f"files[{name!r}]"
+            try:
+                _safe_name(name, path)
+            except Invalid as exc:
+                problems.extend(exc.problems)
+                continue
+            other = folded.setdefault(name.casefold(), name)
+            if other == MANIFEST_NAME:
+                problems.append((path, f"is the name of the package manifest ({MANIFEST_NAME})"))
+                continue
+            if other != name:
+                problems.append(
+                    (path, f"differs from {other!r} only in case; file names must differ")
+                )
+                continue
+            if not isinstance(data, bytes | bytearray | memoryview):
+                problems.append((path, f"expected bytes, got {type(data).__name__}"))
+                continue
+            contents[name] = bytes(data)
+        return contents
+
+    def save(self, staged: StagedPackage) -> None:
+        """Save the staged package's row (the caller holds the transaction)."""
+        self.repo.save_package(self._checked(staged).package)
+
+    def publish(self, staged: StagedPackage) -> None:
+        """Move the staging folder into place (after the row is committed).
+
+        A folder already in place (a re-publish after a crash) is replaced: moved aside into
+        the staging root, the new one renamed in, the old one removed. Publishing again a
+        package already in place (its staging folder gone, its files intact) does nothing.
+        """
+        staged = self._checked(staged)
+        staging, final = staged.staging_dir, staged.final_dir
+        package_id = staged.package.package_id
+        if not staging.is_dir():
+            if not self.missing_files(staged.package):
+                return
+            raise NotFoundError(
+                f"package {package_id!r} cannot be published: its staging folder "
+                f"{str(staging)!r} is gone; stage it again"
+            )
+        with _io(f"publish package {package_id!r} to {str(final)!r}"):
+            old: Path | None = None
+            if final.exists() or final.is_symlink():
+                old = self._staging_root / f"{package_id}.{uuid.uuid4().hex}"
+                os.replace(final, old)
+            os.replace(staging, final)
+            _fsync_dir(self._root)
+            _fsync_dir(self._staging_root)
+            if old is not None:
+                _remove_tree(old)
+
+    def abandon(self, staged: StagedPackage) -> None:
+        """Remove the staging folder (the commit failed); nothing if it is gone already."""
+        staged = self._checked(staged)
+        with _io(f"remove the staging folder {str(staged.staging_dir)!r}"):
+            _remove_tree(staged.staging_dir)
+
+    # -- checks and clean-up -------------------------------------------------------------
+    def missing_files(self, package: DeliveryPackageDTO) -> bool:
+        """``True`` if the package's final folder lacks one of its files, or one does not
+        match the manifest (size or SHA-256), or the manifest is missing or unreadable."""
+        if not isinstance(package, DeliveryPackageDTO):
+            raise ValidationError(
+                [("package", f"expected DeliveryPackageDTO, got {type(package).__name__}")],
+                subject="argument",
+            )
+        final = self._final_dir(package.package_id, "package.package_id")
+        try:
+            manifest = json.loads((final / MANIFEST_NAME).read_bytes())
+            recorded = {
+                entry["name"]: (entry["bytes"], entry["sha256"]) for entry in manifest["files"]
+            }
+            if manifest["package_id"] != package.package_id:
+                return True
+        except (OSError, ValueError, TypeError, KeyError):
+            return True
+        names = {a.name for a in package.artifacts} - {MANIFEST_NAME}
+        if not names <= recorded.keys():
+            return True
+        for name, expected in recorded.items():
+            if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+                return True
+            path = final / name
+            try:
+                if path.is_symlink() or _sha256_file(path) != tuple(expected):
+                    return True
+            except (OSError, TypeError):
+                return True
+        return False
+
+    def remove_files(self, package_id: str) -> None:
+        """Remove the package's final folder; nothing if there is none."""
+        final = self._final_dir(package_id)
+        if not (final.exists() or final.is_symlink()):
+            return
+        with _io(f"remove the files of package {package_id!r} in {str(final)!r}"):
+            # Move it aside first, so the folder vanishes at once rather than file by file.
+            self._staging_root.mkdir(parents=True, exist_ok=True)
+            aside = self._staging_root / f"{package_id}.{uuid.uuid4().hex}"
+            try:
+                os.replace(final, aside)
+            except FileNotFoundError:
+                return
+            _fsync_dir(self._root)
+            _remove_tree(aside)
+
+    def discard(self, package_id: str) -> bool:
+        """Delete the package row, then its files; ``True`` if a row was deleted.
+
+        Idempotent: files left without a row are removed too.
+        """
+        self._final_dir(package_id)
+        with self._transaction():
+            removed = self.repo.delete_package(package_id)
+        self.remove_files(package_id)
+        return removed
+
+    def clean_staging(self, *, older_than: timedelta = timedelta(0)) -> int:
+        """Remove what crashes left in the staging folder; return how many entries went.
+
+        Only entries last modified at least ``older_than`` ago are removed (by default all),
+        so run it when no other process is staging or publishing under this root, or pass
+        a margin longer than a delivery takes.
+        """
+        staging_root = self._staging_root
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        with _io(f"clean the staging folder {str(staging_root)!r}"):
+            try:
+                entries = sorted(staging_root.iterdir())
+            except FileNotFoundError:
+                return 0
+            for entry in entries:
+                try:
+                    if entry.lstat().st_mtime > cutoff:
+                        continue
+                except FileNotFoundError:
+                    continue
+                if _remove_tree(entry):
+                    removed += 1
+        return removed

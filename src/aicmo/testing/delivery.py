@@ -1,0 +1,519 @@
+"""The ``DeliveryRepository`` contract suite and its stateful parity machine."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+import aicmo
+from aicmo.delivery import DeliveryArtifactDTO, DeliveryPackageDTO
+from aicmo.errors import AicmoError, ValidationError
+from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same
+from aicmo.testing.strategies import aware_datetimes, ids, nasty_text
+from aicmo.values import MAX_ID_LENGTH
+
+__all__ = [
+    "DeliveryParityMachine",
+    "DeliveryRepositoryContract",
+    "artifacts",
+    "make_artifact",
+    "make_package",
+    "packages",
+]
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+NEPAL = timezone(timedelta(hours=5, minutes=45))
+
+
+def make_artifact(name: str = "content_pack.zip", **changes: Any) -> DeliveryArtifactDTO:
+    """A valid artifact; keyword arguments replace fields."""
+    fields: dict[str, Any] = {
+        "name": name,
+        "url": f"https://delivery.example.com/pkg-1/{name}",
+        "format": name.rpartition(".")[2] or "bin",
+    }
+    fields.update(changes)
+    return DeliveryArtifactDTO(**fields)
+
+
+def make_package(package_id: str = "pkg-1", **changes: Any) -> DeliveryPackageDTO:
+    """A valid package with three artifacts; keyword arguments replace fields."""
+    fields: dict[str, Any] = {
+        "package_id": package_id,
+        "draft_id": "draft-1",
+        "artifacts": (
+            make_artifact("content_pack.zip"),
+            make_artifact("strategy_doc.pdf"),
+            make_artifact("assets_bundle.zip"),
+        ),
+        "created_at": T0,
+    }
+    fields.update(changes)
+    return DeliveryPackageDTO(**fields)
+
+
+def _names(package: DeliveryPackageDTO | None) -> list[str]:
+    assert package is not None
+    return [artifact.name for artifact in package.artifacts]
+
+
+class DeliveryRepositoryContract:
+    """Behaviour every ``DeliveryRepository`` must have. Needs an ``app`` fixture (empty DB)."""
+
+    # -- the DTOs ----------------------------------------------------------------------
+    def test_artifact_names_must_be_distinct_naming_the_field(self) -> None:
+        a, b = make_artifact("a.zip"), make_artifact("b.pdf")
+        with pytest.raises(ValidationError) as caught:
+            make_package(artifacts=(a, b, make_artifact("a.zip", url="elsewhere", format="x")))
+        assert caught.value.errors == [
+            (
+                "artifacts[2].name",
+                "'a.zip' is already the name of artifacts[0]; artifact names must be distinct "
+                "within a package (they become file names)",
+            )
+        ]
+        assert "invalid DeliveryPackageDTO: artifacts[2].name" in str(caught.value)
+        with pytest.raises(ValidationError, match=r"artifacts\[1\]\.name"):
+            attrs.evolve(make_package(artifacts=(a, b)), artifacts=(a, a))  # type: ignore[misc]
+
+    def test_names_are_distinct_by_code_points(self) -> None:
+        names = ("a", "A", "\u00e9", "e\u0301", "", " ", "a ")
+        package = make_package(artifacts=[make_artifact(n) for n in names])
+        assert _names(package) == list(names)
+
+    def test_dto_fields_are_checked(self) -> None:
+        with pytest.raises(ValidationError) as caught:
+            DeliveryPackageDTO(
+                package_id="",
+                draft_id=7,  # type: ignore[arg-type]
+                artifacts="not a list",  # type: ignore[arg-type]
+                created_at=datetime(2025, 1, 1),
+            )
+        assert [path for path, _ in caught.value.errors] == [
+            "package_id",
+            "draft_id",
+            "artifacts",
+            "created_at",
+        ]
+        with pytest.raises(ValidationError, match=r"artifacts\[0\]: expected DeliveryArtifact"):
+            make_package(artifacts=[3])
+        with pytest.raises(ValidationError, match=r"artifacts\[0\]\.url: .*NUL"):
+            make_package(artifacts=[{"name": "n", "url": "a\x00", "format": "zip"}])
+
+    def test_artifacts_accept_any_sequence_and_mappings(self) -> None:
+        package = make_package(artifacts=[{"name": "n", "url": "u", "format": "f"}])
+        assert package.artifacts == (DeliveryArtifactDTO(name="n", url="u", format="f"),)
+        assert make_package(artifacts=[]).artifacts == ()
+
+    # -- save and get ------------------------------------------------------------------
+    def test_get_missing_package_is_none(self, app: aicmo.App) -> None:
+        assert app.repos.delivery.get_package("nope") is None
+        assert app.repos.delivery.list_by_draft("nope") == []
+
+    def test_round_trip_is_exact(self, app: aicmo.App) -> None:
+        package = make_package()
+        app.repos.delivery.save_package(package)
+        got = app.repos.delivery.get_package("pkg-1")
+        assert got == package
+        assert_same(package, got)
+
+    def test_edge_values_round_trip(self, app: aicmo.App) -> None:
+        package = make_package(
+            "'; DROP TABLE delivery_packages; --",
+            draft_id="%(draft_id)s :draft_id ::text 100%",
+            artifacts=(
+                make_artifact("", url="", format=""),
+                make_artifact("\U0001f600 \u65e5\u672c", url="x" * 100_000, format="NULL"),
+                make_artifact("e\u0301", url="'\"\\", format="%s"),
+                make_artifact("\u00e9", url=":name", format="a::text"),
+                make_artifact("\U0001f600" * 10_000, url="u", format="f"),
+            ),
+            created_at=datetime(1, 1, 1, tzinfo=UTC),
+        )
+        app.repos.delivery.save_package(package)
+        assert_same(package, app.repos.delivery.get_package(package.package_id))
+        assert_same([package], app.repos.delivery.list_by_draft(package.draft_id))
+
+    def test_longest_ids_round_trip_and_longer_ones_are_refused(self, app: aicmo.App) -> None:
+        longest = "\U0001f600" * MAX_ID_LENGTH  # four bytes a character in UTF-8
+        package = make_package(longest, draft_id=longest)
+        app.repos.delivery.save_package(package)
+        assert_same(package, app.repos.delivery.get_package(longest))
+        assert_same([package], app.repos.delivery.list_by_draft(longest))
+        with pytest.raises(ValidationError, match="package_id: is 256 characters long"):
+            make_package("x" * (MAX_ID_LENGTH + 1))
+        # A lookup takes any text: a longer id simply finds nothing.
+        assert app.repos.delivery.get_package(longest + "x") is None
+        assert app.repos.delivery.list_by_draft("x" * 10_000) == []
+
+    def test_empty_artifacts_and_far_future(self, app: aicmo.App) -> None:
+        package = make_package(
+            artifacts=(), created_at=datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+        )
+        app.repos.delivery.save_package(package)
+        got = app.repos.delivery.get_package("pkg-1")
+        assert_same(package, got)
+        assert got is not None
+        assert got.artifacts == ()
+        assert_same([package], app.repos.delivery.list_by_draft("draft-1"))
+
+    def test_datetimes_come_back_as_the_same_instant_in_utc(self, app: aicmo.App) -> None:
+        local = datetime(2025, 6, 1, 9, 30, 0, 123456, tzinfo=NEPAL)
+        app.repos.delivery.save_package(make_package(created_at=local))
+        got = app.repos.delivery.get_package("pkg-1")
+        assert got is not None
+        assert got.created_at == local
+        assert got.created_at.tzinfo is UTC
+        assert (got.created_at.hour, got.created_at.minute, got.created_at.microsecond) == (
+            3,
+            45,
+            123456,
+        )
+
+    def test_artifact_order_is_the_order_saved(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        repo.save_package(make_package(artifacts=[make_artifact(n) for n in ("c", "a", "b")]))
+        assert _names(repo.get_package("pkg-1")) == ["c", "a", "b"]
+        # Twelve artifacts: position 10 comes after 9 (numbers, not text), names unsorted.
+        names = [f"file-{i}" for i in (11, 0, 10, 1, 9, 2, 8, 3, 7, 4, 6, 5)]
+        repo.save_package(make_package("many", artifacts=[make_artifact(n) for n in names]))
+        assert _names(repo.get_package("many")) == names
+        assert [_names(p) for p in repo.list_by_draft("draft-1")] == [names, ["c", "a", "b"]]
+
+    def test_draft_id_is_plain_text_not_checked(self, app: aicmo.App) -> None:
+        package = make_package(draft_id="a draft production never saw")
+        app.repos.delivery.save_package(package)
+        assert_same([package], app.repos.delivery.list_by_draft("a draft production never saw"))
+
+    # -- re-save -----------------------------------------------------------------------
+    def test_resave_replaces_every_field_and_all_artifacts(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        repo.save_package(make_package())
+        second = make_package(
+            draft_id="draft-2",
+            artifacts=(make_artifact("only.pdf", url="https://new", format="pdf"),),
+            created_at=T0 + timedelta(days=3),
+        )
+        repo.save_package(second)
+        assert_same(second, repo.get_package("pkg-1"))
+        assert repo.list_by_draft("draft-1") == []
+        assert_same([second], repo.list_by_draft("draft-2"))
+
+    def test_resave_with_the_same_names_in_another_order(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        first = make_package()
+        repo.save_package(first)
+        swapped = make_package(
+            artifacts=[
+                attrs.evolve(a, url=a.url + "?v2")  # type: ignore[misc]
+                for a in reversed(first.artifacts)
+            ]
+        )
+        repo.save_package(swapped)
+        assert_same(swapped, repo.get_package("pkg-1"))
+
+    def test_resave_to_no_artifacts_and_back(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        repo.save_package(make_package())
+        empty = make_package(artifacts=())
+        repo.save_package(empty)
+        assert_same(empty, repo.get_package("pkg-1"))
+        one = make_package(artifacts=(make_artifact("new.zip"),))
+        repo.save_package(one)
+        assert_same(one, repo.get_package("pkg-1"))
+
+    def test_saving_the_same_package_twice_is_idempotent(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        package = make_package()
+        repo.save_package(package)
+        repo.save_package(package)
+        assert_same(package, repo.get_package("pkg-1"))
+        assert_same([package], repo.list_by_draft("draft-1"))
+
+    # -- listing -----------------------------------------------------------------------
+    def test_list_by_draft_orders_by_time_then_id_in_code_points(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        same_instant = T0.astimezone(NEPAL)
+        saved = [
+            make_package("b", created_at=T0),
+            make_package("\u00e9", created_at=same_instant),
+            make_package("late", created_at=T0 + timedelta(microseconds=1)),
+            make_package("a", created_at=T0),
+            make_package("Z\U0001f600", created_at=same_instant),
+            make_package("B", created_at=T0),
+            make_package("zz", created_at=T0 - timedelta(microseconds=1)),
+            make_package("other", draft_id="draft-2", created_at=T0),
+        ]
+        for package in saved:
+            repo.save_package(package)
+        listed = repo.list_by_draft("draft-1")
+        assert [p.package_id for p in listed] == [
+            "zz",
+            "B",
+            "Z\U0001f600",
+            "a",
+            "b",
+            "\u00e9",
+            "late",
+        ]
+        assert all(_names(p) == _names(saved[0]) for p in listed)
+        assert [p.package_id for p in repo.list_by_draft("draft-2")] == ["other"]
+        assert repo.list_by_draft("Draft-1") == []
+
+    # -- delete ------------------------------------------------------------------------
+    def test_delete_removes_package_and_artifacts(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        repo.save_package(make_package())
+        repo.save_package(make_package("kept"))
+        assert repo.delete_package("pkg-1") is True
+        assert repo.get_package("pkg-1") is None
+        assert [p.package_id for p in repo.list_by_draft("draft-1")] == ["kept"]
+        assert repo.delete_package("pkg-1") is False
+        assert repo.delete_package("never saved") is False
+        fresh = make_package(artifacts=(make_artifact("x"),))
+        repo.save_package(fresh)
+        assert_same(fresh, repo.get_package("pkg-1"))
+        assert_same(make_package("kept"), repo.get_package("kept"))
+
+    # -- arguments ---------------------------------------------------------------------
+    def test_bad_arguments_are_validation_errors_and_write_nothing(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        with pytest.raises(ValidationError, match="package: expected DeliveryPackageDTO"):
+            repo.save_package(attrs.asdict(make_package()))  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="package_id: expected text"):
+            repo.get_package(123)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match=r"draft_id: .*NUL"):
+            repo.list_by_draft("a\x00b")
+        with pytest.raises(ValidationError, match="package_id: expected text"):
+            repo.delete_package(None)  # type: ignore[arg-type]
+        assert repo.list_by_draft("draft-1") == []
+        assert repo.get_package("pkg-1") is None
+        # Lookups take any text: an id that cannot exist finds nothing.
+        assert repo.get_package("") is None
+        assert repo.delete_package("") is False
+
+    def test_nothing_a_caller_holds_changes_what_is_stored(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        artifact_fields = {"name": "a.zip", "url": "u", "format": "zip"}
+        items: list[Any] = [artifact_fields, make_artifact("b.pdf")]
+        package = make_package(artifacts=items)
+        items.append(make_artifact("c.txt"))
+        artifact_fields["name"] = "changed"
+        repo.save_package(package)
+        got = repo.get_package("pkg-1")
+        assert _names(got) == ["a.zip", "b.pdf"]
+        assert got is not None
+        assert isinstance(got.artifacts, tuple)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            got.draft_id = "x"  # type: ignore[misc]
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            got.artifacts[0].name = "x"  # type: ignore[misc]
+        assert_same(repo.get_package("pkg-1"), got)
+        assert_same(pickle.loads(pickle.dumps(got)), got)
+        assert_same(copy.deepcopy(got), got)
+
+    # -- transactions ------------------------------------------------------------------
+    def test_transaction_commits_all_writes(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        with app.transaction():
+            repo.save_package(make_package("a"))
+            repo.save_package(make_package("b", artifacts=()))
+            repo.save_package(make_package("gone"))
+            assert repo.delete_package("gone") is True
+        assert [p.package_id for p in repo.list_by_draft("draft-1")] == ["a", "b"]
+        assert repo.get_package("gone") is None
+
+    def test_transaction_that_raises_leaves_everything_as_before(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        before = make_package("a")
+        repo.save_package(before)
+        kept = make_package("k", draft_id="draft-2", artifacts=(make_artifact("k"),))
+        repo.save_package(kept)
+        with pytest.raises(Boom), app.transaction():
+            repo.save_package(
+                make_package("a", draft_id="draft-2", artifacts=(make_artifact("new"),))
+            )
+            repo.save_package(make_package("b"))
+            assert repo.delete_package("k") is True
+            assert [p.package_id for p in repo.list_by_draft("draft-2")] == ["a"]
+            raise Boom
+        assert_same(before, repo.get_package("a"))
+        assert_same(kept, repo.get_package("k"))
+        assert repo.get_package("b") is None
+        assert_same([before], repo.list_by_draft("draft-1"))
+        assert_same([kept], repo.list_by_draft("draft-2"))
+
+    def test_nested_transaction_is_a_savepoint(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        outer = make_package("outer")
+        with app.transaction():
+            repo.save_package(outer)
+            with pytest.raises(Boom), app.transaction():
+                repo.save_package(make_package("inner"))
+                repo.save_package(make_package("outer", artifacts=()))
+                raise Boom
+            with app.transaction():
+                repo.save_package(make_package("inner-2"))
+        assert_same(outer, repo.get_package("outer"))
+        assert repo.get_package("inner") is None
+        assert repo.get_package("inner-2") is not None
+
+    def test_a_failed_call_inside_a_transaction_does_not_spoil_it(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        with app.transaction():
+            repo.save_package(make_package("a"))
+            with pytest.raises(ValidationError):
+                repo.save_package({"package_id": "x"})  # type: ignore[arg-type]
+            with pytest.raises(ValidationError):
+                repo.list_by_draft(None)  # type: ignore[arg-type]
+            repo.save_package(make_package("b"))
+        assert repo.get_package("a") is not None
+        assert repo.get_package("b") is not None
+
+    def test_errors_come_from_the_aicmo_tree(self, app: aicmo.App) -> None:
+        with pytest.raises(AicmoError):
+            app.repos.delivery.get_package(b"bytes")  # type: ignore[arg-type]
+
+
+# -- stateful parity -------------------------------------------------------------------
+
+_drafts = st.sampled_from(["d1", "d2", "D1", "\u00e9"]) | ids
+
+_names_pool = st.sampled_from(
+    ["content_pack.zip", "strategy_doc.pdf", "a", "A", "\u00e9", "e\u0301", ""]
+)
+
+artifacts = st.builds(
+    DeliveryArtifactDTO, name=_names_pool | nasty_text, url=nasty_text, format=nasty_text
+)
+"""Valid artifacts with nasty values; names collide often."""
+
+_artifact_lists = st.lists(artifacts, max_size=5, unique_by=lambda a: a.name)
+
+_times = (
+    st.sampled_from([T0, T0.astimezone(NEPAL), T0 + timedelta(microseconds=1)]) | aware_datetimes
+)
+
+packages = st.builds(
+    DeliveryPackageDTO,
+    package_id=ids,
+    draft_id=_drafts,
+    artifacts=_artifact_lists,
+    created_at=_times,
+)
+"""Valid packages with nasty values; ids, drafts and creation times collide often."""
+
+
+class DeliveryParityMachine(ParityMachine):
+    """Memory vs SQL ``DeliveryRepository``. Subclass and define ``make_sql_app``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.package_ids: set[str] = set()
+        self.drafts: set[str] = set()
+
+    def seen(self, op: Op) -> None:
+        for arg in op.args:
+            if isinstance(arg, DeliveryPackageDTO):
+                self.package_ids.add(arg.package_id)
+                self.drafts.add(arg.draft_id)
+            elif isinstance(arg, str):
+                (self.drafts if op.method == "list_by_draft" else self.package_ids).add(arg)
+
+    def _known(self) -> st.SearchStrategy[str]:
+        return st.sampled_from(sorted(self.package_ids)) if self.package_ids else ids
+
+    def write_ops(self) -> st.SearchStrategy[Op]:
+        known = self._known()
+        return st.one_of(
+            packages.map(lambda p: Op("delivery", "save_package", (p,))),
+            st.tuples(known, packages).map(
+                lambda a: Op(
+                    "delivery",
+                    "save_package",
+                    (attrs.evolve(a[1], package_id=a[0]),),  # type: ignore[misc]
+                )
+            ),
+            (ids | known).map(lambda i: Op("delivery", "delete_package", (i,))),
+        )
+
+    def observe(self, app: aicmo.App) -> Any:
+        repo = app.repos.delivery
+        return (
+            [(i, repo.get_package(i)) for i in sorted(self.package_ids)],
+            [(d, repo.list_by_draft(d)) for d in sorted(self.drafts)],
+        )
+
+    def _stored(self) -> list[DeliveryPackageDTO]:
+        """The packages stored now (read from the memory app, which the SQL one matches)."""
+        repo = self.memory.repos.delivery
+        return [p for i in sorted(self.package_ids) if (p := repo.get_package(i)) is not None]
+
+    def _draw_stored(self, data: st.DataObject) -> DeliveryPackageDTO:
+        return data.draw(st.sampled_from(self._stored()), label="stored")
+
+    @rule(package=packages)
+    def save_package(self, package: DeliveryPackageDTO) -> None:
+        self.both(Op("delivery", "save_package", (package,)))
+
+    @precondition(lambda self: bool(self._stored()))
+    @rule(data=st.data(), created_at=_times)
+    def resave_existing(self, data: st.DataObject, created_at: datetime) -> None:
+        """Re-save an existing id with different artifacts and a different draft."""
+        current = self._draw_stored(data)
+        draft_id = data.draw(_drafts.filter(lambda d: d != current.draft_id), label="draft_id")
+        new_artifacts = data.draw(
+            _artifact_lists.filter(lambda a: tuple(a) != current.artifacts), label="artifacts"
+        )
+        package = DeliveryPackageDTO(
+            package_id=current.package_id,
+            draft_id=draft_id,
+            artifacts=tuple(new_artifacts),
+            created_at=created_at,
+        )
+        self.both(Op("delivery", "save_package", (package,)))
+
+    @precondition(lambda self: bool(self._stored()))
+    @rule(data=st.data(), package=packages)
+    def save_tie(self, data: st.DataObject, package: DeliveryPackageDTO) -> None:
+        """Save a package in an existing package's draft at the same instant, so listing
+        must break the tie by ``package_id``."""
+        current = self._draw_stored(data)
+        offset = data.draw(st.sampled_from([UTC, NEPAL]), label="offset")
+        tie = attrs.evolve(  # type: ignore[misc]
+            package, draft_id=current.draft_id, created_at=current.created_at.astimezone(offset)
+        )
+        self.both(Op("delivery", "save_package", (tie,)))
+
+    @precondition(lambda self: bool(self._stored()))
+    @rule(data=st.data())
+    def resave_reordered(self, data: st.DataObject) -> None:
+        """Re-save an existing package with its artifacts (same names) in another order."""
+        current = self._draw_stored(data)
+        reordered = data.draw(st.permutations(current.artifacts), label="artifacts")
+        draft_id = data.draw(_drafts, label="draft_id")
+        moved = attrs.evolve(current, artifacts=reordered, draft_id=draft_id)  # type: ignore[misc]
+        self.both(Op("delivery", "save_package", (moved,)))
+
+    @rule(data=st.data())
+    def get_package(self, data: st.DataObject) -> None:
+        package_id = data.draw(self._known() | ids, label="package_id")
+        self.both(Op("delivery", "get_package", (package_id,)))
+
+    @rule(data=st.data())
+    def list_by_draft(self, data: st.DataObject) -> None:
+        known = st.sampled_from(sorted(self.drafts)) if self.drafts else _drafts
+        draft_id = data.draw(known | _drafts, label="draft_id")
+        self.both(Op("delivery", "list_by_draft", (draft_id,)))
+
+    @rule(data=st.data())
+    def delete_package(self, data: st.DataObject) -> None:
+        package_id = data.draw(self._known() | ids, label="package_id")
+        self.both(Op("delivery", "delete_package", (package_id,)))
