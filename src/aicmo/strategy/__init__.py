@@ -1,5 +1,25 @@
-"""Strategy (stub: to be built like aicmo.onboarding)."""
+"""Strategy: versioned strategy documents for a brief, and their approval state.
 
+Public names only; the repositories behind ``app.repos.strategy`` are wired by
+:mod:`aicmo.app`.
+"""
+
+from aicmo.strategy.dtos import (
+    ChannelPlanDTO,
+    KpiDTO,
+    StrategyDocDTO,
+    StrategyInputDTO,
+    StrategyVersionDTO,
+    TimelineDTO,
+)
 from aicmo.strategy.ports import StrategyRepository
 
-__all__ = ["StrategyRepository"]
+__all__ = [
+    "ChannelPlanDTO",
+    "KpiDTO",
+    "StrategyDocDTO",
+    "StrategyInputDTO",
+    "StrategyRepository",
+    "StrategyVersionDTO",
+    "TimelineDTO",
+]

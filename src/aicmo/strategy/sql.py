@@ -1,16 +1,124 @@
-"""SQL ``StrategyRepository`` (stub)."""
+"""SQL ``StrategyRepository``: the same statements on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aicmo.db.base import SqlDatabase
+from aicmo.db.mapping import RowMapper
 from aicmo.db.statement import Sql
+from aicmo.strategy.dtos import StrategyDocDTO, StrategyVersionDTO
+from aicmo.strategy.rules import doc_arg, key_arg, version_taken
 
 __all__ = ["STATEMENTS", "SqlStrategyRepository"]
 
-STATEMENTS: tuple[Sql, ...] = ()
+# Who holds (brief_id, version) now: the pre-check that names the conflict precisely
+# (the unique index stays the safety net against a concurrent writer).
+VERSION_HOLDER = Sql("""
+SELECT strategy_id FROM strategy_document
+WHERE brief_id = :brief_id AND version = :version
+""")
+
+SAVE = Sql("""
+INSERT INTO strategy_document (
+    strategy_id, brief_id, version, kpis, channels, milestones, duration_weeks,
+    executive_summary, is_approved, created_at, approved_at, updated_at
+) VALUES (
+    :strategy_id, :brief_id, :version, :kpis, :channels, :milestones, :duration_weeks,
+    :executive_summary, :is_approved, :created_at, :approved_at, :now
+)
+ON CONFLICT (strategy_id) DO UPDATE SET
+    brief_id = excluded.brief_id,
+    version = excluded.version,
+    kpis = excluded.kpis,
+    channels = excluded.channels,
+    milestones = excluded.milestones,
+    duration_weeks = excluded.duration_weeks,
+    executive_summary = excluded.executive_summary,
+    is_approved = excluded.is_approved,
+    created_at = excluded.created_at,
+    approved_at = excluded.approved_at,
+    updated_at = excluded.updated_at
+""")
+
+GET = Sql("""
+SELECT strategy_id, brief_id, version, kpis, channels, milestones, duration_weeks,
+       executive_summary, is_approved, created_at, approved_at
+FROM strategy_document
+WHERE strategy_id = :strategy_id
+""")
+
+LIST_BY_BRIEF = Sql("""
+SELECT strategy_id, brief_id, version, kpis, channels, milestones, duration_weeks,
+       executive_summary, is_approved, created_at, approved_at
+FROM strategy_document
+WHERE brief_id = :brief_id
+ORDER BY version, strategy_id
+""")
+
+LIST_VERSIONS = Sql("""
+SELECT strategy_id, version, is_approved, created_at
+FROM strategy_document
+WHERE brief_id = :brief_id
+ORDER BY version, strategy_id
+""")
+
+DELETE = Sql("DELETE FROM strategy_document WHERE strategy_id = :strategy_id")
+
+STATEMENTS = (
+    VERSION_HOLDER,
+    SAVE,
+    GET,
+    LIST_BY_BRIEF,
+    LIST_VERSIONS,
+    DELETE,
+)
 """Every statement this module issues (the table-ownership test reads them)."""
 
 
 class SqlStrategyRepository:
+    """``StrategyRepository`` over a :class:`~aicmo.db.base.SqlDatabase`.
+
+    KPIs, channels and milestones are JSON text (order and floats round-trip exactly);
+    the timeline's ``duration_weeks`` is a column of its own.
+    """
+
     def __init__(self, db: SqlDatabase):
         self._db = db
+        self._docs = RowMapper(
+            StrategyDocDTO,
+            db.dialect,
+            json=("kpis", "channels", "timeline.milestones"),
+            flatten=("timeline",),
+        )
+        self._versions = RowMapper(StrategyVersionDTO, db.dialect)
+
+    def save(self, doc: StrategyDocDTO) -> None:
+        doc = doc_arg(doc)
+        row = self._docs.to_row(doc)
+        row["now"] = self._db.encode_datetime(datetime.now(UTC))
+        with self._db.transaction():
+            holder = self._db.fetch_one(
+                VERSION_HOLDER, {"brief_id": doc.brief_id, "version": doc.version}
+            )
+            if holder is not None and holder["strategy_id"] != doc.strategy_id:
+                raise version_taken(doc, holder["strategy_id"])
+            self._db.execute(SAVE, row)
+
+    def get(self, strategy_id: str) -> StrategyDocDTO | None:
+        row = self._db.fetch_one(GET, {"strategy_id": key_arg(strategy_id, "strategy_id")})
+        return None if row is None else self._docs.from_row(row)
+
+    def list_by_brief(self, brief_id: str) -> list[StrategyDocDTO]:
+        rows = self._db.fetch_all(LIST_BY_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")})
+        return [self._docs.from_row(row) for row in rows]
+
+    def list_versions(self, brief_id: str) -> list[StrategyVersionDTO]:
+        rows = self._db.fetch_all(LIST_VERSIONS, {"brief_id": key_arg(brief_id, "brief_id")})
+        return [self._versions.from_row(row) for row in rows]
+
+    def delete(self, strategy_id: str) -> bool:
+        with self._db.transaction():
+            return (
+                self._db.execute(DELETE, {"strategy_id": key_arg(strategy_id, "strategy_id")}) > 0
+            )
