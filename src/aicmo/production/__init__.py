@@ -1,5 +1,16 @@
-"""Production (stub: to be built like aicmo.onboarding)."""
+"""Production: content drafts and the bundles of assets assembled from them.
 
+Public names only; the repositories behind ``app.repos.production`` are wired by
+:mod:`aicmo.app`.
+"""
+
+from aicmo.production.dtos import AssetDTO, ContentDraftDTO, CreativeSpecDTO, DraftBundleDTO
 from aicmo.production.ports import ProductionRepository
 
-__all__ = ["ProductionRepository"]
+__all__ = [
+    "AssetDTO",
+    "ContentDraftDTO",
+    "CreativeSpecDTO",
+    "DraftBundleDTO",
+    "ProductionRepository",
+]

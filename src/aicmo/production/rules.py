@@ -1,1 +1,47 @@
-"""Argument rules shared by every production repository (stub)."""
+"""Argument rules and errors shared by every production repository, so each backend
+refuses the same input the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aicmo.errors import ConflictError, NotFoundError
+from aicmo.production.dtos import ContentDraftDTO, DraftBundleDTO
+from aicmo.values import argument, instance, text
+
+__all__ = ["asset_conflict", "bundle_arg", "draft_arg", "draft_not_found", "key_arg"]
+
+_draft = instance(ContentDraftDTO)
+_bundle = instance(DraftBundleDTO)
+
+
+def draft_arg(value: object) -> ContentDraftDTO:
+    result: ContentDraftDTO = argument(_draft, value, "draft")
+    return result
+
+
+def bundle_arg(value: object) -> DraftBundleDTO:
+    result: DraftBundleDTO = argument(_bundle, value, "bundle")
+    return result
+
+
+def key_arg(value: object, name: str) -> str:
+    """A lookup key: any text (an id that cannot exist simply finds nothing)."""
+    result: str = argument(text, value, name)
+    return result
+
+
+def draft_not_found(bundle: DraftBundleDTO) -> NotFoundError:
+    return NotFoundError(
+        f"draft {bundle.draft_id!r} not found; save the draft before its bundle "
+        f"{bundle.bundle_id!r}"
+    )
+
+
+def asset_conflict(bundle_id: str, taken: Sequence[tuple[str, str]]) -> ConflictError:
+    """``taken`` lists ``(asset_id, bundle that holds it)`` in the bundle's asset order."""
+    held = ", ".join(f"asset {asset!r} belongs to bundle {holder!r}" for asset, holder in taken)
+    return ConflictError(
+        f"cannot save bundle {bundle_id!r}: {held}; asset ids are unique across bundles, "
+        "so give the asset a new id or save the other bundle without it first"
+    )
