@@ -138,6 +138,8 @@ def test_json_edge_values_are_kept() -> None:
     [
         ("brief_id", "", "must not be empty"),
         ("brief_id", 7, "expected text (str), got int"),
+        ("brief_id", "x" * 256, "is 256 characters long; ids have at most 255"),
+        ("client_id", "\U0001f600" * 256, "ids have at most 255"),
         ("client_id", "a\x00", "NUL"),
         ("target_audience", "\udfff", "lone surrogate"),
         ("objectives", "one string", "expected a sequence of strings, got str"),

@@ -27,11 +27,13 @@ from aicmo.errors import ValidationError
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "MAX_ID_LENGTH",
     "MAX_JSON_DEPTH",
     "Check",
     "FrozenDict",
     "Invalid",
     "argument",
+    "boolean",
     "dto",
     "field",
     "finite_float",
@@ -52,6 +54,7 @@ __all__ = [
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_JSON_DEPTH = 64
+MAX_ID_LENGTH = 255
 
 Check = Callable[[Any, str], Any]
 """A field rule: ``check(value, path)`` returns the normalized value or raises ``Invalid``."""
@@ -133,11 +136,24 @@ def text(value: Any, path: str) -> str:
 
 
 def identifier(value: Any, path: str) -> str:
-    """Non-empty text: the ids of records."""
+    """Non-empty text of at most ``MAX_ID_LENGTH`` characters: the ids of records.
+
+    The bound keeps every key within PostgreSQL's B-tree row limit (about 2.7 kB), so an
+    id that one backend stores is stored by all of them.
+    """
     result = text(value, path)
     if not result:
         _fail(path, "must not be empty; give the record an id")
+    if len(result) > MAX_ID_LENGTH:
+        _fail(path, f"is {len(result)} characters long; ids have at most {MAX_ID_LENGTH}")
     return result
+
+
+def boolean(value: Any, path: str) -> bool:
+    """A real ``bool`` (``1``, ``0`` or ``"yes"`` are refused, not coerced)."""
+    if not isinstance(value, bool):
+        _fail(path, f"expected a bool (True or False), got {_type_name(value)}")
+    return value
 
 
 def int64(value: Any, path: str, *, minimum: int = INT64_MIN) -> int:

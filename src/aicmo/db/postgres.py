@@ -73,6 +73,15 @@ class PostgresDatabase(SqlDatabase):
                 name="aicmo",
             )
         )
+        # The first connection is ready before any use: no background growth on the first
+        # call (pool workers use `random`, which hypothesis forbids during data generation).
+        try:
+            self._pool.wait(timeout=pool_timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            self._pool.close()
+            raise BackendError(
+                f"{self.describe}: the connection pool did not open within {pool_timeout:g}s"
+            ) from exc
 
     # -- connections ---------------------------------------------------------------------
     def _redact(self, message: str) -> str:

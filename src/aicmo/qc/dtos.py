@@ -10,6 +10,7 @@ from typing import Any
 
 from aicmo.values import (
     Invalid,
+    boolean,
     dto,
     field,
     finite_float,
@@ -42,13 +43,6 @@ def score(value: Any, path: str) -> float:
     if not 0.0 <= result <= 1.0:
         raise Invalid([(path, f"must be between 0 and 1 inclusive, got {result!r}")])
     return result + 0.0
-
-
-def boolean(value: Any, path: str) -> bool:
-    """A real ``bool`` (``1``, ``0`` or ``"yes"`` are refused, not coerced)."""
-    if not isinstance(value, bool):
-        raise Invalid([(path, f"expected a bool (True or False), got {type(value).__name__}")])
-    return value
 
 
 @dto
