@@ -92,6 +92,9 @@ def test_data_survives_upgrades(fresh_url: str) -> None:
             objectives=["o"],
             target_audience="aud",
             brand_guidelines={"k": [1.5]},
+            client_name="",
+            industry="",
+            channels=(),
         )
 
 

@@ -18,7 +18,7 @@ import pytest
 import aicmo
 from aicmo.db.statement import Sql
 
-MODULES = ["onboarding", "strategy", "production", "qc", "delivery"]
+MODULES = ["onboarding", "strategy", "production", "qc", "delivery", "workflow"]
 
 _ACTIONS = {
     sqlite3.SQLITE_READ: "read",

@@ -6,9 +6,13 @@ This is the only module that knows the concrete repository classes.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from types import TracebackType
+
+import attrs
 
 from aicmo.db import migrations
 from aicmo.db.base import SqlDatabase
@@ -16,21 +20,29 @@ from aicmo.db.memstore import MemoryDatabase
 from aicmo.db.migrations import MigrationStatus
 from aicmo.delivery import DeliveryRepository
 from aicmo.delivery.memory import InMemoryDeliveryRepository
+from aicmo.delivery.service import DeliveryService
 from aicmo.delivery.sql import SqlDeliveryRepository
 from aicmo.errors import BackendError, SchemaError
 from aicmo.onboarding import BriefRepository
 from aicmo.onboarding.memory import InMemoryBriefRepository
+from aicmo.onboarding.service import IntakeSource, OnboardingService
 from aicmo.onboarding.sql import SqlBriefRepository
 from aicmo.production import ProductionRepository
 from aicmo.production.memory import InMemoryProductionRepository
+from aicmo.production.service import ProductionService
 from aicmo.production.sql import SqlProductionRepository
 from aicmo.qc import QcRepository
 from aicmo.qc.memory import InMemoryQcRepository
+from aicmo.qc.service import QcService
 from aicmo.qc.sql import SqlQcRepository
 from aicmo.settings import Settings, redact, resolve_settings
 from aicmo.strategy import StrategyRepository
 from aicmo.strategy.memory import InMemoryStrategyRepository
+from aicmo.strategy.service import StrategyService
 from aicmo.strategy.sql import SqlStrategyRepository
+from aicmo.workflow import WorkflowRunDTO, WorkflowRunRepository, WorkflowService
+from aicmo.workflow.memory import InMemoryWorkflowRunRepository
+from aicmo.workflow.sql import SqlWorkflowRunRepository
 
 __all__ = ["App", "Repositories", "connect"]
 
@@ -38,7 +50,7 @@ __all__ = ["App", "Repositories", "connect"]
 class Repositories:
     """The repositories of one app, all bound to its backend."""
 
-    __slots__ = ("delivery", "onboarding", "production", "qc", "strategy")
+    __slots__ = ("delivery", "onboarding", "production", "qc", "strategy", "workflow")
 
     def __init__(
         self,
@@ -48,12 +60,14 @@ class Repositories:
         production: ProductionRepository,
         qc: QcRepository,
         delivery: DeliveryRepository,
+        workflow: WorkflowRunRepository,
     ):
         self.onboarding = onboarding
         self.strategy = strategy
         self.production = production
         self.qc = qc
         self.delivery = delivery
+        self.workflow = workflow
 
     @classmethod
     def in_memory(cls, db: MemoryDatabase) -> Repositories:
@@ -63,6 +77,7 @@ class Repositories:
             production=InMemoryProductionRepository(db),
             qc=InMemoryQcRepository(db),
             delivery=InMemoryDeliveryRepository(db),
+            workflow=InMemoryWorkflowRunRepository(db),
         )
 
     @classmethod
@@ -73,6 +88,7 @@ class Repositories:
             production=SqlProductionRepository(db),
             qc=SqlQcRepository(db),
             delivery=SqlDeliveryRepository(db),
+            workflow=SqlWorkflowRunRepository(db),
         )
 
 
@@ -107,6 +123,7 @@ class App:
         if settings.kind == "memory":
             self._memory = MemoryDatabase()
             self.repos = Repositories.in_memory(self._memory)
+            self._services()
             return
         db = _open_sql(settings)
         db.schema_check = migrations.check_schema
@@ -117,9 +134,50 @@ class App:
                 with contextlib.suppress(SchemaError):
                     migrations.upgrade(db)
             self.repos = Repositories.sql(db)
+            self._services()
         except BaseException:
             db.close()
             raise
+
+    def _services(self) -> None:
+        repos, tx = self.repos, self.transaction
+        self.onboarding = OnboardingService(repos.onboarding, tx)
+        self.strategy = StrategyService(repos.strategy, tx)
+        self.production = ProductionService(repos.production, tx)
+        self.qc = QcService(repos.qc, tx, threshold=self.settings.qc_threshold)
+        self.delivery = DeliveryService(
+            repos.delivery, tx, artifact_root=self.settings.artifact_dir
+        )
+        self.workflow = WorkflowService(self, repos.workflow)
+
+    # -- the workflow --------------------------------------------------------------------
+    def run_workflow(
+        self, intake: IntakeSource, *, idempotency_key: str | None = None
+    ) -> WorkflowRunDTO:
+        """Run onboarding -> strategy -> production -> QC -> delivery for one intake.
+
+        ``intake`` is an ``IntakeFormDTO``, a mapping, or a path to a ``.toml``/``.json``
+        file. An invalid intake raises ``ValidationError`` and creates no run; any later
+        failure is compensated and returned as a ``COMPENSATED`` (or ``FAILED``) run. The
+        same ``idempotency_key`` returns the same run instead of running again.
+        """
+        self._check_open()
+        return self.workflow.run(intake, idempotency_key=idempotency_key)
+
+    def get_run(self, workflow_run_id: str) -> WorkflowRunDTO | None:
+        """The run, or ``None``."""
+        self._check_open()
+        return self.repos.workflow.get(workflow_run_id)
+
+    def list_runs(self, status: str | None = None) -> list[WorkflowRunDTO]:
+        """Runs (only those with ``status``, if given), oldest first."""
+        self._check_open()
+        return self.repos.workflow.list(status)
+
+    def recover(self, *, stale_after: timedelta = timedelta(0)) -> list[WorkflowRunDTO]:
+        """Resume or compensate every unfinished run (see ``WorkflowService.recover``)."""
+        self._check_open()
+        return self.workflow.recover(stale_after=stale_after)
 
     @property
     def backend(self) -> str:
@@ -196,7 +254,12 @@ class App:
         self.close()
 
 
-def connect(url: str | None = None, *, auto_upgrade: bool = True) -> App:
+def connect(
+    url: str | None = None,
+    *,
+    auto_upgrade: bool = True,
+    artifact_dir: str | os.PathLike[str] | None = None,
+) -> App:
     """Open aicmo on ``url`` (see :mod:`aicmo.settings` for the forms and the defaults).
 
     SQLite databases (owned by the application) are upgraded to the current schema here
@@ -205,4 +268,7 @@ def connect(url: str | None = None, *, auto_upgrade: bool = True) -> App:
     behind or ahead of the code raises ``SchemaError``; ``connect`` itself never fails
     because of the schema.
     """
-    return App(resolve_settings(url), auto_upgrade=auto_upgrade)
+    settings = resolve_settings(url)
+    if artifact_dir is not None:
+        settings = attrs.evolve(settings, artifact_dir=os.path.abspath(artifact_dir))
+    return App(settings, auto_upgrade=auto_upgrade)

@@ -27,6 +27,7 @@ from aicmo.errors import ConfigurationError
 __all__ = ["DEFAULT_DATABASE_URL", "Settings", "resolve_settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///aicmo.db"
+DEFAULT_ARTIFACT_DIR = "aicmo-artifacts"
 MODES = ("db", "inmemory")
 
 Kind = Literal["memory", "sqlite", "postgresql"]
@@ -42,6 +43,10 @@ class Settings:
     pool_size: int = 10
     pool_timeout: float = 30.0
     busy_timeout: float = 30.0
+    #: Where delivery writes package files (absolute).
+    artifact_dir: str = attrs.field(factory=lambda: os.path.abspath(DEFAULT_ARTIFACT_DIR))
+    #: The QC score a draft needs to pass (with no critical issue).
+    qc_threshold: float = 0.7
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool) -> float:
@@ -90,21 +95,37 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
             url = env.get("AICMO_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
     if not isinstance(url, str):
         raise ConfigurationError(f"database URL must be a str, got {type(url).__name__}")
-    tuning = {
-        "pool_size": int(_number(env, "AICMO_DB_POOL_SIZE", 10, integer=True)),
-        "pool_timeout": _number(env, "AICMO_DB_POOL_TIMEOUT", 30.0, integer=False),
-        "busy_timeout": _number(env, "AICMO_SQLITE_BUSY_TIMEOUT", 30.0, integer=False),
-    }
+    pool_size = int(_number(env, "AICMO_DB_POOL_SIZE", 10, integer=True))
+    pool_timeout = _number(env, "AICMO_DB_POOL_TIMEOUT", 30.0, integer=False)
+    busy_timeout = _number(env, "AICMO_SQLITE_BUSY_TIMEOUT", 30.0, integer=False)
+    artifact_dir = os.path.abspath(
+        env.get("AICMO_ARTIFACT_DIR", "").strip() or DEFAULT_ARTIFACT_DIR
+    )
+    qc_threshold = _number(env, "AICMO_QC_THRESHOLD", 0.7, integer=False)
+    if qc_threshold > 1:
+        raise ConfigurationError(f"AICMO_QC_THRESHOLD={qc_threshold!r} must be within (0, 1]")
+
+    def settings(kind: Kind, path: str | None = None) -> Settings:
+        return Settings(
+            url=url if kind != "memory" else "memory://",
+            kind=kind,
+            sqlite_path=path,
+            pool_size=pool_size,
+            pool_timeout=pool_timeout,
+            busy_timeout=busy_timeout,
+            artifact_dir=artifact_dir,
+            qc_threshold=qc_threshold,
+        )
+
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "memory":
         if url.lower() != "memory://":
             raise ConfigurationError(f"memory URL {url!r} takes nothing after memory://")
-        return Settings(url="memory://", kind="memory", **tuning)  # type: ignore[arg-type]
+        return settings("memory")
     if scheme == "sqlite" and url.lower().startswith("sqlite://"):
-        path = _parse_sqlite(url)
-        return Settings(url=url, kind="sqlite", sqlite_path=path, **tuning)  # type: ignore[arg-type]
+        return settings("sqlite", _parse_sqlite(url))
     if scheme in ("postgresql", "postgres") and url.lower().startswith(f"{scheme}://"):
-        return Settings(url=url, kind="postgresql", **tuning)  # type: ignore[arg-type]
+        return settings("postgresql")
     raise ConfigurationError(
         f"unsupported database URL {redact(url)!r}; use memory://, sqlite://, "
         "sqlite:///path.db or postgresql://user:pass@host:port/dbname"

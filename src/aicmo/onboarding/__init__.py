@@ -4,11 +4,18 @@ Public names only; the repositories behind ``app.repos.onboarding`` are wired by
 :mod:`aicmo.app`.
 """
 
-from aicmo.onboarding.dtos import DiscoveryNotesDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
+from aicmo.onboarding.dtos import (
+    ChannelPreferenceDTO,
+    DiscoveryNotesDTO,
+    IntakeFormDTO,
+    NormalizedBriefDTO,
+    ScopeDTO,
+)
 from aicmo.onboarding.ports import BriefRepository
 
 __all__ = [
     "BriefRepository",
+    "ChannelPreferenceDTO",
     "DiscoveryNotesDTO",
     "IntakeFormDTO",
     "NormalizedBriefDTO",

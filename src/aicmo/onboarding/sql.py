@@ -15,10 +15,12 @@ __all__ = ["SqlBriefRepository"]
 SAVE_BRIEF = Sql("""
 INSERT INTO onboarding_brief (
     brief_id, client_id, deliverables, exclusions, timeline_weeks, objectives,
-    target_audience, brand_guidelines, normalized_at, created_at, updated_at
+    target_audience, brand_guidelines, normalized_at, client_name, industry, channels,
+    created_at, updated_at
 ) VALUES (
     :brief_id, :client_id, :deliverables, :exclusions, :timeline_weeks, :objectives,
-    :target_audience, :brand_guidelines, :normalized_at, :now, :now
+    :target_audience, :brand_guidelines, :normalized_at, :client_name, :industry, :channels,
+    :now, :now
 )
 ON CONFLICT (brief_id) DO UPDATE SET
     client_id = excluded.client_id,
@@ -29,19 +31,22 @@ ON CONFLICT (brief_id) DO UPDATE SET
     target_audience = excluded.target_audience,
     brand_guidelines = excluded.brand_guidelines,
     normalized_at = excluded.normalized_at,
+    client_name = excluded.client_name,
+    industry = excluded.industry,
+    channels = excluded.channels,
     updated_at = excluded.updated_at
 """)
 
 GET_BRIEF = Sql("""
 SELECT brief_id, client_id, deliverables, exclusions, timeline_weeks, objectives,
-       target_audience, brand_guidelines, normalized_at
+       target_audience, brand_guidelines, normalized_at, client_name, industry, channels
 FROM onboarding_brief
 WHERE brief_id = :brief_id
 """)
 
 LIST_BRIEFS_BY_CLIENT = Sql("""
 SELECT brief_id, client_id, deliverables, exclusions, timeline_weeks, objectives,
-       target_audience, brand_guidelines, normalized_at
+       target_audience, brand_guidelines, normalized_at, client_name, industry, channels
 FROM onboarding_brief
 WHERE client_id = :client_id
 ORDER BY normalized_at, brief_id
@@ -83,7 +88,13 @@ class SqlBriefRepository:
         self._briefs = RowMapper(
             NormalizedBriefDTO,
             db.dialect,
-            json=("objectives", "brand_guidelines", "scope.deliverables", "scope.exclusions"),
+            json=(
+                "objectives",
+                "brand_guidelines",
+                "channels",
+                "scope.deliverables",
+                "scope.exclusions",
+            ),
             flatten=("scope",),
         )
         self._intakes = RowMapper(IntakeFormDTO, db.dialect, json=("responses",))

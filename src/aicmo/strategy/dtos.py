@@ -11,6 +11,7 @@ from typing import Any
 from aicmo.values import (
     FrozenDict,
     Invalid,
+    boolean,
     dto,
     field,
     finite_float,
@@ -39,13 +40,6 @@ __all__ = [
 def version_number(value: Any, path: str) -> int:
     """A document version: an integer from 1 up (signed 64 bits)."""
     return int64(value, path, minimum=1)
-
-
-def boolean(value: Any, path: str) -> bool:
-    """A real ``bool`` (``1`` or ``"yes"`` are refused, not coerced)."""
-    if not isinstance(value, bool):
-        raise Invalid([(path, f"expected a bool (True or False), got {type(value).__name__}")])
-    return value
 
 
 def milestone(value: Any, path: str) -> FrozenDict:
@@ -117,6 +111,8 @@ class StrategyDocDTO:
     is_approved: bool = field(boolean)
     created_at: datetime = field(utc_datetime)
     approved_at: datetime | None = field(optional(utc_datetime), default=None)
+    #: Who approved it (an addition to the original's fields).
+    approved_by: str | None = field(optional(text), default=None)
 
 
 @dto

@@ -492,9 +492,8 @@ class StrategyService:
     def approve(self, strategy_id: str, approved_by: str) -> StrategyDocDTO:
         """Mark the document approved (``approved_at`` = now); approving again changes nothing.
 
-        ``approved_by`` must be non-blank text; it is checked but not stored yet
-        (``StrategyDocDTO`` has no field for it). ``NotFoundError`` if there is no such
-        document.
+        ``approved_by`` must be non-blank text and is stored with the document.
+        ``NotFoundError`` if there is no such document.
         """
         strategy_id = argument(text, strategy_id, "strategy_id")
         approved_by = argument(text, approved_by, "approved_by")
@@ -512,6 +511,7 @@ class StrategyService:
                 doc,  # type: ignore[misc]
                 is_approved=True,
                 approved_at=self._clock(),
+                approved_by=approved_by,
             )
             self.repo.save(approved)
             return approved

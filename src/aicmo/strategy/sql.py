@@ -22,10 +22,10 @@ WHERE brief_id = :brief_id AND version = :version
 SAVE = Sql("""
 INSERT INTO strategy_document (
     strategy_id, brief_id, version, kpis, channels, milestones, duration_weeks,
-    executive_summary, is_approved, created_at, approved_at, updated_at
+    executive_summary, is_approved, created_at, approved_at, approved_by, updated_at
 ) VALUES (
     :strategy_id, :brief_id, :version, :kpis, :channels, :milestones, :duration_weeks,
-    :executive_summary, :is_approved, :created_at, :approved_at, :now
+    :executive_summary, :is_approved, :created_at, :approved_at, :approved_by, :now
 )
 ON CONFLICT (strategy_id) DO UPDATE SET
     brief_id = excluded.brief_id,
@@ -38,19 +38,20 @@ ON CONFLICT (strategy_id) DO UPDATE SET
     is_approved = excluded.is_approved,
     created_at = excluded.created_at,
     approved_at = excluded.approved_at,
+    approved_by = excluded.approved_by,
     updated_at = excluded.updated_at
 """)
 
 GET = Sql("""
 SELECT strategy_id, brief_id, version, kpis, channels, milestones, duration_weeks,
-       executive_summary, is_approved, created_at, approved_at
+       executive_summary, is_approved, created_at, approved_at, approved_by
 FROM strategy_document
 WHERE strategy_id = :strategy_id
 """)
 
 LIST_BY_BRIEF = Sql("""
 SELECT strategy_id, brief_id, version, kpis, channels, milestones, duration_weeks,
-       executive_summary, is_approved, created_at, approved_at
+       executive_summary, is_approved, created_at, approved_at, approved_by
 FROM strategy_document
 WHERE brief_id = :brief_id
 ORDER BY version, strategy_id

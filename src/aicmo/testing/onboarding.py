@@ -14,7 +14,7 @@ from hypothesis.stateful import precondition, rule
 
 import aicmo
 from aicmo.errors import AicmoError, NotFoundError, ValidationError
-from aicmo.onboarding import IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
+from aicmo.onboarding import ChannelPreferenceDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
 from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
 
@@ -35,6 +35,12 @@ def make_brief(brief_id: str = "brief-1", **changes: Any) -> NormalizedBriefDTO:
         "target_audience": "Ops leads at 50-500 person SaaS companies",
         "brand_guidelines": {"tone": "plain", "banned": ["synergy"], "cta": {"text": "Try it"}},
         "normalized_at": T0,
+        "client_name": "Acme Analytics",
+        "industry": "B2B SaaS",
+        "channels": (
+            ChannelPreferenceDTO(name="blog", weight=2.0),
+            ChannelPreferenceDTO(name="email"),
+        ),
     }
     fields.update(changes)
     return NormalizedBriefDTO(**fields)
@@ -86,6 +92,14 @@ class BriefRepositoryContract:
         assert got is not None
         assert got.scope.timeline_weeks == 0
         assert list(got.brand_guidelines) == ["floats", "big", "neg", "nested", "z", "a"]
+
+    def test_longest_ids_are_stored_by_every_backend(self, app: aicmo.App) -> None:
+        longest = "\U0001f600" * 255  # 1020 bytes of UTF-8, twice in one index entry
+        brief = make_brief(longest, client_id=longest)
+        app.repos.onboarding.save_brief(brief)
+        app.repos.onboarding.save_intake(longest, make_intake())
+        assert app.repos.onboarding.list_by_client(longest) == [brief]
+        assert app.repos.onboarding.get_intake(longest) == make_intake()
 
     def test_timeline_weeks_none_and_far_future(self, app: aicmo.App) -> None:
         brief = make_brief(
@@ -188,7 +202,7 @@ class BriefRepositoryContract:
         assert got.brand_guidelines == {"tone": "plain", "list": (1, 2)}
         assert got.objectives == ("a", "b")
         with pytest.raises(TypeError):
-            got.brand_guidelines["tone"] = "x"
+            got.brand_guidelines["tone"] = "x"  # type: ignore[index]
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             got.client_id = "x"  # type: ignore[misc]
         assert_same(repo.get_brief("brief-1"), got)
@@ -266,6 +280,17 @@ briefs = st.builds(
     target_audience=nasty_text,
     brand_guidelines=json_objects,
     normalized_at=aware_datetimes,
+    client_name=nasty_text,
+    industry=nasty_text,
+    channels=st.lists(
+        st.builds(
+            ChannelPreferenceDTO,
+            name=ids,
+            weight=st.none() | st.floats(min_value=1e-9, max_value=1e9, exclude_min=False),
+        ),
+        max_size=3,
+        unique_by=lambda channel: channel.name,
+    ),
 )
 """Valid briefs with nasty values; ids and clients collide often."""
 

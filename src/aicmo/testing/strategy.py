@@ -100,7 +100,11 @@ class StrategyRepositoryContract:
         assert_same([doc], app.repos.strategy.list_by_brief("brief-1"))
 
     def test_approved_strategy_round_trips(self, app: aicmo.App) -> None:
-        doc = make_strategy(is_approved=True, approved_at=T0 + timedelta(days=2, microseconds=7))
+        doc = make_strategy(
+            is_approved=True,
+            approved_at=T0 + timedelta(days=2, microseconds=7),
+            approved_by="dana@agency.example",
+        )
         app.repos.strategy.save(doc)
         got = app.repos.strategy.get("strat-1")
         assert_same(doc, got)
@@ -536,6 +540,7 @@ strategy_docs = st.builds(
     is_approved=st.booleans(),
     created_at=aware_datetimes,
     approved_at=st.none() | aware_datetimes,
+    approved_by=st.none() | nasty_text,
 )
 """Valid strategy documents with nasty values; ids, briefs and versions collide often."""
 

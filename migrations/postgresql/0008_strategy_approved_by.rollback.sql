@@ -1,0 +1,1 @@
+ALTER TABLE strategy_document DROP COLUMN approved_by;

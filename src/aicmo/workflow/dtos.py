@@ -1,0 +1,73 @@
+"""Workflow DTOs: one client-to-delivery run and what it produced."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from aicmo.values import (
+    Invalid,
+    dto,
+    field,
+    identifier,
+    json_object,
+    json_value,
+    optional,
+    text,
+    tuple_of,
+    utc_datetime,
+)
+
+__all__ = ["RUN_STATUSES", "STEPS", "RunStatus", "WorkflowRunDTO"]
+
+RunStatus = Literal["RUNNING", "COMPLETED", "COMPENSATED", "FAILED"]
+RUN_STATUSES: tuple[str, ...] = ("RUNNING", "COMPLETED", "COMPENSATED", "FAILED")
+STEPS: tuple[str, ...] = ("onboard", "strategy", "production", "qc", "delivery")
+"""The saga's steps, in order."""
+
+
+def _one_of(allowed: tuple[str, ...], what: str) -> Any:
+    def check(value: Any, path: str) -> str:
+        if value not in allowed:
+            raise Invalid([(path, f"{value!r} is not a {what}; use one of {', '.join(allowed)}")])
+        return str(value)
+
+    return check
+
+
+_step = _one_of(STEPS, "workflow step")
+_ids = tuple_of(identifier, "ids")
+_steps = tuple_of(_step, "steps")
+
+
+@dto
+class WorkflowRunDTO:
+    """One run of the client-to-delivery workflow.
+
+    ``step`` is the last step whose writes committed; ``pending_compensations`` lists the
+    steps still to undo after a failure (a ``FAILED`` run with some left is retried by
+    ``recover()``). ``intake`` keeps the intake document, so a run can be resumed from the
+    database alone.
+    """
+
+    workflow_run_id: str = field(identifier)
+    status: str = field(_one_of(RUN_STATUSES, "run status"))
+    intake: Mapping[str, Any] = field(json_object)
+    created_at: datetime = field(utc_datetime)
+    updated_at: datetime = field(utc_datetime)
+    idempotency_key: str | None = field(optional(identifier), default=None)
+    client_id: str | None = field(optional(text), default=None)
+    step: str | None = field(optional(_step), default=None)
+    brief_id: str | None = field(optional(identifier), default=None)
+    strategy_id: str | None = field(optional(identifier), default=None)
+    draft_ids: tuple[str, ...] = field(_ids, default=())
+    qc_result_ids: tuple[str, ...] = field(_ids, default=())
+    package_ids: tuple[str, ...] = field(_ids, default=())
+    artifact_dirs: tuple[str, ...] = field(tuple_of(text, "paths"), default=())
+    failed_step: str | None = field(optional(_step), default=None)
+    error: str | None = field(optional(text), default=None)
+    qc_issues: tuple[Any, ...] = field(tuple_of(json_value, "QC issues"), default=())
+    compensated_steps: tuple[str, ...] = field(_steps, default=())
+    pending_compensations: tuple[str, ...] = field(_steps, default=())
+    completed_at: datetime | None = field(optional(utc_datetime), default=None)
