@@ -8,9 +8,12 @@ skip with the reason, unless ``AICMO_REQUIRE_POSTGRES=1``, which makes them fail
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import TestCase
 from urllib.parse import quote
 
 import psycopg
@@ -18,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import aicmo
+from aicmo.testing.parity import ParityMachine
 
 _suppress = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
@@ -138,3 +142,24 @@ def app(backend: str, tmp_path: Path) -> Iterator[aicmo.App]:
 def postgres_url() -> str:
     """A fresh, empty (unmigrated) schema for this test."""
     return new_postgres_schema()
+
+
+def parity_test_cases(machine: type[ParityMachine]) -> tuple[type[TestCase], type[TestCase]]:
+    """``machine`` run against a fresh SQLite file and this session's PostgreSQL schema."""
+
+    class OnSQLite(machine):  # type: ignore[valid-type, misc]
+        def make_sql_app(self) -> aicmo.App:
+            self._dir = Path(tempfile.mkdtemp(prefix="aicmo-parity-"))
+            return aicmo.connect(f"sqlite:///{self._dir / 'parity.db'}")
+
+        def teardown(self) -> None:
+            super().teardown()
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    class OnPostgres(machine):  # type: ignore[valid-type, misc]
+        def make_sql_app(self) -> aicmo.App:
+            return aicmo.connect(session_postgres_url())
+
+    OnSQLite.__name__ = f"{machine.__name__}OnSQLite"
+    OnPostgres.__name__ = f"{machine.__name__}OnPostgres"
+    return OnSQLite.TestCase, OnPostgres.TestCase

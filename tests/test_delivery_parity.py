@@ -1,31 +1,7 @@
 """Memory vs SQLite and memory vs PostgreSQL, driven by hypothesis."""
 
-from __future__ import annotations
+from aicmo.testing import DeliveryParityMachine
 
-import shutil
-import tempfile
-from pathlib import Path
+from .conftest import parity_test_cases
 
-import aicmo
-from aicmo.testing.delivery import DeliveryParityMachine
-
-from .conftest import session_postgres_url
-
-
-class SQLiteDeliveryParity(DeliveryParityMachine):
-    def make_sql_app(self) -> aicmo.App:
-        self._dir = Path(tempfile.mkdtemp(prefix="aicmo-parity-"))
-        return aicmo.connect(f"sqlite:///{self._dir / 'parity.db'}")
-
-    def teardown(self) -> None:
-        super().teardown()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-
-class PostgresDeliveryParity(DeliveryParityMachine):
-    def make_sql_app(self) -> aicmo.App:
-        return aicmo.connect(session_postgres_url())
-
-
-TestDeliveryParitySQLite = SQLiteDeliveryParity.TestCase
-TestDeliveryParityPostgres = PostgresDeliveryParity.TestCase
+TestDeliveryParitySQLite, TestDeliveryParityPostgres = parity_test_cases(DeliveryParityMachine)

@@ -1,31 +1,7 @@
 """Memory vs SQLite and memory vs PostgreSQL, driven by hypothesis."""
 
-from __future__ import annotations
-
-import shutil
-import tempfile
-from pathlib import Path
-
-import aicmo
 from aicmo.testing import BriefParityMachine
 
-from .conftest import session_postgres_url
+from .conftest import parity_test_cases
 
-
-class SQLiteBriefParity(BriefParityMachine):
-    def make_sql_app(self) -> aicmo.App:
-        self._dir = Path(tempfile.mkdtemp(prefix="aicmo-parity-"))
-        return aicmo.connect(f"sqlite:///{self._dir / 'parity.db'}")
-
-    def teardown(self) -> None:
-        super().teardown()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-
-class PostgresBriefParity(BriefParityMachine):
-    def make_sql_app(self) -> aicmo.App:
-        return aicmo.connect(session_postgres_url())
-
-
-TestBriefParitySQLite = SQLiteBriefParity.TestCase
-TestBriefParityPostgres = PostgresBriefParity.TestCase
+TestBriefParitySQLite, TestBriefParityPostgres = parity_test_cases(BriefParityMachine)

@@ -50,6 +50,9 @@ def test_wheel_installs_and_migrates_in_a_fresh_venv(tmp_path: Path) -> None:
 
     cli = subprocess.run(
         [str(venv / "bin" / "aicmo"), "db", "status", "--database", "sqlite:///other.db"],
-        cwd=work, capture_output=True, text=True, check=True,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert cli.stdout.split()[:2] == ["pending", "0001_onboarding"]

@@ -1,31 +1,7 @@
 """Memory vs SQLite and memory vs PostgreSQL, driven by hypothesis."""
 
-from __future__ import annotations
+from aicmo.testing import StrategyParityMachine
 
-import shutil
-import tempfile
-from pathlib import Path
+from .conftest import parity_test_cases
 
-import aicmo
-from aicmo.testing.strategy import StrategyParityMachine
-
-from .conftest import session_postgres_url
-
-
-class SQLiteStrategyParity(StrategyParityMachine):
-    def make_sql_app(self) -> aicmo.App:
-        self._dir = Path(tempfile.mkdtemp(prefix="aicmo-parity-"))
-        return aicmo.connect(f"sqlite:///{self._dir / 'parity.db'}")
-
-    def teardown(self) -> None:
-        super().teardown()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-
-class PostgresStrategyParity(StrategyParityMachine):
-    def make_sql_app(self) -> aicmo.App:
-        return aicmo.connect(session_postgres_url())
-
-
-TestStrategyParitySQLite = SQLiteStrategyParity.TestCase
-TestStrategyParityPostgres = PostgresStrategyParity.TestCase
+TestStrategyParitySQLite, TestStrategyParityPostgres = parity_test_cases(StrategyParityMachine)
