@@ -118,6 +118,8 @@ class FrozenDict(dict[str, Any]):
 def _text_problem(value: str) -> str | None:
     if "\x00" in value:
         return "contains a NUL character (\\x00), which databases cannot store; remove it"
+    if value.isascii():  # no surrogate is ASCII: skip the encode on the common path
+        return None
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -14,6 +14,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -60,9 +61,23 @@ class SQLiteDatabase(SqlDatabase):
         # that the file can be opened and turns WAL on once.
         self._anchor = self._open()
         if path is not None:
-            self._call(self._anchor.execute, "PRAGMA journal_mode=WAL")
+            self._enable_wal()
 
     # -- connections ---------------------------------------------------------------------
+    def _enable_wal(self) -> None:
+        """Switch the file to WAL (persistent). Changing the journal mode takes an exclusive
+        lock without calling the busy handler, so when another process holds the file (two
+        processes opening a new database at once) this retries until the busy timeout."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                self._anchor.execute("PRAGMA journal_mode=WAL").fetchall()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    self._translate(exc)
+                time.sleep(0.02)
+
     def _open(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
