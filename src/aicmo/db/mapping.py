@@ -101,9 +101,7 @@ class RowMapper(Generic[T]):
         unknown = json_fields - set(types)
         assert not unknown, f"{cls.__name__} has no fields {sorted(unknown)}"
         unstructure: dict[str, Any] = {n: override(unstruct_hook=dump_json) for n in json_fields}
-        structure: dict[str, Any] = {
-            n: override(struct_hook=_load_json_field) for n in json_fields
-        }
+        structure: dict[str, Any] = {n: override(struct_hook=_load_json_field) for n in json_fields}
         self._converter.register_unstructure_hook(
             cls, make_dict_unstructure_fn(cls, self._converter, **unstructure)
         )
