@@ -119,12 +119,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def open_app(backend: str, tmp_path: Path) -> aicmo.App:
-    """A connected app on an empty, migrated database of ``backend``."""
+    """A connected app on an empty, migrated database of ``backend``, with its artifact
+    root in ``tmp_path``."""
+    artifacts = tmp_path / "artifacts"
     if backend == "memory":
-        return aicmo.connect("memory://")
+        return aicmo.connect("memory://", artifact_dir=artifacts)
     if backend == "sqlite":
-        return aicmo.connect(f"sqlite:///{tmp_path / 'aicmo.db'}")
-    return aicmo.connect(session_postgres_url())
+        return aicmo.connect(f"sqlite:///{tmp_path / 'aicmo.db'}", artifact_dir=artifacts)
+    return aicmo.connect(session_postgres_url(), artifact_dir=artifacts)
 
 
 @pytest.fixture(params=BACKENDS)

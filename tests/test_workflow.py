@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -14,8 +13,6 @@ import pytest
 
 import aicmo
 from aicmo.workflow import STEPS, WorkflowRunDTO
-
-from .conftest import open_app
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PASSING = EXAMPLES / "acme-saas.toml"
@@ -28,16 +25,9 @@ class Crash(BaseException):
 
 
 @pytest.fixture
-def wf_app(backend: str, tmp_path: Path) -> Iterator[aicmo.App]:
-    app = open_app(backend, tmp_path)
-    # The artifact root of this test only.
-    app.delivery = type(app.delivery)(
-        app.repos.delivery, app.transaction, artifact_root=tmp_path / "artifacts"
-    )
-    try:
-        yield app
-    finally:
-        app.close()
+def wf_app(app: aicmo.App) -> aicmo.App:
+    """An app on an empty database whose artifact root is this test's own folder."""
+    return app
 
 
 def module_rows(app: aicmo.App) -> dict[str, int]:
