@@ -218,3 +218,10 @@ def test_other_onboarding_dtos_validate_too() -> None:
     notes = DiscoveryNotesDTO(notes="n", call_date=NOW, attachments=["a.pdf"])
     assert notes.attachments == ("a.pdf",)
     assert notes.clarifications == {}
+
+
+def test_channel_names_are_distinct_and_each_repeat_is_reported() -> None:
+    blog = {"name": "blog"}
+    [(path, message)] = problems(channels=[blog, {"name": "email"}, blog])
+    assert path == "channels[2].name"
+    assert message == "repeats channels[0].name 'blog'; each channel is listed once"

@@ -34,6 +34,7 @@ __all__ = [
     "Invalid",
     "argument",
     "boolean",
+    "distinct",
     "dto",
     "field",
     "finite_float",
@@ -42,6 +43,7 @@ __all__ = [
     "int64",
     "json_object",
     "json_value",
+    "key_arg",
     "nested",
     "non_negative_int64",
     "optional",
@@ -238,6 +240,34 @@ def tuple_of(check: Check, what: str) -> Check:
 
 
 text_tuple = tuple_of(text, "strings")
+
+
+def distinct(items: Check, key: str, rule: str) -> Check:
+    """``items`` (a tuple check) whose elements' ``key`` attributes are all different;
+    each repeat is reported at its own path, naming the first holder and ``rule``."""
+
+    def check_distinct(value: Any, path: str) -> tuple[Any, ...]:
+        result: tuple[Any, ...] = items(value, path)
+        first: dict[Any, int] = {}
+        problems: list[tuple[str, str]] = []
+        for index, item in enumerate(result):
+            name = getattr(item, key)
+            earlier = first.setdefault(name, index)
+            if earlier != index:
+                problems.append(
+                    (f"{path}[{index}].{key}", f"repeats {path}[{earlier}].{key} {name!r}; {rule}")
+                )
+        if problems:
+            raise Invalid(problems)
+        return result
+
+    return check_distinct
+
+
+def key_arg(value: object, name: str) -> str:
+    """A lookup key argument: any text (an id that cannot exist simply finds nothing)."""
+    result: str = argument(text, value, name)
+    return result
 
 
 def _json(value: Any, path: str, depth: int, problems: list[tuple[str, str]]) -> Any:

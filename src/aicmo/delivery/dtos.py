@@ -6,10 +6,9 @@ Field names follow the original aicmo contracts so code written against it ports
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from aicmo.values import (
-    Invalid,
+    distinct,
     dto,
     field,
     identifier,
@@ -34,25 +33,11 @@ class DeliveryArtifactDTO:
 _artifact_tuple = tuple_of(nested(DeliveryArtifactDTO), "DeliveryArtifactDTO")
 
 
-def _distinct_artifacts(value: Any, path: str) -> tuple[DeliveryArtifactDTO, ...]:
-    """Artifacts whose names are distinct (exact, code point by code point): they become
-    file names when the package is published."""
-    artifacts: tuple[DeliveryArtifactDTO, ...] = _artifact_tuple(value, path)
-    first: dict[str, int] = {}
-    problems: list[tuple[str, str]] = []
-    for index, artifact in enumerate(artifacts):
-        earlier = first.setdefault(artifact.name, index)
-        if earlier != index:
-            problems.append(
-                (
-                    f"{path}[{index}].name",
-                    f"{artifact.name!r} is already the name of {path}[{earlier}]; "
-                    "artifact names must be distinct within a package (they become file names)",
-                )
-            )
-    if problems:
-        raise Invalid(problems)
-    return artifacts
+_distinct_artifacts = distinct(
+    _artifact_tuple,
+    "name",
+    "artifact names must be distinct within a package (they become file names)",
+)
 
 
 @dto

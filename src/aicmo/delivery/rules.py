@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aicmo.delivery.dtos import DeliveryPackageDTO
-from aicmo.values import argument, instance, text
+from aicmo.values import argument, instance, key_arg
 
 __all__ = ["key_arg", "package_arg"]
 
@@ -13,10 +13,4 @@ _package = instance(DeliveryPackageDTO)
 def package_arg(value: object) -> DeliveryPackageDTO:
     """The package being saved: a ``DeliveryPackageDTO`` (its fields were checked when built)."""
     result: DeliveryPackageDTO = argument(_package, value, "package")
-    return result
-
-
-def key_arg(value: object, name: str) -> str:
-    """A lookup key: any text (an id that cannot exist simply finds nothing)."""
-    result: str = argument(text, value, name)
     return result

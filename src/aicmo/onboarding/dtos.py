@@ -12,6 +12,7 @@ from typing import Any
 from aicmo.values import (
     FrozenDict,
     Invalid,
+    distinct,
     dto,
     field,
     finite_float,
@@ -77,16 +78,11 @@ class ChannelPreferenceDTO:
     weight: float | None = field(optional(_positive_weight), default=None)
 
 
-def _distinct_channels(value: object, path: str) -> tuple[ChannelPreferenceDTO, ...]:
-    channels: tuple[ChannelPreferenceDTO, ...] = _channel_tuple(value, path)
-    names = [c.name for c in channels]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise Invalid([(path, f"lists {', '.join(map(repr, duplicates))} more than once")])
-    return channels
-
-
-_channel_tuple = tuple_of(nested(ChannelPreferenceDTO), "channels")
+_distinct_channels = distinct(
+    tuple_of(nested(ChannelPreferenceDTO), "channels"),
+    "name",
+    "each channel is listed once",
+)
 
 
 @dto

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aicmo.errors import NotFoundError
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
-from aicmo.values import argument, identifier, instance, text
+from aicmo.values import argument, identifier, instance, key_arg
 
 __all__ = ["brief_arg", "brief_id_arg", "brief_not_found", "intake_arg", "key_arg"]
 
@@ -25,12 +25,6 @@ def intake_arg(value: object) -> IntakeFormDTO:
 def brief_id_arg(value: object) -> str:
     """The id of a brief being written: non-empty text."""
     result: str = argument(identifier, value, "brief_id")
-    return result
-
-
-def key_arg(value: object, name: str) -> str:
-    """A lookup key: any text (an id that cannot exist simply finds nothing)."""
-    result: str = argument(text, value, name)
     return result
 
 

@@ -6,11 +6,10 @@ Field names follow the original aicmo contracts so code written against it ports
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from aicmo.values import (
     FrozenDict,
-    Invalid,
+    distinct,
     dto,
     field,
     identifier,
@@ -58,24 +57,7 @@ class AssetDTO:
 _asset_tuple = tuple_of(nested(AssetDTO), "assets")
 
 
-def distinct_assets(value: Any, path: str) -> tuple[AssetDTO, ...]:
-    """A tuple of assets (any sequence of ``AssetDTO`` or mappings) with distinct ids."""
-    assets: tuple[AssetDTO, ...] = _asset_tuple(value, path)
-    first: dict[str, int] = {}
-    problems: list[tuple[str, str]] = []
-    for index, asset in enumerate(assets):
-        earlier = first.setdefault(asset.asset_id, index)
-        if earlier != index:
-            problems.append(
-                (
-                    f"{path}[{index}].asset_id",
-                    f"repeats {path}[{earlier}].asset_id {asset.asset_id!r}; "
-                    "asset ids must be distinct within a bundle",
-                )
-            )
-    if problems:
-        raise Invalid(problems)
-    return assets
+distinct_assets = distinct(_asset_tuple, "asset_id", "asset ids must be distinct within a bundle")
 
 
 @dto

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from aicmo.errors import ConflictError, NotFoundError
 from aicmo.production.dtos import ContentDraftDTO, DraftBundleDTO
-from aicmo.values import argument, instance, text
+from aicmo.values import argument, instance, key_arg
 
 __all__ = ["asset_conflict", "bundle_arg", "draft_arg", "draft_not_found", "key_arg"]
 
@@ -22,12 +22,6 @@ def draft_arg(value: object) -> ContentDraftDTO:
 
 def bundle_arg(value: object) -> DraftBundleDTO:
     result: DraftBundleDTO = argument(_bundle, value, "bundle")
-    return result
-
-
-def key_arg(value: object, name: str) -> str:
-    """A lookup key: any text (an id that cannot exist simply finds nothing)."""
-    result: str = argument(text, value, name)
     return result
 
 

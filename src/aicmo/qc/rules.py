@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aicmo.errors import ConflictError
 from aicmo.qc.dtos import QcResultDTO
-from aicmo.values import argument, instance, text
+from aicmo.values import argument, instance, key_arg
 
 __all__ = ["key_arg", "result_arg", "result_id_taken"]
 
@@ -13,12 +13,6 @@ _result = instance(QcResultDTO)
 
 def result_arg(value: object) -> QcResultDTO:
     result: QcResultDTO = argument(_result, value, "result")
-    return result
-
-
-def key_arg(value: object, name: str) -> str:
-    """A lookup key: any text (an id that cannot exist simply finds nothing)."""
-    result: str = argument(text, value, name)
     return result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aicmo.errors import ConflictError
 from aicmo.strategy.dtos import StrategyDocDTO, StrategyVersionDTO
-from aicmo.values import argument, instance, text
+from aicmo.values import argument, instance, key_arg
 
 __all__ = ["doc_arg", "key_arg", "version_of", "version_taken"]
 
@@ -14,12 +14,6 @@ _doc = instance(StrategyDocDTO)
 def doc_arg(value: object) -> StrategyDocDTO:
     """The document being saved: a ``StrategyDocDTO`` (already checked when it was built)."""
     result: StrategyDocDTO = argument(_doc, value, "doc")
-    return result
-
-
-def key_arg(value: object, name: str) -> str:
-    """A lookup key: any text (an id that cannot exist simply finds nothing)."""
-    result: str = argument(text, value, name)
     return result
 
 

@@ -75,7 +75,7 @@ class DeliveryRepositoryContract:
         assert caught.value.errors == [
             (
                 "artifacts[2].name",
-                "'a.zip' is already the name of artifacts[0]; artifact names must be distinct "
+                "repeats artifacts[0].name 'a.zip'; artifact names must be distinct "
                 "within a package (they become file names)",
             )
         ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aicmo.errors import ConflictError, NotFoundError
-from aicmo.values import argument, instance, text
+from aicmo.values import argument, instance, key_arg
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
 
 __all__ = ["key_arg", "key_changed", "run_arg", "run_not_found", "status_arg"]
@@ -13,11 +13,6 @@ _run = instance(WorkflowRunDTO)
 
 def run_arg(value: object) -> WorkflowRunDTO:
     result: WorkflowRunDTO = argument(_run, value, "run")
-    return result
-
-
-def key_arg(value: object, name: str) -> str:
-    result: str = argument(text, value, name)
     return result
 
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from aicmo.errors import AicmoError, ValidationError
+from aicmo.errors import AicmoError, NotFoundError
 from aicmo.workflow.dtos import STEPS, WorkflowRunDTO
 from aicmo.workflow.ports import WorkflowRunRepository
 
@@ -153,7 +153,7 @@ class WorkflowService:
     def _brief(self, run: WorkflowRunDTO) -> Any:
         brief = self._s.onboarding.repo.get_brief(run.brief_id)
         if brief is None:
-            raise ValidationError([("brief_id", f"brief {run.brief_id!r} of the run is gone")])
+            raise NotFoundError(f"brief {run.brief_id!r} of run {run.workflow_run_id!r} is gone")
         return brief
 
     def _step_onboard(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
@@ -223,13 +223,14 @@ class WorkflowService:
             "qc-report.json": json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"),
         }
 
-    def _package_id(self, run: WorkflowRunDTO, draft_id: str) -> str:
+    @staticmethod
+    def _package_id(draft_id: str) -> str:
         return draft_id.replace("draft-", "pkg-", 1)
 
     def _step_delivery(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         staged = [
             self._s.delivery.stage(
-                self._package_id(run, d), d, self._package_files(run, d), created_at=run.created_at
+                self._package_id(d), d, self._package_files(run, d), created_at=run.created_at
             )
             for d in run.draft_ids
         ]
