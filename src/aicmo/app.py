@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from types import TracebackType
+from typing import TypeVar
 
 import attrs
 
@@ -18,6 +20,7 @@ from aicmo.db import migrations
 from aicmo.db.base import SqlDatabase
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.db.migrations import MigrationStatus
+from aicmo.db.retry import DEFAULT_ATTEMPTS, retry_transient
 from aicmo.delivery import DeliveryRepository
 from aicmo.delivery.memory import InMemoryDeliveryRepository
 from aicmo.delivery.service import DeliveryService
@@ -45,6 +48,8 @@ from aicmo.workflow.memory import InMemoryWorkflowRunRepository
 from aicmo.workflow.sql import SqlWorkflowRunRepository
 
 __all__ = ["App", "Repositories", "connect"]
+
+T = TypeVar("T")
 
 
 class Repositories:
@@ -203,6 +208,25 @@ class App:
             return self._memory.transaction()
         assert self._sql is not None
         return self._sql.transaction()
+
+    def run_transaction(self, fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
+        """Run ``fn`` inside :meth:`transaction` and return its result, running the whole
+        transaction again (up to ``attempts`` tries, with backoff) when the database
+        raises ``TransientError`` (locked too long, serialization failure, deadlock,
+        dropped connection). Inside an outer transaction it runs once: only the outer
+        block can be retried as a whole.
+        """
+        self._check_open()
+
+        def once() -> T:
+            with self.transaction():
+                return fn()
+
+        db = self._sql if self._sql is not None else self._memory
+        assert db is not None
+        if db.in_transaction():
+            return once()
+        return retry_transient(once, attempts=attempts)
 
     # -- migrations ----------------------------------------------------------------------
     def migrate(self) -> list[str]:

@@ -16,6 +16,7 @@ __all__ = [
     "ConflictError",
     "NotFoundError",
     "SchemaError",
+    "TransientError",
     "ValidationError",
 ]
 
@@ -61,3 +62,10 @@ class ConfigurationError(AicmoError, ValueError):
 
 class BackendError(AicmoError):
     """The database could not do what was asked (unreachable, locked, I/O, ...)."""
+
+
+class TransientError(BackendError):
+    """The database refused for a passing reason (a lock held too long, a serialization
+    failure or deadlock, a dropped connection); nothing of the failed transaction was
+    written, and running the whole transaction again may succeed.
+    ``aicmo.db.retry.retry_transient`` does that with a bound."""

@@ -59,6 +59,10 @@ class SqlDatabase(ABC):
         """A write transaction (a savepoint when nested)."""
 
     @abstractmethod
+    def in_transaction(self) -> bool:
+        """Whether the calling thread is inside :meth:`transaction` or :meth:`snapshot`."""
+
+    @abstractmethod
     def snapshot(self) -> AbstractContextManager[None]:
         """A consistent read of several statements (joins an open transaction)."""
 

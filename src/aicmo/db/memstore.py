@@ -140,6 +140,11 @@ class MemoryDatabase:
                 if outer:
                     self._undo = None
 
+    def in_transaction(self) -> bool:
+        """Whether the calling thread is inside :meth:`transaction`."""
+        # Only the lock's owner can have an undo log open; other threads wait on the lock.
+        return self._undo is not None and self._lock._is_owned()  # type: ignore[attr-defined]
+
     @contextmanager
     def read(self) -> Iterator[None]:
         """Read under the lock, so a concurrent transaction is never seen half-done."""

@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from aicmo.db.base import Params, Row, SqlDatabase, schema_error_for_missing_table
 from aicmo.db.statement import Sql
-from aicmo.errors import BackendError, ConflictError
+from aicmo.errors import BackendError, ConflictError, TransientError
 
 __all__ = ["PostgresDatabase"]
 
@@ -130,6 +130,10 @@ class PostgresDatabase(SqlDatabase):
             raise ConflictError(f"{self.describe} refused the write: {message}") from exc
         if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
             raise schema_error_for_missing_table(self.describe, message) from exc
+        # Class 40 (serialization failure, deadlock), 08 (connection lost), 55P03 (lock
+        # not available), 57 (admin shutdown, cancel), 53 (too many connections).
+        if isinstance(exc, psycopg.OperationalError):
+            raise TransientError(f"{self.describe}: {message}; retry the transaction") from exc
         raise BackendError(f"{self.describe}: {message}") from exc
 
     # -- statements ----------------------------------------------------------------------
@@ -198,6 +202,9 @@ class PostgresDatabase(SqlDatabase):
                     state.conn = None
         except psycopg.Error as exc:
             self._translate(exc)
+
+    def in_transaction(self) -> bool:
+        return self._state.conn is not None
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

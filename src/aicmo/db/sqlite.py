@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from aicmo.db.base import Params, Row, SqlDatabase, schema_error_for_missing_table
 from aicmo.db.statement import Sql
-from aicmo.errors import BackendError, ConflictError
+from aicmo.errors import BackendError, ConflictError, TransientError
 
 __all__ = ["SQLiteDatabase"]
 
@@ -134,7 +134,7 @@ class SQLiteDatabase(SqlDatabase):
             if message.startswith(("no such table", "no such column")):
                 raise schema_error_for_missing_table(self.describe, message) from exc
             if "locked" in message or "busy" in message:
-                raise BackendError(
+                raise TransientError(
                     f"{self.describe} is locked: another connection held the write lock "
                     f"for longer than the busy timeout ({self.busy_timeout:g}s); retry later"
                 ) from exc
@@ -233,6 +233,9 @@ class SQLiteDatabase(SqlDatabase):
                     raise
                 state.depth -= 1
                 self._call(conn.execute, f"RELEASE SAVEPOINT {name}")
+
+    def in_transaction(self) -> bool:
+        return self._state.depth > 0 and self._state.pid == os.getpid()
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

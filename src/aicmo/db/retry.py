@@ -1,0 +1,46 @@
+"""Bounded retry of a whole transaction when the database asks for it (``TransientError``)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from aicmo.errors import TransientError
+
+__all__ = ["DEFAULT_ATTEMPTS", "retry_transient"]
+
+T = TypeVar("T")
+
+DEFAULT_ATTEMPTS = 5
+"""Tries in all (the first one included) before a ``TransientError`` reaches the caller."""
+
+
+def retry_transient(
+    fn: Callable[[], T],
+    *,
+    attempts: int = DEFAULT_ATTEMPTS,
+    first_delay: float = 0.05,
+    max_delay: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``fn`` until it returns, retrying only on ``TransientError``.
+
+    ``fn`` must be a whole transaction (its writes are all undone when it raises), so
+    running it again is safe. Waits grow exponentially from ``first_delay`` up to
+    ``max_delay``, with full jitter so that competing processes spread out. After
+    ``attempts`` tries the last ``TransientError`` propagates.
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except TransientError:
+            if attempt == attempts:
+                raise
+            sleep(random.uniform(0, delay))
+            delay = min(delay * 2, max_delay)
+    raise AssertionError("unreachable")  # pragma: no cover
