@@ -29,6 +29,15 @@ def thorough(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """The long reliability runs: more processes, SIGKILL trials and examples (docs/reliability.md)."""
+    session.install("-e", ".[test]")
+    env = {"AICMO_SOAK": "1", "HYPOTHESIS_PROFILE": "thorough"}
+    env.setdefault("AICMO_TEST_POSTGRES_URL", os.environ.get("AICMO_TEST_POSTGRES_URL", PG_URL))
+    session.run("python", "-m", "pytest", "tests/reliability", *session.posargs, env=env)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark harness; `nox -s bench -- --quick` is a smoke run (docs/performance.md)."""
     session.install("-e", ".[bench]")

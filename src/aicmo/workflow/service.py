@@ -13,12 +13,12 @@ with compensations left is compensated again.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -27,6 +27,8 @@ from aicmo.workflow.dtos import STEPS, WorkflowRunDTO
 from aicmo.workflow.ports import WorkflowRunRepository
 
 __all__ = ["FaultHook", "QcFailedError", "WorkflowService"]
+
+T = TypeVar("T")
 
 FaultHook = Callable[[str], None]
 """Called with each named point of the saga (``"strategy"``, ``"delivery:committed"``,
@@ -50,7 +52,7 @@ class _Services(Protocol):
     qc: Any
     delivery: Any
 
-    def transaction(self) -> AbstractContextManager[None]: ...
+    def run_transaction(self, fn: Callable[[], T]) -> T: ...
 
 
 def _now() -> datetime:
@@ -90,7 +92,8 @@ class WorkflowService:
         brief = self._s.onboarding.normalize(form, brief_id="brief-check")
         now = _now()
         run_id = uuid.uuid4().hex
-        run = self.runs.create(
+        create = functools.partial(
+            self.runs.create,
             WorkflowRunDTO(
                 workflow_run_id=run_id,
                 status="RUNNING",
@@ -99,8 +102,9 @@ class WorkflowService:
                 updated_at=now,
                 idempotency_key=idempotency_key,
                 client_id=brief.client_id,
-            )
+            ),
         )
+        run = self._s.run_transaction(create)
         if run.workflow_run_id != run_id:  # another caller created it first
             return run
         return self._drive(run)
@@ -140,8 +144,12 @@ class WorkflowService:
         except Exception as exc:
             return self._fail(run, "delivery", exc)
         run = _evolve(run, status="COMPLETED", completed_at=_now())
-        self.runs.update(run)
+        self._save(run)
         return run
+
+    def _save(self, run: WorkflowRunDTO) -> None:
+        """Store ``run`` on its own (retried like every transaction of the saga)."""
+        self._s.run_transaction(functools.partial(self.runs.update, run))
 
     def _commit(self, run: WorkflowRunDTO, step: str, **changes: Any) -> WorkflowRunDTO:
         """Record ``step`` as done (inside the step's transaction)."""
@@ -158,52 +166,62 @@ class WorkflowService:
 
     def _step_onboard(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         brief_id = f"brief-{run.workflow_run_id}"
-        with self._s.transaction():
+
+        def tx() -> WorkflowRunDTO:
             self._s.onboarding.onboard(run.intake, brief_id=brief_id)
             return self._commit(run, "onboard", brief_id=brief_id)
 
+        return self._s.run_transaction(tx)
+
     def _step_strategy(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         strategy_id = f"strategy-{run.workflow_run_id}"
-        with self._s.transaction():
+
+        def tx() -> WorkflowRunDTO:
             self._s.strategy.generate(self._brief(run), strategy_id=strategy_id)
             return self._commit(run, "strategy", strategy_id=strategy_id)
 
+        return self._s.run_transaction(tx)
+
     def _step_production(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        with self._s.transaction():
+        def tx() -> WorkflowRunDTO:
             strategy = self._s.strategy.repo.get(run.strategy_id)
             drafts = self._s.production.produce(
                 self._brief(run), strategy, id_prefix=f"draft-{run.workflow_run_id}"
             )
             return self._commit(run, "production", draft_ids=tuple(d.draft_id for d in drafts))
 
+        return self._s.run_transaction(tx)
+
     def _step_qc(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        with self._s.transaction():
-            brief = self._brief(run)
-            results = []
-            for draft_id in run.draft_ids:
-                draft = self._s.production.repo.get_draft(draft_id)
-                result_id = draft_id.replace("draft-", "qc-", 1)
-                results.append(self._s.qc.evaluate(draft, brief, result_id=result_id))
-            failed = [r for r in results if not r.passed]
-            if failed:
-                issues = [
-                    {
-                        "draft_id": r.draft_id,
-                        "score": r.score,
-                        "severity": i.severity,
-                        "section": i.section,
-                        "reason": i.reason,
-                    }
-                    for r in failed
-                    for i in r.issues
-                ]
-                summary = "; ".join(
-                    f"{r.draft_id} scored {r.score:.2f}"
-                    + (f" ({r.issues[0].severity}: {r.issues[0].reason})" if r.issues else "")
-                    for r in failed
-                )
-                raise QcFailedError(f"QC failed: {summary}", issues)
-            return self._commit(run, "qc", qc_result_ids=tuple(r.result_id for r in results))
+        return self._s.run_transaction(lambda: self._qc(run))
+
+    def _qc(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        brief = self._brief(run)
+        results = []
+        for draft_id in run.draft_ids:
+            draft = self._s.production.repo.get_draft(draft_id)
+            result_id = draft_id.replace("draft-", "qc-", 1)
+            results.append(self._s.qc.evaluate(draft, brief, result_id=result_id))
+        failed = [r for r in results if not r.passed]
+        if failed:
+            issues = [
+                {
+                    "draft_id": r.draft_id,
+                    "score": r.score,
+                    "severity": i.severity,
+                    "section": i.section,
+                    "reason": i.reason,
+                }
+                for r in failed
+                for i in r.issues
+            ]
+            summary = "; ".join(
+                f"{r.draft_id} scored {r.score:.2f}"
+                + (f" ({r.issues[0].severity}: {r.issues[0].reason})" if r.issues else "")
+                for r in failed
+            )
+            raise QcFailedError(f"QC failed: {summary}", issues)
+        return self._commit(run, "qc", qc_result_ids=tuple(r.result_id for r in results))
 
     def _package_files(self, run: WorkflowRunDTO, draft_id: str) -> dict[str, bytes]:
         draft = self._s.production.repo.get_draft(draft_id)
@@ -234,16 +252,19 @@ class WorkflowService:
             )
             for d in run.draft_ids
         ]
+
+        def tx() -> WorkflowRunDTO:
+            for item in staged:
+                self._s.delivery.save(item)
+            return self._commit(
+                run,
+                "delivery",
+                package_ids=tuple(s.package.package_id for s in staged),
+                artifact_dirs=tuple(str(s.final_dir) for s in staged),
+            )
+
         try:
-            with self._s.transaction():
-                for item in staged:
-                    self._s.delivery.save(item)
-                run = self._commit(
-                    run,
-                    "delivery",
-                    package_ids=tuple(s.package.package_id for s in staged),
-                    artifact_dirs=tuple(str(s.final_dir) for s in staged),
-                )
+            run = self._s.run_transaction(tx)
         except BaseException:
             for item in staged:
                 self._s.delivery.abandon(item)
@@ -279,7 +300,7 @@ class WorkflowService:
             qc_issues=tuple(issues),
             pending_compensations=tuple(reversed(done)),
         )
-        self.runs.update(run)
+        self._save(run)
         return self._compensate(run)
 
     def _undo(self, run: WorkflowRunDTO, step: str) -> Callable[[], None]:
@@ -305,21 +326,27 @@ class WorkflowService:
         for package_id in package_ids:
             self._s.delivery.remove_files(package_id)
 
+    def _undo_step(
+        self, run: WorkflowRunDTO, step: str
+    ) -> tuple[WorkflowRunDTO, Callable[[], None]]:
+        """Undo ``step`` and record it on the run (inside one transaction)."""
+        after_commit = self._undo(run, step)
+        self._fault(f"compensate:{step}")
+        run = _evolve(
+            run,
+            pending_compensations=tuple(s for s in run.pending_compensations if s != step),
+            compensated_steps=(*run.compensated_steps, step),
+        )
+        self.runs.update(run)
+        return run, after_commit
+
     def _compensate(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         failures: list[str] = []
         for step in run.pending_compensations:
             try:
-                with self._s.transaction():
-                    after_commit = self._undo(run, step)
-                    self._fault(f"compensate:{step}")
-                    run = _evolve(
-                        run,
-                        pending_compensations=tuple(
-                            s for s in run.pending_compensations if s != step
-                        ),
-                        compensated_steps=(*run.compensated_steps, step),
-                    )
-                    self.runs.update(run)
+                run, after_commit = self._s.run_transaction(
+                    functools.partial(self._undo_step, run, step)
+                )
                 after_commit()
             except Exception as exc:
                 failures.append(f"undoing {step} failed: {_describe(exc)}")
@@ -328,5 +355,5 @@ class WorkflowService:
             error = "; ".join([error, *failures]) if error else "; ".join(failures)
         status = "FAILED" if run.pending_compensations else "COMPENSATED"
         run = _evolve(run, status=status, error=error or None)
-        self.runs.update(run)
+        self._save(run)
         return run
