@@ -30,7 +30,7 @@ def thorough(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """The long reliability runs: more processes, SIGKILL trials and examples (docs/reliability.md)."""
+    """Long reliability runs: more processes, SIGKILL trials, examples (docs/reliability.md)."""
     session.install("-e", ".[test]")
     env = {"AICMO_SOAK": "1", "HYPOTHESIS_PROFILE": "thorough"}
     env.setdefault("AICMO_TEST_POSTGRES_URL", os.environ.get("AICMO_TEST_POSTGRES_URL", PG_URL))
