@@ -17,6 +17,7 @@ import platform
 import pstats
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ import aicmo
 from benchmarks.backends import Backend, open_backend, postgres_unreachable
 from benchmarks.bulk import batch_save, point_get_scale
 from benchmarks.ops import OPERATIONS, Call
+from benchmarks.rss import workflow_rss
 
 CONTENDERS = ("aicmo", "raw", "orm-merge")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "acme-saas.toml"
@@ -149,12 +151,19 @@ def main(argv: list[str] | None = None) -> int:
 
     n, reps = (30, 3) if args.quick else (300, 7)
     wf_n, wf_reps = (2, 3) if args.quick else (10, 5)
+    batch_size = 1_000 if args.quick else 10_000
+    scale_sizes = {
+        "sqlite": [1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000],
+        "postgresql": [1_000, 100_000],
+    }
+    scale_gets = {"sqlite": 500 if args.quick else 2000, "postgresql": 200 if args.quick else 1000}
     started = datetime.now(UTC)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     skipped: dict[str, str] = {}
     pg_version: str | None = None
     results: list[dict[str, Any]] = []
     batch: dict[str, dict[str, float]] = {}
+    scale: dict[str, dict[str, float]] = {}
     for name in backends:
         if name == "postgresql":
             reason = postgres_unreachable()
@@ -171,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(_result(name, op_name, measured))
             measured = bench_workflow(backend, n=wf_n, reps=wf_reps)
             results.append(_result(name, "run_workflow", measured))
-            batch[name] = batch_save(backend, 1_000 if args.quick else 10_000)
+            batch[name] = batch_save(backend, batch_size)
+            if name in scale_sizes:
+                scale[name] = point_get_scale(backend, scale_sizes[name], scale_gets[name])
         finally:
             backend.close()
 
@@ -181,17 +192,30 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary["lines"]:
         print(line)
 
-    print("\nbatch path, briefs/s (one transaction):")
+    print(f"\nbatch path, {batch_size:,} new briefs in one transaction, briefs/s:")
+    per_call = {
+        r["backend"]: r["ops_per_s"]["aicmo"] for r in results if r["operation"] == "save brief"
+    }
     for name, rates in batch.items():
-        line = ", ".join(f"{k} {v:,.0f}" for k, v in rates.items())
-        print(f"  {name:<11} {line}")
-    scale: dict[str, Any] = {}
-    if "sqlite" in backends:
-        sizes = [1_000, 10_000] if args.quick else [1_000, 100_000]
-        scale = point_get_scale(sizes)
-        print("\nSQLite get_brief latency by table size (lookup on the PRIMARY KEY brief_id):")
-        for size, micros in scale.items():
-            print(f"  {int(size):>9,} briefs: {micros:.1f} us/get")
+        print(f"  {name}")
+        for way, rate in rates.items():
+            print(f"    {way:<40} {rate:>10,.0f}")
+        bulk = _ratio(rates.get("aicmo save_briefs"), per_call.get(name))
+        if bulk is not None:
+            print(f"    {'save_briefs / single save_brief calls':<40} {bulk:>9.1f}x")
+    if scale:
+        print("\nget_brief latency by table size (lookup on the PRIMARY KEY brief_id):")
+        for name, by_size in scale.items():
+            for size, micros in by_size.items():
+                print(f"  {name:<11} {int(size):>9,} briefs: {micros:7.1f} us/get")
+
+    rss = _rss(runs=20 if args.quick else 2000, every=5 if args.quick else 500)
+    print(f"\nmemory over {rss['runs']:,} consecutive run_workflow calls ({rss['backend']}):")
+    for point in rss["checkpoints"]:
+        print(
+            f"  after {point['runs']:>5,} runs: RSS {_mib(point['rss_bytes'])}, "
+            f"peak {_mib(point['peak_rss_bytes'])}, {point['gc_objects']:,} gc objects"
+        )
 
     profile = None
     if not args.quick and not args.no_profile:
@@ -210,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "summary": summary["figures"],
         "batch_briefs_per_s": batch,
-        "sqlite_get_brief_us_by_size": scale,
+        "get_brief_us_by_size": scale,
+        "workflow_rss": rss,
         "workflow_profile": profile,
     }
     path = Path(args.json)
@@ -218,6 +243,27 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nresults written to {path}")
     return 0
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f} MiB"
+
+
+def _rss(runs: int, every: int) -> dict[str, Any]:
+    """:func:`benchmarks.rss.workflow_rss` in a fresh process (so the RSS is its own)."""
+    try:
+        out = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+            [sys.executable, "-m", "benchmarks.rss", "--runs", str(runs), "--every", str(every)],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"warning: the RSS run in a subprocess failed ({exc}); running it here")
+        return workflow_rss(runs, every)
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 def _result(backend: str, operation: str, measured: dict[str, dict[str, Any]]) -> dict[str, Any]:

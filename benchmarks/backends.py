@@ -99,7 +99,12 @@ def _open_sqlite(artifact_dir: str) -> Backend:
     folder = tempfile.mkdtemp(prefix="aicmo-bench-")
     path = os.path.join(folder, "bench.db")
     url = f"sqlite:///{path}"
-    app = aicmo.connect(url, artifact_dir=artifact_dir)  # upgrades the schema, turns WAL on
+    try:
+        app = aicmo.connect(url, artifact_dir=artifact_dir)  # upgrades the schema, turns WAL on
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(artifact_dir, ignore_errors=True)
+        raise
     raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     raw.execute("PRAGMA foreign_keys=ON")
     raw.execute("PRAGMA synchronous=NORMAL")

@@ -16,6 +16,7 @@ DTOs are deeply immutable: sequences become tuples and JSON objects become
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar, dataclass_transform
@@ -49,6 +50,7 @@ __all__ = [
     "optional",
     "text",
     "text_tuple",
+    "trusted_builder",
     "tuple_of",
     "utc_datetime",
 ]
@@ -270,6 +272,15 @@ def key_arg(value: object, name: str) -> str:
     return result
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key_path(path: str, key: str) -> str:
+    """``path.key``, or ``path['odd key']`` when the key is empty or holds other characters,
+    so every path names its field unambiguously."""
+    return f"{path}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{path}[{key!r}]"
+
+
 def _json(value: Any, path: str, depth: int, problems: list[tuple[str, str]]) -> Any:
     if value is None or isinstance(value, bool):
         return value
@@ -294,7 +305,7 @@ def _json(value: Any, path: str, depth: int, problems: list[tuple[str, str]]) ->
                 problems.append((path, f"key {key!r} {key_problem}"))
                 continue
             try:
-                result[key] = _json(item, f"{path}.{key}", depth + 1, problems)
+                result[key] = _json(item, _key_path(path, key), depth + 1, problems)
             except Invalid as exc:
                 problems.extend(exc.problems)
         return FrozenDict(result)
@@ -399,6 +410,41 @@ def dto(cls: type[T]) -> type[T]:
     """
     cls.__attrs_post_init__ = _validate  # type: ignore[attr-defined]
     return attrs.frozen(kw_only=True, slots=True)(cls)
+
+
+_TRUSTED: dict[type, Callable[..., Any]] = {}
+
+
+def trusted_builder(cls: type[T]) -> Callable[..., T]:
+    """A constructor of the DTO ``cls`` that takes every field positionally, in field order,
+    and runs **no** field check: for values that already passed them.
+
+    It exists for one caller: the SQL repositories' read path
+    (:class:`aicmo.db.mapping.RowMapper`), which rebuilds DTOs from rows of aicmo's own
+    tables. Those rows were written from checked DTOs, so checking them again on every read
+    only costs time. The caller must hand over the *normalized* forms the checks would
+    produce: tuples, :class:`FrozenDict`, aware datetimes in UTC, ``float`` for floats,
+    nested DTOs built the same way. The result is an ordinary instance (same ``==``,
+    ``repr`` and hash as one built through ``cls(...)``); only the checks are skipped.
+    Anything from outside (callers, files, other programs' rows) goes through ``cls(...)``.
+    """
+    builder = _TRUSTED.get(cls)
+    if builder is None:
+        names = [f.name for f in attrs.fields(cls)]  # type: ignore[arg-type]
+        namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+        lines = [f"def build({', '.join(f'v{i}' for i in range(len(names)))}):"]
+        lines.append("    self = new(cls)")
+        for index, name in enumerate(names):
+            # A slotted attrs class keeps each field in a member descriptor; setting
+            # through it is what attrs' own frozen __init__ does, minus the checks.
+            namespace[f"set{index}"] = getattr(cls, name).__set__
+            lines.append(f"    set{index}(self, v{index})")
+        lines.append("    return self")
+        exec("\n".join(lines), namespace)  # noqa: S102 - source built from attrs field names, never from data
+        builder = namespace["build"]
+        builder.__qualname__ = f"trusted_builder({cls.__qualname__})"
+        _TRUSTED[cls] = builder
+    return builder
 
 
 def argument(check: Check, value: Any, name: str) -> Any:

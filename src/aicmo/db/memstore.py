@@ -8,8 +8,9 @@ Values are frozen DTOs, so storing them never aliases caller-mutable state.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Mapping
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from aicmo.errors import BackendError, ConflictError
@@ -105,6 +106,7 @@ class MemoryDatabase:
         self._tables: dict[str, MemoryTable[Any, Any]] = {}
         self._undo: list[tuple[MemoryTable[Any, Any], Any, Any]] | None = None
         self._closed = False
+        self._reader = _Read(self)
 
     def table(
         self,
@@ -121,36 +123,18 @@ class MemoryDatabase:
                 self._tables[name] = table
             return table
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """Make every table write inside atomic; nested blocks roll back only their own writes."""
-        with self._lock:
-            self._check_open()
-            outer = self._undo is None
-            if outer:
-                self._undo = []
-            assert self._undo is not None
-            mark = len(self._undo)
-            try:
-                yield
-            except BaseException:
-                self._rollback_to(mark)
-                raise
-            finally:
-                if outer:
-                    self._undo = None
+        return _Transaction(self)
 
     def in_transaction(self) -> bool:
         """Whether the calling thread is inside :meth:`transaction`."""
         # Only the lock's owner can have an undo log open; other threads wait on the lock.
         return self._undo is not None and self._lock._is_owned()  # type: ignore[attr-defined]
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self) -> AbstractContextManager[None]:
         """Read under the lock, so a concurrent transaction is never seen half-done."""
-        with self._lock:
-            self._check_open()
-            yield
+        return self._reader
 
     def _check_open(self) -> None:
         if self._closed:
@@ -163,7 +147,7 @@ class MemoryDatabase:
 
     def _rollback_to(self, mark: int) -> None:
         undo = self._undo
-        assert undo is not None
+        assert undo is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
         while len(undo) > mark:
             table, key, old = undo.pop()
             table._set(key, old)
@@ -175,3 +159,66 @@ class MemoryDatabase:
             for table in self._tables.values():
                 table._rows.clear()
             self._tables.clear()
+
+
+# Class-based context managers: every memory call enters one, and a generator-based
+# ``@contextmanager`` costs several times more than the dictionary work it guards.
+class _Read:
+    """Holds the database's lock for a read (stateless: one instance serves every call)."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: MemoryDatabase):
+        self._db = db
+
+    def __enter__(self) -> None:
+        db = self._db
+        db._lock.acquire()
+        if db._closed:
+            db._lock.release()
+            db._check_open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._db._lock.release()
+
+
+class _Transaction:
+    """One (possibly nested) transaction: undoes its own writes if its block raises."""
+
+    __slots__ = ("_db", "_mark", "_outer")
+
+    def __init__(self, db: MemoryDatabase):
+        self._db = db
+        self._outer = False
+        self._mark = 0
+
+    def __enter__(self) -> None:
+        db = self._db
+        db._lock.acquire()
+        if db._closed:
+            db._lock.release()
+            db._check_open()
+        self._outer = db._undo is None
+        if self._outer:
+            db._undo = []
+        self._mark = len(db._undo)  # type: ignore[arg-type]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        db = self._db
+        try:
+            if exc_type is not None:
+                db._rollback_to(self._mark)
+        finally:
+            if self._outer:
+                db._undo = None
+            db._lock.release()

@@ -11,6 +11,19 @@ never written there directly. The saga's order is:
 3. after the commit :meth:`~DeliveryService.publish` renames the staging folder into place
    (one ``os.replace``); if the commit failed :meth:`~DeliveryService.abandon` removes it.
 
+Durability, and the fsyncs it takes (the only ones, each needed once):
+
+- the files' data and the staging folder's entries are durable before the rename can be
+  (``stage``: every file is written first and then each is fsynced, so one journal commit
+  can carry them all; then the folder). A published folder can never hold torn files;
+- the rename is durable before ``publish`` returns (fsync of the root, and of the staging
+  root so a crash cannot leave the old name behind for ``clean_staging`` to delete), so
+  the saga records the run as complete only over durable files.
+
+The staging root itself is not fsynced after a folder is made in it: a staging folder
+lost in a crash is only garbage that was never published. A row committed before its
+rename is durable is what :meth:`~DeliveryService.missing_files` checks for on resume.
+
 So the final folder is either absent or complete. A crash between the commit and the rename
 leaves a row without files: :meth:`~DeliveryService.missing_files` sees it (a file missing,
 or not matching the manifest's checksum) and the saga stages and publishes again; what the
@@ -104,6 +117,18 @@ def _safe_name(value: Any, path: str) -> str:
     return value
 
 
+_STAGING_SUFFIX = re.compile(r"\.[0-9a-f]{32}")
+
+
+def _is_staging_name(name: str, package_id: str) -> bool:
+    """``name`` is ``<package_id>.<32 hex digits>``, as ``_new_staging_dir`` makes.
+
+    Checked without a pattern built per package id: those would fill ``re``'s cache with
+    one entry per package ever published (and push out the patterns that repeat).
+    """
+    return name.startswith(package_id) and bool(_STAGING_SUFFIX.fullmatch(name, len(package_id)))
+
+
 def _sha256_file(path: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
@@ -125,11 +150,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, content: bytes) -> None:
-    with path.open("xb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
+def _write_files(folder: Path, files: list[tuple[str, bytes]]) -> None:
+    """Create each file in ``folder``, then make their data durable.
+
+    Writing every file before the first fsync lets the filesystem flush them in one
+    journal commit (the later fsyncs find little or nothing left to do); each file is
+    still fsynced, so none is trusted to another's fsync.
+    """
+    handles = []
+    try:
+        for name, content in files:
+            handle = (folder / name).open("xb")
+            handles.append(handle)
+            handle.write(content)
+            handle.flush()
+        for handle in handles:
+            os.fsync(handle.fileno())
+    finally:
+        for handle in handles:
+            handle.close()
 
 
 def _remove_tree(path: Path) -> bool:
@@ -215,7 +254,7 @@ class DeliveryService:
         if (
             not isinstance(staging, Path)
             or staging.parent != self._staging_root
-            or not re.fullmatch(re.escape(package_id) + r"\.[0-9a-f]{32}", staging.name)
+            or not _is_staging_name(staging.name, package_id)
             or not self._inside(staging, self._staging_root)
         ):
             problems.append(
@@ -301,10 +340,8 @@ class DeliveryService:
         staging = self._new_staging_dir(package_id)
         try:
             with _io(f"write package {package_id!r} to {str(staging)!r}"):
-                for name, data in [*contents.items(), (MANIFEST_NAME, manifest_bytes)]:
-                    _write_file(staging / name, data)
+                _write_files(staging, [*contents.items(), (MANIFEST_NAME, manifest_bytes)])
                 _fsync_dir(staging)
-                _fsync_dir(self._staging_root)
         except BaseException:
             with suppress(OSError):
                 _remove_tree(staging)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from aicmo.db.base import Row, SqlDatabase
 from aicmo.db.mapping import RowMapper
 from aicmo.db.statement import Sql
-from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
+from aicmo.delivery.dtos import DeliveryPackageDTO
 from aicmo.delivery.rules import key_arg, package_arg
 
 __all__ = ["STATEMENTS", "SqlDeliveryRepository"]
@@ -78,21 +77,23 @@ class SqlDeliveryRepository:
     def __init__(self, db: SqlDatabase):
         self._db = db
         self._packages = RowMapper(DeliveryPackageDTO, db.dialect)
-        self._artifact_columns = RowMapper(DeliveryArtifactDTO, db.dialect).columns
-        self._package_columns = tuple(c for c in self._packages.columns if c != "artifacts")
 
     def _now(self) -> object:
         return self._db.encode_datetime(datetime.now(UTC))
 
     def _packages_from(self, rows: Iterable[Row]) -> list[DeliveryPackageDTO]:
-        """Fold joined rows (ordered by package, then position) into packages."""
-        packages: list[dict[str, Any]] = []
+        """Fold joined rows (ordered by package, then position) into packages.
+
+        Each package's first row (copied) stands for the package and each row for its artifact:
+        the mapper reads only the columns it needs.
+        """
+        heads: list[Row] = []
         for row in rows:
-            if not packages or packages[-1]["package_id"] != row["package_id"]:
-                packages.append({c: row[c] for c in self._package_columns} | {"artifacts": []})
+            if not heads or heads[-1]["package_id"] != row["package_id"]:
+                heads.append({**row, "artifacts": []})  # a copy: no row holds itself
             if row["name"] is not None:
-                packages[-1]["artifacts"].append({c: row[c] for c in self._artifact_columns})
-        return [self._packages.from_row(data) for data in packages]
+                heads[-1]["artifacts"].append(row)
+        return [self._packages.from_row(head) for head in heads]
 
     def save_package(self, package: DeliveryPackageDTO) -> None:
         row = self._packages.to_row(package_arg(package))

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
-from aicmo.onboarding.rules import brief_arg, brief_id_arg, brief_not_found, intake_arg, key_arg
+from aicmo.onboarding.rules import (
+    brief_arg,
+    brief_id_arg,
+    brief_not_found,
+    briefs_arg,
+    intake_arg,
+    key_arg,
+)
 
 __all__ = ["InMemoryBriefRepository"]
 
@@ -25,6 +34,12 @@ class InMemoryBriefRepository:
         brief = brief_arg(brief)
         with self._db.transaction():
             self._briefs.put(brief.brief_id, brief)
+
+    def save_briefs(self, briefs: Iterable[NormalizedBriefDTO]) -> None:
+        batch = briefs_arg(briefs)
+        with self._db.transaction():
+            for brief in batch:
+                self._briefs.put(brief.brief_id, brief)
 
     def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
         brief_id = key_arg(brief_id, "brief_id")

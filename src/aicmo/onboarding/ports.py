@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
@@ -18,6 +19,17 @@ class BriefRepository(Protocol):
 
     def save_brief(self, brief: NormalizedBriefDTO) -> None:
         """Insert or replace the brief with ``brief.brief_id`` (latest wins on every field)."""
+        ...
+
+    def save_briefs(self, briefs: Iterable[NormalizedBriefDTO]) -> None:
+        """Save many briefs in one transaction: all of them, or (on any error) none.
+
+        Every item is checked before anything is written: one that is not a
+        ``NormalizedBriefDTO`` raises ``ValidationError`` naming its index. A brief id given
+        more than once ends with the last of its briefs, exactly as consecutive
+        ``save_brief`` calls would leave it. SQL backends send the batch with
+        ``executemany`` (pipelined on PostgreSQL): use it for bulk loads.
+        """
         ...
 
     def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:

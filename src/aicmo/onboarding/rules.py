@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from aicmo.errors import NotFoundError
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
-from aicmo.values import argument, identifier, instance, key_arg
+from aicmo.values import argument, identifier, instance, key_arg, tuple_of
 
-__all__ = ["brief_arg", "brief_id_arg", "brief_not_found", "intake_arg", "key_arg"]
+__all__ = ["brief_arg", "brief_id_arg", "brief_not_found", "briefs_arg", "intake_arg", "key_arg"]
 
 _brief = instance(NormalizedBriefDTO)
+_briefs = tuple_of(_brief, "briefs (NormalizedBriefDTO)")
 _intake = instance(IntakeFormDTO)
 
 
 def brief_arg(value: object) -> NormalizedBriefDTO:
     result: NormalizedBriefDTO = argument(_brief, value, "brief")
     return result
+
+
+def briefs_arg(value: object) -> list[NormalizedBriefDTO]:
+    """The briefs of one ``save_briefs`` call, every one checked before any is written.
+
+    A brief id given more than once keeps its last brief, as if the briefs were saved one
+    after another (so each id is written once).
+    """
+    checked: tuple[NormalizedBriefDTO, ...] = argument(_briefs, value, "briefs")
+    return list({brief.brief_id: brief for brief in checked}.values())
 
 
 def intake_arg(value: object) -> IntakeFormDTO:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper
 from aicmo.db.statement import Sql
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
-from aicmo.onboarding.rules import brief_arg, brief_id_arg, brief_not_found, intake_arg, key_arg
+from aicmo.onboarding.rules import (
+    brief_arg,
+    brief_id_arg,
+    brief_not_found,
+    briefs_arg,
+    intake_arg,
+    key_arg,
+)
 
 __all__ = ["SqlBriefRepository"]
 
@@ -107,6 +115,19 @@ class SqlBriefRepository:
         row["now"] = self._now()
         with self._db.transaction():
             self._db.execute(SAVE_BRIEF, row)
+
+    def save_briefs(self, briefs: Iterable[NormalizedBriefDTO]) -> None:
+        batch = briefs_arg(briefs)
+        if not batch:
+            return
+        now = self._now()
+        rows = [self._briefs.to_row(brief) for brief in batch]
+        for row in rows:
+            row["now"] = now
+        with self._db.transaction():
+            # One statement, many parameter sets: sqlite3's executemany, psycopg's
+            # pipelined executemany. Ids are distinct (briefs_arg keeps the last).
+            self._db.execute_many(SAVE_BRIEF, rows)
 
     def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
         row = self._db.fetch_one(GET_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")})

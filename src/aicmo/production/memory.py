@@ -76,11 +76,17 @@ class InMemoryProductionRepository:
             ]
             if taken:
                 raise asset_conflict(bundle.bundle_id, taken)
+            # A re-save touches only the assets that changed hands (the common re-save
+            # of the same assets writes one row, not a delete and insert of each).
             old = self._bundles.get(bundle.bundle_id)
             if old is not None:
-                self._drop_bundle(old)
+                kept = {asset.asset_id for asset in bundle.assets}
+                for asset in old.assets:
+                    if asset.asset_id not in kept:
+                        self._asset_holders.delete(asset.asset_id)
             for asset in bundle.assets:
-                self._asset_holders.put(asset.asset_id, bundle.bundle_id)
+                if self._asset_holders.get(asset.asset_id) != bundle.bundle_id:
+                    self._asset_holders.put(asset.asset_id, bundle.bundle_id)
             self._bundles.put(bundle.bundle_id, bundle)
 
     def get_bundle(self, bundle_id: str) -> DraftBundleDTO | None:

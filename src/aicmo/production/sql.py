@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
-
-import attrs
 
 from aicmo.db.base import Row, SqlDatabase
 from aicmo.db.mapping import RowMapper
@@ -116,9 +113,6 @@ STATEMENTS = (
 )
 """Every statement this module issues (the table-ownership test reads them)."""
 
-_BUNDLE_COLUMNS = ("bundle_id", "draft_id", "assembled_at")
-_ASSET_COLUMNS = ("asset_id", "asset_type", "url", "metadata")
-
 
 class SqlProductionRepository:
     """``ProductionRepository`` over a :class:`~aicmo.db.base.SqlDatabase`.
@@ -130,7 +124,7 @@ class SqlProductionRepository:
     def __init__(self, db: SqlDatabase):
         self._db = db
         self._drafts = RowMapper(ContentDraftDTO, db.dialect, json=("metadata",))
-        self._bundles = RowMapper(DraftBundleDTO, db.dialect)
+        self._bundles = RowMapper(DraftBundleDTO, db.dialect, json=("assets.metadata",))
         self._assets = RowMapper(AssetDTO, db.dialect, json=("metadata",))
 
     def _now(self) -> object:
@@ -194,22 +188,13 @@ class SqlProductionRepository:
 
     def _group(self, rows: Iterable[Row]) -> list[DraftBundleDTO]:
         """Bundles from joined rows (one per asset, or one with NULL asset columns),
-        which come grouped by bundle with each bundle's assets in order."""
-        bundles: list[DraftBundleDTO] = []
-        head: dict[str, Any] | None = None
-        assets: list[AssetDTO] = []
+        which come grouped by bundle with each bundle's assets in order. Each bundle's
+        first row (copied) stands for the bundle and each row for its asset (the mapper
+        reads only the columns it needs)."""
+        heads: list[Row] = []
         for row in rows:
-            if head is None or row["bundle_id"] != head["bundle_id"]:
-                if head is not None:
-                    bundles.append(self._bundle(head, assets))
-                head = {c: row[c] for c in _BUNDLE_COLUMNS}
-                assets = []
+            if not heads or heads[-1]["bundle_id"] != row["bundle_id"]:
+                heads.append({**row, "assets": []})  # a copy: no row holds itself
             if row["asset_id"] is not None:
-                assets.append(self._assets.from_row({c: row[c] for c in _ASSET_COLUMNS}))
-        if head is not None:
-            bundles.append(self._bundle(head, assets))
-        return bundles
-
-    def _bundle(self, head: dict[str, Any], assets: list[AssetDTO]) -> DraftBundleDTO:
-        empty = self._bundles.from_row({**head, "assets": ()})
-        return attrs.evolve(empty, assets=tuple(assets))  # type: ignore[misc]
+                heads[-1]["assets"].append(row)
+        return [self._bundles.from_row(head) for head in heads]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from aicmo.db.base import Row, SqlDatabase
 from aicmo.db.mapping import RowMapper
@@ -73,8 +72,6 @@ STATEMENTS = (
 )
 """Every statement this module issues (the table-ownership test reads them)."""
 
-_ISSUE_COLUMNS = ("severity", "section", "reason")
-
 
 class SqlQcRepository:
     """``QcRepository`` over a :class:`~aicmo.db.base.SqlDatabase`."""
@@ -89,12 +86,11 @@ class SqlQcRepository:
     def _from_rows(self, rows: Sequence[Row]) -> QcResultDTO | None:
         if not rows:
             return None
-        first = rows[0]
-        data: dict[str, Any] = {k: v for k, v in first.items() if k not in _ISSUE_COLUMNS}
-        data["issues"] = [
-            {c: row[c] for c in _ISSUE_COLUMNS} for row in rows if row["severity"] is not None
-        ]
-        return self._results.from_row(data)
+        # The first row stands for the result and each row for its issue (the mapper
+        # reads only the columns it needs).
+        first = dict(rows[0])
+        first["issues"] = [row for row in rows if row["severity"] is not None]
+        return self._results.from_row(first)
 
     def save_result(self, result: QcResultDTO) -> None:
         result = result_arg(result)

@@ -17,6 +17,7 @@ from aicmo.errors import AicmoError, NotFoundError, ValidationError
 from aicmo.onboarding import ChannelPreferenceDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
 from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
+from aicmo.values import FrozenDict
 
 __all__ = ["BriefParityMachine", "BriefRepositoryContract", "briefs", "intakes", "make_brief"]
 
@@ -209,6 +210,37 @@ class BriefRepositoryContract:
         assert_same(pickle.loads(pickle.dumps(got)), got)
         assert_same(copy.deepcopy(got), got)
 
+    def test_a_loaded_brief_is_immutable_all_the_way_down(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        guidelines = {"a": [{"b": [1, [2.5, {"c": None}]]}, "x"], "d": {"e": []}, "f": {}}
+        brief = make_brief(brand_guidelines=guidelines)
+        repo.save_brief(brief)
+        got = repo.get_brief("brief-1")
+        assert got is not None
+        assert_same(brief, got)
+
+        def mutable(value: Any) -> list[str]:
+            if isinstance(value, dict):
+                found = [] if type(value) is FrozenDict else [f"{type(value).__name__} {value!r}"]
+                return found + [m for item in value.values() for m in mutable(item)]
+            if isinstance(value, list | set):
+                return [f"{type(value).__name__} {value!r}"]
+            if isinstance(value, tuple):
+                return [m for item in value for m in mutable(item)]
+            if attrs.has(type(value)):
+                return [
+                    m for f in attrs.fields(type(value)) for m in mutable(getattr(value, f.name))
+                ]
+            return []
+
+        assert mutable(got) == []
+        assert got.brand_guidelines == {
+            "a": ({"b": (1, (2.5, {"c": None}))}, "x"),
+            "d": {"e": ()},
+            "f": {},
+        }
+        assert type(got.channels[0].weight) is float
+
     def test_transaction_commits_all_writes(self, app: aicmo.App) -> None:
         repo = app.repos.onboarding
         with app.transaction():
@@ -254,6 +286,74 @@ class BriefRepositoryContract:
             repo.save_brief(make_brief("b"))
         assert repo.get_brief("a") is not None
         assert repo.get_brief("b") is not None
+
+    # -- save_briefs: the bulk path -----------------------------------------------------
+
+    def test_save_briefs_stores_every_brief_exactly(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        batch = [
+            make_brief(f"bulk-{k:03d}", normalized_at=T0 + timedelta(minutes=k % 7))
+            for k in range(120)
+        ]
+        batch.append(make_brief("bulk-other", client_id="client-2"))
+        repo.save_briefs(batch)
+        for brief in batch:
+            assert_same(brief, repo.get_brief(brief.brief_id))
+        listed = repo.list_by_client("client-1")
+        assert listed == sorted(batch[:-1], key=lambda b: (b.normalized_at, b.brief_id))
+        assert repo.list_by_client("client-2") == [batch[-1]]
+
+    def test_save_briefs_is_the_same_as_saving_one_after_another(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        repo.save_brief(make_brief("a", target_audience="before"))
+        repo.save_intake("a", make_intake())
+        first = make_brief("b", target_audience="first")
+        last = make_brief("b", target_audience="last", client_id="client-2")
+        repo.save_briefs(
+            iter([make_brief("a", target_audience="after"), first, make_brief("c"), last])
+        )
+        assert_same(make_brief("a", target_audience="after"), repo.get_brief("a"))
+        assert_same(make_intake(), repo.get_intake("a"))  # a re-saved brief keeps its intake
+        assert_same(last, repo.get_brief("b"))  # the last brief of an id wins
+        assert [b.brief_id for b in repo.list_by_client("client-1")] == ["a", "c"]
+        assert repo.list_by_client("client-2") == [last]
+
+    def test_save_briefs_of_nothing_writes_nothing(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        repo.save_briefs([])
+        repo.save_briefs(())
+        assert repo.list_by_client("client-1") == []
+
+    def test_save_briefs_checks_every_item_before_writing_any(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        kept = make_brief("kept", target_audience="kept")
+        repo.save_brief(kept)
+        as_dict = attrs.asdict(make_brief())  # type: ignore[arg-type]
+        batch: list[Any] = [make_brief("new-1"), make_brief("kept"), as_dict]
+        with pytest.raises(
+            ValidationError, match=r"briefs\[2\]: expected NormalizedBriefDTO"
+        ) as info:
+            repo.save_briefs(batch)
+        assert [path for path, _ in info.value.errors] == ["briefs[2]"]
+        with pytest.raises(ValidationError, match="briefs: expected a sequence"):
+            repo.save_briefs(make_brief())  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="briefs: expected a sequence"):
+            repo.save_briefs("brief-1")  # type: ignore[arg-type]
+        assert repo.get_brief("new-1") is None
+        assert_same(kept, repo.get_brief("kept"))
+
+    def test_save_briefs_joins_the_transaction_and_rolls_back_with_it(self, app: aicmo.App) -> None:
+        repo = app.repos.onboarding
+        with pytest.raises(Boom), app.transaction():
+            repo.save_briefs([make_brief("a"), make_brief("b")])
+            assert repo.get_brief("a") is not None
+            raise Boom
+        assert repo.get_brief("a") is None
+        assert repo.get_brief("b") is None
+        with app.transaction():
+            repo.save_brief(make_brief("a", target_audience="single"))
+            repo.save_briefs([make_brief("a"), make_brief("b")])
+        assert_same(make_brief("a"), repo.get_brief("a"))
 
     def test_errors_come_from_the_aicmo_tree(self, app: aicmo.App) -> None:
         with pytest.raises(AicmoError):
@@ -306,7 +406,8 @@ class BriefParityMachine(ParityMachine):
         self.clients: set[str] = set()
 
     def seen(self, op: Op) -> None:
-        for arg in op.args:
+        args = [a for arg in op.args for a in (arg if isinstance(arg, list) else [arg])]
+        for arg in args:
             if isinstance(arg, NormalizedBriefDTO):
                 self.brief_ids.add(arg.brief_id)
                 self.clients.add(arg.client_id)
@@ -317,6 +418,7 @@ class BriefParityMachine(ParityMachine):
         known = st.sampled_from(sorted(self.brief_ids)) if self.brief_ids else ids
         return st.one_of(
             briefs.map(lambda b: Op("onboarding", "save_brief", (b,))),
+            self._batches().map(lambda batch: Op("onboarding", "save_briefs", (batch,))),
             (ids | known).map(lambda i: Op("onboarding", "delete_brief", (i,))),
             st.tuples(ids | known, intakes).map(lambda a: Op("onboarding", "save_intake", a)),
         )
@@ -338,6 +440,30 @@ class BriefParityMachine(ParityMachine):
         brief_id = data.draw(st.sampled_from(sorted(self.brief_ids)), label="brief_id")
         moved = attrs.evolve(brief, brief_id=brief_id)  # type: ignore[misc]
         self.both(Op("onboarding", "save_brief", (moved,)))
+
+    def _batches(self) -> st.SearchStrategy[list[Any]]:
+        """Lists of briefs whose ids often repeat (in the batch and with stored briefs),
+        sometimes with an item that is not a brief (the whole call must write nothing)."""
+        known = st.sampled_from(sorted(self.brief_ids)) if self.brief_ids else ids
+        moved = st.tuples(briefs, known).map(
+            lambda pair: attrs.evolve(pair[0], brief_id=pair[1])  # type: ignore[misc]
+        )
+        valid = st.lists(briefs | moved, max_size=5)
+        repeated: st.SearchStrategy[list[Any]] = st.tuples(
+            st.lists(briefs | moved, min_size=1, max_size=3), briefs
+        ).map(  # the first id again, with other content, at the end
+            lambda pair: [*pair[0], attrs.evolve(pair[1], brief_id=pair[0][0].brief_id)]  # type: ignore[misc]
+        )
+        with_bad_item: st.SearchStrategy[list[Any]] = st.tuples(
+            st.lists(briefs | moved, max_size=3), st.sampled_from([None, "brief", {}])
+        ).map(lambda pair: [*pair[0], pair[1]])
+        return valid | repeated | with_bad_item
+
+    @rule(data=st.data())
+    def save_briefs(self, data: st.DataObject) -> None:
+        """The bulk save: the same result as saving one brief after another (last wins)."""
+        batch = data.draw(self._batches(), label="batch")
+        self.both(Op("onboarding", "save_briefs", (batch,)))
 
     @rule(brief_id=ids)
     def get_brief(self, brief_id: str) -> None:
