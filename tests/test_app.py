@@ -144,3 +144,25 @@ def test_postgres_errors_are_translated(postgres_url: str) -> None:
         app.migrate()
         app.repos.onboarding.save_brief(make_brief())
         assert app.repos.onboarding.get_brief("brief-1") is not None
+
+
+def test_postgres_prepare_threshold_none_never_prepares(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AICMO_DB_PREPARE_THRESHOLD=none (PgBouncer < 1.21): no statement is ever prepared."""
+
+    def prepared_statements(app: aicmo.App) -> int:
+        db = app._sql
+        assert db is not None
+        row = db.raw_fetch_all("SELECT count(*) FROM pg_prepared_statements")
+        return int(row[0][0])
+
+    with aicmo.connect(postgres_url) as app:
+        app.migrate()
+    for setting, expect_prepared in (("none", False), ("0", True)):
+        monkeypatch.setenv("AICMO_DB_PREPARE_THRESHOLD", setting)
+        with aicmo.connect(postgres_url) as app, app.transaction():
+            # One connection for the whole block: the statements and the count share it.
+            for n in range(3):
+                app.repos.onboarding.save_brief(make_brief(f"prep-{setting}-{n}"))
+            assert (prepared_statements(app) > 0) is expect_prepared

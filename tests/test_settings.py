@@ -80,3 +80,17 @@ def test_redact() -> None:
     assert redact("postgresql://u:secret@h:5/db") == "postgresql://u:***@h:5/db"
     assert redact("postgresql://h/db") == "postgresql://h/db"
     assert redact("sqlite:///a@b.db") == "sqlite:///a@b.db"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(None, 5), ("", 5), ("0", 0), ("12", 12), ("none", None), ("OFF", None)]
+)
+def test_prepare_threshold(raw: str | None, expected: int | None) -> None:
+    env = {} if raw is None else {"AICMO_DB_PREPARE_THRESHOLD": raw}
+    assert resolve_settings("memory://", env=env).prepare_threshold == expected
+
+
+@pytest.mark.parametrize("raw", ["-1", "x", "1.5"])
+def test_bad_prepare_threshold_says_what_to_use(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"AICMO_DB_PREPARE_THRESHOLD=.*'none'"):
+        resolve_settings("memory://", env={"AICMO_DB_PREPARE_THRESHOLD": raw})

@@ -16,6 +16,7 @@ With no URL: ``AICMO_DATABASE_URL`` if set, else ``sqlite:///aicmo.db``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import unquote
@@ -37,12 +38,15 @@ Kind = Literal["memory", "sqlite", "postgresql"]
 class Settings:
     """A parsed database URL and the tuning knobs read from the environment."""
 
-    url: str
+    url: str = attrs.field(repr=lambda url: repr(redact(url)))
     kind: Kind
     sqlite_path: str | None = None  # None with kind "sqlite": private in-memory
     pool_size: int = 10
     pool_timeout: float = 30.0
     busy_timeout: float = 30.0
+    #: psycopg prepares a statement on the server after this many runs on a connection;
+    #: ``None`` never prepares (PgBouncer < 1.21 in transaction mode needs that).
+    prepare_threshold: int | None = 5
     #: Where delivery writes package files (absolute).
     artifact_dir: str = attrs.field(factory=lambda: os.path.abspath(DEFAULT_ARTIFACT_DIR))
     #: The QC score a draft needs to pass (with no critical issue).
@@ -60,6 +64,25 @@ def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool)
         raise ConfigurationError(f"{name}={raw!r} is not {kind}") from None
     if value <= 0:
         raise ConfigurationError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _prepare_threshold(env: Mapping[str, str]) -> int | None:
+    name = "AICMO_DB_PREPARE_THRESHOLD"
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return 5
+    if raw.lower() in ("none", "off"):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigurationError(
+            f"{name}={raw!r} is not valid; use a whole number >= 0, or 'none' to never "
+            "prepare statements (PgBouncer older than 1.21 in transaction mode)"
+        )
     return value
 
 
@@ -98,6 +121,7 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
     pool_size = int(_number(env, "AICMO_DB_POOL_SIZE", 10, integer=True))
     pool_timeout = _number(env, "AICMO_DB_POOL_TIMEOUT", 30.0, integer=False)
     busy_timeout = _number(env, "AICMO_SQLITE_BUSY_TIMEOUT", 30.0, integer=False)
+    prepare_threshold = _prepare_threshold(env)
     artifact_dir = os.path.abspath(
         env.get("AICMO_ARTIFACT_DIR", "").strip() or DEFAULT_ARTIFACT_DIR
     )
@@ -113,6 +137,7 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
             pool_size=pool_size,
             pool_timeout=pool_timeout,
             busy_timeout=busy_timeout,
+            prepare_threshold=prepare_threshold,
             artifact_dir=artifact_dir,
             qc_threshold=qc_threshold,
         )
@@ -125,6 +150,15 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
     if scheme == "sqlite" and url.lower().startswith("sqlite://"):
         return settings("sqlite", _parse_sqlite(url))
     if scheme in ("postgresql", "postgres") and url.lower().startswith(f"{scheme}://"):
+        rest = url.split("://", 1)[1]
+        query = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        if rest.count("@", 0, query) > 1:
+            # libpq would take what follows the first '@' as the host and show it in its
+            # errors: part of the password.
+            raise ConfigurationError(
+                f"database URL {redact(url)!r} has more than one '@' before the host; "
+                "write an '@' inside the user name or password as %40"
+            )
         return settings("postgresql")
     raise ConfigurationError(
         f"unsupported database URL {redact(url)!r}; use memory://, sqlite://, "
@@ -132,12 +166,22 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
     )
 
 
+_SECRET_PARAMETER = re.compile(r"(?i)(^|[?&;])(password|sslpassword)=([^&;#]*)")
+
+
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
+    """``url`` with any password replaced by ``***``: the one in the user part
+    (``user:secret@host``, even when the secret holds ``@`` or ``/``) and ``password=`` or
+    ``sslpassword=`` query parameters. When unsure it hides more, never less."""
+    masked = r"\1\2=***"
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    userinfo, _, hostpart = rest.partition("@")
-    if ":" in userinfo:
-        userinfo = userinfo.split(":", 1)[0] + ":***"
-    return f"{scheme}://{userinfo}@{hostpart}"
+    if not sep:
+        return _SECRET_PARAMETER.sub(masked, url)
+    query = min((i for i in (rest.find(c) for c in "?#") if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, query)
+    if at >= 0:
+        userinfo = rest[:at]
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        rest = f"{userinfo}{rest[at:]}"
+    return f"{scheme}://{_SECRET_PARAMETER.sub(masked, rest)}"

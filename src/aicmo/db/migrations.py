@@ -1,14 +1,32 @@
 """Schema migrations: yoyo SQL files, one folder per dialect, shipped inside the wheel.
 
 Each migration ``NNNN_name.sql`` has a ``NNNN_name.rollback.sql`` sibling, and both
-dialect folders hold the same ids. Migrations run under yoyo's ``backend.lock()``, so two
-processes migrating one database at once apply each migration exactly once.
+dialect folders hold the same ids.
+
+Safety against concurrent and interrupted migrations:
+
+* Migrations run under yoyo's lock row (table ``yoyo_lock``), so two processes migrating
+  one database at once apply each migration exactly once. On PostgreSQL a session-level
+  advisory lock (one per schema) is taken first: the server drops it with the session of a
+  process that dies, so a lock row found while holding it was left by a dead process.
+* Each migration's statements **and** its ``_yoyo_migration`` mark commit in one
+  transaction (yoyo itself commits them separately, so a kill in between would leave a
+  schema change recorded nowhere and a re-run failing on "table already exists").
+* A lock row left by a dead process (on SQLite: a process id no longer running on this
+  machine, which WAL requires all users of the file to share; on PostgreSQL: see above) is
+  reported at once as a ``SchemaError`` that says how to clear it (``aicmo db break-lock``),
+  instead of waiting out the lock timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.resources
+import os
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,6 +157,25 @@ def _yoyo_backend(db: SqlDatabase) -> Any:
         def copy(self) -> Any:
             return Backend(self.uri, self.migration_table)
 
+        # yoyo runs a migration's statements on a copy of the backend and commits them,
+        # then marks the migration applied in a second transaction: a process killed in
+        # between leaves the schema changed but the migration pending, and every later
+        # upgrade fails on "already exists". Here both are one transaction.
+        def apply_one(self, migration: Any, force: bool = False, mark: bool = True) -> None:
+            self.ensure_internal_schema_updated()
+            with self.transaction():
+                migration.process_steps(self, "apply", force=force)
+                self.log_migration(migration, "apply")
+                if mark:
+                    self.mark_one(migration, log=False)
+
+        def rollback_one(self, migration: Any, force: bool = False) -> None:
+            self.ensure_internal_schema_updated()
+            with self.transaction():
+                migration.process_steps(self, "rollback", force=force)
+                self.log_migration(migration, "rollback")
+                self.unmark_one(migration, log=False)
+
     backend = Backend(
         DatabaseURI(db.dialect, None, None, None, None, db.describe, {}), MIGRATION_TABLE
     )
@@ -146,20 +183,156 @@ def _yoyo_backend(db: SqlDatabase) -> Any:
     return backend
 
 
+LOCK_TABLE = "yoyo_lock"
+_POLL = 0.2
+
+
+def _lock_holder(backend: Any) -> tuple[int, Any] | None:
+    """The process id and time of the migration lock row, or ``None`` if there is none."""
+    row = backend.execute(f"SELECT pid, ctime FROM {LOCK_TABLE}").fetchone()  # noqa: S608
+    return None if row is None else (int(row[0]), row[1])
+
+
+_HELD: Counter[str] = Counter()
+"""Threads of this process taking or holding each database's migration lock."""
+_HELD_LOCK = threading.Lock()
+
+
+def _lock_key(db: SqlDatabase) -> str:
+    path = getattr(db, "path", None)
+    return os.path.realpath(path) if isinstance(path, str) else db.describe
+
+
+def _process_alive(pid: int, db: SqlDatabase) -> bool:
+    """Whether ``pid`` runs on this machine and may hold ``db``'s lock (``True`` when that
+    cannot be told); called by a thread taking the lock. Our own pid holds it only if
+    another thread of ours is taking or holding it: else a process that died and was
+    started again with the same pid (PID 1 of a container) left it stale."""
+    if pid == os.getpid():
+        with _HELD_LOCK:
+            return _HELD[_lock_key(db)] > 1
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _stale_lock_error(db: SqlDatabase, holder: tuple[int, Any], why: str) -> SchemaError:
+    pid, since = holder
+    return SchemaError(
+        f"{db.describe}: a migration was interrupted: process {pid} took the migration lock "
+        f"at {since} UTC and {why}. Each migration commits as a whole, so none is half "
+        "applied. If no other process is migrating this database, clear the stale lock with "
+        "`aicmo db break-lock` (or app.break_migration_lock()), then run `aicmo db upgrade` "
+        "(or app.migrate())"
+    )
+
+
+def _timeout_error(db: SqlDatabase, timeout: float, holder: tuple[int, Any] | None) -> BackendError:
+    held = f" (held by process {holder[0]} since {holder[1]} UTC)" if holder else ""
+    return BackendError(
+        f"{db.describe}: timed out after {timeout:g}s waiting for the migration lock{held}. "
+        "Another process is migrating this database: try again when it is done. If that "
+        "process is gone, `aicmo db break-lock` clears the lock"
+    )
+
+
+@contextlib.contextmanager
+def _pg_session_lock(
+    db: SqlDatabase, backend: Any, deadline: float, timeout: float
+) -> Iterator[None]:
+    """On PostgreSQL, an advisory lock for this schema held by the migration connection's
+    session (the server drops it when the session ends, a killed process's included)."""
+    if db.dialect != "postgresql":
+        yield
+        return
+    schema = backend.execute("SELECT current_schema()").fetchone()[0]
+    digest = hashlib.sha256(f"aicmo-migrations:{schema}".encode()).digest()
+    key = {"key": int.from_bytes(digest[:8], "big", signed=True)}
+    while not backend.execute("SELECT pg_try_advisory_lock(:key)", key).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise _timeout_error(db, timeout, _lock_holder(backend))
+        time.sleep(_POLL)
+    try:
+        yield
+    finally:
+        # A broken session has dropped the lock already.
+        with contextlib.suppress(backend.driver.Error):
+            backend.execute("SELECT pg_advisory_unlock(:key)", key)
+
+
+@contextlib.contextmanager
+def _migration_lock(db: SqlDatabase, backend: Any, timeout: float) -> Iterator[None]:
+    """Hold the migration lock for the block (see the module's docstring).
+
+    A lock row of a dead process raises ``SchemaError`` at once; a live holder is waited
+    for up to ``timeout`` seconds, then ``BackendError``.
+    """
+    deadline = time.monotonic() + timeout
+    key = _lock_key(db)
+    with _HELD_LOCK:
+        _HELD[key] += 1  # from now until the row is gone, a row with our pid is alive
+    try:
+        with (
+            _pg_session_lock(db, backend, deadline, timeout),
+            _lock_row(db, backend, timeout, deadline),
+        ):
+            yield
+    finally:
+        with _HELD_LOCK:
+            _HELD[key] -= 1
+
+
+@contextlib.contextmanager
+def _lock_row(db: SqlDatabase, backend: Any, timeout: float, deadline: float) -> Iterator[None]:
+    """yoyo's lock row, inserted for the block (waiting for a live holder), then deleted."""
+    pid = os.getpid()
+    while True:
+        try:
+            with backend.transaction():
+                backend.execute(
+                    f"INSERT INTO {LOCK_TABLE} (locked, ctime, pid) "  # noqa: S608
+                    "VALUES (1, :when, :pid)",
+                    {"when": datetime.now(UTC).replace(tzinfo=None), "pid": pid},
+                )
+            break
+        except backend.DatabaseError:
+            holder = _lock_holder(backend)
+            if holder is not None:
+                if db.dialect == "postgresql":
+                    # We hold the schema's advisory lock: no aicmo migration is running.
+                    raise _stale_lock_error(
+                        db, holder, "its session is gone (no migration is running now)"
+                    ) from None
+                if not _process_alive(holder[0], db):
+                    raise _stale_lock_error(
+                        db, holder, "is no longer running on this machine"
+                    ) from None
+            if time.monotonic() > deadline:
+                raise _timeout_error(db, timeout, holder) from None
+            time.sleep(_POLL)
+    backend._is_locked = True  # yoyo's own lock() calls inside see the lock as held
+    try:
+        yield
+    finally:
+        backend._is_locked = False
+        backend._delete_lock_row(pid)
+
+
 @contextlib.contextmanager
 def _locked(db: SqlDatabase, lock_timeout: float) -> Iterator[tuple[Any, Any]]:
-    """A yoyo backend holding yoyo's migration lock, and the dialect's migrations."""
-    from yoyo import exceptions, read_migrations
+    """A yoyo backend holding the migration lock, and the dialect's migrations."""
+    from yoyo import read_migrations
 
     with db.migration_guard(), migrations_dir(db.dialect) as folder:
         try:
-            with _yoyo_backend(db) as backend, backend.lock(timeout=lock_timeout):
+            with _yoyo_backend(db) as backend, _migration_lock(db, backend, lock_timeout):
                 yield backend, read_migrations(str(folder))
-        except exceptions.LockTimeout as exc:
-            raise BackendError(
-                f"{db.describe}: timed out after {lock_timeout:g}s waiting for the migration "
-                f"lock ({exc}). If no migration is running, `aicmo db break-lock` clears it"
-            ) from None
         except db_errors(db) as exc:
             raise BackendError(f"{db.describe}: migration failed: {exc}") from exc
         finally:

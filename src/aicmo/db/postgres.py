@@ -22,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from aicmo.db.base import Params, Row, SqlDatabase, schema_error_for_missing_table
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError, TransientError
+from aicmo.settings import redact
 
 __all__ = ["PostgresDatabase"]
 
@@ -51,11 +52,22 @@ class PostgresDatabase(SqlDatabase):
     dialect = "postgresql"
     self_upgrading = False
 
-    def __init__(self, url: str, *, pool_size: int = 10, pool_timeout: float = 30.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_timeout: float = 30.0,
+        prepare_threshold: int | None = 5,
+    ):
         describe, self._password = describe_target(url)
         super().__init__(describe)
         self._url = url
         self.pool_timeout = pool_timeout
+        self._connect_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": prepare_threshold,
+        }
         self._state = _ThreadState()
         # Fail fast, with the reason, when the server cannot be reached.
         probe = self.open_raw_connection()
@@ -65,7 +77,7 @@ class PostgresDatabase(SqlDatabase):
                 url,
                 min_size=1,
                 max_size=max(1, pool_size),
-                kwargs={"autocommit": True},
+                kwargs=self._connect_kwargs,
                 configure=_configure,
                 check=psycopg_pool.ConnectionPool.check_connection,
                 timeout=pool_timeout,
@@ -85,13 +97,14 @@ class PostgresDatabase(SqlDatabase):
 
     # -- connections ---------------------------------------------------------------------
     def _redact(self, message: str) -> str:
+        message = message.replace(self._url, redact(self._url))  # a URL libpq echoes back
         if self._password:
             message = message.replace(self._password, "***")
         return message
 
     def open_raw_connection(self) -> psycopg.Connection[Any]:
         try:
-            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            conn = psycopg.connect(self._url, connect_timeout=10, **self._connect_kwargs)
         except psycopg.Error as exc:
             reason = self._redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
             raise BackendError(
@@ -118,9 +131,10 @@ class PostgresDatabase(SqlDatabase):
                 yield pooled
         except psycopg_pool.PoolTimeout as exc:
             raise BackendError(
-                f"no connection to {self.describe} became free within "
-                f"{self.pool_timeout:g}s (pool of {self._pool.max_size}); "
-                "raise AICMO_DB_POOL_SIZE or AICMO_DB_POOL_TIMEOUT"
+                f"no connection to {self.describe} became available within "
+                f"{self.pool_timeout:g}s (pool of {self._pool.max_size}): either the server "
+                "is unreachable or restarting (check it, then retry), or every connection "
+                "is busy (raise AICMO_DB_POOL_SIZE or AICMO_DB_POOL_TIMEOUT)"
             ) from exc
 
     # -- errors --------------------------------------------------------------------------
@@ -164,7 +178,7 @@ class PostgresDatabase(SqlDatabase):
                 rows = cursor.fetchall()
                 if not rows:
                     return []
-                assert cursor.description is not None
+                assert cursor.description is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
                 names = [d.name for d in cursor.description]
         except psycopg.Error as exc:
             self._translate(exc)

@@ -29,8 +29,13 @@ def retry_transient(
 
     ``fn`` must be a whole transaction (its writes are all undone when it raises), so
     running it again is safe. Waits grow exponentially from ``first_delay`` up to
-    ``max_delay``, with full jitter so that competing processes spread out. After
-    ``attempts`` tries the last ``TransientError`` propagates.
+    ``max_delay``, with full jitter so that competing processes spread out: with the
+    defaults, at most 0.05 + 0.1 + 0.2 + 0.4 s of sleep over 5 tries. After ``attempts``
+    tries the last ``TransientError`` propagates.
+
+    One case is ambiguous: a connection lost *during* ``COMMIT`` may have committed. ``fn``
+    should therefore write idempotently (upserts of fixed keys, as the saga's steps do), so
+    that running it once more after such a commit changes nothing.
     """
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
@@ -41,6 +46,6 @@ def retry_transient(
         except TransientError:
             if attempt == attempts:
                 raise
-            sleep(random.uniform(0, delay))
+            sleep(random.uniform(0, delay))  # noqa: S311 - retry jitter, not cryptography
             delay = min(delay * 2, max_delay)
     raise AssertionError("unreachable")  # pragma: no cover

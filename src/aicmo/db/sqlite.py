@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from aicmo.db.base import Params, Row, SqlDatabase, schema_error_for_missing_table
 from aicmo.db.statement import Sql
-from aicmo.errors import BackendError, ConflictError, TransientError
+from aicmo.errors import AicmoError, BackendError, ConflictError, SchemaError, TransientError
 
 __all__ = ["SQLiteDatabase"]
 
@@ -57,11 +57,26 @@ class SQLiteDatabase(SqlDatabase):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
+        #: Set when the file holds another application's tables (see ``_foreign_error``):
+        #: then aicmo neither migrates nor uses it, and does not switch it to WAL.
+        self.foreign: SchemaError | None = None
         # The anchor keeps a private in-memory database alive; for a file it checks
-        # that the file can be opened and turns WAL on once.
+        # that the file is a SQLite database of aicmo's (or empty) and turns WAL on once.
         self._anchor = self._open()
+        #: Set when the file or its folder cannot be written: then aicmo does not try to
+        #: migrate it (yoyo would wait for a lock it can never take) and writes fail with it.
+        self.read_only: BackendError | None = None
         if path is not None:
-            self._enable_wal()
+            try:
+                self.foreign = self._foreign_error()
+                self.read_only = self._read_only_error(path)
+                if self.read_only is not None:
+                    self.self_upgrading = False
+                elif self.foreign is None:
+                    self._enable_wal()
+            except BaseException:
+                self.close()
+                raise
 
     # -- connections ---------------------------------------------------------------------
     def _enable_wal(self) -> None:
@@ -91,7 +106,7 @@ class SQLiteDatabase(SqlDatabase):
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
-            raise BackendError(f"cannot open {self.describe}: {exc}") from exc
+            raise self._error(exc, opening=True) from exc
         with self._all_lock:
             self._all.append(conn)
         return conn
@@ -105,13 +120,90 @@ class SQLiteDatabase(SqlDatabase):
             conn = state.conn = self._open()
             state.pid = os.getpid()
             state.depth = 0
+        elif state.depth and not conn.in_transaction:
+            # SQLite already rolled this transaction back (a full disk, an I/O error) and
+            # the caller caught the error: running on would write outside any transaction.
+            raise BackendError(
+                f"{self.describe} rolled this transaction back after an earlier error inside "
+                "it, so this statement was not run. Let database errors leave "
+                "app.transaction() instead of catching them inside it"
+            )
         return conn
 
-    def open_raw_connection(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._target, uri=self._uri, timeout=self.busy_timeout, isolation_level=None
+    def _foreign_error(self) -> SchemaError | None:
+        """A ``SchemaError`` when the file is another application's database, else ``None``.
+
+        The rule: a file is aicmo's when it has no tables at all (new or empty), or when it
+        has yoyo's bookkeeping tables (created before any aicmo table) whose history, if
+        any, names at least one aicmo migration. Anything else holds another program's
+        data, and aicmo refuses it rather than adding its tables to it.
+        """
+        tables = [
+            str(row[0])
+            for row in self.raw_fetch_all(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+            )
+        ]
+        if not tables:
+            return None
+        yoyo = [t for t in tables if t.startswith(("_yoyo", "yoyo"))]
+        if yoyo and "_yoyo_migration" not in tables:
+            return None  # a migration was interrupted while yoyo set itself up
+        if yoyo:
+            from aicmo.db.migrations import known_migration_ids
+
+            applied = {
+                str(row[0])
+                for row in self.raw_fetch_all("SELECT migration_id FROM _yoyo_migration")
+            }
+            if not applied or applied & set(known_migration_ids(self.dialect)):
+                return None
+            reason = (
+                "its migration history lists only migrations aicmo does not know "
+                f"({', '.join(sorted(applied)[:5])})"
+            )
+        else:
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            reason = f"it holds tables of another application ({shown}) and no aicmo history"
+        return SchemaError(
+            f"{self.describe} is not an aicmo database: {reason}. aicmo does not add its "
+            "tables to another program's database; point AICMO_DATABASE_URL (or --database) "
+            "at a new file or at an existing aicmo database"
         )
-        conn.execute("PRAGMA foreign_keys=ON")
+
+    def _read_only_error(self, path: str) -> BackendError | None:
+        """A ``BackendError`` when this process cannot write the file or its folder."""
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            what = "the file is read-only"
+        elif not os.access(folder, os.W_OK):
+            what = f"its folder {folder!r} is read-only"
+        else:
+            return None
+        return BackendError(
+            f"{self.describe} is read-only ({what}): aicmo writes to the file and creates "
+            "'-wal' and '-shm' files beside it. Make the file and its folder writable, or "
+            "copy the database to a writable folder"
+        )
+
+    def check_schema(self) -> None:
+        if self.foreign is not None:
+            raise self.foreign
+        super().check_schema()
+
+    def open_raw_connection(self) -> sqlite3.Connection:
+        if self.foreign is not None:
+            raise self.foreign  # never migrate another application's database
+        if self.read_only is not None:
+            raise self.read_only  # yoyo would wait for its lock until the timeout
+        try:
+            conn = sqlite3.connect(
+                self._target, uri=self._uri, timeout=self.busy_timeout, isolation_level=None
+            )
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise self._error(exc, opening=True) from exc
         return conn
 
     def migration_guard(self) -> AbstractContextManager[Any]:
@@ -127,18 +219,49 @@ class SQLiteDatabase(SqlDatabase):
 
     # -- errors --------------------------------------------------------------------------
     def _translate(self, exc: sqlite3.Error) -> NoReturn:
+        raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error, *, opening: bool = False) -> AicmoError:
+        """The ``aicmo.errors`` exception for a driver error: what is wrong, what to do."""
         message = str(exc)
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        where = self.describe
         if isinstance(exc, sqlite3.IntegrityError):
-            raise ConflictError(f"{self.describe} refused the write: {message}") from exc
-        if isinstance(exc, sqlite3.OperationalError):
-            if message.startswith(("no such table", "no such column")):
-                raise schema_error_for_missing_table(self.describe, message) from exc
-            if "locked" in message or "busy" in message:
-                raise TransientError(
-                    f"{self.describe} is locked: another connection held the write lock "
-                    f"for longer than the busy timeout ({self.busy_timeout:g}s); retry later"
-                ) from exc
-        raise BackendError(f"{self.describe}: {message}") from exc
+            return ConflictError(f"{where} refused the write: {message}")
+        if message.startswith(("no such table", "no such column")):
+            return schema_error_for_missing_table(where, message)
+        if code in (5, 6) or "locked" in message or "busy" in message:  # BUSY, LOCKED
+            return TransientError(
+                f"{where} is locked: another connection held the write lock "
+                f"for longer than the busy timeout ({self.busy_timeout:g}s); retry later"
+            )
+        if code in (11, 26) or "not a database" in message or "malformed" in message:
+            return BackendError(
+                f"{where} is not a SQLite database, or it is damaged ({message}). Restore "
+                "it from a backup, or point AICMO_DATABASE_URL (or --database) at another file"
+            )
+        if code == 13 or "disk is full" in message:  # SQLITE_FULL
+            return BackendError(
+                f"{where}: the disk is full ({message}); the failed transaction was rolled "
+                "back and what was committed before is intact. Free some space and retry"
+            )
+        if code == 8 or "readonly" in message:  # SQLITE_READONLY
+            return BackendError(
+                f"{where} is read-only ({message}): aicmo writes to the file and creates "
+                "'-wal' and '-shm' files beside it. Make the file and its folder writable, "
+                "or copy the database to a writable folder"
+            )
+        if code == 14 or (opening and "unable to open" in message):  # SQLITE_CANTOPEN
+            return BackendError(
+                f"cannot open {where} ({message}): check that its folder exists, that it is "
+                "a file (not a folder), and that the folder is readable and writable"
+            )
+        if code == 10:  # SQLITE_IOERR
+            return BackendError(
+                f"{where}: the operating system reported an I/O error ({message}); the "
+                "failed transaction was rolled back. Check the disk (space, health, mount)"
+            )
+        return BackendError(f"{'cannot open ' if opening else ''}{where}: {message}")
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:
@@ -214,6 +337,13 @@ class SQLiteDatabase(SqlDatabase):
                         conn.execute("ROLLBACK")
                     raise
                 state.depth = 0
+                if not conn.in_transaction:
+                    raise BackendError(
+                        f"{self.describe} rolled this transaction back when an error occurred "
+                        "inside it (a full disk, an I/O error), and the block carried on after "
+                        "catching that error: nothing it wrote before the error was kept. Let "
+                        "database errors leave app.transaction() instead of catching them inside"
+                    )
                 try:
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
@@ -228,8 +358,12 @@ class SQLiteDatabase(SqlDatabase):
                     yield
                 except BaseException:
                     state.depth -= 1
-                    self._call(conn.execute, f"ROLLBACK TO SAVEPOINT {name}")
-                    self._call(conn.execute, f"RELEASE SAVEPOINT {name}")
+                    # After some errors (a full disk, an I/O error) SQLite has already rolled
+                    # back the whole transaction, savepoints included: then re-raise the
+                    # error itself, not "no such savepoint".
+                    if conn.in_transaction:
+                        self._call(conn.execute, f"ROLLBACK TO SAVEPOINT {name}")
+                        self._call(conn.execute, f"RELEASE SAVEPOINT {name}")
                     raise
                 state.depth -= 1
                 self._call(conn.execute, f"RELEASE SAVEPOINT {name}")

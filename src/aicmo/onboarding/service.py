@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -45,7 +46,7 @@ from aicmo.onboarding.dtos import (
     ScopeDTO,
 )
 from aicmo.onboarding.ports import BriefRepository
-from aicmo.values import Invalid, identifier, text
+from aicmo.values import MAX_JSON_DEPTH, Invalid, identifier, text
 
 __all__ = ["MAX_TIMELINE_WEEKS", "IntakeSource", "OnboardingService"]
 
@@ -64,40 +65,98 @@ _TOP_LEVEL = {
 }
 
 
-def _plain(value: Any) -> Any:
-    """TOML dates and times become ISO text, so the document is JSON."""
+class _TooDeep(Exception):
+    """A document nested deeper than ``MAX_JSON_DEPTH`` (or holding a cycle)."""
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """TOML dates and times become ISO text, so the document is JSON.
+
+    Raises ``_TooDeep`` past ``MAX_JSON_DEPTH`` levels, so a deeply nested or cyclic
+    mapping is refused instead of exhausting the stack.
+    """
     if isinstance(value, datetime | date | time):
         return value.isoformat()
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_JSON_DEPTH:
+        raise _TooDeep
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v, depth + 1) for v in value]
     return value
 
 
+def _too_deep(where: str) -> ValidationError:
+    return ValidationError(
+        [("intake", f"{where} is nested deeper than {MAX_JSON_DEPTH} levels (or holds a cycle)")]
+    )
+
+
+def _shown(path: Path) -> str:
+    """``path`` for a message: quoted, and cut short when it is very long."""
+    shown = repr(str(path))
+    return shown if len(shown) <= 200 else f"{shown[:150]}...{shown[-40:]}"
+
+
 def read_document(path: Path) -> dict[str, Any]:
-    """Parse a TOML or JSON intake file into a dict, or raise ``ValidationError``."""
+    """Parse a TOML or JSON intake file into a dict, or raise ``ValidationError``.
+
+    Whatever the file holds (not UTF-8, not TOML/JSON, numbers too long to convert,
+    nesting deep enough to exhaust the parser's stack), the error is a ``ValidationError``.
+    """
+    shown = _shown(path)
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".json"):
-        raise ValidationError([("intake", f"{path} is not a .toml or .json file")])
+        raise ValidationError([("intake", f"{shown} is not a .toml or .json file")])
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ValidationError([("intake", f"file {str(path)!r} does not exist")]) from None
+        raise ValidationError([("intake", f"file {shown} does not exist")]) from None
     except OSError as exc:
-        raise ValidationError([("intake", f"cannot read {str(path)!r}: {exc}")]) from None
+        reason = exc.strerror or type(exc).__name__
+        raise ValidationError([("intake", f"cannot read {shown}: {reason}")]) from None
+    except ValueError:  # a NUL in the path, or text the file system cannot encode
+        raise ValidationError(
+            [("intake", f"{shown} is not a usable file path (it holds a NUL or invalid text)")]
+        ) from None
+    kind = suffix[1:].upper()
     try:
         document = tomllib.loads(raw.decode("utf-8")) if suffix == ".toml" else json.loads(raw)
     except UnicodeDecodeError as exc:
-        raise ValidationError([("intake", f"{path} is not UTF-8 text: {exc}")]) from None
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError(
-            [("intake", f"{path} is not valid {suffix[1:].upper()}: {exc}")]
-        ) from None
+        raise ValidationError([("intake", f"{shown} is not UTF-8 text: {exc}")]) from None
+    except RecursionError:
+        raise _too_deep(shown) from None
+    except ValueError as exc:
+        # TOMLDecodeError and JSONDecodeError are ValueErrors, and so is an integer with
+        # more digits than Python converts (sys.get_int_max_str_digits()).
+        raise ValidationError([("intake", f"{shown} is not valid {kind}: {exc}")]) from None
     if not isinstance(document, dict):
-        raise ValidationError([("intake", f"{path} must hold an object at the top level")])
-    result: dict[str, Any] = _plain(document)
+        raise ValidationError([("intake", f"{shown} must hold an object at the top level")])
+    try:
+        result: dict[str, Any] = _plain(document)
+    except _TooDeep:
+        raise _too_deep(shown) from None
     return result
+
+
+def _document_path(path: str) -> str:
+    """``responses.client.id`` -> ``client.id``; ``responses`` (the root) -> ``intake``."""
+    if path == "responses":
+        return "intake"
+    if path.startswith("responses["):
+        return path.removeprefix("responses")
+    return path.removeprefix("responses.")
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key_path(path: str, key: object) -> str:
+    """The path of ``key`` in the table at ``path``: ``client.id``, or ``client['a b']``
+    (``['']`` at the top level) when the key is not a plain name."""
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key!r}]"
 
 
 class _Checker:
@@ -179,8 +238,9 @@ class _Checker:
     def unknown_keys(self, mapping: Mapping[str, Any], allowed: set[str], path: str) -> None:
         for key in mapping:
             if key not in allowed:
-                where = f"{path}.{key}" if path else str(key)
-                self.add(where, f"is not a known field; use {', '.join(sorted(allowed))}")
+                self.add(
+                    _key_path(path, key), f"is not a known field; use {', '.join(sorted(allowed))}"
+                )
 
 
 class OnboardingService:
@@ -199,9 +259,18 @@ class OnboardingService:
         if isinstance(source, IntakeFormDTO):
             return source
         if isinstance(source, Mapping):
-            document = _plain(source)
+            try:
+                document = _plain(source)
+            except _TooDeep:
+                raise _too_deep("the intake mapping") from None
         elif isinstance(source, str | os.PathLike):
-            document = read_document(Path(source))
+            try:
+                path = Path(source)
+            except TypeError:  # an os.PathLike whose __fspath__ gives bytes
+                raise ValidationError(
+                    [("intake", "a file path must be text (str or a str path-like)")]
+                ) from None
+            document = read_document(path)
         else:
             raise ValidationError(
                 [
@@ -212,7 +281,14 @@ class OnboardingService:
                     )
                 ]
             )
-        return IntakeFormDTO(responses=document, submitted_at=datetime.now(UTC))
+        try:
+            return IntakeFormDTO(responses=document, submitted_at=datetime.now(UTC))
+        except ValidationError as exc:
+            # Name the document's own fields (``client.id``), not the DTO's ``responses``.
+            raise ValidationError(
+                [(_document_path(path), problem) for path, problem in exc.errors],
+                subject="intake",
+            ) from None
 
     def normalize(self, intake: IntakeFormDTO, *, brief_id: str) -> NormalizedBriefDTO:
         """Validate the intake's answers and build the brief (writes nothing)."""

@@ -32,7 +32,7 @@ def severity(value: Any, path: str) -> str:
     result = text(value, path)
     if result not in SEVERITIES:
         allowed = ", ".join(repr(s) for s in SEVERITIES)
-        raise Invalid([(path, f"must be one of {allowed}, got {result!r}")])
+        raise Invalid([(path, f"must be one of {allowed}, got {result!r:.80}")])
     return result
 
 

@@ -366,7 +366,7 @@ def _check_brief(brief: Any) -> tuple[int, list[tuple[str, float]]]:
         pairs.append((name, float(weight)))
     if problems:
         raise ValidationError(problems, subject="brief")
-    assert isinstance(weeks, int)
+    assert isinstance(weeks, int)  # noqa: S101 - narrows a type for mypy; no input check relies on it
     return weeks, pairs
 
 
