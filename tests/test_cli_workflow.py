@@ -68,7 +68,10 @@ def test_runs_list_and_filters(tmp_path: Path) -> None:
     assert sorted(r["status"] for r in json.loads(out)) == ["COMPENSATED", "COMPLETED"]
     code, out = invoke(tmp_path, "runs", "list", "--status", "COMPLETED")
     assert code == 0
-    assert len(out.splitlines()) == 2
+    assert len(out.splitlines()) == 3  # header, the run, the queue's depth
+    assert out.splitlines()[-1] == (
+        "queue: 0 queued, 0 running, 1 completed, 1 compensated, 0 failed"
+    )
     code, out = invoke(tmp_path, "runs", "show", "no-such-run")
     assert code == 1
     assert "no workflow run 'no-such-run'" in out

@@ -169,3 +169,35 @@ def _execute(url: str, sql: str) -> None:
     else:
         with psycopg.connect(url, autocommit=True) as pg:
             pg.execute(sql.encode())
+
+
+def test_0009_workflow_queue_keeps_runs_and_rolls_queued_ones_back_to_running(
+    fresh_url: str,
+) -> None:
+    from aicmo.testing.workflow import make_run
+
+    with aicmo.connect(fresh_url, auto_upgrade=False) as app:
+        app.migrate()
+        app.downgrade("0008_strategy_approved_by")
+        _execute(
+            fresh_url,
+            """
+            INSERT INTO workflow_runs (workflow_run_id, status, intake, created_at, updated_at,
+                client_id, draft_ids, qc_result_ids, package_ids, artifact_dirs, qc_issues,
+                compensated_steps, pending_compensations)
+            VALUES ('old', 'RUNNING', '{"client":{"id":"acme","name":"Acme"},"timeline_weeks":6}',
+                '2025-01-01T00:00:00.000000+00:00', '2025-01-01T00:00:00.000000+00:00',
+                'acme', '[]', '[]', '[]', '[]', '[]', '[]', '[]')
+        """,
+        )
+        assert app.migrate() == ["0009_workflow_queue"]
+        old = app.repos.workflow.get("old")
+        assert old == make_run("old")  # no holder, no lease, token 0
+        assert old is not None
+        assert (old.claimed_by, old.lease_expires_at, old.lease_token) == (None, None, 0)
+        app.repos.workflow.create(make_run("queued", status="QUEUED"))
+        assert app.downgrade() == ["0009_workflow_queue"]
+        app.migrate()
+        # Code before 0009 knows no QUEUED: the run came back as one recover() resumes.
+        assert app.repos.workflow.get("queued") == make_run("queued", status="RUNNING")
+        assert app.repos.workflow.get("old") == make_run("old")

@@ -44,11 +44,14 @@ def tables_touched(path: Path, stmt: Sql) -> set[tuple[str, str]]:
             touched.add((_ACTIONS[action], arg1))
         return sqlite3.SQLITE_OK
 
+    # PostgreSQL-only row locking (the workflow queue's claim) names no table: SQLite
+    # compiles the statement without it.
+    text = stmt.text.replace("FOR UPDATE SKIP LOCKED", "")
     conn = sqlite3.connect(path)
     try:
         conn.set_authorizer(authorize)
-        names = set(re.findall(r"(?<!:):([A-Za-z_]\w*)", stmt.text))
-        conn.execute(f"EXPLAIN {stmt.text}", dict.fromkeys(names))
+        names = set(re.findall(r"(?<!:):([A-Za-z_]\w*)", text))
+        conn.execute(f"EXPLAIN {text}", dict.fromkeys(names))
     finally:
         conn.close()
     return touched

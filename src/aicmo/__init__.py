@@ -15,8 +15,10 @@ from aicmo.errors import (
     BackendError,
     ConfigurationError,
     ConflictError,
+    LeaseLostError,
     NotFoundError,
     SchemaError,
+    TransientError,
     ValidationError,
 )
 
@@ -31,9 +33,11 @@ __all__ = [
     "BackendError",
     "ConfigurationError",
     "ConflictError",
+    "LeaseLostError",
     "NotFoundError",
     "Repositories",
     "SchemaError",
+    "TransientError",
     "ValidationError",
     "__version__",
     "connect",

@@ -43,7 +43,13 @@ from aicmo.strategy import StrategyRepository
 from aicmo.strategy.memory import InMemoryStrategyRepository
 from aicmo.strategy.service import StrategyService
 from aicmo.strategy.sql import SqlStrategyRepository
-from aicmo.workflow import WorkflowRunDTO, WorkflowRunRepository, WorkflowService
+from aicmo.workflow import (
+    DEFAULT_LEASE,
+    WorkedRun,
+    WorkflowRunDTO,
+    WorkflowRunRepository,
+    WorkflowService,
+)
 from aicmo.workflow.memory import InMemoryWorkflowRunRepository
 from aicmo.workflow.sql import SqlWorkflowRunRepository
 
@@ -109,7 +115,10 @@ def _open_sql(settings: Settings) -> SqlDatabase:
             "PostgreSQL support is not installed; pip install 'aicmo[postgres]'"
         ) from exc
     return PostgresDatabase(
-        settings.url, pool_size=settings.pool_size, pool_timeout=settings.pool_timeout
+        settings.url,
+        pool_size=settings.pool_size,
+        pool_timeout=settings.pool_timeout,
+        prepare_threshold=settings.prepare_threshold,
     )
 
 
@@ -180,9 +189,61 @@ class App:
         return self.repos.workflow.list(status)
 
     def recover(self, *, stale_after: timedelta = timedelta(0)) -> list[WorkflowRunDTO]:
-        """Resume or compensate every unfinished run (see ``WorkflowService.recover``)."""
+        """Resume or compensate every unfinished run (see ``WorkflowService.recover``).
+
+        Runs held by a worker whose lease is still live are left alone."""
         self._check_open()
         return self.workflow.recover(stale_after=stale_after)
+
+    def submit(self, intake: IntakeSource, *, idempotency_key: str | None = None) -> WorkflowRunDTO:
+        """Queue a run of ``intake`` for the workers (:meth:`work`, ``aicmo worker``).
+
+        Returns the ``QUEUED`` run. ``intake`` is validated first (an invalid one raises
+        ``ValidationError`` and writes nothing); the same ``idempotency_key`` returns the
+        run it created before, whatever its state now.
+        """
+        self._check_open()
+        return self.workflow.submit(intake, idempotency_key=idempotency_key)
+
+    def work(
+        self,
+        *,
+        worker_id: str | None = None,
+        max_runs: int | None = None,
+        stop_when_idle: bool = False,
+        lease: timedelta = DEFAULT_LEASE,
+        poll_interval: float = 1.0,
+        heartbeat: bool = True,
+        stop: threading.Event | None = None,
+        on_run: Callable[[WorkedRun], None] | None = None,
+    ) -> list[WorkedRun]:
+        """Be a worker: claim queued runs (and runs whose worker's lease lapsed) and drive
+        them, one at a time; return what was done with each.
+
+        Any number of workers, in any number of processes and machines, can share one
+        PostgreSQL database (or processes on one machine, one SQLite file): each run is
+        driven by one worker at a time and completed exactly once. The lease (default 30
+        s) is renewed by a heartbeat thread; every write is fenced by it. Stops after
+        ``max_runs`` claims, when ``stop`` is set (between steps: the current run goes back
+        to the queue with its progress), or with ``stop_when_idle`` once nothing is queued
+        or held. See ``WorkflowService.work`` and docs/scaling.md.
+        """
+        self._check_open()
+        return self.workflow.work(
+            worker_id=worker_id,
+            max_runs=max_runs,
+            stop_when_idle=stop_when_idle,
+            lease=lease,
+            poll_interval=poll_interval,
+            heartbeat=heartbeat,
+            stop=stop,
+            on_run=on_run,
+        )
+
+    def queue_depth(self) -> dict[str, int]:
+        """How many runs have each status (``QUEUED`` ones wait for a worker)."""
+        self._check_open()
+        return self.repos.workflow.count_by_status()
 
     @property
     def backend(self) -> str:
@@ -206,7 +267,7 @@ class App:
         self._check_open()
         if self._memory is not None:
             return self._memory.transaction()
-        assert self._sql is not None
+        assert self._sql is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
         return self._sql.transaction()
 
     def run_transaction(self, fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
@@ -223,7 +284,7 @@ class App:
                 return fn()
 
         db = self._sql if self._sql is not None else self._memory
-        assert db is not None
+        assert db is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
         if db.in_transaction():
             return once()
         return retry_transient(once, attempts=attempts)

@@ -14,6 +14,7 @@ __all__ = [
     "BackendError",
     "ConfigurationError",
     "ConflictError",
+    "LeaseLostError",
     "NotFoundError",
     "SchemaError",
     "TransientError",
@@ -50,6 +51,12 @@ class NotFoundError(AicmoError, LookupError):
 
 class ConflictError(AicmoError):
     """A write would break a uniqueness or integrity rule; nothing was written."""
+
+
+class LeaseLostError(ConflictError):
+    """A worker wrote to a run whose lease it no longer holds (it expired and another worker
+    claimed the run, so the stored fencing token moved on); nothing was written. The worker
+    must stop working on that run: its new holder finishes it."""
 
 
 class SchemaError(AicmoError):

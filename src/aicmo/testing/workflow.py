@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,9 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 import aicmo
-from aicmo.errors import ConflictError, NotFoundError, ValidationError
+from aicmo.errors import ConflictError, LeaseLostError, NotFoundError, ValidationError
 from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same
-from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
+from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text, small_ints
 from aicmo.workflow import RUN_STATUSES, STEPS, WorkflowRunDTO
 
 __all__ = ["WorkflowRunParityMachine", "WorkflowRunRepositoryContract", "make_run", "runs"]
@@ -138,9 +139,248 @@ class WorkflowRunRepositoryContract:
         assert repo.get("run-1") == make_run()
         assert repo.get("run-2") is None
 
+    # -- the queue -------------------------------------------------------------------------
+    def test_claim_takes_the_oldest_queued_run(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        repo.create(make_run("young", status="QUEUED", created_at=T0 + timedelta(seconds=5)))
+        repo.create(make_run("old", status="QUEUED", created_at=T0))
+        repo.create(make_run("done", status="COMPLETED", created_at=T0 - timedelta(days=1)))
+        now, lease = T0 + timedelta(hours=1), timedelta(seconds=30)
+        claimed = repo.claim("w1", now=now, lease=lease)
+        assert claimed == make_run(
+            "old",
+            status="RUNNING",
+            claimed_by="w1",
+            lease_expires_at=now + lease,
+            lease_token=1,
+            updated_at=now,
+        )
+        assert_same(claimed, repo.get("old"))
+        second = repo.claim("w2", now=now, lease=lease)
+        assert second is not None
+        assert (second.workflow_run_id, second.claimed_by) == ("young", "w2")
+        assert repo.claim("w3", now=now, lease=lease) is None
+        assert repo.count_by_status() == {
+            "QUEUED": 0,
+            "RUNNING": 2,
+            "COMPLETED": 1,
+            "COMPENSATED": 0,
+            "FAILED": 0,
+        }
+
+    def test_a_lapsed_lease_is_claimed_first_and_a_live_one_never(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        lease = timedelta(seconds=10)
+        at = T0 + timedelta(minutes=1)
+        repo.create(make_run("queued", status="QUEUED", created_at=T0 - timedelta(days=1)))
+        repo.create(
+            make_run("live", claimed_by="w0", lease_expires_at=at + lease / 2, lease_token=3)
+        )
+        repo.create(make_run("in-process"))  # RUNNING without a lease: app.run_workflow's
+        repo.create(make_run("lapsed", step="strategy", claimed_by="w0", lease_expires_at=at))
+        repo.create(
+            make_run(
+                "failed",
+                status="FAILED",
+                pending_compensations=("onboard",),
+                lease_expires_at=at - timedelta(seconds=1),
+                lease_token=7,
+            )
+        )
+        repo.create(make_run("failed-done", status="FAILED", lease_expires_at=T0))
+        repo.create(make_run("completed", status="COMPLETED", lease_expires_at=T0))
+        first = repo.claim("w1", now=at, lease=lease)
+        assert first is not None
+        assert (first.workflow_run_id, first.status, first.lease_token) == ("failed", "FAILED", 8)
+        second = repo.claim("w1", now=at, lease=lease)
+        assert second is not None
+        assert (second.workflow_run_id, second.status, second.step) == (
+            "lapsed",
+            "RUNNING",
+            "strategy",
+        )
+        assert (second.claimed_by, second.lease_token) == ("w1", 1)
+        third = repo.claim("w1", now=at, lease=lease)
+        assert third is not None
+        assert third.workflow_run_id == "queued"
+        assert repo.claim("w1", now=at, lease=lease) is None
+        live = repo.get("live")
+        assert live is not None
+        assert (live.claimed_by, live.lease_token) == ("w0", 3)
+        later = repo.claim("w2", now=at + lease / 2, lease=lease)
+        assert later is not None
+        assert later.workflow_run_id == "live"
+        assert (later.claimed_by, later.lease_token) == ("w2", 4)
+        assert repo.get("in-process") == make_run("in-process")
+
+    def test_claim_one_named_run(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        lease = timedelta(seconds=10)
+        repo.create(make_run("q1", status="QUEUED"))
+        repo.create(make_run("q2", status="QUEUED", created_at=T0 + timedelta(seconds=1)))
+        repo.create(make_run("live", claimed_by="w0", lease_expires_at=T0 + lease))
+        claimed = repo.claim("w1", now=T0, lease=lease, workflow_run_id="q2")
+        assert claimed is not None
+        assert claimed.workflow_run_id == "q2"
+        assert repo.claim("w1", now=T0, lease=lease, workflow_run_id="live") is None
+        assert repo.claim("w1", now=T0, lease=lease, workflow_run_id="ghost") is None
+        assert repo.claim("w1", now=T0, lease=lease, workflow_run_id="q2") is None
+        assert repo.get("q1") == make_run("q1", status="QUEUED")
+
+    def test_renew_and_release_need_the_current_token(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        lease = timedelta(seconds=10)
+        repo.create(make_run("r", status="QUEUED"))
+        run = repo.claim("w1", now=T0, lease=lease)
+        assert run is not None
+        later = T0 + timedelta(minutes=5)
+        assert repo.renew("r", run.lease_token, later) is True
+        assert repo.get("r") == _evolve(run, lease_expires_at=later)
+        assert repo.renew("r", run.lease_token + 1, T0) is False
+        assert repo.release("r", run.lease_token + 1) is False
+        assert repo.renew("ghost", 1, later) is False
+        assert repo.get("r") == _evolve(run, lease_expires_at=later)
+        repo.update(_evolve(run, step="onboard", brief_id="b"), token=run.lease_token)
+        assert repo.release("r", run.lease_token) is True
+        released = repo.get("r")
+        assert released == _evolve(
+            run,
+            status="QUEUED",
+            step="onboard",
+            brief_id="b",
+            claimed_by=None,
+            lease_expires_at=None,
+        )
+        # Released: the holder's token renews and releases nothing any more.
+        assert repo.renew("r", run.lease_token, later) is False
+        assert repo.release("r", run.lease_token) is False
+        again = repo.claim("w2", now=T0, lease=lease)
+        assert again is not None
+        assert (again.status, again.step, again.lease_token) == ("RUNNING", "onboard", 2)
+
+    def test_release_keeps_a_failed_run_for_a_retry_at(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        lease = timedelta(seconds=10)
+        repo.create(
+            make_run(
+                "f",
+                status="FAILED",
+                pending_compensations=("onboard",),
+                lease_expires_at=T0,
+            )
+        )
+        run = repo.claim("w1", now=T0, lease=lease)
+        assert run is not None
+        assert run.status == "FAILED"
+        retry = T0 + timedelta(minutes=1)
+        assert repo.release("f", run.lease_token, retry_at=retry) is True
+        stored = repo.get("f")
+        assert stored is not None
+        assert (stored.status, stored.claimed_by, stored.lease_expires_at) == (
+            "FAILED",
+            None,
+            retry,
+        )
+        assert repo.claim("w2", now=retry - timedelta(microseconds=1), lease=lease) is None
+        assert repo.claim("w2", now=retry, lease=lease) is not None
+
+    def test_a_fenced_update_writes_only_with_the_current_token(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        lease = timedelta(seconds=10)
+        repo.create(make_run("r", status="QUEUED", idempotency_key="k"))
+        mine = repo.claim("w1", now=T0, lease=lease)
+        assert mine is not None
+        # update() never writes the lease fields: they stay as the repository set them.
+        repo.update(_evolve(mine, step="onboard", claimed_by="x", lease_token=99), token=1)
+        stepped = repo.get("r")
+        assert stepped == _evolve(mine, step="onboard")
+        theirs = repo.claim("w2", now=T0 + lease, lease=lease)
+        assert theirs is not None
+        assert theirs.lease_token == 2
+        with pytest.raises(LeaseLostError, match="token 1 is no longer held"):
+            repo.update(_evolve(mine, status="COMPLETED"), token=1)
+        assert repo.get("r") == theirs
+        with pytest.raises(Boom), app.transaction():
+            repo.create(make_run("other"))
+            with pytest.raises(LeaseLostError):
+                repo.update(_evolve(mine, step="qc"), token=1)
+            raise Boom
+        assert repo.get("other") is None
+        with pytest.raises(NotFoundError):
+            repo.update(make_run("ghost"), token=1)
+        with pytest.raises(LeaseLostError):  # the token is checked before the key
+            repo.update(_evolve(theirs, idempotency_key="other"), token=1)
+        with pytest.raises(ConflictError, match="idempotency_key cannot change"):
+            repo.update(_evolve(theirs, idempotency_key="other"), token=2)
+        repo.update(_evolve(theirs, status="COMPLETED"), token=2)
+        done = repo.get("r")
+        assert done is not None
+        assert (done.status, done.claimed_by) == ("COMPLETED", "w2")
+        assert issubclass(LeaseLostError, ConflictError)
+
+    def test_queue_arguments_are_checked(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        repo.create(make_run("r", status="QUEUED"))
+        with pytest.raises(ValidationError, match="lease"):
+            repo.claim("w", now=T0, lease=timedelta(0))
+        with pytest.raises(ValidationError, match="lease"):
+            repo.claim("w", now=datetime(9999, 12, 31, 23, tzinfo=UTC), lease=timedelta(days=1))
+        with pytest.raises(ValidationError, match="now"):
+            repo.claim("w", now=datetime(2025, 1, 1), lease=timedelta(seconds=1))
+        with pytest.raises(ValidationError, match="worker_id"):
+            repo.claim("", now=T0, lease=timedelta(seconds=1))
+        with pytest.raises(ValidationError, match="token"):
+            repo.renew("r", -1, T0)
+        with pytest.raises(ValidationError, match="token"):
+            repo.release("r", True)
+        with pytest.raises(ValidationError, match="token"):
+            repo.update(make_run("r", status="QUEUED"), token="1")  # type: ignore[arg-type]
+        assert repo.get("r") == make_run("r", status="QUEUED")
+
+    def test_concurrent_claimers_never_share_a_run(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        with app.transaction():
+            for i in range(24):
+                repo.create(
+                    make_run(f"r{i:02d}", status="QUEUED", created_at=T0 + timedelta(seconds=i))
+                )
+        taken: dict[str, list[str]] = {f"w{n}": [] for n in range(4)}
+        start = threading.Barrier(len(taken))
+        errors: list[BaseException] = []
+
+        def work(worker: str) -> None:
+            try:
+                start.wait()
+                while True:
+                    run = app.run_transaction(
+                        lambda: repo.claim(worker, now=T0, lease=timedelta(seconds=60))
+                    )
+                    if run is None:
+                        return
+                    taken[worker].append(run.workflow_run_id)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in taken]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        every = sorted(i for ids_ in taken.values() for i in ids_)
+        assert every == [f"r{i:02d}" for i in range(24)]
+        for worker, claimed in taken.items():
+            for run_id in claimed:
+                stored = repo.get(run_id)
+                assert stored is not None
+                assert (stored.claimed_by, stored.lease_token) == (worker, 1)
+
 
 # -- stateful parity -------------------------------------------------------------------
 
+_LEASE_TIMES = tuple(T0 + timedelta(seconds=10 * i) for i in range(4))
+_times = st.sampled_from(_LEASE_TIMES) | aware_datetimes
+_leases = st.sampled_from([timedelta(seconds=10), timedelta(seconds=25)]) | st.timedeltas()
 _keys = st.none() | st.sampled_from(["k1", "k2", "K1"]) | ids
 _maybe_ids = st.none() | ids
 
@@ -166,8 +406,24 @@ runs = st.builds(
     compensated_steps=st.lists(st.sampled_from(STEPS), max_size=3),
     pending_compensations=st.lists(st.sampled_from(STEPS), max_size=3),
     completed_at=st.none() | aware_datetimes,
+    claimed_by=st.none() | ids,
+    lease_expires_at=st.none() | st.sampled_from(_LEASE_TIMES) | aware_datetimes,
+    lease_token=small_ints,
 )
 """Valid runs with nasty values; ids and idempotency keys collide often."""
+
+
+@attrs.frozen
+class _Call(Op):
+    """An ``Op`` with keyword arguments (the queue methods take some)."""
+
+    kwargs: dict[str, Any] = attrs.field(factory=dict)
+
+    def __call__(self, app: aicmo.App) -> Any:
+        return getattr(app.repos.workflow, self.method)(*self.args, **self.kwargs)
+
+    def __repr__(self) -> str:
+        return f"workflow.{self.method}{self.args!r} {self.kwargs!r}"
 
 
 class WorkflowRunParityMachine(ParityMachine):
@@ -188,9 +444,30 @@ class WorkflowRunParityMachine(ParityMachine):
                 self.run_ids.add(arg)
 
     def write_ops(self) -> st.SearchStrategy[Op]:
+        known = st.sampled_from(sorted(self.run_ids)) if self.run_ids else ids
         return st.one_of(
             runs.map(lambda r: Op("workflow", "create", (r,))),
             runs.map(lambda r: Op("workflow", "update", (r,))),
+            st.builds(
+                lambda w, now, lease: _Call(
+                    "workflow", "claim", (w,), {"now": now, "lease": lease}
+                ),
+                st.sampled_from(["w1", "w2"]),
+                _times,
+                _leases,
+            ),
+            st.builds(
+                lambda r, t, at: Op("workflow", "renew", (r, t, at)), known, small_ints, _times
+            ),
+            st.builds(
+                lambda r, t, at: _Call("workflow", "release", (r, t), {"retry_at": at}),
+                known,
+                small_ints,
+                st.none() | _times,
+            ),
+            st.builds(
+                lambda r, t: _Call("workflow", "update", (r,), {"token": t}), runs, small_ints
+            ),
         )
 
     def observe(self, app: aicmo.App) -> Any:
@@ -200,6 +477,7 @@ class WorkflowRunParityMachine(ParityMachine):
             [(k, repo.get_by_key(k)) for k in sorted(self.keys)],
             [(s, repo.list(s)) for s in RUN_STATUSES],
             repo.list(),
+            repo.count_by_status(),
         )
 
     @rule(run=runs)
@@ -230,3 +508,47 @@ class WorkflowRunParityMachine(ParityMachine):
     @rule(status=st.none() | st.sampled_from(RUN_STATUSES))
     def list(self, status: str | None) -> None:
         self.both(Op("workflow", "list", (status,)))
+
+    @rule()
+    def count_by_status(self) -> None:
+        self.both(Op("workflow", "count_by_status", ()))
+
+    # -- the queue -------------------------------------------------------------------------
+    @rule(
+        data=st.data(),
+        worker=st.sampled_from(["w1", "w2"]) | ids,
+        now=_times,
+        lease=_leases,
+        named=st.booleans(),
+    )
+    def claim(
+        self, data: st.DataObject, worker: str, now: datetime, lease: timedelta, named: bool
+    ) -> None:
+        run_id = None
+        if named and self.run_ids:
+            run_id = data.draw(st.sampled_from(sorted(self.run_ids)), label="run_id")
+        kwargs = {"now": now, "lease": lease, "workflow_run_id": run_id}
+        self.both(_Call("workflow", "claim", (worker,), kwargs))
+
+    @precondition(lambda self: bool(self.run_ids))
+    @rule(data=st.data(), token=small_ints, until=_times)
+    def renew(self, data: st.DataObject, token: int, until: datetime) -> None:
+        run_id = data.draw(st.sampled_from(sorted(self.run_ids)), label="run_id")
+        self.both(Op("workflow", "renew", (run_id, token, until)))
+
+    @precondition(lambda self: bool(self.run_ids))
+    @rule(data=st.data(), token=small_ints, retry_at=st.none() | _times)
+    def release(self, data: st.DataObject, token: int, retry_at: datetime | None) -> None:
+        run_id = data.draw(st.sampled_from(sorted(self.run_ids)), label="run_id")
+        self.both(_Call("workflow", "release", (run_id, token), {"retry_at": retry_at}))
+
+    @precondition(lambda self: bool(self.run_ids))
+    @rule(data=st.data(), run=runs, token=small_ints)
+    def fenced_update(self, data: st.DataObject, run: WorkflowRunDTO, token: int) -> None:
+        run_id = data.draw(st.sampled_from(sorted(self.run_ids)), label="run_id")
+        current = self.memory.repos.workflow.get(run_id)
+        if current is not None and data.draw(st.booleans(), label="current token"):
+            token = current.lease_token
+        key = current.idempotency_key if current is not None else run.idempotency_key
+        changed = _evolve(run, workflow_run_id=run_id, idempotency_key=key)
+        self.both(_Call("workflow", "update", (changed,), {"token": token}))

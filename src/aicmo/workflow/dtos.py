@@ -13,6 +13,7 @@ from aicmo.values import (
     identifier,
     json_object,
     json_value,
+    non_negative_int64,
     optional,
     text,
     tuple_of,
@@ -21,8 +22,8 @@ from aicmo.values import (
 
 __all__ = ["RUN_STATUSES", "STEPS", "RunStatus", "WorkflowRunDTO"]
 
-RunStatus = Literal["RUNNING", "COMPLETED", "COMPENSATED", "FAILED"]
-RUN_STATUSES: tuple[str, ...] = ("RUNNING", "COMPLETED", "COMPENSATED", "FAILED")
+RunStatus = Literal["QUEUED", "RUNNING", "COMPLETED", "COMPENSATED", "FAILED"]
+RUN_STATUSES: tuple[str, ...] = ("QUEUED", "RUNNING", "COMPLETED", "COMPENSATED", "FAILED")
 STEPS: tuple[str, ...] = ("onboard", "strategy", "production", "qc", "delivery")
 """The saga's steps, in order."""
 
@@ -30,7 +31,10 @@ STEPS: tuple[str, ...] = ("onboard", "strategy", "production", "qc", "delivery")
 def _one_of(allowed: tuple[str, ...], what: str) -> Any:
     def check(value: Any, path: str) -> str:
         if value not in allowed:
-            raise Invalid([(path, f"{value!r} is not a {what}; use one of {', '.join(allowed)}")])
+            # At most 80 characters of the value: a huge one must not flood the message.
+            raise Invalid(
+                [(path, f"{value!r:.80} is not a {what}; use one of {', '.join(allowed)}")]
+            )
         return str(value)
 
     return check
@@ -49,6 +53,12 @@ class WorkflowRunDTO:
     steps still to undo after a failure (a ``FAILED`` run with some left is retried by
     ``recover()``). ``intake`` keeps the intake document, so a run can be resumed from the
     database alone.
+
+    A ``QUEUED`` run waits for a worker (``app.submit`` / ``app.work``). ``claimed_by`` names
+    the worker holding the run until ``lease_expires_at``; ``lease_token`` grows by one on
+    every claim and fences the holder's writes (a worker whose token is stale commits
+    nothing). After ``create``, these three are written only by the repository's ``claim``,
+    ``renew`` and ``release``: ``update`` keeps what is stored.
     """
 
     workflow_run_id: str = field(identifier)
@@ -71,3 +81,6 @@ class WorkflowRunDTO:
     compensated_steps: tuple[str, ...] = field(_steps, default=())
     pending_compensations: tuple[str, ...] = field(_steps, default=())
     completed_at: datetime | None = field(optional(utc_datetime), default=None)
+    claimed_by: str | None = field(optional(identifier), default=None)
+    lease_expires_at: datetime | None = field(optional(utc_datetime), default=None)
+    lease_token: int = field(non_negative_int64, default=0)

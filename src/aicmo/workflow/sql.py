@@ -1,12 +1,34 @@
-"""SQL ``WorkflowRunRepository``: the same statements on SQLite and PostgreSQL."""
+"""SQL ``WorkflowRunRepository``: the same statements on SQLite and PostgreSQL.
+
+One exception, kept explicit: claiming the next run. PostgreSQL locks the chosen row with
+``FOR UPDATE SKIP LOCKED`` inside the ``UPDATE ... WHERE workflow_run_id = (SELECT ...)``,
+so concurrent workers each take a different run without waiting on each other; SQLite has
+no row locks and needs none: the claim runs inside ``BEGIN IMMEDIATE`` (every write
+transaction here), which already admits one writer at a time. Otherwise the two claim
+statements are the same text.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper
 from aicmo.db.statement import Sql
-from aicmo.workflow.dtos import WorkflowRunDTO
-from aicmo.workflow.rules import key_arg, key_changed, run_arg, run_not_found, status_arg
+from aicmo.errors import ConflictError
+from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
+from aicmo.workflow.rules import (
+    claim_args,
+    key_arg,
+    key_changed,
+    lease_lost,
+    retry_at_arg,
+    run_arg,
+    run_not_found,
+    status_arg,
+    token_arg,
+    until_arg,
+)
 
 __all__ = ["STATEMENTS", "SqlWorkflowRunRepository"]
 
@@ -17,12 +39,12 @@ INSERT INTO workflow_runs (
     workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at
+    completed_at, claimed_by, lease_expires_at, lease_token
 ) VALUES (
     :workflow_run_id, :status, :intake, :created_at, :updated_at, :idempotency_key,
     :client_id, :step, :brief_id, :strategy_id, :draft_ids, :qc_result_ids, :package_ids,
     :artifact_dirs, :failed_step, :error, :qc_issues, :compensated_steps,
-    :pending_compensations, :completed_at
+    :pending_compensations, :completed_at, :claimed_by, :lease_expires_at, :lease_token
 )
 ON CONFLICT DO NOTHING
 """)
@@ -42,7 +64,7 @@ GET_RUN = Sql("""
 SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at
+    completed_at, claimed_by, lease_expires_at, lease_token
 FROM workflow_runs WHERE workflow_run_id = :workflow_run_id
 """)
 
@@ -50,15 +72,27 @@ GET_RUN_BY_KEY = Sql("""
 SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at
+    completed_at, claimed_by, lease_expires_at, lease_token
 FROM workflow_runs WHERE idempotency_key = :idempotency_key
+""")
+
+# A fenced update: the same, only while the caller's lease token is still the stored one.
+UPDATE_RUN_FENCED = Sql("""
+UPDATE workflow_runs SET
+    status = :status, intake = :intake, created_at = :created_at, updated_at = :updated_at,
+    client_id = :client_id, step = :step, brief_id = :brief_id, strategy_id = :strategy_id,
+    draft_ids = :draft_ids, qc_result_ids = :qc_result_ids, package_ids = :package_ids,
+    artifact_dirs = :artifact_dirs, failed_step = :failed_step, error = :error,
+    qc_issues = :qc_issues, compensated_steps = :compensated_steps,
+    pending_compensations = :pending_compensations, completed_at = :completed_at
+WHERE workflow_run_id = :workflow_run_id AND lease_token = :fence
 """)
 
 LIST_RUNS = Sql("""
 SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at
+    completed_at, claimed_by, lease_expires_at, lease_token
 FROM workflow_runs
 ORDER BY created_at, workflow_run_id
 """)
@@ -67,13 +101,139 @@ LIST_RUNS_BY_STATUS = Sql("""
 SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at
+    completed_at, claimed_by, lease_expires_at, lease_token
 FROM workflow_runs
 WHERE status = :status
 ORDER BY created_at, workflow_run_id
 """)
 
-STATEMENTS = (CREATE_RUN, UPDATE_RUN, GET_RUN, GET_RUN_BY_KEY, LIST_RUNS, LIST_RUNS_BY_STATUS)
+COUNT_BY_STATUS = Sql("""
+SELECT status, COUNT(*) AS n FROM workflow_runs GROUP BY status
+""")
+
+# -- the queue -----------------------------------------------------------------------------
+# What a claim sets: a QUEUED run starts RUNNING; a RUNNING or FAILED one keeps its status
+# (it is resumed or its compensations retried). The token moves on, fencing the old holder.
+# A run whose worker's lease lapsed is taken before any queued run, oldest lease first, so
+# a steady stream of submissions can never starve a half-done run.
+
+CLAIM_EXPIRED_SQLITE = Sql("""
+UPDATE workflow_runs SET
+    claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
+    updated_at = :now
+WHERE workflow_run_id = (
+    SELECT workflow_run_id FROM workflow_runs
+    WHERE status IN ('RUNNING', 'FAILED') AND lease_expires_at <= :now
+        AND (status = 'RUNNING' OR pending_compensations <> '[]')
+    ORDER BY lease_expires_at, created_at, workflow_run_id
+    LIMIT 1
+)
+RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
+    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
+    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
+    completed_at, claimed_by, lease_expires_at, lease_token
+""")
+
+CLAIM_EXPIRED_POSTGRES = Sql("""
+UPDATE workflow_runs SET
+    claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
+    updated_at = :now
+WHERE workflow_run_id = (
+    SELECT workflow_run_id FROM workflow_runs
+    WHERE status IN ('RUNNING', 'FAILED') AND lease_expires_at <= :now
+        AND (status = 'RUNNING' OR pending_compensations <> '[]')
+    ORDER BY lease_expires_at, created_at, workflow_run_id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
+    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
+    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
+    completed_at, claimed_by, lease_expires_at, lease_token
+""")
+
+CLAIM_QUEUED_SQLITE = Sql("""
+UPDATE workflow_runs SET
+    status = 'RUNNING', claimed_by = :worker_id, lease_expires_at = :until,
+    lease_token = lease_token + 1, updated_at = :now
+WHERE workflow_run_id = (
+    SELECT workflow_run_id FROM workflow_runs
+    WHERE status = 'QUEUED'
+    ORDER BY created_at, workflow_run_id
+    LIMIT 1
+)
+RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
+    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
+    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
+    completed_at, claimed_by, lease_expires_at, lease_token
+""")
+
+CLAIM_QUEUED_POSTGRES = Sql("""
+UPDATE workflow_runs SET
+    status = 'RUNNING', claimed_by = :worker_id, lease_expires_at = :until,
+    lease_token = lease_token + 1, updated_at = :now
+WHERE workflow_run_id = (
+    SELECT workflow_run_id FROM workflow_runs
+    WHERE status = 'QUEUED'
+    ORDER BY created_at, workflow_run_id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
+    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
+    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
+    completed_at, claimed_by, lease_expires_at, lease_token
+""")
+
+# One named run, if it is claimable (queued, or its lease lapsed); the same on both dialects
+# (PostgreSQL waits for a concurrent claimer's row lock, then re-checks the condition).
+CLAIM_RUN = Sql("""
+UPDATE workflow_runs SET
+    status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
+    claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
+    updated_at = :now
+WHERE workflow_run_id = :workflow_run_id AND (
+    status = 'QUEUED'
+    OR (status IN ('RUNNING', 'FAILED') AND lease_expires_at <= :now
+        AND (status = 'RUNNING' OR pending_compensations <> '[]'))
+)
+RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
+    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
+    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
+    completed_at, claimed_by, lease_expires_at, lease_token
+""")
+
+RENEW_LEASE = Sql("""
+UPDATE workflow_runs SET lease_expires_at = :until
+WHERE workflow_run_id = :workflow_run_id AND lease_token = :token AND claimed_by IS NOT NULL
+""")
+
+# Released: a RUNNING run goes back to the queue with its progress. ``retry_at`` is when a
+# FAILED run with compensations left may be claimed again (NULL: only by app.recover()).
+RELEASE_LEASE = Sql("""
+UPDATE workflow_runs SET
+    status = CASE WHEN status = 'RUNNING' THEN 'QUEUED' ELSE status END,
+    lease_expires_at = :retry_at, claimed_by = NULL
+WHERE workflow_run_id = :workflow_run_id AND lease_token = :token AND claimed_by IS NOT NULL
+""")
+
+STATEMENTS = (
+    CREATE_RUN,
+    UPDATE_RUN,
+    UPDATE_RUN_FENCED,
+    GET_RUN,
+    GET_RUN_BY_KEY,
+    LIST_RUNS,
+    LIST_RUNS_BY_STATUS,
+    COUNT_BY_STATUS,
+    CLAIM_EXPIRED_SQLITE,
+    CLAIM_EXPIRED_POSTGRES,
+    CLAIM_QUEUED_SQLITE,
+    CLAIM_QUEUED_POSTGRES,
+    CLAIM_RUN,
+    RENEW_LEASE,
+    RELEASE_LEASE,
+)
 """Every statement this module issues (the table-ownership test reads them)."""
 
 
@@ -104,19 +264,27 @@ class SqlWorkflowRunRepository:
                 existing = self.get_by_key(run.idempotency_key)
                 if existing is not None:
                     return existing
-            from aicmo.errors import ConflictError
-
             raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
 
-    def update(self, run: WorkflowRunDTO) -> None:
+    def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
         run = run_arg(run)
+        fence = None if token is None else token_arg(token)
         with self._db.transaction():
             old = self.get(run.workflow_run_id)
             if old is None:
                 raise run_not_found(run.workflow_run_id)
+            if fence is not None and old.lease_token != fence:
+                raise lease_lost(run.workflow_run_id, fence, old)
             if old.idempotency_key != run.idempotency_key:
                 raise key_changed(run.workflow_run_id)
-            self._db.execute(UPDATE_RUN, self._runs.to_row(run))
+            row = self._runs.to_row(run)
+            if fence is None:
+                self._db.execute(UPDATE_RUN, row)
+            # PostgreSQL: the row lock and the token check are taken by this statement, so
+            # a claim that committed after the read above is seen here (READ COMMITTED
+            # re-checks the WHERE on the newest row version).
+            elif self._db.execute(UPDATE_RUN_FENCED, {**row, "fence": fence}) != 1:
+                raise lease_lost(run.workflow_run_id, fence, self.get(run.workflow_run_id))
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         row = self._db.fetch_one(
@@ -137,3 +305,56 @@ class SqlWorkflowRunRepository:
         else:
             rows = self._db.fetch_all(LIST_RUNS_BY_STATUS, {"status": status})
         return [self._runs.from_row(row) for row in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        counts = dict.fromkeys(RUN_STATUSES, 0)
+        for row in self._db.fetch_all(COUNT_BY_STATUS):
+            counts[row["status"]] = int(row["n"])
+        return counts
+
+    # -- the queue -----------------------------------------------------------------------
+    def claim(
+        self,
+        worker_id: str,
+        *,
+        now: datetime,
+        lease: timedelta,
+        workflow_run_id: str | None = None,
+    ) -> WorkflowRunDTO | None:
+        worker_id, now, until = claim_args(worker_id, now, lease)
+        params = {
+            "worker_id": worker_id,
+            "now": self._db.encode_datetime(now),
+            "until": self._db.encode_datetime(until),
+        }
+        with self._db.transaction():
+            if workflow_run_id is not None:
+                params["workflow_run_id"] = key_arg(workflow_run_id, "workflow_run_id")
+                row = self._db.fetch_one(CLAIM_RUN, params)
+            else:
+                expired, queued = (
+                    (CLAIM_EXPIRED_POSTGRES, CLAIM_QUEUED_POSTGRES)
+                    if self._db.dialect == "postgresql"
+                    else (CLAIM_EXPIRED_SQLITE, CLAIM_QUEUED_SQLITE)
+                )
+                row = self._db.fetch_one(expired, params) or self._db.fetch_one(queued, params)
+        return None if row is None else self._runs.from_row(row)
+
+    def renew(self, workflow_run_id: str, token: int, until: datetime) -> bool:
+        params = {
+            "workflow_run_id": key_arg(workflow_run_id, "workflow_run_id"),
+            "token": token_arg(token),
+            "until": self._db.encode_datetime(until_arg(until)),
+        }
+        return self._db.execute(RENEW_LEASE, params) == 1
+
+    def release(
+        self, workflow_run_id: str, token: int, *, retry_at: datetime | None = None
+    ) -> bool:
+        retry = retry_at_arg(retry_at)
+        params = {
+            "workflow_run_id": key_arg(workflow_run_id, "workflow_run_id"),
+            "token": token_arg(token),
+            "retry_at": None if retry is None else self._db.encode_datetime(retry),
+        }
+        return self._db.execute(RELEASE_LEASE, params) == 1

@@ -1,0 +1,352 @@
+"""The durable queue in one process, on every backend: submit, work, leases, fencing,
+stop-and-release, lease-aware recovery. Time is a fake clock, so lease expiry is exact;
+the multi-process versions are in test_worker_processes.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import aicmo
+from aicmo.errors import LeaseLostError, ValidationError
+from aicmo.workflow import WorkedRun
+
+from .test_workflow import (
+    FAILING_QC,
+    PASSING,
+    Crash,
+    artifact_files,
+    assert_completed,
+    assert_left_nothing,
+    module_rows,
+)
+
+LEASE = timedelta(seconds=30)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 6, 1, 12, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, by: timedelta) -> None:
+        self.now += by
+
+
+@pytest.fixture
+def clock(app: aicmo.App) -> FakeClock:
+    fake = FakeClock()
+    app.workflow.clock = fake
+    return fake
+
+
+def drain(app: aicmo.App, worker: str = "w1", **kwargs: object) -> list[WorkedRun]:
+    return app.work(
+        worker_id=worker,
+        stop_when_idle=True,
+        heartbeat=False,
+        lease=LEASE,
+        poll_interval=0.01,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_submit_queues_a_validated_run(app: aicmo.App, clock: FakeClock) -> None:
+    run = app.submit(PASSING, idempotency_key="job-1")
+    assert (run.status, run.step, run.claimed_by, run.lease_token) == ("QUEUED", None, None, 0)
+    assert run.client_id == "acme-analytics"
+    assert run.created_at == clock.now
+    assert app.get_run(run.workflow_run_id) == run
+    assert app.submit(PASSING, idempotency_key="job-1") == run
+    assert app.queue_depth()["QUEUED"] == 1
+    with pytest.raises(ValidationError) as info:
+        app.submit({"client": {"id": "x"}})
+    assert ("client.name", "is required") in info.value.errors
+    assert app.list_runs() == [run]
+    assert sum(module_rows(app).values()) == 0
+
+
+def test_a_worker_drains_the_queue_and_gives_every_lease_back(
+    app: aicmo.App, clock: FakeClock
+) -> None:
+    submitted = []
+    for intake in (PASSING, PASSING, PASSING, FAILING_QC):
+        submitted.append(app.submit(intake))
+        clock.advance(timedelta(seconds=1))  # oldest first: created_at orders the queue
+    failing = submitted.pop()
+    seen: list[WorkedRun] = []
+    done = drain(app, on_run=seen.append)
+    assert seen == done
+    assert [d.run.workflow_run_id for d in done] == [
+        r.workflow_run_id for r in [*submitted, failing]
+    ]
+    assert [d.outcome for d in done] == ["COMPLETED"] * 3 + ["COMPENSATED"]
+    for worked in done:
+        stored = app.get_run(worked.run.workflow_run_id)
+        assert stored == worked.run
+        assert (stored.claimed_by, stored.lease_expires_at, stored.lease_token) == (None, None, 1)
+        assert worked.worker_id == "w1"
+    for worked in done[:3]:
+        assert_completed(app, worked.run)
+    assert app.queue_depth() == {
+        "QUEUED": 0,
+        "RUNNING": 0,
+        "COMPLETED": 3,
+        "COMPENSATED": 1,
+        "FAILED": 0,
+    }
+    assert drain(app) == []
+
+
+def test_max_runs_bounds_a_worker(app: aicmo.App, clock: FakeClock) -> None:
+    for _ in range(3):
+        app.submit(PASSING)
+    assert len(app.work(worker_id="w", max_runs=2, heartbeat=False, lease=LEASE)) == 2
+    assert app.queue_depth()["QUEUED"] == 1
+
+
+def test_a_worker_that_lost_its_lease_commits_nothing_and_stops(
+    app: aicmo.App, clock: FakeClock
+) -> None:
+    """A claims, A's lease lapses, B claims and completes, A's next step writes nothing."""
+    run_id = app.submit(PASSING).workflow_run_id
+    completions: list[str] = []
+    when_b_finished: dict[str, object] = {}
+
+    def hook(point: str) -> None:
+        if point == "complete":
+            completions.append(point)
+        if point == "before:strategy" and not when_b_finished:
+            when_b_finished["started"] = True
+            clock.advance(LEASE + timedelta(seconds=1))  # A stalls past its lease
+            [b] = app.work(worker_id="B", max_runs=1, heartbeat=False, lease=LEASE)
+            when_b_finished.update(
+                b=b, rows=module_rows(app), files=artifact_files(app), run=app.get_run(run_id)
+            )
+
+    app.workflow.fault_hook = hook
+    [a] = app.work(worker_id="A", max_runs=1, heartbeat=False, lease=LEASE)
+    app.workflow.fault_hook = None
+    b = when_b_finished["b"]
+    assert isinstance(b, WorkedRun)
+    assert (a.outcome, a.worker_id, b.outcome, b.worker_id) == ("LEASE_LOST", "A", "COMPLETED", "B")
+    # After B finished, A went on to its next step: it wrote nothing at all.
+    assert module_rows(app) == when_b_finished["rows"]
+    assert artifact_files(app) == when_b_finished["files"]
+    final = app.get_run(run_id)
+    assert final == when_b_finished["run"] == a.run
+    assert final is not None
+    assert_completed(app, final)
+    assert (final.lease_token, final.claimed_by) == (2, None)
+    assert completions == ["complete"]
+    assert app.list_runs() == [final]
+
+
+def test_a_fenced_step_commit_rolls_back_the_step(app: aicmo.App, clock: FakeClock) -> None:
+    """B takes the run over while A is between steps; A's next step rolls back whole."""
+    run_id = app.submit(PASSING).workflow_run_id
+    stolen: list[object] = []
+
+    def hook(point: str) -> None:
+        if point == "before:production" and not stolen:
+            clock.advance(LEASE)
+            stolen.append(app.repos.workflow.claim("B", now=clock(), lease=LEASE))
+
+    app.workflow.fault_hook = hook
+    [a] = app.work(worker_id="A", max_runs=1, heartbeat=False, lease=LEASE)
+    app.workflow.fault_hook = None
+    assert a.outcome == "LEASE_LOST"
+    held = app.get_run(run_id)
+    assert held is not None
+    assert (held.status, held.step, held.claimed_by, held.lease_token) == (
+        "RUNNING",
+        "strategy",
+        "B",
+        2,
+    )
+    assert held.draft_ids == ()
+    assert app.repos.production.list_drafts(held.strategy_id or "") == []
+    # B died too: once its lease lapses, C finishes the run from where A left it.
+    clock.advance(LEASE)
+    [c] = drain(app, "C")
+    assert c.outcome == "COMPLETED"
+    assert_completed(app, c.run)
+    assert c.run.lease_token == 3
+
+
+def test_a_crashed_worker_s_run_is_resumed_once_its_lease_lapses(
+    app: aicmo.App, clock: FakeClock
+) -> None:
+    run_id = app.submit(PASSING).workflow_run_id
+
+    def crash(point: str) -> None:
+        if point == "qc":
+            raise Crash(point)
+
+    app.workflow.fault_hook = crash
+    with pytest.raises(Crash):
+        app.work(worker_id="dead", heartbeat=False, lease=LEASE)
+    app.workflow.fault_hook = None
+    stuck = app.get_run(run_id)
+    assert stuck is not None
+    assert (stuck.status, stuck.step, stuck.claimed_by) == ("RUNNING", "production", "dead")
+    # The lease is live: nobody takes the run, and an idle worker waits for it.
+    assert app.work(worker_id="w2", heartbeat=False, lease=LEASE, max_runs=1, stop=_set()) == []
+    assert app.recover() == []
+    clock.advance(LEASE)
+    [done] = drain(app, "w2")
+    assert done.outcome == "COMPLETED"
+    assert_completed(app, done.run)
+    brief = app.repos.onboarding.get_brief(done.run.brief_id or "")
+    assert brief is not None
+    assert len(app.repos.production.list_drafts(done.run.strategy_id or "")) == len(brief.channels)
+
+
+def _set() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
+def test_stop_between_steps_releases_the_run_with_its_progress(
+    app: aicmo.App, clock: FakeClock
+) -> None:
+    run_id = app.submit(PASSING).workflow_run_id
+    stop = threading.Event()
+
+    def hook(point: str) -> None:
+        if point == "before:production":
+            stop.set()  # SIGTERM arrives while strategy runs
+
+    app.workflow.fault_hook = hook
+    [a] = app.work(worker_id="A", heartbeat=False, lease=LEASE, stop=stop)
+    app.workflow.fault_hook = None
+    assert a.outcome == "RELEASED"
+    queued = app.get_run(run_id)
+    assert queued is not None
+    assert (queued.status, queued.step, queued.claimed_by, queued.lease_expires_at) == (
+        "QUEUED",
+        "strategy",
+        None,
+        None,
+    )
+    strategy_id = queued.strategy_id
+    [b] = drain(app, "B")  # no clock change: a released run is claimable at once
+    assert b.outcome == "COMPLETED"
+    assert_completed(app, b.run)
+    assert b.run.strategy_id == strategy_id
+    assert b.run.lease_token == 2
+
+
+def test_a_failed_compensation_is_retried_by_a_worker_a_lease_later(
+    app: aicmo.App, clock: FakeClock
+) -> None:
+    rows, files = module_rows(app), artifact_files(app)
+
+    def fail(at: str) -> None:
+        if at in ("delivery", "compensate:strategy"):
+            raise RuntimeError(f"injected at {at}")
+
+    app.workflow.fault_hook = fail
+    [first] = drain(app) if app.submit(PASSING) else []
+    app.workflow.fault_hook = None
+    assert first.outcome == "FAILED"
+    assert first.run.pending_compensations == ("strategy",)
+    assert first.run.lease_expires_at == clock.now + LEASE
+    assert first.run.claimed_by is None
+    assert drain(app) == []  # not before its retry time
+    clock.advance(LEASE)
+    [retried] = drain(app)
+    assert retried.outcome == "COMPENSATED"
+    assert retried.run.pending_compensations == ()
+    assert retried.run.lease_expires_at is None
+    assert_left_nothing(app, retried.run, rows, files)
+
+
+def test_recover_leaves_live_leases_alone_and_takes_lapsed_ones(
+    app: aicmo.App, clock: FakeClock
+) -> None:
+    live_id = app.submit(PASSING).workflow_run_id
+    claimed = app.repos.workflow.claim("elsewhere", now=clock(), lease=LEASE)
+    assert claimed is not None
+    assert claimed.workflow_run_id == live_id
+    queued_id = app.submit(PASSING).workflow_run_id
+    assert app.recover() == []
+    assert app.get_run(live_id) == claimed
+    clock.advance(LEASE)
+    [recovered] = app.recover()
+    assert recovered.workflow_run_id == live_id
+    assert_completed(app, recovered)
+    assert recovered.claimed_by is None
+    assert recovered.lease_token == 2
+    still_queued = app.get_run(queued_id)
+    assert still_queued is not None
+    assert still_queued.status == "QUEUED"
+
+
+def test_the_heartbeat_keeps_a_slow_run_s_lease(app: aicmo.App) -> None:
+    """Real time: a step that outlasts the lease several times over keeps the run."""
+    run_id = app.submit(PASSING).workflow_run_id
+    lease = timedelta(seconds=0.3)
+    expiries: list[datetime] = []
+
+    def slow(point: str) -> None:
+        if point == "before:strategy":
+            for _ in range(4):
+                time.sleep(0.3)
+                stored = app.get_run(run_id)
+                assert stored is not None
+                assert stored.lease_expires_at is not None
+                expiries.append(stored.lease_expires_at)
+
+    app.workflow.fault_hook = slow
+    [done] = app.work(worker_id="slow", max_runs=1, lease=lease)
+    app.workflow.fault_hook = None
+    assert done.outcome == "COMPLETED"
+    assert done.run.lease_token == 1
+    assert len(set(expiries)) > 1, "the lease was never renewed"
+
+
+def test_a_lapsed_heartbeat_stops_the_worker_between_steps(app: aicmo.App) -> None:
+    """Real time: another worker takes the run; the heartbeat notices and A stops."""
+    run_id = app.submit(PASSING).workflow_run_id
+    lease = timedelta(seconds=0.2)
+
+    def stall(point: str) -> None:
+        if point == "before:strategy":
+            stolen = None
+            while stolen is None:  # wait for A's lease to lapse (A's heartbeat renews it)
+                now = datetime.now(UTC) + timedelta(seconds=1)
+                stolen = app.repos.workflow.claim("B", now=now, lease=LEASE)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # until A's heartbeat finds the token gone
+                time.sleep(0.05)
+                if claim_lost():
+                    return
+
+    def claim_lost() -> bool:
+        return bool(app.workflow._local.claim.lost.is_set())
+
+    app.workflow.fault_hook = stall
+    [a] = app.work(worker_id="A", max_runs=1, lease=lease)
+    app.workflow.fault_hook = None
+    assert a.outcome == "LEASE_LOST"
+    stored = app.get_run(run_id)
+    assert stored is not None
+    assert (stored.step, stored.claimed_by, stored.lease_token) == ("onboard", "B", 2)
+
+
+def test_work_checks_its_lease(app: aicmo.App) -> None:
+    with pytest.raises(ValidationError, match="lease"):
+        app.work(lease=timedelta(0))
+
+
+def test_lease_lost_is_a_conflict() -> None:
+    assert issubclass(LeaseLostError, aicmo.errors.ConflictError)
