@@ -45,6 +45,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def scaling(session: nox.Session) -> None:
+    """Queue drain runs/s with 1, 2 and 4 worker processes (docs/scaling.md)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "benchmarks.scaling", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
