@@ -150,6 +150,30 @@ def test_a_fault_at_any_step_leaves_nothing_of_the_run(wf_app: aicmo.App, point:
     assert_completed(wf_app, earlier)
 
 
+def test_a_failure_staging_a_later_package_abandons_the_earlier_ones(
+    wf_app: aicmo.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows, files = module_rows(wf_app), artifact_files(wf_app)
+    delivery = wf_app.delivery
+    original = delivery.stage
+    calls: list[str] = []
+
+    def stage(package_id: str, *args: object, **kwargs: object) -> object:
+        calls.append(package_id)
+        if len(calls) == 2:
+            raise OSError("injected: disk full while staging")
+        return original(package_id, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(delivery, "stage", stage)
+    run = wf_app.run_workflow(PASSING)
+    assert run.status == "COMPENSATED", run.error
+    assert len(calls) == 2
+    assert_left_nothing(wf_app, run, rows, files)
+    # No recover() needed: the first package's staging folder is gone already.
+    staging = Path(delivery.artifact_root) / ".staging"
+    assert not staging.exists() or list(staging.iterdir()) == []
+
+
 def test_a_failing_compensation_is_retried_by_recover(wf_app: aicmo.App) -> None:
     rows, files = module_rows(wf_app), artifact_files(wf_app)
 

@@ -486,12 +486,7 @@ class WorkflowService:
         return draft_id.replace("draft-", "pkg-", 1)
 
     def _step_delivery(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        staged = [
-            self._s.delivery.stage(
-                self._package_id(d), d, self._package_files(run, d), created_at=run.created_at
-            )
-            for d in run.draft_ids
-        ]
+        staged: list[Any] = []
 
         def tx() -> WorkflowRunDTO:
             for item in staged:
@@ -504,6 +499,15 @@ class WorkflowService:
             )
 
         try:
+            for d in run.draft_ids:  # a failure part-way abandons what was staged so far
+                staged.append(
+                    self._s.delivery.stage(
+                        self._package_id(d),
+                        d,
+                        self._package_files(run, d),
+                        created_at=run.created_at,
+                    )
+                )
             run = self._s.run_transaction(tx)
         except BaseException:
             for item in staged:
