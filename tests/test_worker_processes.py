@@ -215,7 +215,7 @@ def test_workers_killed_at_random_times_never_complete_a_run_twice(
     """Chaos: three workers; over and over, one that holds a run is SIGKILLed at a random
     moment of it (between or inside transactions) and replaced; then the queue drains."""
     artifacts = tmp_path / "artifacts"
-    run_ids = submit(queue_url, artifacts, scale(12, 60))
+    run_ids = submit(queue_url, artifacts, scale(30, 60))
     rng = random.Random(7)
     names = iter(f"chaos-{n}" for n in range(100))
 
@@ -224,13 +224,19 @@ def test_workers_killed_at_random_times_never_complete_a_run_twice(
         return name, start_worker(procs, queue_url, artifacts, "--lease", "1", "--worker-id", name)
 
     live = dict(spawn() for _ in range(3))
+    kills = 0
     for _ in range(scale(2, 12)):
         deadline = time.monotonic() + TIMEOUT
         busy: list[str] = []
         while not busy:  # a worker in the middle of a run
             assert time.monotonic() < deadline, "no worker ever held a run"
-            holders = {r.claimed_by for r in stored_runs(queue_url, artifacts).values()}
-            busy = sorted(name for name in live if name in holders)
+            runs = stored_runs(queue_url, artifacts).values()
+            if not any(r.status in ("QUEUED", "RUNNING") for r in runs):
+                break  # the workers drained the queue before this kill
+            busy = sorted(name for name in live if name in {r.claimed_by for r in runs})
+        if not busy:
+            break
+        kills += 1
         time.sleep(rng.uniform(0, 0.1))
         victim = live.pop(rng.choice(busy))
         victim.send_signal(signal.SIGKILL)
@@ -246,5 +252,6 @@ def test_workers_killed_at_random_times_never_complete_a_run_twice(
         more, _ = finish(proc)  # exits 0 after SIGTERM
         logged += more
     assert {parts[2] for parts in logged} <= {"COMPLETED", "RELEASED"}
+    assert kills >= 1
     tokens = check_all_completed(queue_url, artifacts, run_ids)
     assert any(token > 1 for token in tokens.values()), "no kill hit a run"
