@@ -42,3 +42,12 @@ def test_statement_keeps_both_forms() -> None:
     assert stmt.text == "SELECT :a"
     assert stmt.pyformat == b"SELECT %(a)s"
     assert stmt.pyformat is stmt.pyformat
+
+
+def test_sqlite_form_drops_row_locks_and_keeps_the_rest() -> None:
+    stmt = Sql("SELECT id FROM t WHERE a = :a ORDER BY id LIMIT 1\n    for update  SKIP LOCKED\n)")
+    assert stmt.sqlite == "SELECT id FROM t WHERE a = :a ORDER BY id LIMIT 1\n)"
+    assert stmt.text.endswith("SKIP LOCKED\n)")  # PostgreSQL's form keeps the clause
+    assert b"SKIP LOCKED" in stmt.pyformat
+    plain = Sql("SELECT 1 FROM t WHERE note = 'update'")
+    assert plain.sqlite == plain.text

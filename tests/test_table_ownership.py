@@ -44,9 +44,7 @@ def tables_touched(path: Path, stmt: Sql) -> set[tuple[str, str]]:
             touched.add((_ACTIONS[action], arg1))
         return sqlite3.SQLITE_OK
 
-    # PostgreSQL-only row locking (the workflow queue's claim) names no table: SQLite
-    # compiles the statement without it.
-    text = stmt.text.replace("FOR UPDATE SKIP LOCKED", "")
+    text = stmt.sqlite  # as SQLite runs it (without PostgreSQL's row-locking clause)
     conn = sqlite3.connect(path)
     try:
         conn.set_authorizer(authorize)

@@ -275,7 +275,7 @@ class SQLiteDatabase(SqlDatabase):
             self.check_schema()
         with self._serial:
             try:
-                return self._conn().execute(stmt.text, params or {}).rowcount
+                return self._conn().execute(stmt.sqlite, params or {}).rowcount
             except sqlite3.Error as exc:
                 self._translate(exc)
 
@@ -284,7 +284,7 @@ class SQLiteDatabase(SqlDatabase):
             self.check_schema()
         with self._serial:
             try:
-                self._conn().executemany(stmt.text, params)
+                self._conn().executemany(stmt.sqlite, params)
             except sqlite3.Error as exc:
                 self._translate(exc)
 
@@ -293,7 +293,7 @@ class SQLiteDatabase(SqlDatabase):
             self.check_schema()
         with self._serial:
             try:
-                cursor = self._conn().execute(stmt.text, params or {})
+                cursor = self._conn().execute(stmt.sqlite, params or {})
                 rows = cursor.fetchall()
             except sqlite3.Error as exc:
                 self._translate(exc)

@@ -1,13 +1,24 @@
-"""SQL statements written once with ``:name`` parameters, and their psycopg form.
+"""SQL statements written once with ``:name`` parameters, and their dialect forms.
 
 sqlite3 understands ``:name`` natively. psycopg wants ``%(name)s`` and a literal ``%``
 doubled; :func:`to_pyformat` rewrites a statement, leaving ``::`` casts, quoted strings,
-quoted identifiers and comments untouched.
+quoted identifiers and comments untouched. SQLite has no row locks (``BEGIN IMMEDIATE``
+already admits one writer to the whole database), so its form drops the one row-locking
+clause the statements use, ``FOR UPDATE SKIP LOCKED``.
 """
 
 from __future__ import annotations
 
-__all__ = ["Sql", "to_pyformat"]
+import re
+
+__all__ = ["Sql", "to_pyformat", "without_row_locks"]
+
+_ROW_LOCKS = re.compile(r"\s+FOR\s+UPDATE\s+SKIP\s+LOCKED\b", re.IGNORECASE)
+
+
+def without_row_locks(sql: str) -> str:
+    """``sql`` without its ``FOR UPDATE SKIP LOCKED`` clauses (SQLite's form)."""
+    return _ROW_LOCKS.sub("", sql)
 
 
 def _is_name_start(char: str) -> bool:
@@ -75,12 +86,14 @@ def to_pyformat(sql: str) -> str:
 
 
 class Sql:
-    """One statement, kept in both parameter styles (the psycopg form is built on first use)."""
+    """One statement: ``text`` as written, ``sqlite`` as SQLite runs it, and ``pyformat``
+    as psycopg runs it (built on first use)."""
 
-    __slots__ = ("_pyformat", "text")
+    __slots__ = ("_pyformat", "sqlite", "text")
 
     def __init__(self, text: str):
         self.text = text.strip()
+        self.sqlite = without_row_locks(self.text)
         self._pyformat: bytes | None = None
 
     @property

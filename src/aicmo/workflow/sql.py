@@ -115,26 +115,11 @@ SELECT status, COUNT(*) AS n FROM workflow_runs GROUP BY status
 # What a claim sets: a QUEUED run starts RUNNING; a RUNNING or FAILED one keeps its status
 # (it is resumed or its compensations retried). The token moves on, fencing the old holder.
 # A run whose worker's lease lapsed is taken before any queued run, oldest lease first, so
-# a steady stream of submissions can never starve a half-done run.
+# a steady stream of submissions can never starve a half-done run. On PostgreSQL concurrent
+# claimers skip each other's rows (FOR UPDATE SKIP LOCKED); SQLite runs the same statements
+# without that clause (the kernel drops it) inside BEGIN IMMEDIATE, one writer at a time.
 
-CLAIM_EXPIRED_SQLITE = Sql("""
-UPDATE workflow_runs SET
-    claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
-    updated_at = :now
-WHERE workflow_run_id = (
-    SELECT workflow_run_id FROM workflow_runs
-    WHERE status IN ('RUNNING', 'FAILED') AND lease_expires_at <= :now
-        AND (status = 'RUNNING' OR pending_compensations <> '[]')
-    ORDER BY lease_expires_at, created_at, workflow_run_id
-    LIMIT 1
-)
-RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token
-""")
-
-CLAIM_EXPIRED_POSTGRES = Sql("""
+CLAIM_EXPIRED = Sql("""
 UPDATE workflow_runs SET
     claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
     updated_at = :now
@@ -152,23 +137,7 @@ RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_k
     completed_at, claimed_by, lease_expires_at, lease_token
 """)
 
-CLAIM_QUEUED_SQLITE = Sql("""
-UPDATE workflow_runs SET
-    status = 'RUNNING', claimed_by = :worker_id, lease_expires_at = :until,
-    lease_token = lease_token + 1, updated_at = :now
-WHERE workflow_run_id = (
-    SELECT workflow_run_id FROM workflow_runs
-    WHERE status = 'QUEUED'
-    ORDER BY created_at, workflow_run_id
-    LIMIT 1
-)
-RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token
-""")
-
-CLAIM_QUEUED_POSTGRES = Sql("""
+CLAIM_QUEUED = Sql("""
 UPDATE workflow_runs SET
     status = 'RUNNING', claimed_by = :worker_id, lease_expires_at = :until,
     lease_token = lease_token + 1, updated_at = :now
@@ -226,10 +195,8 @@ STATEMENTS = (
     LIST_RUNS,
     LIST_RUNS_BY_STATUS,
     COUNT_BY_STATUS,
-    CLAIM_EXPIRED_SQLITE,
-    CLAIM_EXPIRED_POSTGRES,
-    CLAIM_QUEUED_SQLITE,
-    CLAIM_QUEUED_POSTGRES,
+    CLAIM_EXPIRED,
+    CLAIM_QUEUED,
     CLAIM_RUN,
     RENEW_LEASE,
     RELEASE_LEASE,
@@ -332,12 +299,9 @@ class SqlWorkflowRunRepository:
                 params["workflow_run_id"] = key_arg(workflow_run_id, "workflow_run_id")
                 row = self._db.fetch_one(CLAIM_RUN, params)
             else:
-                expired, queued = (
-                    (CLAIM_EXPIRED_POSTGRES, CLAIM_QUEUED_POSTGRES)
-                    if self._db.dialect == "postgresql"
-                    else (CLAIM_EXPIRED_SQLITE, CLAIM_QUEUED_SQLITE)
+                row = self._db.fetch_one(CLAIM_EXPIRED, params) or self._db.fetch_one(
+                    CLAIM_QUEUED, params
                 )
-                row = self._db.fetch_one(expired, params) or self._db.fetch_one(queued, params)
         return None if row is None else self._runs.from_row(row)
 
     def renew(self, workflow_run_id: str, token: int, until: datetime) -> bool:
