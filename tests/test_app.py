@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 import aicmo
-from aicmo.errors import AicmoError, BackendError, ConfigurationError, SchemaError
+from aicmo.db.statement import Sql
+from aicmo.errors import (
+    AicmoError,
+    BackendError,
+    ConfigurationError,
+    SchemaError,
+    TransientError,
+)
 from aicmo.testing.onboarding import make_brief
 
 
@@ -166,3 +173,43 @@ def test_postgres_prepare_threshold_none_never_prepares(
             for n in range(3):
                 app.repos.onboarding.save_brief(make_brief(f"prep-{setting}-{n}"))
             assert (prepared_statements(app) > 0) is expect_prepared
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "transient"),
+    [
+        ("40001", True),  # serialization failure
+        ("40P01", True),  # deadlock
+        ("55P03", True),  # lock not available
+        ("57P01", True),  # admin shutdown (pg_terminate_backend)
+        ("53300", True),  # too many connections
+        ("53100", False),  # disk full: a retry cannot get past it
+        ("58030", False),  # I/O error
+        ("57014", False),  # statement timeout
+        ("54000", False),  # program limit exceeded
+        ("22012", False),  # division by zero
+    ],
+)
+def test_postgres_errors_are_transient_only_when_a_retry_can_help(
+    postgres_url: str, sqlstate: str, transient: bool
+) -> None:
+    with aicmo.connect(postgres_url) as app:
+        app.migrate()
+        db = app._sql
+        assert db is not None
+        raise_it = Sql(
+            f"DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; END $$"
+        )
+        with pytest.raises(BackendError, match="injected") as caught:
+            db.execute(raise_it)
+        assert isinstance(caught.value, TransientError) is transient
+        # The retry runs a transient failure again (bounded), a lasting one once.
+        calls: list[int] = []
+
+        def body() -> None:
+            calls.append(1)
+            db.execute(raise_it)
+
+        with pytest.raises(BackendError):
+            app.run_transaction(body, attempts=3)
+        assert len(calls) == (3 if transient else 1)

@@ -48,6 +48,24 @@ def describe_target(url: str) -> tuple[str, str | None]:
     return f"PostgreSQL at {host}:{port}/{dbname}", str(password) if password else None
 
 
+_TRANSIENT_CLASSES = ("40", "08")
+"""SQLSTATE classes a retry can get past: transaction rollback (serialization failure,
+deadlock) and connection exceptions."""
+_TRANSIENT_STATES = frozenset({"55P03", "57P01", "57P02", "57P03", "53300"})
+"""Lock not available; admin shutdown (``pg_terminate_backend``), crash shutdown, cannot
+connect now; too many connections."""
+
+
+def _is_transient(exc: psycopg.Error) -> bool:
+    """Whether running the whole transaction again may succeed. A full disk (53100), an I/O
+    error (58030), a statement timeout (57014) or a program limit (54000) will not: they
+    stay ``BackendError``, as on SQLite."""
+    state = exc.sqlstate
+    if state is None:  # lost on the client side: the connection broke
+        return isinstance(exc, psycopg.OperationalError)
+    return state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES
+
+
 class PostgresDatabase(SqlDatabase):
     dialect = "postgresql"
     self_upgrading = False
@@ -144,9 +162,7 @@ class PostgresDatabase(SqlDatabase):
             raise ConflictError(f"{self.describe} refused the write: {message}") from exc
         if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
             raise schema_error_for_missing_table(self.describe, message) from exc
-        # Class 40 (serialization failure, deadlock), 08 (connection lost), 55P03 (lock
-        # not available), 57 (admin shutdown, cancel), 53 (too many connections).
-        if isinstance(exc, psycopg.OperationalError):
+        if _is_transient(exc):
             raise TransientError(f"{self.describe}: {message}; retry the transaction") from exc
         raise BackendError(f"{self.describe}: {message}") from exc
 
