@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import aicmo
 from aicmo.errors import ConfigurationError
 from aicmo.settings import DEFAULT_DATABASE_URL, redact, resolve_settings
 
@@ -94,3 +95,24 @@ def test_prepare_threshold(raw: str | None, expected: int | None) -> None:
 def test_bad_prepare_threshold_says_what_to_use(raw: str) -> None:
     with pytest.raises(ConfigurationError, match=r"AICMO_DB_PREPARE_THRESHOLD=.*'none'"):
         resolve_settings("memory://", env={"AICMO_DB_PREPARE_THRESHOLD": raw})
+
+
+@pytest.mark.parametrize(
+    "name", ["AICMO_DB_POOL_TIMEOUT", "AICMO_SQLITE_BUSY_TIMEOUT", "AICMO_QC_THRESHOLD"]
+)
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf"])
+def test_numbers_must_be_finite(name: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"{name}='{raw}' must be a finite number"):
+        resolve_settings("memory://", env={name: raw})
+
+
+def test_qc_threshold_takes_the_range_qc_accepts() -> None:
+    for raw, expected in (("0", 0.0), ("1", 1.0), ("0.55", 0.55), ("", 0.7)):
+        settings = resolve_settings("memory://", env={"AICMO_QC_THRESHOLD": raw})
+        assert settings.qc_threshold == expected
+    with pytest.raises(ConfigurationError, match=r"AICMO_QC_THRESHOLD='1.5' must be at most 1"):
+        resolve_settings("memory://", env={"AICMO_QC_THRESHOLD": "1.5"})
+    with pytest.raises(ConfigurationError, match=r"AICMO_QC_THRESHOLD='-0.1' must be 0 or more"):
+        resolve_settings("memory://", env={"AICMO_QC_THRESHOLD": "-0.1"})
+    with aicmo.connect("memory://") as app:  # the service takes the default the same way
+        assert app.qc.threshold == 0.7

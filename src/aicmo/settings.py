@@ -15,6 +15,7 @@ With no URL: ``AICMO_DATABASE_URL`` if set, else ``sqlite:///aicmo.db``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ __all__ = ["DEFAULT_DATABASE_URL", "Settings", "resolve_settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///aicmo.db"
 DEFAULT_ARTIFACT_DIR = "aicmo-artifacts"
+DEFAULT_QC_THRESHOLD = 0.7
 MODES = ("db", "inmemory")
 
 Kind = Literal["memory", "sqlite", "postgresql"]
@@ -50,10 +52,19 @@ class Settings:
     #: Where delivery writes package files (absolute).
     artifact_dir: str = attrs.field(factory=lambda: os.path.abspath(DEFAULT_ARTIFACT_DIR))
     #: The QC score a draft needs to pass (with no critical issue).
-    qc_threshold: float = 0.7
+    qc_threshold: float = DEFAULT_QC_THRESHOLD
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool) -> float:
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    integer: bool,
+    at_most: float | None = None,
+    zero_ok: bool = False,
+) -> float:
+    """A finite, positive (or, with ``zero_ok``, non-negative) number from ``env[name]``."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -62,8 +73,13 @@ def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool)
     except ValueError:
         kind = "a whole number" if integer else "a number"
         raise ConfigurationError(f"{name}={raw!r} is not {kind}") from None
-    if value <= 0:
-        raise ConfigurationError(f"{name}={raw!r} must be greater than 0")
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name}={raw!r} must be a finite number")
+    if value < 0 or (value == 0 and not zero_ok):
+        bound = "0 or more" if zero_ok else "greater than 0"
+        raise ConfigurationError(f"{name}={raw!r} must be {bound}")
+    if at_most is not None and value > at_most:
+        raise ConfigurationError(f"{name}={raw!r} must be at most {at_most:g}")
     return value
 
 
@@ -125,9 +141,10 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
     artifact_dir = os.path.abspath(
         env.get("AICMO_ARTIFACT_DIR", "").strip() or DEFAULT_ARTIFACT_DIR
     )
-    qc_threshold = _number(env, "AICMO_QC_THRESHOLD", 0.7, integer=False)
-    if qc_threshold > 1:
-        raise ConfigurationError(f"AICMO_QC_THRESHOLD={qc_threshold!r} must be within (0, 1]")
+    # The same range QcService accepts: 0 to 1 inclusive.
+    qc_threshold = _number(
+        env, "AICMO_QC_THRESHOLD", DEFAULT_QC_THRESHOLD, integer=False, at_most=1, zero_ok=True
+    )
 
     def settings(kind: Kind, path: str | None = None) -> Settings:
         return Settings(

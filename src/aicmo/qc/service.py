@@ -47,6 +47,7 @@ from aicmo.channels import CHANNELS, ChannelSpec
 from aicmo.errors import ValidationError
 from aicmo.qc.dtos import SEVERITIES, QcIssueDTO, QcResultDTO
 from aicmo.qc.ports import QcRepository
+from aicmo.settings import DEFAULT_QC_THRESHOLD
 
 __all__ = [
     "AVERAGE_SENTENCE_WORDS",
@@ -63,7 +64,7 @@ __all__ = [
     "score_of",
 ]
 
-DEFAULT_THRESHOLD = 0.7
+DEFAULT_THRESHOLD = DEFAULT_QC_THRESHOLD
 PENALTIES: Mapping[str, float] = {"critical": 0.5, "major": 0.2, "minor": 0.05}
 """What one issue of each severity takes off the score."""
 AVERAGE_SENTENCE_WORDS = 25
