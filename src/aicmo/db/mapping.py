@@ -20,6 +20,7 @@ replaced cattrs' ``structure`` plus the checks, which took about 70% of a ``get_
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 import typing
@@ -33,18 +34,16 @@ from cattrs.gen import make_dict_unstructure_fn, override
 
 from aicmo.values import FrozenDict, trusted_builder
 
-__all__ = ["RowMapper", "dump_json", "freeze", "load_json"]
+__all__ = ["RowMapper"]
 
 T = TypeVar("T")
 
 
 def _json_default(value: Any) -> Any:
     """What the encoder cannot write itself: a nested DTO as the mapping of its fields
-    (in field order), a datetime as ISO text."""
+    (in field order). JSON fields hold no datetimes (their checks refuse them)."""
     if attrs.has(type(value)):
         return {f.name: getattr(value, f.name) for f in attrs.fields(type(value))}
-    if isinstance(value, datetime):
-        return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
@@ -257,6 +256,50 @@ class _LoaderCompiler:
         return f"convert{index}({access})"
 
 
+_Compiled = tuple[
+    cattrs.Converter,
+    tuple[tuple[str, tuple[str, ...]], ...],
+    tuple[str, ...],
+    Callable[[Mapping[str, Any]], Any],
+]
+
+
+@functools.cache
+def _compile(
+    cls: type[Any], dialect: str, json_fields: frozenset[str], flatten: tuple[str, ...]
+) -> _Compiled:
+    """A mapper's converter (writes), flattened fields, columns and loader (reads)."""
+    attrs.resolve_types(cls)
+    converter = _row_converter(dialect)
+
+    def register(target: type[Any], fields: set[str]) -> None:
+        attrs.resolve_types(target)
+        unknown = fields - {f.name for f in attrs.fields(target)}
+        if unknown:
+            raise TypeError(f"{target.__name__} has no fields {sorted(unknown)}")
+        unstructure: dict[str, Any] = {n: override(unstruct_hook=dump_json) for n in fields}
+        converter.register_unstructure_hook(
+            target, make_dict_unstructure_fn(target, converter, **unstructure)
+        )
+
+    flattened: list[tuple[str, tuple[str, ...]]] = []
+    for name in flatten:
+        nested_cls = attrs.fields_dict(cls)[name].type
+        if not isinstance(nested_cls, type):
+            raise TypeError(f"{cls.__name__}.{name} needs a concrete type")
+        prefix = f"{name}."
+        register(nested_cls, {f[len(prefix) :] for f in json_fields if f.startswith(prefix)})
+        flattened.append((name, tuple(f.name for f in attrs.fields(nested_cls))))
+    register(cls, {f for f in json_fields if "." not in f})
+    columns = tuple(
+        c for f in attrs.fields(cls) for c in (dict(flattened).get(f.name) or (f.name,))
+    )
+    load = _LoaderCompiler(dialect).loader(
+        cls, in_json=False, json=json_fields, flatten=frozenset(flatten)
+    )
+    return converter, tuple(flattened), columns, load
+
+
 class RowMapper(Generic[T]):
     """Maps ``cls`` to a flat row and back.
 
@@ -276,39 +319,13 @@ class RowMapper(Generic[T]):
         flatten: Iterable[str] = (),
     ):
         self.cls = cls
-        attrs.resolve_types(cls)  # type: ignore[type-var]
-        self._converter = _row_converter(dialect)
-        json_fields = set(json)
-        self._flatten: list[tuple[str, tuple[str, ...]]] = []
-        for name in flatten:
-            nested_cls = attrs.fields_dict(cls)[name].type  # type: ignore[arg-type]
-            if not isinstance(nested_cls, type):
-                raise TypeError(f"{cls.__name__}.{name} needs a concrete type")
-            prefix = f"{name}."
-            self._register(
-                nested_cls, {f[len(prefix) :] for f in json_fields if f.startswith(prefix)}
-            )
-            names = tuple(f.name for f in attrs.fields(nested_cls))
-            self._flatten.append((name, names))
-        self._register(cls, {f for f in json_fields if "." not in f})
-        self._columns = tuple(
-            c
-            for f in attrs.fields(cls)  # type: ignore[arg-type]
-            for c in (dict(self._flatten).get(f.name) or (f.name,))
-        )
-        self._load = _LoaderCompiler(dialect).loader(
-            cls, in_json=False, json=frozenset(json_fields), flatten=frozenset(flatten)
-        )
-
-    def _register(self, cls: type[Any], json_fields: set[str]) -> None:
-        attrs.resolve_types(cls)
-        names = {f.name for f in attrs.fields(cls)}
-        unknown = json_fields - names
-        if unknown:
-            raise TypeError(f"{cls.__name__} has no fields {sorted(unknown)}")
-        unstructure: dict[str, Any] = {n: override(unstruct_hook=dump_json) for n in json_fields}
-        self._converter.register_unstructure_hook(
-            cls, make_dict_unstructure_fn(cls, self._converter, **unstructure)
+        # Built once per (class, dialect, mapping) in the process: every connect() of every
+        # app shares it (it holds nothing that changes).
+        self._converter, self._flatten, self._columns, self._load = _compile(
+            cls,  # type: ignore[arg-type]  # a class is hashable; mypy's typeshed disagrees
+            dialect,
+            frozenset(json),
+            tuple(flatten),
         )
 
     @property
