@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -147,6 +148,35 @@ def test_a_worker_that_lost_its_lease_commits_nothing_and_stops(
     assert (final.lease_token, final.claimed_by) == (2, None)
     assert completions == ["complete"]
     assert app.list_runs() == [final]
+
+
+def test_a_worker_that_lost_its_lease_publishes_no_files(app: aicmo.App, clock: FakeClock) -> None:
+    """A commits its delivery rows, then stalls before moving the files into place; B takes
+    the run over, fails at the end and compensates it (rows and files gone). A's files must
+    not appear afterwards: publishing is fenced by the lease like every row write."""
+    run_id = app.submit(PASSING).workflow_run_id
+    state: dict[str, WorkedRun | None] = {}
+
+    def hook(point: str) -> None:
+        if point == "delivery:publish" and "b" not in state:
+            state["b"] = None  # B is running from here
+            clock.advance(LEASE + timedelta(seconds=1))  # A stalls past its lease
+            [state["b"]] = app.work(worker_id="B", max_runs=1, heartbeat=False, lease=LEASE)
+        elif point == "complete" and "b" in state and state["b"] is None:
+            raise RuntimeError("injected: B fails at the end")
+
+    app.workflow.fault_hook = hook
+    [a] = app.work(worker_id="A", max_runs=1, heartbeat=False, lease=LEASE)
+    app.workflow.fault_hook = None
+    b = state["b"]
+    assert b is not None
+    assert (a.outcome, b.outcome, b.run.status) == ("LEASE_LOST", "COMPENSATED", "COMPENSATED")
+    final = app.get_run(run_id)
+    assert final is not None
+    assert final.status == "COMPENSATED"
+    assert artifact_files(app) == []  # no package folder without its package row
+    staging = Path(app.delivery.artifact_root) / ".staging"
+    assert not staging.exists() or list(staging.iterdir()) == []  # A abandoned its staging
 
 
 def test_a_fenced_step_commit_rolls_back_the_step(app: aicmo.App, clock: FakeClock) -> None:

@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -119,6 +120,8 @@ class _Services(Protocol):
     production: Any
     qc: Any
     delivery: Any
+
+    def transaction(self) -> AbstractContextManager[None]: ...
 
     def run_transaction(self, fn: Callable[[], T]) -> T: ...
 
@@ -513,13 +516,35 @@ class WorkflowService:
             for item in staged:
                 self._s.delivery.abandon(item)
             raise
-        for item in staged:
-            self._s.delivery.publish(item)
+        self._fault("delivery:publish")
+        try:
+            self._under_lease(run, lambda: [self._s.delivery.publish(i) for i in staged])
+        except LeaseLostError:
+            for item in staged:
+                self._s.delivery.abandon(item)
+            raise
         self._fault("delivery:committed")
         return run
 
+    def _under_lease(self, run: WorkflowRunDTO, change_files: Callable[[], object]) -> None:
+        """Change ``run``'s files while holding its lease. For a claimed run that is a
+        transaction whose first statement is the fenced update of the run: it holds the
+        run's row lock (PostgreSQL) or the write lock (SQLite) while the files change, so
+        no takeover slips in between, and a worker that lost its lease changes nothing
+        (``LeaseLostError``). Not retried: moving files is not repeatable."""
+        token = self._token()
+        if token is None:
+            change_files()
+            return
+        with self._s.transaction():
+            self.runs.update(run, token=token)
+            change_files()
+
     def _publish_missing(self, run: WorkflowRunDTO) -> None:
         """Re-publish package files a crash lost between the commit and the move."""
+        self._under_lease(run, lambda: self._republish(run))
+
+    def _republish(self, run: WorkflowRunDTO) -> None:
         for package_id, draft_id in zip(run.package_ids, run.draft_ids, strict=True):
             package = self._s.delivery.repo.get_package(package_id)
             if package is not None and self._s.delivery.missing_files(package):
@@ -577,16 +602,17 @@ class WorkflowService:
                 self._s.delivery.repo.delete_package(package_id)
 
     def _undo_step(self, run: WorkflowRunDTO, step: str) -> WorkflowRunDTO:
-        """Undo ``step`` and record it on the run (inside one transaction)."""
-        self._undo(run, step)
-        self._fault(f"compensate:{step}")
-        run = self._evolve(
+        """Undo ``step`` and record it on the run (inside one transaction). The fenced
+        update comes first, so a worker that lost its lease removes no files either."""
+        done = self._evolve(
             run,
             pending_compensations=tuple(s for s in run.pending_compensations if s != step),
             compensated_steps=(*run.compensated_steps, step),
         )
-        self.runs.update(run, token=self._token())
-        return run
+        self.runs.update(done, token=self._token())
+        self._undo(run, step)
+        self._fault(f"compensate:{step}")
+        return done
 
     def _compensate(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         failures: list[str] = []
