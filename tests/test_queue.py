@@ -349,7 +349,11 @@ def test_a_lapsed_heartbeat_stops_the_worker_between_steps(app: aicmo.App) -> No
     run_id = app.submit(PASSING).workflow_run_id
     lease = timedelta(seconds=0.2)
 
+    reached: list[str] = []
+    noticed: list[bool] = []
+
     def stall(point: str) -> None:
+        reached.append(point)
         if point == "before:strategy":
             stolen = None
             while stolen is None:  # wait for A's lease to lapse (A's heartbeat renews it)
@@ -359,6 +363,7 @@ def test_a_lapsed_heartbeat_stops_the_worker_between_steps(app: aicmo.App) -> No
             while time.monotonic() < deadline:  # until A's heartbeat finds the token gone
                 time.sleep(0.05)
                 if claim_lost():
+                    noticed.append(True)
                     return
 
     def claim_lost() -> bool:
@@ -368,6 +373,8 @@ def test_a_lapsed_heartbeat_stops_the_worker_between_steps(app: aicmo.App) -> No
     [a] = app.work(worker_id="A", max_runs=1, lease=lease)
     app.workflow.fault_hook = None
     assert a.outcome == "LEASE_LOST"
+    assert noticed == [True]  # the heartbeat, not the next fenced commit, found it
+    assert "strategy" not in reached  # A stopped before its next step began
     stored = app.get_run(run_id)
     assert stored is not None
     assert (stored.step, stored.claimed_by, stored.lease_token) == ("onboard", "B", 2)

@@ -228,14 +228,13 @@ class WorkflowService:
                     )
                     if claimed is not None:
                         done.append(self._work_on(claimed, recoverer, DEFAULT_LEASE).run)
-        # While a worker holds a live lease it may be staging files under the same root:
-        # then only entries older than a lease are leftovers of crashes.
-        live = any(
-            r.lease_expires_at is not None and r.lease_expires_at > self.clock()
-            for status in ("RUNNING", "FAILED")
-            for r in self.runs.list(status)
+        # A process driving a run may be staging files under the same root: only entries
+        # older than ``stale_after`` (and than a lease, while workers hold live leases)
+        # are leftovers of crashes.
+        live = self._held()
+        self._s.delivery.clean_staging(
+            older_than=max(stale_after, DEFAULT_LEASE) if live else stale_after
         )
-        self._s.delivery.clean_staging(older_than=DEFAULT_LEASE if live else timedelta(0))
         return done
 
     # -- the queue ----------------------------------------------------------------------
@@ -282,9 +281,14 @@ class WorkflowService:
 
     def _in_flight(self) -> bool:
         """Whether a run is queued or held by a worker (so more work may come)."""
-        if self.runs.count_by_status()["QUEUED"]:
-            return True
-        return any(r.lease_expires_at is not None for r in self.runs.list("RUNNING"))
+        return bool(self.runs.count_by_status()["QUEUED"]) or self._held()
+
+    def _held(self) -> bool:
+        """Whether a worker holds a run (a RUNNING one, or a FAILED one whose compensations
+        it retries)."""
+        return any(
+            r.claimed_by is not None for s in ("RUNNING", "FAILED") for r in self.runs.list(s)
+        )
 
     def _work_on(
         self,

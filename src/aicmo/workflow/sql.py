@@ -1,11 +1,10 @@
 """SQL ``WorkflowRunRepository``: the same statements on SQLite and PostgreSQL.
 
-One exception, kept explicit: claiming the next run. PostgreSQL locks the chosen row with
-``FOR UPDATE SKIP LOCKED`` inside the ``UPDATE ... WHERE workflow_run_id = (SELECT ...)``,
-so concurrent workers each take a different run without waiting on each other; SQLite has
-no row locks and needs none: the claim runs inside ``BEGIN IMMEDIATE`` (every write
-transaction here), which already admits one writer at a time. Otherwise the two claim
-statements are the same text.
+Claiming the next run locks the chosen row with ``FOR UPDATE SKIP LOCKED`` inside the
+``UPDATE ... WHERE workflow_run_id = (SELECT ...)``, so concurrent PostgreSQL workers each
+take a different run without waiting on each other. SQLite has no row locks and needs none:
+the kernel runs the statement without that clause (``Sql.sqlite``) inside ``BEGIN
+IMMEDIATE``, which already admits one writer at a time.
 """
 
 from __future__ import annotations
