@@ -34,7 +34,7 @@ def soak(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     env = {"AICMO_SOAK": "1", "HYPOTHESIS_PROFILE": "thorough"}
     env.setdefault("AICMO_TEST_POSTGRES_URL", os.environ.get("AICMO_TEST_POSTGRES_URL", PG_URL))
-    session.run("python", "-m", "pytest", "-rxX", "tests/reliability", *session.posargs, env=env)
+    session.run("python", "-m", "pytest", "tests/reliability", *session.posargs, env=env)
 
 
 @nox.session

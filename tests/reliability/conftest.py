@@ -16,6 +16,15 @@ def scale(fast: int, soak: int) -> int:
     return soak if SOAK else fast
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of this folder carries the ``reliability`` marker
+    (``pytest -m reliability`` selects the whole suite)."""
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(here + os.sep):
+            item.add_marker(pytest.mark.reliability)
+
+
 @pytest.fixture(autouse=True)
 def _stop_workers() -> Iterator[None]:
     """Kill any worker process a test leaves running (a failed test)."""

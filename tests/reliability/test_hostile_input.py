@@ -418,8 +418,6 @@ _echoes: list[str] = []
 """Refusals whose message repeats a huge value (collected per test, reported at its end)."""
 
 
-# Checks owned by other modules that still put the whole value in the message
-# (``f"{value!r}"``); ``f"{value!r:.80}"`` fixes it (as workflow.dtos._one_of now does).
 def _outcome(app: aicmo.App, target: Target, n: int, field: str, value: Any) -> tuple[str, Any]:
     """``("refused", paths)`` or ``("stored", what was read back)``."""
     root, refused = attempt(lambda: target.build(n, field, value))

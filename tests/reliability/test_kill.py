@@ -87,6 +87,8 @@ def test_sigkill_at_random_moments_then_recover(backend: str, tmp_path: Path) ->
     _rerun_is_idempotent(url, artifacts, keys)
     checked = check_consistent(url, artifacts)
     print(f"\n{backend}: seed {seed}, {trials} kills, {stuck} runs left unfinished, {checked}")
+    # The kills must have interrupted work, or recover() was never put to the test.
+    assert stuck >= 1, f"seed {seed}: no kill left a run unfinished"
 
 
 # The saga's named points: each step's hang is inside its open transaction (its rows are
