@@ -54,7 +54,7 @@ def url_path(url: str) -> Path:
 
 
 def make_service(app: aicmo.App, root: Path) -> DeliveryService:
-    return DeliveryService(app.repos.delivery, app.transaction, artifact_root=root)
+    return DeliveryService(app.repos.delivery, artifact_root=root)
 
 
 @pytest.fixture
@@ -70,10 +70,9 @@ def svc(root: Path) -> Iterator[DeliveryService]:
 
 
 def deliver(svc: DeliveryService, package_id: str = "pkg-1", **files: bytes) -> StagedPackage:
-    """Stage, save (in a transaction) and publish, as the saga does."""
+    """Stage, save and publish, as the saga does."""
     staged = svc.stage(package_id, "draft-1", files or FILES, created_at=T0)
-    with svc._transaction():
-        svc.save(staged)
+    svc.save(staged)
     svc.publish(staged)
     return staged
 
@@ -259,7 +258,7 @@ def test_artifact_format_comes_from_the_extension(name: str, expected: str) -> N
 def test_artifact_root_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with aicmo.connect("memory://") as app:
-        svc = DeliveryService(app.repos.delivery, app.transaction, artifact_root="out/../files")
+        svc = DeliveryService(app.repos.delivery, artifact_root="out/../files")
         assert svc.artifact_root == tmp_path.resolve() / "files"
         assert svc.artifact_root.is_absolute()
         assert not svc.artifact_root.exists()  # made only when something is staged

@@ -74,7 +74,7 @@ def with_cta(text: str) -> str:
 def qc() -> QcService:
     """A service for the pure checks (memory app; ``check`` writes nothing)."""
     app = aicmo.connect("memory://")
-    return QcService(app.repos.qc, app.transaction)
+    return QcService(app.repos.qc)
 
 
 def issues_of(qc: QcService, body: str, **guidelines: Any) -> list[QcIssueDTO]:
@@ -454,16 +454,16 @@ def test_score_at_the_threshold_passes_just_below_fails() -> None:
     app = aicmo.connect("memory://")
     seven = "\n\n".join(f"Part {n}. WAY TOO LOUD." for n in range(7))  # 7 minor issues
     six = "\n\n".join(f"Part {n}. WAY TOO LOUD." for n in range(6))
-    strict = QcService(app.repos.qc, app.transaction)
+    strict = QcService(app.repos.qc)
     assert strict.check(draft(with_cta(six)), brief())[1:] == (0.7, True)
     assert strict.check(draft(with_cta(seven)), brief())[1:] == (0.65, False)
-    lenient = QcService(app.repos.qc, app.transaction, threshold=0.65)
+    lenient = QcService(app.repos.qc, threshold=0.65)
     assert lenient.check(draft(with_cta(seven)), brief())[1:] == (0.65, True)
 
 
 def test_a_critical_issue_fails_whatever_the_threshold() -> None:
     app = aicmo.connect("memory://")
-    anything = QcService(app.repos.qc, app.transaction, threshold=0.0)
+    anything = QcService(app.repos.qc, threshold=0.0)
     found, score, passed = anything.check(draft(with_cta("Real synergy.")), brief())
     assert (len(found), score, passed) == (1, 0.5, False)
     assert anything.check(draft("No call to action here."), brief())[1:] == (0.8, True)
@@ -473,13 +473,13 @@ def test_a_critical_issue_fails_whatever_the_threshold() -> None:
 def test_threshold_outside_zero_to_one_is_refused(bad: Any) -> None:
     app = aicmo.connect("memory://")
     with pytest.raises(ValidationError, match="threshold: must be a number from 0 to 1"):
-        QcService(app.repos.qc, app.transaction, threshold=bad)
+        QcService(app.repos.qc, threshold=bad)
 
 
 @pytest.mark.parametrize("good", [0, 0.0, 0.5, 1, 1.0])
 def test_threshold_bounds_are_accepted(good: float) -> None:
     app = aicmo.connect("memory://")
-    assert QcService(app.repos.qc, app.transaction, threshold=good).threshold == float(good)
+    assert QcService(app.repos.qc, threshold=good).threshold == float(good)
 
 
 def test_issues_come_by_severity_then_by_place_in_the_text(qc: QcService) -> None:
@@ -539,10 +539,10 @@ def test_check_is_deterministic_ordered_and_scored_by_its_issues(
     body: str, channel: str | None
 ) -> None:
     app = aicmo.connect("memory://")
-    qc = QcService(app.repos.qc, app.transaction)
+    qc = QcService(app.repos.qc)
     one = draft(body, channel=channel)
     found, score, passed = qc.check(one, brief())
-    again = QcService(app.repos.qc, app.transaction).check(draft(body, channel=channel), brief())
+    again = QcService(app.repos.qc).check(draft(body, channel=channel), brief())
     assert again == (found, score, passed)
     ranks = [SEVERITIES.index(i.severity) for i in found]
     assert ranks == sorted(ranks)
@@ -582,7 +582,7 @@ def test_malformed_guidelines_are_validation_errors(
 
 
 def test_evaluate_saves_and_returns_the_result(app: aicmo.App) -> None:
-    svc = QcService(app.repos.qc, app.transaction, clock=lambda: T1)
+    svc = QcService(app.repos.qc, clock=lambda: T1)
     bad = draft(with_cta("Real synergy. BUY NOW TODAY."))
     result = svc.evaluate(bad, brief(), result_id="qc-1")
     assert (result.result_id, result.draft_id, result.passed, result.score) == (
@@ -601,7 +601,7 @@ def test_evaluate_saves_and_returns_the_result(app: aicmo.App) -> None:
 
 
 def test_evaluate_stamps_the_current_utc_time(app: aicmo.App) -> None:
-    svc = QcService(app.repos.qc, app.transaction)
+    svc = QcService(app.repos.qc)
     before = datetime.now(UTC)
     result = svc.evaluate(draft(), brief(), result_id="qc-1")
     after = datetime.now(UTC)
@@ -611,10 +611,10 @@ def test_evaluate_stamps_the_current_utc_time(app: aicmo.App) -> None:
 
 
 def test_re_evaluation_replaces_the_drafts_result(app: aicmo.App) -> None:
-    svc = QcService(app.repos.qc, app.transaction, clock=lambda: T1)
+    svc = QcService(app.repos.qc, clock=lambda: T1)
     svc.evaluate(draft(with_cta("Real synergy.")), brief(), result_id="qc-1")
     fixed = draft(with_cta("Real teamwork."))
-    later = QcService(app.repos.qc, app.transaction, clock=lambda: T1 + timedelta(hours=1))
+    later = QcService(app.repos.qc, clock=lambda: T1 + timedelta(hours=1))
     second = later.evaluate(fixed, brief(), result_id="qc-2")
     assert app.repos.qc.get_result("draft-1") == second
     assert (second.passed, second.issues) == (True, ())
@@ -622,7 +622,7 @@ def test_re_evaluation_replaces_the_drafts_result(app: aicmo.App) -> None:
 
 
 def test_result_id_of_another_draft_conflicts_and_writes_nothing(app: aicmo.App) -> None:
-    svc = QcService(app.repos.qc, app.transaction, clock=lambda: T1)
+    svc = QcService(app.repos.qc, clock=lambda: T1)
     first = svc.evaluate(draft(), brief(), result_id="qc-1")
     with pytest.raises(ConflictError, match="qc-1"):
         svc.evaluate(draft(draft_id="draft-2"), brief(), result_id="qc-1")
@@ -634,21 +634,21 @@ def test_result_id_of_another_draft_conflicts_and_writes_nothing(app: aicmo.App)
 def test_bad_result_id_is_a_validation_error_and_writes_nothing(
     app: aicmo.App, result_id: str
 ) -> None:
-    svc = QcService(app.repos.qc, app.transaction)
+    svc = QcService(app.repos.qc)
     with pytest.raises(ValidationError, match="result_id"):
         svc.evaluate(draft(), brief(), result_id=result_id)
     assert app.repos.qc.get_result("draft-1") is None
 
 
 def test_bad_brief_writes_nothing(app: aicmo.App) -> None:
-    svc = QcService(app.repos.qc, app.transaction)
+    svc = QcService(app.repos.qc)
     with pytest.raises(ValidationError, match="banned_words"):
         svc.evaluate(draft(), brief(banned_words="synergy"), result_id="qc-1")
     assert app.repos.qc.get_result("draft-1") is None
 
 
 def test_evaluate_joins_the_callers_transaction(app: aicmo.App) -> None:
-    svc = QcService(app.repos.qc, app.transaction)
+    svc = QcService(app.repos.qc)
     with pytest.raises(Boom), app.transaction():
         svc.evaluate(draft(), brief(), result_id="qc-1")
         assert app.repos.qc.get_result("draft-1") is not None
@@ -657,7 +657,7 @@ def test_evaluate_joins_the_callers_transaction(app: aicmo.App) -> None:
 
 
 def test_discard_removes_the_result_and_is_idempotent(app: aicmo.App) -> None:
-    svc = QcService(app.repos.qc, app.transaction)
+    svc = QcService(app.repos.qc)
     svc.evaluate(draft(), brief(), result_id="qc-1")
     svc.evaluate(draft(draft_id="draft-2"), brief(), result_id="qc-2")
     assert svc.discard("draft-1") is True
@@ -671,7 +671,7 @@ def test_discard_removes_the_result_and_is_idempotent(app: aicmo.App) -> None:
 
 
 def test_discard_inside_a_failed_transaction_keeps_the_result(app: aicmo.App) -> None:
-    svc = QcService(app.repos.qc, app.transaction)
+    svc = QcService(app.repos.qc)
     kept = svc.evaluate(draft(), brief(), result_id="qc-1")
     with pytest.raises(Boom), app.transaction():
         assert svc.discard("draft-1") is True

@@ -158,10 +158,9 @@ class App:
         self.onboarding = OnboardingService(repos.onboarding, tx)
         self.strategy = StrategyService(repos.strategy, tx)
         self.production = ProductionService(repos.production, tx)
-        self.qc = QcService(repos.qc, tx, threshold=self.settings.qc_threshold)
-        self.delivery = DeliveryService(
-            repos.delivery, tx, artifact_root=self.settings.artifact_dir
-        )
+        # QC and delivery write through one repository call at a time: no transaction.
+        self.qc = QcService(repos.qc, threshold=self.settings.qc_threshold)
+        self.delivery = DeliveryService(repos.delivery, artifact_root=self.settings.artifact_dir)
         self.workflow = WorkflowService(self, repos.workflow)
 
     # -- the workflow --------------------------------------------------------------------

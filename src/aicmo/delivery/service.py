@@ -43,8 +43,8 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -202,12 +202,10 @@ class DeliveryService:
     def __init__(
         self,
         repo: DeliveryRepository,
-        transaction: Callable[[], AbstractContextManager[None]],
         *,
         artifact_root: str | os.PathLike[str],
     ):
         self.repo = repo
-        self._transaction = transaction
         self._root = Path(artifact_root).resolve()
 
     @property
@@ -472,8 +470,7 @@ class DeliveryService:
         Idempotent: files left without a row are removed too.
         """
         self._final_dir(package_id)
-        with self._transaction():
-            removed = self.repo.delete_package(package_id)
+        removed = self.repo.delete_package(package_id)
         self.remove_files(package_id)
         return removed
 

@@ -665,5 +665,4 @@ class ProductionService:
 
     def discard(self, draft_id: str) -> bool:
         """Delete the draft with its bundles and assets; ``True`` if there was one."""
-        with self._transaction():
-            return self.repo.delete_draft(draft_id)
+        return self.repo.delete_draft(draft_id)

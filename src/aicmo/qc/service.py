@@ -39,7 +39,6 @@ import math
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -474,7 +473,6 @@ class QcService:
     def __init__(
         self,
         repo: QcRepository,
-        transaction: Callable[[], AbstractContextManager[None]],
         *,
         threshold: float = DEFAULT_THRESHOLD,
         clock: Callable[[], datetime] = _utcnow,
@@ -489,7 +487,6 @@ class QcService:
                 [("threshold", f"must be a number from 0 to 1 inclusive, got {threshold!r}")]
             )
         self.repo = repo
-        self._transaction = transaction
         self.threshold = float(threshold)
         self._clock = clock
 
@@ -520,12 +517,10 @@ class QcService:
             issues=tuple(issues),
             evaluated_at=self._clock(),
         )
-        with self._transaction():
-            self.repo.save_result(result)
+        self.repo.save_result(result)  # one repository call: atomic on its own
         return result
 
     def discard(self, draft_id: str) -> bool:
         """Delete the draft's result (the saga's compensation); ``True`` if there was one.
         Discarding again finds nothing and returns ``False``."""
-        with self._transaction():
-            return self.repo.delete_for_draft(draft_id)
+        return self.repo.delete_for_draft(draft_id)

@@ -518,8 +518,7 @@ class StrategyService:
 
     def discard(self, strategy_id: str) -> bool:
         """Delete the document (the saga's compensation): ``True`` if one was removed."""
-        with self._transaction():
-            return self.repo.delete(strategy_id)
+        return self.repo.delete(strategy_id)
 
     def list_versions(self, brief_id: str) -> list[StrategyVersionDTO]:
         """The brief's versions in order (see ``StrategyRepository.list_versions``)."""
