@@ -6,7 +6,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aicmo.db.statement import Sql
@@ -70,6 +70,11 @@ class SqlDatabase(ABC):
     @abstractmethod
     def encode_datetime(self, value: datetime) -> Any:
         """A UTC datetime as this dialect's driver stores it."""
+
+    def now(self) -> Any:
+        """The current UTC time as this dialect's driver stores it (``created_at`` and
+        ``updated_at`` bookkeeping columns)."""
+        return self.encode_datetime(datetime.now(UTC))
 
     # -- schema --------------------------------------------------------------------------
     def check_schema(self) -> None:

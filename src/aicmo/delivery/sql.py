@@ -9,7 +9,6 @@ and cost one round trip however many artifacts there are.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from aicmo.db.base import Row, SqlDatabase
 from aicmo.db.mapping import RowMapper
@@ -78,9 +77,6 @@ class SqlDeliveryRepository:
         self._db = db
         self._packages = RowMapper(DeliveryPackageDTO, db.dialect)
 
-    def _now(self) -> object:
-        return self._db.encode_datetime(datetime.now(UTC))
-
     def _packages_from(self, rows: Iterable[Row]) -> list[DeliveryPackageDTO]:
         """Fold joined rows (ordered by package, then position) into packages.
 
@@ -101,7 +97,7 @@ class SqlDeliveryRepository:
             dict(artifact, package_id=row["package_id"], position=position)
             for position, artifact in enumerate(row.pop("artifacts"))
         ]
-        row["now"] = self._now()
+        row["now"] = self._db.now()
         key = {"package_id": row["package_id"]}
         with self._db.transaction():
             self._db.execute(SAVE_PACKAGE, row)

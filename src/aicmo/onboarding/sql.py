@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper
@@ -107,12 +106,9 @@ class SqlBriefRepository:
         )
         self._intakes = RowMapper(IntakeFormDTO, db.dialect, json=("responses",))
 
-    def _now(self) -> object:
-        return self._db.encode_datetime(datetime.now(UTC))
-
     def save_brief(self, brief: NormalizedBriefDTO) -> None:
         row = self._briefs.to_row(brief_arg(brief))
-        row["now"] = self._now()
+        row["now"] = self._db.now()
         with self._db.transaction():
             self._db.execute(SAVE_BRIEF, row)
 
@@ -120,7 +116,7 @@ class SqlBriefRepository:
         batch = briefs_arg(briefs)
         if not batch:
             return
-        now = self._now()
+        now = self._db.now()
         rows = [self._briefs.to_row(brief) for brief in batch]
         for row in rows:
             row["now"] = now
@@ -147,7 +143,7 @@ class SqlBriefRepository:
         brief_id = brief_id_arg(brief_id)
         row = self._intakes.to_row(intake_arg(intake))
         row["brief_id"] = brief_id
-        row["now"] = self._now()
+        row["now"] = self._db.now()
         with self._db.transaction():
             if self._db.execute(SAVE_INTAKE, row) == 0:
                 raise brief_not_found(brief_id)

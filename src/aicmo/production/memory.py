@@ -23,10 +23,6 @@ def _bundle_order(bundle: DraftBundleDTO) -> tuple[object, ...]:
     return (bundle.assembled_at, bundle.bundle_id)
 
 
-def _same(value: str) -> str:
-    return value
-
-
 class InMemoryProductionRepository:
     """Stores frozen DTOs in the app's memory database (atomic with ``app.transaction()``).
 
@@ -39,7 +35,7 @@ class InMemoryProductionRepository:
         self._drafts = db.table("production_drafts", indexes={"strategy": lambda d: d.strategy_id})
         self._bundles = db.table("production_bundles", indexes={"draft": lambda b: b.draft_id})
         # asset_id -> bundle_id of the bundle holding it
-        self._asset_holders = db.table("production_bundle_assets", indexes={"bundle": _same})
+        self._asset_holders = db.table("production_bundle_assets")
 
     def save_draft(self, draft: ContentDraftDTO) -> None:
         draft = draft_arg(draft)

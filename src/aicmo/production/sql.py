@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from aicmo.db.base import Row, SqlDatabase
 from aicmo.db.mapping import RowMapper
@@ -127,13 +126,10 @@ class SqlProductionRepository:
         self._bundles = RowMapper(DraftBundleDTO, db.dialect, json=("assets.metadata",))
         self._assets = RowMapper(AssetDTO, db.dialect, json=("metadata",))
 
-    def _now(self) -> object:
-        return self._db.encode_datetime(datetime.now(UTC))
-
     # -- drafts --------------------------------------------------------------------------
     def save_draft(self, draft: ContentDraftDTO) -> None:
         row = self._drafts.to_row(draft_arg(draft))
-        row["now"] = self._now()
+        row["now"] = self._db.now()
         with self._db.transaction():
             self._db.execute(SAVE_DRAFT, row)
 
@@ -154,7 +150,7 @@ class SqlProductionRepository:
         bundle = bundle_arg(bundle)
         row = self._bundles.to_row(bundle)
         del row["assets"]
-        row["now"] = self._now()
+        row["now"] = self._db.now()
         key = {"bundle_id": bundle.bundle_id}
         assets = [
             {**self._assets.to_row(asset), "bundle_id": bundle.bundle_id, "position": position}

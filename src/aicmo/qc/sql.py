@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from aicmo.db.base import Row, SqlDatabase
 from aicmo.db.mapping import RowMapper
@@ -80,9 +79,6 @@ class SqlQcRepository:
         self._db = db
         self._results = RowMapper(QcResultDTO, db.dialect)
 
-    def _now(self) -> object:
-        return self._db.encode_datetime(datetime.now(UTC))
-
     def _from_rows(self, rows: Sequence[Row]) -> QcResultDTO | None:
         if not rows:
             return None
@@ -99,7 +95,7 @@ class SqlQcRepository:
             {"draft_id": result.draft_id, "position": position, **issue}
             for position, issue in enumerate(row.pop("issues"))
         ]
-        row["now"] = self._now()
+        row["now"] = self._db.now()
         with self._db.transaction():
             holder = self._db.fetch_one(FIND_RESULT_ID, {"result_id": result.result_id})
             if holder is not None and holder["draft_id"] != result.draft_id:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper
 from aicmo.db.statement import Sql
@@ -97,7 +95,7 @@ class SqlStrategyRepository:
     def save(self, doc: StrategyDocDTO) -> None:
         doc = doc_arg(doc)
         row = self._docs.to_row(doc)
-        row["now"] = self._db.encode_datetime(datetime.now(UTC))
+        row["now"] = self._db.now()
         with self._db.transaction():
             holder = self._db.fetch_one(
                 VERSION_HOLDER, {"brief_id": doc.brief_id, "version": doc.version}
