@@ -36,6 +36,14 @@ class _ThreadState(threading.local):
     depth: int = 0
 
 
+def _read_only(where: str, detail: str) -> BackendError:
+    return BackendError(
+        f"{where} is read-only ({detail}): aicmo writes to the file and creates '-wal' and "
+        "'-shm' files beside it. Make the file and its folder writable, or copy the database "
+        "to a writable folder"
+    )
+
+
 class SQLiteDatabase(SqlDatabase):
     dialect = "sqlite"
     self_upgrading = True
@@ -181,11 +189,7 @@ class SQLiteDatabase(SqlDatabase):
             what = f"its folder {folder!r} is read-only"
         else:
             return None
-        return BackendError(
-            f"{self.describe} is read-only ({what}): aicmo writes to the file and creates "
-            "'-wal' and '-shm' files beside it. Make the file and its folder writable, or "
-            "copy the database to a writable folder"
-        )
+        return _read_only(self.describe, what)
 
     def check_schema(self) -> None:
         if self.foreign is not None:
@@ -246,11 +250,7 @@ class SQLiteDatabase(SqlDatabase):
                 "back and what was committed before is intact. Free some space and retry"
             )
         if code == 8 or "readonly" in message:  # SQLITE_READONLY
-            return BackendError(
-                f"{where} is read-only ({message}): aicmo writes to the file and creates "
-                "'-wal' and '-shm' files beside it. Make the file and its folder writable, "
-                "or copy the database to a writable folder"
-            )
+            return _read_only(where, message)
         if code == 14 or (opening and "unable to open" in message):  # SQLITE_CANTOPEN
             return BackendError(
                 f"cannot open {where} ({message}): check that its folder exists, that it is "
