@@ -48,6 +48,8 @@ INSERT INTO workflow_runs (
 ON CONFLICT DO NOTHING
 """)
 
+# A fenced update (a non-null :fence) writes only while the caller's lease token is the
+# stored one; the CAST gives PostgreSQL the parameter's type when it is null.
 UPDATE_RUN = Sql("""
 UPDATE workflow_runs SET
     status = :status, intake = :intake, created_at = :created_at, updated_at = :updated_at,
@@ -57,6 +59,7 @@ UPDATE workflow_runs SET
     qc_issues = :qc_issues, compensated_steps = :compensated_steps,
     pending_compensations = :pending_compensations, completed_at = :completed_at
 WHERE workflow_run_id = :workflow_run_id
+    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)
 """)
 
 GET_RUN = Sql("""
@@ -73,18 +76,6 @@ SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
     completed_at, claimed_by, lease_expires_at, lease_token
 FROM workflow_runs WHERE idempotency_key = :idempotency_key
-""")
-
-# A fenced update: the same, only while the caller's lease token is still the stored one.
-UPDATE_RUN_FENCED = Sql("""
-UPDATE workflow_runs SET
-    status = :status, intake = :intake, created_at = :created_at, updated_at = :updated_at,
-    client_id = :client_id, step = :step, brief_id = :brief_id, strategy_id = :strategy_id,
-    draft_ids = :draft_ids, qc_result_ids = :qc_result_ids, package_ids = :package_ids,
-    artifact_dirs = :artifact_dirs, failed_step = :failed_step, error = :error,
-    qc_issues = :qc_issues, compensated_steps = :compensated_steps,
-    pending_compensations = :pending_compensations, completed_at = :completed_at
-WHERE workflow_run_id = :workflow_run_id AND lease_token = :fence
 """)
 
 LIST_RUNS = Sql("""
@@ -188,7 +179,6 @@ WHERE workflow_run_id = :workflow_run_id AND lease_token = :token AND claimed_by
 STATEMENTS = (
     CREATE_RUN,
     UPDATE_RUN,
-    UPDATE_RUN_FENCED,
     GET_RUN,
     GET_RUN_BY_KEY,
     LIST_RUNS,
@@ -243,13 +233,11 @@ class SqlWorkflowRunRepository:
                 raise lease_lost(run.workflow_run_id, fence, old)
             if old.idempotency_key != run.idempotency_key:
                 raise key_changed(run.workflow_run_id)
-            row = self._runs.to_row(run)
-            if fence is None:
-                self._db.execute(UPDATE_RUN, row)
-            # PostgreSQL: the row lock and the token check are taken by this statement, so
-            # a claim that committed after the read above is seen here (READ COMMITTED
+            changed = self._db.execute(UPDATE_RUN, {**self._runs.to_row(run), "fence": fence})
+            # PostgreSQL: the row lock and the token check are taken by that statement, so
+            # a claim that committed after the read above is seen there (READ COMMITTED
             # re-checks the WHERE on the newest row version).
-            elif self._db.execute(UPDATE_RUN_FENCED, {**row, "fence": fence}) != 1:
+            if fence is not None and changed != 1:
                 raise lease_lost(run.workflow_run_id, fence, self.get(run.workflow_run_id))
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
