@@ -530,16 +530,26 @@ class WorkflowRunParityMachine(ParityMachine):
         kwargs = {"now": now, "lease": lease, "workflow_run_id": run_id}
         self.both(_Call("workflow", "claim", (worker,), kwargs))
 
+    def _token(self, data: st.DataObject, run_id: str, token: int) -> int:
+        """Half the time the run's current token (the held-lease path), else ``token``
+        (usually a stale one once the run was claimed a few times)."""
+        current = self.memory.repos.workflow.get(run_id)
+        if current is not None and data.draw(st.booleans(), label="current token"):
+            return current.lease_token
+        return token
+
     @precondition(lambda self: bool(self.run_ids))
     @rule(data=st.data(), token=small_ints, until=_times)
     def renew(self, data: st.DataObject, token: int, until: datetime) -> None:
         run_id = data.draw(st.sampled_from(sorted(self.run_ids)), label="run_id")
+        token = self._token(data, run_id, token)
         self.both(Op("workflow", "renew", (run_id, token, until)))
 
     @precondition(lambda self: bool(self.run_ids))
     @rule(data=st.data(), token=small_ints, retry_at=st.none() | _times)
     def release(self, data: st.DataObject, token: int, retry_at: datetime | None) -> None:
         run_id = data.draw(st.sampled_from(sorted(self.run_ids)), label="run_id")
+        token = self._token(data, run_id, token)
         self.both(_Call("workflow", "release", (run_id, token), {"retry_at": retry_at}))
 
     @precondition(lambda self: bool(self.run_ids))
@@ -547,8 +557,7 @@ class WorkflowRunParityMachine(ParityMachine):
     def fenced_update(self, data: st.DataObject, run: WorkflowRunDTO, token: int) -> None:
         run_id = data.draw(st.sampled_from(sorted(self.run_ids)), label="run_id")
         current = self.memory.repos.workflow.get(run_id)
-        if current is not None and data.draw(st.booleans(), label="current token"):
-            token = current.lease_token
+        token = self._token(data, run_id, token)
         key = current.idempotency_key if current is not None else run.idempotency_key
         changed = _evolve(run, workflow_run_id=run_id, idempotency_key=key)
         self.both(_Call("workflow", "update", (changed,), {"token": token}))
