@@ -49,7 +49,7 @@ def _dumps(value: Any) -> str:
 
 def _sql(stmt: Any, backend: Backend) -> Any:
     """The statement text in the raw driver's parameter style."""
-    return stmt.text if backend.name == "sqlite" else stmt.pyformat
+    return stmt.sqlite if backend.name == "sqlite" else stmt.pyformat
 
 
 class _RawTx:
@@ -349,13 +349,12 @@ def save_bundle(backend: Backend) -> dict[str, Call]:
         return head, assets
 
     raw_plains = [plain(b) for b in _bundles("bundle-r")]
-    save, delete, insert, count = (
+    save, delete, insert = (
         _sql(stmt, backend)
         for stmt in (
             production_sql.SAVE_BUNDLE,
             production_sql.DELETE_BUNDLE_ASSETS,
             production_sql.INSERT_ASSET,
-            production_sql.COUNT_BUNDLE_ASSETS,
         )
     )
 
@@ -368,11 +367,9 @@ def save_bundle(backend: Backend) -> dict[str, Call]:
             if conn.execute(save, row).rowcount == 0:
                 raise RuntimeError("no draft")
             conn.execute(delete, key)
-            if backend.name == "sqlite":
-                conn.executemany(insert, rows)
-            else:
-                conn.cursor().executemany(insert, rows)
-            if conn.execute(count, key).fetchone()[0] != len(rows):
+            cursor = conn.cursor()
+            cursor.executemany(insert, rows)
+            if cursor.rowcount != len(rows):
                 raise RuntimeError("asset taken")
 
     from sqlalchemy import delete as sa_delete

@@ -20,6 +20,9 @@ from aicmo.errors import (
     TransientError,
 )
 from aicmo.testing.onboarding import make_brief
+from aicmo.testing.production import make_bundle, make_draft
+
+from .conftest import open_app
 
 
 def test_import_does_not_load_database_drivers() -> None:
@@ -215,3 +218,26 @@ def test_postgres_errors_are_transient_only_when_a_retry_can_help(
         with pytest.raises(BackendError):
             app.run_transaction(body, attempts=3)
         assert len(calls) == (3 if transient else 1)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_execute_many_returns_the_rows_changed(backend: str, tmp_path: Path) -> None:
+    """The count a bundle save relies on to find assets held by another bundle."""
+    insert = Sql(
+        "INSERT INTO production_bundle_assets (asset_id, bundle_id, position, asset_type, url, "
+        "meta) VALUES (:asset_id, :bundle_id, :position, 'image', 'u', '{}') "
+        "ON CONFLICT (asset_id) DO NOTHING"
+    )
+    with open_app(backend, tmp_path) as app:
+        db = app._sql
+        assert db is not None
+        app.repos.production.save_draft(make_draft("d-rowcount"))
+        app.repos.production.save_bundle(
+            make_bundle("b-rowcount", draft_id="d-rowcount", asset_ids=())
+        )
+        rows = [
+            {"asset_id": f"a-rowcount-{n % 3}", "bundle_id": "b-rowcount", "position": n}
+            for n in range(4)
+        ]
+        with app.transaction():
+            assert db.execute_many(insert, rows) == 3  # the 4th repeats the 1st: skipped

@@ -42,8 +42,8 @@ class SqlDatabase(ABC):
         """Run one statement; return the number of rows it changed."""
 
     @abstractmethod
-    def execute_many(self, stmt: Sql, params: Sequence[Params]) -> None:
-        """Run one statement once per parameter set."""
+    def execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
+        """Run one statement once per parameter set; return the rows changed in all."""
 
     @abstractmethod
     def fetch_all(self, stmt: Sql, params: Params | None = None) -> list[Row]:

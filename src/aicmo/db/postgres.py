@@ -176,12 +176,13 @@ class PostgresDatabase(SqlDatabase):
         except psycopg.Error as exc:
             self._translate(exc)
 
-    def execute_many(self, stmt: Sql, params: Sequence[Params]) -> None:
+    def execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
         if not self._schema_checked:
             self.check_schema()
         try:
             with self._connection() as conn, conn.cursor() as cursor:
                 cursor.executemany(stmt.pyformat, params)
+                return cursor.rowcount
         except psycopg.Error as exc:
             self._translate(exc)
 

@@ -279,12 +279,12 @@ class SQLiteDatabase(SqlDatabase):
             except sqlite3.Error as exc:
                 self._translate(exc)
 
-    def execute_many(self, stmt: Sql, params: Sequence[Params]) -> None:
+    def execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
         if not self._schema_checked:
             self.check_schema()
         with self._serial:
             try:
-                self._conn().executemany(stmt.sqlite, params)
+                return self._conn().executemany(stmt.sqlite, params).rowcount
             except sqlite3.Error as exc:
                 self._translate(exc)
 

@@ -64,15 +64,11 @@ DELETE_BUNDLE_ASSETS = Sql("""
 DELETE FROM production_bundle_assets WHERE bundle_id = :bundle_id
 """)
 
-# An asset id held by another bundle is skipped here; COUNT_BUNDLE_ASSETS finds out.
+# An asset id held by another bundle is skipped here; the rows inserted tell.
 INSERT_ASSET = Sql("""
 INSERT INTO production_bundle_assets (asset_id, bundle_id, position, asset_type, url, meta)
 VALUES (:asset_id, :bundle_id, :position, :asset_type, :url, :metadata)
 ON CONFLICT (asset_id) DO NOTHING
-""")
-
-COUNT_BUNDLE_ASSETS = Sql("""
-SELECT COUNT(*) AS n FROM production_bundle_assets WHERE bundle_id = :bundle_id
 """)
 
 GET_ASSET_HOLDER = Sql("""
@@ -105,7 +101,6 @@ STATEMENTS = (
     SAVE_BUNDLE,
     DELETE_BUNDLE_ASSETS,
     INSERT_ASSET,
-    COUNT_BUNDLE_ASSETS,
     GET_ASSET_HOLDER,
     GET_BUNDLE,
     LIST_BUNDLES,
@@ -162,10 +157,8 @@ class SqlProductionRepository:
             self._db.execute(DELETE_BUNDLE_ASSETS, key)
             if not assets:
                 return
-            self._db.execute_many(INSERT_ASSET, assets)
-            counted = self._db.fetch_one(COUNT_BUNDLE_ASSETS, key)
-            if counted is not None and counted["n"] == len(assets):
-                return
+            if self._db.execute_many(INSERT_ASSET, assets) == len(assets):
+                return  # every asset inserted: none is held by another bundle
             taken = []
             for asset in bundle.assets:
                 held = self._db.fetch_one(GET_ASSET_HOLDER, {"asset_id": asset.asset_id})
