@@ -45,6 +45,7 @@ __all__ = [
     "json_object",
     "json_value",
     "key_arg",
+    "key_path",
     "nested",
     "non_negative_int64",
     "optional",
@@ -275,10 +276,13 @@ def key_arg(value: object, name: str) -> str:
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _key_path(path: str, key: str) -> str:
-    """``path.key``, or ``path['odd key']`` when the key is empty or holds other characters,
-    so every path names its field unambiguously."""
-    return f"{path}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{path}[{key!r}]"
+def key_path(path: str, key: object) -> str:
+    """The path of ``key`` in the mapping at ``path``: ``path.key``, or ``path['odd key']``
+    when the key is not text, is empty or holds other characters (``key`` alone, or
+    ``['']``, at the top level), so every path names its field unambiguously."""
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key!r}]"
 
 
 def _json(value: Any, path: str, depth: int, problems: list[tuple[str, str]]) -> Any:
@@ -305,7 +309,7 @@ def _json(value: Any, path: str, depth: int, problems: list[tuple[str, str]]) ->
                 problems.append((path, f"key {key!r} {key_problem}"))
                 continue
             try:
-                result[key] = _json(item, _key_path(path, key), depth + 1, problems)
+                result[key] = _json(item, key_path(path, key), depth + 1, problems)
             except Invalid as exc:
                 problems.extend(exc.problems)
         return FrozenDict(result)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -46,7 +45,7 @@ from aicmo.onboarding.dtos import (
     ScopeDTO,
 )
 from aicmo.onboarding.ports import BriefRepository
-from aicmo.values import MAX_JSON_DEPTH, Invalid, identifier, text
+from aicmo.values import MAX_JSON_DEPTH, Invalid, identifier, key_path, text
 
 __all__ = ["MAX_TIMELINE_WEEKS", "IntakeSource", "OnboardingService"]
 
@@ -148,17 +147,6 @@ def _document_path(path: str) -> str:
     return path.removeprefix("responses.")
 
 
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _key_path(path: str, key: object) -> str:
-    """The path of ``key`` in the table at ``path``: ``client.id``, or ``client['a b']``
-    (``['']`` at the top level) when the key is not a plain name."""
-    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{key!r}]"
-
-
 class _Checker:
     """Collects every problem of one document, each with its field path."""
 
@@ -239,7 +227,7 @@ class _Checker:
         for key in mapping:
             if key not in allowed:
                 self.add(
-                    _key_path(path, key), f"is not a known field; use {', '.join(sorted(allowed))}"
+                    key_path(path, key), f"is not a known field; use {', '.join(sorted(allowed))}"
                 )
 
 
