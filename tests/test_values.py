@@ -14,7 +14,7 @@ import pytest
 from aicmo.errors import ValidationError
 from aicmo.onboarding import DiscoveryNotesDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
 from aicmo.testing.onboarding import make_brief
-from aicmo.values import MAX_JSON_DEPTH, FrozenDict
+from aicmo.values import MAX_JSON_DEPTH, FrozenDict, Invalid, json_value, key_path
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -225,3 +225,24 @@ def test_channel_names_are_distinct_and_each_repeat_is_reported() -> None:
     [(path, message)] = problems(channels=[blog, {"name": "email"}, blog])
     assert path == "channels[2].name"
     assert message == "repeats channels[0].name 'blog'; each channel is listed once"
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "expected"),
+    [
+        ("client", "id", "client.id"),
+        ("", "client", "client"),
+        ("client", "a b", "client['a b']"),
+        ("", "", "['']"),
+        ("metadata", "", "metadata['']"),
+        ("x", 3, "x[3]"),
+    ],
+)
+def test_key_path_names_every_field_unambiguously(path: str, key: object, expected: str) -> None:
+    assert key_path(path, key) == expected
+
+
+def test_json_field_paths_use_key_path() -> None:
+    with pytest.raises(Invalid) as caught:
+        json_value({"": {"a b": float("nan")}}, "metadata")
+    assert caught.value.problems[0][0] == "metadata['']['a b']"
