@@ -220,8 +220,12 @@ def test_workers_killed_at_random_times_never_complete_a_run_twice(
     names = iter(f"chaos-{n}" for n in range(100))
 
     def spawn() -> tuple[str, subprocess.Popen[str]]:
+        # Each worker dwells half a second in its first run, so the test always finds busy
+        # workers to kill, however fast the rest drains.
         name = next(names)
-        return name, start_worker(procs, queue_url, artifacts, "--lease", "1", "--worker-id", name)
+        dwell = {"AICMO_WORKER_FAULT": "before:qc@sleep=0.5"}
+        args = ("--lease", "1", "--worker-id", name)
+        return name, start_worker(procs, queue_url, artifacts, *args, env=dwell)
 
     live = dict(spawn() for _ in range(3))
     kills = 0
