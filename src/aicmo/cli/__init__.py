@@ -1,0 +1,9 @@
+"""The ``aicmo`` command line: a thin layer over the public API.
+
+One module per command group; importing them registers their commands on :data:`main`.
+"""
+
+from aicmo.cli import db, queue, runs, workflow
+from aicmo.cli.common import main
+
+__all__ = ["db", "main", "queue", "runs", "workflow"]
