@@ -119,6 +119,8 @@ def _open_sql(settings: Settings) -> SqlDatabase:
         pool_size=settings.pool_size,
         pool_timeout=settings.pool_timeout,
         prepare_threshold=settings.prepare_threshold,
+        lock_timeout=settings.lock_timeout,
+        idle_in_transaction_timeout=settings.idle_in_transaction_timeout,
     )
 
 
@@ -311,12 +313,27 @@ class App:
             migrations.break_lock(self._sql)
 
     # -- lifetime ------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (every call then raises ``BackendError``)."""
+        return self._closed
+
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendError(f"{self!r} is closed; call aicmo.connect() again")
+            raise BackendError(
+                f"{self.url}: the app is closed (app.close(), or the end of its `with` "
+                "block); open a new one with aicmo.connect()"
+            )
 
     def close(self) -> None:
-        """Release connections (idempotent). An in-memory app's data is gone after this."""
+        """Release connections (idempotent). An in-memory app's data is gone after this.
+
+        Safe while other threads use the app: every call from then on raises
+        ``BackendError`` ("the app is closed"), on every backend; a statement another
+        thread is running is waited for (up to 10 s), and a transaction open in another
+        thread (a ``work()`` or ``run_workflow()`` step) fails at its next statement and
+        rolls back, so the run stays as it was committed (a worker or ``recover()``
+        resumes it)."""
         with self._lock:
             if self._closed:
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -12,7 +13,13 @@ from typing import Any
 from aicmo.db.statement import Sql
 from aicmo.errors import SchemaError
 
-__all__ = ["Params", "Row", "SqlDatabase"]
+__all__ = ["Params", "Row", "SqlDatabase", "log"]
+
+log = logging.getLogger("aicmo.db")
+"""What the kernel tells an operator (a wait on a lock, a pooler that lost a prepared
+statement). The library never prints: the CLI shows these records on stderr; an
+application attaches its own handler."""
+log.addHandler(logging.NullHandler())
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
@@ -106,8 +113,14 @@ class SqlDatabase(ABC):
     def close(self) -> None: ...
 
 
-def schema_error_for_missing_table(describe: str, detail: str) -> SchemaError:
+def schema_mismatch(db: SqlDatabase, detail: str) -> SchemaError:
+    """The error for a statement that found a table, column or constraint missing: the
+    schema is not the one this code was written for (never migrated, migrated down by
+    another process since the check, or changed by hand). The next call checks the schema
+    again, and says which migrations are pending."""
+    db.schema_changed()
     return SchemaError(
-        f"{describe} has no aicmo schema ({detail}); run `aicmo db upgrade` "
-        "or call app.migrate() first"
+        f"{db.describe} does not have the schema this aicmo needs ({detail}): it was never "
+        "migrated, was migrated down since, or was changed by hand. Run `aicmo db upgrade` "
+        "(or app.migrate()); `aicmo db status` shows what is pending"
     )
