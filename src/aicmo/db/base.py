@@ -13,13 +13,16 @@ from typing import Any
 from aicmo.db.statement import Sql
 from aicmo.errors import SchemaError
 
-__all__ = ["Params", "Row", "SqlDatabase", "log"]
+__all__ = ["NOTICE_AFTER", "Params", "Row", "SqlDatabase", "log"]
 
 log = logging.getLogger("aicmo.db")
 """What the kernel tells an operator (a wait on a lock, a pooler that lost a prepared
 statement). The library never prints: the CLI shows these records on stderr; an
 application attaches its own handler."""
 log.addHandler(logging.NullHandler())
+
+NOTICE_AFTER = 2.0
+"""Seconds a wait for a lock lasts before the kernel logs (once per wait) what it waits for."""
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]

@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, NoReturn
 
-from aicmo.db.base import Params, Row, SqlDatabase, log, schema_mismatch
+from aicmo.db.base import NOTICE_AFTER, Params, Row, SqlDatabase, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import AicmoError, BackendError, ConflictError, SchemaError, TransientError
 
@@ -30,10 +30,6 @@ __all__ = ["SQLiteDatabase"]
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 
-
-NOTICE_AFTER = 2.0
-"""Seconds a statement waits for another connection's write lock before aicmo logs (once
-per wait, under ``aicmo.db``) what it is waiting for, then waits out the busy timeout."""
 
 CLOSE_TIMEOUT = 10.0
 """Seconds :meth:`SQLiteDatabase.close` waits for a statement another thread is running."""
