@@ -115,6 +115,8 @@ class PostgresDatabase(SqlDatabase):
         }
         self._state = _ThreadState()
         self._closed = False
+        self._in_use = 0  # pooled connections lent to this process's threads
+        self._in_use_lock = threading.Lock()
         # Fail fast, with the reason, when the server cannot be reached.
         probe = self.open_raw_connection()
         probe.close()
@@ -202,34 +204,39 @@ class PostgresDatabase(SqlDatabase):
             with self._pool.connection() as pooled:
                 if pooled.prepare_threshold != self.prepare_threshold:
                     pooled.prepare_threshold = self.prepare_threshold
-                yield pooled
+                with self._in_use_lock:
+                    self._in_use += 1
+                try:
+                    yield pooled
+                finally:
+                    with self._in_use_lock:
+                        self._in_use -= 1
         except psycopg_pool.PoolClosed:
             raise self._closed_error() from None
         except psycopg_pool.PoolTimeout as exc:
             raise self._pool_timeout_error() from exc
 
     def _pool_timeout_error(self) -> BackendError:
-        """Why no connection came within the timeout, told from the pool's own statistics:
-        every connection is busy, or none could be made (or each was found broken)."""
+        """Why no connection came within the timeout: every connection is busy (lent to
+        this process's threads), or none could be made or kept; the pool's own statistics
+        say how many attempts failed. (Its ``pool_size`` counts connections being made
+        too, so it cannot tell the two cases apart by itself.)"""
         stats = self._pool.get_stats()
-        size, busy = (
-            stats.get("pool_size", 0),
-            stats.get("pool_size", 0) - stats.get("pool_available", 0),
-        )
+        busy = self._in_use
         waited = f"no connection to {self.describe} became available within {self.pool_timeout:g}s"
-        if size >= self._pool.max_size and busy >= size:
+        if busy >= self._pool.max_size:
             return BackendError(
-                f"{waited}: all {size} connections of the pool are in use by other threads "
+                f"{waited}: all {busy} connections of the pool are in use by other threads "
                 "of this process. Raise AICMO_DB_POOL_SIZE (or AICMO_DB_POOL_TIMEOUT), or "
                 "run fewer threads per process"
             )
         failed = stats.get("connections_errors", 0)
         broken = stats.get("returns_bad", 0) + stats.get("connections_lost", 0)
         return BackendError(
-            f"{waited}, with {busy} of {size} in use: the server could not be reached or "
-            f"kept dropping connections ({failed} connection attempt(s) failed and {broken} "
-            "connection(s) were found broken since the pool opened). The pool keeps "
-            "reconnecting; check the server and the network, then retry"
+            f"{waited} ({busy} of {self._pool.max_size} connection(s) in use): the server "
+            f"could not be reached or kept dropping connections ({failed} connection "
+            f"attempt(s) failed and {broken} connection(s) were found broken since the pool "
+            "opened). The pool keeps reconnecting; check the server and the network, then retry"
         )
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
