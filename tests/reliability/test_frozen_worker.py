@@ -41,7 +41,7 @@ BOUND = LEASE + IDLE_IN_TRANSACTION + SLACK
 
 BETWEEN = ["before:onboard", "before:strategy", "before:production", "before:qc"]
 BETWEEN += ["before:delivery", "delivery:publish", "delivery:committed", "complete"]
-INSIDE = ["onboard", "strategy", "production", "delivery"]
+INSIDE = ["onboard", "strategy", "production", "qc", "delivery"]
 COMPENSATING = ["compensate:production", "compensate:strategy", "compensate:onboard"]
 FAST = ["before:qc", "delivery:publish", "strategy", "compensate:strategy"]
 POINTS = BETWEEN + INSIDE + COMPENSATING if SOAK else FAST

@@ -26,6 +26,7 @@ Safety against concurrent and interrupted migrations:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.resources
 import os
@@ -323,7 +324,7 @@ def _pg_session_lock(db: SqlDatabase, backend: Any, wait: _Wait) -> Iterator[Non
     digest = hashlib.sha256(f"aicmo-migrations:{schema}".encode()).digest()
     key = {"key": int.from_bytes(digest[:8], "big", signed=True)}
     while not backend.execute("SELECT pg_try_advisory_lock(:key)", key).fetchone()[0]:
-        wait.tick(lambda: _pg_waiting_for(backend, key["key"]))
+        wait.tick(functools.partial(_pg_waiting_for, backend, key["key"]))
     try:
         yield
     finally:
@@ -357,6 +358,7 @@ def _lock_row(db: SqlDatabase, backend: Any, wait: _Wait) -> Iterator[None]:
     pid = os.getpid()
     sqlite = db.dialect == "sqlite"
     if sqlite:  # poll, so that a long wait for the write lock is reported while it lasts
+        busy = backend.execute("PRAGMA busy_timeout").fetchone()[0]
         backend.execute(f"PRAGMA busy_timeout = {int(_POLL * 1000)}")
     try:
         while True:
@@ -381,11 +383,10 @@ def _lock_row(db: SqlDatabase, backend: Any, wait: _Wait) -> Iterator[None]:
                         raise _stale_lock_error(
                             db, holder, "is no longer running on this machine"
                         ) from None
-                wait.tick(lambda holder=holder: _waiting_for(holder))  # type: ignore[misc]
+                wait.tick(functools.partial(_waiting_for, holder))
     finally:
         if sqlite:
-            busy = getattr(db, "busy_timeout", DEFAULT_LOCK_TIMEOUT)
-            backend.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
+            backend.execute(f"PRAGMA busy_timeout = {int(busy)}")
     backend._is_locked = True  # yoyo's own lock() calls inside see the lock as held
     try:
         yield

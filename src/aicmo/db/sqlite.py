@@ -391,9 +391,9 @@ class SQLiteDatabase(SqlDatabase):
             with conn.lock:
                 cursor = self._run(self._raw(conn), stmt.sqlite, params or {})
                 rows = self._call(cursor.fetchall)
-        if not rows:
-            return []
-        names = [d[0] for d in cursor.description]
+                if not rows:
+                    return []
+                names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def raw_fetch_all(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
