@@ -175,23 +175,6 @@ class SQLiteDatabase(SqlDatabase):
             state.depth = 0
         return conn
 
-    def _raw(self, conn: _Conn) -> sqlite3.Connection:
-        """``conn``'s driver connection, checked before a statement (the caller holds
-        ``conn.lock``)."""
-        if self._closed:
-            conn.close()  # a statement running when close() gave up waiting has ended
-            raise self._closed_error()
-        raw = conn.raw
-        if self._state.depth and not raw.in_transaction:
-            # SQLite already rolled this transaction back (a full disk, an I/O error) and
-            # the caller caught the error: running on would write outside any transaction.
-            raise BackendError(
-                f"{self.describe} rolled this transaction back after an earlier error inside "
-                "it, so this statement was not run. Let database errors leave "
-                "app.transaction() instead of catching them inside it"
-            )
-        return raw
-
     def _foreign_error(self) -> SchemaError | None:
         """A ``SchemaError`` when the file is another application's database, else ``None``.
 
@@ -337,34 +320,51 @@ class SQLiteDatabase(SqlDatabase):
         except sqlite3.Error as exc:
             self._translate(exc)
 
-    def _run(self, raw: sqlite3.Connection, sql: str, params: Any, many: bool = False) -> Any:
-        """Run one statement on ``raw`` (its lock held); a wait for another connection's
-        write lock is reported after :data:`NOTICE_AFTER` seconds, then waited out up to
-        the busy timeout."""
+    def _run(self, conn: _Conn, sql: str, params: Any, many: bool = False) -> Any:
+        """Run one statement on ``conn`` (the caller holds ``conn.lock``)."""
+        if self._closed:
+            conn.close()  # a statement running when close() gave up waiting has ended
+            raise self._closed_error()
+        raw = conn.raw
+        if self._state.depth and not raw.in_transaction:
+            # SQLite already rolled this transaction back (a full disk, an I/O error) and
+            # the caller caught the error: running on would write outside any transaction.
+            raise BackendError(
+                f"{self.describe} rolled this transaction back after an earlier error inside "
+                "it, so this statement was not run. Let database errors leave "
+                "app.transaction() instead of catching them inside it"
+            )
         try:
             return raw.executemany(sql, params) if many else raw.execute(sql, params)
         except sqlite3.Error as exc:
-            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-            waited = min(NOTICE_AFTER, self.busy_timeout)
-            if code not in _BUSY_CODES or self.busy_timeout <= waited:
-                self._translate(exc)
-            # SQLITE_BUSY: the statement did nothing (a transaction stays as it was), so
-            # running it again is safe.
-            log.warning(
-                "%s: waiting for the write lock, which another connection has held for "
-                "%gs (a long write transaction); waiting up to %gs more "
-                "(AICMO_SQLITE_BUSY_TIMEOUT)",
-                self.describe,
-                waited,
-                self.busy_timeout - waited,
-            )
-            raw.execute(f"PRAGMA busy_timeout = {int((self.busy_timeout - waited) * 1000)}")
-            try:
-                return raw.executemany(sql, params) if many else raw.execute(sql, params)
-            except sqlite3.Error as again:
-                self._translate(again)
-            finally:
-                raw.execute(f"PRAGMA busy_timeout = {int(waited * 1000)}")
+            return self._wait_for_lock(raw, exc, sql, params, many)
+
+    def _wait_for_lock(
+        self, raw: sqlite3.Connection, exc: sqlite3.Error, sql: str, params: Any, many: bool
+    ) -> Any:
+        """After SQLITE_BUSY at the short first wait (:data:`NOTICE_AFTER` seconds): log
+        what the statement waits for, once, and run it again with the rest of the busy
+        timeout. Any other error is translated."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        waited = min(NOTICE_AFTER, self.busy_timeout)
+        if code not in _BUSY_CODES or self.busy_timeout <= waited:
+            self._translate(exc)
+        # SQLITE_BUSY: the statement did nothing (a transaction stays as it was), so running
+        # it again is safe.
+        log.warning(
+            "%s: waiting for the write lock, which another connection has held for %gs (a "
+            "long write transaction); waiting up to %gs more (AICMO_SQLITE_BUSY_TIMEOUT)",
+            self.describe,
+            waited,
+            self.busy_timeout - waited,
+        )
+        raw.execute(f"PRAGMA busy_timeout = {int((self.busy_timeout - waited) * 1000)}")
+        try:
+            return raw.executemany(sql, params) if many else raw.execute(sql, params)
+        except sqlite3.Error as again:
+            self._translate(again)
+        finally:
+            raw.execute(f"PRAGMA busy_timeout = {int(waited * 1000)}")
 
     # -- statements ----------------------------------------------------------------------
     def execute(self, stmt: Sql, params: Params | None = None) -> int:
@@ -373,7 +373,7 @@ class SQLiteDatabase(SqlDatabase):
         with self._serial:
             conn = self._conn()
             with conn.lock:
-                return int(self._run(self._raw(conn), stmt.sqlite, params or {}).rowcount)
+                return int(self._run(conn, stmt.sqlite, params or {}).rowcount)
 
     def execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
         if not self._schema_checked:
@@ -381,7 +381,7 @@ class SQLiteDatabase(SqlDatabase):
         with self._serial:
             conn = self._conn()
             with conn.lock:
-                return int(self._run(self._raw(conn), stmt.sqlite, params, many=True).rowcount)
+                return int(self._run(conn, stmt.sqlite, params, many=True).rowcount)
 
     def fetch_all(self, stmt: Sql, params: Params | None = None) -> list[Row]:
         if not self._schema_checked:
@@ -389,7 +389,7 @@ class SQLiteDatabase(SqlDatabase):
         with self._serial:
             conn = self._conn()
             with conn.lock:
-                cursor = self._run(self._raw(conn), stmt.sqlite, params or {})
+                cursor = self._run(conn, stmt.sqlite, params or {})
                 rows = self._call(cursor.fetchall)
                 if not rows:
                     return []
@@ -402,7 +402,7 @@ class SQLiteDatabase(SqlDatabase):
             conn = self._conn()
             with conn.lock:
                 rows: list[tuple[Any, ...]] = self._call(
-                    self._run(self._raw(conn), sql, params or {}).fetchall
+                    self._run(conn, sql, params or {}).fetchall
                 )
                 return rows
 
@@ -418,7 +418,7 @@ class SQLiteDatabase(SqlDatabase):
     def _control(self, conn: _Conn, sql: str) -> None:
         """A transaction-control statement (BEGIN, SAVEPOINT, RELEASE ...)."""
         with conn.lock:
-            self._run(self._raw(conn), sql, ())
+            self._run(conn, sql, ())
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
