@@ -97,6 +97,12 @@ class SqlDatabase(ABC):
             self.schema_check(self)
             self._schema_checked = True
 
+    def refuse_foreign(self) -> None:
+        """Raise ``SchemaError`` if the database holds another application's data (aicmo
+        then neither reads its migration history nor migrates it). SQLite tells by the
+        file's tables; a PostgreSQL schema is the operator's to give."""
+        return
+
     def schema_changed(self) -> None:
         """Forget the last schema check (after migrating)."""
         self._schema_checked = False

@@ -92,6 +92,7 @@ def known_migration_ids(dialect: str) -> list[str]:
 
 
 def _applied(db: SqlDatabase) -> dict[str, datetime | None]:
+    db.refuse_foreign()
     if not db.table_exists(MIGRATION_TABLE):
         return {}
     rows: Any = db.raw_fetch_all(  # type: ignore[attr-defined]

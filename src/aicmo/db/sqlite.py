@@ -228,9 +228,12 @@ class SQLiteDatabase(SqlDatabase):
             return None
         return _read_only(self.describe, what)
 
-    def check_schema(self) -> None:
+    def refuse_foreign(self) -> None:
         if self.foreign is not None:
             raise self.foreign
+
+    def check_schema(self) -> None:
+        self.refuse_foreign()
         super().check_schema()
 
     def open_raw_connection(self) -> sqlite3.Connection:
