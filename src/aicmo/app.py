@@ -17,7 +17,7 @@ from typing import TypeVar
 import attrs
 
 from aicmo.db import migrations
-from aicmo.db.base import SqlDatabase
+from aicmo.db.base import SqlDatabase, closed_error
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.db.migrations import MigrationStatus
 from aicmo.db.retry import DEFAULT_ATTEMPTS, retry_transient
@@ -320,10 +320,7 @@ class App:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendError(
-                f"{self.url}: the app is closed (app.close(), or the end of its `with` "
-                "block); open a new one with aicmo.connect()"
-            )
+            raise closed_error(self.url)
 
     def close(self) -> None:
         """Release connections (idempotent). An in-memory app's data is gone after this.

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aicmo.db.statement import Sql
-from aicmo.errors import SchemaError
+from aicmo.errors import BackendError, SchemaError
 
-__all__ = ["NOTICE_AFTER", "Params", "Row", "SqlDatabase", "log"]
+__all__ = ["NOTICE_AFTER", "Params", "Row", "SqlDatabase", "closed_error", "log"]
 
 log = logging.getLogger("aicmo.db")
 """What the kernel tells an operator (a wait on a lock, a pooler that lost a prepared
@@ -132,4 +132,12 @@ def schema_mismatch(db: SqlDatabase, detail: str) -> SchemaError:
         f"{db.describe} does not have the schema this aicmo needs ({detail}): it was never "
         "migrated, was migrated down since, or was changed by hand. Run `aicmo db upgrade` "
         "(or app.migrate()); `aicmo db status` shows what is pending"
+    )
+
+
+def closed_error(describe: str) -> BackendError:
+    """The error every call on a closed app raises, on every backend."""
+    return BackendError(
+        f"{describe}: the app is closed (app.close(), or the end of its `with` block); "
+        "open a new one with aicmo.connect()"
     )

@@ -13,7 +13,8 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from aicmo.errors import BackendError, ConflictError
+from aicmo.db.base import closed_error
+from aicmo.errors import ConflictError
 
 __all__ = ["MemoryDatabase", "MemoryTable"]
 
@@ -138,10 +139,7 @@ class MemoryDatabase:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendError(
-                "the in-memory database: the app is closed (app.close(), or the end of its "
-                "`with` block); its data is gone. Open a new one with aicmo.connect()"
-            )
+            raise closed_error("the in-memory database")
 
     def _log(self, table: MemoryTable[Any, Any], key: Any, old: Any) -> None:
         if self._undo is None:

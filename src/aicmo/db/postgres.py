@@ -19,7 +19,7 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from aicmo.db.base import Params, Row, SqlDatabase, log, schema_mismatch
+from aicmo.db.base import Params, Row, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError, TransientError
 from aicmo.settings import redact
@@ -187,10 +187,7 @@ class PostgresDatabase(SqlDatabase):
         self._pool.close()
 
     def _closed_error(self) -> BackendError:
-        return BackendError(
-            f"{self.describe}: the app is closed (app.close(), or the end of its `with` "
-            "block); open a new one with aicmo.connect()"
-        )
+        return closed_error(self.describe)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:

@@ -22,7 +22,15 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, NoReturn
 
-from aicmo.db.base import NOTICE_AFTER, Params, Row, SqlDatabase, log, schema_mismatch
+from aicmo.db.base import (
+    NOTICE_AFTER,
+    Params,
+    Row,
+    SqlDatabase,
+    closed_error,
+    log,
+    schema_mismatch,
+)
 from aicmo.db.statement import Sql
 from aicmo.errors import AicmoError, BackendError, ConflictError, SchemaError, TransientError
 
@@ -34,7 +42,7 @@ DEFAULT_BUSY_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
 """Seconds :meth:`SQLiteDatabase.close` waits for a statement another thread is running."""
 
-_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+_BUSY = 5  # SQLITE_BUSY: another connection holds the lock (its busy handler ran)
 
 _SCHEMA_MISMATCH = re.compile(
     r"^no such (table|column|index)|has no column named|"
@@ -270,10 +278,7 @@ class SQLiteDatabase(SqlDatabase):
                     conn.lock.release()
 
     def _closed_error(self) -> BackendError:
-        return BackendError(
-            f"{self.describe}: the app is closed (app.close(), or the end of its `with` "
-            "block); open a new one with aicmo.connect()"
-        )
+        return closed_error(self.describe)
 
     # -- errors --------------------------------------------------------------------------
     def _translate(self, exc: sqlite3.Error) -> NoReturn:
@@ -350,7 +355,7 @@ class SQLiteDatabase(SqlDatabase):
         timeout. Any other error is translated."""
         code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
         waited = min(NOTICE_AFTER, self.busy_timeout)
-        if code not in _BUSY_CODES or self.busy_timeout <= waited:
+        if code != _BUSY or self.busy_timeout <= waited:
             self._translate(exc)
         # SQLITE_BUSY: the statement did nothing (a transaction stays as it was), so running
         # it again is safe.
