@@ -41,6 +41,7 @@ from typing import Any, Literal
 import attrs
 
 from aicmo.db.base import NOTICE_AFTER, SqlDatabase, log
+from aicmo.db.sqlite import busy_timeout_pragma
 from aicmo.errors import BackendError, ConfigurationError, SchemaError
 
 __all__ = [
@@ -359,8 +360,8 @@ def _lock_row(db: SqlDatabase, backend: Any, wait: _Wait) -> Iterator[None]:
     pid = os.getpid()
     sqlite = db.dialect == "sqlite"
     if sqlite:  # poll, so that a long wait for the write lock is reported while it lasts
-        busy = backend.execute("PRAGMA busy_timeout").fetchone()[0]
-        backend.execute(f"PRAGMA busy_timeout = {int(_POLL * 1000)}")
+        busy = backend.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+        backend.execute(busy_timeout_pragma(_POLL))
     try:
         while True:
             try:
@@ -387,7 +388,7 @@ def _lock_row(db: SqlDatabase, backend: Any, wait: _Wait) -> Iterator[None]:
                 wait.tick(functools.partial(_waiting_for, holder))
     finally:
         if sqlite:
-            backend.execute(f"PRAGMA busy_timeout = {int(busy)}")
+            backend.execute(busy_timeout_pragma(busy))
     backend._is_locked = True  # yoyo's own lock() calls inside see the lock as held
     try:
         yield

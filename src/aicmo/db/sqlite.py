@@ -34,7 +34,7 @@ from aicmo.db.base import (
 from aicmo.db.statement import Sql
 from aicmo.errors import AicmoError, BackendError, ConflictError, SchemaError, TransientError
 
-__all__ = ["SQLiteDatabase"]
+__all__ = ["SQLiteDatabase", "busy_timeout_pragma"]
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 
@@ -49,6 +49,12 @@ _SCHEMA_MISMATCH = re.compile(
     r"ON CONFLICT clause does not match any PRIMARY KEY or UNIQUE constraint"
 )
 """The forms in which SQLite reports a statement written for another schema."""
+
+
+def busy_timeout_pragma(seconds: float) -> str:
+    """The statement that sets a connection's busy timeout (PRAGMAs take no parameters;
+    the value is a whole number of milliseconds)."""
+    return f"PRAGMA busy_timeout = {int(seconds * 1000)}"
 
 
 class _Conn:
@@ -366,13 +372,13 @@ class SQLiteDatabase(SqlDatabase):
             waited,
             self.busy_timeout - waited,
         )
-        raw.execute(f"PRAGMA busy_timeout = {int((self.busy_timeout - waited) * 1000)}")
+        raw.execute(busy_timeout_pragma(self.busy_timeout - waited))
         try:
             return raw.executemany(sql, params) if many else raw.execute(sql, params)
         except sqlite3.Error as again:
             self._translate(again)
         finally:
-            raw.execute(f"PRAGMA busy_timeout = {int(waited * 1000)}")
+            raw.execute(busy_timeout_pragma(waited))
 
     # -- statements ----------------------------------------------------------------------
     def execute(self, stmt: Sql, params: Params | None = None) -> int:
