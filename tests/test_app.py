@@ -180,6 +180,24 @@ def test_postgres_prepare_threshold_none_never_prepares(
             assert (prepared_statements(app) > 0) is expect_prepared
 
 
+def test_postgres_sessions_get_the_lock_and_idle_timeouts(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AICMO_DB_LOCK_TIMEOUT", "1.5")
+    monkeypatch.setenv("AICMO_DB_IDLE_IN_TRANSACTION_TIMEOUT", "7")
+    with aicmo.connect(postgres_url) as app:
+        app.migrate()
+        db = app._sql
+        assert db is not None
+        with app.transaction():  # one pooled session for both reads
+            rows = db.raw_fetch_all(
+                "SELECT current_setting('lock_timeout'), "
+                "current_setting('idle_in_transaction_session_timeout'), "
+                "current_setting('TimeZone')"
+            )
+        assert rows == [("1500ms", "7s", "UTC")]
+
+
 @pytest.mark.parametrize(
     ("sqlstate", "transient"),
     [
@@ -187,6 +205,7 @@ def test_postgres_prepare_threshold_none_never_prepares(
         ("40P01", True),  # deadlock
         ("55P03", True),  # lock not available
         ("57P01", True),  # admin shutdown (pg_terminate_backend)
+        ("25P03", True),  # idle_in_transaction_session_timeout ended the session
         ("53300", True),  # too many connections
         ("53100", False),  # disk full: a retry cannot get past it
         ("58030", False),  # I/O error

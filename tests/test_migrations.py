@@ -201,3 +201,23 @@ def test_0009_workflow_queue_keeps_runs_and_rolls_queued_ones_back_to_running(
         # Code before 0009 knows no QUEUED: the run came back as one recover() resumes.
         assert app.repos.workflow.get("queued") == make_run("queued", status="RUNNING")
         assert app.repos.workflow.get("old") == make_run("old")
+
+
+def test_a_schema_migrated_down_under_a_running_app_is_a_schema_error(fresh_url: str) -> None:
+    """The app checked the schema once; another process then migrates it down past 0009.
+    The next call's statement finds a column missing: always ``SchemaError`` (on SQLite
+    "has no column named claimed_by" was a ``BackendError``), and the call after it checks
+    the schema again and names the pending migration."""
+    from .reliability.driver import PASSING
+
+    with aicmo.connect(fresh_url, auto_upgrade=False) as app:
+        app.migrate()
+        assert app.list_runs() == []  # the schema is checked and found current
+        with aicmo.connect(fresh_url, auto_upgrade=False) as other:
+            assert other.downgrade("0008_strategy_approved_by") == ["0009_workflow_queue"]
+        with pytest.raises(SchemaError, match="does not have the schema this aicmo needs"):
+            app.submit(PASSING)
+        with pytest.raises(SchemaError, match=r"behind.*0009_workflow_queue"):
+            app.submit(PASSING)
+        app.migrate()
+        assert app.submit(PASSING).status == "QUEUED"

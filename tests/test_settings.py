@@ -98,7 +98,14 @@ def test_bad_prepare_threshold_says_what_to_use(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["AICMO_DB_POOL_TIMEOUT", "AICMO_SQLITE_BUSY_TIMEOUT", "AICMO_QC_THRESHOLD"]
+    "name",
+    [
+        "AICMO_DB_POOL_TIMEOUT",
+        "AICMO_SQLITE_BUSY_TIMEOUT",
+        "AICMO_QC_THRESHOLD",
+        "AICMO_DB_LOCK_TIMEOUT",
+        "AICMO_DB_IDLE_IN_TRANSACTION_TIMEOUT",
+    ],
 )
 @pytest.mark.parametrize("raw", ["nan", "inf", "-inf"])
 def test_numbers_must_be_finite(name: str, raw: str) -> None:
@@ -116,3 +123,22 @@ def test_qc_threshold_takes_the_range_qc_accepts() -> None:
         resolve_settings("memory://", env={"AICMO_QC_THRESHOLD": "-0.1"})
     with aicmo.connect("memory://") as app:  # the service takes the default the same way
         assert app.qc.threshold == 0.7
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "default"),
+    [
+        ("AICMO_DB_LOCK_TIMEOUT", "lock_timeout", 5.0),
+        ("AICMO_DB_IDLE_IN_TRANSACTION_TIMEOUT", "idle_in_transaction_timeout", 20.0),
+    ],
+)
+def test_postgres_lock_and_idle_timeouts(name: str, field: str, default: float) -> None:
+    """Seconds, 0 for none; the defaults outlast any healthy transaction, and a worker
+    waiting for a frozen one (5 tries of the lock timeout) outlasts the idle timeout."""
+    assert getattr(resolve_settings("memory://", env={}), field) == default
+    assert getattr(resolve_settings("memory://", env={name: "0"}), field) == 0.0
+    assert getattr(resolve_settings("memory://", env={name: "1.5"}), field) == 1.5
+    with pytest.raises(ConfigurationError, match=rf"{name}='-1' must be 0 or more"):
+        resolve_settings("memory://", env={name: "-1"})
+    defaults = resolve_settings("memory://", env={})
+    assert defaults.idle_in_transaction_timeout < 5 * defaults.lock_timeout

@@ -17,7 +17,7 @@ from typing import TypeVar
 import attrs
 
 from aicmo.db import migrations
-from aicmo.db.base import SqlDatabase
+from aicmo.db.base import SqlDatabase, closed_error
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.db.migrations import MigrationStatus
 from aicmo.db.retry import DEFAULT_ATTEMPTS, retry_transient
@@ -119,6 +119,8 @@ def _open_sql(settings: Settings) -> SqlDatabase:
         pool_size=settings.pool_size,
         pool_timeout=settings.pool_timeout,
         prepare_threshold=settings.prepare_threshold,
+        lock_timeout=settings.lock_timeout,
+        idle_in_transaction_timeout=settings.idle_in_transaction_timeout,
     )
 
 
@@ -311,12 +313,24 @@ class App:
             migrations.break_lock(self._sql)
 
     # -- lifetime ------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (every call then raises ``BackendError``)."""
+        return self._closed
+
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendError(f"{self!r} is closed; call aicmo.connect() again")
+            raise closed_error(self.url)
 
     def close(self) -> None:
-        """Release connections (idempotent). An in-memory app's data is gone after this."""
+        """Release connections (idempotent). An in-memory app's data is gone after this.
+
+        Safe while other threads use the app: every call from then on raises
+        ``BackendError`` ("the app is closed"), on every backend; a statement another
+        thread is running is waited for (up to 10 s), and a transaction open in another
+        thread (a ``work()`` or ``run_workflow()`` step) fails at its next statement and
+        rolls back, so the run stays as it was committed (a worker or ``recover()``
+        resumes it)."""
         with self._lock:
             if self._closed:
                 return

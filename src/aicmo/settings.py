@@ -31,6 +31,8 @@ __all__ = ["DEFAULT_DATABASE_URL", "Settings", "resolve_settings"]
 DEFAULT_DATABASE_URL = "sqlite:///aicmo.db"
 DEFAULT_ARTIFACT_DIR = "aicmo-artifacts"
 DEFAULT_QC_THRESHOLD = 0.7
+DEFAULT_LOCK_TIMEOUT = 5.0
+DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT = 20.0
 MODES = ("db", "inmemory")
 
 Kind = Literal["memory", "sqlite", "postgresql"]
@@ -49,6 +51,12 @@ class Settings:
     #: psycopg prepares a statement on the server after this many runs on a connection;
     #: ``None`` never prepares (PgBouncer < 1.21 in transaction mode needs that).
     prepare_threshold: int | None = 5
+    #: PostgreSQL: seconds a statement waits for a row lock before it fails as
+    #: ``TransientError`` and its transaction is retried (0: forever).
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    #: PostgreSQL: seconds a session may sit idle inside a transaction (a frozen process)
+    #: before the server ends it and releases its locks (0: forever).
+    idle_in_transaction_timeout: float = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT
     #: Where delivery writes package files (absolute).
     artifact_dir: str = attrs.field(factory=lambda: os.path.abspath(DEFAULT_ARTIFACT_DIR))
     #: The QC score a draft needs to pass (with no critical issue).
@@ -138,6 +146,16 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
     pool_timeout = _number(env, "AICMO_DB_POOL_TIMEOUT", 30.0, integer=False)
     busy_timeout = _number(env, "AICMO_SQLITE_BUSY_TIMEOUT", 30.0, integer=False)
     prepare_threshold = _prepare_threshold(env)
+    lock_timeout = _number(
+        env, "AICMO_DB_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT, integer=False, zero_ok=True
+    )
+    idle_in_transaction_timeout = _number(
+        env,
+        "AICMO_DB_IDLE_IN_TRANSACTION_TIMEOUT",
+        DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT,
+        integer=False,
+        zero_ok=True,
+    )
     artifact_dir = os.path.abspath(
         env.get("AICMO_ARTIFACT_DIR", "").strip() or DEFAULT_ARTIFACT_DIR
     )
@@ -155,6 +173,8 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
             pool_timeout=pool_timeout,
             busy_timeout=busy_timeout,
             prepare_threshold=prepare_threshold,
+            lock_timeout=lock_timeout,
+            idle_in_transaction_timeout=idle_in_transaction_timeout,
             artifact_dir=artifact_dir,
             qc_threshold=qc_threshold,
         )

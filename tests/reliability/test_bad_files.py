@@ -290,7 +290,7 @@ def test_a_full_disk_fails_the_write_and_keeps_what_was_committed(tmp_path: Path
         for i in range(20):
             app.repos.production.save_draft(make_draft(f"d-{i}", body="x" * 2000))
         db: object = app._sql
-        conn = db._conn()  # type: ignore[attr-defined]
+        conn = db._conn().raw  # type: ignore[attr-defined]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # this connection's file size cap
         with pytest.raises(BackendError) as raised:

@@ -40,6 +40,9 @@ _SQL = re.compile(
 #: Formatted SQL that is allowed: (file under src/aicmo, source of the SQL expression)
 #: -> why every placeholder in it is a fixed identifier, never a value.
 ALLOWED: dict[tuple[str, str], str] = {
+    ("db/sqlite.py", "f'PRAGMA busy_timeout = {int(seconds * 1000)}'"): (
+        "a PRAGMA takes no parameters; the value is an int of milliseconds"
+    ),
     ("db/sqlite.py", "f'SAVEPOINT {name}'"): "name is 'aicmo_sp' + the nesting depth (an int)",
     ("db/sqlite.py", "f'ROLLBACK TO SAVEPOINT {name}'"): "the same savepoint name",
     ("db/sqlite.py", "f'RELEASE SAVEPOINT {name}'"): "the same savepoint name",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -24,10 +25,26 @@ database_option = click.option(
 )
 
 
+class _Notices(logging.Handler):
+    """What the library reports as it goes (a long wait for a lock, a pooler that lost a
+    prepared statement): one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"aicmo: {record.getMessage()}", err=True)
+
+
+def show_notices() -> None:
+    """Show the library's warnings (the ``aicmo`` loggers) on stderr, once per process."""
+    logger = logging.getLogger("aicmo")
+    if not any(isinstance(h, _Notices) for h in logger.handlers):
+        logger.addHandler(_Notices(logging.WARNING))
+
+
 @contextmanager
 def open_app(
     database: str | None, *, auto_upgrade: bool = False, artifacts: str | None = None
 ) -> Iterator[aicmo.App]:
+    show_notices()
     try:
         with aicmo.connect(database, auto_upgrade=auto_upgrade, artifact_dir=artifacts) as app:
             yield app

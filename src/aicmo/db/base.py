@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -10,9 +11,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aicmo.db.statement import Sql
-from aicmo.errors import SchemaError
+from aicmo.errors import BackendError, SchemaError
 
-__all__ = ["Params", "Row", "SqlDatabase"]
+__all__ = ["NOTICE_AFTER", "Params", "Row", "SqlDatabase", "closed_error", "log"]
+
+log = logging.getLogger("aicmo.db")
+"""What the kernel tells an operator (a wait on a lock, a pooler that lost a prepared
+statement). The library never prints: the CLI shows these records on stderr; an
+application attaches its own handler."""
+log.addHandler(logging.NullHandler())
+
+NOTICE_AFTER = 2.0
+"""Seconds a wait for a lock lasts before the kernel logs (once per wait) what it waits for."""
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
@@ -87,6 +97,12 @@ class SqlDatabase(ABC):
             self.schema_check(self)
             self._schema_checked = True
 
+    def refuse_foreign(self) -> None:
+        """Raise ``SchemaError`` if the database holds another application's data (aicmo
+        then neither reads its migration history nor migrates it). SQLite tells by the
+        file's tables; a PostgreSQL schema is the operator's to give."""
+        return
+
     def schema_changed(self) -> None:
         """Forget the last schema check (after migrating)."""
         self._schema_checked = False
@@ -106,8 +122,22 @@ class SqlDatabase(ABC):
     def close(self) -> None: ...
 
 
-def schema_error_for_missing_table(describe: str, detail: str) -> SchemaError:
+def schema_mismatch(db: SqlDatabase, detail: str) -> SchemaError:
+    """The error for a statement that found a table, column or constraint missing: the
+    schema is not the one this code was written for (never migrated, migrated down by
+    another process since the check, or changed by hand). The next call checks the schema
+    again, and says which migrations are pending."""
+    db.schema_changed()
     return SchemaError(
-        f"{describe} has no aicmo schema ({detail}); run `aicmo db upgrade` "
-        "or call app.migrate() first"
+        f"{db.describe} does not have the schema this aicmo needs ({detail}): it was never "
+        "migrated, was migrated down since, or was changed by hand. Run `aicmo db upgrade` "
+        "(or app.migrate()); `aicmo db status` shows what is pending"
+    )
+
+
+def closed_error(describe: str) -> BackendError:
+    """The error every call on a closed app raises, on every backend."""
+    return BackendError(
+        f"{describe}: the app is closed (app.close(), or the end of its `with` block); "
+        "open a new one with aicmo.connect()"
     )

@@ -13,7 +13,8 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from aicmo.errors import BackendError, ConflictError
+from aicmo.db.base import closed_error
+from aicmo.errors import ConflictError
 
 __all__ = ["MemoryDatabase", "MemoryTable"]
 
@@ -138,7 +139,7 @@ class MemoryDatabase:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendError("the in-memory database is closed; call aicmo.connect() again")
+            raise closed_error("the in-memory database")
 
     def _log(self, table: MemoryTable[Any, Any], key: Any, old: Any) -> None:
         if self._undo is None:
@@ -152,13 +153,19 @@ class MemoryDatabase:
             table, key, old = undo.pop()
             table._set(key, old)
 
-    def close(self) -> None:
-        """Drop every table; later reads and writes raise ``BackendError``."""
-        with self._lock:
-            self._closed = True
+    def close(self, timeout: float = 10.0) -> None:
+        """Refuse every later read and write (``BackendError``), then drop every table.
+        A call another thread is inside is waited for (up to ``timeout`` seconds); a
+        transaction open in another thread fails at its next call and is rolled back."""
+        self._closed = True
+        if not self._lock.acquire(timeout=timeout):
+            return  # the tables go with the app; nothing can reach them any more
+        try:
             for table in self._tables.values():
                 table._rows.clear()
             self._tables.clear()
+        finally:
+            self._lock.release()
 
 
 # Class-based context managers: every memory call enters one, and a generator-based
@@ -216,9 +223,11 @@ class _Transaction:
     ) -> None:
         db = self._db
         try:
-            if exc_type is not None:
+            if exc_type is not None or db._closed:  # nothing commits once the app is closed
                 db._rollback_to(self._mark)
         finally:
             if self._outer:
                 db._undo = None
             db._lock.release()
+        if exc_type is None:
+            db._check_open()

@@ -12,6 +12,11 @@ Safety against concurrent and interrupted migrations:
 * Each migration's statements **and** its ``_yoyo_migration`` mark commit in one
   transaction (yoyo itself commits them separately, so a kill in between would leave a
   schema change recorded nowhere and a re-run failing on "table already exists").
+* A database that is up to date is found so by a read: only pending migrations take the
+  lock (a write), so read-only commands never wait behind another connection's write lock.
+* A wait for the lock that lasts more than :data:`~aicmo.db.base.NOTICE_AFTER` seconds is
+  logged once under ``aicmo.db``, naming what it waits for (another process migrating, or
+  another connection's SQLite write lock); a timeout names the same cause.
 * A lock row left by a dead process (on SQLite: a process id no longer running on this
   machine, which WAL requires all users of the file to share; on PostgreSQL: see above) is
   reported at once as a ``SchemaError`` that says how to clear it (``aicmo db break-lock``),
@@ -21,20 +26,22 @@ Safety against concurrent and interrupted migrations:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.resources
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
-from aicmo.db.base import SqlDatabase
+from aicmo.db.base import NOTICE_AFTER, SqlDatabase, log
+from aicmo.db.sqlite import busy_timeout_pragma
 from aicmo.errors import BackendError, ConfigurationError, SchemaError
 
 __all__ = [
@@ -86,6 +93,7 @@ def known_migration_ids(dialect: str) -> list[str]:
 
 
 def _applied(db: SqlDatabase) -> dict[str, datetime | None]:
+    db.refuse_foreign()
     if not db.table_exists(MIGRATION_TABLE):
         return {}
     rows: Any = db.raw_fetch_all(  # type: ignore[attr-defined]
@@ -169,6 +177,13 @@ def _yoyo_backend(db: SqlDatabase) -> Any:
                 if mark:
                     self.mark_one(migration, log=False)
 
+        # yoyo's own set-up creates its lock table and probes for transactional DDL by
+        # creating a table: writes that would wait, unreported, for another connection's
+        # write lock (and the probe would then answer "no"). Both dialects roll DDL back;
+        # the lock table is created where the lock is taken (``_lock_row``).
+        def init_database(self) -> None:
+            self.has_transactional_ddl = True
+
         def rollback_one(self, migration: Any, force: bool = False) -> None:
             self.ensure_internal_schema_updated()
             with self.transaction():
@@ -187,8 +202,15 @@ LOCK_TABLE = "yoyo_lock"
 _POLL = 0.2
 
 
-def _lock_holder(backend: Any) -> tuple[int, Any] | None:
+def _ensure_lock_table(db: SqlDatabase, backend: Any) -> None:
+    if not db.table_exists(LOCK_TABLE):
+        backend.execute(backend.format_sql(backend.create_lock_table_sql))
+
+
+def _lock_holder(db: SqlDatabase, backend: Any) -> tuple[int, Any] | None:
     """The process id and time of the migration lock row, or ``None`` if there is none."""
+    if not db.table_exists(LOCK_TABLE):
+        return None
     row = backend.execute(f"SELECT pid, ctime FROM {LOCK_TABLE}").fetchone()  # noqa: S608
     return None if row is None else (int(row[0]), row[1])
 
@@ -233,19 +255,68 @@ def _stale_lock_error(db: SqlDatabase, holder: tuple[int, Any], why: str) -> Sch
     )
 
 
-def _timeout_error(db: SqlDatabase, timeout: float, holder: tuple[int, Any] | None) -> BackendError:
-    held = f" (held by process {holder[0]} since {holder[1]} UTC)" if holder else ""
-    return BackendError(
-        f"{db.describe}: timed out after {timeout:g}s waiting for the migration lock{held}. "
-        "Another process is migrating this database: try again when it is done. If that "
-        "process is gone, `aicmo db break-lock` clears the lock"
+def _waiting_for(holder: tuple[int, Any] | None) -> tuple[str, str]:
+    """What a wait for the migration lock waits for, and what to do about it: another
+    process migrating (it holds yoyo's lock row), or, on SQLite with no lock row, another
+    connection holding the write lock (no migration is running, so ``break-lock`` is no
+    help)."""
+    if holder is not None:
+        return (
+            f"the migration lock (process {holder[0]} took it at {holder[1]} UTC)",
+            "Another process is migrating this database: try again when it is done. If "
+            "that process is gone, `aicmo db break-lock` clears the lock",
+        )
+    return (
+        "the write lock (another connection holds it: a long write transaction, not a migration)",
+        "No migration is running: try again when that transaction is done, or find and "
+        "stop the process that keeps it open",
     )
 
 
+def _pg_waiting_for(backend: Any, key: int) -> tuple[str, str]:
+    """The same for the schema's advisory lock on PostgreSQL: the session holding it."""
+    row = backend.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND objsubid = 1 AND classid::bigint = :hi AND objid::bigint = :lo "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF},
+    ).fetchone()
+    session = f"PostgreSQL session {row[0]}" if row else "another PostgreSQL session"
+    return (
+        f"the migration lock (held by {session})",
+        "Another process is migrating this database: try again when it is done; if it "
+        "hangs, stop it (the server then drops its lock)",
+    )
+
+
+class _Wait:
+    """A wait for a lock: logs once, after ``NOTICE_AFTER`` seconds, what it waits for; at
+    the deadline, raises ``BackendError`` naming the same cause."""
+
+    def __init__(self, db: SqlDatabase, timeout: float):
+        self.db = db
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.noticed = False
+
+    def tick(self, why: Callable[[], tuple[str, str]]) -> None:
+        """Called after each failed attempt; sleeps before the next one."""
+        waited = time.monotonic() - self.started
+        if waited > self.timeout:
+            what, todo = why()
+            raise BackendError(
+                f"{self.db.describe}: timed out after {self.timeout:g}s waiting for {what}. {todo}"
+            )
+        if not self.noticed and waited >= NOTICE_AFTER:
+            self.noticed = True
+            log.warning(
+                "%s: waiting for %s (for up to %gs)", self.db.describe, why()[0], self.timeout
+            )
+        time.sleep(_POLL)
+
+
 @contextlib.contextmanager
-def _pg_session_lock(
-    db: SqlDatabase, backend: Any, deadline: float, timeout: float
-) -> Iterator[None]:
+def _pg_session_lock(db: SqlDatabase, backend: Any, wait: _Wait) -> Iterator[None]:
     """On PostgreSQL, an advisory lock for this schema held by the migration connection's
     session (the server drops it when the session ends, a killed process's included)."""
     if db.dialect != "postgresql":
@@ -255,9 +326,7 @@ def _pg_session_lock(
     digest = hashlib.sha256(f"aicmo-migrations:{schema}".encode()).digest()
     key = {"key": int.from_bytes(digest[:8], "big", signed=True)}
     while not backend.execute("SELECT pg_try_advisory_lock(:key)", key).fetchone()[0]:
-        if time.monotonic() > deadline:
-            raise _timeout_error(db, timeout, _lock_holder(backend))
-        time.sleep(_POLL)
+        wait.tick(functools.partial(_pg_waiting_for, backend, key["key"]))
     try:
         yield
     finally:
@@ -273,15 +342,12 @@ def _migration_lock(db: SqlDatabase, backend: Any, timeout: float) -> Iterator[N
     A lock row of a dead process raises ``SchemaError`` at once; a live holder is waited
     for up to ``timeout`` seconds, then ``BackendError``.
     """
-    deadline = time.monotonic() + timeout
+    wait = _Wait(db, timeout)
     key = _lock_key(db)
     with _HELD_LOCK:
         _HELD[key] += 1  # from now until the row is gone, a row with our pid is alive
     try:
-        with (
-            _pg_session_lock(db, backend, deadline, timeout),
-            _lock_row(db, backend, timeout, deadline),
-        ):
+        with _pg_session_lock(db, backend, wait), _lock_row(db, backend, wait):
             yield
     finally:
         with _HELD_LOCK:
@@ -289,33 +355,40 @@ def _migration_lock(db: SqlDatabase, backend: Any, timeout: float) -> Iterator[N
 
 
 @contextlib.contextmanager
-def _lock_row(db: SqlDatabase, backend: Any, timeout: float, deadline: float) -> Iterator[None]:
+def _lock_row(db: SqlDatabase, backend: Any, wait: _Wait) -> Iterator[None]:
     """yoyo's lock row, inserted for the block (waiting for a live holder), then deleted."""
     pid = os.getpid()
-    while True:
-        try:
-            with backend.transaction():
-                backend.execute(
-                    f"INSERT INTO {LOCK_TABLE} (locked, ctime, pid) "  # noqa: S608
-                    "VALUES (1, :when, :pid)",
-                    {"when": datetime.now(UTC).replace(tzinfo=None), "pid": pid},
-                )
-            break
-        except backend.DatabaseError:
-            holder = _lock_holder(backend)
-            if holder is not None:
-                if db.dialect == "postgresql":
-                    # We hold the schema's advisory lock: no aicmo migration is running.
-                    raise _stale_lock_error(
-                        db, holder, "its session is gone (no migration is running now)"
-                    ) from None
-                if not _process_alive(holder[0], db):
-                    raise _stale_lock_error(
-                        db, holder, "is no longer running on this machine"
-                    ) from None
-            if time.monotonic() > deadline:
-                raise _timeout_error(db, timeout, holder) from None
-            time.sleep(_POLL)
+    sqlite = db.dialect == "sqlite"
+    if sqlite:  # poll, so that a long wait for the write lock is reported while it lasts
+        busy = backend.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+        backend.execute(busy_timeout_pragma(_POLL))
+    try:
+        while True:
+            try:
+                with backend.transaction():
+                    _ensure_lock_table(db, backend)
+                    backend.execute(
+                        f"INSERT INTO {LOCK_TABLE} (locked, ctime, pid) "  # noqa: S608
+                        "VALUES (1, :when, :pid)",
+                        {"when": datetime.now(UTC).replace(tzinfo=None), "pid": pid},
+                    )
+                break
+            except backend.DatabaseError:
+                holder = _lock_holder(db, backend)
+                if holder is not None:
+                    if not sqlite:
+                        # We hold the schema's advisory lock: no aicmo migration is running.
+                        raise _stale_lock_error(
+                            db, holder, "its session is gone (no migration is running now)"
+                        ) from None
+                    if not _process_alive(holder[0], db):
+                        raise _stale_lock_error(
+                            db, holder, "is no longer running on this machine"
+                        ) from None
+                wait.tick(functools.partial(_waiting_for, holder))
+    finally:
+        if sqlite:
+            backend.execute(busy_timeout_pragma(busy))
     backend._is_locked = True  # yoyo's own lock() calls inside see the lock as held
     try:
         yield
@@ -352,8 +425,15 @@ def db_errors(db: SqlDatabase) -> tuple[type[BaseException], ...]:
 def upgrade(db: SqlDatabase, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[str]:
     """Apply every pending migration; return the ids applied (none if up to date).
 
-    Refuses (``SchemaError``) a database that has migrations this code does not know.
+    Refuses (``SchemaError``) a database that has migrations this code does not know. A
+    database that is up to date is found so by a read, without taking the lock.
     """
+    current = status(db)
+    unknown = [m.id for m in current if m.state == "unknown"]
+    if unknown:
+        raise _newer_error(db, unknown)
+    if all(m.state == "applied" for m in current):
+        return []
     with _locked(db, lock_timeout) as (backend, migrations):
         known = {m.id for m in migrations}
         unknown = sorted(set(_applied(db)) - known)
@@ -397,4 +477,5 @@ def downgrade(
 def break_lock(db: SqlDatabase) -> None:
     """Remove a migration lock left by a process that died while migrating."""
     with db.migration_guard(), _yoyo_backend(db) as backend:
-        backend.break_lock()
+        if db.table_exists(LOCK_TABLE):
+            backend.break_lock()

@@ -9,22 +9,24 @@ in UTC. This module imports psycopg, so it is imported only when a PostgreSQL UR
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from aicmo.db.base import Params, Row, SqlDatabase, schema_error_for_missing_table
+from aicmo.db.base import Params, Row, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError, TransientError
 from aicmo.settings import redact
 
 __all__ = ["PostgresDatabase"]
+
+T = TypeVar("T")
 
 
 class _ThreadState(threading.local):
@@ -51,9 +53,18 @@ def describe_target(url: str) -> tuple[str, str | None]:
 _TRANSIENT_CLASSES = ("40", "08")
 """SQLSTATE classes a retry can get past: transaction rollback (serialization failure,
 deadlock) and connection exceptions."""
-_TRANSIENT_STATES = frozenset({"55P03", "57P01", "57P02", "57P03", "53300"})
-"""Lock not available; admin shutdown (``pg_terminate_backend``), crash shutdown, cannot
-connect now; too many connections."""
+_TRANSIENT_STATES = frozenset({"55P03", "57P01", "57P02", "57P03", "53300", "25P03", "57P05"})
+"""Lock not available (``lock_timeout``); admin shutdown (``pg_terminate_backend``), crash
+shutdown, cannot connect now; too many connections; a session ended by
+``idle_in_transaction_session_timeout`` or ``idle_session_timeout``."""
+_SCHEMA_STATES = frozenset({"42P01", "42703", "42704", "42P10"})
+"""Undefined table, column or object; no unique constraint matching an ``ON CONFLICT``:
+the statement was written for another schema."""
+_PREPARED_STATES = frozenset({"26000", "42P05"})
+"""``prepared statement "_pg3_N" does not exist`` / ``already exists``: aicmo names no
+prepared statement itself, so these come from psycopg's automatic preparation meeting a
+pooler in transaction mode (PgBouncer before 1.21) that hands each transaction another
+server session."""
 
 
 def _is_transient(exc: psycopg.Error) -> bool:
@@ -64,6 +75,10 @@ def _is_transient(exc: psycopg.Error) -> bool:
     if state is None:  # lost on the client side: the connection broke
         return isinstance(exc, psycopg.OperationalError)
     return state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
 
 
 class PostgresDatabase(SqlDatabase):
@@ -77,16 +92,31 @@ class PostgresDatabase(SqlDatabase):
         pool_size: int = 10,
         pool_timeout: float = 30.0,
         prepare_threshold: int | None = 5,
+        lock_timeout: float = 0.0,
+        idle_in_transaction_timeout: float = 0.0,
     ):
+        """``lock_timeout`` and ``idle_in_transaction_timeout`` (seconds; 0: none) become
+        the pooled sessions' ``lock_timeout`` and ``idle_in_transaction_session_timeout``:
+        a statement that waits longer for a row lock fails as ``TransientError`` (and its
+        transaction is retried), and the server ends a session left idle inside a
+        transaction longer than that (a frozen process), releasing its locks."""
         describe, self._password = describe_target(url)
         super().__init__(describe)
         self._url = url
         self.pool_timeout = pool_timeout
+        self.prepare_threshold = prepare_threshold
+        self._session_settings = {
+            "lock_timeout": _milliseconds(lock_timeout),
+            "idle_in_transaction_session_timeout": _milliseconds(idle_in_transaction_timeout),
+        }
         self._connect_kwargs: dict[str, Any] = {
             "autocommit": True,
             "prepare_threshold": prepare_threshold,
         }
         self._state = _ThreadState()
+        self._closed = False
+        self._in_use = 0  # pooled connections lent to this process's threads
+        self._in_use_lock = threading.Lock()
         # Fail fast, with the reason, when the server cannot be reached.
         probe = self.open_raw_connection()
         probe.close()
@@ -96,7 +126,7 @@ class PostgresDatabase(SqlDatabase):
                 min_size=1,
                 max_size=max(1, pool_size),
                 kwargs=self._connect_kwargs,
-                configure=_configure,
+                configure=self._configure_pooled,
                 check=psycopg_pool.ConnectionPool.check_connection,
                 timeout=pool_timeout,
                 open=True,
@@ -114,6 +144,20 @@ class PostgresDatabase(SqlDatabase):
             ) from exc
 
     # -- connections ---------------------------------------------------------------------
+    def _configure_pooled(self, conn: psycopg.Connection[Any]) -> None:
+        """A new pooled session: UTC, and the lock and idle-in-transaction timeouts."""
+        settings = self._session_settings
+        conn.execute(
+            "SELECT set_config('TimeZone', 'UTC', false), "
+            "set_config('lock_timeout', %(lock)s, false), "
+            "set_config('idle_in_transaction_session_timeout', %(idle)s, false)",
+            {
+                "lock": settings["lock_timeout"],
+                "idle": settings["idle_in_transaction_session_timeout"],
+            },
+            prepare=False,
+        )
+
     def _redact(self, message: str) -> str:
         message = message.replace(self._url, redact(self._url))  # a URL libpq echoes back
         if self._password:
@@ -136,32 +180,110 @@ class PostgresDatabase(SqlDatabase):
         return nullcontext()
 
     def close(self) -> None:
+        """Refuse every later statement and close the pool. A statement another thread is
+        running finishes (its connection is closed when it comes back); a transaction
+        still open in another thread fails at its next statement or its commit."""
+        self._closed = True
         self._pool.close()
+
+    def _closed_error(self) -> BackendError:
+        return closed_error(self.describe)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._closed:
+            raise self._closed_error()
         conn = self._state.conn
         if conn is not None:
             yield conn
             return
         try:
             with self._pool.connection() as pooled:
-                yield pooled
+                if pooled.prepare_threshold != self.prepare_threshold:
+                    pooled.prepare_threshold = self.prepare_threshold
+                with self._in_use_lock:
+                    self._in_use += 1
+                try:
+                    yield pooled
+                finally:
+                    with self._in_use_lock:
+                        self._in_use -= 1
+        except psycopg_pool.PoolClosed:
+            raise self._closed_error() from None
         except psycopg_pool.PoolTimeout as exc:
-            raise BackendError(
-                f"no connection to {self.describe} became available within "
-                f"{self.pool_timeout:g}s (pool of {self._pool.max_size}): either the server "
-                "is unreachable or restarting (check it, then retry), or every connection "
-                "is busy (raise AICMO_DB_POOL_SIZE or AICMO_DB_POOL_TIMEOUT)"
-            ) from exc
+            raise self._pool_timeout_error() from exc
+
+    def _pool_timeout_error(self) -> BackendError:
+        """Why no connection came within the timeout: every connection is busy (lent to
+        this process's threads), or none could be made or kept; the pool's own statistics
+        say how many attempts failed. (Its ``pool_size`` counts connections being made
+        too, so it cannot tell the two cases apart by itself.)"""
+        stats = self._pool.get_stats()
+        busy = self._in_use
+        waited = f"no connection to {self.describe} became available within {self.pool_timeout:g}s"
+        if busy >= self._pool.max_size:
+            return BackendError(
+                f"{waited}: all {busy} connections of the pool are in use by other threads "
+                "of this process. Raise AICMO_DB_POOL_SIZE (or AICMO_DB_POOL_TIMEOUT), or "
+                "run fewer threads per process"
+            )
+        failed = stats.get("connections_errors", 0)
+        broken = stats.get("returns_bad", 0) + stats.get("connections_lost", 0)
+        return BackendError(
+            f"{waited} ({busy} of {self._pool.max_size} connection(s) in use): the server "
+            f"could not be reached or kept dropping connections ({failed} connection "
+            f"attempt(s) failed and {broken} connection(s) were found broken since the pool "
+            "opened). The pool keeps reconnecting; check the server and the network, then retry"
+        )
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work`` on this thread's connection, driver errors translated. A statement
+        outside a transaction that a pooler's lost prepared statement broke runs once more
+        (nothing ran, and preparing is off from now on)."""
+        try:
+            with self._connection() as conn:
+                return work(conn)
+        except psycopg.Error as exc:
+            if not (self._prepared_statement_lost(exc) and self._state.conn is None):
+                self._translate(exc)
+        try:
+            with self._connection() as conn:
+                return work(conn)
+        except psycopg.Error as exc:
+            self._translate(exc)
+
+    def _prepared_statement_lost(self, exc: psycopg.Error) -> bool:
+        """Whether ``exc`` is a prepared statement a pooler lost; then turn preparing off
+        for this app (once, with one line in the log saying what to set)."""
+        if exc.sqlstate not in _PREPARED_STATES:
+            return False
+        if self.prepare_threshold is not None:
+            self.prepare_threshold = None
+            self._connect_kwargs["prepare_threshold"] = None  # connections opened from now
+            log.warning(
+                "%s: the server lost a prepared statement (%s): a pooler in transaction "
+                "mode (PgBouncer older than 1.21, or max_prepared_statements = 0) is in "
+                "between. aicmo stopped preparing statements for this app; set "
+                "AICMO_DB_PREPARE_THRESHOLD=none to start that way",
+                self.describe,
+                self._redact(str(exc).strip().splitlines()[0]),
+            )
+        if self._state.conn is not None:
+            self._state.conn.prepare_threshold = None
+        return True
 
     # -- errors --------------------------------------------------------------------------
     def _translate(self, exc: psycopg.Error) -> NoReturn:
         message = self._redact(str(exc).strip())
         if isinstance(exc, pg_errors.IntegrityError):
             raise ConflictError(f"{self.describe} refused the write: {message}") from exc
-        if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
-            raise schema_error_for_missing_table(self.describe, message) from exc
+        if exc.sqlstate in _SCHEMA_STATES:
+            raise schema_mismatch(self, message) from exc
+        if self._prepared_statement_lost(exc):
+            raise TransientError(
+                f"{self.describe}: {message} (a pooler in transaction mode; aicmo stopped "
+                "preparing statements); retry the transaction"
+            ) from exc
         if _is_transient(exc):
             raise TransientError(f"{self.describe}: {message}; retry the transaction") from exc
         raise BackendError(f"{self.describe}: {message}") from exc
@@ -170,44 +292,37 @@ class PostgresDatabase(SqlDatabase):
     def execute(self, stmt: Sql, params: Params | None = None) -> int:
         if not self._schema_checked:
             self.check_schema()
-        try:
-            with self._connection() as conn:
-                return conn.execute(stmt.pyformat, params).rowcount
-        except psycopg.Error as exc:
-            self._translate(exc)
+        return self._run(lambda conn: conn.execute(stmt.pyformat, params).rowcount)
 
     def execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
         if not self._schema_checked:
             self.check_schema()
-        try:
-            with self._connection() as conn, conn.cursor() as cursor:
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            with conn.cursor() as cursor:
                 cursor.executemany(stmt.pyformat, params)
                 return cursor.rowcount
-        except psycopg.Error as exc:
-            self._translate(exc)
+
+        return self._run(work)
 
     def fetch_all(self, stmt: Sql, params: Params | None = None) -> list[Row]:
         if not self._schema_checked:
             self.check_schema()
-        try:
-            with self._connection() as conn:
-                cursor = conn.execute(stmt.pyformat, params)
-                rows = cursor.fetchall()
-                if not rows:
-                    return []
-                assert cursor.description is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
-                names = [d.name for d in cursor.description]
-        except psycopg.Error as exc:
-            self._translate(exc)
-        return [dict(zip(names, row, strict=True)) for row in rows]
+
+        def work(conn: psycopg.Connection[Any]) -> list[Row]:
+            cursor = conn.execute(stmt.pyformat, params)
+            rows = cursor.fetchall()
+            if not rows:
+                return []
+            assert cursor.description is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
+            names = [d.name for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in rows]
+
+        return self._run(work)
 
     def raw_fetch_all(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
         """A query in psycopg's own parameter style that skips the schema check."""
-        try:
-            with self._connection() as conn:
-                return conn.execute(sql.encode(), params).fetchall()
-        except psycopg.Error as exc:
-            self._translate(exc)
+        return self._run(lambda conn: conn.execute(sql.encode(), params).fetchall())
 
     def table_exists(self, name: str) -> bool:
         rows = self.raw_fetch_all("SELECT to_regclass(%(name)s) IS NOT NULL", {"name": name})
@@ -229,6 +344,8 @@ class PostgresDatabase(SqlDatabase):
                 try:
                     with conn.transaction():
                         yield
+                        if self._closed:  # never commit once the app is closed
+                            raise self._closed_error()
                 finally:
                     state.conn = None
         except psycopg.Error as exc:

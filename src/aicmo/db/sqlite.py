@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -21,17 +22,70 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, NoReturn
 
-from aicmo.db.base import Params, Row, SqlDatabase, schema_error_for_missing_table
+from aicmo.db.base import (
+    NOTICE_AFTER,
+    Params,
+    Row,
+    SqlDatabase,
+    closed_error,
+    log,
+    schema_mismatch,
+)
 from aicmo.db.statement import Sql
 from aicmo.errors import AicmoError, BackendError, ConflictError, SchemaError, TransientError
 
-__all__ = ["SQLiteDatabase"]
+__all__ = ["SQLiteDatabase", "busy_timeout_pragma"]
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 
+CLOSE_TIMEOUT = 10.0
+"""Seconds :meth:`SQLiteDatabase.close` waits for a statement another thread is running."""
+
+_BUSY = 5  # SQLITE_BUSY: another connection holds the lock (its busy handler ran)
+
+_SCHEMA_MISMATCH = re.compile(
+    r"^no such (table|column|index)|has no column named|"
+    r"ON CONFLICT clause does not match any PRIMARY KEY or UNIQUE constraint"
+)
+"""The forms in which SQLite reports a statement written for another schema."""
+
+
+def busy_timeout_pragma(seconds: float) -> str:
+    """The statement that sets a connection's busy timeout (PRAGMAs take no parameters;
+    the value is a whole number of milliseconds)."""
+    return f"PRAGMA busy_timeout = {int(seconds * 1000)}"
+
+
+class _Conn:
+    """One driver connection and the lock its thread holds while it uses it, so that
+    :meth:`SQLiteDatabase.close` never closes a connection in the middle of a statement
+    (the driver would crash the interpreter)."""
+
+    __slots__ = ("lock", "open", "raw")
+
+    def __init__(self, raw: sqlite3.Connection):
+        self.raw = raw
+        self.lock = threading.Lock()
+        self.open = True
+
+    def close(self) -> None:
+        """Close the connection (the caller holds :attr:`lock`)."""
+        if self.open:
+            self.open = False
+            with contextlib.suppress(sqlite3.Error):
+                self.raw.close()
+
+    def rollback(self) -> None:
+        """Roll back whatever is open, if the connection still is."""
+        with self.lock:
+            if self.open:
+                with contextlib.suppress(sqlite3.Error):
+                    self.raw.execute("ROLLBACK")
+
+
 class _ThreadState(threading.local):
-    conn: sqlite3.Connection | None = None
+    conn: _Conn | None = None
     pid: int = 0
     depth: int = 0
 
@@ -62,7 +116,7 @@ class SQLiteDatabase(SqlDatabase):
             self._serial = nullcontext()
         super().__init__("the in-memory SQLite database" if path is None else f"SQLite {path!r}")
         self._state = _ThreadState()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[_Conn] = []
         self._all_lock = threading.Lock()
         self._closed = False
         #: Set when the file holds another application's tables (see ``_foreign_error``):
@@ -94,48 +148,45 @@ class SQLiteDatabase(SqlDatabase):
         deadline = time.monotonic() + self.busy_timeout
         while True:
             try:
-                self._anchor.execute("PRAGMA journal_mode=WAL").fetchall()
+                self._anchor.raw.execute("PRAGMA journal_mode=WAL").fetchall()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     self._translate(exc)
                 time.sleep(0.02)
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self) -> _Conn:
         try:
-            conn = sqlite3.connect(
+            raw = sqlite3.connect(
                 self._target,
                 uri=self._uri,
-                timeout=self.busy_timeout,
+                timeout=min(NOTICE_AFTER, self.busy_timeout),
                 isolation_level=None,
                 check_same_thread=False,
                 cached_statements=512,
             )
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            raw.execute("PRAGMA foreign_keys=ON")
+            raw.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             raise self._error(exc, opening=True) from exc
+        conn = _Conn(raw)
         with self._all_lock:
+            if self._closed:  # closed while this one opened: it is never used
+                conn.close()
+                raise self._closed_error()
             self._all.append(conn)
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> _Conn:
+        """This thread's connection (a new one on first use, and after a fork)."""
         if self._closed:
-            raise BackendError(f"{self.describe} is closed; call aicmo.connect() again")
+            raise self._closed_error()
         state = self._state
         conn = state.conn
         if conn is None or state.pid != os.getpid():
             conn = state.conn = self._open()
             state.pid = os.getpid()
             state.depth = 0
-        elif state.depth and not conn.in_transaction:
-            # SQLite already rolled this transaction back (a full disk, an I/O error) and
-            # the caller caught the error: running on would write outside any transaction.
-            raise BackendError(
-                f"{self.describe} rolled this transaction back after an earlier error inside "
-                "it, so this statement was not run. Let database errors leave "
-                "app.transaction() instead of catching them inside it"
-            )
         return conn
 
     def _foreign_error(self) -> SchemaError | None:
@@ -191,9 +242,12 @@ class SQLiteDatabase(SqlDatabase):
             return None
         return _read_only(self.describe, what)
 
-    def check_schema(self) -> None:
+    def refuse_foreign(self) -> None:
         if self.foreign is not None:
             raise self.foreign
+
+    def check_schema(self) -> None:
+        self.refuse_foreign()
         super().check_schema()
 
     def open_raw_connection(self) -> sqlite3.Connection:
@@ -214,12 +268,23 @@ class SQLiteDatabase(SqlDatabase):
         return self._serial
 
     def close(self) -> None:
-        self._closed = True
+        """Refuse every later statement, then close the connections. A statement another
+        thread is running is waited for (up to :data:`CLOSE_TIMEOUT` seconds in all; past
+        that its thread closes its connection when the statement ends); a transaction
+        still open in another thread fails at its next statement and is rolled back."""
         with self._all_lock:
+            self._closed = True
             conns, self._all = self._all, []
+        deadline = time.monotonic() + CLOSE_TIMEOUT
         for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+            if conn.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                try:
+                    conn.close()
+                finally:
+                    conn.lock.release()
+
+    def _closed_error(self) -> BackendError:
+        return closed_error(self.describe)
 
     # -- errors --------------------------------------------------------------------------
     def _translate(self, exc: sqlite3.Error) -> NoReturn:
@@ -232,8 +297,8 @@ class SQLiteDatabase(SqlDatabase):
         where = self.describe
         if isinstance(exc, sqlite3.IntegrityError):
             return ConflictError(f"{where} refused the write: {message}")
-        if message.startswith(("no such table", "no such column")):
-            return schema_error_for_missing_table(where, message)
+        if _SCHEMA_MISMATCH.search(message):
+            return schema_mismatch(self, message)
         if code in (5, 6) or "locked" in message or "busy" in message:  # BUSY, LOCKED
             return TransientError(
                 f"{where} is locked: another connection held the write lock "
@@ -269,46 +334,91 @@ class SQLiteDatabase(SqlDatabase):
         except sqlite3.Error as exc:
             self._translate(exc)
 
+    def _run(self, conn: _Conn, sql: str, params: Any, many: bool = False) -> Any:
+        """Run one statement on ``conn`` (the caller holds ``conn.lock``)."""
+        if self._closed:
+            conn.close()  # a statement running when close() gave up waiting has ended
+            raise self._closed_error()
+        raw = conn.raw
+        if self._state.depth and not raw.in_transaction:
+            # SQLite already rolled this transaction back (a full disk, an I/O error) and
+            # the caller caught the error: running on would write outside any transaction.
+            raise BackendError(
+                f"{self.describe} rolled this transaction back after an earlier error inside "
+                "it, so this statement was not run. Let database errors leave "
+                "app.transaction() instead of catching them inside it"
+            )
+        try:
+            return raw.executemany(sql, params) if many else raw.execute(sql, params)
+        except sqlite3.Error as exc:
+            return self._wait_for_lock(raw, exc, sql, params, many)
+
+    def _wait_for_lock(
+        self, raw: sqlite3.Connection, exc: sqlite3.Error, sql: str, params: Any, many: bool
+    ) -> Any:
+        """After SQLITE_BUSY at the short first wait (:data:`NOTICE_AFTER` seconds): log
+        what the statement waits for, once, and run it again with the rest of the busy
+        timeout. Any other error is translated."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        waited = min(NOTICE_AFTER, self.busy_timeout)
+        if code != _BUSY or self.busy_timeout <= waited:
+            self._translate(exc)
+        # SQLITE_BUSY: the statement did nothing (a transaction stays as it was), so running
+        # it again is safe.
+        log.warning(
+            "%s: waiting for the write lock, which another connection has held for %gs (a "
+            "long write transaction); waiting up to %gs more (AICMO_SQLITE_BUSY_TIMEOUT)",
+            self.describe,
+            waited,
+            self.busy_timeout - waited,
+        )
+        raw.execute(busy_timeout_pragma(self.busy_timeout - waited))
+        try:
+            return raw.executemany(sql, params) if many else raw.execute(sql, params)
+        except sqlite3.Error as again:
+            self._translate(again)
+        finally:
+            raw.execute(busy_timeout_pragma(waited))
+
     # -- statements ----------------------------------------------------------------------
     def execute(self, stmt: Sql, params: Params | None = None) -> int:
         if not self._schema_checked:
             self.check_schema()
         with self._serial:
-            try:
-                return self._conn().execute(stmt.sqlite, params or {}).rowcount
-            except sqlite3.Error as exc:
-                self._translate(exc)
+            conn = self._conn()
+            with conn.lock:
+                return int(self._run(conn, stmt.sqlite, params or {}).rowcount)
 
     def execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
         if not self._schema_checked:
             self.check_schema()
         with self._serial:
-            try:
-                return self._conn().executemany(stmt.sqlite, params).rowcount
-            except sqlite3.Error as exc:
-                self._translate(exc)
+            conn = self._conn()
+            with conn.lock:
+                return int(self._run(conn, stmt.sqlite, params, many=True).rowcount)
 
     def fetch_all(self, stmt: Sql, params: Params | None = None) -> list[Row]:
         if not self._schema_checked:
             self.check_schema()
         with self._serial:
-            try:
-                cursor = self._conn().execute(stmt.sqlite, params or {})
-                rows = cursor.fetchall()
-            except sqlite3.Error as exc:
-                self._translate(exc)
-        if not rows:
-            return []
-        names = [d[0] for d in cursor.description]
+            conn = self._conn()
+            with conn.lock:
+                cursor = self._run(conn, stmt.sqlite, params or {})
+                rows = self._call(cursor.fetchall)
+                if not rows:
+                    return []
+                names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def raw_fetch_all(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
         """A query that skips the schema check (used by the schema check itself)."""
         with self._serial:
-            rows: list[tuple[Any, ...]] = self._call(
-                lambda: self._conn().execute(sql, params or {}).fetchall()
-            )
-            return rows
+            conn = self._conn()
+            with conn.lock:
+                rows: list[tuple[Any, ...]] = self._call(
+                    self._run(conn, sql, params or {}).fetchall
+                )
+                return rows
 
     def table_exists(self, name: str) -> bool:
         return bool(
@@ -319,6 +429,11 @@ class SQLiteDatabase(SqlDatabase):
         )
 
     # -- transactions --------------------------------------------------------------------
+    def _control(self, conn: _Conn, sql: str) -> None:
+        """A transaction-control statement (BEGIN, SAVEPOINT, RELEASE ...)."""
+        with conn.lock:
+            self._run(conn, sql, ())
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         if not self._schema_checked:
@@ -327,32 +442,19 @@ class SQLiteDatabase(SqlDatabase):
             conn = self._conn()
             state = self._state
             if state.depth == 0:
-                self._call(conn.execute, "BEGIN IMMEDIATE")
+                self._control(conn, "BEGIN IMMEDIATE")
                 state.depth = 1
                 try:
                     yield
                 except BaseException:
                     state.depth = 0
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
+                    conn.rollback()
                     raise
                 state.depth = 0
-                if not conn.in_transaction:
-                    raise BackendError(
-                        f"{self.describe} rolled this transaction back when an error occurred "
-                        "inside it (a full disk, an I/O error), and the block carried on after "
-                        "catching that error: nothing it wrote before the error was kept. Let "
-                        "database errors leave app.transaction() instead of catching them inside"
-                    )
-                try:
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                    self._translate(exc)
+                self._commit(conn)
             else:
                 name = f"aicmo_sp{state.depth}"
-                self._call(conn.execute, f"SAVEPOINT {name}")
+                self._control(conn, f"SAVEPOINT {name}")
                 state.depth += 1
                 try:
                     yield
@@ -360,13 +462,34 @@ class SQLiteDatabase(SqlDatabase):
                     state.depth -= 1
                     # After some errors (a full disk, an I/O error) SQLite has already rolled
                     # back the whole transaction, savepoints included: then re-raise the
-                    # error itself, not "no such savepoint".
-                    if conn.in_transaction:
-                        self._call(conn.execute, f"ROLLBACK TO SAVEPOINT {name}")
-                        self._call(conn.execute, f"RELEASE SAVEPOINT {name}")
+                    # error itself, not "no such savepoint". A closed app rolls back whole.
+                    with conn.lock:
+                        if conn.open and not self._closed and conn.raw.in_transaction:
+                            self._call(conn.raw.execute, f"ROLLBACK TO SAVEPOINT {name}")
+                            self._call(conn.raw.execute, f"RELEASE SAVEPOINT {name}")
                     raise
                 state.depth -= 1
-                self._call(conn.execute, f"RELEASE SAVEPOINT {name}")
+                self._control(conn, f"RELEASE SAVEPOINT {name}")
+
+    def _commit(self, conn: _Conn) -> None:
+        with conn.lock:
+            if self._closed:
+                conn.close()  # rolls the transaction back
+                raise self._closed_error()
+            raw = conn.raw
+            if not raw.in_transaction:
+                raise BackendError(
+                    f"{self.describe} rolled this transaction back when an error occurred "
+                    "inside it (a full disk, an I/O error), and the block carried on after "
+                    "catching that error: nothing it wrote before the error was kept. Let "
+                    "database errors leave app.transaction() instead of catching them inside"
+                )
+            try:
+                raw.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    raw.execute("ROLLBACK")
+                self._translate(exc)
 
     def in_transaction(self) -> bool:
         return self._state.depth > 0 and self._state.pid == os.getpid()
@@ -381,14 +504,16 @@ class SQLiteDatabase(SqlDatabase):
             if state.depth:
                 yield
                 return
-            self._call(conn.execute, "BEGIN")
+            self._control(conn, "BEGIN")
             state.depth = 1
             try:
                 yield
             finally:
                 state.depth = 0
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("COMMIT")
+                with conn.lock:
+                    if conn.open:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.raw.execute("COMMIT")
 
     def encode_datetime(self, value: datetime) -> str:
         return value.isoformat(timespec="microseconds")
