@@ -1,7 +1,11 @@
-"""The command group and what every command shares: options, the app, tables."""
+"""The command group and what every command shares: options, the app, tables, and the
+one way values reach the terminal (:func:`echo`, :func:`table`, :func:`dump_json`)."""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +28,76 @@ database_option = click.option(
 )
 
 
+# -- the terminal ------------------------------------------------------------------------
+# Characters a terminal acts on instead of showing: C0 controls (ESC starts CSI and OSC
+# sequences, BEL ends an OSC title change), DEL, C1 controls (a lone U+009B is a CSI),
+# line and paragraph separators, and the bidirectional overrides, embeddings, isolates
+# and marks that make text read in another order than it is stored.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
+_UNSAFE_IN_LINES = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
+_UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f\u2028\u2029{_BIDI}]")  # json.dumps escapes C0
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def term(value: object) -> str:
+    """``value`` as one line of text that a terminal shows as it is: every control
+    character (newlines and tabs too) is written as a ``\\xNN``/``\\uNNNN`` escape."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def term_lines(value: object) -> str:
+    """Like :func:`term`, but newlines stay (multi-line messages such as a
+    ``ValidationError`` listing its problems)."""
+    return _UNSAFE_IN_LINES.sub(_escape, str(value))
+
+
+def echo(message: object = "", *, err: bool = False) -> None:
+    """Print ``message`` (escaped by :func:`term_lines`): every line the CLI prints goes
+    through here, :func:`table` or :func:`dump_json`."""
+    click.echo(term_lines(message), err=err)
+
+
+def dump_json(value: Any) -> str:
+    """``value`` as exact JSON (the same value once parsed) that is safe on a terminal:
+    ``json.dumps`` escapes C0 controls; DEL, C1 and bidi controls become ``\\uNNNN`` too."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+class _EchoHandler(logging.Handler):
+    """Shows aicmo's log records (a worker's outage, a wait on a lock) on stderr, one
+    escaped line each, through click (so click's test runner captures them too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            echo(self.format(record), err=True)
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def log_to_stderr() -> Iterator[None]:
+    """For the block: aicmo's log records of level INFO and above go to stderr (unless
+    the ``aicmo`` logger was configured already)."""
+    logger = logging.getLogger("aicmo")
+    if logger.handlers or logger.level != logging.NOTSET:
+        yield
+        return
+    handler = _EchoHandler(logging.INFO)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+
+
 @contextmanager
 def open_app(
     database: str | None, *, auto_upgrade: bool = False, artifacts: str | None = None
@@ -32,16 +106,18 @@ def open_app(
         with aicmo.connect(database, auto_upgrade=auto_upgrade, artifact_dir=artifacts) as app:
             yield app
     except ConfigurationError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(term_lines(exc)) from None
     except AicmoError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         sys.exit(1)
 
 
 @click.group()
 @click.version_option(aicmo.__version__, prog_name="aicmo")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Run and persist the client-to-delivery marketing workflow."""
+    ctx.with_resource(log_to_stderr())
 
 
 # -- the workflow ------------------------------------------------------------------------
@@ -94,9 +170,11 @@ def run_detail(run: WorkflowRunDTO) -> dict[str, Any]:
 
 
 def table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    for row in [header, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    """Print ``rows`` under ``header`` in aligned columns, every cell escaped by :func:`term`."""
+    cells = [[term(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(c) for c in col) for col in zip(*cells, strict=True)]
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def summary_row(label: str, run: WorkflowRunDTO | None, error: str = "") -> list[str]:

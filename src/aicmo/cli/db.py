@@ -7,6 +7,7 @@ import click
 import aicmo
 from aicmo.cli.common import (
     database_option,
+    echo,
     main,
     open_app,
 )
@@ -19,7 +20,7 @@ def db() -> None:
 
 def _no_schema(app: aicmo.App) -> bool:
     if app.backend == "memory":
-        click.echo("memory:// keeps no schema; nothing to do")
+        echo("memory:// keeps no schema; nothing to do")
         return True
     return False
 
@@ -33,9 +34,9 @@ def upgrade(database: str | None) -> None:
             return
         applied = app.migrate()
         for migration_id in applied:
-            click.echo(f"applied  {migration_id}")
+            echo(f"applied  {migration_id}")
         if not applied:
-            click.echo(f"{app.url} is up to date")
+            echo(f"{app.url} is up to date")
 
 
 @db.command()
@@ -54,9 +55,9 @@ def downgrade(database: str | None, to: str | None) -> None:
             return
         rolled_back = app.downgrade(to)
         for migration_id in rolled_back:
-            click.echo(f"rolled back  {migration_id}")
+            echo(f"rolled back  {migration_id}")
         if not rolled_back:
-            click.echo("nothing to roll back")
+            echo("nothing to roll back")
 
 
 @db.command()
@@ -69,7 +70,7 @@ def status(database: str | None) -> None:
         for migration in app.migration_status():
             at = migration.applied_at
             when = at.isoformat(timespec="seconds") if at else ""
-            click.echo(f"{migration.state:<8} {migration.id}  {when}".rstrip())
+            echo(f"{migration.state:<8} {migration.id}  {when}".rstrip())
 
 
 @db.command("break-lock")
@@ -80,4 +81,4 @@ def break_lock(database: str | None) -> None:
         if _no_schema(app):
             return
         app.break_migration_lock()
-        click.echo("migration lock cleared")
+        echo("migration lock cleared")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import queue
@@ -23,12 +22,15 @@ from aicmo.cli.common import (
     artifacts_option,
     database_option,
     depth_line,
+    dump_json,
+    echo,
     json_option,
     main,
     open_app,
     rate_summary,
     run_summary,
     table,
+    term,
 )
 from aicmo.errors import ValidationError
 from aicmo.workflow import WorkedRun, WorkflowRunDTO, default_worker_id
@@ -66,7 +68,7 @@ def submit(files: tuple[str, ...], database: str | None, key: str | None, as_jso
             {"file": p, "error": e or None, "run": None if r is None else run_summary(r)}
             for p, r, e in results
         ]
-        click.echo(json.dumps(entries, indent=2, ensure_ascii=False))
+        echo(dump_json(entries))
     else:
         table(
             [
@@ -77,10 +79,10 @@ def submit(files: tuple[str, ...], database: str | None, key: str | None, as_jso
             ],
             ["file", "run", "client", "status"],
         )
-        click.echo(depth_line(depth))
+        echo(depth_line(depth))
         for path, _, error in results:
             if error:
-                click.echo(f"\n{path}: {error}", err=True)
+                echo(f"\n{term(path)}: {error}", err=True)
     if any(r is None for _, r, _ in results):
         sys.exit(1)
 
@@ -142,7 +144,7 @@ def _work(
     # the whole cgroup). To stop at once, SIGKILL it: the lease covers that.
     def on_signal(signum: int, _frame: Any) -> None:
         if not stop.is_set():
-            click.echo(
+            echo(
                 f"worker {worker_id}: {signal.Signals(signum).name}, stopping after this step",
                 err=True,
             )
@@ -156,7 +158,7 @@ def _work(
     def log(done: WorkedRun) -> None:
         nonlocal last
         counts[done.outcome] += 1
-        click.echo(
+        echo(
             f"{done.run.workflow_run_id}  {done.run.client_id or '-'}  {done.outcome}  "
             f"{done.seconds:.2f}s  {worker_id}"
         )
@@ -164,7 +166,7 @@ def _work(
         if progress and now - last >= progress:
             last = now
             line = rate_summary(f"progress {worker_id}", counts, now - started)
-            click.echo(f"{line}; {depth_line(app.queue_depth())}")
+            echo(f"{line}; {depth_line(app.queue_depth())}")
 
     try:
         with open_app(database, auto_upgrade=True, artifacts=artifacts) as app:
@@ -267,7 +269,7 @@ def worker(
     if concurrency == 1:
         name = worker_id or default_worker_id()
         counts = _work(database, artifacts, name, options, progress)
-        click.echo(rate_summary(f"worker {name}", counts, time.monotonic() - started))
+        echo(rate_summary(f"worker {name}", counts, time.monotonic() - started))
         return
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
@@ -305,7 +307,7 @@ def worker(
     for _ in range(concurrency - failed):  # each worker that exited cleanly sent its counts
         with contextlib.suppress(queue.Empty):
             total.update(results.get(timeout=10))
-    click.echo(rate_summary(f"{concurrency} workers", total, time.monotonic() - started))
+    echo(rate_summary(f"{concurrency} workers", total, time.monotonic() - started))
     if failed:
-        click.echo(f"error: {failed} worker process(es) failed", err=True)
+        echo(f"error: {failed} worker process(es) failed", err=True)
         sys.exit(1)
