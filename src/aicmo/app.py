@@ -299,6 +299,12 @@ class App:
         self._check_open()
         return [] if self._sql is None else migrations.downgrade(self._sql, to)
 
+    def downgrade_losses(self, to: str | None = None) -> dict[str, int]:
+        """The tables holding rows that :meth:`downgrade` with the same ``to`` would drop,
+        with their row counts (empty: no table with rows would go); changes nothing."""
+        self._check_open()
+        return {} if self._sql is None else migrations.downgrade_losses(self._sql, to)
+
     def migration_status(self) -> list[MigrationStatus]:
         """Every migration with its state: ``applied``, ``pending`` or ``unknown`` (newer)."""
         self._check_open()
