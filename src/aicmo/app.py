@@ -254,6 +254,11 @@ class App:
         """The database URL, with any password hidden."""
         return redact(self.settings.url)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (every call then raises ``BackendError``)."""
+        return self._closed
+
     def __repr__(self) -> str:
         return f"<aicmo.App {self.url}{' closed' if self._closed else ''}>"
 

@@ -15,8 +15,9 @@ from typing import Any
 import click
 
 import aicmo
-from aicmo.errors import AicmoError, ConfigurationError
+from aicmo.errors import AicmoError, BackendError, ConfigurationError
 from aicmo.workflow import WorkflowRunDTO
+from aicmo.workflow.backoff import OutageBackoff
 
 database_option = click.option(
     "--database",
@@ -76,34 +77,57 @@ class _EchoHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             echo(self.format(record), err=True)
-        except Exception:
+        except Exception:  # a log line must never break the command
             self.handleError(record)
 
 
 @contextmanager
 def log_to_stderr() -> Iterator[None]:
     """For the block: aicmo's log records of level INFO and above go to stderr (unless
-    the ``aicmo`` logger was configured already)."""
+    the ``aicmo`` logger was configured already). The driver's own records (psycopg's
+    pool logs every connection it discards) are not shown: aicmo's one line per outage
+    says what happened."""
     logger = logging.getLogger("aicmo")
+    driver = logging.getLogger("psycopg")
     if logger.handlers or logger.level != logging.NOTSET:
         yield
         return
-    handler = _EchoHandler(logging.INFO)
+    handler, quiet = _EchoHandler(logging.INFO), logging.NullHandler()
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    driver.addHandler(quiet)  # else Python's last-resort handler prints them
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
+        driver.removeHandler(quiet)
 
 
 @contextmanager
 def open_app(
-    database: str | None, *, auto_upgrade: bool = False, artifacts: str | None = None
+    database: str | None,
+    *,
+    auto_upgrade: bool = False,
+    artifacts: str | None = None,
+    patience: OutageBackoff | None = None,
 ) -> Iterator[aicmo.App]:
+    """The app for a command; an error is one line on stderr and exit status 1 (2 for a
+    bad URL or setting). With ``patience`` (a worker), a ``BackendError`` while
+    connecting is an outage, waited out until the database is back or ``patience.stop``
+    is set."""
     try:
-        with aicmo.connect(database, auto_upgrade=auto_upgrade, artifact_dir=artifacts) as app:
+        while True:
+            try:
+                app = aicmo.connect(database, auto_upgrade=auto_upgrade, artifact_dir=artifacts)
+                break
+            except BackendError as exc:
+                if patience is None or patience.stop.is_set():
+                    raise
+                patience.failed(exc)
+        if patience is not None:
+            patience.succeeded()
+        with app:
             yield app
     except ConfigurationError as exc:
         raise click.UsageError(term_lines(exc)) from None
