@@ -1,11 +1,14 @@
-"""Issue 11, item 2: ``app.work()`` outlives a database outage. While the database refuses
-every call (here: another connection holds the lock the worker needs -- SQLite's write lock
-past the busy timeout, a PostgreSQL table lock past the session's ``lock_timeout``), the
-worker backs off, logs one warning, keeps honouring ``stop``, and resumes when the database
-is back. Errors that are not outages (``SchemaError``, a closed app) still stop it.
+"""Issue 11, item 2: ``app.work()`` and ``aicmo worker`` outlive a database outage. While
+the database refuses every call -- another connection holds the lock the worker needs
+(SQLite's write lock past the busy timeout, a PostgreSQL table lock past the session's
+``lock_timeout``), or the server goes away (a TCP proxy in front of it refuses and cuts every
+connection) -- the worker backs off, logs one warning, keeps honouring ``stop``, and resumes
+when the database is back; a worker started in an outage waits for the database. Errors
+that are not outages (``SchemaError``, a closed app) still stop it.
 
-Terminated PostgreSQL connections and ``aicmo worker -c N`` processes are in
-``tests/reliability/test_worker_storm.py`` and ``tests/test_worker_processes.py``.
+A storm of terminated PostgreSQL connections against ``aicmo worker -c 2`` is in
+``tests/reliability/test_worker_storm.py``; restarts of dead worker processes in
+``tests/test_worker_processes.py``.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ class Outage:
             self.schema = schema_url.rsplit("search_path%3D", 1)[1]
             # Every statement waits at most 100 ms for a lock, then fails.
             options = quote(f"-csearch_path={self.schema} -clock_timeout=100", safe="")
-            self.url = f"{postgres_base_url()}?options={options}"
+            base = postgres_base_url()
+            self.url = f"{base}{'&' if '?' in base else '?'}options={options}"
         with aicmo.connect(self.url) as app:
             app.migrate()
 

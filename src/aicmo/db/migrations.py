@@ -428,7 +428,7 @@ def downgrade_losses(db: SqlDatabase, to: str | None = None) -> dict[str, int]:
             for table in _CREATE_TABLE.findall(sql):
                 if not db.table_exists(table):
                     continue
-                # A table name from aicmo's own migration files, never from input.
+                # A table name (\w+ only) from aicmo's own migration files, never input.
                 count = f'SELECT COUNT(*) FROM "{table}"'  # noqa: S608
                 rows: Any = db.raw_fetch_all(count)  # type: ignore[attr-defined]
                 if rows[0][0]:
