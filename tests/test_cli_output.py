@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import aicmo
 from aicmo.cli import main
 from aicmo.cli.common import dump_json, term, term_lines
 
+from .conftest import new_postgres_schema
 from .test_cli_workflow import PASSING
 
 HOSTILE = "evil\x1b]0;pwned\x07\x1b[31mred\x9b2J\x7f\u202egnp.exe\u2066x\u2069\u2028line\r\tz"
@@ -40,12 +42,21 @@ def raw_controls(text: str) -> list[str]:
     ]
 
 
-def invoke(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database for the commands (``memory://`` keeps nothing between two)."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}" if request.param == "sqlite" else new_postgres_schema()
+    with aicmo.connect(url) as app:
+        app.migrate()
+    return url
+
+
+def invoke(tmp_path: Path, *args: str, database: str | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(
         main,
         list(args),
         env={
-            "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+            "AICMO_DATABASE_URL": database or f"sqlite:///{tmp_path / 'cli.db'}",
             "AICMO_ARTIFACT_DIR": str(tmp_path / "artifacts"),
             "AICMO_PERSISTENCE_MODE": "db",
         },
@@ -83,18 +94,19 @@ def test_dump_json_is_exact_json_without_raw_controls() -> None:
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
 def test_runs_list_show_and_the_worker_escape_a_hostile_client_id(
-    tmp_path: Path, as_json: bool
+    tmp_path: Path, database: str, as_json: bool
 ) -> None:
     intake = hostile_intake(tmp_path)
     flag = ["--json"] if as_json else []
-    code, out, err = invoke(tmp_path, "submit", str(intake), *flag)
+    code, out, err = invoke(tmp_path, "submit", str(intake), *flag, database=database)
     assert code == 0, err
     outputs = [out, err]
-    code, out, err = invoke(tmp_path, "worker", "--stop-when-idle", "--poll", "0.05")
+    worker = ("worker", "--stop-when-idle", "--poll", "0.05")
+    code, out, err = invoke(tmp_path, *worker, database=database)
     assert code == 0, err
     assert "COMPLETED" in out
     outputs += [out, err]
-    code, out, err = invoke(tmp_path, "runs", "list", *flag)
+    code, out, err = invoke(tmp_path, "runs", "list", *flag, database=database)
     assert code == 0, err
     outputs += [out, err]
     if as_json:
@@ -104,7 +116,7 @@ def test_runs_list_show_and_the_worker_escape_a_hostile_client_id(
     else:
         assert term(HOSTILE) in out
         run_id = out.splitlines()[1].split()[0]
-    code, out, err = invoke(tmp_path, "runs", "show", run_id, *flag)
+    code, out, err = invoke(tmp_path, "runs", "show", run_id, *flag, database=database)
     assert code == 0, err
     outputs += [out, err]
     if as_json:
