@@ -6,15 +6,17 @@ import copy
 import math
 import pickle
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 
+import aicmo
 from aicmo.errors import ValidationError
 from aicmo.onboarding import DiscoveryNotesDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
 from aicmo.testing.onboarding import make_brief
-from aicmo.values import MAX_JSON_DEPTH, FrozenDict, Invalid, json_value, key_path
+from aicmo.values import MAX_JSON_DEPTH, MAX_SHOWN, FrozenDict, Invalid, json_value, key_path
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -246,3 +248,77 @@ def test_json_field_paths_use_key_path() -> None:
     with pytest.raises(Invalid) as caught:
         json_value({"": {"a b": float("nan")}}, "metadata")
     assert caught.value.problems[0][0] == "metadata['']['a b']"
+
+
+HUGE = 1_000_000
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["k" * HUGE, "a b" * HUGE, "\x1b]0;title\x07" * HUGE, ("t" * HUGE, 1)],
+    ids=["plain", "odd", "controls", "tuple"],
+)
+def test_key_path_cuts_a_long_key_like_a_value(key: object) -> None:
+    path = key_path("brand", key)
+    assert len(path) < 2 * MAX_SHOWN
+    assert path.startswith("brand[")
+    assert path.endswith("]")
+    assert "..." in path
+    assert "\x1b" not in path
+    assert "\x07" not in path
+
+
+def test_a_short_plain_key_is_not_cut() -> None:
+    key = "k" * MAX_SHOWN
+    assert key_path("brand", key) == f"brand.{key}"
+    assert key_path("brand", key + "k").startswith("brand['kkk")
+
+
+def test_huge_keys_and_values_make_a_short_validation_error() -> None:
+    """Issue 11: two huge unknown keys made a 2,000,224-character message."""
+    intake = {
+        "x" * HUGE: 1,
+        "y" * HUGE: 2,
+        "timeline_weeks": "w" * HUGE,
+        "brand": {"z" * HUGE: 3},
+        "channels": [{"name": "blog", "weight": "v" * HUGE}],
+    }
+    with aicmo.connect("memory://") as app, pytest.raises(ValidationError) as caught:
+        app.onboarding.check(intake)
+    assert len(caught.value.errors) >= 5
+    for path, problem in caught.value.errors:
+        assert len(path) < 2 * MAX_SHOWN, path
+        assert len(problem) < 4 * MAX_SHOWN, problem
+    assert len(str(caught.value)) < 2_000
+
+
+def test_json_keys_and_nested_fields_are_cut_in_messages() -> None:
+    with pytest.raises(Invalid) as caught:
+        json_value({("k" * HUGE,): 1, "\x00" + "n" * HUGE: 2}, "metadata")
+    for path, problem in caught.value.problems:
+        assert len(path) + len(problem) < 4 * MAX_SHOWN, problem
+    with pytest.raises(ValidationError) as nested_error:
+        make_brief(scope={"deliverables": ["x"], "s" * HUGE: 1})
+    [(path, problem)] = nested_error.value.errors
+    assert len(path) < 2 * MAX_SHOWN
+    assert path.startswith("scope['sss")
+    assert problem == "is not a field of ScopeDTO"
+
+
+def test_an_integer_too_long_to_print_is_a_validation_error() -> None:
+    with pytest.raises(Invalid) as caught:
+        json_value({"n": 10**5000}, "metadata")
+    assert caught.value.problems == [
+        ("metadata.n", "<an integer of about 5001 digits> does not fit in a signed 64-bit integer")
+    ]
+
+
+def test_package_file_names_are_cut_in_messages(tmp_path: Path) -> None:
+    with (
+        aicmo.connect("memory://", artifact_dir=tmp_path) as app,
+        pytest.raises(ValidationError) as caught,
+    ):
+        app.delivery.stage("p" * HUGE, "d", {"../" * HUGE: b""}, created_at=NOW)
+    assert len(caught.value.errors) == 2
+    assert len(str(caught.value)) < 1_000
+    assert list(tmp_path.iterdir()) == []

@@ -259,3 +259,69 @@ def test_workers_killed_at_random_times_never_complete_a_run_twice(
     assert kills >= 1
     tokens = check_all_completed(queue_url, artifacts, run_ids)
     assert any(token > 1 for token in tokens.values()), "no kill hit a run"
+
+
+def test_a_killed_worker_process_of_worker_c_n_is_restarted_and_the_queue_drains(
+    queue_url: str, tmp_path: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    run_ids = submit(queue_url, artifacts, scale(6, 30))
+    marker = tmp_path / "fault-hit"
+    proc = start_worker(
+        procs,
+        queue_url,
+        artifacts,
+        *("--concurrency", "2", "--stop-when-idle", "--lease", "1", "--worker-id", "sup"),
+        # Each process dwells 5 s in its first run: long enough to be killed there.
+        env={"AICMO_WORKER_FAULT": "before:qc@sleep=5", "AICMO_WORKER_FAULT_FILE": str(marker)},
+    )
+    deadline = time.monotonic() + TIMEOUT
+    while not marker.exists() or not marker.read_text().endswith("\n"):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no worker reached the fault point"
+        time.sleep(0.02)
+    victim = int(marker.read_text().split()[0])
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, f"worker exited {proc.returncode}\n{out}\n{err}"
+    [restarted] = [line for line in err.splitlines() if " died " in line]
+    assert restarted.startswith("worker sup-")
+    assert "died (killed by SIGKILL); restarting it as sup-" in restarted
+    lines = [line for line in out.splitlines() if not line.startswith("progress ")]
+    logged, summary = [line.split() for line in lines[:-1]], lines[-1]
+    assert summary.startswith("2 workers: ")
+    assert summary.endswith("; 1 restart(s)")
+    # The summary counts every run any process reported, the restarted one's included.
+    assert f": {len(logged)} run(s) in " in summary
+    assert {parts[2] for parts in logged} == {"COMPLETED"}
+    assert sorted(parts[0] for parts in logged) == sorted(run_ids)
+    assert any(parts[4].endswith(".1") for parts in logged) or len(run_ids) < 2
+    tokens = check_all_completed(queue_url, artifacts, run_ids)
+    assert max(tokens.values()) == 2  # the killed process's run was taken over once
+
+
+def test_a_slot_that_keeps_dying_gives_up_and_the_exit_status_says_so(
+    queue_url: str, tmp_path: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    submit(queue_url, artifacts, 6)
+    proc = start_worker(
+        procs,
+        queue_url,
+        artifacts,
+        *("--concurrency", "2", "--restart-limit", "1", "--lease", "60", "--worker-id", "doomed"),
+        env={"AICMO_WORKER_FAULT": "before:strategy@exit"},  # every process dies at once
+    )
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 1, f"worker exited {proc.returncode}\n{out}\n{err}"
+    summary = out.splitlines()[-1]
+    assert summary.startswith("2 workers: 0 run(s) in ")
+    assert summary.endswith("; 2 restart(s); 2 slot(s) gave up")
+    died = [line for line in err.splitlines() if "restarting it as" in line]
+    assert sorted(line.split()[1] for line in died) == ["doomed-1", "doomed-2"]
+    gave_up = sorted(line for line in err.splitlines() if line.startswith("error: worker"))
+    assert gave_up == [
+        f"error: worker doomed-{n}.1 died (exit status 70) after 1 restart(s) within 60s; "
+        "its slot stays empty (--restart-limit 1)"
+        for n in (1, 2)
+    ]

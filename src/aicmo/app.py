@@ -256,6 +256,11 @@ class App:
         """The database URL, with any password hidden."""
         return redact(self.settings.url)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (every call then raises ``BackendError``)."""
+        return self._closed
+
     def __repr__(self) -> str:
         return f"<aicmo.App {self.url}{' closed' if self._closed else ''}>"
 
@@ -301,6 +306,12 @@ class App:
         self._check_open()
         return [] if self._sql is None else migrations.downgrade(self._sql, to)
 
+    def downgrade_losses(self, to: str | None = None) -> dict[str, int]:
+        """The tables holding rows that :meth:`downgrade` with the same ``to`` would drop,
+        with their row counts (empty: no table with rows would go); changes nothing."""
+        self._check_open()
+        return {} if self._sql is None else migrations.downgrade_losses(self._sql, to)
+
     def migration_status(self) -> list[MigrationStatus]:
         """Every migration with its state: ``applied``, ``pending`` or ``unknown`` (newer)."""
         self._check_open()
@@ -313,11 +324,6 @@ class App:
             migrations.break_lock(self._sql)
 
     # -- lifetime ------------------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called (every call then raises ``BackendError``)."""
-        return self._closed
-
     def _check_open(self) -> None:
         if self._closed:
             raise closed_error(self.url)

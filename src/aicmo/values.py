@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar, dataclass_transform
@@ -30,6 +31,7 @@ __all__ = [
     "INT64_MIN",
     "MAX_ID_LENGTH",
     "MAX_JSON_DEPTH",
+    "MAX_SHOWN",
     "Check",
     "FrozenDict",
     "Invalid",
@@ -49,6 +51,7 @@ __all__ = [
     "nested",
     "non_negative_int64",
     "optional",
+    "shown",
     "text",
     "text_tuple",
     "trusted_builder",
@@ -60,6 +63,8 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_JSON_DEPTH = 64
 MAX_ID_LENGTH = 255
+MAX_SHOWN = 80
+"""The longest a value or a mapping key is shown in a message (and in a field path)."""
 
 Check = Callable[[Any, str], Any]
 """A field rule: ``check(value, path)`` returns the normalized value or raises ``Invalid``."""
@@ -81,6 +86,21 @@ def _fail(path: str, problem: str) -> NoReturn:
 
 def _type_name(value: object) -> str:
     return type(value).__name__
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = _SHOWN.maxlong = MAX_SHOWN
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a message, cut to about ``MAX_SHOWN`` characters: a long text
+    keeps its start and its end around ``...``, a long container its first items; so a
+    problem's message stays short whatever the input holds."""
+    try:
+        return _SHOWN.repr(value)
+    except ValueError:  # an int too long for str() (sys.get_int_max_str_digits())
+        digits = int(abs(value).bit_length() * math.log10(2)) + 1 if isinstance(value, int) else 0
+        return f"<an integer of about {digits} digits>"
 
 
 class FrozenDict(dict[str, Any]):
@@ -168,8 +188,8 @@ def int64(value: Any, path: str, *, minimum: int = INT64_MIN) -> int:
         _fail(path, f"expected an integer, got {_type_name(value)}")
     if not (max(minimum, INT64_MIN) <= value <= INT64_MAX):
         if value < minimum and minimum > INT64_MIN:
-            _fail(path, f"must be >= {minimum}, got {value}")
-        _fail(path, f"{value} does not fit in a signed 64-bit integer")
+            _fail(path, f"must be >= {minimum}, got {shown(value)}")
+        _fail(path, f"{shown(value)} does not fit in a signed 64-bit integer")
     return int(value)
 
 
@@ -184,7 +204,7 @@ def finite_float(value: Any, path: str) -> float:
     if isinstance(value, int):
         converted = float(value) if abs(value) <= 2**53 else math.nan
         if converted != value:
-            _fail(path, f"{value} cannot be stored exactly as a float")
+            _fail(path, f"{shown(value)} cannot be stored exactly as a float")
         return converted
     if not math.isfinite(value):
         _fail(path, f"must be a finite number, got {value!r}")
@@ -258,7 +278,10 @@ def distinct(items: Check, key: str, rule: str) -> Check:
             earlier = first.setdefault(name, index)
             if earlier != index:
                 problems.append(
-                    (f"{path}[{index}].{key}", f"repeats {path}[{earlier}].{key} {name!r}; {rule}")
+                    (
+                        f"{path}[{index}].{key}",
+                        f"repeats {path}[{earlier}].{key} {shown(name)}; {rule}",
+                    )
                 )
         if problems:
             raise Invalid(problems)
@@ -279,10 +302,11 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 def key_path(path: str, key: object) -> str:
     """The path of ``key`` in the mapping at ``path``: ``path.key``, or ``path['odd key']``
     when the key is not text, is empty or holds other characters (``key`` alone, or
-    ``['']``, at the top level), so every path names its field unambiguously."""
-    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+    ``['']``, at the top level), so every path names its field unambiguously. A key longer
+    than ``MAX_SHOWN`` is cut like a value (``path['abc...xyz']``, see :func:`shown`)."""
+    if isinstance(key, str) and len(key) <= MAX_SHOWN and _PLAIN_KEY.fullmatch(key):
         return f"{path}.{key}" if path else key
-    return f"{path}[{key!r}]"
+    return f"{path}[{shown(key)}]"
 
 
 def _json(value: Any, path: str, depth: int, problems: list[tuple[str, str]]) -> Any:
@@ -302,11 +326,11 @@ def _json(value: Any, path: str, depth: int, problems: list[tuple[str, str]]) ->
         result: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                problems.append((path, f"has a non-text key {key!r}; JSON keys must be str"))
+                problems.append((path, f"has a non-text key {shown(key)}; JSON keys must be str"))
                 continue
             key_problem = _text_problem(key)
             if key_problem:
-                problems.append((path, f"key {key!r} {key_problem}"))
+                problems.append((path, f"key {shown(key)} {key_problem}"))
                 continue
             try:
                 result[key] = _json(item, key_path(path, key), depth + 1, problems)
@@ -354,6 +378,12 @@ def nested(cls: type[T]) -> Check:
         if not isinstance(value, Mapping):
             _fail(
                 path, f"expected {cls.__name__} or a mapping of its fields, got {_type_name(value)}"
+            )
+        names = {f.name for f in attrs.fields(cls)}  # type: ignore[arg-type]
+        unknown = [key for key in value if key not in names]
+        if unknown:  # named here: Python's TypeError would copy a huge key whole
+            raise Invalid(
+                [(key_path(path, key), f"is not a field of {cls.__name__}") for key in unknown]
             )
         try:
             return cls(**value)

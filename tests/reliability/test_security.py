@@ -56,6 +56,9 @@ ALLOWED: dict[tuple[str, str], str] = {
         "db/migrations.py",
         "f'INSERT INTO {LOCK_TABLE} (locked, ctime, pid) VALUES (1, :when, :pid)'",
     ): "LOCK_TABLE is the module constant 'yoyo_lock'",
+    ("db/migrations.py", "f'SELECT COUNT(*) FROM \"{table}\"'"): (
+        "table is a CREATE TABLE name (\\w+ only) read from aicmo's own migration files"
+    ),
 }
 
 

@@ -1,8 +1,11 @@
-"""The command group and what every command shares: options, the app, tables."""
+"""The command group and what every command shares: options, the app, tables, and the
+one way values reach the terminal (:func:`echo`, :func:`table`, :func:`dump_json`)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -12,8 +15,9 @@ from typing import Any
 import click
 
 import aicmo
-from aicmo.errors import AicmoError, ConfigurationError
+from aicmo.errors import AicmoError, BackendError, ConfigurationError
 from aicmo.workflow import WorkflowRunDTO
+from aicmo.workflow.backoff import OutageBackoff
 
 database_option = click.option(
     "--database",
@@ -25,40 +29,141 @@ database_option = click.option(
 )
 
 
-class _Notices(logging.Handler):
-    """What the library reports as it goes (a long wait for a lock, a pooler that lost a
-    prepared statement): one line each on stderr."""
+# -- the terminal ------------------------------------------------------------------------
+# Characters a terminal acts on instead of showing: C0 controls (ESC starts CSI and OSC
+# sequences, BEL ends an OSC title change), DEL, C1 controls (a lone U+009B is a CSI),
+# line and paragraph separators, and the bidirectional overrides, embeddings, isolates
+# and marks that make text read in another order than it is stored.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
+_UNSAFE_IN_LINES = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
+_UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f\u2028\u2029{_BIDI}]")  # json.dumps escapes C0
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def term(value: object) -> str:
+    """``value`` as one line of text that a terminal shows as it is: every control
+    character (newlines and tabs too) is written as a ``\\xNN``/``\\uNNNN`` escape."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def term_lines(value: object) -> str:
+    """Like :func:`term`, but newlines stay (multi-line messages such as a
+    ``ValidationError`` listing its problems)."""
+    return _UNSAFE_IN_LINES.sub(_escape, str(value))
+
+
+def echo(message: object = "", *, err: bool = False) -> None:
+    """Print ``message`` (escaped by :func:`term_lines`): every line the CLI prints goes
+    through here, :func:`table` or :func:`dump_json`."""
+    click.echo(term_lines(message), err=err)
+
+
+def dump_json(value: Any) -> str:
+    """``value`` as exact JSON (the same value once parsed) that is safe on a terminal:
+    ``json.dumps`` escapes C0 controls; DEL, C1 and bidi controls become ``\\uNNNN`` too."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+class _EchoHandler(logging.Handler):
+    """Shows aicmo's log records (a worker's outage, a wait on a lock, a pooler that lost a
+    prepared statement) on stderr, one escaped line each, through click (so click's test
+    runner captures them too)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"aicmo: {record.getMessage()}", err=True)
+        try:
+            echo(self.format(record), err=True)
+        except Exception:  # a log line must never break the command
+            self.handleError(record)
+
+
+def _ours(logger: logging.Logger) -> _EchoHandler | None:
+    return next((h for h in logger.handlers if isinstance(h, _EchoHandler)), None)
 
 
 def show_notices() -> None:
-    """Show the library's warnings (the ``aicmo`` loggers) on stderr, once per process."""
+    """Show the library's warnings (the ``aicmo`` loggers) on stderr as ``aicmo: ...``
+    lines, once per process, unless the application configured that logger itself."""
     logger = logging.getLogger("aicmo")
-    if not any(isinstance(h, _Notices) for h in logger.handlers):
-        logger.addHandler(_Notices(logging.WARNING))
+    if logger.handlers:
+        return
+    handler = _EchoHandler(logging.WARNING)
+    handler.setFormatter(logging.Formatter("aicmo: %(message)s"))
+    logger.addHandler(handler)
+
+
+@contextmanager
+def log_to_stderr() -> Iterator[None]:
+    """For the block: aicmo's log records of level INFO and above go to stderr (unless
+    the ``aicmo`` logger was configured already). The driver's own records (psycopg's
+    pool logs every connection it discards) are not shown: aicmo's one line per outage
+    says what happened."""
+    logger = logging.getLogger("aicmo")
+    driver = logging.getLogger("psycopg")
+    notices = _ours(logger)
+    if (logger.handlers and notices is None) or logger.level != logging.NOTSET:
+        yield
+        return
+    handler, quiet = _EchoHandler(logging.INFO), logging.NullHandler()
+    if notices is not None:
+        logger.removeHandler(notices)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    driver.addHandler(quiet)  # else Python's last-resort handler prints them
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        driver.removeHandler(quiet)
+        if notices is not None:
+            logger.addHandler(notices)
 
 
 @contextmanager
 def open_app(
-    database: str | None, *, auto_upgrade: bool = False, artifacts: str | None = None
+    database: str | None,
+    *,
+    auto_upgrade: bool = False,
+    artifacts: str | None = None,
+    patience: OutageBackoff | None = None,
 ) -> Iterator[aicmo.App]:
+    """The app for a command; an error is one line on stderr and exit status 1 (2 for a
+    bad URL or setting). With ``patience`` (a worker), a ``BackendError`` while
+    connecting is an outage, waited out until the database is back or ``patience.stop``
+    is set."""
     show_notices()
     try:
-        with aicmo.connect(database, auto_upgrade=auto_upgrade, artifact_dir=artifacts) as app:
+        while True:
+            try:
+                app = aicmo.connect(database, auto_upgrade=auto_upgrade, artifact_dir=artifacts)
+                break
+            except BackendError as exc:
+                if patience is None or patience.stop.is_set():
+                    raise
+                patience.failed(exc)
+        if patience is not None:
+            patience.succeeded()
+        with app:
             yield app
     except ConfigurationError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(term_lines(exc)) from None
     except AicmoError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         sys.exit(1)
 
 
 @click.group()
 @click.version_option(aicmo.__version__, prog_name="aicmo")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Run and persist the client-to-delivery marketing workflow."""
+    ctx.with_resource(log_to_stderr())
 
 
 # -- the workflow ------------------------------------------------------------------------
@@ -111,9 +216,11 @@ def run_detail(run: WorkflowRunDTO) -> dict[str, Any]:
 
 
 def table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    for row in [header, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    """Print ``rows`` under ``header`` in aligned columns, every cell escaped by :func:`term`."""
+    cells = [[term(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(c) for c in col) for col in zip(*cells, strict=True)]
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def summary_row(label: str, run: WorkflowRunDTO | None, error: str = "") -> list[str]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 import aicmo
 from aicmo.cli.common import (
     database_option,
+    echo,
     main,
     open_app,
 )
@@ -19,7 +22,7 @@ def db() -> None:
 
 def _no_schema(app: aicmo.App) -> bool:
     if app.backend == "memory":
-        click.echo("memory:// keeps no schema; nothing to do")
+        echo("memory:// keeps no schema; nothing to do")
         return True
     return False
 
@@ -33,9 +36,35 @@ def upgrade(database: str | None) -> None:
             return
         applied = app.migrate()
         for migration_id in applied:
-            click.echo(f"applied  {migration_id}")
+            echo(f"applied  {migration_id}")
         if not applied:
-            click.echo(f"{app.url} is up to date")
+            echo(f"{app.url} is up to date")
+
+
+def _interactive() -> bool:
+    """Whether a person can be asked: stdin and stdout are a terminal."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _confirm_losses(what: str, losses: dict[str, int]) -> None:
+    """Ask before dropping ``losses`` (table -> rows) on a terminal; without one, refuse
+    (exit status 2: --yes is needed). Declined: nothing is rolled back, exit status 1."""
+    total = sum(losses.values())
+    tables = ", ".join(f"{table} ({rows} row(s))" for table, rows in losses.items())
+    if not _interactive():
+        echo(
+            f"error: {what} drops {len(losses)} table(s) holding {total} row(s): {tables}. "
+            "Nothing was rolled back; pass --yes to drop them without a terminal",
+            err=True,
+        )
+        sys.exit(2)
+    echo(f"{what} drops {len(losses)} table(s) holding {total} row(s), which will be lost:")
+    width = max(len(table) for table in losses)
+    for table, rows in losses.items():
+        echo(f"  {table:<{width}}  {rows} row(s)")
+    if not click.confirm("Drop them?", default=False):
+        echo("nothing rolled back")
+        sys.exit(1)
 
 
 @db.command()
@@ -47,16 +76,30 @@ def upgrade(database: str | None) -> None:
     default=None,
     help="Roll back every migration after ID ('base': all). Default: only the newest.",
 )
-def downgrade(database: str | None, to: str | None) -> None:
-    """Roll back migrations (the newest one by default)."""
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Drop tables that hold rows without asking (needed without a terminal).",
+)
+def downgrade(database: str | None, to: str | None, yes: bool) -> None:
+    """Roll back migrations (the newest one by default).
+
+    A rollback that drops tables holding rows says which (with their row counts) and asks
+    first; without a terminal it needs --yes.
+    """
     with open_app(database) as app:
         if _no_schema(app):
             return
+        losses = app.downgrade_losses(to)
+        if losses and not yes:
+            what = {None: "rolling back the newest migration", "base": "rolling back to base"}
+            _confirm_losses(what.get(to, f"rolling back to {to}"), losses)
         rolled_back = app.downgrade(to)
         for migration_id in rolled_back:
-            click.echo(f"rolled back  {migration_id}")
+            echo(f"rolled back  {migration_id}")
         if not rolled_back:
-            click.echo("nothing to roll back")
+            echo("nothing to roll back")
 
 
 @db.command()
@@ -69,7 +112,7 @@ def status(database: str | None) -> None:
         for migration in app.migration_status():
             at = migration.applied_at
             when = at.isoformat(timespec="seconds") if at else ""
-            click.echo(f"{migration.state:<8} {migration.id}  {when}".rstrip())
+            echo(f"{migration.state:<8} {migration.id}  {when}".rstrip())
 
 
 @db.command("break-lock")
@@ -80,4 +123,4 @@ def break_lock(database: str | None) -> None:
         if _no_schema(app):
             return
         app.break_migration_lock()
-        click.echo("migration lock cleared")
+        echo("migration lock cleared")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import signal
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +25,20 @@ from aicmo.cli.common import (
     artifacts_option,
     database_option,
     depth_line,
+    dump_json,
+    echo,
     json_option,
+    log_to_stderr,
     main,
     open_app,
     rate_summary,
     run_summary,
     table,
+    term,
 )
-from aicmo.errors import ValidationError
+from aicmo.errors import BackendError, ValidationError
 from aicmo.workflow import WorkedRun, WorkflowRunDTO, default_worker_id
+from aicmo.workflow.backoff import OutageBackoff
 
 
 @main.command()
@@ -66,7 +73,7 @@ def submit(files: tuple[str, ...], database: str | None, key: str | None, as_jso
             {"file": p, "error": e or None, "run": None if r is None else run_summary(r)}
             for p, r, e in results
         ]
-        click.echo(json.dumps(entries, indent=2, ensure_ascii=False))
+        echo(dump_json(entries))
     else:
         table(
             [
@@ -77,10 +84,10 @@ def submit(files: tuple[str, ...], database: str | None, key: str | None, as_jso
             ],
             ["file", "run", "client", "status"],
         )
-        click.echo(depth_line(depth))
+        echo(depth_line(depth))
         for path, _, error in results:
             if error:
-                click.echo(f"\n{path}: {error}", err=True)
+                echo(f"\n{term(path)}: {error}", err=True)
     if any(r is None for _, r, _ in results):
         sys.exit(1)
 
@@ -132,9 +139,12 @@ def _work(
     worker_id: str,
     options: dict[str, Any],
     progress: float = 0.0,
+    report: Callable[[str], None] | None = None,
 ) -> Counter[str]:
     """One worker process: claim and drive runs until done or told to stop; every
-    ``progress`` seconds (0: never) a progress line with the queue's depth."""
+    ``progress`` seconds (0: never) a progress line with the queue's depth; ``report`` is
+    called with each run's outcome as it ends. A database outage, at the start or later,
+    is waited out (``aicmo.workflow.backoff``)."""
     stop = threading.Event()
 
     # Idempotent on purpose: a worker may get the same stop twice (a terminal's Ctrl-C
@@ -142,7 +152,7 @@ def _work(
     # the whole cgroup). To stop at once, SIGKILL it: the lease covers that.
     def on_signal(signum: int, _frame: Any) -> None:
         if not stop.is_set():
-            click.echo(
+            echo(
                 f"worker {worker_id}: {signal.Signals(signum).name}, stopping after this step",
                 err=True,
             )
@@ -156,18 +166,25 @@ def _work(
     def log(done: WorkedRun) -> None:
         nonlocal last
         counts[done.outcome] += 1
-        click.echo(
-            f"{done.run.workflow_run_id}  {done.run.client_id or '-'}  {done.outcome}  "
-            f"{done.seconds:.2f}s  {worker_id}"
+        if report is not None:
+            report(done.outcome)
+        echo(
+            f"{term(done.run.workflow_run_id)}  {term(done.run.client_id or '-')}  "
+            f"{done.outcome}  {done.seconds:.2f}s  {term(worker_id)}"
         )
         now = time.monotonic()
         if progress and now - last >= progress:
             last = now
             line = rate_summary(f"progress {worker_id}", counts, now - started)
-            click.echo(f"{line}; {depth_line(app.queue_depth())}")
+            try:
+                depth = depth_line(app.queue_depth())
+            except BackendError:  # an outage: the worker waits it out, the line goes on
+                depth = "queue: unknown (the database is unavailable)"
+            echo(f"{line}; {depth}")
 
     try:
-        with open_app(database, auto_upgrade=True, artifacts=artifacts) as app:
+        patience = OutageBackoff(worker_id, stop)
+        with open_app(database, auto_upgrade=True, artifacts=artifacts, patience=patience) as app:
             _fault_from_env(app)
             app.work(worker_id=worker_id, stop=stop, on_run=log, **options)
     finally:
@@ -181,10 +198,23 @@ def _work_in_child(
     artifacts: str | None,
     worker_id: str,
     options: dict[str, Any],
-    results: Any,
+    results: Connection,
     progress: float,
 ) -> None:
-    results.put(dict(_work(database, artifacts, worker_id, options, progress)))
+    """A worker process of `worker -c N`: each run's outcome goes to the parent as it
+    ends, over this child's own pipe (so a child killed at any moment loses nothing it
+    reported, and blocks no other child)."""
+
+    def report(outcome: str) -> None:
+        with contextlib.suppress(OSError):  # the parent is gone: keep working
+            results.send(outcome)
+
+    with log_to_stderr():
+        _work(database, artifacts, worker_id, options, progress, report)
+
+
+RESTART_WINDOW = 60.0
+"""Seconds over which `worker -c N` counts a slot's restarts against ``--restart-limit``."""
 
 
 @main.command()
@@ -239,6 +269,15 @@ def _work_in_child(
     metavar="ID",
     help="Name of this worker (default host:pid:random; with -c N, ID-1..ID-N).",
 )
+@click.option(
+    "--restart-limit",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="With -c N: restart a worker process that died at most N times a minute per "
+    "process slot, then leave that slot empty and exit non-zero at the end; 0: never.",
+)
 def worker(
     database: str | None,
     artifacts: str | None,
@@ -249,13 +288,16 @@ def worker(
     poll: float,
     progress: float,
     worker_id: str | None,
+    restart_limit: int,
 ) -> None:
     """Drive queued runs (`aicmo submit`) until stopped: claim one, run it, repeat.
 
     Any number of workers on any number of machines can share one PostgreSQL database
     (or processes of one machine, one SQLite file). Prints one line per run (run, client,
-    outcome, seconds, worker) and a summary. SIGTERM or Ctrl-C: the current run stops
-    after its step and goes back to the queue with its progress, then the worker exits.
+    outcome, seconds, worker) and a summary. A database outage is waited out (one line
+    when it starts, one when it ends). With -c N, a worker process that dies is restarted
+    (see --restart-limit). SIGTERM or Ctrl-C: the current run stops after its step and
+    goes back to the queue with its progress, then the worker exits.
     """
     options: dict[str, Any] = {
         "max_runs": max_runs,
@@ -267,45 +309,142 @@ def worker(
     if concurrency == 1:
         name = worker_id or default_worker_id()
         counts = _work(database, artifacts, name, options, progress)
-        click.echo(rate_summary(f"worker {name}", counts, time.monotonic() - started))
+        echo(rate_summary(f"worker {name}", counts, time.monotonic() - started))
         return
-    ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
     base = worker_id or default_worker_id()
-    procs = [
-        ctx.Process(
-            target=_work_in_child,
-            args=(database, artifacts, f"{base}-{n}", options, results, progress),
-            name=f"aicmo-worker-{n}",
-        )
-        for n in range(1, concurrency + 1)
-    ]
-
-    def forward(signum: int, _frame: Any) -> None:
-        for proc in procs:
-            if proc.pid is not None and proc.is_alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    # Children inherit the signal mask: blocked until each has its own handlers installed,
-    # a SIGTERM arriving while one still starts up waits for it instead of killing it.
-    _block_stop_signals()
-    try:
-        for proc in procs:
-            proc.start()
-    finally:
-        _unblock_stop_signals()
-    total: Counter[str] = Counter()
-    failed = 0
-    for proc in procs:
-        proc.join()
-        failed += proc.exitcode != 0
-    for _ in range(concurrency - failed):  # each worker that exited cleanly sent its counts
-        with contextlib.suppress(queue.Empty):
-            total.update(results.get(timeout=10))
-    click.echo(rate_summary(f"{concurrency} workers", total, time.monotonic() - started))
-    if failed:
-        click.echo(f"error: {failed} worker process(es) failed", err=True)
+    pool = _Supervisor(
+        lambda name, results: (database, artifacts, name, options, results, progress),
+        restart_limit,
+    )
+    pool.run([f"{base}-{n}" for n in range(1, concurrency + 1)])
+    summary = rate_summary(f"{concurrency} workers", pool.counts, time.monotonic() - started)
+    if pool.restarts:
+        summary += f"; {pool.restarts} restart(s)"
+    if pool.gave_up:
+        summary += f"; {len(pool.gave_up)} slot(s) gave up"
+    echo(summary)
+    for line in pool.gave_up:
+        echo(f"error: {line}", err=True)
+    if pool.failed:
+        echo(f"error: {pool.failed} worker process(es) failed", err=True)
+    if pool.gave_up or pool.failed:
         sys.exit(1)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit status {code}"
+
+
+class _Slot:
+    """One worker process of `worker -c N` and the pipe its outcomes come through;
+    ``base`` names the slot, ``name`` the process (``base.K`` after its K-th restart)."""
+
+    def __init__(self, base: str, name: str, proc: BaseProcess, results: Connection):
+        self.base = base
+        self.name = name
+        self.proc = proc
+        self.results: Connection | None = results
+        self.restarted_at: list[float] = []  # monotonic times, within RESTART_WINDOW
+        self.restarts = 0
+
+
+class _Supervisor:
+    """Starts the worker processes of `worker -c N`, counts what they report, restarts one
+    that died (any exit but a clean one, SIGKILL included) at most ``restart_limit`` times
+    a minute per slot, and forwards SIGTERM/SIGINT to them."""
+
+    def __init__(self, child_args: Callable[[str, Connection], tuple[Any, ...]], limit: int):
+        self._ctx = multiprocessing.get_context("spawn")
+        self._child_args = child_args
+        self._limit = limit
+        self._stopping = False
+        self._slots: list[_Slot] = []
+        self.counts: Counter[str] = Counter()
+        self.restarts = 0
+        self.failed = 0
+        self.gave_up: list[str] = []
+
+    def _start(self, base: str, name: str) -> _Slot:
+        results, child_end = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(
+            target=_work_in_child, args=self._child_args(name, child_end), name=name
+        )
+        # A child inherits the signal mask: blocked until it has its own handlers
+        # installed, a SIGTERM arriving while it still starts up waits for it instead of
+        # killing it.
+        _block_stop_signals()
+        try:
+            proc.start()
+        finally:
+            _unblock_stop_signals()
+        child_end.close()  # the child holds the only writing end: its death is EOF here
+        if self._stopping and proc.pid is not None:  # a stop came in while it started
+            os.kill(proc.pid, signal.SIGTERM)
+        return _Slot(base, name, proc, results)
+
+    def _forward(self, signum: int, _frame: Any) -> None:
+        self._stopping = True
+        for slot in self._slots:
+            if slot.proc.pid is not None and slot.proc.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.proc.pid, signal.SIGTERM)
+
+    def _receive(self, slot: _Slot) -> None:
+        """Count every outcome the slot's child has sent so far."""
+        while slot.results is not None and slot.results.poll():
+            try:
+                self.counts[slot.results.recv()] += 1
+            except (EOFError, OSError):  # the child is gone (maybe mid-message)
+                slot.results.close()
+                slot.results = None
+
+    def run(self, names: list[str]) -> None:
+        signal.signal(signal.SIGTERM, self._forward)
+        signal.signal(signal.SIGINT, self._forward)
+        for name in names:
+            self._slots.append(self._start(name, name))
+        live = list(self._slots)  # the processes not yet ended, one per slot at most
+        while live:
+            waits: list[Any] = [s.proc.sentinel for s in live]
+            waits += [s.results for s in live if s.results is not None]
+            multiprocessing.connection.wait(waits, timeout=1.0)
+            for slot in live:
+                self._receive(slot)
+            ended = [s for s in live if not s.proc.is_alive()]
+            for slot in ended:
+                slot.proc.join()
+                self._receive(slot)  # what it sent just before it ended
+                if slot.results is not None:
+                    slot.results.close()
+            live = [s for s in live if s not in ended]
+            live += [new for new in map(self._replace, ended) if new is not None]
+
+    def _replace(self, slot: _Slot) -> _Slot | None:
+        """A child ended: start its replacement, or ``None`` when the slot is done."""
+        code = slot.proc.exitcode
+        if code == 0:
+            return None
+        if self._stopping:
+            self.failed += 1
+            return None
+        now = time.monotonic()
+        recent = [t for t in slot.restarted_at if now - t < RESTART_WINDOW]
+        how = _exit_reason(code)
+        if len(recent) >= self._limit:
+            self.gave_up.append(
+                f"worker {slot.name} died ({how}) after {len(recent)} restart(s) within "
+                f"{RESTART_WINDOW:g}s; its slot stays empty (--restart-limit {self._limit})"
+            )
+            return None
+        self.restarts += 1
+        name = f"{slot.base}.{slot.restarts + 1}"
+        echo(f"worker {slot.name} died ({how}); restarting it as {name}", err=True)
+        replacement = self._start(slot.base, name)
+        replacement.restarted_at = [*recent, now]
+        replacement.restarts = slot.restarts + 1
+        index = self._slots.index(slot)
+        self._slots[index] = replacement
+        return replacement

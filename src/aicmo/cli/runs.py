@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -10,12 +9,15 @@ import click
 from aicmo.cli.common import (
     database_option,
     depth_line,
+    dump_json,
+    echo,
     json_option,
     main,
     open_app,
     run_detail,
     run_summary,
     table,
+    term,
 )
 from aicmo.workflow import RUN_STATUSES
 
@@ -35,7 +37,7 @@ def runs_list(database: str | None, status: str | None, as_json: bool) -> None:
         found = app.list_runs(status)
         depth = app.queue_depth()
     if as_json:
-        click.echo(json.dumps([run_summary(r) for r in found], indent=2, ensure_ascii=False))
+        echo(dump_json([run_summary(r) for r in found]))
         return
     table(
         [
@@ -53,7 +55,7 @@ def runs_list(database: str | None, status: str | None, as_json: bool) -> None:
         ],
         ["run", "client", "status", "step", "packages", "created", "held by", "lease until"],
     )
-    click.echo(depth_line(depth))
+    echo(depth_line(depth))
 
 
 @runs.command("show")
@@ -65,16 +67,16 @@ def runs_show(run_id: str, database: str | None, as_json: bool) -> None:
     with open_app(database, auto_upgrade=True) as app:
         found = app.get_run(run_id)
     if found is None:
-        click.echo(f"error: no workflow run {run_id!r}", err=True)
+        echo(f"error: no workflow run {run_id!r}", err=True)
         sys.exit(1)
     detail = run_detail(found)
     if as_json:
-        click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
+        echo(dump_json(detail))
         return
     for key, value in detail.items():
         if isinstance(value, list):
-            click.echo(f"{key}:")
+            echo(f"{key}:")
             for item in value:
-                click.echo(f"  - {item}")
+                echo(f"  - {term(item)}")
         else:
-            click.echo(f"{key}: {value}")
+            echo(f"{key}: {term(value)}")

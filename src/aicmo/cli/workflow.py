@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from datetime import timedelta
 
@@ -13,12 +12,15 @@ import aicmo
 from aicmo.cli.common import (
     artifacts_option,
     database_option,
+    dump_json,
+    echo,
     json_option,
     main,
     open_app,
     run_detail,
     summary_row,
     table,
+    term,
 )
 from aicmo.errors import ValidationError
 from aicmo.workflow import WorkflowRunDTO
@@ -48,8 +50,8 @@ def run(files: tuple[str, ...], database: str | None, artifacts: str | None, as_
                 except ValidationError as exc:
                     results.append((path, None, str(exc)))
         if as_json:
-            click.echo(
-                json.dumps(
+            echo(
+                dump_json(
                     [
                         {
                             "file": path,
@@ -57,9 +59,7 @@ def run(files: tuple[str, ...], database: str | None, artifacts: str | None, as_
                             "run": None if r is None else run_detail(r),
                         }
                         for path, r, error in results
-                    ],
-                    indent=2,
-                    ensure_ascii=False,
+                    ]
                 )
             )
         else:
@@ -72,9 +72,9 @@ def run(files: tuple[str, ...], database: str | None, artifacts: str | None, as_
             )
             for path, r, error in results:
                 if error:
-                    click.echo(f"\n{path}: {error}", err=True)
+                    echo(f"\n{term(path)}: {error}", err=True)
                 elif r is not None and r.status != "COMPLETED":
-                    click.echo(f"\n{path}: {r.status} at {r.failed_step}: {r.error}", err=True)
+                    echo(f"\n{term(path)}: {r.status} at {r.failed_step}: {r.error}", err=True)
     if any(r is None or r.status != "COMPLETED" for _, r, _ in results):
         sys.exit(1)
 
@@ -97,8 +97,8 @@ def recover(database: str | None, artifacts: str | None, stale_after: float) -> 
     with open_app(database, auto_upgrade=True, artifacts=artifacts) as app:
         done = app.recover(stale_after=timedelta(seconds=stale_after))
     for r in done:
-        click.echo(f"{r.workflow_run_id}  {r.status}")
-    click.echo(f"recovered {len(done)} run(s)")
+        echo(f"{r.workflow_run_id}  {r.status}")
+    echo(f"recovered {len(done)} run(s)")
 
 
 @main.group()
@@ -117,9 +117,9 @@ def intake_check(files: tuple[str, ...]) -> None:
                 brief = app.onboarding.check(path)
             except ValidationError as exc:
                 failed = True
-                click.echo(f"{path}: {exc}")
+                echo(f"{term(path)}: {exc}")
             else:
                 channels = ", ".join(c.name for c in brief.channels)
-                click.echo(f"{path}: ok ({brief.client_id}; channels: {channels})")
+                echo(f"{term(path)}: ok ({term(brief.client_id)}; channels: {channels})")
     if failed:
         sys.exit(1)

@@ -30,6 +30,7 @@ import functools
 import hashlib
 import importlib.resources
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -50,6 +51,7 @@ __all__ = [
     "break_lock",
     "check_schema",
     "downgrade",
+    "downgrade_losses",
     "known_migration_ids",
     "status",
     "upgrade",
@@ -452,26 +454,66 @@ def downgrade(
     ``to=None`` rolls back the newest applied migration; ``to=ID`` rolls back every
     migration after ``ID`` (which stays applied); ``to="base"`` rolls back all of them.
     """
+    known = _known_target(db, to)
+    with _locked(db, lock_timeout) as (backend, migrations):
+        unknown = sorted(set(_applied(db)) - set(known))
+        if unknown:
+            raise _newer_error(db, unknown)
+        applied = list(backend.to_rollback(migrations))  # newest first
+        ids = _rolled_back([m.id for m in applied], to)
+        chosen = [m for m in applied if m.id in ids]
+        todo = migrations.__class__(chosen)
+        backend.rollback_migrations(todo)
+        return [m.id for m in chosen]
+
+
+def _known_target(db: SqlDatabase, to: str | None) -> list[str]:
+    """The known migration ids; ``ConfigurationError`` if ``to`` is none of them."""
     known = known_migration_ids(db.dialect)
     if to is not None and to != "base" and to not in known:
         raise ConfigurationError(
             f"downgrade target {to!r} is not a migration id; use one of "
             f"{', '.join(known)} or 'base'"
         )
-    with _locked(db, lock_timeout) as (backend, migrations):
-        unknown = sorted(set(_applied(db)) - set(known))
-        if unknown:
-            raise _newer_error(db, unknown)
-        applied = list(backend.to_rollback(migrations))  # newest first
-        if to is None:
-            chosen = applied[:1]
-        elif to == "base":
-            chosen = applied
-        else:
-            chosen = [m for m in applied if m.id > to]
-        todo = migrations.__class__(chosen)
-        backend.rollback_migrations(todo)
-        return [m.id for m in chosen]
+    return known
+
+
+def _rolled_back(applied: list[str], to: str | None) -> list[str]:
+    """Which of the ``applied`` ids (newest first) ``downgrade(db, to)`` rolls back."""
+    if to is None:
+        return applied[:1]
+    if to == "base":
+        return applied
+    return [m for m in applied if m > to]
+
+
+_CREATE_TABLE = re.compile(r"\bCREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(\w+)", re.IGNORECASE)
+_SQL_COMMENT = re.compile(r"--[^\n]*")
+
+
+def downgrade_losses(db: SqlDatabase, to: str | None = None) -> dict[str, int]:
+    """The tables that ``downgrade(db, to)`` would drop and that hold rows, with their
+    row counts (newest migration first); changes nothing.
+
+    A migration's rollback drops the tables its migration created, so those are the
+    tables created by the migrations to roll back that exist now (a table a migration
+    only rebuilds keeps its rows through the rollback).
+    """
+    known = _known_target(db, to)
+    applied = sorted((m for m in _applied(db) if m in known), reverse=True)
+    losses: dict[str, int] = {}
+    with migrations_dir(db.dialect) as folder:
+        for migration_id in _rolled_back(applied, to):
+            sql = _SQL_COMMENT.sub("", (folder / f"{migration_id}.sql").read_text())
+            for table in _CREATE_TABLE.findall(sql):
+                if not db.table_exists(table):
+                    continue
+                # A table name (\w+ only) from aicmo's own migration files, never input.
+                count = f'SELECT COUNT(*) FROM "{table}"'  # noqa: S608
+                rows: Any = db.raw_fetch_all(count)  # type: ignore[attr-defined]
+                if rows[0][0]:
+                    losses[table] = int(rows[0][0])
+    return losses
 
 
 def break_lock(db: SqlDatabase) -> None:

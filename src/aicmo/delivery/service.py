@@ -54,7 +54,7 @@ import attrs
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.delivery.ports import DeliveryRepository
 from aicmo.errors import BackendError, NotFoundError, ValidationError
-from aicmo.values import Invalid, identifier, utc_datetime
+from aicmo.values import Invalid, identifier, shown, utc_datetime
 
 __all__ = [
     "MANIFEST_NAME",
@@ -109,7 +109,7 @@ def _safe_name(value: Any, path: str) -> str:
             [
                 (
                     path,
-                    f"{value!r} is not a safe file name: use 1 to 201 letters, digits, '.', "
+                    f"{shown(value)} is not a safe file name: use 1 to 201 letters, digits, '.', "
                     "'_' or '-', starting with a letter or digit (no '/', no '..')",
                 )
             ]
@@ -356,7 +356,7 @@ class DeliveryService:
         contents: dict[str, bytes] = {}
         folded: dict[str, str] = {MANIFEST_NAME.casefold(): MANIFEST_NAME}
         for name, data in files.items():
-            path = f"files[{name!r}]"
+            path = f"files[{shown(name)}]"
             try:
                 _safe_name(name, path)
             except Invalid as exc:

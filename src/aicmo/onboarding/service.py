@@ -45,7 +45,7 @@ from aicmo.onboarding.dtos import (
     ScopeDTO,
 )
 from aicmo.onboarding.ports import BriefRepository
-from aicmo.values import MAX_JSON_DEPTH, Invalid, identifier, key_path, text
+from aicmo.values import MAX_JSON_DEPTH, Invalid, identifier, key_path, shown, text
 
 __all__ = ["MAX_TIMELINE_WEEKS", "IntakeSource", "OnboardingService"]
 
@@ -302,7 +302,8 @@ class OnboardingService:
         ):
             check.add(
                 "timeline_weeks",
-                f"expected a whole number of weeks from 1 to {MAX_TIMELINE_WEEKS}, got {weeks!r}",
+                f"expected a whole number of weeks from 1 to {MAX_TIMELINE_WEEKS}, "
+                f"got {shown(weeks)}",
             )
             weeks = None
         channels = self._channels(check, doc)
@@ -359,7 +360,8 @@ class OnboardingService:
                 or not 0 < weight < 1e6
             ):
                 check.add(
-                    f"{path}.weight", f"expected a positive number below 1000000, got {weight!r}"
+                    f"{path}.weight",
+                    f"expected a positive number below 1000000, got {shown(weight)}",
                 )
                 continue
             if name:

@@ -38,7 +38,8 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from aicmo.errors import AicmoError, LeaseLostError, NotFoundError, ValidationError
+from aicmo.errors import AicmoError, BackendError, LeaseLostError, NotFoundError, ValidationError
+from aicmo.workflow.backoff import OutageBackoff
 from aicmo.workflow.dtos import STEPS, WorkflowRunDTO
 from aicmo.workflow.ports import WorkflowRunRepository
 
@@ -264,16 +265,26 @@ class WorkflowService:
         worker = worker_id or default_worker_id()
         stop = stop if stop is not None else threading.Event()
         results: list[WorkedRun] = []
+        # A BackendError of the claim or of the bookkeeping around a run is an outage: wait
+        # it out (see aicmo.workflow.backoff); a run it interrupted keeps its lease, which
+        # lapses, and is taken over from its last committed step.
+        outage = OutageBackoff(worker, stop, closed=lambda: getattr(self._s, "closed", False))
         while not stop.is_set() and (max_runs is None or len(results) < max_runs):
-            claimed = self._s.run_transaction(
-                lambda: self.runs.claim(worker, now=self.clock(), lease=lease)
-            )
-            if claimed is None:
-                if stop_when_idle and not self._in_flight():
-                    break
-                stop.wait(poll_interval)
+            try:
+                claimed = self._s.run_transaction(
+                    lambda: self.runs.claim(worker, now=self.clock(), lease=lease)
+                )
+                idle = claimed is None and stop_when_idle and not self._in_flight()
+                outage.succeeded()
+                if claimed is None:
+                    if idle:
+                        break
+                    stop.wait(poll_interval)
+                    continue
+                result = self._work_on(claimed, worker, lease, heartbeat=heartbeat, stop=stop)
+            except BackendError as exc:
+                outage.failed(exc)
                 continue
-            result = self._work_on(claimed, worker, lease, heartbeat=heartbeat, stop=stop)
             results.append(result)
             if on_run is not None:
                 on_run(result)
