@@ -18,7 +18,8 @@ inside the block, by aicmo's kernel or its pool, is watched. Nothing in aicmo ch
   reading, so they count as one round trip however many statements they carry; a
   statement that psycopg prepares (``prepare_threshold``) costs one more on its first run.
 
-Counts are taken between :meth:`Wire.start` and :meth:`Wire.stop`, which returns them.
+Counts are taken between :meth:`Wire.start` and :meth:`Wire.stop`, which returns them;
+:meth:`Wire.close` ends the traces (after the app is closed).
 """
 
 from __future__ import annotations
@@ -84,13 +85,12 @@ class _PgTrace:
         self.conn.pgconn.trace(self.file.fileno())
         self.conn.pgconn.set_trace_flags(self.flags)
 
-    def rotate(self, counts: Counts | None) -> None:
-        if self.conn.closed:
-            self._parse(counts)
-            return
-        self.conn.pgconn.untrace()
+    def rotate(self, counts: Counts | None, *, reopen: bool = True) -> None:
+        if not self.conn.closed:
+            self.conn.pgconn.untrace()
         self._parse(counts)
-        self._open()
+        if reopen and not self.conn.closed:
+            self._open()
 
     def _parse(self, counts: Counts | None) -> None:
         self.file.seek(0)
@@ -195,3 +195,10 @@ class Wire:
                 trace.rotate(counts)
             self._pg = [t for t in self._pg if not t.conn.closed]
         return counts
+
+    def close(self) -> None:
+        """Stop tracing every connection and remove the trace files."""
+        with self._lock:
+            for trace in self._pg:
+                trace.rotate(None, reopen=False)
+            self._pg.clear()

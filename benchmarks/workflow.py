@@ -80,6 +80,7 @@ def count_statements(url: str, artifact_dir: str, runs: int) -> dict[str, Any]:
             raise RuntimeError(f"queued runs ended {[d.outcome for d in done]}")
     finally:
         app.close()
+        wire.close()
     return {"run_workflow": direct, "queued run (submit, work)": queued}
 
 
