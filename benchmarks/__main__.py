@@ -327,7 +327,8 @@ def _counts(c: dict[str, Any]) -> str:
     kinds = ", ".join(f"{k} {v:g}" for k, v in c["by_kind"].items())
     trips = "" if c["round_trips"] is None else f", {c['round_trips']:.1f} round trips"
     checks = f", {c['checks']:g} pool checks" if c["checks"] else ""
-    return f"{c['statements']:g} statements{trips}{checks} ({kinds})"
+    data = f", {c['data_statements']:g} of them data" if "data_statements" in c else ""
+    return f"{c['statements']:g} statements{data}{trips}{checks} ({kinds})"
 
 
 def print_workflow(workflow: dict[str, dict[str, Any]]) -> None:

@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.dbos_compare --backend sqlite|postgresql [--runs N] [--reps R]``
 prints one JSON object. One process, one aicmo database, three contenders interleaved
-(each repetition runs ``N`` runs of each in turn, the first rotating):
+run by run (``N x R`` runs of each, one of each in turn, the first rotating; the figure of
+each is the median of its runs):
 
 - ``steps alone``: the five steps called one after the other, no orchestration: read the
   intake, ``app.onboarding.onboard``, ``app.strategy.generate``, ``app.production.produce``,
@@ -215,14 +216,15 @@ def compare(backend_name: str, *, runs: int, reps: int) -> dict[str, Any]:
         contenders = {"steps alone": steps_alone, "aicmo": aicmo_run, "dbos": dbos_run}
         for fn in contenders.values():  # warm-up
             fn()
+        # One run of each in turn (the first rotating), so a change in the machine's load
+        # hits the three alike; the figure of each is the median of its runs.
         samples: dict[str, list[float]] = {name: [] for name in contenders}
         order = list(contenders.items())
-        for rep in range(reps):
-            for name, fn in order[rep % 3 :] + order[: rep % 3]:
+        for k in range(runs * reps):
+            for name, fn in order[k % 3 :] + order[: k % 3]:
                 start = time.perf_counter()
-                for _ in range(runs):
-                    fn()
-                samples[name].append((time.perf_counter() - start) / runs * 1000)
+                fn()
+                samples[name].append((time.perf_counter() - start) * 1000)
     finally:
         if cleanup is not None:
             cleanup()
@@ -236,7 +238,6 @@ def compare(backend_name: str, *, runs: int, reps: int) -> dict[str, Any]:
             name: ms[name] - ms["steps alone"] for name in ("aicmo", "dbos")
         },
         "samples_ms": samples,
-        "runs_per_sample": runs,
         "dbos_version": _version("dbos"),
     }
 

@@ -57,8 +57,10 @@ class Counts:
 
     def per(self, runs: int) -> dict[str, Any]:
         """The counts divided by ``runs``, as plain data (the JSON)."""
+        data = sum(v for k, v in self.by_kind.items() if k not in _CONTROL)
         return {
             "statements": self.statements / runs,
+            "data_statements": data / runs,
             "round_trips": None if self.round_trips is None else self.round_trips / runs,
             "checks": self.checks / runs,
             "by_kind": {k: v / runs for k, v in sorted(self.by_kind.items())},
