@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     quick = args.quick
-    n, reps = (30, 3) if quick else (300, 7)
+    n, reps = (30, 3) if quick else (100, 21)
     wf_n, wf_reps = (2, 3) if quick else (10, 5)
     count_runs = 2 if quick else 10
     batch_size = 1_000 if quick else 10_000
