@@ -240,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         baseline = against_baseline(
             args.baseline,
             sql_backends,
-            runs=5 if quick else 20,
-            reps=2 if quick else 4,
+            runs=5 if quick else 15,
+            reps=2 if quick else 8,
             count_runs=count_runs,
         )
         print_baseline(baseline)

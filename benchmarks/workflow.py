@@ -3,10 +3,11 @@
 ``python -m benchmarks.workflow --backend sqlite|postgresql [--runs N] [--reps R]
 [--count-runs K]`` prints one JSON object: the runs/s of each repetition and their median
 (``N`` runs of ``examples/acme-saas.toml`` per repetition after a warm-up), and per run
-what :class:`benchmarks.wire.Wire` counted over ``K`` runs, for ``app.run_workflow`` and for
-a queued run (``app.submit`` untimed, then ``app.work(max_runs=1)``, whose writes are
-fenced by the lease). It uses aicmo's public API only, so the harness can run it against
-an older checkout of aicmo (``python -m benchmarks --baseline REF``) and compare.
+what :class:`benchmarks.wire.Wire` counted over ``K`` runs (``0``: none), for
+``app.run_workflow`` and for a queued run (``app.submit`` untimed, then
+``app.work(max_runs=1)``, whose writes are fenced by the lease). It uses aicmo's public API
+only, so the harness can run it against an older checkout of aicmo (``python -m benchmarks
+--baseline REF``) and compare.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ def workflow_figures(backend_name: str, *, runs: int, reps: int, count_runs: int
     backend = open_backend(backend_name, contenders=False)
     try:
         samples = runs_per_s(backend.app, runs=runs, reps=reps)
-        counts = count_statements(backend.url, backend.artifact_dir, count_runs)
+        counts = (
+            count_statements(backend.url, backend.artifact_dir, count_runs) if count_runs else {}
+        )
     finally:
         backend.close()
     return {
@@ -152,8 +155,9 @@ def against_baseline(
     ref: str, backends: list[str], *, runs: int, reps: int, count_runs: int
 ) -> dict[str, Any]:
     """``run_workflow`` of this checkout and of commit ``ref``, each in fresh processes,
-    taking turns (``reps`` rounds of ``runs`` runs each), per backend: the runs/s of both,
-    their ratio, and each one's statements per run."""
+    taking turns (``reps`` rounds of ``runs`` runs each, the first alternating), per
+    backend: the runs/s of both (medians of the rounds), their ratio, and each one's
+    statements per run (counted in the last round)."""
     out: dict[str, Any] = {"ref": ref, "backends": {}}
     with tempfile.TemporaryDirectory(prefix="aicmo-bench-baseline-") as folder:
         src = extract_checkout(ref, folder)
@@ -161,8 +165,9 @@ def against_baseline(
             samples: dict[str, list[dict[str, Any]]] = {"current": [], "baseline": []}
             for rep in range(reps):
                 order = [("current", None), ("baseline", src)]
+                counting = count_runs if rep == reps - 1 else 0  # counts once, at the end
                 for name, path in order if rep % 2 == 0 else order[::-1]:
-                    samples[name].append(_subprocess_figures(backend, runs, count_runs, path))
+                    samples[name].append(_subprocess_figures(backend, runs, counting, path))
             rates = {
                 name: statistics.median(s["runs_per_s"] for s in got)
                 for name, got in samples.items()
