@@ -423,8 +423,8 @@ def print_dbos(dbos: dict[str, Any]) -> None:
         ms, orch = d["ms_per_run"], d["orchestration_ms_per_run"]
         print(
             f"  {name:<11} steps alone {ms['steps alone']:6.1f}, aicmo {ms['aicmo']:6.1f} "
-            f"(+{orch['aicmo']:.1f}), DBOS {d['dbos_version']} {ms['dbos']:6.1f} "
-            f"(+{orch['dbos']:.1f}); DBOS / aicmo per run {ms['dbos'] / ms['aicmo']:.2f}x"
+            f"({orch['aicmo']:+.1f}), DBOS {d['dbos_version']} {ms['dbos']:6.1f} "
+            f"({orch['dbos']:+.1f}); DBOS / aicmo per run {ms['dbos'] / ms['aicmo']:.2f}x"
         )
 
 
