@@ -39,15 +39,16 @@ def soak(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmark harness; `nox -s bench -- --quick` is a smoke run (docs/performance.md)."""
-    session.install("-e", ".[bench]")
+    """The benchmark harness with the DBOS comparison; `nox -s bench -- --quick` is a smoke
+    run, `-- --baseline REF` also races an older commit's run_workflow (docs/performance.md)."""
+    session.install("-e", ".[bench-dbos]")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
 @nox.session
 def scaling(session: nox.Session) -> None:
     """Queue drain runs/s with 1, 2 and 4 worker processes (docs/scaling.md)."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks.scaling", *session.posargs)
 
 

@@ -1,6 +1,8 @@
-"""Backends for the benchmarks: one aicmo app, one raw driver connection and one SQLAlchemy
-engine per backend, all on the same database (a temp SQLite file in WAL, or a fresh
-PostgreSQL schema dropped at the end)."""
+"""Backends for the benchmarks: per backend one aicmo app and, on the same database, what
+every contender needs: a raw driver connection, one long-lived SQLAlchemy engine (Core, and
+the ORM classes mapped onto aicmo's tables), one long-lived ORM session, and on SQLite a
+sqlite-utils ``Database``. The database is a temp SQLite file in WAL, or a fresh
+PostgreSQL schema dropped at the end."""
 
 from __future__ import annotations
 
@@ -17,7 +19,13 @@ from urllib.parse import quote
 
 import aicmo
 
-__all__ = ["PG_BASE_URL", "Backend", "open_backend", "postgres_unreachable"]
+__all__ = [
+    "PG_BASE_URL",
+    "Backend",
+    "open_backend",
+    "postgres_unreachable",
+    "with_schema",
+]
 
 PG_BASE_URL = os.environ.get(
     "AICMO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -45,7 +53,10 @@ def postgres_unreachable(url: str = PG_BASE_URL) -> str | None:
 
 @dataclass
 class Backend:
-    """Everything one backend's contenders need; ``close()`` removes what it created."""
+    """Everything one backend's contenders need; ``close()`` removes what it created.
+
+    Without ``contenders`` (see :func:`open_backend`) only ``app`` and ``raw`` are set.
+    """
 
     name: str
     app: aicmo.App
@@ -53,11 +64,39 @@ class Backend:
     artifact_dir: str
     raw: Any = None
     """``sqlite3.Connection`` or ``psycopg.Connection`` (autocommit); ``None`` for memory."""
+    engine: Any = None
+    """One long-lived SQLAlchemy ``Engine`` (its own pool) on the same database."""
+    tables: dict[str, Any] = field(default_factory=dict)
+    """SQLAlchemy ``Table`` objects of aicmo's tables, reflected (for Core)."""
     orm_session: Callable[[], Any] | None = None
+    """A ``sessionmaker``: a new ``Session`` per call (the original's pattern)."""
+    orm_long: Any = None
+    """One long-lived ORM ``Session`` (commit per call)."""
     orm_classes: dict[str, Any] = field(default_factory=dict)
+    sqlite_utils: Any = None
+    """A ``sqlite_utils.Database`` on its own connection (SQLite only)."""
     encode_dt: Callable[[datetime], Any] = lambda d: d
     server_version: str | None = None
     _cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def marker(self) -> str:
+        """The raw driver's positional parameter marker."""
+        return "?" if self.name == "sqlite" else "%s"
+
+    def stored(
+        self, table: str, column: str, value: Any, *, skip: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
+        """Every row of ``table`` whose ``column`` is ``value``, as dicts without the
+        ``skip`` columns, sorted: what a check compares between two contenders."""
+        sql = f"SELECT * FROM {table} WHERE {column} = {self.marker}"  # noqa: S608 - names are constants
+        cursor = self.raw.execute(sql.encode() if self.name != "sqlite" else sql, (value,))
+        names = [d[0] for d in cursor.description]
+        rows = [
+            {k: v for k, v in zip(names, row, strict=True) if k not in skip}
+            for row in cursor.fetchall()
+        ]
+        return sorted(rows, key=repr)
 
     def close(self) -> None:
         for fn in reversed(self._cleanup):
@@ -67,18 +106,36 @@ class Backend:
                 print(f"warning: cleanup of {self.name} failed: {exc}")
 
 
-def _orm(engine: Any) -> tuple[Callable[[], Any], dict[str, Any]]:
-    """SQLAlchemy 2 ORM classes mapped onto aicmo's tables (reflected, so the same tables)."""
+def _sqlalchemy(backend: Backend, url: str, engine_options: dict[str, Any]) -> None:
+    """The engine, the reflected tables, the ORM classes (automap: mapped onto the same
+    tables), a session factory and one long-lived session."""
+    from sqlalchemy import create_engine, event
     from sqlalchemy.ext.automap import automap_base
-    from sqlalchemy.orm import sessionmaker
+    from sqlalchemy.orm import Session, sessionmaker
+
+    engine = create_engine(url, **engine_options)
+    backend._cleanup.append(engine.dispose)
+    if backend.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
 
     base: Any = automap_base()
     base.prepare(autoload_with=engine)
-    classes = {name: getattr(base.classes, name) for name in base.classes.keys()}  # noqa: SIM118
-    return sessionmaker(engine, expire_on_commit=False), classes
+    backend.engine = engine
+    backend.tables = dict(base.metadata.tables)
+    backend.orm_classes = {name: getattr(base.classes, name) for name in base.classes.keys()}  # noqa: SIM118
+    backend.orm_session = sessionmaker(engine, expire_on_commit=False)
+    long_lived = Session(engine)
+    backend.orm_long = long_lived
+    backend._cleanup.append(long_lived.close)
 
 
-def open_backend(name: str) -> Backend:
+def open_backend(name: str, *, contenders: bool = True) -> Backend:
+    """A fresh database of ``name`` (``memory``, ``sqlite`` or ``postgresql``) with an
+    aicmo app on it and, with ``contenders``, every other contender's handle."""
     artifact_dir = tempfile.mkdtemp(prefix="aicmo-bench-artifacts-")
     if name == "memory":
         app = aicmo.connect("memory://", artifact_dir=artifact_dir)
@@ -87,58 +144,52 @@ def open_backend(name: str) -> Backend:
         backend._cleanup.append(app.close)
         return backend
     if name == "sqlite":
-        return _open_sqlite(artifact_dir)
+        return _open_sqlite(artifact_dir, contenders)
     if name == "postgresql":
-        return _open_postgres(artifact_dir)
+        return _open_postgres(artifact_dir, contenders)
     raise ValueError(f"unknown backend {name!r}")
 
 
-def _open_sqlite(artifact_dir: str) -> Backend:
-    from sqlalchemy import create_engine, event
-
+def _open_sqlite(artifact_dir: str, contenders: bool) -> Backend:
     folder = tempfile.mkdtemp(prefix="aicmo-bench-")
     path = os.path.join(folder, "bench.db")
     url = f"sqlite:///{path}"
-    try:
-        app = aicmo.connect(url, artifact_dir=artifact_dir)  # upgrades the schema, turns WAL on
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(artifact_dir, ignore_errors=True)
-        raise
-    raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    raw.execute("PRAGMA foreign_keys=ON")
-    raw.execute("PRAGMA synchronous=NORMAL")
-    engine = create_engine(url)
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(conn: Any, _record: Any) -> None:
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA synchronous=NORMAL")
-
-    session, classes = _orm(engine)
     backend = Backend(
         "sqlite",
-        app,
+        None,  # type: ignore[arg-type]
         url,
         artifact_dir,
-        raw=raw,
-        orm_session=session,
-        orm_classes=classes,
         encode_dt=lambda d: d.isoformat(timespec="microseconds"),
     )
     backend._cleanup += [
         lambda: shutil.rmtree(folder, ignore_errors=True),
         lambda: shutil.rmtree(artifact_dir, ignore_errors=True),
-        app.close,
-        raw.close,
-        engine.dispose,
     ]
+    try:
+        backend.app = aicmo.connect(url, artifact_dir=artifact_dir)  # upgrades, turns WAL on
+        backend._cleanup.append(backend.app.close)
+        raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        backend._cleanup.append(raw.close)
+        raw.execute("PRAGMA foreign_keys=ON")
+        raw.execute("PRAGMA synchronous=NORMAL")
+        backend.raw = raw
+        if contenders:
+            _sqlalchemy(backend, url, {})
+            import sqlite_utils
+
+            su = sqlite_utils.Database(path)
+            backend._cleanup.append(su.close)
+            su.execute("PRAGMA foreign_keys=ON")
+            su.execute("PRAGMA synchronous=NORMAL")
+            backend.sqlite_utils = su
+    except BaseException:
+        backend.close()
+        raise
     return backend
 
 
-def _open_postgres(artifact_dir: str) -> Backend:
+def _open_postgres(artifact_dir: str, contenders: bool) -> Backend:
     import psycopg
-    from sqlalchemy import create_engine
 
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     admin = psycopg.connect(PG_BASE_URL, autocommit=True)
@@ -163,9 +214,8 @@ def _open_postgres(artifact_dir: str) -> Backend:
         raw.execute("SET TIME ZONE 'UTC'")
         backend.raw = raw
         backend._cleanup.append(raw.close)
-        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-        backend._cleanup.append(engine.dispose)
-        backend.orm_session, backend.orm_classes = _orm(engine)
+        if contenders:
+            _sqlalchemy(backend, url.replace("postgresql://", "postgresql+psycopg://", 1), {})
     except BaseException:
         backend.close()
         raise

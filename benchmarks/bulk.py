@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime
 
 from aicmo.onboarding import sql as onboarding_sql
-from aicmo.testing.onboarding import make_brief
 from benchmarks.backends import Backend
+from benchmarks.data import make_brief
 from benchmarks.ops import _brief_row, _encode_brief, _sql
 
 __all__ = ["batch_save", "point_get_scale"]
@@ -32,7 +32,7 @@ def batch_save(backend: Backend, count: int) -> dict[str, float]:
     out["aicmo save_briefs"] = count / (time.perf_counter() - start)
     if backend.raw is None:
         return out
-    plains = [_brief_row(make_brief(f"batch-r-{k}"), backend.encode_dt) for k in range(count)]
+    plains = [_brief_row(make_brief(f"batch-r-{k}")) for k in range(count)]
     stmt = _sql(onboarding_sql.SAVE_BRIEF, backend)
     start = time.perf_counter()
     now = backend.encode_dt(datetime.now(UTC))
@@ -63,7 +63,7 @@ _COPY_COLUMNS = (
 
 def _copy(backend: Backend, count: int) -> float:
     """briefs/s through psycopg's ``cursor.copy`` (COPY FROM STDIN), values encoded by hand."""
-    plains = [_brief_row(make_brief(f"batch-c-{k}"), backend.encode_dt) for k in range(count)]
+    plains = [_brief_row(make_brief(f"batch-c-{k}")) for k in range(count)]
     start = time.perf_counter()
     now = datetime.now(UTC)
     conn = backend.raw
@@ -86,7 +86,7 @@ def point_get_scale(backend: Backend, sizes: list[int], gets: int = 2000) -> dic
     ``brief_id``, the table's PRIMARY KEY (a B-tree on both databases: O(log n)).
     """
     repo = backend.app.repos.onboarding
-    template = _brief_row(make_brief("scale-0"), backend.encode_dt)
+    template = _brief_row(make_brief("scale-0"))
     encoded = _encode_brief(template, backend)
     now = backend.encode_dt(datetime.now(UTC))
     values = [*encoded.values(), now, now]

@@ -1,43 +1,86 @@
-"""The operations: for each, one callable per contender (``aicmo``, ``raw``, ``orm-merge``).
+"""The single-call operations: for each, one timed callable per contender and one check
+per contender (run once, outside the timing).
 
-Each callable takes the call number ``i`` and does one operation. Inputs are built before
-timing (a pool of varied values, cycled), so only the call itself is measured. ``raw`` runs
-the module's own SQL statements (``aicmo.<module>.sql``) through the driver, inside the
-same kind of transaction the repository opens, with values encoded by hand (``json.dumps``,
-the dialect's datetime form). ``orm-merge`` is the original project's pattern: a Session
-per call, ``session.merge(obj)`` then ``commit()``; reads use ``session.get`` / a select.
-Reads on ``raw`` and ``orm-merge`` decode the JSON columns (``json.loads``), aicmo's build
-the frozen DTOs.
+Contenders, all on the same database and aicmo's own tables:
+
+- ``aicmo``: the public repository call (``app.repos.<module>.<method>``);
+- ``raw``: the module's own SQL statements (``aicmo.<module>.sql``) through the driver
+  (``sqlite3``/``psycopg``, autocommit), inside the same kind of transaction the
+  repository opens (``BEGIN IMMEDIATE`` / ``conn.transaction()``): the floor;
+- ``core``: SQLAlchemy Core on one long-lived engine: ``insert(...).on_conflict_do_update``,
+  ``delete``, ``select`` on the reflected tables, ``engine.begin()`` per write and
+  ``engine.connect()`` per read, the engine's defaults otherwise;
+- ``orm-session``: the ORM (classes mapped onto aicmo's tables) with **one** long-lived
+  ``Session``, ``commit()`` after every call (reads too, so each call reads the database
+  and not the identity map): ``session.merge``/``get``/``scalars``;
+- ``orm-merge``: the original project's pattern, a new ``Session`` per call,
+  ``session.merge(obj)`` then ``commit()``;
+- ``sqlite-utils`` (SQLite only): ``Table.upsert``/``insert_all``/``delete_where``/
+  ``get``/``rows_where``, several statements in ``db.atomic()``.
+
+Every contender runs the operation's statements (the same checks and writes as the
+repository: the strategy save's version-holder check, the QC result's id check, the
+children replaced), each in its own library's idiom; ``orm-merge`` keeps the original's
+code as it was, without those checks. Inputs are built before timing (a pool of varied
+values, cycled by the call number); values are encoded inside the call the same way by
+all (``json.dumps`` compact, the dialect's datetime form). Reads return the decoded column
+values (aicmo returns its frozen DTOs).
+
+The checks: a write contender saves an input, the rows it left (bookkeeping timestamps
+aside) are read, aicmo saves the same input over them and the rows must not change; a read
+contender must return what ``raw`` returns; aicmo's reads must return the DTO saved.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aicmo.delivery import DeliveryPackageDTO
 from aicmo.delivery import sql as delivery_sql
-from aicmo.delivery.dtos import DeliveryPackageDTO
+from aicmo.onboarding import NormalizedBriefDTO
 from aicmo.onboarding import sql as onboarding_sql
-from aicmo.onboarding.dtos import NormalizedBriefDTO
+from aicmo.production import DraftBundleDTO
 from aicmo.production import sql as production_sql
-from aicmo.production.dtos import DraftBundleDTO
+from aicmo.qc import QcResultDTO
 from aicmo.qc import sql as qc_sql
-from aicmo.qc.dtos import QcResultDTO
+from aicmo.strategy import StrategyDocDTO
 from aicmo.strategy import sql as strategy_sql
-from aicmo.strategy.dtos import StrategyDocDTO
-from aicmo.testing.delivery import make_artifact, make_package
-from aicmo.testing.onboarding import make_brief
-from aicmo.testing.production import make_bundle, make_draft
-from aicmo.testing.qc import make_issue, make_result
-from aicmo.testing.strategy import make_strategy
 from benchmarks.backends import Backend
+from benchmarks.data import (
+    make_artifact,
+    make_brief,
+    make_bundle,
+    make_draft,
+    make_issue,
+    make_package,
+    make_result,
+    make_strategy,
+)
 
-__all__ = ["OPERATIONS", "Call", "Operation"]
+__all__ = ["CONTENDERS", "OPERATIONS", "Call", "CheckFailed", "Contest", "Operation"]
+
+CONTENDERS = ("aicmo", "raw", "core", "orm-session", "orm-merge", "sqlite-utils")
 
 Call = Callable[[int], object]
-Operation = Callable[[Backend], dict[str, Call]]
+
+
+class CheckFailed(AssertionError):
+    """A contender did not store (or read) what aicmo does: its figures would mean nothing."""
+
+
+@dataclass
+class Contest:
+    """One operation on one backend: a timed call and a check per contender."""
+
+    calls: dict[str, Call] = field(default_factory=dict)
+    checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+
+Operation = Callable[[Backend], Contest]
 
 POOL = 64
 """Distinct inputs per operation, cycled by the call number."""
@@ -50,6 +93,10 @@ def _dumps(value: Any) -> str:
 def _sql(stmt: Any, backend: Backend) -> Any:
     """The statement text in the raw driver's parameter style."""
     return stmt.sqlite if backend.name == "sqlite" else stmt.pyformat
+
+
+def _now(backend: Backend) -> Any:
+    return backend.encode_dt(datetime.now(UTC))
 
 
 class _RawTx:
@@ -74,7 +121,110 @@ class _RawTx:
             self._tx.__exit__(exc_type, exc, tb)
 
 
+def _executemany(conn: Any, stmt: Any, rows: list[dict[str, Any]]) -> int:
+    """The raw driver's executemany; the rows it changed."""
+    cursor = conn.cursor()
+    cursor.executemany(stmt, rows)
+    return int(cursor.rowcount)
+
+
+def _upsert(backend: Backend, table: str, keys: Sequence[str], keep: Sequence[str] = ()) -> Any:
+    """Core's ``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column but ``keep``."""
+    if backend.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    stmt = insert(backend.tables[table])
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={
+            c.name: stmt.excluded[c.name]
+            for c in backend.tables[table].columns
+            if c.name not in keys and c.name not in keep
+        },
+    )
+
+
+def _loads_at(values: Sequence[Any], json_at: Sequence[int]) -> list[Any]:
+    row = list(values)
+    for k in json_at:
+        row[k] = json.loads(row[k])
+    return row
+
+
+def _has_contenders(backend: Backend) -> bool:
+    return backend.raw is not None and backend.engine is not None
+
+
+# -- the shape of a write operation and of its checks ------------------------------------
+
+
+@dataclass
+class _Writer:
+    """One write contender: ``prepare`` (untimed) turns an input DTO into plain data,
+    ``write`` (timed) encodes it and stores it."""
+
+    prepare: Callable[[Any], Any]
+    write: Callable[[Any], None]
+
+
+def _writes(
+    aicmo_save: Callable[[Any], None],
+    pools: dict[str, list[Any]],
+    writers: dict[str, _Writer],
+    dump: Callable[[Any], object],
+) -> Contest:
+    """Timed calls that cycle each contender's pool, and the stored-rows checks."""
+    contest = Contest()
+    aicmo_pool = pools["aicmo"]
+    contest.calls["aicmo"] = lambda i: aicmo_save(aicmo_pool[i % len(aicmo_pool)])
+    for name, writer in writers.items():
+        pool = pools.get(name, aicmo_pool)
+        plains = [writer.prepare(dto) for dto in pool]
+        contest.calls[name] = lambda i, w=writer.write, p=plains: w(p[i % len(p)])
+        contest.checks[name] = _stored_check(name, writer, pool[0], aicmo_save, dump)
+    return contest
+
+
+def _stored_check(
+    name: str,
+    writer: _Writer,
+    dto: Any,
+    aicmo_save: Callable[[Any], None],
+    dump: Callable[[Any], object],
+) -> Callable[[], None]:
+    def check() -> None:
+        writer.write(writer.prepare(dto))
+        theirs = dump(dto)
+        aicmo_save(dto)
+        ours = dump(dto)
+        if theirs != ours:
+            raise CheckFailed(
+                f"{name} stored other rows than aicmo for the same input:\n"
+                f"  {name}: {theirs!r}\n  aicmo: {ours!r}"
+            )
+
+    return check
+
+
+def _read_checks(contest: Contest, reference: str = "raw") -> None:
+    """Each read contender must return what ``reference`` returns (call 0)."""
+    expected = contest.calls[reference]
+    for name, call in contest.calls.items():
+        if name in ("aicmo", reference):
+            continue
+
+        def check(name: str = name, call: Call = call) -> None:
+            got, want = call(0), expected(0)
+            if got != want:
+                raise CheckFailed(f"{name} read {got!r}, raw read {want!r}")
+
+        contest.checks[name] = check
+
+
 # -- briefs -----------------------------------------------------------------------------
+
+_BRIEF_JSON = ("deliverables", "exclusions", "objectives", "brand_guidelines", "channels")
 
 
 def _briefs(prefix: str) -> list[NormalizedBriefDTO]:
@@ -83,7 +233,7 @@ def _briefs(prefix: str) -> list[NormalizedBriefDTO]:
     ]
 
 
-def _brief_row(brief: NormalizedBriefDTO, encode_dt: Callable[[datetime], Any]) -> dict[str, Any]:
+def _brief_row(brief: NormalizedBriefDTO) -> dict[str, Any]:
     """Column values by hand, from plain Python data (what a caller of the driver writes)."""
     return {
         "brief_id": brief.brief_id,
@@ -101,9 +251,6 @@ def _brief_row(brief: NormalizedBriefDTO, encode_dt: Callable[[datetime], Any]) 
     }
 
 
-_BRIEF_JSON = ("deliverables", "exclusions", "objectives", "brand_guidelines", "channels")
-
-
 def _encode_brief(plain: dict[str, Any], backend: Backend) -> dict[str, Any]:
     row = dict(plain)
     for name in _BRIEF_JSON:
@@ -112,71 +259,128 @@ def _encode_brief(plain: dict[str, Any], backend: Backend) -> dict[str, Any]:
     return row
 
 
-def save_brief(backend: Backend) -> dict[str, Call]:
+def save_brief(backend: Backend) -> Contest:
     repo = backend.app.repos.onboarding
-    dtos = _briefs("save")
-    calls: dict[str, Call] = {"aicmo": lambda i: repo.save_brief(dtos[i % POOL])}
-    if backend.raw is None or backend.orm_session is None:
-        return calls
-    plains = [_brief_row(b, backend.encode_dt) for b in dtos]
+    pools = {"aicmo": _briefs("save")}
+    if not _has_contenders(backend):
+        return _writes(repo.save_brief, pools, {}, lambda _: None)
     stmt = _sql(onboarding_sql.SAVE_BRIEF, backend)
-    enc = backend.encode_dt
+    upsert = _upsert(backend, "onboarding_brief", ["brief_id"], keep=["created_at"])
+    cls = backend.orm_classes["onboarding_brief"]
+    session, factory, su = backend.orm_long, backend.orm_session, backend.sqlite_utils
+    assert factory is not None
 
-    def raw(i: int) -> None:
-        row = _encode_brief(plains[i % POOL], backend)
-        row["now"] = enc(datetime.now(UTC))
+    def row_now(plain: dict[str, Any]) -> dict[str, Any]:
+        row = _encode_brief(plain, backend)
+        row["created_at"] = row["updated_at"] = _now(backend)
+        return row
+
+    def raw(plain: dict[str, Any]) -> None:
+        row = _encode_brief(plain, backend)
+        row["now"] = _now(backend)
         with _RawTx(backend) as conn:
             conn.execute(stmt, row)
 
-    cls = backend.orm_classes["onboarding_brief"]
-    session_factory = backend.orm_session
+    def core(plain: dict[str, Any]) -> None:
+        with backend.engine.begin() as conn:
+            conn.execute(upsert, row_now(plain))
 
-    def orm(i: int) -> None:
-        row = _encode_brief(plains[i % POOL], backend)
-        now = enc(datetime.now(UTC))
-        with session_factory() as session:
-            session.merge(cls(**row, created_at=now, updated_at=now))
-            session.commit()
+    def orm_session(plain: dict[str, Any]) -> None:
+        session.merge(cls(**row_now(plain)))
+        session.commit()
 
-    calls["raw"] = raw
-    calls["orm-merge"] = orm
-    return calls
+    def orm_merge(plain: dict[str, Any]) -> None:
+        with factory() as s:
+            s.merge(cls(**row_now(plain)))
+            s.commit()
+
+    writers = {
+        name: _Writer(_brief_row, fn)
+        for name, fn in (
+            ("raw", raw),
+            ("core", core),
+            ("orm-session", orm_session),
+            ("orm-merge", orm_merge),
+        )
+    }
+    if su is not None:
+        table = su["onboarding_brief"]
+        writers["sqlite-utils"] = _Writer(
+            _brief_row, lambda plain: table.upsert(row_now(plain), pk="brief_id")
+        )
+    skip = ("created_at", "updated_at")
+    return _writes(
+        repo.save_brief,
+        pools,
+        writers,
+        lambda b: backend.stored("onboarding_brief", "brief_id", b.brief_id, skip=skip),
+    )
 
 
-def get_brief(backend: Backend) -> dict[str, Call]:
+def get_brief(backend: Backend) -> Contest:
     repo = backend.app.repos.onboarding
-    for brief in _briefs("get"):
+    briefs = _briefs("get")
+    for brief in briefs:
         repo.save_brief(brief)
-    ids = [f"get-{k}" for k in range(POOL)]
+    ids = [b.brief_id for b in briefs]
 
     def aicmo_get(i: int) -> object:
         got = repo.get_brief(ids[i % POOL])
         assert got is not None
         return got
 
-    calls: dict[str, Call] = {"aicmo": aicmo_get}
-    if backend.raw is None or backend.orm_session is None:
-        return calls
+    contest = Contest(calls={"aicmo": aicmo_get})
+
+    def check_aicmo() -> None:
+        if repo.get_brief(ids[0]) != briefs[0]:
+            raise CheckFailed("aicmo's get_brief did not return the brief saved")
+
+    contest.checks["aicmo"] = check_aicmo
+    if not _has_contenders(backend):
+        return contest
     stmt = _sql(onboarding_sql.GET_BRIEF, backend)
     conn = backend.raw
+    cols = [d[0] for d in conn.execute(stmt, {"brief_id": ids[0]}).description]
+    json_at = [cols.index(name) for name in _BRIEF_JSON]
+    from sqlalchemy import bindparam, select
+
+    table = backend.tables["onboarding_brief"]
+    query = select(*(table.c[n] for n in cols)).where(table.c.brief_id == bindparam("brief_id"))
+    cls = backend.orm_classes["onboarding_brief"]
+    session, factory = backend.orm_long, backend.orm_session
+    assert factory is not None
 
     def raw(i: int) -> object:
-        row = list(conn.execute(stmt, {"brief_id": ids[i % POOL]}).fetchone())
-        for k in (2, 3, 5, 7, 11):  # the JSON columns of GET_BRIEF
-            row[k] = json.loads(row[k])
-        return row
+        return _loads_at(conn.execute(stmt, {"brief_id": ids[i % POOL]}).fetchone(), json_at)
 
-    cls = backend.orm_classes["onboarding_brief"]
-    session_factory = backend.orm_session
+    def core(i: int) -> object:
+        with backend.engine.connect() as c:
+            return _loads_at(c.execute(query, {"brief_id": ids[i % POOL]}).first(), json_at)
 
-    def orm(i: int) -> object:
-        with session_factory() as session:
-            obj = session.get(cls, ids[i % POOL])
-            return {name: json.loads(getattr(obj, name)) for name in _BRIEF_JSON}
+    def orm_session(i: int) -> object:
+        obj = session.get(cls, ids[i % POOL])
+        out = _loads_at([getattr(obj, n) for n in cols], json_at)
+        session.commit()
+        return out
 
-    calls["raw"] = raw
-    calls["orm-merge"] = orm
-    return calls
+    def orm_merge(i: int) -> object:
+        with factory() as s:
+            obj = s.get(cls, ids[i % POOL])
+            return _loads_at([getattr(obj, n) for n in cols], json_at)
+
+    contest.calls.update(
+        {"raw": raw, "core": core, "orm-session": orm_session, "orm-merge": orm_merge}
+    )
+    if backend.sqlite_utils is not None:
+        su_table = backend.sqlite_utils["onboarding_brief"]
+
+        def sqlite_utils(i: int) -> object:
+            found = su_table.get(ids[i % POOL])
+            return _loads_at([found[n] for n in cols], json_at)
+
+        contest.calls["sqlite-utils"] = sqlite_utils
+    _read_checks(contest)
+    return contest
 
 
 # -- strategies -------------------------------------------------------------------------
@@ -184,128 +388,339 @@ def get_brief(backend: Backend) -> dict[str, Call]:
 _STRATEGY_JSON = ("kpis", "channels", "milestones")
 
 
-def _strategy_row(doc: StrategyDocDTO, backend: Backend) -> dict[str, Any]:
-    enc = backend.encode_dt
-    sqlite = backend.name == "sqlite"
+def _strategy_plain(doc: StrategyDocDTO) -> dict[str, Any]:
     return {
         "strategy_id": doc.strategy_id,
         "brief_id": doc.brief_id,
         "version": doc.version,
-        "kpis": _dumps(
-            [
-                {
-                    "name": k.name,
-                    "target_value": k.target_value,
-                    "unit": k.unit,
-                    "timeframe_days": k.timeframe_days,
-                }
-                for k in doc.kpis
-            ]
-        ),
-        "channels": _dumps(
-            [
-                {
-                    "channel": c.channel,
-                    "budget_allocation_pct": c.budget_allocation_pct,
-                    "tactics": list(c.tactics),
-                }
-                for c in doc.channels
-            ]
-        ),
-        "milestones": _dumps([dict(m) for m in doc.timeline.milestones]),
+        "kpis": [
+            {
+                "name": k.name,
+                "target_value": k.target_value,
+                "unit": k.unit,
+                "timeframe_days": k.timeframe_days,
+            }
+            for k in doc.kpis
+        ],
+        "channels": [
+            {
+                "channel": c.channel,
+                "budget_allocation_pct": c.budget_allocation_pct,
+                "tactics": list(c.tactics),
+            }
+            for c in doc.channels
+        ],
+        "milestones": [dict(m) for m in doc.timeline.milestones],
         "duration_weeks": doc.timeline.duration_weeks,
         "executive_summary": doc.executive_summary,
-        "is_approved": int(doc.is_approved) if sqlite else doc.is_approved,
-        "created_at": enc(doc.created_at),
-        "approved_at": None if doc.approved_at is None else enc(doc.approved_at),
+        "is_approved": doc.is_approved,
+        "created_at": doc.created_at,
+        "approved_at": doc.approved_at,
         "approved_by": doc.approved_by,
     }
 
 
-def save_strategy(backend: Backend) -> dict[str, Call]:
-    repo = backend.app.repos.strategy
-    docs = [
-        make_strategy(f"strat-save-{k}", brief_id=f"brief-save-{k}", executive_summary=f"v{k}")
-        for k in range(POOL)
-    ]
-    calls: dict[str, Call] = {"aicmo": lambda i: repo.save(docs[i % POOL])}
-    if backend.raw is None or backend.orm_session is None:
-        return calls
-    holder = _sql(strategy_sql.VERSION_HOLDER, backend)
-    save = _sql(strategy_sql.SAVE, backend)
+def _encode_strategy(plain: dict[str, Any], backend: Backend) -> dict[str, Any]:
     enc = backend.encode_dt
+    row = dict(plain)
+    for name in _STRATEGY_JSON:
+        row[name] = _dumps(row[name])
+    if backend.name == "sqlite":
+        row["is_approved"] = int(row["is_approved"])
+    row["created_at"] = enc(row["created_at"])
+    row["approved_at"] = None if row["approved_at"] is None else enc(row["approved_at"])
+    return row
 
-    def raw(i: int) -> None:
-        doc = docs[i % POOL]
-        row = _strategy_row(doc, backend)
-        row["now"] = enc(datetime.now(UTC))
-        with _RawTx(backend) as conn:
-            found = conn.execute(
-                holder, {"brief_id": doc.brief_id, "version": doc.version}
-            ).fetchone()
-            if found is not None and found[0] != doc.strategy_id:
-                raise RuntimeError("version taken")
-            conn.execute(save, row)
 
+def _version_taken(strategy_id: str, holder: str | None) -> None:
+    if holder is not None and holder != strategy_id:
+        raise RuntimeError(f"version taken by {holder}")
+
+
+def save_strategy(backend: Backend) -> Contest:
+    repo = backend.app.repos.strategy
+    pools = {
+        "aicmo": [
+            make_strategy(f"strat-save-{k}", brief_id=f"brief-save-{k}", executive_summary=f"v{k}")
+            for k in range(POOL)
+        ]
+    }
+    if not _has_contenders(backend):
+        return _writes(repo.save, pools, {}, lambda _: None)
+    holder_stmt = _sql(strategy_sql.VERSION_HOLDER, backend)
+    save_stmt = _sql(strategy_sql.SAVE, backend)
+    from sqlalchemy import bindparam, select
+
+    table = backend.tables["strategy_document"]
+    holder_query = select(table.c.strategy_id).where(
+        table.c.brief_id == bindparam("brief_id"), table.c.version == bindparam("version")
+    )
+    upsert = _upsert(backend, "strategy_document", ["strategy_id"])
     cls = backend.orm_classes["strategy_document"]
-    session_factory = backend.orm_session
+    orm_holder = select(cls.strategy_id).where(
+        cls.brief_id == bindparam("brief_id"), cls.version == bindparam("version")
+    )
+    session, factory, su = backend.orm_long, backend.orm_session, backend.sqlite_utils
+    assert factory is not None
 
-    def orm(i: int) -> None:
-        row = _strategy_row(docs[i % POOL], backend)
-        with session_factory() as session:
-            session.merge(cls(**row, updated_at=enc(datetime.now(UTC))))
-            session.commit()
+    def row_now(plain: dict[str, Any]) -> dict[str, Any]:
+        row = _encode_strategy(plain, backend)
+        row["updated_at"] = _now(backend)
+        return row
 
-    calls["raw"] = raw
-    calls["orm-merge"] = orm
-    return calls
+    def key(plain: dict[str, Any]) -> dict[str, Any]:
+        return {"brief_id": plain["brief_id"], "version": plain["version"]}
+
+    def raw(plain: dict[str, Any]) -> None:
+        row = _encode_strategy(plain, backend)
+        row["now"] = _now(backend)
+        with _RawTx(backend) as conn:
+            found = conn.execute(holder_stmt, key(plain)).fetchone()
+            _version_taken(plain["strategy_id"], None if found is None else found[0])
+            conn.execute(save_stmt, row)
+
+    def core(plain: dict[str, Any]) -> None:
+        with backend.engine.begin() as conn:
+            _version_taken(plain["strategy_id"], conn.scalar(holder_query, key(plain)))
+            conn.execute(upsert, row_now(plain))
+
+    def orm_session(plain: dict[str, Any]) -> None:
+        _version_taken(plain["strategy_id"], session.scalar(orm_holder, key(plain)))
+        session.merge(cls(**row_now(plain)))
+        session.commit()
+
+    def orm_merge(plain: dict[str, Any]) -> None:  # the original's code: no holder check
+        with factory() as s:
+            s.merge(cls(**row_now(plain)))
+            s.commit()
+
+    writers = {
+        name: _Writer(_strategy_plain, fn)
+        for name, fn in (
+            ("raw", raw),
+            ("core", core),
+            ("orm-session", orm_session),
+            ("orm-merge", orm_merge),
+        )
+    }
+    if su is not None:
+        su_table = su["strategy_document"]
+
+        def sqlite_utils(plain: dict[str, Any]) -> None:
+            with su.atomic():
+                found = next(
+                    su_table.rows_where(
+                        "brief_id = ? AND version = ?",
+                        [plain["brief_id"], plain["version"]],
+                        select="strategy_id",
+                    ),
+                    None,
+                )
+                _version_taken(
+                    plain["strategy_id"], None if found is None else found["strategy_id"]
+                )
+                su_table.upsert(row_now(plain), pk="strategy_id")
+
+        writers["sqlite-utils"] = _Writer(_strategy_plain, sqlite_utils)
+    return _writes(
+        repo.save,
+        pools,
+        writers,
+        lambda d: backend.stored(
+            "strategy_document", "strategy_id", d.strategy_id, skip=("updated_at",)
+        ),
+    )
 
 
-def list_strategies(backend: Backend) -> dict[str, Call]:
+def list_strategies(backend: Backend) -> Contest:
     """``list_by_brief`` of a brief with 10 versions."""
     repo = backend.app.repos.strategy
-    for v in range(1, 11):
-        repo.save(make_strategy(f"strat-list-{v}", brief_id="brief-list", version=v))
+    docs = [
+        make_strategy(f"strat-list-{v}", brief_id="brief-list", version=v) for v in range(1, 11)
+    ]
+    for doc in docs:
+        repo.save(doc)
 
     def aicmo_list(_: int) -> object:
-        docs = repo.list_by_brief("brief-list")
-        assert len(docs) == 10
-        return docs
+        got = repo.list_by_brief("brief-list")
+        assert len(got) == 10
+        return got
 
-    calls: dict[str, Call] = {"aicmo": aicmo_list}
-    if backend.raw is None or backend.orm_session is None:
-        return calls
+    contest = Contest(calls={"aicmo": aicmo_list})
+
+    def check_aicmo() -> None:
+        if repo.list_by_brief("brief-list") != docs:
+            raise CheckFailed("aicmo's list_by_brief did not return the 10 versions saved")
+
+    contest.checks["aicmo"] = check_aicmo
+    if not _has_contenders(backend):
+        return contest
     stmt = _sql(strategy_sql.LIST_BY_BRIEF, backend)
     conn = backend.raw
+    key = {"brief_id": "brief-list"}
+    cols = [d[0] for d in conn.execute(stmt, key).description]
+    json_at = [cols.index(name) for name in _STRATEGY_JSON]
+    from sqlalchemy import bindparam, select
+
+    table = backend.tables["strategy_document"]
+    query = (
+        select(*(table.c[n] for n in cols))
+        .where(table.c.brief_id == bindparam("brief_id"))
+        .order_by(table.c.version, table.c.strategy_id)
+    )
+    cls = backend.orm_classes["strategy_document"]
+    orm_query = (
+        select(cls)
+        .where(cls.brief_id == bindparam("brief_id"))
+        .order_by(cls.version, cls.strategy_id)
+    )
+    session, factory = backend.orm_long, backend.orm_session
+    assert factory is not None
+
+    def objects(found: Sequence[Any]) -> list[list[Any]]:
+        return [_loads_at([getattr(obj, n) for n in cols], json_at) for obj in found]
 
     def raw(_: int) -> object:
-        rows = []
-        for fetched in conn.execute(stmt, {"brief_id": "brief-list"}).fetchall():
-            row = list(fetched)
-            for k in (3, 4, 5):  # kpis, channels, milestones
-                row[k] = json.loads(row[k])
-            rows.append(row)
-        return rows
+        return [_loads_at(row, json_at) for row in conn.execute(stmt, key).fetchall()]
 
-    from sqlalchemy import select
+    def core(_: int) -> object:
+        with backend.engine.connect() as c:
+            return [_loads_at(row, json_at) for row in c.execute(query, key).all()]
 
-    cls = backend.orm_classes["strategy_document"]
-    session_factory = backend.orm_session
-    query = select(cls).where(cls.brief_id == "brief-list").order_by(cls.version, cls.strategy_id)
+    def orm_session(_: int) -> object:
+        out = objects(session.scalars(orm_query, key).all())
+        session.commit()
+        return out
 
-    def orm(_: int) -> object:
-        with session_factory() as session:
-            return [
-                {name: json.loads(getattr(obj, name)) for name in _STRATEGY_JSON}
-                for obj in session.scalars(query).all()
-            ]
+    def orm_merge(_: int) -> object:
+        with factory() as s:
+            return objects(s.scalars(orm_query, key).all())
 
-    calls["raw"] = raw
-    calls["orm-merge"] = orm
-    return calls
+    contest.calls.update(
+        {"raw": raw, "core": core, "orm-session": orm_session, "orm-merge": orm_merge}
+    )
+    if backend.sqlite_utils is not None:
+        su_table = backend.sqlite_utils["strategy_document"]
+        select_cols = ", ".join(cols)
+
+        def sqlite_utils(_: int) -> object:
+            rows = su_table.rows_where(
+                "brief_id = ?", ["brief-list"], order_by="version, strategy_id", select=select_cols
+            )
+            return [_loads_at([row[n] for n in cols], json_at) for row in rows]
+
+        contest.calls["sqlite-utils"] = sqlite_utils
+    _read_checks(contest)
+    return contest
+
+
+# -- parents with ordered children (bundles, QC results, packages) ------------------------
+
+
+@dataclass
+class _Family:
+    """A parent table and its ordered children, replaced as a whole on every save."""
+
+    parent: str
+    parent_key: str
+    child: str
+    child_key: str
+    """The children's column that names their parent (and the delete's key)."""
+    keep: tuple[str, ...] = ("created_at",)
+    """Parent columns an upsert leaves alone."""
+
+
+def _family_writers(
+    backend: Backend,
+    family: _Family,
+    encode: Callable[[Any, str], tuple[dict[str, Any], list[dict[str, Any]]]],
+    prepare: Callable[[Any], Any],
+    before: dict[str, Callable[[Any, dict[str, Any]], None]] | None = None,
+    orm_parent: Callable[[Any, dict[str, Any]], None] | None = None,
+) -> dict[str, _Writer]:
+    """Core, ORM and sqlite-utils writers for a family: upsert the parent (with
+    ``created_at`` and ``updated_at``), delete its children, insert the new ones.
+    ``encode(plain, now)`` gives the parent row and the child rows keyed by column name;
+    ``before[contender](handle, head)`` runs that contender's pre-check in its transaction
+    (``handle``: its connection, session or database); ``orm_parent(session, head)``
+    stores the parent through the ORM (default: ``session.merge``)."""
+    before = before or {}
+    from sqlalchemy import bindparam, delete, insert
+
+    child_t = backend.tables[family.child]
+    upsert = _upsert(backend, family.parent, [family.parent_key], keep=family.keep)
+    delete_children = delete(child_t).where(child_t.c[family.child_key] == bindparam("key"))
+    insert_children = insert(child_t)
+    parent_cls = backend.orm_classes[family.parent]
+    child_cls = backend.orm_classes[family.child]
+    orm_delete = delete(child_cls).where(getattr(child_cls, family.child_key) == bindparam("key"))
+    session, su = backend.orm_long, backend.sqlite_utils
+
+    def stamped(plain: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        now = _now(backend)
+        head, children = encode(plain, now)
+        head.setdefault("created_at", now)
+        head["updated_at"] = now
+        return head, children
+
+    def core(plain: Any) -> None:
+        head, children = stamped(plain)
+        with backend.engine.begin() as conn:
+            if "core" in before:
+                before["core"](conn, head)
+            conn.execute(upsert, head)
+            conn.execute(delete_children, {"key": head[family.parent_key]})
+            if children:
+                conn.execute(insert_children, children)
+
+    def orm_session(plain: Any) -> None:
+        head, children = stamped(plain)
+        s = session
+        if "orm-session" in before:
+            before["orm-session"](s, head)
+        if orm_parent is None:
+            s.merge(parent_cls(**head))
+        else:
+            orm_parent(s, head)
+        s.execute(orm_delete, {"key": head[family.parent_key]})
+        s.add_all([child_cls(**c) for c in children])
+        s.commit()
+
+    writers = {
+        "core": _Writer(prepare, core),
+        "orm-session": _Writer(prepare, orm_session),
+    }
+    if su is not None:
+        su_parent, su_child = su[family.parent], su[family.child]
+
+        def sqlite_utils(plain: Any) -> None:
+            head, children = stamped(plain)
+            with su.atomic():
+                if "sqlite-utils" in before:
+                    before["sqlite-utils"](su, head)
+                su_parent.upsert(head, pk=family.parent_key)
+                su_child.delete_where(f"{family.child_key} = ?", [head[family.parent_key]])
+                su_child.insert_all(children)
+
+        writers["sqlite-utils"] = _Writer(prepare, sqlite_utils)
+    return writers
+
+
+def _family_dump(
+    backend: Backend, family: _Family, skip: tuple[str, ...]
+) -> Callable[[str], object]:
+    def dump(key: str) -> object:
+        return (
+            backend.stored(family.parent, family.parent_key, key, skip=skip),
+            backend.stored(family.child, family.child_key, key),
+        )
+
+    return dump
 
 
 # -- production: a bundle of 3 assets ---------------------------------------------------
+
+_BUNDLES = _Family("production_bundles", "bundle_id", "production_bundle_assets", "bundle_id")
 
 
 def _bundles(prefix: str) -> list[DraftBundleDTO]:
@@ -319,36 +734,47 @@ def _bundles(prefix: str) -> list[DraftBundleDTO]:
     ]
 
 
-def save_bundle(backend: Backend) -> dict[str, Call]:
+def _bundle_plain(bundle: DraftBundleDTO) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    head = {
+        "bundle_id": bundle.bundle_id,
+        "draft_id": bundle.draft_id,
+        "assembled_at": bundle.assembled_at,
+    }
+    assets = [
+        {
+            "asset_id": a.asset_id,
+            "bundle_id": bundle.bundle_id,
+            "position": position,
+            "asset_type": a.asset_type,
+            "url": a.url,
+            "metadata": dict(a.metadata),
+        }
+        for position, a in enumerate(bundle.assets)
+    ]
+    return head, assets
+
+
+def save_bundle(backend: Backend) -> Contest:
     """``save_bundle`` of a bundle with 3 assets (re-saves replace the assets)."""
     repo = backend.app.repos.production
     repo.save_draft(make_draft("bench-draft"))
-    dtos = _bundles("bundle-a")
-    calls: dict[str, Call] = {"aicmo": lambda i: repo.save_bundle(dtos[i % POOL])}
-    if backend.raw is None or backend.orm_session is None:
-        return calls
+    pools = {name: _bundles(f"bundle-{name}") for name in CONTENDERS}
+    if not _has_contenders(backend):
+        return _writes(repo.save_bundle, pools, {}, lambda _: None)
     enc = backend.encode_dt
 
-    def plain(bundle: DraftBundleDTO) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        head = {
-            "bundle_id": bundle.bundle_id,
-            "draft_id": bundle.draft_id,
-            "assembled_at": bundle.assembled_at,
-        }
-        assets = [
-            {
-                "asset_id": a.asset_id,
-                "bundle_id": bundle.bundle_id,
-                "position": position,
-                "asset_type": a.asset_type,
-                "url": a.url,
-                "metadata": {"width": 1200, "alt": "hero"},
-            }
-            for position, a in enumerate(bundle.assets)
-        ]
-        return head, assets
+    def encode(
+        plain: Any, now: Any, meta: str = "meta"
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        head, assets = plain
+        row = {**head, "assembled_at": enc(head["assembled_at"])}
+        rows = []
+        for a in assets:
+            r = {k: v for k, v in a.items() if k != "metadata"}
+            r[meta] = _dumps(a["metadata"])
+            rows.append(r)
+        return row, rows
 
-    raw_plains = [plain(b) for b in _bundles("bundle-r")]
     save, delete, insert = (
         _sql(stmt, backend)
         for stmt in (
@@ -358,31 +784,27 @@ def save_bundle(backend: Backend) -> dict[str, Call]:
         )
     )
 
-    def raw(i: int) -> None:
-        head, assets = raw_plains[i % POOL]
-        row = {**head, "assembled_at": enc(head["assembled_at"]), "now": enc(datetime.now(UTC))}
-        rows = [{**a, "metadata": _dumps(a["metadata"])} for a in assets]
-        key = {"bundle_id": head["bundle_id"]}
+    def raw(plain: Any) -> None:
+        now = _now(backend)
+        head, rows = encode(plain, now, meta="metadata")
         with _RawTx(backend) as conn:
-            if conn.execute(save, row).rowcount == 0:
+            if conn.execute(save, {**head, "now": now}).rowcount == 0:
                 raise RuntimeError("no draft")
-            conn.execute(delete, key)
-            cursor = conn.cursor()
-            cursor.executemany(insert, rows)
-            if cursor.rowcount != len(rows):
+            conn.execute(delete, {"bundle_id": head["bundle_id"]})
+            if _executemany(conn, insert, rows) != len(rows):
                 raise RuntimeError("asset taken")
 
     from sqlalchemy import delete as sa_delete
 
     bundle_cls = backend.orm_classes["production_bundles"]
     asset_cls = backend.orm_classes["production_bundle_assets"]
-    session_factory = backend.orm_session
-    orm_plains = [plain(b) for b in _bundles("bundle-o")]
+    factory = backend.orm_session
+    assert factory is not None
 
-    def orm(i: int) -> None:
-        head, assets = orm_plains[i % POOL]
+    def orm_merge(plain: Any) -> None:  # the original's code
+        head, assets = plain
         now = enc(datetime.now(UTC))
-        with session_factory() as session:
+        with factory() as session:
             session.merge(
                 bundle_cls(
                     **{**head, "assembled_at": enc(head["assembled_at"])},
@@ -396,75 +818,81 @@ def save_bundle(backend: Backend) -> dict[str, Call]:
                 session.merge(asset_cls(**fields, meta=_dumps(a["metadata"])))
             session.commit()
 
-    calls["raw"] = raw
-    calls["orm-merge"] = orm
-    return calls
+    writers = {
+        "raw": _Writer(_bundle_plain, raw),
+        **_family_writers(backend, _BUNDLES, encode, _bundle_plain),
+        "orm-merge": _Writer(_bundle_plain, orm_merge),
+    }
+    dump = _family_dump(backend, _BUNDLES, skip=("created_at", "updated_at"))
+    return _writes(repo.save_bundle, pools, writers, lambda b: dump(b.bundle_id))
 
 
-# -- QC: a result with 3 issues, replacing the draft's previous result -----------------------
+# -- QC: a result with 3 issues, replacing the draft's previous result -------------------
+
+_RESULTS = _Family("qc_results", "draft_id", "qc_issues", "draft_id")
 
 
-def _results(prefix: str) -> list[list[QcResultDTO]]:
-    """Two results per draft (``[k][0]``, ``[k][1]``), each with 3 issues."""
+def _results(prefix: str) -> list[QcResultDTO]:
+    """Two results (other ``result_id``s) per draft, all first variants first: cycling
+    the pool, every save replaces the draft's other result."""
     return [
-        [
-            make_result(
-                f"{prefix}-{k}-{v}",
-                f"{prefix}-draft-{k}",
-                score=0.25 + v / 2,
-                issues=(
-                    make_issue("critical", "content", reason=f"variant {v}"),
-                    make_issue("major", "headline"),
-                    make_issue("minor", "cta"),
-                ),
-            )
-            for v in range(2)
-        ]
+        make_result(
+            f"{prefix}-{k}-{v}",
+            f"{prefix}-draft-{k}",
+            score=0.25 + v / 2,
+            issues=(
+                make_issue("critical", "content", reason=f"variant {v}"),
+                make_issue("major", "headline"),
+                make_issue("minor", "cta"),
+            ),
+        )
+        for v in range(2)
         for k in range(POOL)
     ]
 
 
-def _pick(pool: list[list[Any]], i: int) -> Any:
-    """Call ``i``'s value: every draft in turn, alternating its two variants."""
-    return pool[i % POOL][(i // POOL) % 2]
+def _result_plain(result: QcResultDTO) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    head = {
+        "result_id": result.result_id,
+        "draft_id": result.draft_id,
+        "passed": result.passed,
+        "score": result.score,
+        "evaluated_at": result.evaluated_at,
+    }
+    issues = [
+        {
+            "draft_id": result.draft_id,
+            "position": position,
+            "severity": issue.severity,
+            "section": issue.section,
+            "reason": issue.reason,
+        }
+        for position, issue in enumerate(result.issues)
+    ]
+    return head, issues
 
 
-def save_qc_result(backend: Backend) -> dict[str, Call]:
+def save_qc_result(backend: Backend) -> Contest:
     """``save_result`` of a result with 3 issues over the draft's previous result."""
     repo = backend.app.repos.qc
-    dtos = _results("qc-a")
-    for variants in dtos:
-        repo.save_result(variants[1])  # so the first timed save replaces one
-    calls: dict[str, Call] = {"aicmo": lambda i: repo.save_result(_pick(dtos, i))}
-    if backend.raw is None or backend.orm_session is None:
-        return calls
+    pools = {name: _results(f"qc-{name}") for name in CONTENDERS}
+    for pool in pools.values():
+        for result in pool[POOL:]:
+            repo.save_result(result)  # so every contender's first save replaces one
+    if not _has_contenders(backend):
+        return _writes(repo.save_result, pools, {}, lambda _: None)
     enc = backend.encode_dt
     sqlite = backend.name == "sqlite"
 
-    def plain(result: QcResultDTO) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        head = {
-            "result_id": result.result_id,
-            "draft_id": result.draft_id,
-            "passed": int(result.passed) if sqlite else result.passed,
-            "score": result.score,
-            "evaluated_at": enc(result.evaluated_at),
+    def encode(plain: Any, now: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        head, issues = plain
+        row = {
+            **head,
+            "passed": int(head["passed"]) if sqlite else head["passed"],
+            "evaluated_at": enc(head["evaluated_at"]),
         }
-        issues = [
-            {
-                "draft_id": result.draft_id,
-                "position": position,
-                "severity": issue.severity,
-                "section": issue.section,
-                "reason": issue.reason,
-            }
-            for position, issue in enumerate(result.issues)
-        ]
-        return head, issues
+        return row, list(issues)
 
-    raw_dtos, orm_dtos = _results("qc-r"), _results("qc-o")
-    for variants in raw_dtos + orm_dtos:  # every contender replaces a previous result
-        repo.save_result(variants[1])
-    raw_plains = [[plain(r) for r in variants] for variants in raw_dtos]
     find, upsert, delete, insert = (
         _sql(stmt, backend)
         for stmt in (
@@ -475,32 +903,66 @@ def save_qc_result(backend: Backend) -> dict[str, Call]:
         )
     )
 
-    def raw(i: int) -> None:
-        head, issues = _pick(raw_plains, i)
-        row = {**head, "now": enc(datetime.now(UTC))}
-        with _RawTx(backend) as conn:
-            holder = conn.execute(find, {"result_id": head["result_id"]}).fetchone()
-            if holder is not None and holder[0] != head["draft_id"]:
-                raise RuntimeError("result id taken")
-            conn.execute(upsert, row)
-            conn.execute(delete, {"draft_id": head["draft_id"]})
-            if sqlite:
-                conn.executemany(insert, issues)
-            else:
-                conn.cursor().executemany(insert, issues)
+    def id_taken(head: dict[str, Any], holder: str | None) -> None:
+        if holder is not None and holder != head["draft_id"]:
+            raise RuntimeError("result id taken")
 
+    def raw(plain: Any) -> None:
+        now = _now(backend)
+        head, issues = encode(plain, now)
+        with _RawTx(backend) as conn:
+            found = conn.execute(find, {"result_id": head["result_id"]}).fetchone()
+            id_taken(head, None if found is None else found[0])
+            conn.execute(upsert, {**head, "now": now})
+            conn.execute(delete, {"draft_id": head["draft_id"]})
+            _executemany(conn, insert, issues)
+
+    from sqlalchemy import bindparam, select
     from sqlalchemy import delete as sa_delete
 
+    table = backend.tables["qc_results"]
+    holder_query = select(table.c.draft_id).where(table.c.result_id == bindparam("result_id"))
     result_cls = backend.orm_classes["qc_results"]
     issue_cls = backend.orm_classes["qc_issues"]
-    session_factory = backend.orm_session
-    orm_plains = [[plain(r) for r in variants] for variants in orm_dtos]
+    orm_holder = select(result_cls.draft_id).where(result_cls.result_id == bindparam("result_id"))
 
-    def orm(i: int) -> None:
-        head, issues = _pick(orm_plains, i)
+    def holder(
+        fetch: Callable[[Any, dict[str, Any]], Any],
+    ) -> Callable[[Any, dict[str, Any]], None]:
+        return lambda handle, head: id_taken(head, fetch(handle, {"result_id": head["result_id"]}))
+
+    def su_holder(su: Any, key: dict[str, Any]) -> Any:
+        rows = su["qc_results"].rows_where("result_id = ?", [key["result_id"]], select="draft_id")
+        found = next(rows, None)
+        return None if found is None else found["draft_id"]
+
+    before = {
+        "core": holder(lambda conn, key: conn.scalar(holder_query, key)),
+        "orm-session": holder(lambda s, key: s.scalar(orm_holder, key)),
+        "sqlite-utils": holder(su_holder),
+    }
+    by_draft = select(result_cls).where(result_cls.draft_id == bindparam("draft_id"))
+
+    def orm_parent(s: Any, head: dict[str, Any]) -> None:
+        """The draft's result row is updated in place, under its new ``result_id``."""
+        current = s.scalar(by_draft, {"draft_id": head["draft_id"]})
+        if current is None:
+            s.add(result_cls(**head))
+            return
+        for name, value in head.items():
+            if name != "created_at":
+                setattr(current, name, value)
+
+    factory = backend.orm_session
+    assert factory is not None
+
+    def orm_merge(plain: Any) -> None:  # the original's code
+        head, issues = plain
+        head = {**head, "passed": int(head["passed"]) if sqlite else head["passed"]}
+        head["evaluated_at"] = enc(head["evaluated_at"])
         now = enc(datetime.now(UTC))
         draft_id = head["draft_id"]
-        with session_factory() as session:
+        with factory() as session:
             # The draft keeps one result: drop the previous one (and its issues), then merge.
             session.execute(sa_delete(issue_cls).where(issue_cls.draft_id == draft_id))
             session.execute(
@@ -514,12 +976,20 @@ def save_qc_result(backend: Backend) -> dict[str, Call]:
                 session.merge(issue_cls(**issue))
             session.commit()
 
-    calls["raw"] = raw
-    calls["orm-merge"] = orm
-    return calls
+    writers = {
+        "raw": _Writer(_result_plain, raw),
+        **_family_writers(
+            backend, _RESULTS, encode, _result_plain, before=before, orm_parent=orm_parent
+        ),
+        "orm-merge": _Writer(_result_plain, orm_merge),
+    }
+    dump = _family_dump(backend, _RESULTS, skip=("created_at", "updated_at"))
+    return _writes(repo.save_result, pools, writers, lambda r: dump(r.draft_id))
 
 
 # -- delivery: a package of 3 artifacts ------------------------------------------------------
+
+_PACKAGES = _Family("delivery_packages", "package_id", "delivery_artifacts", "package_id", keep=())
 
 
 def _packages(prefix: str) -> list[DeliveryPackageDTO]:
@@ -536,13 +1006,11 @@ def _packages(prefix: str) -> list[DeliveryPackageDTO]:
     ]
 
 
-def _package_plain(
-    package: DeliveryPackageDTO, backend: Backend
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _package_plain(package: DeliveryPackageDTO) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     head = {
         "package_id": package.package_id,
         "draft_id": package.draft_id,
-        "created_at": backend.encode_dt(package.created_at),
+        "created_at": package.created_at,
     }
     artifacts = [
         {
@@ -557,15 +1025,18 @@ def _package_plain(
     return head, artifacts
 
 
-def save_package(backend: Backend) -> dict[str, Call]:
+def save_package(backend: Backend) -> Contest:
     """``save_package`` of a package with 3 artifacts (re-saves replace the artifacts)."""
     repo = backend.app.repos.delivery
-    dtos = _packages("pkg-a")
-    calls: dict[str, Call] = {"aicmo": lambda i: repo.save_package(dtos[i % POOL])}
-    if backend.raw is None or backend.orm_session is None:
-        return calls
+    pools = {"aicmo": _packages("pkg-save")}
+    if not _has_contenders(backend):
+        return _writes(repo.save_package, pools, {}, lambda _: None)
     enc = backend.encode_dt
-    raw_plains = [_package_plain(p, backend) for p in _packages("pkg-r")]
+
+    def encode(plain: Any, now: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        head, artifacts = plain
+        return {**head, "created_at": enc(head["created_at"])}, list(artifacts)
+
     save, delete, insert = (
         _sql(stmt, backend)
         for stmt in (
@@ -575,28 +1046,25 @@ def save_package(backend: Backend) -> dict[str, Call]:
         )
     )
 
-    def raw(i: int) -> None:
-        head, artifacts = raw_plains[i % POOL]
-        row = {**head, "now": enc(datetime.now(UTC))}
+    def raw(plain: Any) -> None:
+        now = _now(backend)
+        head, artifacts = encode(plain, now)
         with _RawTx(backend) as conn:
-            conn.execute(save, row)
+            conn.execute(save, {**head, "now": now})
             conn.execute(delete, {"package_id": head["package_id"]})
-            if backend.name == "sqlite":
-                conn.executemany(insert, artifacts)
-            else:
-                conn.cursor().executemany(insert, artifacts)
+            _executemany(conn, insert, artifacts)
 
     from sqlalchemy import delete as sa_delete
 
     package_cls = backend.orm_classes["delivery_packages"]
     artifact_cls = backend.orm_classes["delivery_artifacts"]
-    session_factory = backend.orm_session
-    orm_plains = [_package_plain(p, backend) for p in _packages("pkg-o")]
+    factory = backend.orm_session
+    assert factory is not None
 
-    def orm(i: int) -> None:
-        head, artifacts = orm_plains[i % POOL]
-        with session_factory() as session:
-            session.merge(package_cls(**head, updated_at=enc(datetime.now(UTC))))
+    def orm_merge(plain: Any) -> None:  # the original's code
+        head, artifacts = encode(plain, None)
+        with factory() as session:
+            session.merge(package_cls(**head, updated_at=_now(backend)))
             session.execute(
                 sa_delete(artifact_cls).where(artifact_cls.package_id == head["package_id"])
             )
@@ -604,18 +1072,22 @@ def save_package(backend: Backend) -> dict[str, Call]:
                 session.merge(artifact_cls(**artifact))
             session.commit()
 
-    calls["raw"] = raw
-    calls["orm-merge"] = orm
-    return calls
+    writers = {
+        "raw": _Writer(_package_plain, raw),
+        **_family_writers(backend, _PACKAGES, encode, _package_plain),
+        "orm-merge": _Writer(_package_plain, orm_merge),
+    }
+    dump = _family_dump(backend, _PACKAGES, skip=("updated_at",))
+    return _writes(repo.save_package, pools, writers, lambda p: dump(p.package_id))
 
 
-def get_package(backend: Backend) -> dict[str, Call]:
+def get_package(backend: Backend) -> Contest:
     """``get_package`` of a package with 3 artifacts."""
     repo = backend.app.repos.delivery
-    dtos = _packages("pkg-get")
-    for package in dtos:
+    packages = _packages("pkg-get")
+    for package in packages:
         repo.save_package(package)
-    ids = [p.package_id for p in dtos]
+    ids = [p.package_id for p in packages]
 
     def aicmo_get(i: int) -> object:
         got = repo.get_package(ids[i % POOL])
@@ -623,36 +1095,84 @@ def get_package(backend: Backend) -> dict[str, Call]:
         assert len(got.artifacts) == 3
         return got
 
-    calls: dict[str, Call] = {"aicmo": aicmo_get}
-    if backend.raw is None or backend.orm_session is None:
-        return calls
+    contest = Contest(calls={"aicmo": aicmo_get})
+
+    def check_aicmo() -> None:
+        if repo.get_package(ids[0]) != packages[0]:
+            raise CheckFailed("aicmo's get_package did not return the package saved")
+
+    contest.checks["aicmo"] = check_aicmo
+    if not _has_contenders(backend):
+        return contest
     stmt = _sql(delivery_sql.GET_PACKAGE, backend)
     conn = backend.raw
 
     def raw(i: int) -> object:
         rows = conn.execute(stmt, {"package_id": ids[i % POOL]}).fetchall()
-        head = rows[0][:3]
-        return head, [row[3:] for row in rows]
+        return list(rows[0][:3]), [list(row[3:]) for row in rows]
 
-    from sqlalchemy import select
+    from sqlalchemy import bindparam, select
+
+    p, a = backend.tables["delivery_packages"], backend.tables["delivery_artifacts"]
+    query = (
+        select(p.c.package_id, p.c.draft_id, p.c.created_at, a.c.name, a.c.url, a.c.format)
+        .select_from(p.outerjoin(a, a.c.package_id == p.c.package_id))
+        .where(p.c.package_id == bindparam("package_id"))
+        .order_by(a.c.position)
+    )
+
+    def core(i: int) -> object:
+        with backend.engine.connect() as c:
+            rows = c.execute(query, {"package_id": ids[i % POOL]}).all()
+        return list(rows[0][:3]), [list(row[3:]) for row in rows]
 
     package_cls = backend.orm_classes["delivery_packages"]
     artifact_cls = backend.orm_classes["delivery_artifacts"]
-    session_factory = backend.orm_session
+    children = (
+        select(artifact_cls)
+        .where(artifact_cls.package_id == bindparam("package_id"))
+        .order_by(artifact_cls.position)
+    )
+    session, factory = backend.orm_long, backend.orm_session
+    assert factory is not None
 
-    def orm(i: int) -> object:
-        with session_factory() as session:
-            package = session.get(package_cls, ids[i % POOL])
-            artifacts = session.scalars(
-                select(artifact_cls)
-                .where(artifact_cls.package_id == package.package_id)
-                .order_by(artifact_cls.position)
-            ).all()
-            return package, [(a.name, a.url, a.format) for a in artifacts]
+    def orm_in(s: Any, package_id: str) -> object:
+        package = s.get(package_cls, package_id)
+        artifacts = s.scalars(children, {"package_id": package_id}).all()
+        return (
+            [package.package_id, package.draft_id, package.created_at],
+            [[x.name, x.url, x.format] for x in artifacts],
+        )
 
-    calls["raw"] = raw
-    calls["orm-merge"] = orm
-    return calls
+    def orm_session(i: int) -> object:
+        out = orm_in(session, ids[i % POOL])
+        session.commit()
+        return out
+
+    def orm_merge(i: int) -> object:
+        with factory() as s:
+            return orm_in(s, ids[i % POOL])
+
+    contest.calls.update(
+        {"raw": raw, "core": core, "orm-session": orm_session, "orm-merge": orm_merge}
+    )
+    if backend.sqlite_utils is not None:
+        su_packages = backend.sqlite_utils["delivery_packages"]
+        su_artifacts = backend.sqlite_utils["delivery_artifacts"]
+
+        def sqlite_utils(i: int) -> object:
+            package = su_packages.get(ids[i % POOL])
+            rows = su_artifacts.rows_where(
+                "package_id = ?", [ids[i % POOL]], order_by="position", select="name, url, format"
+            )
+            return (
+                [package["package_id"], package["draft_id"], package["created_at"]],
+                [[r["name"], r["url"], r["format"]] for r in rows],
+            )
+
+        contest.calls["sqlite-utils"] = sqlite_utils
+    _read_checks(contest)
+    return contest
 
 
 OPERATIONS: dict[str, Operation] = {
