@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -55,9 +55,8 @@ class Outage:
             schema_url = new_postgres_schema()
             self.schema = schema_url.rsplit("search_path%3D", 1)[1]
             # Every statement waits at most 100 ms for a lock, then fails.
-            options = quote(f"-csearch_path={self.schema} -clock_timeout=100", safe="")
-            base = postgres_base_url()
-            self.url = f"{base}{'&' if '?' in base else '?'}options={options}"
+            monkeypatch.setenv("AICMO_DB_LOCK_TIMEOUT", "0.1")
+            self.url = schema_url
         with aicmo.connect(self.url) as app:
             app.migrate()
 
@@ -309,8 +308,9 @@ def test_aicmo_worker_started_in_an_outage_waits_for_the_database(
     names = ["w"] if concurrency == "1" else ["w-1", "w-2"]
     down = [line for line in err.splitlines() if "the database is unavailable" in line]
     back = [line for line in err.splitlines() if "the database is back" in line]
-    assert sorted(line.split()[1] for line in down) == [f"{n}:" for n in names], err
-    assert sorted(line.split()[1] for line in back) == [f"{n}:" for n in names], err
+    # "aicmo: worker NAME: the database is ..."
+    assert sorted(line.split()[2] for line in down) == [f"{n}:" for n in names], err
+    assert sorted(line.split()[2] for line in back) == [f"{n}:" for n in names], err
     assert "cannot connect to PostgreSQL" in down[0]
     assert "error connecting" not in err  # the driver's pool logs are not shown
     logged = [line.split() for line in out.splitlines()[:-1]]

@@ -82,6 +82,9 @@ class _EchoHandler(logging.Handler):
             self.handleError(record)
 
 
+_PREFIX = logging.Formatter("aicmo: %(message)s")
+
+
 def _ours(logger: logging.Logger) -> _EchoHandler | None:
     return next((h for h in logger.handlers if isinstance(h, _EchoHandler)), None)
 
@@ -93,7 +96,7 @@ def show_notices() -> None:
     if logger.handlers:
         return
     handler = _EchoHandler(logging.WARNING)
-    handler.setFormatter(logging.Formatter("aicmo: %(message)s"))
+    handler.setFormatter(_PREFIX)
     logger.addHandler(handler)
 
 
@@ -110,6 +113,7 @@ def log_to_stderr() -> Iterator[None]:
         yield
         return
     handler, quiet = _EchoHandler(logging.INFO), logging.NullHandler()
+    handler.setFormatter(_PREFIX)
     if notices is not None:
         logger.removeHandler(notices)
     logger.addHandler(handler)
