@@ -77,6 +77,28 @@ def test_runs_list_and_filters(tmp_path: Path) -> None:
     assert "no workflow run 'no-such-run'" in out
 
 
+def test_run_with_an_idempotency_key(tmp_path: Path) -> None:
+    code, out = invoke(tmp_path, "run", "--idempotency-key", "acme-q3", "--json", str(PASSING[0]))
+    assert code == 0, out
+    [first] = json.loads(out)
+    run_id = first["run"]["workflow_run_id"]
+    assert first["run"]["artifact_root"] == str(tmp_path / "artifacts")
+    code, out = invoke(tmp_path, "run", "--idempotency-key", "acme-q3", "--json", str(PASSING[0]))
+    assert code == 0, out
+    assert json.loads(out)[0]["run"]["workflow_run_id"] == run_id
+    code, out = invoke(tmp_path, "run", "--idempotency-key", "acme-q3", str(PASSING[1]))
+    assert code == 1
+    assert out.splitlines()[1].split()[3] == "CONFLICT"
+    assert f"idempotency_key 'acme-q3' belongs to workflow run '{run_id}'" in out
+    code, out = invoke(tmp_path, "run", "--idempotency-key", "k", *map(str, PASSING))
+    assert code == 2
+    assert "--idempotency-key takes exactly one FILE" in out
+    code, out = invoke(tmp_path, "runs", "show", run_id)
+    assert f"artifact_root: {tmp_path / 'artifacts'}" in out
+    code, out = invoke(tmp_path, "runs", "list", "--json")
+    assert [r["workflow_run_id"] for r in json.loads(out)] == [run_id]
+
+
 def test_recover_with_nothing_to_do(tmp_path: Path) -> None:
     code, out = invoke(tmp_path, "recover")
     assert (code, out) == (0, "recovered 0 run(s)\n")

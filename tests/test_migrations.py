@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -171,11 +172,12 @@ def _execute(url: str, sql: str) -> None:
             pg.execute(sql.encode())
 
 
-def test_0009_workflow_queue_keeps_runs_and_rolls_queued_ones_back_to_running(
+def test_0009_workflow_queue_keeps_runs_and_a_round_trip_keeps_queued_runs_queued(
     fresh_url: str,
 ) -> None:
     from aicmo.testing.workflow import make_run
 
+    ids = known_migration_ids("sqlite")
     with aicmo.connect(fresh_url, auto_upgrade=False) as app:
         app.migrate()
         app.downgrade("0008_strategy_approved_by")
@@ -190,17 +192,38 @@ def test_0009_workflow_queue_keeps_runs_and_rolls_queued_ones_back_to_running(
                 'acme', '[]', '[]', '[]', '[]', '[]', '[]', '[]')
         """,
         )
-        assert app.migrate() == ["0009_workflow_queue"]
+        assert app.migrate() == ids[ids.index("0009_workflow_queue") :]
         old = app.repos.workflow.get("old")
         assert old == make_run("old")  # no holder, no lease, token 0
         assert old is not None
         assert (old.claimed_by, old.lease_expires_at, old.lease_token) == (None, None, 0)
-        app.repos.workflow.create(make_run("queued", status="QUEUED"))
-        assert app.downgrade() == ["0009_workflow_queue"]
+        queued = make_run("queued", status="QUEUED", step="strategy", lease_token=2)
+        app.repos.workflow.create(queued)
+        app.repos.workflow.create(make_run("driven", status="QUEUED"))
+        assert app.downgrade("0008_strategy_approved_by")[-1] == "0009_workflow_queue"
+        # Code before 0009 knows no QUEUED: the runs are RUNNING runs its recover() resumes.
+        assert _rows(fresh_url, "SELECT workflow_run_id, status FROM workflow_runs") == {
+            ("old", "RUNNING"),
+            ("queued", "RUNNING"),
+            ("driven", "RUNNING"),
+        }
+        # ... and one of them is driven by that code before the upgrade.
+        _execute(
+            fresh_url,
+            "UPDATE workflow_runs SET step = 'onboard', "
+            "updated_at = '2025-01-01T00:00:01.000000+00:00' WHERE workflow_run_id = 'driven'",
+        )
         app.migrate()
-        # Code before 0009 knows no QUEUED: the run came back as one recover() resumes.
-        assert app.repos.workflow.get("queued") == make_run("queued", status="RUNNING")
+        # Upgraded again: what nothing drove meanwhile is queued again, with its progress.
+        assert app.repos.workflow.get("queued") == make_run(
+            "queued", status="QUEUED", step="strategy"
+        )
+        assert app.repos.workflow.get("driven") == make_run(
+            "driven", step="onboard", updated_at=make_run().updated_at + timedelta(seconds=1)
+        )
         assert app.repos.workflow.get("old") == make_run("old")
+        with pytest.raises(SchemaError):  # the bookkeeping table is gone
+            _rows(fresh_url, "SELECT * FROM workflow_runs_queued")
 
 
 def test_a_schema_migrated_down_under_a_running_app_is_a_schema_error(fresh_url: str) -> None:
@@ -214,10 +237,40 @@ def test_a_schema_migrated_down_under_a_running_app_is_a_schema_error(fresh_url:
         app.migrate()
         assert app.list_runs() == []  # the schema is checked and found current
         with aicmo.connect(fresh_url, auto_upgrade=False) as other:
-            assert other.downgrade("0008_strategy_approved_by") == ["0009_workflow_queue"]
+            assert other.downgrade("0008_strategy_approved_by")[-1] == "0009_workflow_queue"
         with pytest.raises(SchemaError, match="does not have the schema this aicmo needs"):
             app.submit(PASSING)
         with pytest.raises(SchemaError, match=r"behind.*0009_workflow_queue"):
             app.submit(PASSING)
         app.migrate()
         assert app.submit(PASSING).status == "QUEUED"
+
+
+def test_0010_fingerprints_and_roots_round_trip(fresh_url: str) -> None:
+    from aicmo.testing.workflow import make_run
+
+    run = make_run("r", intake_fingerprint="a" * 64, artifact_root="/srv/artifacts")
+    with aicmo.connect(fresh_url, auto_upgrade=False) as app:
+        app.migrate()
+        app.repos.workflow.create(run)
+        assert app.downgrade() == ["0010_workflow_intake_and_root"]
+        assert app.migrate() == ["0010_workflow_intake_and_root"]
+        # The rest of the run is kept; the code derives both again (from the intake, and
+        # from artifact_dirs once the run has packages).
+        assert app.repos.workflow.get("r") == make_run("r")
+
+
+def _rows(url: str, sql: str) -> set[tuple[object, ...]]:
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return set(conn.execute(sql).fetchall())
+        except sqlite3.OperationalError as exc:
+            raise SchemaError(str(exc)) from exc
+        finally:
+            conn.close()
+    with psycopg.connect(url, autocommit=True) as pg:
+        try:
+            return set(pg.execute(sql.encode()).fetchall())
+        except psycopg.errors.UndefinedTable as exc:
+            raise SchemaError(str(exc)) from exc

@@ -4,16 +4,20 @@ the multi-process versions are in test_worker_processes.py."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import aicmo
-from aicmo.errors import LeaseLostError, ValidationError
-from aicmo.workflow import WorkedRun
+import aicmo.workflow
+from aicmo.delivery.service import DeliveryService
+from aicmo.errors import ConfigurationError, LeaseLostError, ValidationError
+from aicmo.workflow import WorkedRun, WorkflowRunDTO
 
 from .test_workflow import (
     FAILING_QC,
@@ -387,3 +391,221 @@ def test_work_checks_its_lease(app: aicmo.App) -> None:
 
 def test_lease_lost_is_a_conflict() -> None:
     assert issubclass(LeaseLostError, aicmo.errors.ConflictError)
+
+
+# -- issue 11: every driver holds a lease; stop; artifact roots; stale staging -------------
+def test_run_workflow_holds_its_run_like_a_worker(app: aicmo.App, clock: FakeClock) -> None:
+    """While ``run_workflow`` drives a run, the run is claimed by it: neither a worker nor
+    ``recover()`` takes it (the old code left it unleased, and recover() drove it too)."""
+    seen: dict[str, object] = {}
+
+    def hook(point: str) -> None:
+        if point == "before:qc" and not seen:
+            [held] = app.list_runs()
+            seen["held"] = held
+            clock.advance(LEASE / 2)
+            seen["worker"] = app.work(worker_id="B", max_runs=1, stop=_set(), heartbeat=False)
+            seen["recover"] = app.recover()
+
+    app.workflow.fault_hook = hook
+    run = app.run_workflow(PASSING)
+    app.workflow.fault_hook = None
+    held = seen["held"]
+    assert isinstance(held, WorkflowRunDTO)
+    assert held.claimed_by is not None
+    assert held.claimed_by.startswith("run:")
+    assert (held.status, held.lease_token) == ("RUNNING", 1)
+    assert held.lease_expires_at == clock.now - LEASE / 2 + LEASE
+    assert (seen["worker"], seen["recover"]) == ([], [])
+    assert_completed(app, run)
+    assert (run.lease_token, run.claimed_by, run.lease_expires_at) == (1, None, None)
+
+
+def test_a_worker_takes_a_run_nobody_holds_once_it_is_stale(
+    app: aicmo.App, clock: FakeClock
+) -> None:
+    """A RUNNING run without a lease (written by an aicmo from before leases, or left so by
+    a downgrade) is claimed by workers once untouched for UNLEASED_STALE_AFTER."""
+    form = app.onboarding.read_intake(PASSING)
+    app.repos.workflow.create(
+        WorkflowRunDTO(
+            workflow_run_id="old",
+            status="RUNNING",
+            intake=form.responses,
+            created_at=clock.now,
+            updated_at=clock.now,
+            client_id="acme-analytics",
+        )
+    )
+    assert drain(app) == []  # not stale yet: its in-process driver may still be on it
+    clock.advance(aicmo.workflow.UNLEASED_STALE_AFTER)
+    [done] = drain(app)
+    assert (done.outcome, done.run.workflow_run_id, done.run.lease_token) == ("COMPLETED", "old", 1)
+    assert_completed(app, done.run)
+
+
+def test_two_recovers_never_drive_one_run(app: aicmo.App) -> None:
+    """Two ``recover()`` calls at once (threads) on unfinished runs: each run is driven by
+    one of them, once (the old code drove unleased runs without a claim, in both)."""
+    form = app.onboarding.read_intake(PASSING)
+    now = datetime.now(UTC)
+    for n in range(4):
+        app.repos.workflow.create(
+            WorkflowRunDTO(
+                workflow_run_id=f"stuck-{n}",
+                status="RUNNING",
+                intake=form.responses,
+                created_at=now,
+                updated_at=now,
+                client_id="acme-analytics",
+            )
+        )
+    completions: list[str] = []
+    gate = threading.Barrier(2)
+
+    def hook(point: str) -> None:
+        if point == "complete":
+            completions.append(point)
+        if point == "before:onboard":
+            with contextlib.suppress(threading.BrokenBarrierError):
+                gate.wait(0.5)  # both recovers in the middle of their first run at once
+
+    app.workflow.fault_hook = hook
+    results: list[list[WorkflowRunDTO]] = []
+    threads = [threading.Thread(target=lambda: results.append(app.recover())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    app.workflow.fault_hook = None
+    recovered = sorted(r.workflow_run_id for found in results for r in found)
+    assert recovered == [f"stuck-{n}" for n in range(4)]
+    assert len(completions) == 4
+    for run in app.list_runs():
+        assert_completed(app, run)
+        assert run.lease_token == 1
+
+
+def test_stop_releases_an_in_process_run_for_a_worker_or_recover(
+    app: aicmo.App, clock: FakeClock
+) -> None:
+    stop = threading.Event()
+
+    def hook(point: str) -> None:
+        if point == "before:production":
+            stop.set()  # Ctrl-C while strategy runs
+
+    app.workflow.fault_hook = hook
+    run = app.run_workflow(PASSING, stop=stop)
+    app.workflow.fault_hook = None
+    assert (run.status, run.step, run.claimed_by, run.lease_expires_at, run.lease_token) == (
+        "QUEUED",
+        "strategy",
+        None,
+        None,
+        1,
+    )
+    assert app.get_run(run.workflow_run_id) == run
+    [recovered] = app.recover()  # or a worker: it is queued
+    assert recovered.workflow_run_id == run.workflow_run_id
+    assert_completed(app, recovered)
+    assert recovered.strategy_id == run.strategy_id
+    assert recovered.lease_token == 2
+    stopped_early = app.run_workflow(PASSING, stop=_set())
+    assert (stopped_early.status, stopped_early.step) == ("QUEUED", None)
+    [worked] = drain(app)
+    assert worked.outcome == "COMPLETED"
+
+
+def _crash_at(point: str) -> Callable[[str], None]:
+    def crash(at: str) -> None:
+        if at == point:
+            raise Crash(at)
+
+    return crash
+
+
+def test_recover_publishes_where_the_run_wrote(
+    app: aicmo.App, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run started with one artifact root and recovered by an app with another publishes
+    its packages under the first (the old code re-published under the recoverer's)."""
+    first_root = app.delivery.artifact_root
+    app.workflow.fault_hook = _crash_at("delivery:publish")  # rows committed, files staged
+    with pytest.raises(Crash):
+        app.run_workflow(PASSING)
+    app.workflow.fault_hook = None
+    [stuck] = app.list_runs()
+    assert [p.name for p in first_root.iterdir()] == [".staging"]
+    other = DeliveryService(app.repos.delivery, artifact_root=tmp_path / "elsewhere")
+    monkeypatch.setattr(app, "delivery", other)  # `aicmo recover` without --artifacts
+    [recovered] = app.recover()
+    assert_completed(app, recovered)
+    assert all(Path(d).parent == first_root for d in recovered.artifact_dirs)
+    assert sorted(p.name for p in first_root.iterdir()) == sorted(
+        [".staging", *recovered.package_ids]
+    )
+    assert list((first_root / ".staging").iterdir()) == []
+    assert not (tmp_path / "elsewhere").exists() or list((tmp_path / "elsewhere").rglob("*")) == []
+    assert stuck.artifact_root == str(first_root)
+
+
+def test_a_run_whose_artifact_root_is_gone_is_refused_and_left_as_it_was(
+    app: aicmo.App, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_root = app.delivery.artifact_root
+    app.workflow.fault_hook = _crash_at("delivery:publish")
+    with pytest.raises(Crash):
+        app.run_workflow(PASSING)
+    app.workflow.fault_hook = None
+    [stuck] = app.list_runs()
+    first_root.rename(tmp_path / "unmounted")
+    monkeypatch.setattr(
+        app, "delivery", DeliveryService(app.repos.delivery, artifact_root=tmp_path / "other")
+    )
+    with pytest.raises(ConfigurationError) as info:
+        app.recover()
+    message = str(info.value)
+    assert stuck.workflow_run_id in message
+    assert str(first_root) in message
+    assert "--artifacts" in message
+    left = app.get_run(stuck.workflow_run_id)
+    assert left is not None
+    assert (left.status, left.step, left.claimed_by) == ("QUEUED", "delivery", None)
+    assert not (tmp_path / "other").exists()
+    clock.advance(LEASE)
+    with pytest.raises(ConfigurationError):  # a worker that cannot reach it refuses too
+        drain(app)
+    (tmp_path / "unmounted").rename(first_root)  # mounted again: any driver finishes it
+    [recovered] = app.recover()
+    assert_completed(app, recovered)
+    assert all(Path(d).parent == first_root for d in recovered.artifact_dirs)
+
+
+def test_the_worker_that_takes_a_run_over_removes_its_stale_staging(
+    app: aicmo.App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed after staging its packages leaves them in ``.staging`` (a kill
+    cleans nothing up: ``abandon`` does nothing here); the worker that takes the run over
+    removes them, with no ``recover()``."""
+    app.submit(PASSING)
+    monkeypatch.setattr(app.delivery, "abandon", lambda staged: None)
+    app.workflow.fault_hook = _crash_at("delivery")  # inside the delivery transaction
+    with pytest.raises(Crash):
+        app.work(worker_id="A", heartbeat=False, lease=LEASE)
+    app.workflow.fault_hook = None
+    monkeypatch.undo()
+    staging = app.delivery.artifact_root / ".staging"
+    left = sorted(p.name for p in staging.iterdir())
+    assert len(left) == 3
+    other = (
+        app.delivery.artifact_root
+        / ".staging"
+        / "pkg-not-this-run.0123456789abcdef0123456789abcdef"
+    )
+    other.mkdir()
+    clock.advance(LEASE)
+    [done] = drain(app, "B")
+    assert done.outcome == "COMPLETED"
+    assert_completed(app, done.run)
+    assert [p.name for p in staging.iterdir()] == [other.name]  # only that run's leftovers

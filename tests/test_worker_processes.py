@@ -135,12 +135,14 @@ def test_n_worker_processes_drain_m_runs_each_completed_once(
     assert set(tokens.values()) == {1}  # claimed exactly once each
 
 
-@pytest.mark.parametrize("point", ["before:qc", "strategy"])
+@pytest.mark.parametrize("point", ["before:qc", "strategy", "delivery"])
 def test_a_worker_killed_mid_run_is_recovered_by_the_others(
     queue_url: str, tmp_path: Path, procs: list[subprocess.Popen[str]], point: str
 ) -> None:
     """``before:qc`` is between two steps; ``strategy`` is inside the strategy step's open
-    transaction (its writes done, not committed: on SQLite it holds the write lock)."""
+    transaction (its writes done, not committed: on SQLite it holds the write lock);
+    ``delivery`` is inside the delivery step's, its package files staged. The worker that
+    takes the run over removes the killed one's staging (no ``recover`` needed)."""
     artifacts = tmp_path / "artifacts"
     run_ids = submit(queue_url, artifacts, scale(4, 30))
     marker = tmp_path / "fault-hit"
@@ -165,7 +167,10 @@ def test_a_worker_killed_mid_run_is_recovered_by_the_others(
     assert len(held) == 1
     [dead_run] = held
     assert dead_run.status == "RUNNING"
-    assert dead_run.step == ("production" if point == "before:qc" else "onboard")
+    assert dead_run.step == {"before:qc": "production", "strategy": "onboard"}.get(point, "qc")
+    staging = artifacts / ".staging"
+    if point == "delivery":
+        assert len(list(staging.iterdir())) == len(dead_run.draft_ids)  # the victim's
     survivors = start_worker(
         procs, queue_url, artifacts, "--concurrency", "2", "--stop-when-idle", "--lease", "1"
     )
@@ -176,6 +181,7 @@ def test_a_worker_killed_mid_run_is_recovered_by_the_others(
     tokens = check_all_completed(queue_url, artifacts, run_ids)
     assert tokens.pop(dead_run.workflow_run_id) == 2
     assert set(tokens.values()) <= {1}
+    assert not staging.exists() or list(staging.iterdir()) == []
 
 
 def test_sigterm_puts_the_current_run_back_and_exits_cleanly(

@@ -13,3 +13,19 @@ ALTER TABLE workflow_runs ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0;
 
 CREATE INDEX ix_workflow_runs_lease ON workflow_runs (status, lease_expires_at)
     WHERE lease_expires_at IS NOT NULL;
+
+-- A run queued when this migration was last rolled back, and driven by nothing since (its
+-- updated_at unchanged), goes back in the queue; see the rollback.
+CREATE TABLE IF NOT EXISTS workflow_runs_queued (
+    workflow_run_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+
+UPDATE workflow_runs SET status = 'QUEUED'
+WHERE status = 'RUNNING' AND EXISTS (
+    SELECT 1 FROM workflow_runs_queued AS q
+    WHERE q.workflow_run_id = workflow_runs.workflow_run_id
+        AND q.updated_at = workflow_runs.updated_at
+);
+
+DROP TABLE workflow_runs_queued;

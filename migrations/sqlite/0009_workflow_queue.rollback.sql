@@ -1,5 +1,17 @@
 -- Code before 0009 knows no QUEUED status: a queued run becomes a RUNNING run that
--- app.recover() drives from its last committed step.
+-- app.recover() drives from its last committed step. Which runs were queued is kept in
+-- workflow_runs_queued, so that upgrading again puts back in the queue every one of them
+-- that nothing drove in between (its updated_at unchanged).
+DROP TABLE IF EXISTS workflow_runs_queued;
+
+CREATE TABLE workflow_runs_queued (
+    workflow_run_id TEXT NOT NULL PRIMARY KEY,
+    updated_at TEXT NOT NULL
+);
+
+INSERT INTO workflow_runs_queued (workflow_run_id, updated_at)
+SELECT workflow_run_id, updated_at FROM workflow_runs WHERE status = 'QUEUED';
+
 UPDATE workflow_runs SET status = 'RUNNING' WHERE status = 'QUEUED';
 
 DROP INDEX ix_workflow_runs_lease;

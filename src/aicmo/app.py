@@ -44,6 +44,7 @@ from aicmo.strategy.memory import InMemoryStrategyRepository
 from aicmo.strategy.service import StrategyService
 from aicmo.strategy.sql import SqlStrategyRepository
 from aicmo.workflow import (
+    DEFAULT_KEY_WAIT,
     DEFAULT_LEASE,
     WorkedRun,
     WorkflowRunDTO,
@@ -167,17 +168,32 @@ class App:
 
     # -- the workflow --------------------------------------------------------------------
     def run_workflow(
-        self, intake: IntakeSource, *, idempotency_key: str | None = None
+        self,
+        intake: IntakeSource,
+        *,
+        idempotency_key: str | None = None,
+        stop: threading.Event | None = None,
+        wait: timedelta = DEFAULT_KEY_WAIT,
     ) -> WorkflowRunDTO:
-        """Run onboarding -> strategy -> production -> QC -> delivery for one intake.
+        """Run onboarding -> strategy -> production -> QC -> delivery for one intake, in
+        this thread; return the run as it ended.
 
         ``intake`` is an ``IntakeFormDTO``, a mapping, or a path to a ``.toml``/``.json``
-        file. An invalid intake raises ``ValidationError`` and creates no run; any later
-        failure is compensated and returned as a ``COMPENSATED`` (or ``FAILED``) run. The
-        same ``idempotency_key`` returns the same run instead of running again.
+        file. It is validated first, whatever the key: an invalid intake raises
+        ``ValidationError`` and creates no run; any later failure is compensated and
+        returned as a ``COMPENSATED`` (or ``FAILED``) run. The run is claimed by this call
+        like a worker's (a lease and a heartbeat), so nothing else drives it meanwhile and a
+        worker or ``recover()`` takes it over if this process dies.
+
+        ``idempotency_key``: the same key with the same intake returns the same run,
+        finished (if another caller is driving it, this call waits for it, up to
+        ``wait``, then raises ``ConflictError`` naming the run); the same key with a
+        different intake raises ``ConflictError`` naming the key and the run, writing
+        nothing. ``stop``: once set, the run stops at the next step boundary and is
+        returned ``QUEUED`` with its progress, for ``aicmo worker`` or ``recover()``.
         """
         self._check_open()
-        return self.workflow.run(intake, idempotency_key=idempotency_key)
+        return self.workflow.run(intake, idempotency_key=idempotency_key, stop=stop, wait=wait)
 
     def get_run(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         """The run, or ``None``."""
@@ -190,9 +206,13 @@ class App:
         return self.repos.workflow.list(status)
 
     def recover(self, *, stale_after: timedelta = timedelta(0)) -> list[WorkflowRunDTO]:
-        """Resume or compensate every unfinished run (see ``WorkflowService.recover``).
+        """Resume or compensate every unfinished run nobody drives (see
+        ``WorkflowService.recover``); return them as they end.
 
-        Runs held by a worker whose lease is still live are left alone."""
+        Runs are taken through claims: a run whose holder's lease is live is left alone,
+        a run whose holder was a process of this machine that is gone is taken at once.
+        Runs are finished under the artifact root they recorded; one whose root is not
+        reachable here is refused (``ConfigurationError``, after the others are done)."""
         self._check_open()
         return self.workflow.recover(stale_after=stale_after)
 
@@ -200,8 +220,9 @@ class App:
         """Queue a run of ``intake`` for the workers (:meth:`work`, ``aicmo worker``).
 
         Returns the ``QUEUED`` run. ``intake`` is validated first (an invalid one raises
-        ``ValidationError`` and writes nothing); the same ``idempotency_key`` returns the
-        run it created before, whatever its state now.
+        ``ValidationError`` and writes nothing); the same ``idempotency_key`` with the same
+        intake returns the run it created before, whatever its state now, and with a
+        different intake raises ``ConflictError`` (nothing written).
         """
         self._check_open()
         return self.workflow.submit(intake, idempotency_key=idempotency_key)
@@ -224,7 +245,9 @@ class App:
         Any number of workers, in any number of processes and machines, can share one
         PostgreSQL database (or processes on one machine, one SQLite file): each run is
         driven by one worker at a time and completed exactly once. The lease (default 30
-        s) is renewed by a heartbeat thread; every write is fenced by it. Stops after
+        s, expiring by the database's clock) is renewed by a heartbeat thread; every write
+        is fenced by it. A run whose artifact root this worker cannot reach raises
+        ``ConfigurationError`` (released first, for another worker). Stops after
         ``max_runs`` claims, when ``stop`` is set (between steps: the current run goes back
         to the queue with its progress), or with ``stop_when_idle`` once nothing is queued
         or held. See ``WorkflowService.work`` and docs/scaling.md.

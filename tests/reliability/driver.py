@@ -10,7 +10,13 @@ as ``{"exception": ...}``, never swallowed, so the test can fail on it):
 ``reads``      read those keys until ``--stop`` exists, checking every read is one writer's
                complete value;
 ``migrate``    apply migrations, but hang (after writing ``--marker``) before or inside
-               migration number ``--at``, so that the test can kill it there.
+               migration number ``--at``, so that the test can kill it there;
+``keys``       run workflows with keys ``race-0..N-1``, one writer in four with an intake
+               that differs from the others' (a ``ConflictError`` is recorded, not raised);
+``recover``    call ``app.recover()`` once and record what it drove;
+``work``       be a worker until the queue is idle (``--skew``: its clock runs ahead;
+               ``--dwell``: it sleeps at a point of every run);
+``cli``        run ``aicmo ARGS`` with a fault hook that sleeps at a point of one run.
 
 Every command waits for the file ``--go`` (if given) before starting, so that several
 workers start at once.
@@ -98,6 +104,8 @@ def cmd_workflows(args: argparse.Namespace, out: Out) -> None:
                     time.sleep(3600)  # the test kills the process here
 
             app.workflow.fault_hook = hook
+        elif args.dwell:
+            app.workflow.fault_hook = _dwell_hook(args.dwell, args.marker)
         print("ready", flush=True)
         _wait_for(args.go)
         keys = [f"shared-{i}" for i in range(args.shared)]
@@ -111,6 +119,124 @@ def cmd_workflows(args: argparse.Namespace, out: Out) -> None:
                 out.exception(exc, key=key)
                 continue
             out.write(key=key, run_id=run.workflow_run_id, status=run.status, error=run.error)
+
+
+# -- one idempotency key, several callers, some with another intake ------------------------
+def race_intake(writer: int, index: int) -> Path:
+    """The intake writer ``writer`` sends with key ``race-<index>``: one writer in four
+    sends one that fails QC, the others the passing one (who wins the race varies)."""
+    return FAILING_QC if (writer + index) % 4 == 0 else PASSING
+
+
+def cmd_keys(args: argparse.Namespace, out: Out) -> None:
+    from aicmo.errors import ConflictError
+
+    with aicmo.connect(args.url, artifact_dir=args.artifacts) as app:
+        print("ready", flush=True)
+        _wait_for(args.go)
+        for index in range(args.count):
+            key, intake = f"race-{index}", race_intake(args.writer, index)
+            try:
+                run = app.run_workflow(intake, idempotency_key=key)
+            except ConflictError as exc:
+                out.write(key=key, intake=intake.name, conflict=str(exc))
+                continue
+            except Exception as exc:
+                out.exception(exc, key=key)
+                continue
+            out.write(key=key, intake=intake.name, run_id=run.workflow_run_id, status=run.status)
+
+
+# -- recover() in several processes at once ------------------------------------------------
+def cmd_recover(args: argparse.Namespace, out: Out) -> None:
+    with aicmo.connect(args.url, artifact_dir=args.artifacts) as app:
+        completions: list[str] = []
+        app.workflow.fault_hook = lambda at: completions.append(at) if at == "complete" else None
+        print("ready", flush=True)
+        _wait_for(args.go)
+        done = app.recover()
+        out.write(recovered=[r.workflow_run_id for r in done], completions=len(completions))
+
+
+# -- a worker, its clock possibly wrong ----------------------------------------------------
+def skew_clock(seconds: float) -> None:
+    """Make the machine's clock, as aicmo's workflow service reads it, run ``seconds``
+    ahead (the service's timestamps and, in the code before issue 11, its leases)."""
+    from aicmo.workflow import service
+
+    real = service.datetime
+    ahead = timedelta(seconds=seconds)
+
+    class Skewed(real):  # type: ignore[misc, valid-type]
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return real.now(tz) + ahead
+
+    service.datetime = Skewed  # type: ignore[misc]
+
+
+def _dwell_hook(spec: str | None, marker: str | None) -> Callable[[str], None] | None:
+    """``POINT=SECONDS``: sleep at POINT in every run (writing ``marker`` first)."""
+    if not spec:
+        return None
+    point, _, seconds = spec.partition("=")
+
+    def hook(at: str) -> None:
+        if at == point:
+            if marker:
+                Path(marker).write_text(at)
+            time.sleep(float(seconds))
+
+    return hook
+
+
+def cmd_work(args: argparse.Namespace, out: Out) -> None:
+    if args.skew:
+        skew_clock(args.skew)
+    with aicmo.connect(args.url, artifact_dir=args.artifacts) as app:
+        app.workflow.fault_hook = _dwell_hook(args.dwell, args.marker)
+        print("ready", flush=True)
+        _wait_for(args.go)
+        app.work(
+            worker_id=args.worker_id,
+            lease=timedelta(seconds=args.lease),
+            poll_interval=0.05,
+            stop_when_idle=True,
+            on_run=lambda w: out.write(
+                run_id=w.run.workflow_run_id,
+                outcome=w.outcome,
+                token=w.run.lease_token,
+                worker=w.worker_id,
+            ),
+        )
+
+
+# -- the command line, with a fault hook -----------------------------------------------------
+def cmd_cli(args: argparse.Namespace, out: Out) -> None:
+    """``aicmo ARGS...`` whose saga dwells at ``--dwell POINT=SECONDS`` in the run of the
+    ``--nth`` file (1-based), writing ``--marker`` when it gets there."""
+    from aicmo.cli import main as aicmo_main
+    from aicmo.workflow import WorkflowService
+
+    point, _, seconds = (args.dwell or "=").partition("=")
+    reached = {"n": 0}
+    original_init = WorkflowService.__init__
+
+    def hook(at: str) -> None:
+        if at == point:
+            reached["n"] += 1
+            if reached["n"] == args.nth:
+                if args.marker:
+                    Path(args.marker).write_text(at)
+                time.sleep(float(seconds))
+
+    def init(self: WorkflowService, *a: Any, **k: Any) -> None:
+        original_init(self, *a, **k)
+        self.fault_hook = hook
+
+    WorkflowService.__init__ = init  # type: ignore[method-assign]
+    os.environ["AICMO_DATABASE_URL"] = args.url
+    aicmo_main(args.rest, prog_name="aicmo")
 
 
 # -- concurrent upserts of the same keys ---------------------------------------------------
@@ -322,7 +448,7 @@ def cmd_migrate(args: argparse.Namespace, out: Out) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability.driver")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("workflows", "upserts", "reads", "migrate"):
+    for name in ("workflows", "upserts", "reads", "migrate", "keys", "recover", "work", "cli"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--url", required=True)
         cmd.add_argument("--out", required=True)
@@ -336,7 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     wf.add_argument(
         "--hang-at", help="POINT[/FAIL]: hang at fault point POINT (after failing at FAIL)"
     )
-    wf.add_argument("--marker", help="written when the process hangs")
+    wf.add_argument("--dwell", help="POINT=SECONDS: sleep at POINT in every run")
+    wf.add_argument("--marker", help="written when the process hangs (or dwells)")
     wf.add_argument("--stop", help="stop (cleanly) once this file exists")
     up = sub.choices["upserts"]
     up.add_argument("--modules", default=",".join(MODULES))
@@ -349,7 +476,26 @@ def main(argv: list[str] | None = None) -> None:
     mg.add_argument("--at", type=int, required=True)
     mg.add_argument("--where", choices=["before", "inside"], required=True)
     mg.add_argument("--marker", required=True)
+    keys = sub.choices["keys"]
+    keys.add_argument("--artifacts", required=True)
+    keys.add_argument("--writer", type=int, required=True)
+    keys.add_argument("--count", type=int, required=True)
+    sub.choices["recover"].add_argument("--artifacts", required=True)
+    work = sub.choices["work"]
+    work.add_argument("--artifacts", required=True)
+    work.add_argument("--worker-id", required=True)
+    work.add_argument("--lease", type=float, default=30.0)
+    work.add_argument("--skew", type=float, default=0.0, help="clock this many seconds ahead")
+    work.add_argument("--dwell", help="POINT=SECONDS: sleep at POINT in every run")
+    work.add_argument("--marker", help="written when a run reaches the dwell point")
+    cl = sub.choices["cli"]
+    cl.add_argument("--dwell", help="POINT=SECONDS: sleep at POINT in the --nth run")
+    cl.add_argument("--nth", type=int, default=1)
+    cl.add_argument("--marker")
+    cl.add_argument("rest", nargs=argparse.REMAINDER, help="-- then aicmo's arguments")
     args = parser.parse_args(argv)
+    if args.command == "cli" and args.rest[:1] == ["--"]:
+        args.rest = args.rest[1:]
     out = Out(args.out)
     try:
         globals()[f"cmd_{args.command}"](args, out)

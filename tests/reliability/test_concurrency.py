@@ -55,11 +55,10 @@ def test_worker_processes_run_workflows_concurrently(backend: str, tmp_path: Pat
     go.touch()
     records = [r for worker in workers for r in worker.finish()]
     assert exceptions(records) == []
-    # A worker's own keys come back finished; a shared key may come back RUNNING to the
-    # workers that found another one driving it.
+    # Every key comes back finished, a shared one too: a worker that finds another one
+    # driving it waits for it (the old code returned the run still RUNNING).
     for record in records:
-        if not record["key"].startswith("shared-"):
-            assert record["status"] == expected_status(record["key"]), record
+        assert record["status"] == expected_status(record["key"]), record
     by_key: dict[str, set[str]] = {}
     for record in records:
         by_key.setdefault(record["key"], set()).add(record["run_id"])

@@ -280,17 +280,17 @@ def test_recover_after_the_final_compensation_record_failed(
 
         app.workflow.fault_hook = fail_last
         injector.reset(armed=False)
-        original_save = app.workflow._save
+        original_finish = app.workflow._finish
 
-        def save(run: WorkflowRunDTO) -> None:
+        def finish(run: WorkflowRunDTO) -> None:
             if run.status == "COMPENSATED":
                 raise Injected("the final record fails")
-            original_save(run)
+            original_finish(run)
 
-        app.workflow._save = save  # type: ignore[method-assign]
+        app.workflow._finish = finish  # type: ignore[method-assign]
         with pytest.raises(Injected):
             app.run_workflow(PASSING)
-        app.workflow._save = original_save  # type: ignore[method-assign]
+        app.workflow._finish = original_finish  # type: ignore[method-assign]
         app.workflow.fault_hook = None
         [run] = app.recover()
         assert run.status == "COMPENSATED", (run.status, run.package_ids)

@@ -191,6 +191,7 @@ def run_summary(run: WorkflowRunDTO) -> dict[str, Any]:
         "error": run.error,
         "package_ids": list(run.package_ids),
         "artifact_dirs": list(run.artifact_dirs),
+        "artifact_root": run.artifact_root,
         "claimed_by": run.claimed_by,
         "lease_expires_at": iso(run.lease_expires_at),
     }

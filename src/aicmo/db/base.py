@@ -86,6 +86,12 @@ class SqlDatabase(ABC):
         ``updated_at`` bookkeeping columns)."""
         return self.encode_datetime(datetime.now(UTC))
 
+    def clock(self) -> datetime:
+        """The database's current time (UTC), the one clock every process sharing the
+        database agrees on (the workflow's leases expire by it). SQLite: this machine's
+        clock, which every user of the file shares."""
+        return datetime.now(UTC)
+
     # -- schema --------------------------------------------------------------------------
     def check_schema(self) -> None:
         """Raise ``SchemaError`` unless the schema matches the code (checked once)."""

@@ -378,3 +378,9 @@ class PostgresDatabase(SqlDatabase):
 
     def encode_datetime(self, value: datetime) -> datetime:
         return value
+
+    def clock(self) -> datetime:
+        """The server's ``clock_timestamp()``: the same for every client, whatever its clock."""
+        [(now,)] = self.raw_fetch_all("SELECT clock_timestamp()")
+        result: datetime = now
+        return result

@@ -43,7 +43,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -212,6 +212,11 @@ class DeliveryService:
     def artifact_root(self) -> Path:
         """The absolute folder holding the packages."""
         return self._root
+
+    def at(self, artifact_root: str | os.PathLike[str]) -> DeliveryService:
+        """A service like this one (the same repository) whose packages are under
+        ``artifact_root``: the workflow uses it to finish a run where the run wrote."""
+        return DeliveryService(self.repo, artifact_root=artifact_root)
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -474,15 +479,23 @@ class DeliveryService:
         self.remove_files(package_id)
         return removed
 
-    def clean_staging(self, *, older_than: timedelta = timedelta(0)) -> int:
+    def clean_staging(
+        self,
+        *,
+        older_than: timedelta = timedelta(0),
+        package_ids: Iterable[str] | None = None,
+    ) -> int:
         """Remove what crashes left in the staging folder; return how many entries went.
 
         Only entries last modified at least ``older_than`` ago are removed (by default all),
         so run it when no other process is staging or publishing under this root, or pass
-        a margin longer than a delivery takes.
+        a margin longer than a delivery takes. With ``package_ids``, only the entries of
+        those packages (``<package_id>.<32 hex digits>``, as :meth:`stage` makes them): the
+        workflow removes a run's leftovers once it holds the run's lease.
         """
         staging_root = self._staging_root
         cutoff = time.time() - older_than.total_seconds()
+        only = None if package_ids is None else [self._final_dir(p).name for p in package_ids]
         removed = 0
         with _io(f"clean the staging folder {str(staging_root)!r}"):
             try:
@@ -490,6 +503,8 @@ class DeliveryService:
             except FileNotFoundError:
                 return 0
             for entry in entries:
+                if only is not None and not any(_is_staging_name(entry.name, p) for p in only):
+                    continue
                 try:
                     if entry.lstat().st_mtime > cutoff:
                         continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +61,8 @@ class WorkflowRunRepositoryContract:
             error="QC failed",
             idempotency_key="key-1",
             completed_at=T0 + timedelta(hours=1),
+            intake_fingerprint="f" * 64,
+            artifact_root="/srv/aicmo/artifacts",
         )
         assert app.repos.workflow.create(run) == run
         assert_same(run, app.repos.workflow.get("run-1"))
@@ -176,7 +179,7 @@ class WorkflowRunRepositoryContract:
         repo.create(
             make_run("live", claimed_by="w0", lease_expires_at=at + lease / 2, lease_token=3)
         )
-        repo.create(make_run("in-process"))  # RUNNING without a lease: app.run_workflow's
+        repo.create(make_run("in-process"))  # RUNNING without a lease, never stale here
         repo.create(make_run("lapsed", step="strategy", claimed_by="w0", lease_expires_at=at))
         repo.create(
             make_run(
@@ -192,25 +195,25 @@ class WorkflowRunRepositoryContract:
         first = repo.claim("w1", now=at, lease=lease)
         assert first is not None
         assert (first.workflow_run_id, first.status, first.lease_token) == ("failed", "FAILED", 8)
-        second = repo.claim("w1", now=at, lease=lease)
+        second = repo.claim("w2", now=at, lease=lease)
         assert second is not None
         assert (second.workflow_run_id, second.status, second.step) == (
             "lapsed",
             "RUNNING",
             "strategy",
         )
-        assert (second.claimed_by, second.lease_token) == ("w1", 1)
-        third = repo.claim("w1", now=at, lease=lease)
+        assert (second.claimed_by, second.lease_token) == ("w2", 1)
+        third = repo.claim("w3", now=at, lease=lease)
         assert third is not None
         assert third.workflow_run_id == "queued"
-        assert repo.claim("w1", now=at, lease=lease) is None
+        assert repo.claim("w4", now=at, lease=lease) is None
         live = repo.get("live")
         assert live is not None
         assert (live.claimed_by, live.lease_token) == ("w0", 3)
-        later = repo.claim("w2", now=at + lease / 2, lease=lease)
+        later = repo.claim("w5", now=at + lease / 2, lease=lease)
         assert later is not None
         assert later.workflow_run_id == "live"
-        assert (later.claimed_by, later.lease_token) == ("w2", 4)
+        assert (later.claimed_by, later.lease_token) == ("w5", 4)
         assert repo.get("in-process") == make_run("in-process")
 
     def test_claim_one_named_run(self, app: aicmo.App) -> None:
@@ -224,7 +227,7 @@ class WorkflowRunRepositoryContract:
         assert claimed.workflow_run_id == "q2"
         assert repo.claim("w1", now=T0, lease=lease, workflow_run_id="live") is None
         assert repo.claim("w1", now=T0, lease=lease, workflow_run_id="ghost") is None
-        assert repo.claim("w1", now=T0, lease=lease, workflow_run_id="q2") is None
+        assert repo.claim("w2", now=T0, lease=lease, workflow_run_id="q2") is None
         assert repo.get("q1") == make_run("q1", status="QUEUED")
 
     def test_renew_and_release_need_the_current_token(self, app: aicmo.App) -> None:
@@ -234,11 +237,11 @@ class WorkflowRunRepositoryContract:
         run = repo.claim("w1", now=T0, lease=lease)
         assert run is not None
         later = T0 + timedelta(minutes=5)
-        assert repo.renew("r", run.lease_token, later) is True
+        assert repo.renew("r", run.lease_token, lease=lease, now=later - lease) is True
         assert repo.get("r") == _evolve(run, lease_expires_at=later)
-        assert repo.renew("r", run.lease_token + 1, T0) is False
+        assert repo.renew("r", run.lease_token + 1, lease=lease, now=T0) is False
         assert repo.release("r", run.lease_token + 1) is False
-        assert repo.renew("ghost", 1, later) is False
+        assert repo.renew("ghost", 1, lease=lease, now=T0) is False
         assert repo.get("r") == _evolve(run, lease_expires_at=later)
         repo.update(_evolve(run, step="onboard", brief_id="b"), token=run.lease_token)
         assert repo.release("r", run.lease_token) is True
@@ -252,7 +255,7 @@ class WorkflowRunRepositoryContract:
             lease_expires_at=None,
         )
         # Released: the holder's token renews and releases nothing any more.
-        assert repo.renew("r", run.lease_token, later) is False
+        assert repo.renew("r", run.lease_token, lease=lease, now=T0) is False
         assert repo.release("r", run.lease_token) is False
         again = repo.claim("w2", now=T0, lease=lease)
         assert again is not None
@@ -273,7 +276,15 @@ class WorkflowRunRepositoryContract:
         assert run is not None
         assert run.status == "FAILED"
         retry = T0 + timedelta(minutes=1)
-        assert repo.release("f", run.lease_token, retry_at=retry) is True
+        assert (
+            repo.release(
+                "f",
+                run.lease_token,
+                retry_after=timedelta(seconds=30),
+                now=retry - timedelta(seconds=30),
+            )
+            is True
+        )
         stored = repo.get("f")
         assert stored is not None
         assert (stored.status, stored.claimed_by, stored.lease_expires_at) == (
@@ -283,6 +294,127 @@ class WorkflowRunRepositoryContract:
         )
         assert repo.claim("w2", now=retry - timedelta(microseconds=1), lease=lease) is None
         assert repo.claim("w2", now=retry, lease=lease) is not None
+        # Held by nobody, it is also taken once stale (recover() takes it at once).
+        assert repo.release("f", run.lease_token + 1, retry_after=lease, now=retry) is True
+        early = retry + lease - timedelta(microseconds=1)
+        assert repo.claim("w3", now=early, lease=lease, stale_after=lease * 2) is None
+        taken = repo.claim("w3", now=early, lease=lease, stale_after=timedelta(0))
+        assert taken is not None
+        assert (taken.workflow_run_id, taken.claimed_by) == ("f", "w3")
+
+    def test_a_claimer_gets_back_the_run_it_holds_and_one_of_a_gone_holder(
+        self, app: aicmo.App
+    ) -> None:
+        """A claim retried after its first try committed (the reply lost) returns the
+        claimer's own run again, live lease or not, before any other; ``take_from`` takes
+        the live run of a holder the caller knows is gone. Each bumps the token."""
+        repo = app.repos.workflow
+        lease = timedelta(seconds=10)
+        repo.create(make_run("queued", status="QUEUED", created_at=T0 - timedelta(days=1)))
+        repo.create(make_run("lapsed", claimed_by="w0", lease_expires_at=T0 - lease))
+        repo.create(make_run("mine", claimed_by="w1", lease_expires_at=T0 + lease, lease_token=4))
+        repo.create(
+            make_run(
+                "gone",
+                status="FAILED",
+                pending_compensations=("onboard",),
+                claimed_by="dead",
+                lease_expires_at=T0 + lease / 2,
+            )
+        )
+        first = repo.claim("w1", now=T0, lease=lease)
+        assert first is not None
+        assert (first.workflow_run_id, first.claimed_by, first.lease_token) == ("mine", "w1", 5)
+        assert first.lease_expires_at == T0 + lease
+        second = repo.claim("w1", now=T0, lease=lease, take_from="dead")
+        assert second is not None
+        assert (second.workflow_run_id, second.status, second.claimed_by) == (
+            "gone",
+            "FAILED",
+            "w1",
+        )
+        assert repo.claim("w2", now=T0, lease=lease, workflow_run_id="mine") is None
+        again = repo.claim("w1", now=T0, lease=lease, workflow_run_id="mine")
+        assert again is not None
+        assert again.lease_token == 6
+        third = repo.claim("w2", now=T0, lease=lease)
+        assert third is not None
+        assert third.workflow_run_id == "lapsed"
+
+    def test_an_unleased_run_is_claimed_once_stale(self, app: aicmo.App) -> None:
+        """A ``RUNNING`` (or ``FAILED``, compensations left) run without a lease, as an
+        aicmo before leases or a downgrade left it, is claimed once untouched for
+        ``stale_after``, oldest last write first; never without ``stale_after``."""
+        repo = app.repos.workflow
+        lease, stale = timedelta(seconds=10), timedelta(minutes=5)
+        repo.create(make_run("old", step="strategy", updated_at=T0 - stale))
+        repo.create(
+            make_run(
+                "older",
+                status="FAILED",
+                pending_compensations=("onboard",),
+                updated_at=T0 - stale - timedelta(seconds=1),
+            )
+        )
+        repo.create(make_run("fresh", updated_at=T0 - stale + timedelta(seconds=1)))
+        repo.create(make_run("done", status="FAILED", updated_at=T0 - stale * 2))
+        repo.create(make_run("q", status="QUEUED"))
+        assert repo.claim("w1", now=T0, lease=lease, workflow_run_id="old") is None
+        first = repo.claim("w1", now=T0, lease=lease, stale_after=stale)
+        assert first is not None
+        assert (first.workflow_run_id, first.status, first.lease_token) == ("older", "FAILED", 1)
+        second = repo.claim("w2", now=T0, lease=lease, stale_after=stale)
+        assert second is not None
+        assert (second.workflow_run_id, second.step) == ("old", "strategy")
+        third = repo.claim("w3", now=T0, lease=lease, stale_after=stale)
+        assert third is not None
+        assert third.workflow_run_id == "q"
+        assert repo.claim("w4", now=T0, lease=lease, stale_after=stale) is None
+        named = repo.claim("w5", now=T0, lease=lease, workflow_run_id="fresh", stale_after=stale)
+        assert named is None
+        later = T0 + timedelta(seconds=1)
+        named = repo.claim("w5", now=later, lease=lease, workflow_run_id="fresh", stale_after=stale)
+        assert named is not None
+        assert (named.claimed_by, named.lease_expires_at) == ("w5", later + lease)
+
+    def test_without_now_the_lease_is_on_the_repository_s_clock(self, app: aicmo.App) -> None:
+        """``now=None``: the lease times come from the database's clock (PostgreSQL's
+        ``clock_timestamp()``; SQLite and memory: this machine's), not the caller's."""
+
+        def clock() -> datetime:
+            return app._sql.clock() if app._sql is not None else datetime.now(UTC)
+
+        repo = app.repos.workflow
+        lease = timedelta(seconds=30)
+        repo.create(make_run("r", status="QUEUED"))
+        before = clock()
+        claimed = repo.claim("w1", lease=lease)
+        after = clock()
+        assert claimed is not None
+        assert claimed.lease_expires_at is not None
+        assert before + lease <= claimed.lease_expires_at <= after + lease
+        assert before <= claimed.updated_at <= after
+        before = clock()
+        assert repo.renew("r", claimed.lease_token, lease=lease * 2) is True
+        after = clock()
+        renewed = repo.get("r")
+        assert renewed is not None
+        assert renewed.lease_expires_at is not None
+        assert before + lease * 2 <= renewed.lease_expires_at <= after + lease * 2
+        # Every lease of the repository is on that clock: one ended a second ago is taken.
+        repo.create(make_run("s", claimed_by="w0", lease_expires_at=clock() - timedelta(seconds=1)))
+        repo.create(make_run("t", claimed_by="w0", lease_expires_at=clock() + timedelta(hours=1)))
+        taken = repo.claim("w2", lease=lease)
+        assert taken is not None
+        assert taken.workflow_run_id == "s"
+        assert repo.claim("w3", lease=lease) is None
+        before = clock()
+        assert repo.release("s", taken.lease_token, retry_after=lease) is True
+        after = clock()
+        released = repo.get("s")
+        assert released is not None
+        assert released.lease_expires_at is not None
+        assert before + lease <= released.lease_expires_at <= after + lease
 
     def test_a_fenced_update_writes_only_with_the_current_token(self, app: aicmo.App) -> None:
         repo = app.repos.workflow
@@ -330,7 +462,17 @@ class WorkflowRunRepositoryContract:
         with pytest.raises(ValidationError, match="worker_id"):
             repo.claim("", now=T0, lease=timedelta(seconds=1))
         with pytest.raises(ValidationError, match="token"):
-            repo.renew("r", -1, T0)
+            repo.renew("r", -1, lease=timedelta(seconds=1), now=T0)
+        with pytest.raises(ValidationError, match="lease"):
+            repo.renew("r", 1, lease=timedelta(0), now=T0)
+        with pytest.raises(ValidationError, match="now"):
+            repo.renew("r", 1, lease=timedelta(seconds=1), now=datetime(2025, 1, 1))
+        with pytest.raises(ValidationError, match="retry_after"):
+            repo.release("r", 1, retry_after=timedelta(seconds=-1), now=T0)
+        with pytest.raises(ValidationError, match="stale_after"):
+            repo.claim("w", now=T0, lease=timedelta(seconds=1), stale_after=-timedelta(1))
+        with pytest.raises(ValidationError, match="take_from"):
+            repo.claim("w", now=T0, lease=timedelta(seconds=1), take_from="")
         with pytest.raises(ValidationError, match="token"):
             repo.release("r", True)
         with pytest.raises(ValidationError, match="token"):
@@ -351,10 +493,12 @@ class WorkflowRunRepositoryContract:
         def work(worker: str) -> None:
             try:
                 start.wait()
-                while True:
-                    run = app.run_transaction(
-                        lambda: repo.claim(worker, now=T0, lease=timedelta(seconds=60))
+                while True:  # a new holder id per claim: a holder's claim returns its run
+                    holder = f"{worker}-{len(taken[worker])}"
+                    claim = functools.partial(
+                        repo.claim, holder, now=T0, lease=timedelta(seconds=60)
                     )
+                    run = app.run_transaction(claim)
                     if run is None:
                         return
                     taken[worker].append(run.workflow_run_id)
@@ -370,10 +514,10 @@ class WorkflowRunRepositoryContract:
         every = sorted(i for ids_ in taken.values() for i in ids_)
         assert every == [f"r{i:02d}" for i in range(24)]
         for worker, claimed in taken.items():
-            for run_id in claimed:
+            for n, run_id in enumerate(claimed):
                 stored = repo.get(run_id)
                 assert stored is not None
-                assert (stored.claimed_by, stored.lease_token) == (worker, 1)
+                assert (stored.claimed_by, stored.lease_token) == (f"{worker}-{n}", 1)
 
 
 # -- stateful parity -------------------------------------------------------------------
@@ -381,6 +525,10 @@ class WorkflowRunRepositoryContract:
 _LEASE_TIMES = tuple(T0 + timedelta(seconds=10 * i) for i in range(4))
 _times = st.sampled_from(_LEASE_TIMES) | aware_datetimes
 _leases = st.sampled_from([timedelta(seconds=10), timedelta(seconds=25)]) | st.timedeltas()
+_stale = (
+    st.none() | st.sampled_from([timedelta(seconds=10), timedelta(minutes=5)]) | st.timedeltas()
+)
+_workers = st.sampled_from(["w1", "w2"]) | ids
 _keys = st.none() | st.sampled_from(["k1", "k2", "K1"]) | ids
 _maybe_ids = st.none() | ids
 
@@ -390,7 +538,7 @@ runs = st.builds(
     status=st.sampled_from(RUN_STATUSES),
     intake=json_objects,
     created_at=aware_datetimes,
-    updated_at=aware_datetimes,
+    updated_at=_times,
     idempotency_key=_keys,
     client_id=st.none() | nasty_text,
     step=st.none() | st.sampled_from(STEPS),
@@ -406,9 +554,11 @@ runs = st.builds(
     compensated_steps=st.lists(st.sampled_from(STEPS), max_size=3),
     pending_compensations=st.lists(st.sampled_from(STEPS), max_size=3),
     completed_at=st.none() | aware_datetimes,
-    claimed_by=st.none() | ids,
+    claimed_by=st.none() | _workers,
     lease_expires_at=st.none() | st.sampled_from(_LEASE_TIMES) | aware_datetimes,
     lease_token=small_ints,
+    intake_fingerprint=st.none() | st.text("0123456789abcdef", min_size=64, max_size=64),
+    artifact_root=st.none() | nasty_text,
 )
 """Valid runs with nasty values; ids and idempotency keys collide often."""
 
@@ -449,21 +599,35 @@ class WorkflowRunParityMachine(ParityMachine):
             runs.map(lambda r: Op("workflow", "create", (r,))),
             runs.map(lambda r: Op("workflow", "update", (r,))),
             st.builds(
-                lambda w, now, lease: _Call(
-                    "workflow", "claim", (w,), {"now": now, "lease": lease}
+                lambda w, now, lease, stale, take: _Call(
+                    "workflow",
+                    "claim",
+                    (w,),
+                    {"now": now, "lease": lease, "stale_after": stale, "take_from": take},
                 ),
-                st.sampled_from(["w1", "w2"]),
+                _workers,
                 _times,
                 _leases,
+                _stale,
+                st.none() | _workers,
             ),
             st.builds(
-                lambda r, t, at: Op("workflow", "renew", (r, t, at)), known, small_ints, _times
-            ),
-            st.builds(
-                lambda r, t, at: _Call("workflow", "release", (r, t), {"retry_at": at}),
+                lambda r, t, lease, now: _Call(
+                    "workflow", "renew", (r, t), {"lease": lease, "now": now}
+                ),
                 known,
                 small_ints,
-                st.none() | _times,
+                _leases,
+                _times,
+            ),
+            st.builds(
+                lambda r, t, after, now: _Call(
+                    "workflow", "release", (r, t), {"retry_after": after, "now": now}
+                ),
+                known,
+                small_ints,
+                st.none() | _leases,
+                _times,
             ),
             st.builds(
                 lambda r, t: _Call("workflow", "update", (r,), {"token": t}), runs, small_ints
@@ -516,18 +680,33 @@ class WorkflowRunParityMachine(ParityMachine):
     # -- the queue -------------------------------------------------------------------------
     @rule(
         data=st.data(),
-        worker=st.sampled_from(["w1", "w2"]) | ids,
+        worker=_workers,
         now=_times,
         lease=_leases,
         named=st.booleans(),
+        stale_after=_stale,
+        take_from=st.none() | _workers,
     )
     def claim(
-        self, data: st.DataObject, worker: str, now: datetime, lease: timedelta, named: bool
+        self,
+        data: st.DataObject,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        named: bool,
+        stale_after: timedelta | None,
+        take_from: str | None,
     ) -> None:
         run_id = None
         if named and self.run_ids:
             run_id = data.draw(st.sampled_from(sorted(self.run_ids)), label="run_id")
-        kwargs = {"now": now, "lease": lease, "workflow_run_id": run_id}
+        kwargs = {
+            "now": now,
+            "lease": lease,
+            "workflow_run_id": run_id,
+            "stale_after": stale_after,
+            "take_from": take_from,
+        }
         self.both(_Call("workflow", "claim", (worker,), kwargs))
 
     def _token(self, data: st.DataObject, run_id: str, token: int) -> int:
@@ -539,18 +718,21 @@ class WorkflowRunParityMachine(ParityMachine):
         return token
 
     @precondition(lambda self: bool(self.run_ids))
-    @rule(data=st.data(), token=small_ints, until=_times)
-    def renew(self, data: st.DataObject, token: int, until: datetime) -> None:
+    @rule(data=st.data(), token=small_ints, lease=_leases, now=_times)
+    def renew(self, data: st.DataObject, token: int, lease: timedelta, now: datetime) -> None:
         run_id = data.draw(st.sampled_from(sorted(self.run_ids)), label="run_id")
         token = self._token(data, run_id, token)
-        self.both(Op("workflow", "renew", (run_id, token, until)))
+        self.both(_Call("workflow", "renew", (run_id, token), {"lease": lease, "now": now}))
 
     @precondition(lambda self: bool(self.run_ids))
-    @rule(data=st.data(), token=small_ints, retry_at=st.none() | _times)
-    def release(self, data: st.DataObject, token: int, retry_at: datetime | None) -> None:
+    @rule(data=st.data(), token=small_ints, retry_after=st.none() | _leases, now=_times)
+    def release(
+        self, data: st.DataObject, token: int, retry_after: timedelta | None, now: datetime
+    ) -> None:
         run_id = data.draw(st.sampled_from(sorted(self.run_ids)), label="run_id")
         token = self._token(data, run_id, token)
-        self.both(_Call("workflow", "release", (run_id, token), {"retry_at": retry_at}))
+        kwargs = {"retry_after": retry_after, "now": now}
+        self.both(_Call("workflow", "release", (run_id, token), kwargs))
 
     @precondition(lambda self: bool(self.run_ids))
     @rule(data=st.data(), run=runs, token=small_ints)

@@ -1,21 +1,26 @@
 """The client-to-delivery workflow: its runs and the saga that drives them."""
 
-from aicmo.workflow.dtos import RUN_STATUSES, STEPS, WorkflowRunDTO
+from aicmo.workflow.dtos import RUN_STATUSES, STEPS, WorkflowRunDTO, intake_fingerprint
 from aicmo.workflow.ports import WorkflowRunRepository
 from aicmo.workflow.service import (
+    DEFAULT_KEY_WAIT,
     DEFAULT_LEASE,
+    UNLEASED_STALE_AFTER,
     Clock,
     FaultHook,
     QcFailedError,
     WorkedRun,
     WorkflowService,
     default_worker_id,
+    system_clock,
 )
 
 __all__ = [
+    "DEFAULT_KEY_WAIT",
     "DEFAULT_LEASE",
     "RUN_STATUSES",
     "STEPS",
+    "UNLEASED_STALE_AFTER",
     "Clock",
     "FaultHook",
     "QcFailedError",
@@ -24,4 +29,6 @@ __all__ = [
     "WorkflowRunRepository",
     "WorkflowService",
     "default_worker_id",
+    "intake_fingerprint",
+    "system_clock",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -20,7 +22,7 @@ from aicmo.values import (
     utc_datetime,
 )
 
-__all__ = ["RUN_STATUSES", "STEPS", "RunStatus", "WorkflowRunDTO"]
+__all__ = ["RUN_STATUSES", "STEPS", "RunStatus", "WorkflowRunDTO", "intake_fingerprint"]
 
 RunStatus = Literal["QUEUED", "RUNNING", "COMPLETED", "COMPENSATED", "FAILED"]
 RUN_STATUSES: tuple[str, ...] = ("QUEUED", "RUNNING", "COMPLETED", "COMPENSATED", "FAILED")
@@ -84,3 +86,14 @@ class WorkflowRunDTO:
     claimed_by: str | None = field(optional(identifier), default=None)
     lease_expires_at: datetime | None = field(optional(utc_datetime), default=None)
     lease_token: int = field(non_negative_int64, default=0)
+    intake_fingerprint: str | None = field(optional(text), default=None)
+    artifact_root: str | None = field(optional(text), default=None)
+
+
+def intake_fingerprint(intake: Mapping[str, Any]) -> str:
+    """The SHA-256 (hex) of ``intake`` as canonical JSON: keys sorted, no spaces, UTF-8.
+
+    Two intake documents with the same content (read from TOML, JSON or a mapping, keys in
+    any order) have the same fingerprint."""
+    canonical = json.dumps(intake, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -15,12 +15,14 @@ from aicmo.workflow.rules import (
     key_arg,
     key_changed,
     lease_lost,
-    retry_at_arg,
+    lease_until,
+    retry_time,
     run_arg,
     run_not_found,
     status_arg,
+    takeable,
+    takeover_order,
     token_arg,
-    until_arg,
 )
 
 __all__ = ["InMemoryWorkflowRunRepository"]
@@ -35,15 +37,9 @@ def _evolve(run: WorkflowRunDTO, **changes: Any) -> WorkflowRunDTO:
     return result
 
 
-def _lapsed(run: WorkflowRunDTO, now: datetime) -> bool:
-    """A RUNNING run, or a FAILED one with compensations left, whose lease ended by ``now``."""
-    return (
-        run.lease_expires_at is not None
-        and run.lease_expires_at <= now
-        and (
-            run.status == "RUNNING" or (run.status == "FAILED" and bool(run.pending_compensations))
-        )
-    )
+def _machine_clock() -> datetime:
+    """The memory backend's clock: this machine's (its only users are this process)."""
+    return datetime.now(UTC)
 
 
 class InMemoryWorkflowRunRepository:
@@ -114,29 +110,38 @@ class InMemoryWorkflowRunRepository:
         self,
         worker_id: str,
         *,
-        now: datetime,
         lease: timedelta,
+        now: datetime | None = None,
         workflow_run_id: str | None = None,
+        stale_after: timedelta | None = None,
+        take_from: str | None = None,
     ) -> WorkflowRunDTO | None:
-        worker_id, now, until = claim_args(worker_id, now, lease)
         run_id = None if workflow_run_id is None else key_arg(workflow_run_id, "workflow_run_id")
+        args = claim_args(
+            worker_id,
+            lease=lease,
+            now=now,
+            stale_after=stale_after,
+            take_from=take_from,
+            clock=_machine_clock,
+        )
         with self._db.transaction():
             if run_id is not None:
                 found = self._runs.get(run_id)
                 chosen = (
-                    found if found and (found.status == "QUEUED" or _lapsed(found, now)) else None
+                    found if found and (found.status == "QUEUED" or takeable(found, args)) else None
                 )
             else:
-                lapsed = [
+                taken = [
                     r
                     for s in ("RUNNING", "FAILED")
                     for r in self._runs.lookup("status", s)
-                    if _lapsed(r, now)
+                    if takeable(r, args)
                 ]
                 queued = self._runs.lookup("status", "QUEUED")
                 chosen = (
-                    min(lapsed, key=lambda r: (r.lease_expires_at, *_order(r)))
-                    if lapsed
+                    min(taken, key=lambda r: takeover_order(r, args))
+                    if taken
                     else min(queued, key=_order, default=None)
                 )
             if chosen is None:
@@ -144,17 +149,20 @@ class InMemoryWorkflowRunRepository:
             claimed = _evolve(
                 chosen,
                 status="RUNNING" if chosen.status == "QUEUED" else chosen.status,
-                claimed_by=worker_id,
-                lease_expires_at=until,
+                claimed_by=args.worker_id,
+                lease_expires_at=args.until,
                 lease_token=chosen.lease_token + 1,
-                updated_at=now,
+                updated_at=args.now,
             )
             self._runs.put(claimed.workflow_run_id, claimed)
             return claimed
 
-    def renew(self, workflow_run_id: str, token: int, until: datetime) -> bool:
+    def renew(
+        self, workflow_run_id: str, token: int, *, lease: timedelta, now: datetime | None = None
+    ) -> bool:
         workflow_run_id = key_arg(workflow_run_id, "workflow_run_id")
-        token, until = token_arg(token), until_arg(until)
+        token = token_arg(token)
+        until = lease_until(lease, now, _machine_clock)
         with self._db.transaction():
             run = self._runs.get(workflow_run_id)
             if run is None or run.lease_token != token or run.claimed_by is None:
@@ -163,11 +171,16 @@ class InMemoryWorkflowRunRepository:
             return True
 
     def release(
-        self, workflow_run_id: str, token: int, *, retry_at: datetime | None = None
+        self,
+        workflow_run_id: str,
+        token: int,
+        *,
+        retry_after: timedelta | None = None,
+        now: datetime | None = None,
     ) -> bool:
-        retry = retry_at_arg(retry_at)
         workflow_run_id = key_arg(workflow_run_id, "workflow_run_id")
         token = token_arg(token)
+        retry_at = retry_time(retry_after, now, _machine_clock)
         with self._db.transaction():
             run = self._runs.get(workflow_run_id)
             if run is None or run.lease_token != token or run.claimed_by is None:
@@ -176,7 +189,7 @@ class InMemoryWorkflowRunRepository:
                 run,
                 status="QUEUED" if run.status == "RUNNING" else run.status,
                 claimed_by=None,
-                lease_expires_at=retry,
+                lease_expires_at=retry_at,
             )
             self._runs.put(workflow_run_id, released)
             return True

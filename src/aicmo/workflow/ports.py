@@ -45,40 +45,64 @@ class WorkflowRunRepository(Protocol):
         ...
 
     # -- the queue -----------------------------------------------------------------------
+    # Lease times are on one clock: ``now``, when the caller gives it (tests pass a fake
+    # clock), else the database's own (PostgreSQL's ``clock_timestamp()``; SQLite and
+    # memory: this machine's, which every user of them shares). So a worker whose clock
+    # is wrong can neither take live runs from others nor let its own lapse early.
+
     def claim(
         self,
         worker_id: str,
         *,
-        now: datetime,
         lease: timedelta,
+        now: datetime | None = None,
         workflow_run_id: str | None = None,
+        stale_after: timedelta | None = None,
+        take_from: str | None = None,
     ) -> WorkflowRunDTO | None:
         """Take the next claimable run for ``worker_id`` until ``now + lease``; ``None`` if
         there is none. One short transaction; concurrent claimers never get the same run.
 
-        Claimable, in this order: a ``RUNNING`` run, or a ``FAILED`` run with compensations
-        left, whose lease ended at or before ``now`` (oldest lease first: its worker died
-        or stalled, and a steady stream of submissions must not starve it); else the
-        oldest ``QUEUED`` run (by ``created_at``, then id). A run without a lease
-        (``lease_expires_at`` ``NULL``) is never taken from a non-queued state: it is driven
-        in-process by ``app.run_workflow`` (or left to ``app.recover()``).
+        Claimable, in this order: a run to take over, that is a ``RUNNING`` run or a
+        ``FAILED`` run with compensations left which
+
+        * is held by ``worker_id`` itself (a claim retried after its first try committed)
+          or by ``take_from`` (a holder the caller knows is dead), taken first; or
+        * whose lease ended at or before ``now`` (its worker died or stalled, or the
+          retry time a ``FAILED`` run was released with came); or
+        * is held by nobody (a run without a lease, written by an aicmo before leases or
+          left so by a downgrade, or a ``FAILED`` run waiting for its retry time) and was
+          last written (``updated_at``) at least ``stale_after`` before ``now`` (``None``:
+          never taken so);
+
+        oldest lease first (a run without one: its last write), so a steady stream of
+        submissions cannot starve a half-done run; else the oldest ``QUEUED`` run (by
+        ``created_at``, then id).
 
         The claimed run has ``claimed_by=worker_id``, ``lease_expires_at=now + lease``,
         ``lease_token`` one more than before, ``updated_at=now``, and status ``RUNNING``
         if it was ``QUEUED`` (else unchanged). With ``workflow_run_id`` only that run is
-        claimed, if it is claimable."""
+        claimed, if it is queued or claimable as above."""
         ...
 
-    def renew(self, workflow_run_id: str, token: int, until: datetime) -> bool:
-        """Extend the lease to ``until`` while ``token`` is still the run's token and the
-        run is held; ``False`` (and nothing written) otherwise: the lease is lost."""
+    def renew(
+        self, workflow_run_id: str, token: int, *, lease: timedelta, now: datetime | None = None
+    ) -> bool:
+        """Extend the lease to ``now + lease`` while ``token`` is still the run's token and
+        the run is held; ``False`` (and nothing written) otherwise: the lease is lost."""
         ...
 
     def release(
-        self, workflow_run_id: str, token: int, *, retry_at: datetime | None = None
+        self,
+        workflow_run_id: str,
+        token: int,
+        *,
+        retry_after: timedelta | None = None,
+        now: datetime | None = None,
     ) -> bool:
-        """Give the run back: no holder, ``lease_expires_at=retry_at``, and a ``RUNNING`` run
-        back to ``QUEUED`` with its progress kept. ``retry_at`` is when a ``FAILED`` run
-        with compensations left may be claimed again (``None``: only ``app.recover()``
-        retries it). ``False`` (nothing written) if ``token`` is not held any more."""
+        """Give the run back: no holder, and a ``RUNNING`` run back to ``QUEUED`` with its
+        progress kept. ``lease_expires_at`` becomes ``now + retry_after``: when a
+        ``FAILED`` run with compensations left may be claimed again (``None``: no lease;
+        either way it is claimed once stale, see :meth:`claim`). ``False`` (nothing
+        written) if ``token`` is not held any more."""
         ...

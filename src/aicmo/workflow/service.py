@@ -6,51 +6,78 @@ the completed steps in reverse order through each module's own service (no modul
 another module's rows); each undo commits together with the run's record of it. Artifact
 files are staged in a temporary folder and moved into place only after the database commit.
 
-``recover()`` works from the database alone: a ``RUNNING`` run is resumed from its last
-committed step (and its package files re-published if a crash lost them); a ``FAILED`` run
-with compensations left is compensated again.
+Every transaction of the saga (each step, the move of the package files, each undo, the
+final record, the release of the lease, every heartbeat) and every read it makes goes
+through the same bounded retry (``app.run_transaction``): a dropped connection or a lock
+held past the busy timeout is tried again, never turned into a compensation. So each of
+them is written to be repeatable, even after an attempt that committed and then lost its
+reply: steps upsert fixed ids, publishing skips a package already in place, undoing skips
+what is gone, a claim returns the run its claimer already holds.
 
-The queue: ``submit()`` stores a ``QUEUED`` run and ``work()`` claims runs one at a time
-(the repository's ``claim``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE``
-on SQLite) and drives each exactly as above. A claim is a lease: a background heartbeat
-renews it every third of its length while the run works, so a step may take longer than
-the lease; a worker that dies stops renewing, and once the lease lapses the next claim
-takes the run over (resumed, or its compensations retried). Every write of a claimed run
-is *fenced* by the claim's ``lease_token``: a worker whose lease lapsed and was taken over
-commits nothing (its step transaction rolls back on ``LeaseLostError``) and drops the run.
-Between steps the worker also checks a stop flag (SIGTERM, Ctrl-C): it puts the run back in
-the queue with its progress and returns.
+Every driver of a run holds its lease and fencing token: ``run()`` creates its run already
+claimed by an in-process holder (with a heartbeat, exactly like a worker), ``work()``
+claims queued runs, ``recover()`` and a caller waiting on an idempotency key take runs
+only through claims. A claim is a lease: a background heartbeat renews it every third of
+its length while the run works; a driver that dies stops renewing, and once the lease
+lapses the next claim takes the run over (resumed from its last committed step, or its
+compensations retried). Every write of a claimed run is *fenced* by the claim's
+``lease_token``: a driver whose lease was taken over commits nothing (its step
+transaction rolls back on ``LeaseLostError``) and drops the run. Leases expire by one
+clock, the database's (see ``WorkflowRunRepository``), unless a test replaces
+:attr:`WorkflowService.clock`. Between steps a driver also checks a stop flag (SIGTERM,
+Ctrl-C): it puts the run back in the queue with its progress and returns.
+
+A run records its artifact root before it writes its first package file; whoever
+finishes the run (a worker taking it over, ``recover()``) publishes or removes its files
+there, and refuses (``ConfigurationError``) when that folder is not reachable. The driver
+that takes a run over first removes what earlier holders left in that run's staging.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import re
 import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from aicmo.errors import AicmoError, BackendError, LeaseLostError, NotFoundError, ValidationError
+from aicmo.db.retry import retry_transient
+from aicmo.errors import (
+    AicmoError,
+    BackendError,
+    ConfigurationError,
+    ConflictError,
+    LeaseLostError,
+    NotFoundError,
+    ValidationError,
+)
 from aicmo.workflow.backoff import OutageBackoff
-from aicmo.workflow.dtos import STEPS, WorkflowRunDTO
+from aicmo.workflow.dtos import STEPS, WorkflowRunDTO, intake_fingerprint
 from aicmo.workflow.ports import WorkflowRunRepository
 
 __all__ = [
+    "DEFAULT_KEY_WAIT",
     "DEFAULT_LEASE",
+    "UNLEASED_STALE_AFTER",
     "Clock",
     "FaultHook",
     "QcFailedError",
     "WorkedRun",
     "WorkflowService",
     "default_worker_id",
+    "system_clock",
 ]
 
 T = TypeVar("T")
@@ -65,7 +92,17 @@ Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware (tests pass a fake one)."""
 
 DEFAULT_LEASE = timedelta(seconds=30)
-"""How long a worker's claim on a run lasts without a heartbeat."""
+"""How long a driver's claim on a run lasts without a heartbeat."""
+
+UNLEASED_STALE_AFTER = timedelta(minutes=5)
+"""A ``RUNNING`` run without a lease (written by an aicmo from before leases, or left so by
+a ``db downgrade``) untouched this long is claimed by workers like a lapsed lease."""
+
+DEFAULT_KEY_WAIT = timedelta(minutes=2)
+"""How long ``run()`` waits for another caller to finish the run of the same idempotency
+key (longer than a lease, so a caller that died is taken over first)."""
+
+_FINISHED = ("COMPLETED", "COMPENSATED")
 
 
 def default_worker_id() -> str:
@@ -73,14 +110,71 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+def system_clock() -> datetime:
+    """This machine's clock (UTC): the default :attr:`WorkflowService.clock`."""
+    return datetime.now(UTC)
+
+
+# -- which holders are gone ------------------------------------------------------------------
+_DRIVING: Counter[str] = Counter()
+"""Holders of this process driving a run now (a holder id of ours not in here is gone)."""
+_DRIVING_LOCK = threading.Lock()
+_HOLDER = re.compile(r"(?:.*:)?(?P<host>[^:]+):(?P<pid>[0-9]+):[0-9a-f]{6}")
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs here (a zombie counts as gone); ``False`` if unsure."""
+    if os.name != "posix":
+        return False  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] == "Z"
+    return False
+
+
+def _holder_gone(holder: str | None) -> bool:
+    """Whether ``holder`` (``[prefix:]host:pid:random``, as :func:`default_worker_id`
+    makes) is a driver of this machine that no longer runs: a process that died, or a
+    driver of this process that stopped without giving its lease back (a crash it did not
+    survive). Any other holder (another machine, a chosen ``--worker-id``) is assumed live:
+    its run is taken over when its lease lapses."""
+    match = None if holder is None else _HOLDER.fullmatch(holder)
+    if match is None or match["host"] != socket.gethostname():
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        with _DRIVING_LOCK:
+            return _DRIVING[holder] == 0  # type: ignore[index]
+    return _process_gone(pid)
+
+
+@contextlib.contextmanager
+def _driving(holder: str) -> Any:
+    with _DRIVING_LOCK:
+        _DRIVING[holder] += 1
+    try:
+        yield
+    finally:
+        with _DRIVING_LOCK:
+            _DRIVING[holder] -= 1
+            if not _DRIVING[holder]:
+                del _DRIVING[holder]
+
+
 @attrs.frozen
 class WorkedRun:
-    """What one worker did with one claimed run.
+    """What one driver did with one claimed run.
 
-    ``outcome`` is the run's status when the worker finished it (``COMPLETED``,
+    ``outcome`` is the run's status when the driver finished it (``COMPLETED``,
     ``COMPENSATED`` or ``FAILED``), ``RELEASED`` when it was stopped and put the run back
-    in the queue, or ``LEASE_LOST`` when its lease lapsed and another worker took the run
-    over (this worker then wrote nothing more). ``run`` is the run as stored afterwards.
+    in the queue, or ``LEASE_LOST`` when its lease lapsed and another driver took the run
+    over (this one then wrote nothing more). ``run`` is the run as stored afterwards.
     """
 
     run: WorkflowRunDTO
@@ -90,12 +184,12 @@ class WorkedRun:
 
 
 class _StopRequested(Exception):
-    """The worker was asked to stop; raised between steps of a claimed run."""
+    """The driver was asked to stop; raised between steps of a claimed run."""
 
 
 @attrs.define
 class _Claim:
-    """The lease a worker holds on the run it drives (per thread)."""
+    """The lease a driver holds on the run it drives (per thread)."""
 
     worker_id: str
     workflow_run_id: str
@@ -127,13 +221,22 @@ class _Services(Protocol):
     def run_transaction(self, fn: Callable[[], T]) -> T: ...
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, AicmoError) else text
+
+
+def _interrupted(run: WorkflowRunDTO) -> bool:
+    """Whether ``recover()`` finishes ``run``: ``RUNNING``, ``FAILED`` with compensations
+    left, or ``QUEUED`` after a driver was stopped (claimed before: a token above 0)."""
+    if run.status == "QUEUED":
+        return run.lease_token > 0
+    return run.status == "RUNNING" or (run.status == "FAILED" and bool(run.pending_compensations))
+
+
+def _finished(run: WorkflowRunDTO) -> bool:
+    """Whether no driver will do more with ``run`` (a ``FAILED`` one waits for a retry)."""
+    return run.status in _FINISHED or (run.status == "FAILED" and run.claimed_by is None)
 
 
 class WorkflowService:
@@ -143,99 +246,251 @@ class WorkflowService:
         self._s = services
         self.runs = runs
         self.fault_hook: FaultHook | None = None
-        #: The time source of every timestamp and lease (replace it in tests).
-        self.clock: Clock = _now
+        self._clock: Clock = system_clock
+        self._lease_clock: Clock | None = None
         self._local = threading.local()
+
+    @property
+    def clock(self) -> Clock:
+        """The time source of the runs' timestamps (``created_at``, ``updated_at``, ...).
+
+        Leases expire by the database's clock (see ``WorkflowRunRepository``), so a
+        machine whose clock is wrong can neither take live runs nor lose its own. Setting
+        a clock (tests: a fake one that moves only when told) makes it decide leases too.
+        """
+        return self._clock
+
+    @clock.setter
+    def clock(self, value: Clock) -> None:
+        self._clock = value
+        self._lease_clock = value
+
+    def _lease_now(self) -> datetime | None:
+        """``now`` for the repository's lease methods: ``None`` (the database's clock)
+        unless a test set :attr:`clock`."""
+        return None if self._lease_clock is None else self._lease_clock()
 
     def _evolve(self, run: WorkflowRunDTO, **changes: Any) -> WorkflowRunDTO:
         changes.setdefault("updated_at", self.clock())
         result: WorkflowRunDTO = attrs.evolve(run, **changes)  # type: ignore[misc]
         return result
 
-    # -- public -------------------------------------------------------------------------
-    def run(self, intake: Any, *, idempotency_key: str | None = None) -> WorkflowRunDTO:
-        """Run the workflow for ``intake``; the same ``idempotency_key`` returns the same run.
+    def _tx(self, fn: Callable[[], T]) -> T:
+        """One transaction of the saga, retried on ``TransientError`` (bounded)."""
+        return self._s.run_transaction(fn)
 
-        An invalid intake raises ``ValidationError`` and creates no run.
+    @staticmethod
+    def _read(fn: Callable[[], T]) -> T:
+        """A read of the saga outside a transaction, retried like one."""
+        return retry_transient(fn)
+
+    def _claim_run(
+        self,
+        holder: str,
+        run: WorkflowRunDTO,
+        *,
+        stale_after: timedelta | None,
+    ) -> WorkflowRunDTO | None:
+        """Claim ``run`` for ``holder`` if it is queued or to take over (its holder gone
+        from this machine included); ``None`` while someone else holds it."""
+        claim = functools.partial(
+            self.runs.claim,
+            holder,
+            lease=DEFAULT_LEASE,
+            now=self._lease_now(),
+            workflow_run_id=run.workflow_run_id,
+            stale_after=stale_after,
+            take_from=run.claimed_by if _holder_gone(run.claimed_by) else None,
+        )
+        return self._tx(claim)
+
+    # -- public -------------------------------------------------------------------------
+    def run(
+        self,
+        intake: Any,
+        *,
+        idempotency_key: str | None = None,
+        stop: threading.Event | None = None,
+        wait: timedelta = DEFAULT_KEY_WAIT,
+    ) -> WorkflowRunDTO:
+        """Run the workflow for ``intake`` in this thread; return the run as it ended.
+
+        The intake is validated first, whatever the key: an invalid one raises
+        ``ValidationError`` and creates no run. The run is created already claimed by
+        this call (a lease renewed by a heartbeat), so no worker or ``recover()`` drives it
+        while this call does, and one takes it over if this process dies.
+
+        ``idempotency_key``: the first call with a key creates the run; a later call with
+        the same key and the same intake (the same fingerprint, see
+        :func:`~aicmo.workflow.dtos.intake_fingerprint`) returns that run, finished: if
+        another caller (or a worker) is driving it, this call waits for it, polling with
+        backoff, and takes the run over if that caller dies; after ``wait`` it raises
+        ``ConflictError`` naming the run. The same key with a different intake raises
+        ``ConflictError`` naming the key and the run, and writes nothing.
+
+        ``stop``: once set, the run stops at the next step boundary and goes back to the
+        queue with its progress (``QUEUED``, returned as such) for a worker or
+        ``recover()`` to finish.
         """
-        run, created = self._create(intake, idempotency_key, "RUNNING")
-        return self._drive(run) if created else run
+        fresh = self._new_run(intake, idempotency_key)
+        holder = f"run:{default_worker_id()}"
+        deadline = time.monotonic() + wait.total_seconds()
+        run = None
+        if idempotency_key is not None:
+            run = self._read(functools.partial(self.runs.get_by_key, idempotency_key))
+        if run is None:
+            run, created = self._create(fresh, claim_for=holder)
+            if created:
+                worked = self._work_on(run, holder, DEFAULT_LEASE, stop=stop)
+                if worked.outcome != "LEASE_LOST":
+                    return worked.run
+                run = worked.run
+        return self._join(run, fresh, holder, stop=stop, deadline=deadline, wait=wait)
 
     def submit(self, intake: Any, *, idempotency_key: str | None = None) -> WorkflowRunDTO:
         """Queue a run of ``intake`` for a worker (see :meth:`work`); return it (``QUEUED``).
 
         The intake is validated first: an invalid one raises ``ValidationError`` and writes
-        nothing. The same ``idempotency_key`` returns the run it created, in whatever state.
+        nothing. The same ``idempotency_key`` with the same intake returns the run it
+        created, in whatever state; with a different intake it raises ``ConflictError``
+        and writes nothing.
         """
-        run, _ = self._create(intake, idempotency_key, "QUEUED")
-        return run
-
-    def _create(
-        self, intake: Any, idempotency_key: str | None, status: str
-    ) -> tuple[WorkflowRunDTO, bool]:
+        fresh = self._new_run(intake, idempotency_key)
         if idempotency_key is not None:
-            existing = self.runs.get_by_key(idempotency_key)
+            existing = self._read(functools.partial(self.runs.get_by_key, idempotency_key))
             if existing is not None:
-                return existing, False
+                return self._same_intake(existing, fresh)
+        run, created = self._create(fresh, claim_for=None)
+        return run if created else self._same_intake(run, fresh)
+
+    def _new_run(self, intake: Any, idempotency_key: str | None) -> WorkflowRunDTO:
+        """A new ``QUEUED`` run of ``intake``, validated (``ValidationError``)."""
         form = self._s.onboarding.read_intake(intake)
         brief = self._s.onboarding.normalize(form, brief_id="brief-check")
         now = self.clock()
-        run_id = uuid.uuid4().hex
-        create = functools.partial(
-            self.runs.create,
-            WorkflowRunDTO(
-                workflow_run_id=run_id,
-                status=status,
-                intake=form.responses,
-                created_at=now,
-                updated_at=now,
-                idempotency_key=idempotency_key,
-                client_id=brief.client_id,
-            ),
+        return WorkflowRunDTO(
+            workflow_run_id=uuid.uuid4().hex,
+            status="QUEUED",
+            intake=form.responses,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=idempotency_key,
+            client_id=brief.client_id,
+            intake_fingerprint=intake_fingerprint(form.responses),
         )
-        run = self._s.run_transaction(create)
-        return run, run.workflow_run_id == run_id  # else another caller created it first
+
+    def _create(
+        self, fresh: WorkflowRunDTO, *, claim_for: str | None
+    ) -> tuple[WorkflowRunDTO, bool]:
+        """Store ``fresh`` (claimed for ``claim_for``, in the same transaction, if given);
+        return it and ``True``, or the run holding its key and ``False``. Repeatable: an
+        attempt that committed and lost its reply left the run, which the retry finds."""
+        run_id = fresh.workflow_run_id
+
+        def tx() -> tuple[WorkflowRunDTO, bool]:
+            stored = self.runs.get(run_id) or self.runs.create(fresh)
+            if stored.workflow_run_id != run_id:
+                return stored, False  # another caller created the key's run first
+            if claim_for is None:
+                return stored, True
+            claimed = self.runs.claim(
+                claim_for, lease=DEFAULT_LEASE, now=self._lease_now(), workflow_run_id=run_id
+            )
+            if claimed is None:  # pragma: no cover - our own new run is always claimable
+                raise RuntimeError(f"workflow run {run_id!r} could not be claimed")
+            return claimed, True
+
+        return self._tx(tx)
+
+    @staticmethod
+    def _same_intake(run: WorkflowRunDTO, fresh: WorkflowRunDTO) -> WorkflowRunDTO:
+        """``run`` if it was made from the intake ``fresh`` was, else ``ConflictError``."""
+        stored = run.intake_fingerprint or intake_fingerprint(run.intake)
+        if stored != fresh.intake_fingerprint:
+            raise ConflictError(
+                f"idempotency_key {fresh.idempotency_key!r} belongs to workflow run "
+                f"{run.workflow_run_id!r}, made from a different intake; nothing was "
+                "written. Use a new key for a new intake, or send the same intake again "
+                "to get that run"
+            )
+        return run
+
+    def _join(
+        self,
+        run: WorkflowRunDTO,
+        fresh: WorkflowRunDTO,
+        holder: str,
+        *,
+        stop: threading.Event | None,
+        deadline: float,
+        wait: timedelta,
+    ) -> WorkflowRunDTO:
+        """The finished run of ``fresh``'s key (``run``, made by another caller): driven
+        here when it is queued or its driver is gone, else waited for until ``deadline``."""
+        self._same_intake(run, fresh)
+        delay = 0.01
+        while not _finished(run) and not (stop is not None and stop.is_set()):
+            claimed = self._claim_run(holder, run, stale_after=UNLEASED_STALE_AFTER)
+            if claimed is not None:
+                run = self._work_on(claimed, holder, DEFAULT_LEASE, stop=stop).run
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConflictError(
+                    f"workflow run {run.workflow_run_id!r} of idempotency_key "
+                    f"{fresh.idempotency_key!r} is still {run.status} after waiting "
+                    f"{wait.total_seconds():g}s (held by {run.claimed_by or 'nobody'}); "
+                    "call again later: the same key returns the run once it is finished"
+                )
+            pause = min(delay, remaining)
+            if stop is not None:
+                stop.wait(pause)
+            else:
+                time.sleep(pause)
+            delay = min(delay * 2, 1.0)
+            run = self._read(functools.partial(self.runs.get, run.workflow_run_id)) or run
+        return run
 
     def recover(self, *, stale_after: timedelta = timedelta(0)) -> list[WorkflowRunDTO]:
-        """Finish every unfinished run; return them as they end.
+        """Finish every unfinished run nobody drives; return them as they end.
 
-        A ``RUNNING`` run is resumed, a ``FAILED`` run with compensations left is
-        compensated again. Runs driven in-process (``run()``, no lease) are taken when
-        untouched for ``stale_after``: run it when no other process is driving those.
-        Runs claimed by workers are taken only once their lease lapsed (claimed, so a
-        worker and ``recover()`` never drive one run at once); a live lease is left alone.
-        ``QUEUED`` runs are left to the workers.
+        Unfinished: ``RUNNING``, ``FAILED`` with compensations left (compensated again),
+        and ``QUEUED`` runs whose driver was stopped (``run_workflow`` after Ctrl-C, a
+        worker after SIGTERM); queued runs never started are left to the workers. Each run
+        is driven through a claim, so two ``recover()`` calls, or ``recover()`` and a
+        worker or an in-process run, never drive one run at once. A run is taken when its
+        lease lapsed, when its holder was a process of this machine that is gone (an
+        ``aicmo run`` killed mid-run), or, without a lease (an aicmo from before leases
+        wrote it), when untouched for ``stale_after``. A live holder's run is left alone.
+
+        A run whose artifact root is not reachable from here is refused: the others are
+        finished, then ``ConfigurationError`` names the refused ones and their roots.
         """
-        now = self.clock()
-        cutoff = now - stale_after
-        done = []
         recoverer = f"recover:{default_worker_id()}"
-        for status in ("RUNNING", "FAILED"):
-            for run in self.runs.list(status):
-                if status == "FAILED" and not run.pending_compensations:
+        done: list[WorkflowRunDTO] = []
+        refused: list[str] = []
+        for status in ("RUNNING", "FAILED", "QUEUED"):
+            for run in self._read(functools.partial(self.runs.list, status)):
+                if not _interrupted(run):
                     continue
-                if run.lease_expires_at is None:
-                    if run.updated_at <= cutoff:
-                        done.append(self._resume(run))
-                elif run.lease_expires_at <= now:
-                    claimed = self._s.run_transaction(
-                        functools.partial(
-                            self.runs.claim,
-                            recoverer,
-                            now=self.clock(),
-                            lease=DEFAULT_LEASE,
-                            workflow_run_id=run.workflow_run_id,
-                        )
-                    )
-                    if claimed is not None:
-                        done.append(self._work_on(claimed, recoverer, DEFAULT_LEASE).run)
+                claimed = self._claim_run(recoverer, run, stale_after=stale_after)
+                if claimed is None:
+                    continue
+                try:
+                    done.append(self._work_on(claimed, recoverer, DEFAULT_LEASE).run)
+                except ConfigurationError as exc:
+                    refused.append(str(exc))
         # A process driving a run may be staging files under the same root: only entries
-        # older than ``stale_after`` (and than a lease, while workers hold live leases)
-        # are leftovers of crashes.
+        # older than ``stale_after`` (and than a lease, while runs are held) are leftovers
+        # of crashes.
         live = self._held()
         self._s.delivery.clean_staging(
             older_than=max(stale_after, DEFAULT_LEASE) if live else stale_after
         )
+        if refused:
+            raise ConfigurationError(
+                f"recovered {len(done)} run(s), refused {len(refused)}: " + "; ".join(refused)
+            )
         return done
 
     # -- the queue ----------------------------------------------------------------------
@@ -255,10 +510,13 @@ class WorkflowService:
 
         Stops after ``max_runs`` claims, when ``stop`` is set (checked between steps: the
         current run goes back to the queue with its progress), or, with ``stop_when_idle``,
-        once nothing is queued and no run is held by any worker (a run whose worker died
+        once nothing is queued and no run is held by any driver (a run whose driver died
         is waited for until its lease lapses, then finished here). Otherwise it polls every
         ``poll_interval`` seconds. ``heartbeat=False`` turns the lease renewal off (tests
         that move a fake :attr:`clock` use it). ``on_run`` is called after each run.
+
+        A claimed run whose artifact root is not reachable from this worker raises
+        ``ConfigurationError`` (the run is released first, for a worker that can reach it).
         """
         if lease <= timedelta(0):
             raise ValidationError([("lease", f"must be positive, got {lease}")])
@@ -271,8 +529,13 @@ class WorkflowService:
         outage = OutageBackoff(worker, stop, closed=lambda: getattr(self._s, "closed", False))
         while not stop.is_set() and (max_runs is None or len(results) < max_runs):
             try:
-                claimed = self._s.run_transaction(
-                    lambda: self.runs.claim(worker, now=self.clock(), lease=lease)
+                claimed = self._tx(
+                    lambda: self.runs.claim(
+                        worker,
+                        lease=lease,
+                        now=self._lease_now(),
+                        stale_after=UNLEASED_STALE_AFTER,
+                    )
                 )
                 idle = claimed is None and stop_when_idle and not self._in_flight()
                 outage.succeeded()
@@ -291,14 +554,16 @@ class WorkflowService:
         return results
 
     def _in_flight(self) -> bool:
-        """Whether a run is queued or held by a worker (so more work may come)."""
-        return bool(self.runs.count_by_status()["QUEUED"]) or self._held()
+        """Whether a run is queued or held by a driver (so more work may come)."""
+        return bool(self._read(self.runs.count_by_status)["QUEUED"]) or self._held()
 
     def _held(self) -> bool:
-        """Whether a worker holds a run (a RUNNING one, or a FAILED one whose compensations
+        """Whether a driver holds a run (a RUNNING one, or a FAILED one whose compensations
         it retries)."""
         return any(
-            r.claimed_by is not None for s in ("RUNNING", "FAILED") for r in self.runs.list(s)
+            r.claimed_by is not None
+            for s in ("RUNNING", "FAILED")
+            for r in self._read(functools.partial(self.runs.list, s))
         )
 
     def _work_on(
@@ -310,51 +575,67 @@ class WorkflowService:
         heartbeat: bool = True,
         stop: threading.Event | None = None,
     ) -> WorkedRun:
+        """Drive a run this thread has just claimed, holding its lease until it ends."""
         started = time.monotonic()
         run_id = claimed.workflow_run_id
         claim = _Claim(worker, run_id, claimed.lease_token, lease, stop)
         previous = getattr(self._local, "claim", None)
         self._local.claim = claim
-        beat = _Heartbeat(self, claim) if heartbeat else None
-        try:
-            outcome = self._resume(claimed).status
-        except LeaseLostError:
-            outcome = "LEASE_LOST"
-        except _StopRequested:
-            self._s.run_transaction(functools.partial(self.runs.release, run_id, claim.token))
-            outcome = "RELEASED"
-        finally:
-            if beat is not None:
-                beat.finish()
-            self._local.claim = previous
-        stored = self.runs.get(run_id) or claimed
+        with _driving(worker):
+            beat = _Heartbeat(self, claim) if heartbeat else None
+            try:
+                self._take_over_files(claimed)
+                outcome = self._resume(claimed).status
+            except LeaseLostError:
+                outcome = "LEASE_LOST"
+            except _StopRequested:
+                self._tx(functools.partial(self.runs.release, run_id, claim.token))
+                outcome = "RELEASED"
+            finally:
+                if beat is not None:
+                    beat.finish()
+                self._local.claim = previous
+        stored = self._read(functools.partial(self.runs.get, run_id)) or claimed
         return WorkedRun(
             run=stored, outcome=outcome, seconds=time.monotonic() - started, worker_id=worker
         )
 
+    def _take_over_files(self, run: WorkflowRunDTO) -> None:
+        """Before driving a claimed run: refuse it if its artifact root is not reachable
+        (released, ``ConfigurationError``); remove what earlier holders left in its
+        staging (the claim fenced them, so nothing there is anyone's work any more)."""
+        try:
+            delivery = self._delivery(run)
+        except ConfigurationError:
+            self._tx(functools.partial(self.runs.release, run.workflow_run_id, self._claim().token))
+            raise
+        if run.draft_ids:
+            with contextlib.suppress(BackendError):  # garbage only: recover() cleans it later
+                delivery.clean_staging(package_ids=[self._package_id(d) for d in run.draft_ids])
+
     def _resume(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        """Finish an unfinished run from the database's record of it (``recover()`` and
-        workers alike): a ``FAILED`` run is compensated again, a ``RUNNING`` one resumed."""
+        """Finish an unfinished run from the database's record of it (every driver alike):
+        a ``FAILED`` run is compensated again, a ``RUNNING`` one resumed."""
         if run.status == "FAILED" or run.failed_step is not None:
             # A run that failed is only ever compensated: one stopped (a crash) while
             # being compensated must not go forward without the rows already undone.
             return self._compensate(run)
         return self._drive(run)
 
-    def _token(self) -> int | None:
-        """The lease token fencing this thread's writes (``None``: an unclaimed run)."""
+    def _claim(self) -> _Claim:
+        """The lease fencing this thread's writes (every run is driven under one)."""
         claim: _Claim | None = getattr(self._local, "claim", None)
-        return None if claim is None else claim.token
+        if claim is None:
+            raise RuntimeError("the saga runs only under a claim (see WorkflowService._work_on)")
+        return claim
 
     def _between_steps(self, step: str) -> None:
         self._fault(f"before:{step}")
-        claim: _Claim | None = getattr(self._local, "claim", None)
-        if claim is None:
-            return
+        claim = self._claim()
         if claim.lost.is_set():
             raise LeaseLostError(
                 f"workflow run {claim.workflow_run_id!r}: the lease of {claim.worker_id!r} "
-                "could not be renewed; another worker may hold the run now"
+                "could not be renewed; another driver may hold the run now"
             )
         if claim.stop is not None and claim.stop.is_set():
             raise _StopRequested
@@ -386,34 +667,28 @@ class WorkflowService:
         return run
 
     def _save(self, run: WorkflowRunDTO) -> None:
-        """Store ``run`` on its own (retried like every transaction of the saga), fenced
-        by this thread's lease if it holds one."""
-        self._s.run_transaction(functools.partial(self.runs.update, run, token=self._token()))
+        """Store ``run`` on its own, fenced by this thread's lease."""
+        self._tx(functools.partial(self.runs.update, run, token=self._claim().token))
 
     def _finish(self, run: WorkflowRunDTO) -> None:
-        """Store the run's end state; a claimed run gives its lease back in the same
-        transaction (a ``FAILED`` one with compensations left is retried a lease later)."""
-        claim: _Claim | None = getattr(self._local, "claim", None)
-        if claim is None:
-            self._save(run)
-            return
-        retry_at = (
-            self.clock() + claim.lease
-            if run.status == "FAILED" and run.pending_compensations
-            else None
-        )
+        """Store the run's end state and give its lease back in the same transaction (a
+        ``FAILED`` one with compensations left may be claimed again a lease later)."""
+        claim = self._claim()
+        retry = claim.lease if run.status == "FAILED" and run.pending_compensations else None
 
         def tx() -> None:
             self.runs.update(run, token=claim.token)
-            self.runs.release(run.workflow_run_id, claim.token, retry_at=retry_at)
+            self.runs.release(
+                run.workflow_run_id, claim.token, retry_after=retry, now=self._lease_now()
+            )
 
-        self._s.run_transaction(tx)
+        self._tx(tx)
 
     def _commit(self, run: WorkflowRunDTO, step: str, **changes: Any) -> WorkflowRunDTO:
         """Record ``step`` as done (inside the step's transaction, fenced by the lease)."""
         self._fault(step)
         run = self._evolve(run, step=step, **changes)
-        self.runs.update(run, token=self._token())
+        self.runs.update(run, token=self._claim().token)
         return run
 
     def _brief(self, run: WorkflowRunDTO) -> Any:
@@ -503,12 +778,37 @@ class WorkflowService:
     def _package_id(draft_id: str) -> str:
         return draft_id.replace("draft-", "pkg-", 1)
 
+    def _delivery(self, run: WorkflowRunDTO) -> Any:
+        """The delivery service for ``run``'s files: under the root the run recorded (a run
+        from before roots were recorded: the folder of its packages), else this app's.
+        ``ConfigurationError`` if that root is another folder, not there."""
+        own = self._s.delivery
+        root = run.artifact_root
+        if root is None and run.artifact_dirs:
+            root = str(Path(run.artifact_dirs[0]).parent)
+        if root is None or Path(root) == own.artifact_root:
+            return own
+        if "://" in root or not Path(root).is_dir():
+            raise ConfigurationError(
+                f"workflow run {run.workflow_run_id!r} keeps its package files under "
+                f"{root!r}, which is not reachable here (this app's artifact root is "
+                f"{str(own.artifact_root)!r}); finish it where that folder is mounted, "
+                f"for example `aicmo recover --artifacts {root}`. The run was left as it "
+                "was, for a driver that can reach it"
+            )
+        return own.at(root)
+
     def _step_delivery(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        if run.artifact_root is None:  # recorded before the first file is written
+            run = self._evolve(run, artifact_root=str(self._delivery(run).artifact_root))
+            self._save(run)
+        delivery = self._delivery(run)
+        contents = self._read(lambda: [(d, self._package_files(run, d)) for d in run.draft_ids])
         staged: list[Any] = []
 
         def tx() -> WorkflowRunDTO:
             for item in staged:
-                self._s.delivery.save(item)
+                delivery.save(item)
             return self._commit(
                 run,
                 "delivery",
@@ -517,73 +817,71 @@ class WorkflowService:
             )
 
         try:
-            for d in run.draft_ids:  # a failure part-way abandons what was staged so far
+            for draft_id, files in contents:  # a failure part-way abandons what was staged
                 staged.append(
-                    self._s.delivery.stage(
-                        self._package_id(d),
-                        d,
-                        self._package_files(run, d),
-                        created_at=run.created_at,
+                    delivery.stage(
+                        self._package_id(draft_id), draft_id, files, created_at=run.created_at
                     )
                 )
-            run = self._s.run_transaction(tx)
+            run = self._tx(tx)
+            self._fault("delivery:publish")
+            self._under_lease(run, lambda: [delivery.publish(i) for i in staged])
         except BaseException:
-            for item in staged:
-                self._s.delivery.abandon(item)
-            raise
-        self._fault("delivery:publish")
-        try:
-            self._under_lease(run, lambda: [self._s.delivery.publish(i) for i in staged])
-        except LeaseLostError:
-            for item in staged:
-                self._s.delivery.abandon(item)
+            for item in staged:  # what was published has no staging folder left
+                delivery.abandon(item)
             raise
         self._fault("delivery:committed")
         return run
 
     def _under_lease(self, run: WorkflowRunDTO, change_files: Callable[[], object]) -> None:
-        """Change ``run``'s files while holding its lease. For a claimed run that is a
-        transaction whose first statement is the fenced update of the run: it holds the
-        run's row lock (PostgreSQL) or the write lock (SQLite) while the files change, so
-        no takeover slips in between, and a worker that lost its lease changes nothing
-        (``LeaseLostError``). Not retried: moving files is not repeatable."""
-        token = self._token()
-        if token is None:
-            change_files()
-            return
-        with self._s.transaction():
+        """Change ``run``'s files while holding its lease: in a transaction whose first
+        statement is the fenced update of the run, which holds the run's row lock
+        (PostgreSQL) or the write lock (SQLite) while the files change, so no takeover
+        slips in between, and a driver that lost its lease changes nothing
+        (``LeaseLostError``). Retried like every transaction: ``change_files`` must be
+        repeatable (publishing skips a package already in place)."""
+        token = self._claim().token
+
+        def tx() -> None:
             self.runs.update(run, token=token)
             change_files()
 
+        self._tx(tx)
+
     def _publish_missing(self, run: WorkflowRunDTO) -> None:
         """Re-publish package files a crash lost between the commit and the move."""
-        self._under_lease(run, lambda: self._republish(run))
+        delivery = self._delivery(run)
+        self._under_lease(run, lambda: self._republish(run, delivery))
 
-    def _republish(self, run: WorkflowRunDTO) -> None:
+    def _republish(self, run: WorkflowRunDTO, delivery: Any) -> None:
         for package_id, draft_id in zip(run.package_ids, run.draft_ids, strict=True):
-            package = self._s.delivery.repo.get_package(package_id)
-            if package is not None and self._s.delivery.missing_files(package):
-                staged = self._s.delivery.stage(
+            package = delivery.repo.get_package(package_id)
+            if package is not None and delivery.missing_files(package):
+                staged = delivery.stage(
                     package_id,
                     draft_id,
                     self._package_files(run, draft_id),
                     created_at=package.created_at,
                 )
-                self._s.delivery.publish(staged)
+                try:
+                    delivery.publish(staged)
+                except BaseException:
+                    delivery.abandon(staged)
+                    raise
 
     # -- failure and compensation -------------------------------------------------------
     def _fail(self, run: WorkflowRunDTO, step: str, exc: BaseException) -> WorkflowRunDTO:
         # The database is the truth: a step may have committed before it raised.
-        stored = self.runs.get(run.workflow_run_id)
-        token = self._token()
-        if token is not None and (stored is None or stored.lease_token != token):
-            # The step failed because another worker took the run over: not a failure of
-            # the run, and not this worker's to record.
+        stored = self._read(functools.partial(self.runs.get, run.workflow_run_id))
+        token = self._claim().token
+        if stored is None or stored.lease_token != token:
+            # The step failed because another driver took the run over: not a failure of
+            # the run, and not this driver's to record.
             raise LeaseLostError(
                 f"workflow run {run.workflow_run_id!r}: lease token {token} was taken over "
                 f"while {step} ran ({_describe(exc)}); nothing was written"
             ) from exc
-        run = stored or run
+        run = stored
         done: tuple[str, ...] = () if run.step is None else STEPS[: STEPS.index(run.step) + 1]
         issues = exc.issues if isinstance(exc, QcFailedError) else []
         run = self._evolve(
@@ -610,21 +908,22 @@ class WorkflowService:
                 self._s.qc.discard(draft_id)
         elif step == "delivery":
             # Files first, inside the transaction: if removing them fails (or the process
-            # dies), the rows stay, the step stays pending and recover() does it again;
+            # dies), the rows stay, the step stays pending and it is done again later;
             # never a file left without its package row.
+            delivery = self._delivery(run)
             for package_id in run.package_ids:
-                self._s.delivery.remove_files(package_id)
-                self._s.delivery.repo.delete_package(package_id)
+                delivery.remove_files(package_id)
+                delivery.repo.delete_package(package_id)
 
     def _undo_step(self, run: WorkflowRunDTO, step: str) -> WorkflowRunDTO:
         """Undo ``step`` and record it on the run (inside one transaction). The fenced
-        update comes first, so a worker that lost its lease removes no files either."""
+        update comes first, so a driver that lost its lease removes no files either."""
         done = self._evolve(
             run,
             pending_compensations=tuple(s for s in run.pending_compensations if s != step),
             compensated_steps=(*run.compensated_steps, step),
         )
-        self.runs.update(done, token=self._token())
+        self.runs.update(done, token=self._claim().token)
         self._undo(run, step)
         self._fault(f"compensate:{step}")
         return done
@@ -633,7 +932,7 @@ class WorkflowService:
         failures: list[str] = []
         for step in run.pending_compensations:
             try:
-                run = self._s.run_transaction(functools.partial(self._undo_step, run, step))
+                run = self._tx(functools.partial(self._undo_step, run, step))
             except LeaseLostError:
                 raise
             except Exception as exc:
@@ -668,12 +967,13 @@ class _Heartbeat:
                 service.runs.renew,
                 claim.workflow_run_id,
                 claim.token,
-                service.clock() + claim.lease,
+                lease=claim.lease,
+                now=service._lease_now(),
             )
             try:
-                held = service._s.run_transaction(renew)
+                held = service._tx(renew)
             except AicmoError:
-                continue  # the database hiccuped: the lease still runs; try the next beat
+                continue  # the database is away: the lease still runs; try the next beat
             if not held:
                 claim.lost.set()
                 return

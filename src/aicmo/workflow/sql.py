@@ -21,12 +21,12 @@ from aicmo.workflow.rules import (
     key_arg,
     key_changed,
     lease_lost,
-    retry_at_arg,
+    lease_until,
+    retry_time,
     run_arg,
     run_not_found,
     status_arg,
     token_arg,
-    until_arg,
 )
 
 __all__ = ["STATEMENTS", "SqlWorkflowRunRepository"]
@@ -38,12 +38,14 @@ INSERT INTO workflow_runs (
     workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token
+    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
+    artifact_root
 ) VALUES (
     :workflow_run_id, :status, :intake, :created_at, :updated_at, :idempotency_key,
     :client_id, :step, :brief_id, :strategy_id, :draft_ids, :qc_result_ids, :package_ids,
     :artifact_dirs, :failed_step, :error, :qc_issues, :compensated_steps,
-    :pending_compensations, :completed_at, :claimed_by, :lease_expires_at, :lease_token
+    :pending_compensations, :completed_at, :claimed_by, :lease_expires_at, :lease_token,
+    :intake_fingerprint, :artifact_root
 )
 ON CONFLICT DO NOTHING
 """)
@@ -57,7 +59,8 @@ UPDATE workflow_runs SET
     draft_ids = :draft_ids, qc_result_ids = :qc_result_ids, package_ids = :package_ids,
     artifact_dirs = :artifact_dirs, failed_step = :failed_step, error = :error,
     qc_issues = :qc_issues, compensated_steps = :compensated_steps,
-    pending_compensations = :pending_compensations, completed_at = :completed_at
+    pending_compensations = :pending_compensations, completed_at = :completed_at,
+    intake_fingerprint = :intake_fingerprint, artifact_root = :artifact_root
 WHERE workflow_run_id = :workflow_run_id
     AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)
 """)
@@ -66,7 +69,8 @@ GET_RUN = Sql("""
 SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token
+    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
+    artifact_root
 FROM workflow_runs WHERE workflow_run_id = :workflow_run_id
 """)
 
@@ -74,7 +78,8 @@ GET_RUN_BY_KEY = Sql("""
 SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token
+    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
+    artifact_root
 FROM workflow_runs WHERE idempotency_key = :idempotency_key
 """)
 
@@ -82,7 +87,8 @@ LIST_RUNS = Sql("""
 SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token
+    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
+    artifact_root
 FROM workflow_runs
 ORDER BY created_at, workflow_run_id
 """)
@@ -91,7 +97,8 @@ LIST_RUNS_BY_STATUS = Sql("""
 SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token
+    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
+    artifact_root
 FROM workflow_runs
 WHERE status = :status
 ORDER BY created_at, workflow_run_id
@@ -104,27 +111,38 @@ SELECT status, COUNT(*) AS n FROM workflow_runs GROUP BY status
 # -- the queue -----------------------------------------------------------------------------
 # What a claim sets: a QUEUED run starts RUNNING; a RUNNING or FAILED one keeps its status
 # (it is resumed or its compensations retried). The token moves on, fencing the old holder.
-# A run whose worker's lease lapsed is taken before any queued run, oldest lease first, so
-# a steady stream of submissions can never starve a half-done run. On PostgreSQL concurrent
-# claimers skip each other's rows (FOR UPDATE SKIP LOCKED); SQLite runs the same statements
-# without that clause (the kernel drops it) inside BEGIN IMMEDIATE, one writer at a time.
+# A run to take over is claimed before any queued run (the claimer's own first, then the
+# oldest lease), so a steady stream of submissions can never starve a half-done run. On
+# PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED); SQLite
+# runs the same statements without that clause (the kernel drops it) inside BEGIN
+# IMMEDIATE, one writer at a time. Every time (:now, :until, :stale_before) is on one
+# clock: the caller's if it gave one, else the database's (see WorkflowRunRepository).
 
-CLAIM_EXPIRED = Sql("""
+# The condition of a run to take over (rules.takeable, also in CLAIM_RUN): a RUNNING run,
+# or a FAILED one with compensations left, held by the claimer itself or by :take_from, or
+# whose lease ended, or held by nobody and stale. A null :take_from or :stale_before
+# matches nothing.
+CLAIM_TAKEOVER = Sql("""
 UPDATE workflow_runs SET
     claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
     updated_at = :now
 WHERE workflow_run_id = (
     SELECT workflow_run_id FROM workflow_runs
-    WHERE status IN ('RUNNING', 'FAILED') AND lease_expires_at <= :now
+    WHERE status IN ('RUNNING', 'FAILED')
         AND (status = 'RUNNING' OR pending_compensations <> '[]')
-    ORDER BY lease_expires_at, created_at, workflow_run_id
+        AND (claimed_by = :worker_id OR claimed_by = :take_from
+            OR lease_expires_at <= :now
+            OR (claimed_by IS NULL AND updated_at <= :stale_before))
+    ORDER BY CASE WHEN claimed_by = :worker_id OR claimed_by = :take_from THEN 0 ELSE 1 END,
+        COALESCE(lease_expires_at, updated_at), created_at, workflow_run_id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
 RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token
+    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
+    artifact_root
 """)
 
 CLAIM_QUEUED = Sql("""
@@ -141,25 +159,27 @@ WHERE workflow_run_id = (
 RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token
+    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
+    artifact_root
 """)
 
-# One named run, if it is claimable (queued, or its lease lapsed); the same on both dialects
-# (PostgreSQL waits for a concurrent claimer's row lock, then re-checks the condition).
+# One named run, if it is queued or to take over; the same on both dialects (PostgreSQL
+# waits for a concurrent claimer's row lock, then re-checks the condition).
 CLAIM_RUN = Sql("""
 UPDATE workflow_runs SET
     status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
     claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
     updated_at = :now
-WHERE workflow_run_id = :workflow_run_id AND (
-    status = 'QUEUED'
-    OR (status IN ('RUNNING', 'FAILED') AND lease_expires_at <= :now
-        AND (status = 'RUNNING' OR pending_compensations <> '[]'))
-)
+WHERE workflow_run_id = :workflow_run_id AND (status = 'QUEUED' OR (status IN ('RUNNING', 'FAILED')
+        AND (status = 'RUNNING' OR pending_compensations <> '[]')
+        AND (claimed_by = :worker_id OR claimed_by = :take_from
+            OR lease_expires_at <= :now
+            OR (claimed_by IS NULL AND updated_at <= :stale_before))))
 RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token
+    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
+    artifact_root
 """)
 
 RENEW_LEASE = Sql("""
@@ -168,7 +188,7 @@ WHERE workflow_run_id = :workflow_run_id AND lease_token = :token AND claimed_by
 """)
 
 # Released: a RUNNING run goes back to the queue with its progress. ``retry_at`` is when a
-# FAILED run with compensations left may be claimed again (NULL: only by app.recover()).
+# FAILED run with compensations left may be claimed again (NULL: once it is stale).
 RELEASE_LEASE = Sql("""
 UPDATE workflow_runs SET
     status = CASE WHEN status = 'RUNNING' THEN 'QUEUED' ELSE status END,
@@ -184,7 +204,7 @@ STATEMENTS = (
     LIST_RUNS,
     LIST_RUNS_BY_STATUS,
     COUNT_BY_STATUS,
-    CLAIM_EXPIRED,
+    CLAIM_TAKEOVER,
     CLAIM_QUEUED,
     CLAIM_RUN,
     RENEW_LEASE,
@@ -271,41 +291,63 @@ class SqlWorkflowRunRepository:
         self,
         worker_id: str,
         *,
-        now: datetime,
         lease: timedelta,
+        now: datetime | None = None,
         workflow_run_id: str | None = None,
+        stale_after: timedelta | None = None,
+        take_from: str | None = None,
     ) -> WorkflowRunDTO | None:
-        worker_id, now, until = claim_args(worker_id, now, lease)
-        params = {
-            "worker_id": worker_id,
-            "now": self._db.encode_datetime(now),
-            "until": self._db.encode_datetime(until),
-        }
+        run_id = None if workflow_run_id is None else key_arg(workflow_run_id, "workflow_run_id")
         with self._db.transaction():
-            if workflow_run_id is not None:
-                params["workflow_run_id"] = key_arg(workflow_run_id, "workflow_run_id")
-                row = self._db.fetch_one(CLAIM_RUN, params)
+            args = claim_args(
+                worker_id,
+                lease=lease,
+                now=now,
+                stale_after=stale_after,
+                take_from=take_from,
+                clock=self._db.clock,
+            )
+            encode = self._db.encode_datetime
+            params = {
+                "worker_id": args.worker_id,
+                "take_from": args.take_from,
+                "now": encode(args.now),
+                "until": encode(args.until),
+                "stale_before": None if args.stale_before is None else encode(args.stale_before),
+            }
+            if run_id is not None:
+                row = self._db.fetch_one(CLAIM_RUN, {**params, "workflow_run_id": run_id})
             else:
-                row = self._db.fetch_one(CLAIM_EXPIRED, params) or self._db.fetch_one(
+                row = self._db.fetch_one(CLAIM_TAKEOVER, params) or self._db.fetch_one(
                     CLAIM_QUEUED, params
                 )
         return None if row is None else self._runs.from_row(row)
 
-    def renew(self, workflow_run_id: str, token: int, until: datetime) -> bool:
+    def renew(
+        self, workflow_run_id: str, token: int, *, lease: timedelta, now: datetime | None = None
+    ) -> bool:
+        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
+        until = lease_until(lease, now, self._db.clock)
         params = {
-            "workflow_run_id": key_arg(workflow_run_id, "workflow_run_id"),
-            "token": token_arg(token),
-            "until": self._db.encode_datetime(until_arg(until)),
+            "workflow_run_id": run_id,
+            "token": held,
+            "until": self._db.encode_datetime(until),
         }
         return self._db.execute(RENEW_LEASE, params) == 1
 
     def release(
-        self, workflow_run_id: str, token: int, *, retry_at: datetime | None = None
+        self,
+        workflow_run_id: str,
+        token: int,
+        *,
+        retry_after: timedelta | None = None,
+        now: datetime | None = None,
     ) -> bool:
-        retry = retry_at_arg(retry_at)
+        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
+        retry = retry_time(retry_after, now, self._db.clock)
         params = {
-            "workflow_run_id": key_arg(workflow_run_id, "workflow_run_id"),
-            "token": token_arg(token),
+            "workflow_run_id": run_id,
+            "token": held,
             "retry_at": None if retry is None else self._db.encode_datetime(retry),
         }
         return self._db.execute(RELEASE_LEASE, params) == 1
