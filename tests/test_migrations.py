@@ -49,6 +49,7 @@ def test_up_down_to_zero_and_up_again(fresh_url: str) -> None:
         assert app.migrate() == []
         assert app.downgrade("base") == list(reversed(ids))
         assert _states(app) == [(m, "pending") for m in ids]
+        assert _tables(fresh_url) == set()  # nothing of aicmo's is left behind
         with pytest.raises(SchemaError, match="behind"):
             app.repos.onboarding.get_brief("x")
         assert app.migrate() == ids
@@ -258,6 +259,15 @@ def test_0010_fingerprints_and_roots_round_trip(fresh_url: str) -> None:
         # The rest of the run is kept; the code derives both again (from the intake, and
         # from artifact_dirs once the run has packages).
         assert app.repos.workflow.get("r") == make_run("r")
+
+
+def _tables(url: str) -> set[str]:
+    """The tables in the database (or schema) of ``url``, yoyo's bookkeeping left out."""
+    if url.startswith("sqlite"):
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    else:
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    return {str(name) for (name,) in _rows(url, sql) if "yoyo" not in str(name)}
 
 
 def _rows(url: str, sql: str) -> set[tuple[object, ...]]:

@@ -147,7 +147,9 @@ def test_workers_behind_pgbouncer_in_transaction_mode(
     )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     summary = done.stdout.splitlines()[-1]
-    assert summary.endswith(f": {RUNS} completed"), done.stdout
+    with aicmo.connect(direct, artifact_dir=artifacts) as app:
+        failed = [f"{r.status} at {r.failed_step}: {r.error}" for r in app.list_runs() if r.error]
+    assert summary.endswith(f": {RUNS} completed"), (done.stdout, failed)
     checked = check_consistent(direct, artifacts)
     assert (checked.completed, checked.compensated) == (RUNS, 0)
     notices = [line for line in done.stderr.splitlines() if line.startswith("aicmo: ")]
