@@ -180,6 +180,25 @@ def test_postgres_prepare_threshold_none_never_prepares(
             assert (prepared_statements(app) > 0) is expect_prepared
 
 
+def test_postgres_connections_never_share_a_prepared_statement_name(postgres_url: str) -> None:
+    """Behind a pooler in transaction mode a session may hold another client's ``_pg3_N``:
+    names unique per connection turn running that foreign statement (a wrong answer when
+    its parameters fit) into "does not exist", which the kernel detects."""
+    with aicmo.connect(postgres_url) as app:
+        app.migrate()
+    names: list[set[str]] = []
+    for _ in range(3):
+        with aicmo.connect(postgres_url) as app, app.transaction():
+            for n in range(7):  # psycopg prepares a statement on its 6th run
+                app.repos.onboarding.get_brief(f"nope-{n}")
+            db = app._sql
+            assert db is not None
+            rows = db.raw_fetch_all("SELECT name FROM pg_prepared_statements")
+            names.append({str(name) for (name,) in rows})
+    assert all(names), names
+    assert len(set.union(*names)) == sum(len(n) for n in names), names  # pairwise disjoint
+
+
 def test_postgres_sessions_get_the_lock_and_idle_timeouts(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

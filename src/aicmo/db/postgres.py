@@ -8,6 +8,7 @@ in UTC. This module imports psycopg, so it is imported only when a PostgreSQL UR
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -64,7 +65,31 @@ _PREPARED_STATES = frozenset({"26000", "42P05"})
 """``prepared statement "_pg3_N" does not exist`` / ``already exists``: aicmo names no
 prepared statement itself, so these come from psycopg's automatic preparation meeting a
 pooler in transaction mode (PgBouncer before 1.21) that hands each transaction another
-server session."""
+server session. (A ``bind message supplies N parameters, but prepared statement ...
+requires M``, 08P01, is the same meeting.)"""
+
+
+def _unique_statement_names(conn: psycopg.Connection[Any]) -> None:
+    """Start the names psycopg gives the statements it prepares on ``conn`` (``_pg3_N``) at
+    a random ``N``, so that no two connections share one.
+
+    Behind a pooler in transaction mode, a transaction may run on a server session where
+    *another* client prepared ``_pg3_1``: with psycopg's names (0, 1, 2 ... on every
+    connection) executing our ``_pg3_1`` there would run the other client's statement --
+    an error when the parameters differ, a wrong answer when they happen to fit. With names
+    unique per connection, such a session can only answer "does not exist", which
+    :meth:`PostgresDatabase._prepared_statement_lost` detects. psycopg has no public way
+    to choose the names, so this sets its counter (when it has the one this was written
+    against; ``tests/test_app.py`` checks the names stay unique)."""
+    manager = getattr(conn, "_prepared", None)
+    if isinstance(getattr(manager, "_prepared_idx", None), int):
+        manager._prepared_idx = secrets.randbits(48)  # type: ignore[union-attr]
+
+
+def _lost_prepared_statement(exc: psycopg.Error) -> bool:
+    return exc.sqlstate in _PREPARED_STATES or (
+        exc.sqlstate == "08P01" and "prepared statement" in str(exc)
+    )
 
 
 def _is_transient(exc: psycopg.Error) -> bool:
@@ -147,6 +172,7 @@ class PostgresDatabase(SqlDatabase):
     def _configure_pooled(self, conn: psycopg.Connection[Any]) -> None:
         """A new pooled session: UTC, and the lock and idle-in-transaction timeouts."""
         settings = self._session_settings
+        _unique_statement_names(conn)
         conn.execute(
             "SELECT set_config('TimeZone', 'UTC', false), "
             "set_config('lock_timeout', %(lock)s, false), "
@@ -255,7 +281,7 @@ class PostgresDatabase(SqlDatabase):
     def _prepared_statement_lost(self, exc: psycopg.Error) -> bool:
         """Whether ``exc`` is a prepared statement a pooler lost; then turn preparing off
         for this app (once, with one line in the log saying what to set)."""
-        if exc.sqlstate not in _PREPARED_STATES:
+        if not _lost_prepared_statement(exc):
             return False
         if self.prepare_threshold is not None:
             self.prepare_threshold = None
