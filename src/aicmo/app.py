@@ -340,11 +340,11 @@ class App:
         self._check_open()
         return [] if self._sql is None else migrations.status(self._sql)
 
-    def break_migration_lock(self) -> None:
-        """Clear a migration lock left by a process that died while migrating."""
+    def break_migration_lock(self) -> bool:
+        """Clear a migration lock left by a process that died while migrating; return
+        whether one was held."""
         self._check_open()
-        if self._sql is not None:
-            migrations.break_lock(self._sql)
+        return self._sql is not None and migrations.break_lock(self._sql)
 
     # -- lifetime ------------------------------------------------------------------------
     def _check_open(self) -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "key_path",
     "nested",
     "non_negative_int64",
+    "nonempty_text",
     "optional",
     "shown",
     "text",
@@ -160,6 +161,15 @@ def text(value: Any, path: str) -> str:
     if problem:
         _fail(path, problem)
     return str(value)
+
+
+def nonempty_text(value: Any, path: str) -> str:
+    """Text that is not empty (a name, an audience): as :func:`text`, with no length bound
+    (only ids have one, see :func:`identifier`)."""
+    result = text(value, path)
+    if not result:
+        _fail(path, "must not be empty")
+    return result
 
 
 def identifier(value: Any, path: str) -> str:

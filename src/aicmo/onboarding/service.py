@@ -45,7 +45,15 @@ from aicmo.onboarding.dtos import (
     ScopeDTO,
 )
 from aicmo.onboarding.ports import BriefRepository
-from aicmo.values import MAX_JSON_DEPTH, Invalid, identifier, key_path, shown, text
+from aicmo.values import (
+    MAX_JSON_DEPTH,
+    Invalid,
+    identifier,
+    key_path,
+    nonempty_text,
+    shown,
+    text,
+)
 
 __all__ = ["MAX_TIMELINE_WEEKS", "IntakeSource", "OnboardingService"]
 
@@ -178,7 +186,9 @@ class _Checker:
         if value is None:
             return default
         try:
-            result: str = (identifier if non_empty else text)(value, path)
+            # Only the client's id is an id (bounded length, "give the record an id").
+            check = identifier if key == "id" else nonempty_text if non_empty else text
+            result: str = check(value, path)
         except Invalid as exc:
             self.problems.extend(exc.problems)
             return default
