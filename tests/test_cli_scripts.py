@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import tomllib
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,49 @@ def test_audience_and_names_are_not_ids(tmp_path: Path) -> None:
         "client.id": "is 256 characters long; ids have at most 255",
         "brand.call_to_action": "must not be empty",
     }
+
+
+def test_intake_files_over_the_size_limit_are_refused(tmp_path: Path) -> None:
+    size = PASSING.stat().st_size
+    env = {"AICMO_MAX_INTAKE_BYTES": str(size - 1), "AICMO_DATABASE_URL": "sqlite:///x.db"}
+    code, out, _ = invoke("intake", "check", "--json", str(PASSING), env=env)
+    [problem] = json.loads(out)[0]["problems"]
+    assert code == 1
+    assert problem == {
+        "field": "intake",
+        "problem": f"{str(PASSING)!r} is {size} bytes, over the limit of {size - 1} bytes for "
+        "an intake file; check it is the right file, or raise the limit with "
+        "AICMO_MAX_INTAKE_BYTES",
+    }
+    done = aicmo(tmp_path, "run", str(PASSING), env={"AICMO_MAX_INTAKE_BYTES": str(size - 1)})
+    assert done.returncode == 1
+    assert "over the limit" in done.stderr
+    assert sorted(os.listdir(tmp_path)) == []
+    env["AICMO_MAX_INTAKE_BYTES"] = str(size)
+    assert invoke("intake", "check", str(PASSING), env=env)[0] == 0
+    env["AICMO_MAX_INTAKE_BYTES"] = "0"
+    code, _, err = invoke("intake", "check", str(PASSING), env=env)
+    assert code == 2
+    assert "AICMO_MAX_INTAKE_BYTES='0' must be greater than 0" in err
+
+
+def test_the_default_intake_limit_is_one_mebibyte() -> None:
+    import aicmo
+
+    with aicmo.connect("memory://") as app:
+        assert app.onboarding.max_intake_bytes == 1024 * 1024
+
+
+def test_a_package_manifest_is_created_after_the_evaluation_it_holds(tmp_path: Path) -> None:
+    env = {
+        "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        "AICMO_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+    }
+    assert invoke("run", str(PASSING), env=env)[0] == 0
+    packages = [p for p in (tmp_path / "artifacts").iterdir() if p.name != ".staging"]
+    assert packages
+    for folder in packages:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        report = json.loads((folder / "qc-report.json").read_text())
+        created = datetime.fromisoformat(manifest["created_at"])
+        assert created >= datetime.fromisoformat(report["evaluated_at"])

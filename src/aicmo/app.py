@@ -158,7 +158,9 @@ class App:
 
     def _services(self) -> None:
         repos, tx = self.repos, self.transaction
-        self.onboarding = OnboardingService(repos.onboarding, tx)
+        self.onboarding = OnboardingService(
+            repos.onboarding, tx, max_intake_bytes=self.settings.max_intake_bytes
+        )
         self.strategy = StrategyService(repos.strategy, tx)
         self.production = ProductionService(repos.production, tx)
         # QC and delivery write through one repository call at a time: no transaction.

@@ -64,6 +64,9 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_JSON_DEPTH = 64
 MAX_ID_LENGTH = 255
+DEFAULT_MAX_INTAKE_BYTES = 1024 * 1024
+"""The largest intake file read by default (``AICMO_MAX_INTAKE_BYTES`` changes it): a form
+of answers is a few kB; a file of many MB is a mistake that would fill the database."""
 MAX_SHOWN = 80
 """The longest a value or a mapping key is shown in a message (and in a field path)."""
 

@@ -817,11 +817,10 @@ class WorkflowService:
             )
 
         try:
+            created = self.clock()  # made now: after the QC evaluation its files hold
             for draft_id, files in contents:  # a failure part-way abandons what was staged
                 staged.append(
-                    delivery.stage(
-                        self._package_id(draft_id), draft_id, files, created_at=run.created_at
-                    )
+                    delivery.stage(self._package_id(draft_id), draft_id, files, created_at=created)
                 )
             run = self._tx(tx)
             self._fault("delivery:publish")
