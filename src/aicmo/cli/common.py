@@ -169,12 +169,13 @@ def require_database(settings: Settings, database: str | None) -> None:
     path = settings.sqlite_path
     if settings.kind != "sqlite" or path is None or os.path.exists(path):
         return
-    hint = f" -d {shlex.quote(redact(database))}" if database is not None else ""
-    echo(
-        f"error: no aicmo database at {path}; check the path, or create it with "
-        f"`aicmo db upgrade{hint}`",
-        err=True,
-    )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        what = f"check that its folder exists and the path is right ({folder} is missing)"
+    else:
+        hint = f" -d {shlex.quote(redact(database))}" if database is not None else ""
+        what = f"check the path, or create it with `aicmo db upgrade{hint}`"
+    echo(f"error: no aicmo database at {path}; {what}", err=True)
     sys.exit(EXIT_FAILED)
 
 
