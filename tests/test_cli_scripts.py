@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import sqlite3
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -306,3 +308,44 @@ def test_a_package_manifest_is_created_after_the_evaluation_it_holds(tmp_path: P
         report = json.loads((folder / "qc-report.json").read_text())
         created = datetime.fromisoformat(manifest["created_at"])
         assert created >= datetime.fromisoformat(report["evaluated_at"])
+
+
+@pytest.fixture
+def frozen() -> Iterator[Callable[[Path], None]]:
+    """Makes a file or folder read-only: ``chmod`` for a normal user, the immutable
+    attribute for root (whom file modes do not stop); undone after the test."""
+    done: list[Path] = []
+    chattr = shutil.which("chattr")
+
+    def freeze(path: Path) -> None:
+        if os.geteuid() != 0:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        elif chattr is None or subprocess.run([chattr, "+i", str(path)], check=False).returncode:
+            pytest.skip("running as root, and chattr +i is not available here")
+        done.append(path)
+
+    yield freeze
+    for path in reversed(done):
+        if os.geteuid() == 0 and chattr is not None:
+            subprocess.run([chattr, "-i", str(path)], check=False)
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_a_read_only_sqlite_file_in_a_read_only_folder_can_be_listed(
+    tmp_path: Path, frozen: Callable[[Path], None]
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'ro.db'}"
+    env = {"AICMO_ARTIFACT_DIR": str(tmp_path / "artifacts")}
+    assert invoke("run", str(PASSING), "-d", url, env=env)[0] == 0
+    assert sorted(os.listdir(folder)) == ["ro.db"]  # closed cleanly: no -wal, no -shm
+    frozen(folder / "ro.db")
+    frozen(folder)
+    done = aicmo(tmp_path, "runs", "list", "--json", "-d", url)
+    assert done.returncode == 0, done.stderr
+    assert [r["status"] for r in json.loads(done.stdout)] == ["COMPLETED"]
+    done = aicmo(tmp_path, "run", str(PASSING), "-d", url, env=env)
+    assert done.returncode == 1
+    assert "is read-only" in done.stderr
+    assert sorted(os.listdir(folder)) == ["ro.db"]
