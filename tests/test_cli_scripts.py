@@ -194,6 +194,11 @@ def test_run_of_invalid_intakes_creates_nothing(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "INVALID" in done.stdout
     assert sorted(os.listdir(tmp_path)) == ["invalid.toml"]  # no aicmo.db, no artifacts
+    done = aicmo(tmp_path, "submit", "--json", bad.name)
+    assert done.returncode == 1
+    [entry] = json.loads(done.stdout)
+    assert {"field": "client.name", "problem": "must not be empty"} in entry["problems"]
+    assert sorted(os.listdir(tmp_path)) == ["invalid.toml"]
 
 
 def test_an_unusable_artifact_folder_is_refused_before_any_step(tmp_path: Path) -> None:

@@ -233,6 +233,23 @@ def open_app(
         sys.exit(EXIT_FAILED)
 
 
+def check_intakes(files: tuple[str, ...]) -> dict[str, ValidationError]:
+    """The invalid intake FILEs and why, found without touching any database (so a
+    command given only invalid files creates none)."""
+    invalid: dict[str, ValidationError] = {}
+    try:
+        checker = aicmo.connect("memory://")
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    with checker:
+        for path in files:
+            try:
+                checker.onboarding.check(path)
+            except ValidationError as exc:
+                invalid[path] = exc
+    return invalid
+
+
 def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
     """A ``ValidationError``'s problems for ``--json``: ``{"field", "problem"}`` pairs."""
     return [{"field": path, "problem": problem} for path, problem in exc.errors]

@@ -24,6 +24,7 @@ import aicmo
 from aicmo.cli.common import (
     artifacts_option,
     check_artifact_root,
+    check_intakes,
     database_option,
     depth_line,
     dump_json,
@@ -65,14 +66,24 @@ def submit(files: tuple[str, ...], database: str | None, key: str | None, as_jso
         raise click.UsageError("--idempotency-key takes exactly one FILE")
     results: list[tuple[str, WorkflowRunDTO | None, str]] = []
     problems: dict[str, list[dict[str, str]]] = {}
-    with open_app(database, auto_upgrade=True) as app:
-        for path in files:
-            try:
-                results.append((path, app.submit(path, idempotency_key=key), ""))
-            except ValidationError as exc:
-                results.append((path, None, str(exc)))
-                problems[path] = validation_problems(exc)
-        depth = app.queue_depth()
+    invalid = check_intakes(files)
+    for path, exc in invalid.items():
+        problems[path] = validation_problems(exc)
+    depth: dict[str, int] | None = None
+    if len(invalid) == len(files):  # nothing to queue: create no database
+        results = [(path, None, str(invalid[path])) for path in files]
+    else:
+        with open_app(database, auto_upgrade=True) as app:
+            for path in files:
+                if path in invalid:
+                    results.append((path, None, str(invalid[path])))
+                    continue
+                try:
+                    results.append((path, app.submit(path, idempotency_key=key), ""))
+                except ValidationError as exc:
+                    results.append((path, None, str(exc)))
+                    problems[path] = validation_problems(exc)
+            depth = app.queue_depth()
     if as_json:
         entries = [
             {
@@ -94,7 +105,8 @@ def submit(files: tuple[str, ...], database: str | None, key: str | None, as_jso
             ],
             ["file", "run", "client", "status"],
         )
-        echo(depth_line(depth))
+        if depth is not None:
+            echo(depth_line(depth))
         for path, _, error in results:
             if error:
                 echo(f"\n{term(path)}: {error}", err=True)

@@ -16,6 +16,7 @@ import aicmo
 from aicmo.cli.common import (
     artifacts_option,
     check_artifact_root,
+    check_intakes,
     database_option,
     dump_json,
     echo,
@@ -100,22 +101,6 @@ when the file made no run of its own (``run`` is then ``None``); ``problems`` ar
 ``INVALID`` file's ``(field, problem)`` pairs."""
 
 
-def _checked_intakes(files: tuple[str, ...]) -> dict[str, ValidationError]:
-    """The invalid FILEs and why, found without touching any database."""
-    invalid: dict[str, ValidationError] = {}
-    try:
-        checker = aicmo.connect("memory://")
-    except ConfigurationError as exc:
-        raise click.UsageError(str(exc)) from None
-    with checker:
-        for path in files:
-            try:
-                checker.onboarding.check(path)
-            except ValidationError as exc:
-                invalid[path] = exc
-    return invalid
-
-
 def _invalid(path: str, exc: ValidationError) -> _Result:
     return (path, None, "INVALID", str(exc), validation_problems(exc))
 
@@ -129,7 +114,7 @@ def _run_files(
     stop: threading.Event,
 ) -> list[_Result]:
     results: list[_Result] = []
-    invalid = _checked_intakes(files)
+    invalid = check_intakes(files)
     if len(invalid) == len(files):  # nothing to run: create no database, no folder
         return [_invalid(path, invalid[path]) for path in files]
     check_artifact_root(settings_for(database), artifacts)
