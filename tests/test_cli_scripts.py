@@ -354,3 +354,18 @@ def test_a_read_only_sqlite_file_in_a_read_only_folder_can_be_listed(
     assert done.returncode == 1
     assert "is read-only" in done.stderr
     assert sorted(os.listdir(folder)) == ["ro.db"]
+
+
+def test_a_worker_pool_prints_its_summary_as_json(tmp_path: Path) -> None:
+    env = {
+        "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        "AICMO_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+    }
+    assert aicmo(tmp_path, "submit", str(PASSING), str(FAILING), env=env).returncode == 0
+    done = aicmo(tmp_path, "worker", "-c", "2", "--stop-when-idle", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["workers"] == [f"{summary['workers'][0][:-2]}-{n}" for n in (1, 2)]
+    assert (summary["runs"], summary["restarts"], summary["gave_up"]) == (2, 0, [])
+    assert summary["outcomes"] == {"COMPENSATED": 1, "COMPLETED": 1}
+    assert done.stderr.count("COMPLETED") == 1
