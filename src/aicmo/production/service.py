@@ -663,6 +663,10 @@ class ProductionService:
         """The draft as a complete, escaped HTML document (pure)."""
         return render_html(draft)
 
+    def get_draft(self, draft_id: str) -> ContentDraftDTO | None:
+        """The stored draft, or ``None``."""
+        return self.repo.get_draft(draft_id)
+
     def discard(self, draft_id: str) -> bool:
         """Delete the draft with its bundles and assets; ``True`` if there was one."""
         return self.repo.delete_draft(draft_id)

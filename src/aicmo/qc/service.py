@@ -520,6 +520,10 @@ class QcService:
         self.repo.save_result(result)  # one repository call: atomic on its own
         return result
 
+    def get_result(self, draft_id: str) -> QcResultDTO | None:
+        """The draft's stored result, or ``None``."""
+        return self.repo.get_result(draft_id)
+
     def discard(self, draft_id: str) -> bool:
         """Delete the draft's result (the saga's compensation); ``True`` if there was one.
         Discarding again finds nothing and returns ``False``."""

@@ -516,6 +516,10 @@ class StrategyService:
             self.repo.save(approved)
             return approved
 
+    def get(self, strategy_id: str) -> StrategyDocDTO | None:
+        """The stored strategy document, or ``None``."""
+        return self.repo.get(strategy_id)
+
     def discard(self, strategy_id: str) -> bool:
         """Delete the document (the saga's compensation): ``True`` if one was removed."""
         return self.repo.delete(strategy_id)
