@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +22,11 @@ import aicmo
 from aicmo.workflow import WorkflowRunDTO
 
 from .conftest import new_postgres_schema
+from .fault_worker import ARGV
 from .reliability.conftest import scale
 from .test_workflow import PASSING, assert_completed, module_rows
 
 TIMEOUT = 180.0
-ENTRY = "import sys; from aicmo.cli import main; sys.exit(main())"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -67,7 +66,7 @@ def start_worker(
         **(env or {}),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-c", ENTRY, "worker", "--poll", "0.05", *args],
+        [*ARGV, "worker", "--poll", "0.05", *args],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
