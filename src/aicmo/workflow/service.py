@@ -1,4 +1,6 @@
-"""The client-to-delivery saga: onboard -> strategy -> production -> qc -> delivery.
+"""The engine of the client-to-delivery saga (onboard -> strategy -> production -> qc ->
+delivery): its steps are the table :data:`aicmo.workflow.steps.SAGA`; this module drives
+them, holds the leases, retries, compensates and recovers.
 
 Each step's writes and the run's progress commit in **one** transaction, so after a crash
 the ``workflow_runs`` row says exactly which steps are in the database. A failure undoes
@@ -210,6 +212,9 @@ class _Claim:
 
 class _Services(Services, Protocol):
     """What the saga needs from the app (the module services and a transaction)."""
+
+    @property
+    def closed(self) -> bool: ...
 
     def transaction(self) -> AbstractContextManager[None]: ...
 
@@ -512,7 +517,7 @@ class WorkflowService:
         # A BackendError of the claim or of the bookkeeping around a run is an outage: wait
         # it out (see aicmo.workflow.backoff); a run it interrupted keeps its lease, which
         # lapses, and is taken over from its last committed step.
-        outage = OutageBackoff(worker, stop, closed=lambda: getattr(self._s, "closed", False))
+        outage = OutageBackoff(worker, stop, closed=lambda: self._s.closed)
         while not stop.is_set() and (max_runs is None or len(results) < max_runs):
             try:
                 claimed = self.transaction(
