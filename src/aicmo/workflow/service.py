@@ -62,6 +62,7 @@ from aicmo.errors import (
     ConfigurationError,
     ConflictError,
     LeaseLostError,
+    TransientError,
     ValidationError,
 )
 from aicmo.onboarding import IntakeSource
@@ -208,6 +209,9 @@ class _Claim:
     lease: timedelta
     stop: threading.Event | None
     lost: threading.Event = attrs.field(factory=threading.Event)
+    # A worker's claim: a step that fails only because the database stayed unavailable
+    # (``TransientError`` after its retries) gives the run back instead of compensating it.
+    requeue_on_outage: bool = False
 
 
 class _Services(Services, Protocol):
@@ -535,7 +539,9 @@ class WorkflowService:
                         break
                     stop.wait(poll_interval)
                     continue
-                result = self._work_on(claimed, worker, lease, heartbeat=heartbeat, stop=stop)
+                result = self._work_on(
+                    claimed, worker, lease, heartbeat=heartbeat, stop=stop, requeue_on_outage=True
+                )
             except BackendError as exc:
                 outage.failed(exc)
                 continue
@@ -565,11 +571,20 @@ class WorkflowService:
         *,
         heartbeat: bool = True,
         stop: threading.Event | None = None,
+        requeue_on_outage: bool = False,
     ) -> WorkedRun:
-        """Drive a run this thread has just claimed, holding its lease until it ends."""
+        """Drive a run this thread has just claimed, holding its lease until it ends.
+
+        ``requeue_on_outage`` (the workers): a step that fails only because the database
+        stayed unavailable through its retries is not the run's failure. The run goes back
+        to the queue with its progress (or, if even that write fails, keeps a lease that
+        lapses) and the ``TransientError`` reaches :meth:`work`, which backs off.
+        """
         started = time.monotonic()
         run_id = claimed.workflow_run_id
-        claim = _Claim(worker, run_id, claimed.lease_token, lease, stop)
+        claim = _Claim(
+            worker, run_id, claimed.lease_token, lease, stop, requeue_on_outage=requeue_on_outage
+        )
         previous = getattr(self._local, "claim", None)
         self._local.claim = claim
         with _driving(worker):
@@ -582,6 +597,14 @@ class WorkflowService:
             except _StopRequested:
                 self.transaction(functools.partial(self.runs.release, run_id, claim.token))
                 outcome = "RELEASED"
+            except TransientError:
+                if not requeue_on_outage:
+                    raise
+                # Given back for any worker (this one after its back-off): resumed from the
+                # last committed step. If the database is still away the lease lapses.
+                with contextlib.suppress(BackendError):
+                    self.transaction(functools.partial(self.runs.release, run_id, claim.token))
+                raise
             finally:
                 if beat is not None:
                     beat.finish()
@@ -662,6 +685,7 @@ class WorkflowService:
             except (LeaseLostError, _StopRequested):
                 raise
             except Exception as exc:
+                self._raise_if_outage(exc)
                 return self._fail(run, step.name, exc)
         try:
             for step in SAGA:
@@ -671,10 +695,17 @@ class WorkflowService:
         except LeaseLostError:
             raise
         except Exception as exc:
+            self._raise_if_outage(exc)
             return self._fail(run, SAGA[-1].name, exc)
         run = self._evolve(run, status="COMPLETED", completed_at=self.clock())
         self._finish(run)
         return run
+
+    def _raise_if_outage(self, exc: Exception) -> None:
+        """Under a worker's claim, a step that failed on a database outage is not failed:
+        the ``TransientError`` goes up to :meth:`_work_on`, which requeues the run."""
+        if isinstance(exc, TransientError) and self._claim().requeue_on_outage:
+            raise exc
 
     def record(self, run: WorkflowRunDTO, **changes: Any) -> WorkflowRunDTO:
         """Store ``run`` with ``changes`` on its own, fenced by this thread's lease."""
