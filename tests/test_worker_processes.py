@@ -330,3 +330,17 @@ def test_a_slot_that_keeps_dying_gives_up_and_the_exit_status_says_so(
         "its slot stays empty (--restart-limit 1)"
         for n in (1, 2)
     ]
+
+
+def test_the_fault_entry_point_refuses_a_point_the_saga_does_not_have() -> None:
+    """A misspelt point would never fire, and the test using it would pass for nothing."""
+    proc = subprocess.run(
+        [*ARGV, "--help"],
+        env={**os.environ, "AICMO_WORKER_FAULT": "strategi@exit"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "'strategi' is not a fault point" in proc.stderr
