@@ -652,7 +652,7 @@ def _transfer(
                     source_rows=read,
                     target_rows=after[0],
                     written=written,
-                    source_checksum=_hex(written_sum if if_exists == "skip" else read_sum),
+                    source_checksum=_hex(written_sum),
                     target_checksum=_hex(after[1] - before[1] if if_exists == "skip" else after[1]),
                 )
             )
@@ -728,13 +728,14 @@ def copy(
         raise ConfigurationError(
             f"source and target are the same database ({redact(source_id)}); name another target"
         )
-    with (
-        _opened(source, "source", must_exist=True) as (src, src_url),
-        _opened(target, "target", must_exist=False) as (dst, dst_url),
-    ):
+    with _opened(source, "source", must_exist=True) as (src, src_url):
         with _side("source", src_url):
             _schema_version(src, "source", src_url, source=True)
-        with contextlib.ExitStack() as stack:
+        # The target is opened (a SQLite file created) only once the source is good.
+        with (
+            _opened(target, "target", must_exist=False) as (dst, dst_url),
+            contextlib.ExitStack() as stack,
+        ):
             with _side("source", src_url):
                 stack.enter_context(src.snapshot())
                 reader = _DbReader(src, src_url)
@@ -748,10 +749,11 @@ def copy(
                     batch_size=batch_size,
                     progress=progress,
                 )
+            version = _current_version(dst.dialect)
         return TransferReport(
             source=src_url,
             target=dst_url,
-            schema_version=_current_version(dst.dialect),
+            schema_version=version,
             tables=tuple(reports),
             leases_cleared=cleared,
             migrated=migrated,
@@ -973,20 +975,22 @@ def import_from(
     and problem; nothing is written."""
     _check_options(if_exists, batch_size)
     reader = _DirReader(Path(folder))
-    with _opened(target, "target", must_exist=False) as (dst, dst_url):
-        current = _current_version(dst.dialect)
-        if reader.schema_version != current:
-            newer = reader.schema_version > current
-            raise SchemaError(
-                f"{reader.describe} is at schema {reader.schema_version}, this aicmo at "
-                f"{current}: "
-                + (
-                    "the export is newer; import it with the aicmo version that wrote it"
-                    if newer
-                    else "export it again after `aicmo db upgrade` on its database, or "
-                    "import it with the aicmo version that wrote it"
-                )
+    # Both dialects' migration folders hold the same ids (tests/test_migrations.py).
+    current = _current_version("sqlite")
+    if reader.schema_version != current:
+        newer = reader.schema_version > current
+        raise SchemaError(
+            f"{reader.describe} is at schema {reader.schema_version}, this aicmo at "
+            f"{current}: "
+            + (
+                "the export is newer; import it with the aicmo version that wrote it"
+                if newer
+                else "export it again after `aicmo db upgrade` on its database, or "
+                "import it with the aicmo version that wrote it"
             )
+            + "; nothing was written"
+        )
+    with _opened(target, "target", must_exist=False) as (dst, dst_url):
         migrated = _prepare_target(dst, dst_url, reader.tables, if_exists)
         # Written in the target's dependency order (the manifest's order is only advice).
         order = {t.name: i for i, t in enumerate(live_tables(dst))}
