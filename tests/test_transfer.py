@@ -143,6 +143,21 @@ def test_sqlite_to_postgresql_to_sqlite_keeps_every_record(source: Path, tmp_pat
         == live_table_names(pg)
         == live_table_names(sqlite_url(back))
     )
+    # Exports of the two hold the same rows in the same form.
+    one, two = tmp_path / "from-pg", tmp_path / "from-sqlite"
+    transfer.export(pg, one)
+    transfer.export(sqlite_url(back), two)
+    sums = [
+        {
+            t["name"]: (t["rows"], t["checksum"])
+            for t in json.loads((d / "manifest.json").read_text())["tables"]
+        }
+        for d in (one, two)
+    ]
+    assert sums[0] == sums[1]
+    for name in sums[0]:
+        lines = [sorted((d / f"{name}.jsonl").read_text().splitlines()) for d in (one, two)]
+        assert lines[0] == lines[1], name
 
 
 def test_export_then_import_into_postgresql_keeps_every_record(
@@ -373,4 +388,37 @@ def test_backup_on_postgresql_explains_pg_dump(tmp_path: Path) -> None:
     code, _, err = invoke("db", "backup", "--database", pg, str(tmp_path / "x.db"))
     assert code == 2
     assert "pg_dump" in err
+    assert not (tmp_path / "x.db").exists()
+
+
+# -- the Python API with open apps ---------------------------------------------------------
+def test_open_apps_copy_to_and_from_a_private_in_memory_sqlite(
+    source: Path, tmp_path: Path
+) -> None:
+    """Tests copy through open apps: ``sqlite://`` lives as long as its app."""
+    with (
+        aicmo.connect(sqlite_url(source), auto_upgrade=False) as src,
+        aicmo.connect("sqlite://") as scratch,
+    ):
+        transfer.copy(src, scratch)
+        assert records(scratch) == records(src, clear_leases=True)
+        pg = new_postgres_schema()
+        with aicmo.connect(pg) as target:
+            transfer.copy(scratch, target)
+            assert records(target) == records(scratch)
+            # PostgreSQL to PostgreSQL (another schema of the same server) works too
+            other = new_postgres_schema()
+            transfer.copy(pg, other)
+            assert transfer.inventory(other) == transfer.inventory(target)
+            with pytest.raises(aicmo.ConfigurationError, match="same database"):
+                transfer.copy(target, target)
+            with pytest.raises(aicmo.ConfigurationError, match="same database"):
+                transfer.copy(pg, pg.replace("postgresql://postgres@", "postgresql://postgres:x@"))
+    with (
+        aicmo.connect("memory://") as memory,
+        pytest.raises(aicmo.ConfigurationError, match="memory"),
+    ):
+        transfer.copy(memory, sqlite_url(tmp_path / "x.db"))
+    with pytest.raises(aicmo.ConfigurationError, match="if_exists"):
+        transfer.copy(sqlite_url(source), sqlite_url(tmp_path / "x.db"), if_exists="merge")  # type: ignore[arg-type]
     assert not (tmp_path / "x.db").exists()

@@ -696,7 +696,7 @@ def _prepare_target(
     if not pending:
         return ()
     applied = migrations.upgrade(db)
-    log.info("target %s: applied migrations %s", url, ", ".join(applied))
+    log.debug("target %s: applied migrations %s", url, ", ".join(applied))
     return tuple(applied)
 
 

@@ -54,22 +54,22 @@ def _progress(label: str) -> Iterator[Callable[[str, int, int], None] | None]:
     if not sys.stdout.isatty():
         yield None
         return
-    bars: dict[str, Any] = {}
+    current: dict[str, Any] = {}
 
     def update(name: str, done: int, total: int) -> None:
-        bar = bars.get(name)
-        if bar is None:
-            for other in bars.values():
-                other.render_finish()
-            bar = bars[name] = click.progressbar(length=max(total, 1), label=f"{label} {name}")
-            bar.render_progress()
-        bar.update(done - bar.pos)
+        if current.get("name") != name:
+            if current:
+                current["bar"].render_finish()
+            bar = click.progressbar(length=max(total, 1), label=f"{label} {name}")
+            current.update(name=name, bar=bar, done=0)
+        current["bar"].update(done - current["done"])
+        current["done"] = done
 
     try:
         yield update
     finally:
-        for bar in bars.values():
-            bar.render_finish()
+        if current:
+            current["bar"].render_finish()
 
 
 def _report(report: transfer.TransferReport, *, verb: str) -> None:
