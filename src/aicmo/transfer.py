@@ -169,6 +169,8 @@ class Table:
     #: Column -> ``"timestamp"``, ``"boolean"`` or ``"plain"`` (PostgreSQL; SQLite: plain).
     kinds: dict[str, str]
     parents: tuple[str, ...]
+    #: Whether ``primary_key`` is a declared key (else: every column, and no NULL-safe order).
+    keyed: bool = True
 
 
 def _check_name(name: str, where: str) -> str:
@@ -211,6 +213,7 @@ def _sqlite_tables(db: SqlDatabase) -> list[Table]:
                 primary_key=pk or columns,
                 kinds=dict.fromkeys(columns, "plain"),
                 parents=tuple(sorted(parents - {name})),
+                keyed=bool(pk),
             )
         )
     return tables
@@ -269,6 +272,7 @@ def _postgres_tables(db: SqlDatabase) -> list[Table]:
                 primary_key=tuple(c for _, c in sorted(keys.get(name, []))) or names,
                 kinds={c: _PG_KINDS.get(t, "plain") for _, c, t in cols},
                 parents=tuple(sorted(parents.get(name, set()) - {name})),
+                keyed=name in keys,
             )
         )
     return tables
@@ -342,23 +346,35 @@ def _clear_lease(table: str, row: dict[str, Any]) -> bool:
 
 # -- reading and writing -------------------------------------------------------------------
 def _rows(db: SqlDatabase, table: Table, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-    """The rows of ``table`` in canonical form, in batches (call inside a snapshot or a
-    transaction: the pages are then of one state)."""
+    """The rows of ``table`` in canonical form, in batches of its primary key's order
+    (keyset pages: each starts after the last key of the one before, so every page costs
+    the same however far in). Call inside a snapshot or a transaction: the pages are then
+    of one state."""
     cols = ", ".join(_quote(c) for c in table.columns)
-    order = ", ".join(_quote(c) for c in table.primary_key)
-    stmt = Sql(
-        f"SELECT {cols} FROM {_quote(table.name)} "  # noqa: S608 - names from the catalogue, checked
-        f"ORDER BY {order} LIMIT :limit OFFSET :offset"
-    )
-    offset = 0
+    key = table.primary_key
+    order = ", ".join(_quote(c) for c in key)
+    select = f"SELECT {cols} FROM {_quote(table.name)}"  # noqa: S608 - names from the catalogue, checked
+    first = Sql(f"{select} ORDER BY {order} LIMIT :limit")
+    if table.keyed:
+        after = ", ".join(f":k{i}" for i in range(len(key)))
+        following = Sql(f"{select} WHERE ({order}) > ({after}) ORDER BY {order} LIMIT :limit")
+    else:  # no primary key (aicmo creates none such): pages by offset
+        following = Sql(f"{select} ORDER BY {order} LIMIT :limit OFFSET :offset")
+    params: dict[str, Any] = {"limit": batch_size}
+    stmt, offset = first, 0
     while True:
-        batch = db.fetch_all(stmt, {"limit": batch_size, "offset": offset})
+        batch = db.fetch_all(stmt, params)
         if not batch:
             return
         yield [{c: _canonical(v) for c, v in row.items()} for row in batch]
         if len(batch) < batch_size:
             return
         offset += len(batch)
+        stmt = following
+        last = batch[-1]
+        params = {"limit": batch_size, "offset": offset}
+        if table.keyed:
+            params.update({f"k{i}": last[c] for i, c in enumerate(key)})
 
 
 def _count(db: SqlDatabase, table: str) -> int:
