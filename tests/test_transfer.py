@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import psycopg
@@ -446,3 +447,24 @@ def test_pages_of_any_size_reach_every_row_once(
         aicmo.connect(sqlite_url(target)) as b,
     ):
         assert records(a, clear_leases=True) == records(b)
+
+
+def test_a_slow_copy_between_postgresql_schemas_outlives_the_idle_in_transaction_timeout(
+    source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each side's transaction waits while the other works: the sessions' idle timeout
+    (here 0.5 s) does not end them mid-copy."""
+    pg, other = new_postgres_schema(), new_postgres_schema()
+    transfer.copy(sqlite_url(source), pg)
+    monkeypatch.setenv("AICMO_DB_IDLE_IN_TRANSACTION_TIMEOUT", "0.5")
+    slept: list[str] = []
+
+    def slow(table: str, done: int, total: int) -> None:
+        if not slept:
+            slept.append(table)
+            time.sleep(1.5)
+
+    report = transfer.copy(pg, other, progress=slow)
+    assert slept
+    assert transfer.inventory(other) == transfer.inventory(pg)
+    assert report.rows == sum(n for n, _ in transfer.inventory(pg).values())

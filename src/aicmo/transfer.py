@@ -608,6 +608,7 @@ def _transfer(
     reports: list[TableReport] = []
     cleared = 0
     with target_db.transaction():
+        _keep_session(target_db)
         held = {n: c for n, c in _target_rows(target_db, reader.tables).items() if c}
         if held and if_exists == "fail":
             raise _holds_records(target_url, held)
@@ -674,6 +675,18 @@ def _transfer(
             )
             log.debug("%s: %d row(s) written to %s", table.name, written, target_url)
     return reports, cleared
+
+
+def _keep_session(db: SqlDatabase) -> None:
+    """In the open transaction of ``db``: on PostgreSQL, no idle-in-transaction timeout
+    for it (the settings' default of 20 s ends a session idle inside a transaction; a
+    copy's source waits while the target writes and checks each table, and the other way
+    round)."""
+    if db.dialect == "postgresql":
+        db.execute(_NO_IDLE_TIMEOUT)
+
+
+_NO_IDLE_TIMEOUT = Sql("SET LOCAL idle_in_transaction_session_timeout = 0")
 
 
 def _holds_records(url: str, held: dict[str, int]) -> ConflictError:
@@ -754,6 +767,7 @@ def copy(
         ):
             with _side("source", src_url):
                 stack.enter_context(src.snapshot())
+                _keep_session(src)
                 reader = _DbReader(src, src_url)
             with _side("target", dst_url):
                 migrated = _prepare_target(dst, dst_url, reader.tables, if_exists)
@@ -807,6 +821,7 @@ def export(
         try:
             entries, reports = [], []
             with db.snapshot():
+                _keep_session(db)
                 for table in live_tables(db):
                     total = _count(db, table.name)
                     rows = checksum = 0
