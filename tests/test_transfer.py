@@ -414,7 +414,14 @@ def test_open_apps_copy_to_and_from_a_private_in_memory_sqlite(
             with pytest.raises(aicmo.ConfigurationError, match="same database"):
                 transfer.copy(target, target)
             with pytest.raises(aicmo.ConfigurationError, match="same database"):
+                transfer.copy(target, pg)
+            with pytest.raises(aicmo.ConfigurationError, match="same database"):
                 transfer.copy(pg, pg.replace("postgresql://postgres@", "postgresql://postgres:x@"))
+    with (
+        aicmo.connect(sqlite_url(source), auto_upgrade=False) as opened,
+        pytest.raises(aicmo.ConfigurationError, match="same database"),
+    ):
+        transfer.copy(sqlite_url(source), opened)
     with (
         aicmo.connect("memory://") as memory,
         pytest.raises(aicmo.ConfigurationError, match="memory"),

@@ -409,10 +409,29 @@ def _side_error(side: str, url: str, exc: AicmoError) -> AicmoError:
     message = f"{side} {redact(url)}: {exc}"
     if isinstance(exc, ValidationError):
         return ValidationError(exc.errors, subject=f"{side} {redact(url)}")
-    for cls in (ConfigurationError, SchemaError, ConflictError, BackendError):
-        if isinstance(exc, cls):
-            return cls(message)
-    return AicmoError(message)
+    try:
+        return type(exc)(message)  # every other aicmo error takes its message alone
+    except TypeError:
+        return AicmoError(message)
+
+
+def _same(source: App | str, target: App | str) -> bool:
+    """Whether both name one database (an app and its URL, two spellings of one path)."""
+    if source is target:
+        return True
+    ids = []
+    for side in (source, target):
+        if isinstance(side, App):
+            private = side.backend == "memory" or (
+                side.backend == "sqlite" and side.settings.sqlite_path is None
+            )
+            ids.append(("app", id(side)) if private else _identity(side.settings.url))
+        else:
+            try:
+                ids.append(_identity(side))
+            except ConfigurationError:
+                return False  # a bad URL: opening it says so, naming its side
+    return ids[0] == ids[1]
 
 
 def _identity(url: str) -> tuple[str, ...]:
@@ -749,11 +768,7 @@ def copy(
     """
     _check_options(if_exists, batch_size)
     source_id = source.url if isinstance(source, App) else source
-    if source is target or (
-        not isinstance(source, App)
-        and not isinstance(target, App)
-        and _identity(source) == _identity(target)
-    ):
+    if _same(source, target):
         raise ConfigurationError(
             f"source and target are the same database ({redact(source_id)}); name another target"
         )
