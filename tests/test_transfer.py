@@ -5,22 +5,29 @@ through the repositories' reads, and every table's count and checksum."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import sqlite_utils
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aicmo
 from aicmo import transfer
 from aicmo.cli import main
 from aicmo.db.migrations import known_migration_ids
+from aicmo.testing import onboarding as onboarding_testing
+from aicmo.testing import qc as qc_testing
+from aicmo.testing import strategy as strategy_testing
 
-from .conftest import new_postgres_schema
+from .conftest import new_postgres_schema, session_postgres_url
 from .transfer_support import PASSING, records, sqlite_url, workload
 
 BOOKKEEPING = ("_yoyo", "yoyo")
@@ -475,3 +482,46 @@ def test_a_slow_copy_between_postgresql_schemas_outlives_the_idle_in_transaction
     assert slept
     assert transfer.inventory(other) == transfer.inventory(pg)
     assert report.rows == sum(n for n, _ in transfer.inventory(pg).values())
+
+
+@settings(max_examples=10)
+@given(
+    briefs=st.lists(onboarding_testing.briefs, max_size=4),
+    docs=st.lists(strategy_testing.strategy_docs, max_size=4),
+    results=st.lists(qc_testing.qc_results, max_size=4),
+)
+def test_nasty_values_survive_sqlite_to_postgresql_to_sqlite(
+    briefs: list[Any], docs: list[Any], results: list[Any]
+) -> None:
+    """Unicode, SQL-looking and huge text, edge floats and ints, datetimes of year 1 to
+    9999 with odd offsets, nested JSON: equal after the round trip, read through the
+    repositories."""
+    pg = session_postgres_url()
+    with aicmo.connect("sqlite://") as first, aicmo.connect("sqlite://") as back:
+        for brief in briefs:
+            first.repos.onboarding.save_brief(brief)
+        for doc in docs:
+            with contextlib.suppress(aicmo.ConflictError):  # (brief_id, version) taken
+                first.repos.strategy.save(doc)
+        for result in results:
+            with contextlib.suppress(aicmo.ConflictError):
+                first.repos.qc.save_result(result)
+        transfer.copy(first, pg, if_exists="replace")
+        transfer.copy(pg, back)
+
+        def read(app: aicmo.App) -> list[Any]:
+            repos = app.repos
+            return [
+                [repos.onboarding.get_brief(b.brief_id) for b in briefs],
+                [repos.onboarding.list_by_client(b.client_id) for b in briefs],
+                [repos.strategy.get(d.strategy_id) for d in docs],
+                [repos.strategy.list_versions(d.brief_id) for d in docs],
+                [repos.qc.get_result(r.draft_id) for r in results],
+                [repos.qc.get_by_id(r.result_id) for r in results],
+            ]
+
+        expected = read(first)
+        with aicmo.connect(pg) as middle:
+            assert read(middle) == expected
+        assert read(back) == expected
+        assert transfer.inventory(back) == transfer.inventory(first)
