@@ -21,7 +21,7 @@ from .transfer_support import PASSING
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = 24
+RUNS = 40
 
 
 def test_backups_under_a_running_worker_pool_hold_every_committed_run(tmp_path: Path) -> None:
@@ -29,12 +29,13 @@ def test_backups_under_a_running_worker_pool_hold_every_committed_run(tmp_path: 
     with aicmo.connect(url, artifact_dir=tmp_path / "artifacts") as app:
         submitted = {app.submit(PASSING).workflow_run_id for _ in range(RUNS)}
     aicmo_cli = [sys.executable, "-c", CLI]
+    log = (tmp_path / "worker.stderr").open("wb")
     worker = subprocess.Popen(
         [*aicmo_cli, "worker", "-c", "2", "--database", url, "--artifacts",
          str(tmp_path / "artifacts"), "--poll", "0.05", "--progress", "0"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )  # fmt: skip
     backups: list[tuple[Path, dict[str, str]]] = []
     try:
@@ -42,6 +43,9 @@ def test_backups_under_a_running_worker_pool_hold_every_committed_run(tmp_path: 
             deadline = time.monotonic() + 120
             while len(backups) < 4 and time.monotonic() < deadline:
                 committed = {r.workflow_run_id: r.status for r in app.list_runs()}
+                if "COMPLETED" not in committed.values():
+                    time.sleep(0.05)  # the pool is starting: back up once it works
+                    continue
                 path = tmp_path / f"backup-{len(backups)}.db"
                 result = subprocess.run(
                     [*aicmo_cli, "db", "backup", "--database", url, str(path)],
@@ -54,13 +58,12 @@ def test_backups_under_a_running_worker_pool_hold_every_committed_run(tmp_path: 
                 assert result.returncode == 0, result.stderr
                 assert "integrity ok" in result.stdout
                 backups.append((path, committed))
-                time.sleep(0.3)
-            assert worker.poll() is None, "the workers stopped before the backups were taken"
+                time.sleep(0.2)
+            assert worker.poll() is None, (tmp_path / "worker.stderr").read_text()
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
-        if worker.stderr:
-            worker.stderr.close()
+        log.close()
     assert len(backups) == 4
     completed_seen = set()
     for path, committed in backups:
