@@ -357,7 +357,15 @@ def test_a_bad_export_folder_is_refused_before_anything_is_written(
     runs.unlink()
     refused("workflow_runs.jsonl", "missing", "incomplete")
     runs.write_text(text)
+    # A manifest whose rows' checksum does not fit the file (its SHA-256 does).
     manifest = json.loads((folder / "manifest.json").read_text())
+    entry = next(t for t in manifest["tables"] if t["name"] == "workflow_runs")
+    good = dict(entry)
+    entry["checksum"] = "0" * 32
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    refused("workflow_runs.jsonl", "checksum", "does not match")
+    entry.update(good)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     manifest["schema_version"] = "9999_from_the_future"
     (folder / "manifest.json").write_text(json.dumps(manifest))
     code, _, err = invoke("import", "--database", sqlite_url(target), "--from", str(folder))

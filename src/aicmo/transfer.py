@@ -669,10 +669,13 @@ def _transfer(
             if expected is not None:
                 want = expected[table.name]
                 if (read, read_sum & _MASK) != (want[0], want[1] & _MASK):
-                    raise BackendError(
-                        f"{reader.describe}: table {table.name} read {read} rows with checksum "
-                        f"{_hex(read_sum)}, but its manifest says {want[0]} rows with checksum "
-                        f"{_hex(want[1])}; nothing was written to the target"
+                    problem = (
+                        f"holds {read} rows with checksum {_hex(read_sum)}, but the manifest "
+                        f"says {want[0]} rows with checksum {_hex(want[1])}; nothing was "
+                        "written to the target"
+                    )
+                    raise ValidationError(
+                        [(_file_name(table.name), problem)], subject=reader.describe
                     )
             after = _summary(target_db, target, batch_size)
             wanted = (before[0] + written, (before[1] + written_sum) & _MASK)
@@ -953,17 +956,34 @@ class _DirReader(_Reader):
             if not path.is_file():
                 problems.append((path.name, "is missing: the export is incomplete"))
                 continue
-            digest, lines = hashlib.sha256(), 0
+            digest, lines, total, bad = hashlib.sha256(), 0, 0, ""
             with open(path, "rb") as fh:
                 for line in fh:
                     digest.update(line)
                     lines += 1
+                    try:
+                        row = json.loads(line)
+                        if not isinstance(row, dict) or set(row) != set(columns):
+                            raise ValueError("its keys are not the table's columns")
+                        total += _row_hash(row)
+                    except ValueError as exc:
+                        bad = bad or f"line {lines} is not a row of the table ({exc})"
             if digest.hexdigest() != sha:
                 problems.append(
                     (path.name, f"SHA-256 {digest.hexdigest()} does not match the manifest's {sha}")
                 )
             elif lines != rows:
                 problems.append((path.name, f"holds {lines} rows, the manifest says {rows}"))
+            elif bad:
+                problems.append((path.name, bad))
+            elif total & _MASK != checksum & _MASK:
+                problems.append(
+                    (
+                        path.name,
+                        f"its rows' checksum {_hex(total)} does not match the manifest's "
+                        f"{_hex(checksum)}",
+                    )
+                )
             self.expected[name] = (rows, checksum)
             self._files[name] = path
             tables.append(
@@ -1015,9 +1035,9 @@ def import_from(
     progress: Progress | None = None,
 ) -> TransferReport:
     """Load an export folder (see :func:`export`) into ``target`` with the same checks and
-    rules as :func:`copy`: the whole folder is verified first (manifest, every file, its
-    SHA-256 and row count) and every table's checksum again as it is read, all in one
-    transaction on the target. A bad folder raises ``ValidationError`` naming each file
+    rules as :func:`copy`: the whole folder is verified before the target is opened
+    (manifest, every file, its SHA-256, row count, columns and rows' checksum), and every
+    table's checksum again as it is written, all in one transaction on the target. A bad folder raises ``ValidationError`` naming each file
     and problem; nothing is written."""
     _check_options(if_exists, batch_size)
     reader = _DirReader(Path(folder))
