@@ -323,11 +323,15 @@ def _to_target(value: Any, kind: str, dialect: str) -> Any:
     return value
 
 
+_encode_values = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_sha256 = hashlib.sha256
+
+
 def _row_hash(row: dict[str, Any]) -> int:
-    text = json.dumps(
-        [row[c] for c in sorted(row)], ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    )
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16])
+    """A row's hash: the first 16 bytes of the SHA-256 of its values (in column-name
+    order) as compact JSON."""
+    text = _encode_values([row[c] for c in sorted(row)])
+    return int.from_bytes(_sha256(text.encode("utf-8", "surrogatepass")).digest()[:16])
 
 
 def _hex(total: int) -> str:
@@ -362,11 +366,13 @@ def _rows(db: SqlDatabase, table: Table, batch_size: int) -> Iterator[list[dict[
         following = Sql(f"{select} ORDER BY {order} LIMIT :limit OFFSET :offset")
     params: dict[str, Any] = {"limit": batch_size}
     stmt, offset = first, 0
+    sqlite = db.dialect == "sqlite"
     while True:
         batch = db.fetch_all(stmt, params)
         if not batch:
             return
-        yield [{c: _canonical(v) for c, v in row.items()} for row in batch]
+        # sqlite3 gives text, numbers and None only: those rows are canonical already.
+        yield batch if sqlite else [{c: _canonical(v) for c, v in row.items()} for row in batch]
         if len(batch) < batch_size:
             return
         offset += len(batch)
@@ -646,24 +652,30 @@ def _transfer(
                 f"INSERT INTO {_quote(table.name)} ({cols}) VALUES ({values}){conflict}"  # noqa: S608
             )
             read = read_sum = written = written_sum = 0
+            converted = {c: k for c, k in target.kinds.items() if k != "plain"}
             for batch in reader.batches(table, batch_size):
                 read += len(batch)
-                read_sum += sum(_row_hash(r) for r in batch)
-                for row in batch:
-                    cleared += _clear_lease(table.name, row)
-                params = [
-                    {c: _to_target(row[c], target.kinds.get(c, "plain"), dialect) for c in names}
-                    for row in batch
-                ]
+                hashes = [_row_hash(r) for r in batch]
+                read_sum += sum(hashes)
+                for i, row in enumerate(batch):
+                    if _clear_lease(table.name, row):
+                        cleared += 1
+                        hashes[i] = _row_hash(row)  # as written
+                params: list[dict[str, Any]] = batch
+                if converted and dialect != "sqlite":
+                    params = [dict(row) for row in batch]
+                    for param in params:
+                        for c, kind in converted.items():
+                            param[c] = _to_target(param[c], kind, dialect)
                 if if_exists == "skip":
-                    for row, param in zip(batch, params, strict=True):
+                    for param, row_hash in zip(params, hashes, strict=True):
                         if target_db.execute(insert, param):
                             written += 1
-                            written_sum += _row_hash(row)
+                            written_sum += row_hash
                 else:
                     target_db.execute_many(insert, params)
                     written += len(batch)
-                    written_sum += sum(_row_hash(r) for r in batch)
+                    written_sum += sum(hashes)
                 if progress is not None:
                     progress(table.name, read, total_rows)
             if expected is not None:
@@ -1037,8 +1049,8 @@ def import_from(
     """Load an export folder (see :func:`export`) into ``target`` with the same checks and
     rules as :func:`copy`: the whole folder is verified before the target is opened
     (manifest, every file, its SHA-256, row count, columns and rows' checksum), and every
-    table's checksum again as it is written, all in one transaction on the target. A bad folder raises ``ValidationError`` naming each file
-    and problem; nothing is written."""
+    table's checksum again as it is written, all in one transaction on the target. A bad
+    folder raises ``ValidationError`` naming each file and problem; nothing is written."""
     _check_options(if_exists, batch_size)
     reader = _DirReader(Path(folder))
     # Both dialects' migration folders hold the same ids (tests/test_migrations.py).
