@@ -10,6 +10,13 @@ copied without a change here. The target is first migrated to the schema version
 source (both must be at this aicmo's version: a source that is behind is refused with the
 command that upgrades it, one that is newer on either side is refused).
 
+Why rows and not DTOs: reading every record through the repositories would need a
+hand-kept list of "list everything" calls per module (the ports have none) and would
+rebuild every DTO for nothing. The rows are what the repositories' row mappers
+(:mod:`aicmo.db.mapping`) wrote, in the encodings the mappers define, and they are written
+back in those encodings; ``tests/test_transfer.py`` proves it by comparing every
+repository read of the source and the target after a workload of real runs.
+
 Values are moved in one **canonical form** that does not depend on the dialect, the one
 aicmo's SQLite rows already have: datetimes as ISO-8601 UTC text with microseconds,
 booleans as 0/1, JSON-valued columns as the JSON text the row mappers wrote (aicmo stores
