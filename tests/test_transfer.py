@@ -533,3 +533,23 @@ def test_nasty_values_survive_sqlite_to_postgresql_to_sqlite(
             assert read(middle) == expected
         assert read(back) == expected
         assert transfer.inventory(back) == transfer.inventory(first)
+
+
+def test_a_target_behind_is_migrated_first(source: Path, tmp_path: Path) -> None:
+    target = tmp_path / "older.db"
+    with aicmo.connect(sqlite_url(target)) as app:
+        app.downgrade("0008_strategy_approved_by")
+    report = transfer.copy(sqlite_url(source), sqlite_url(target))
+    ids = known_migration_ids("sqlite")
+    assert report.migrated == tuple(ids[ids.index("0008_strategy_approved_by") + 1 :])
+    with aicmo.connect(sqlite_url(target), auto_upgrade=False) as app:
+        assert [m.state for m in app.migration_status()] == ["applied"] * len(ids)
+    # A source that is behind is refused, naming the command that upgrades it.
+    behind = tmp_path / "behind.db"
+    with sqlite3.connect(source) as src, sqlite3.connect(behind) as dst:
+        src.backup(dst)
+    with aicmo.connect(sqlite_url(behind)) as app:
+        app.downgrade("0009_workflow_queue")
+    with pytest.raises(aicmo.SchemaError, match="aicmo db upgrade --database"):
+        transfer.copy(sqlite_url(behind), sqlite_url(tmp_path / "new.db"))
+    assert not (tmp_path / "new.db").exists()
