@@ -85,8 +85,12 @@ from aicmo.settings import redact, resolve_settings
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "EXPORT_FORMAT",
+    "IF_EXISTS",
+    "PG_DUMP_HINT",
     "BackupReport",
     "IfExists",
+    "Progress",
+    "Table",
     "TableReport",
     "TransferReport",
     "backup",
@@ -94,6 +98,7 @@ __all__ = [
     "export",
     "import_from",
     "inventory",
+    "live_tables",
 ]
 
 log = logging.getLogger("aicmo.transfer")
@@ -101,6 +106,7 @@ log.addHandler(logging.NullHandler())
 
 IfExists = Literal["fail", "skip", "replace"]
 IF_EXISTS: tuple[str, ...] = ("fail", "skip", "replace")
+"""What ``if_exists`` may be (see :func:`copy`)."""
 DEFAULT_BATCH_SIZE = 500
 EXPORT_FORMAT = "aicmo-export/1"
 MANIFEST = "manifest.json"
@@ -152,6 +158,7 @@ class TransferReport:
 
     @property
     def rows(self) -> int:
+        """Rows written, all tables together."""
         return sum(t.written for t in self.tables)
 
 
