@@ -436,11 +436,6 @@ def test_open_apps_copy_to_and_from_a_private_in_memory_sqlite(
         pytest.raises(aicmo.ConfigurationError, match="same database"),
     ):
         transfer.copy(sqlite_url(source), opened)
-    with (
-        aicmo.connect("memory://") as memory,
-        pytest.raises(aicmo.ConfigurationError, match="memory"),
-    ):
-        transfer.copy(memory, sqlite_url(tmp_path / "x.db"))
     with pytest.raises(aicmo.ConfigurationError, match="if_exists"):
         transfer.copy(sqlite_url(source), sqlite_url(tmp_path / "x.db"), if_exists="merge")  # type: ignore[arg-type]
     assert not (tmp_path / "x.db").exists()
@@ -552,3 +547,40 @@ def test_a_target_behind_is_migrated_first(source: Path, tmp_path: Path) -> None
     with pytest.raises(aicmo.SchemaError, match="aicmo db upgrade --database"):
         transfer.copy(sqlite_url(behind), sqlite_url(tmp_path / "new.db"))
     assert not (tmp_path / "new.db").exists()
+
+
+def test_memory_apps_copy_to_and_from_every_backend(tmp_path: Path) -> None:
+    """memory:// (tests): its records go through the repositories into a private SQLite
+    database and from there like any other copy; every table takes part."""
+    with aicmo.connect("memory://", artifact_dir=tmp_path / "artifacts") as memory:
+        workload(memory)
+        original = records(memory, clear_leases=True)
+        on_disk = tmp_path / "from-memory.db"
+        report = transfer.copy(memory, sqlite_url(on_disk))
+        assert report.source == "memory://"
+        assert report.leases_cleared == 2
+        assert {t.table for t in report.tables} == live_table_names(sqlite_url(on_disk))
+        assert all(t.written for t in report.tables), report.tables
+        with aicmo.connect(sqlite_url(on_disk)) as app:
+            assert records(app) == original
+        # back into a new memory app, from a file and from an export folder
+        with aicmo.connect("memory://") as again:
+            transfer.copy(sqlite_url(on_disk), again)
+            assert records(again) == original
+            with pytest.raises(aicmo.ConflictError, match="already holds"):
+                transfer.copy(sqlite_url(on_disk), again)
+            skipped = transfer.copy(sqlite_url(on_disk), again, if_exists="skip")
+            assert records(again) == original
+            assert skipped.target == "memory://"
+            with pytest.raises(aicmo.ConfigurationError, match="not replaced"):
+                transfer.copy(sqlite_url(on_disk), again, if_exists="replace")
+        folder = tmp_path / "memory-export"
+        transfer.export(memory, folder)
+        with aicmo.connect("memory://") as loaded:
+            transfer.import_from(folder, loaded)
+            assert records(loaded) == original
+        with aicmo.connect("memory://") as twin:
+            transfer.copy(memory, twin)
+            assert records(twin) == original
+        with pytest.raises(aicmo.ConfigurationError, match="same database"):
+            transfer.copy(memory, memory)

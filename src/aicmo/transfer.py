@@ -47,6 +47,12 @@ Safety:
   (``rsync -a OLD_ROOT/ NEW_ROOT/``) to the same path on the new machines, or to a shared
   folder mounted at that path; runs record the root they wrote under.
 
+Open ``memory://`` apps (tests) take part too: their records go through the repositories'
+reads and saves into a private ``sqlite://`` database, then as above (records copied out
+of memory get new ``created_at``/``updated_at`` bookkeeping columns, which no DTO holds);
+a memory target is filled the other way round and read back record by record. A
+``memory://`` URL is refused (there is nothing in it outside its process).
+
 ``backup(source, path)`` is SQLite's online backup API: a consistent copy of a live file
 while workers write to it. PostgreSQL is backed up with ``pg_dump``.
 """
@@ -425,6 +431,150 @@ def _fmt(summary: tuple[int, int]) -> tuple[int, str]:
     return summary[0], _hex(summary[1])
 
 
+# -- memory apps (for tests) --------------------------------------------------------------
+# A memory:// app keeps DTOs, not rows: its records go through the repositories' own
+# reads and saves, one table at a time, into (or out of) a private sqlite:// database,
+# and the row-level copy does the rest. Each SQL table is named with the column that keys
+# its records in both backends, the read and the save of one record; None: the table
+# holds a record's children, saved with it. A table missing here is refused (never
+# silently left out); tests/test_transfer.py copies every table through memory.
+_Getter = Callable[[App, Any], Any]
+_Saver = Callable[[App, Any, Any], Any]
+
+_THROUGH_REPOSITORIES: dict[str, tuple[str, _Getter, _Saver] | None] = {
+    "onboarding_brief": (
+        "brief_id",
+        lambda app, key: app.repos.onboarding.get_brief(key),
+        lambda app, key, value: app.repos.onboarding.save_brief(value),
+    ),
+    "onboarding_intake": (
+        "brief_id",
+        lambda app, key: app.repos.onboarding.get_intake(key),
+        lambda app, key, value: app.repos.onboarding.save_intake(key, value),
+    ),
+    "strategy_document": (
+        "strategy_id",
+        lambda app, key: app.repos.strategy.get(key),
+        lambda app, key, value: app.repos.strategy.save(value),
+    ),
+    "production_drafts": (
+        "draft_id",
+        lambda app, key: app.repos.production.get_draft(key),
+        lambda app, key, value: app.repos.production.save_draft(value),
+    ),
+    "production_bundles": (
+        "bundle_id",
+        lambda app, key: app.repos.production.get_bundle(key),
+        lambda app, key, value: app.repos.production.save_bundle(value),
+    ),
+    "production_bundle_assets": None,
+    "qc_results": (
+        "draft_id",
+        lambda app, key: app.repos.qc.get_result(key),
+        lambda app, key, value: app.repos.qc.save_result(value),
+    ),
+    "qc_issues": None,
+    "delivery_packages": (
+        "package_id",
+        lambda app, key: app.repos.delivery.get_package(key),
+        lambda app, key, value: app.repos.delivery.save_package(value),
+    ),
+    "delivery_artifacts": None,
+    "workflow_runs": (
+        "workflow_run_id",
+        lambda app, key: app.repos.workflow.get(key),
+        lambda app, key, value: app.repos.workflow.create(value),
+    ),
+}
+
+
+def _sql_of(app: App) -> SqlDatabase:
+    db = app._sql
+    assert db is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
+    return db
+
+
+def _repository_io(tables: Sequence[Table]) -> list[tuple[Table, tuple[str, _Getter, _Saver]]]:
+    """The tables moved through repositories, in dependency order."""
+    unknown = [t.name for t in tables if t.name not in _THROUGH_REPOSITORIES]
+    if unknown:
+        raise SchemaError(
+            f"copying to or from memory:// does not know the tables {', '.join(unknown)}; "
+            "add them to aicmo.transfer._THROUGH_REPOSITORIES (or use sqlite://)"
+        )
+    return [(t, io) for t in tables if (io := _THROUGH_REPOSITORIES[t.name]) is not None]
+
+
+def _stage_memory(app: App) -> App:
+    """A private ``sqlite://`` app holding every record of the memory app ``app``."""
+    memory = app._memory
+    assert memory is not None  # noqa: S101 - narrows a type for mypy
+    staging = connect("sqlite://")
+    try:
+        staged = _repository_io(live_tables(_sql_of(staging)))
+        with memory.transaction():  # one consistent view (the memory lock)
+            tables = dict(memory._tables)
+            left = sorted(n for n, t in tables.items() if len(t) and n not in _THROUGH_REPOSITORIES)
+            if left:
+                raise SchemaError(
+                    f"memory:// holds records in {', '.join(left)}, which a copy does not "
+                    "know how to move"
+                )
+            with staging.transaction():
+                for table, (_, get, save) in staged:
+                    held = tables.get(table.name)
+                    for key in [] if held is None else list(held._rows):
+                        value = get(app, key)
+                        if value is not None:
+                            save(staging, key, value)
+    except BaseException:
+        staging.close()
+        raise
+    return staging
+
+
+def _into_memory(
+    fill: Callable[[App], TransferReport], target: App, if_exists: str
+) -> TransferReport:
+    """``fill`` a private ``sqlite://`` app (a copy or an import, with all their checks),
+    then move its records into the memory app ``target`` through the repositories, in
+    one transaction, and check that the memory app then holds the same records."""
+    memory = target._memory
+    assert memory is not None  # noqa: S101 - narrows a type for mypy
+    if if_exists == "replace":
+        raise ConfigurationError(
+            f"target {target.url}: a memory:// target is not replaced (its repositories "
+            "cannot delete every record); copy into a new memory:// app"
+        )
+    held = {n: len(t) for n, t in memory._tables.items() if len(t)}
+    if held and if_exists == "fail":
+        raise _holds_records(target.url, held)
+    with connect("sqlite://") as staging:
+        report = fill(staging)
+        db = _sql_of(staging)
+        with target.transaction():
+            for table, (key_column, get, save) in _repository_io(live_tables(db)):
+                written = []
+                for batch in _rows(db, table, DEFAULT_BATCH_SIZE):
+                    for row in batch:
+                        key = row[key_column]
+                        if if_exists == "skip" and get(target, key) is not None:
+                            continue
+                        value = get(staging, key)
+                        save(target, key, value)
+                        written.append((key, value))
+                # Read back through the repositories (row bookkeeping such as created_at
+                # is no part of a memory record).
+                wrong = [key for key, value in written if get(target, key) != value]
+                if wrong:
+                    raise BackendError(
+                        f"target {target.url}: {len(wrong)} record(s) of {table.name} read "
+                        f"back from memory differ from the ones copied (first: {wrong[0]!r}); "
+                        "nothing was kept"
+                    )
+    return attrs.evolve(report, target=target.url)
+
+
 # -- opening both sides --------------------------------------------------------------------
 def _side_error(side: str, url: str, exc: AicmoError) -> AicmoError:
     """``exc`` again, its message naming the side (source or target)."""
@@ -487,10 +637,9 @@ def _opened(
     if isinstance(database, App):
         url = database.url
         if database.backend == "memory":
-            raise ConfigurationError(
-                f"{side} {url}: the memory:// backend keeps no tables to copy; copy from or "
-                "to a SQLite database (sqlite:// is a private in-memory one, for tests)"
-            )
+            with _side(side, url), _stage_memory(database) as staging:
+                yield _sql_of(staging), url
+            return
         db = database._sql
         assert db is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
         with _side(side, url):
@@ -504,7 +653,7 @@ def _opened(
     if settings.kind == "memory":
         raise ConfigurationError(
             f"{side} {redact(url)}: memory:// keeps nothing between processes, so there is "
-            "nothing to copy from or to; pass open apps to aicmo.transfer.copy() in tests"
+            "nothing to copy from or to; pass open memory:// apps to aicmo.transfer in tests"
         )
     if settings.kind == "sqlite" and settings.sqlite_path is None:
         raise ConfigurationError(
@@ -787,11 +936,13 @@ def copy(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
 ) -> TransferReport:
-    """Copy every record of ``source`` into ``target`` (URLs, or open apps on SQLite or
-    PostgreSQL) and return what was compared; see the module docstring for the rules.
+    """Copy every record of ``source`` into ``target`` (URLs, or open apps on any backend,
+    ``memory://`` included) and return what was compared; see the module docstring for
+    the rules.
 
     Raises, writing nothing to the target: ``ConfigurationError`` for the same database on
-    both sides, a ``memory://`` side or a bad option; ``BackendError`` for a side that
+    both sides, a ``memory://`` URL (or a memory app as a target with ``replace``) or a bad
+    option; ``BackendError`` for a side that
     cannot be reached (or a SQLite source file that does not exist); ``SchemaError`` for a
     source that is not an aicmo database or is behind, or a side newer than this aicmo;
     ``ConflictError`` for a target that holds records with ``if_exists="fail"``. Every
@@ -802,6 +953,12 @@ def copy(
     if _same(source, target):
         raise ConfigurationError(
             f"source and target are the same database ({redact(source_id)}); name another target"
+        )
+    if isinstance(target, App) and target.backend == "memory":
+        return _into_memory(
+            lambda staging: copy(source, staging, batch_size=batch_size, progress=progress),
+            target,
+            if_exists,
         )
     with _opened(source, "source", must_exist=True) as (src, src_url):
         with _side("source", src_url):
@@ -1083,6 +1240,12 @@ def import_from(
                 "import it with the aicmo version that wrote it"
             )
             + "; nothing was written"
+        )
+    if isinstance(target, App) and target.backend == "memory":
+        return _into_memory(
+            lambda staging: import_from(folder, staging, batch_size=batch_size, progress=progress),
+            target,
+            if_exists,
         )
     with _opened(target, "target", must_exist=False) as (dst, dst_url):
         migrated = _prepare_target(dst, dst_url, reader.tables, if_exists)
