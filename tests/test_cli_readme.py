@@ -29,9 +29,18 @@ COMMANDS = _commands(main)
 
 
 def _cli_block() -> str:
+    """Every plain code block of the README's "Command line" section (its subsections too)."""
     text = README.read_text()
-    section = text[text.index("## Command line") :]
-    return section[section.index("```\n") + 4 : section.index("\n```", section.index("```\n") + 4)]
+    start = text.index("## Command line")
+    section = text[start : text.index("\n## ", start + 1)]
+    blocks: list[str] = []
+    fence: str | None = None  # the opening fence of the block being read
+    for line in section.splitlines():
+        if line.startswith("```"):
+            fence = line if fence is None else None
+        elif fence == "```":
+            blocks.append(line)
+    return "\n".join(blocks)
 
 
 DESCRIPTION_COLUMN = 49

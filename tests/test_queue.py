@@ -609,3 +609,55 @@ def test_the_worker_that_takes_a_run_over_removes_its_stale_staging(
     assert done.outcome == "COMPLETED"
     assert_completed(app, done.run)
     assert [p.name for p in staging.iterdir()] == [other.name]  # only that run's leftovers
+
+
+def test_a_step_the_database_keeps_failing_goes_back_to_the_queue_under_a_worker(
+    app: aicmo.App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker's step that fails on ``TransientError`` through every retry (the database
+    away longer than the retries last) is not the run's failure: the run is given back to
+    the queue with its progress, the worker backs off, and the run completes once the
+    database answers again, nothing compensated and no step done twice."""
+    from aicmo.db.retry import DEFAULT_ATTEMPTS
+    from aicmo.errors import TransientError
+
+    run_id = app.submit(PASSING).workflow_run_id
+    injected: list[str] = []
+
+    def hook(point: str) -> None:
+        if point == "production" and len(injected) < DEFAULT_ATTEMPTS:
+            injected.append(point)
+            raise TransientError("injected: the database is away; retry the transaction")
+
+    app.workflow.fault_hook = hook
+    with caplog.at_level("WARNING", logger="aicmo"):
+        worked = app.work(worker_id="w", stop_when_idle=True, heartbeat=False, poll_interval=0.01)
+    app.workflow.fault_hook = None
+    assert len(injected) == DEFAULT_ATTEMPTS  # every retry of the first attempt failed
+    assert [(w.outcome, w.run.workflow_run_id) for w in worked] == [("COMPLETED", run_id)]
+    final = app.get_run(run_id)
+    assert final is not None
+    assert_completed(app, final)
+    assert (final.compensated_steps, final.failed_step, final.error) == ((), None, None)
+    assert final.lease_token == 2  # claimed again after it was given back
+    assert any("injected: the database is away" in r.getMessage() for r in caplog.records)
+
+
+def test_a_step_the_database_keeps_failing_is_compensated_in_process(app: aicmo.App) -> None:
+    """``run_workflow`` has no queue to give the run back to: the step fails after its
+    retries and the run is compensated (README, "When the database goes away")."""
+    from aicmo.db.retry import DEFAULT_ATTEMPTS
+    from aicmo.errors import TransientError
+
+    calls: list[str] = []
+
+    def hook(point: str) -> None:
+        if point == "production" and len(calls) < DEFAULT_ATTEMPTS:
+            calls.append(point)
+            raise TransientError("injected: the database is away; retry the transaction")
+
+    app.workflow.fault_hook = hook
+    run = app.run_workflow(PASSING)
+    app.workflow.fault_hook = None
+    assert (run.status, run.failed_step) == ("COMPENSATED", "production")
+    assert run.compensated_steps == ("strategy", "onboard")

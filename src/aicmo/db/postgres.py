@@ -255,7 +255,9 @@ class PostgresDatabase(SqlDatabase):
             )
         failed = stats.get("connections_errors", 0)
         broken = stats.get("returns_bad", 0) + stats.get("connections_lost", 0)
-        return BackendError(
+        # The server is away or dropping connections: trying the transaction again later may
+        # succeed (a busy pool, above, is this process's configuration and stays BackendError).
+        return TransientError(
             f"{waited} ({busy} of {self._pool.max_size} connection(s) in use): the server "
             f"could not be reached or kept dropping connections ({failed} connection "
             f"attempt(s) failed and {broken} connection(s) were found broken since the pool "

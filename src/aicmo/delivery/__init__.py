@@ -6,5 +6,12 @@ Public names only; the repositories behind ``app.repos.delivery`` are wired by
 
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.delivery.ports import DeliveryRepository
+from aicmo.delivery.service import DeliveryService, StagedPackage
 
-__all__ = ["DeliveryArtifactDTO", "DeliveryPackageDTO", "DeliveryRepository"]
+__all__ = [
+    "DeliveryArtifactDTO",
+    "DeliveryPackageDTO",
+    "DeliveryRepository",
+    "DeliveryService",
+    "StagedPackage",
+]

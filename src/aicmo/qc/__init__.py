@@ -5,5 +5,13 @@ Public names only; the repositories behind ``app.repos.qc`` are wired by :mod:`a
 
 from aicmo.qc.dtos import SEVERITIES, QcInputDTO, QcIssueDTO, QcResultDTO
 from aicmo.qc.ports import QcRepository
+from aicmo.qc.service import QcService
 
-__all__ = ["SEVERITIES", "QcInputDTO", "QcIssueDTO", "QcRepository", "QcResultDTO"]
+__all__ = [
+    "SEVERITIES",
+    "QcInputDTO",
+    "QcIssueDTO",
+    "QcRepository",
+    "QcResultDTO",
+    "QcService",
+]
