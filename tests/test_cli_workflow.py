@@ -102,6 +102,9 @@ def test_run_with_an_idempotency_key(tmp_path: Path) -> None:
 def test_recover_with_nothing_to_do(tmp_path: Path) -> None:
     code, out = invoke(tmp_path, "recover")
     assert (code, out) == (0, "recovered 0 run(s)\n")
+    assert not (tmp_path / "cli.db").exists()  # a missing database holds no run to recover
+    code, out = invoke(tmp_path, "recover", "--json")
+    assert (code, json.loads(out)) == (0, {"recovered": 0, "runs": []})
 
 
 def test_intake_check(tmp_path: Path) -> None:

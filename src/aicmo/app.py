@@ -158,7 +158,9 @@ class App:
 
     def _services(self) -> None:
         repos, tx = self.repos, self.transaction
-        self.onboarding = OnboardingService(repos.onboarding, tx)
+        self.onboarding = OnboardingService(
+            repos.onboarding, tx, max_intake_bytes=self.settings.max_intake_bytes
+        )
         self.strategy = StrategyService(repos.strategy, tx)
         self.production = ProductionService(repos.production, tx)
         # QC and delivery write through one repository call at a time: no transaction.
@@ -340,11 +342,11 @@ class App:
         self._check_open()
         return [] if self._sql is None else migrations.status(self._sql)
 
-    def break_migration_lock(self) -> None:
-        """Clear a migration lock left by a process that died while migrating."""
+    def break_migration_lock(self) -> bool:
+        """Clear a migration lock left by a process that died while migrating; return
+        whether one was held."""
         self._check_open()
-        if self._sql is not None:
-            migrations.break_lock(self._sql)
+        return self._sql is not None and migrations.break_lock(self._sql)
 
     # -- lifetime ------------------------------------------------------------------------
     def _check_open(self) -> None:

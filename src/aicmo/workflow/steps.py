@@ -285,9 +285,11 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
         return saga.commit(run, step, progress)
 
     try:
+        # The package is made now: after the QC step committed (updated_at), so after the
+        # evaluation its files hold (run.created_at came before it).
         for draft_id, files in contents:
             staged.append(
-                delivery.stage(package_id_of(draft_id), draft_id, files, created_at=run.created_at)
+                delivery.stage(package_id_of(draft_id), draft_id, files, created_at=run.updated_at)
             )
         run = saga.transaction(tx)
         saga.fault("delivery:publish")
