@@ -23,9 +23,12 @@ from aicmo.cli.common import (
     run_detail,
     summary_row,
     table,
+    templates_option,
     term,
 )
+from aicmo.content import plan_deliverables
 from aicmo.errors import ConfigurationError, ConflictError, ValidationError
+from aicmo.qc import intake_warnings
 from aicmo.workflow import WorkflowRunDTO
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -35,6 +38,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @database_option
 @artifacts_option
+@templates_option
 @click.option(
     "--idempotency-key",
     "key",
@@ -164,6 +168,7 @@ def _report_stop(files: tuple[str, ...], results: list[_Result]) -> None:
 @main.command()
 @database_option
 @artifacts_option
+@templates_option
 @click.option(
     "--stale-after",
     type=float,
@@ -209,6 +214,15 @@ def intake_check(files: tuple[str, ...]) -> None:
                 echo(f"{term(path)}: {exc}")
             else:
                 channels = ", ".join(c.name for c in brief.channels)
-                echo(f"{term(path)}: ok ({term(brief.client_id)}; channels: {channels})")
+                warnings = intake_warnings(brief)
+                plan = plan_deliverables(brief.scope.deliverables, [c.name for c in brief.channels])
+                warnings += [
+                    ("deliverables", f"{item.text!r} will not be produced: {item.reason}")
+                    for item in plan.not_produced
+                ]
+                verdict = f"{len(warnings)} warning(s)" if warnings else "ok"
+                echo(f"{term(path)}: {verdict} ({term(brief.client_id)}; channels: {channels})")
+                for where, warning in warnings:
+                    echo(f"  warning: {where}: {term(warning)}")
     if failed:
         sys.exit(1)

@@ -6,5 +6,12 @@ Public names only; the repositories behind ``app.repos.delivery`` are wired by
 
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.delivery.ports import DeliveryRepository
+from aicmo.delivery.report import REPORT_FILES, Piece
 
-__all__ = ["DeliveryArtifactDTO", "DeliveryPackageDTO", "DeliveryRepository"]
+__all__ = [
+    "REPORT_FILES",
+    "DeliveryArtifactDTO",
+    "DeliveryPackageDTO",
+    "DeliveryRepository",
+    "Piece",
+]

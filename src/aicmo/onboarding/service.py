@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from aicmo.channels import CHANNELS
+from aicmo.content import MAX_DELIVERABLES
 from aicmo.errors import ValidationError
 from aicmo.onboarding.dtos import (
     ChannelPreferenceDTO,
@@ -292,7 +293,16 @@ class OnboardingService:
         )
         objectives = check.texts(doc, "objectives", "objectives", min_items=1)
         audience = check.text(doc, "target_audience", "target_audience")
-        deliverables = check.texts(doc, "deliverables", "deliverables", min_items=1)
+        raw_deliverables = doc.get("deliverables")
+        if isinstance(raw_deliverables, list | tuple) and len(raw_deliverables) > MAX_DELIVERABLES:
+            check.add(
+                "deliverables",
+                f"lists {len(raw_deliverables):,} deliverables; one intake may ask for at most "
+                f"{MAX_DELIVERABLES} (split the work into several intakes)",
+            )
+            deliverables: tuple[str, ...] = ()
+        else:
+            deliverables = check.texts(doc, "deliverables", "deliverables", min_items=1)
         exclusions = check.texts(doc, "exclusions", "exclusions", required=False)
         weeks = check.get(doc, "timeline_weeks", "timeline_weeks", required=True)
         if weeks is not None and (

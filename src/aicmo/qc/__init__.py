@@ -3,7 +3,15 @@
 Public names only; the repositories behind ``app.repos.qc`` are wired by :mod:`aicmo.app`.
 """
 
+from aicmo.qc.checks import intake_warnings
 from aicmo.qc.dtos import SEVERITIES, QcInputDTO, QcIssueDTO, QcResultDTO
 from aicmo.qc.ports import QcRepository
 
-__all__ = ["SEVERITIES", "QcInputDTO", "QcIssueDTO", "QcRepository", "QcResultDTO"]
+__all__ = [
+    "SEVERITIES",
+    "QcInputDTO",
+    "QcIssueDTO",
+    "QcRepository",
+    "QcResultDTO",
+    "intake_warnings",
+]

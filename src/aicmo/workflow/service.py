@@ -54,6 +54,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 from aicmo.db.retry import retry_transient
+from aicmo.delivery import Piece
 from aicmo.errors import (
     AicmoError,
     BackendError,
@@ -634,7 +635,12 @@ class WorkflowService:
             raise
         if run.draft_ids:
             with contextlib.suppress(BackendError):  # garbage only: recover() cleans it later
-                delivery.clean_staging(package_ids=[self._package_id(d) for d in run.draft_ids])
+                delivery.clean_staging(
+                    package_ids=[
+                        *(self._package_id(d) for d in run.draft_ids),
+                        self._report_id(run),
+                    ]
+                )
 
     def _resume(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         """Finish an unfinished run from the database's record of it (every driver alike):
@@ -809,6 +815,49 @@ class WorkflowService:
     def _package_id(draft_id: str) -> str:
         return draft_id.replace("draft-", "pkg-", 1)
 
+    @staticmethod
+    def _report_id(run: WorkflowRunDTO) -> str:
+        """The run's report package (index.html, the strategy document, the brief sheet)."""
+        return f"pkg-{run.workflow_run_id}-report"
+
+    def _report_files(self, run: WorkflowRunDTO) -> dict[str, bytes]:
+        brief = self._brief(run)
+        strategy = self._s.strategy.repo.get(run.strategy_id)
+        production = self._s.production
+        pieces = [
+            Piece(
+                draft=production.repo.get_draft(draft_id),
+                result=self._s.qc.repo.get_result(draft_id),
+                package_id=self._package_id(draft_id),
+            )
+            for draft_id in run.draft_ids
+        ]
+        files: dict[str, bytes] = self._s.delivery.report_files(
+            run_id=run.workflow_run_id,
+            brief=brief,
+            strategy=strategy,
+            plan=production.plan(brief, strategy),
+            pieces=pieces,
+            templates=production.templates,
+        )
+        return files
+
+    def _packages(
+        self, run: WorkflowRunDTO
+    ) -> list[tuple[str, str, Callable[[], dict[str, bytes]]]]:
+        """``(package id, draft id, its files)`` of every package of the run: one per draft,
+        then the report, whose draft id is the run's strategy (the document it delivers)."""
+        packages: list[tuple[str, str, Callable[[], dict[str, bytes]]]] = [
+            (self._package_id(d), d, functools.partial(self._package_files, run, d))
+            for d in run.draft_ids
+        ]
+        if run.strategy_id is not None:
+            strategy_id: str = run.strategy_id
+            packages.append(
+                (self._report_id(run), strategy_id, functools.partial(self._report_files, run))
+            )
+        return packages
+
     def _delivery(self, run: WorkflowRunDTO) -> Any:
         """The delivery service for ``run``'s files: under the root the run recorded (a run
         from before roots were recorded: the folder of its packages), else this app's.
@@ -834,7 +883,7 @@ class WorkflowService:
             run = self._evolve(run, artifact_root=str(self._delivery(run).artifact_root))
             self._save(run)
         delivery = self._delivery(run)
-        contents = self._read(lambda: [(d, self._package_files(run, d)) for d in run.draft_ids])
+        contents = self._read(lambda: [(p, d, files()) for p, d, files in self._packages(run)])
         staged: list[Any] = []
 
         def tx() -> WorkflowRunDTO:
@@ -848,11 +897,9 @@ class WorkflowService:
             )
 
         try:
-            for draft_id, files in contents:  # a failure part-way abandons what was staged
-                staged.append(
-                    delivery.stage(
-                        self._package_id(draft_id), draft_id, files, created_at=run.created_at
-                    )
+            for package_id, draft_id, files in contents:  # a failure part-way abandons
+                staged.append(  # what was staged
+                    delivery.stage(package_id, draft_id, files, created_at=run.created_at)
                 )
             run = self._tx(tx)
             self._fault("delivery:publish")
@@ -885,14 +932,13 @@ class WorkflowService:
         self._under_lease(run, lambda: self._republish(run, delivery))
 
     def _republish(self, run: WorkflowRunDTO, delivery: Any) -> None:
-        for package_id, draft_id in zip(run.package_ids, run.draft_ids, strict=True):
+        for package_id, draft_id, files in self._packages(run):
+            if package_id not in run.package_ids:
+                continue  # a run delivered before report packages existed has none
             package = delivery.repo.get_package(package_id)
             if package is not None and delivery.missing_files(package):
                 staged = delivery.stage(
-                    package_id,
-                    draft_id,
-                    self._package_files(run, draft_id),
-                    created_at=package.created_at,
+                    package_id, draft_id, files(), created_at=package.created_at
                 )
                 try:
                     delivery.publish(staged)
