@@ -292,19 +292,19 @@ SECTORS: Mapping[str, Sector] = {
 
 ANGLES: Mapping[str, Angle] = {
     "trial": Angle(
-        keywords=("trial", "signup", "sign-up", "sign up", "free"),
+        keywords=("trial", "trials", "signup", "signups", "sign-up", "sign-ups", "sign up"),
         subjects=(
-            "Your first report, ready by Friday",
             "Try {client} free, no card needed",
             "Two weeks to see the difference",
+            "See what {client} does for you, free",
         ),
         preheaders=(
-            "Connect one source today and see your week in a single view.",
+            "Start today; setting up takes a few minutes.",
             "Start free and keep everything you build.",
         ),
         pushes=(
-            "The quickest way to judge is to try it on your own numbers",
-            "You can be up and running before your next weekly review",
+            "The quickest way to judge is to try it yourself, on your own work",
+            "You can be up and running before the end of the week",
         ),
     ),
     "demo": Angle(
@@ -372,7 +372,17 @@ ANGLES: Mapping[str, Angle] = {
         ),
     ),
     "booking": Angle(
-        keywords=("booking", "book", "appointment", "reservation", "occupancy", "patients"),
+        keywords=(
+            "booking",
+            "bookings",
+            "book",
+            "appointment",
+            "appointments",
+            "reservation",
+            "reservations",
+            "occupancy",
+            "patients",
+        ),
         subjects=(
             "A time that suits you this week",
             "Your next visit to {client}, booked in a minute",
@@ -384,7 +394,7 @@ ANGLES: Mapping[str, Angle] = {
         ),
         pushes=(
             "Choose a time online and you will get a confirmation straight away",
-            "If you are not sure what you need, book a short first visit and we will advise",
+            "If you have a question first, ask us; a real person replies the same day",
         ),
     ),
     "generic": Angle(
@@ -410,9 +420,9 @@ VOICES: Mapping[str, Voice] = {
     ),
     "precise": Voice(
         keywords=("precise", "trustworthy", "formal", "professional", "reliable", "expert"),
-        greetings=("Hello,", "Dear customer,", "Good day,"),
+        greetings=("Hello,", "Good day,", "Hello there,"),
         sign_offs=("Kind regards, the {client} team", "Regards, {client}"),
-        bridges=("Here is what that means in practice", "The details are below"),
+        bridges=("The next step is simple", "Everything you need is in one place"),
     ),
     "playful": Voice(
         keywords=("playful", "fun", "cheeky", "bold", "quirky", "lively"),
@@ -424,6 +434,6 @@ VOICES: Mapping[str, Voice] = {
         keywords=("plain", "confident", "direct", "clear", "simple", "calm", "no hype"),
         greetings=("Hello,", "Hi,", "A quick one,"),
         sign_offs=("The {client} team", "Thanks, {client}"),
-        bridges=("Here is how it works", "In short"),
+        bridges=("Ready when you are", "Seeing it beats reading about it"),
     ),
 }
