@@ -109,8 +109,15 @@ def report(session: nox.Session) -> None:
     if not os.path.exists(CHROMIUM):
         session.error(f"{CHROMIUM} is missing: apt-get install -y chromium")
     session.install("-e", ".")
-    work = session.create_tmp()
-    out = session.posargs[0] if session.posargs else os.path.join(work, "report.png")
+    import shutil
+
+    work = os.path.abspath(session.create_tmp())
+    for entry in os.listdir(work):  # a fresh run each time: one report, one screenshot
+        path = os.path.join(work, entry)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    out = os.path.abspath(
+        session.posargs[0] if session.posargs else os.path.join(work, "report.png")
+    )
     artifacts = os.path.join(work, "artifacts")
     database = f"sqlite:///{os.path.join(work, 'report.db')}"
     env = {"AICMO_DATABASE_URL": database}
@@ -132,6 +139,7 @@ def report(session: nox.Session) -> None:
         f"--screenshot={out}",
         f"file://{index}",
         external=True,
+        silent=True,  # Chromium's D-Bus complaints; shown if it fails
     )
     width, height, rows = _png_summary(out)
     session.log(f"screenshot {out}: {width}x{height}, {rows} distinct rows")
