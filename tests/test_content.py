@@ -423,3 +423,41 @@ def test_intake_check_says_ok_only_for_intakes_that_will_pass() -> None:
             assert "1 warning(s)" in line  # the video it cannot write
         else:
             assert ": ok (" in line
+
+
+# -- QC of what was produced ---------------------------------------------------------------
+def _draft(body: str, channel: str, **metadata: str) -> ContentDraftDTO:
+    return ContentDraftDTO(
+        draft_id=f"d-{channel}",
+        strategy_id="s",
+        content_type=CHANNELS[channel].content_type,
+        body=body,
+        metadata={"channel": channel, **metadata},
+        created_at=datetime.now(UTC),
+    )
+
+
+def test_qc_flags_hashtags_over_the_platform_limit(mem: aicmo.App) -> None:
+    brief = mem.onboarding.check(PASSING[0])
+    cta = "Start your free 14-day trial"
+    tags = " ".join(f"#tag{i}" for i in range(31))
+    issues, _, _ = mem.qc.check(_draft(f"Fresh bread.\n\n{cta}\n\n{tags}", "instagram"), brief)
+    assert [i.reason for i in issues] == ["31 hashtags, over the instagram limit of 30"]
+    assert issues[0].severity == "major"
+    ok, _, _ = mem.qc.check(_draft(f"Fresh bread. {cta} #a #b #c", "twitter"), brief)
+    assert ok == []
+    over, _, _ = mem.qc.check(_draft(f"Fresh bread. {cta} #a #b #c #d", "twitter"), brief)
+    assert [i.reason for i in over] == ["4 hashtags, over the twitter limit of 3"]
+
+
+def test_qc_checks_the_subject_line_and_preheader_of_an_email(mem: aicmo.App) -> None:
+    brief = mem.onboarding.check(PASSING[0])
+    body = "Hello,\n\nShort and useful.\n\nStart your free 14-day trial"
+    good, score, passed = mem.qc.check(_draft(body, "email", subject="Hi", preheader="P"), brief)
+    assert (good, score, passed) == ([], 1.0, True)
+    long = mem.qc.check(_draft(body, "email", subject="S" * 79, preheader="P" * 141), brief)[0]
+    assert sorted((i.severity, i.section) for i in long) == [
+        ("minor", "preheader"),
+        ("minor", "subject"),
+    ]
+    assert any("79 characters, over 78" in i.reason for i in long)

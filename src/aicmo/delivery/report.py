@@ -47,6 +47,12 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+def _target(kpi: Any) -> str:
+    """``30%``, ``2000 visits``."""
+    unit = kpi.unit
+    return _number(kpi.target_value) + (unit if unit == "%" else f" {unit}")
+
+
 def _strategy(strategy: Any) -> dict[str, Any]:
     return {
         "strategy_id": strategy.strategy_id,
@@ -56,7 +62,7 @@ def _strategy(strategy: Any) -> dict[str, Any]:
         "kpis": [
             {
                 "name": k.name,
-                "target": _number(k.target_value) + (k.unit if k.unit == "%" else f" {k.unit}"),
+                "target": _target(k),
                 "timeframe_days": k.timeframe_days,
             }
             for k in strategy.kpis
@@ -124,7 +130,7 @@ def report_files(
                 "channel": p.draft.metadata.get("channel", ""),
                 "kpi": next(
                     (
-                        f"{k.name} ({_number(k.target_value)} {k.unit})"
+                        f"{k.name} ({_target(k)})"
                         for k in strategy.kpis
                         if _kpi_channel(k.name) == p.draft.metadata.get("channel")
                     ),
@@ -163,6 +169,7 @@ def report_files(
         manifest_link="manifest.json",
         pieces=rows,
         not_produced=not_produced,
+        strategy=doc["strategy"],
     )
     deliverables = {
         "workflow_run_id": run_id,

@@ -4,7 +4,7 @@ An intake document (TOML or JSON) looks like::
 
     objectives = ["Grow trial signups by 30%"]
     target_audience = "Operations leads at mid-size SaaS companies"
-    deliverables = ["blog post", "nurture email"]
+    deliverables = ["blog post", "nurture email"]  # 1 to 20 (aicmo.content)
     exclusions = ["video"]                # optional
     timeline_weeks = 6
 
@@ -23,6 +23,8 @@ An intake document (TOML or JSON) looks like::
     call_to_action = "Start your free trial"
 
 Every problem is reported at once, each with its field path, and nothing is written.
+``deliverables`` decide what production writes (``aicmo.content.plan_deliverables``); an
+intake may name at most ``aicmo.content.MAX_DELIVERABLES`` of them.
 """
 
 from __future__ import annotations
