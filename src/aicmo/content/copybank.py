@@ -30,6 +30,8 @@ class Sector:
     sections: tuple[str, ...]
     headlines: tuple[str, ...]
     hashtags: tuple[str, ...]
+    #: Questions readers ask, each with its answer (blog posts end with them).
+    questions: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -95,6 +97,14 @@ SECTORS: Mapping[str, Sector] = {
             "Fewer tabs, clearer numbers",
         ),
         hashtags=("#operations", "#analytics", "#reporting", "#saas"),
+        questions=(
+            "Do we have to replace our current tools? No: {client} reads from the tools you "
+            "already use and changes nothing in them",
+            "How long before the first report is ready? Most teams see their first combined "
+            "view with {client} on the day they connect their data",
+            "Who can see what? Access follows the roles you already have, and every change "
+            "is logged",
+        ),
     ),
     "food": Sector(
         keywords=("food", "bakery", "cafe", "café", "restaurant", "coffee", "grocer", "kitchen"),
@@ -136,6 +146,13 @@ SECTORS: Mapping[str, Sector] = {
             "Fresh from the oven, just around the corner",
         ),
         hashtags=("#freshbread", "#shoplocal", "#bakery", "#weekendtreats"),
+        questions=(
+            "Can I order for a larger group? Yes: {client} takes orders for brunches and "
+            "parties with two days' notice",
+            "Do you bake anything without wheat? Ask at the counter at {client}; the choice "
+            "changes daily and we label every tray",
+            "When are the shelves fullest? Early in the morning and again just before lunch",
+        ),
     ),
     "finance": Sector(
         keywords=("fintech", "finance", "bank", "payment", "insurance", "lending", "accounting"),
@@ -175,6 +192,13 @@ SECTORS: Mapping[str, Sector] = {
             "Banking built for small online shops",
         ),
         hashtags=("#smallbusiness", "#payments", "#ecommerce", "#fintech"),
+        questions=(
+            "Is my money safe? {client} keeps customer funds separate, with a licensed institution",
+            "What does it cost? Every fee is listed on {client}'s pricing page, with no "
+            "minimum term",
+            "Can I move my existing account over? Yes, and our team helps you switch "
+            "without a gap in payments",
+        ),
     ),
     "health": Sector(
         keywords=("health", "physio", "clinic", "dental", "medical", "therapy", "wellness", "care"),
@@ -214,6 +238,14 @@ SECTORS: Mapping[str, Sector] = {
             "Care that starts with listening",
         ),
         hashtags=("#physio", "#wellbeing", "#movebetter", "#health"),
+        questions=(
+            "Do I need a referral from my doctor? No: you can book a first assessment at "
+            "{client} directly",
+            "What should I wear? Something comfortable you can move in, as you would for a "
+            "light workout",
+            "How many sessions will I need? Your clinician at {client} gives you an honest "
+            "estimate after the first visit",
+        ),
     ),
     "hospitality": Sector(
         keywords=("hotel", "hospitality", "travel", "inn", "resort", "b&b", "tourism", "stay"),
@@ -253,6 +285,12 @@ SECTORS: Mapping[str, Sector] = {
             "Small hotel, big welcome",
         ),
         hashtags=("#citybreak", "#boutiquehotel", "#weekendaway", "#travel"),
+        questions=(
+            "Is there parking nearby? {client} has an arrangement with the garage around the "
+            "corner at a guest rate",
+            "Can we check in late? Yes: tell {client} your arrival time and a key will be waiting",
+            "Are pets welcome? Well-behaved dogs stay free in our ground-floor rooms",
+        ),
     ),
     "generic": Sector(
         keywords=(),
@@ -287,6 +325,12 @@ SECTORS: Mapping[str, Sector] = {
             "Done well, done on time",
         ),
         hashtags=("#smallbusiness", "#service", "#local"),
+        questions=(
+            "How do I get started? One short conversation with {client} is enough to agree "
+            "the first steps",
+            "What if my needs change? Plans change easily, and {client} confirms every change "
+            "the same day",
+        ),
     ),
 }
 

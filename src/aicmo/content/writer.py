@@ -214,8 +214,12 @@ class _Draft:
             self.para(self.pick(s.pains), self.pick(s.pains, 1), self.pick(s.gains)),
         ]
         fallback = SECTORS["generic"].sections
+        questions = [q for q in (self.pick(s.questions, i) for i in range(2)) if q]
         for i, heading in enumerate(s.sections):
             last = i == len(s.sections) - 1
+            if last and questions and kind == "blog_post":
+                paragraphs.append("## Questions we hear")
+                paragraphs.extend(questions)
             for candidate in (heading, fallback[i % len(fallback)]):
                 if self._clean(candidate):
                     paragraphs.append(f"## {candidate}")
