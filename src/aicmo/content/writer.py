@@ -117,13 +117,15 @@ class DefaultWriter:
     def write(self, request: CopyRequest) -> Copy:
         """The copy for ``request``; the same request always gives the same copy."""
         sector = SECTORS[_choose(SECTORS, request.industry)]
-        angle = ANGLES[
-            _choose(ANGLES, request.deliverable)
-            if _choose(ANGLES, request.deliverable) != "generic"
-            else _choose(ANGLES, " ".join([*request.objectives, request.call_to_action]))
-        ]
+        # What the piece asks for: its own words first ("weekly newsletter"), else the
+        # objectives, else the call to action.
+        angle = "generic"
+        for text in (request.deliverable, " ".join(request.objectives), request.call_to_action):
+            angle = _choose(ANGLES, text)
+            if angle != "generic":
+                break
         voice = VOICES[_choose(VOICES, request.tone) if request.tone else "direct"]
-        return _Draft(request, sector, angle, voice).copy()
+        return _Draft(request, sector, ANGLES[angle], voice).copy()
 
 
 class _Draft:
