@@ -6,6 +6,7 @@ so a file there with a default's name (``body/email.md.j2``, ``strategy.md.j2``,
 ``index.html.j2`` ...) replaces it and every other default still applies. Templates whose
 name ends in ``.html.j2`` are autoescaped; undefined variables are errors, never blanks.
 
+Templates are read once per process (a changed file is seen by the next process).
 Any problem with a template (bad syntax, an undefined name, an error while rendering) is
 raised as :class:`TemplateError`, naming the file and line. Jinja2 is imported on first
 use, so importing aicmo stays cheap.
@@ -49,6 +50,7 @@ class Templates:
                 "shipped templates"
             )
         self._env: Any = None
+        self._has: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def _environment(self) -> Any:
@@ -68,16 +70,21 @@ class Templates:
                     keep_trailing_newline=True,
                     trim_blocks=True,
                     lstrip_blocks=True,
+                    auto_reload=False,  # read once per process: runs render many times
                 )
             return self._env
 
     def has(self, name: str) -> bool:
-        """Whether a template called ``name`` exists (in the folder or the defaults)."""
-        return any(
-            (folder / name).is_file()
-            for folder in (self.directory, DEFAULT_TEMPLATES)
-            if folder is not None
-        )
+        """Whether a template called ``name`` exists (in the folder or the defaults); looked
+        up once per name and process, like the templates themselves."""
+        found = self._has.get(name)
+        if found is None:
+            found = self._has[name] = any(
+                (folder / name).is_file()
+                for folder in (self.directory, DEFAULT_TEMPLATES)
+                if folder is not None
+            )
+        return found
 
     def source_of(self, name: str) -> Path:
         """The file that template ``name`` is loaded from."""

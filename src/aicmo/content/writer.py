@@ -14,6 +14,7 @@ with a ``write(request) -> Copy`` method can replace it (an LLM client, say); se
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -72,13 +73,18 @@ class Writer(Protocol):
         ...
 
 
-def mentions(text: str, term: str) -> bool:
-    """Whether ``text`` holds ``term`` as a whole word or phrase, ignoring case."""
+@functools.lru_cache(maxsize=1024)
+def _term_pattern(term: str) -> re.Pattern[str] | None:
     words = [re.escape(part) for part in term.split()]
     if not words:
-        return False
-    pattern = r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)"
-    return re.search(pattern, text, flags=re.IGNORECASE) is not None
+        return None
+    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)
+
+
+def mentions(text: str, term: str) -> bool:
+    """Whether ``text`` holds ``term`` as a whole word or phrase, ignoring case."""
+    pattern = _term_pattern(term)
+    return pattern is not None and pattern.search(text) is not None
 
 
 _READER_CUT = re.compile(r"\s+(?:at|in|within|of|who|from|across|near|around|with)\s+|[,;(]")
