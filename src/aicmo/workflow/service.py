@@ -31,6 +31,12 @@ A run records its artifact root before it writes its first package file; whoever
 finishes the run (a worker taking it over, ``recover()``) publishes or removes its files
 there, and refuses (``ConfigurationError``) when that folder is not reachable. The driver
 that takes a run over first removes what earlier holders left in that run's staging.
+
+Delivery writes one package per draft, then the run's report package
+(``pkg-<run>-report``: ``index.html``, the strategy document, the brief sheet,
+``deliverables.json``; see :mod:`aicmo.delivery.report`), whose ``draft_id`` is the run's
+strategy, the document it delivers. Every file is re-rendered from stored rows, so a
+package lost between the commit and the move is published again byte for byte.
 """
 
 from __future__ import annotations
