@@ -35,8 +35,9 @@ that takes a run over first removes what earlier holders left in that run's stag
 Delivery writes one package per draft, then the run's report package
 (``pkg-<run>-report``: ``index.html``, the strategy document, the brief sheet,
 ``deliverables.json``; see :mod:`aicmo.delivery.report`), whose ``draft_id`` is the run's
-strategy, the document it delivers. Every file is re-rendered from stored rows, so a
-package lost between the commit and the move is published again byte for byte.
+strategy, the document it delivers. Every file is rendered from stored rows, so a
+package lost between the commit and the move is published again (byte for byte, with
+the same templates).
 """
 
 from __future__ import annotations
