@@ -370,7 +370,7 @@ def test_produce_again_drops_its_drafts_for_channels_no_longer_planned(app: aicm
         (strategy(brief_id="brief-9"), "p", "strategy.brief_id", "'brief-9'"),
         (strategy(), "", "id_prefix", "must not be empty"),
         (strategy(), "x" * 240, "id_prefix", "characters long"),
-        (None, "p", "strategy", "NoneType is not a strategy"),
+        (None, "p", "strategy", "expected StrategyDocDTO, got NoneType"),
     ],
 )
 def test_bad_input_is_refused_naming_the_field_and_writes_nothing(

@@ -558,9 +558,9 @@ def test_check_is_deterministic_ordered_and_scored_by_its_issues(
 
 
 def test_a_missing_draft_or_brief_is_a_validation_error(qc: QcService) -> None:
-    with pytest.raises(ValidationError, match="draft: expected a content draft, got None"):
+    with pytest.raises(ValidationError, match="draft: expected ContentDraftDTO, got NoneType"):
         qc.check(None, brief())  # type: ignore[arg-type]
-    with pytest.raises(ValidationError, match=r"brief\.brand_guidelines: expected a mapping"):
+    with pytest.raises(ValidationError, match="brief: expected NormalizedBriefDTO, got NoneType"):
         qc.check(draft(), None)  # type: ignore[arg-type]
 
 

@@ -313,7 +313,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_a_non_brief_is_a_validation_error() -> None:
-    with pytest.raises(ValidationError, match="expected a NormalizedBriefDTO, got dict"):
+    with pytest.raises(ValidationError, match="brief: expected NormalizedBriefDTO, got dict"):
         plan_strategy({"brief_id": "b"})  # type: ignore[arg-type]
 
 

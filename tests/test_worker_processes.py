@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +22,11 @@ import aicmo
 from aicmo.workflow import WorkflowRunDTO
 
 from .conftest import new_postgres_schema
+from .fault_worker import ARGV
 from .reliability.conftest import scale
 from .test_workflow import PASSING, assert_completed, module_rows
 
 TIMEOUT = 180.0
-ENTRY = "import sys; from aicmo.cli import main; sys.exit(main())"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -67,7 +66,7 @@ def start_worker(
         **(env or {}),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-c", ENTRY, "worker", "--poll", "0.05", *args],
+        [*ARGV, "worker", "--poll", "0.05", *args],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -332,3 +331,17 @@ def test_a_slot_that_keeps_dying_gives_up_and_the_exit_status_says_so(
         "its slot stays empty (--restart-limit 1)"
         for n in (1, 2)
     ]
+
+
+def test_the_fault_entry_point_refuses_a_point_the_saga_does_not_have() -> None:
+    """A misspelt point would never fire, and the test using it would pass for nothing."""
+    proc = subprocess.run(
+        [*ARGV, "--help"],
+        env={**os.environ, "AICMO_WORKER_FAULT": "strategi@exit"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "'strategi' is not a fault point" in proc.stderr

@@ -13,7 +13,7 @@ import pytest
 
 import aicmo
 from aicmo.delivery import REPORT_FILES
-from aicmo.workflow import STEPS, WorkflowRunDTO
+from aicmo.workflow import STEPS, WorkflowRunDTO, fault_points
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PASSING = EXAMPLES / "acme-saas.toml"
@@ -137,7 +137,14 @@ def test_qc_failure_compensates_and_keeps_the_issues(wf_app: aicmo.App) -> None:
     assert wf_app.get_run(done.workflow_run_id) == done
 
 
-@pytest.mark.parametrize("point", [*STEPS, "delivery:committed", "complete"])
+# Every point inside a step or after its commit (``before:`` points are between steps, and
+# an exception there is not a failure of a step: it stops the driver, see the crash test).
+FORWARD = [p for p in fault_points() if not p.startswith("compensate:")]
+IN_STEPS = [p for p in FORWARD if not p.startswith("before:")]
+UNDOING = [p for p in fault_points() if p.startswith("compensate:")]
+
+
+@pytest.mark.parametrize("point", IN_STEPS)
 def test_a_fault_at_any_step_leaves_nothing_of_the_run(wf_app: aicmo.App, point: str) -> None:
     earlier = wf_app.run_workflow(PASSING)
     rows, files = module_rows(wf_app), artifact_files(wf_app)
@@ -191,7 +198,8 @@ def test_a_failing_compensation_is_retried_by_recover(wf_app: aicmo.App) -> None
     run = wf_app.run_workflow(PASSING)
     assert run.status == "FAILED"
     assert run.pending_compensations == ("strategy",)
-    assert run.compensated_steps == ("qc", "production", "onboard")
+    before = STEPS[: STEPS.index("delivery")]
+    assert run.compensated_steps == tuple(s for s in reversed(before) if s != "strategy")
     assert run.error is not None
     assert "undoing strategy failed" in run.error
     assert wf_app.repos.strategy.get(run.strategy_id or "") is not None
@@ -202,7 +210,7 @@ def test_a_failing_compensation_is_retried_by_recover(wf_app: aicmo.App) -> None
     assert_left_nothing(wf_app, recovered, rows, files)
 
 
-@pytest.mark.parametrize("point", [*STEPS, "delivery:committed", "complete"])
+@pytest.mark.parametrize("point", FORWARD)
 def test_a_crash_anywhere_then_recover_completes_exactly_once(
     wf_app: aicmo.App, point: str
 ) -> None:
@@ -225,6 +233,31 @@ def test_a_crash_anywhere_then_recover_completes_exactly_once(
     assert len(wf_app.repos.production.list_drafts(recovered.strategy_id or "")) == len(
         brief.channels
     )
+
+
+@pytest.mark.parametrize("point", UNDOING)
+def test_a_crash_while_undoing_then_recover_compensates_exactly_once(
+    wf_app: aicmo.App, point: str
+) -> None:
+    rows, files = module_rows(wf_app), artifact_files(wf_app)
+
+    def crash(at: str) -> None:
+        if at == "complete":
+            raise RuntimeError("injected: the last moment of the run fails")
+        if at == point:
+            raise Crash(at)
+
+    wf_app.workflow.fault_hook = crash
+    with pytest.raises(Crash):
+        wf_app.run_workflow(PASSING)
+    [stuck] = wf_app.list_runs()
+    assert stuck.status == "RUNNING"
+    assert stuck.failed_step == "delivery"
+    wf_app.workflow.fault_hook = None
+    [recovered] = wf_app.recover()
+    assert recovered.status == "COMPENSATED", recovered.error
+    assert recovered.compensated_steps == tuple(reversed(STEPS))
+    assert_left_nothing(wf_app, recovered, rows, files)
 
 
 def test_the_same_idempotency_key_returns_the_same_run(wf_app: aicmo.App) -> None:

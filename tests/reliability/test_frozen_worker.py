@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 
 import aicmo
 
+from ..fault_worker import ARGV
 from .conftest import SOAK
 from .driver import FAILING_QC, PASSING
 from .support import ROOT, check_consistent, fresh_database
@@ -45,8 +45,6 @@ INSIDE = ["onboard", "strategy", "production", "qc", "delivery"]
 COMPENSATING = ["compensate:production", "compensate:strategy", "compensate:onboard"]
 FAST = ["before:qc", "delivery:publish", "strategy", "compensate:strategy"]
 POINTS = BETWEEN + INSIDE + COMPENSATING if SOAK else FAST
-
-ENTRY = "import sys; from aicmo.cli import main; sys.exit(main())"
 
 
 @pytest.fixture
@@ -70,7 +68,7 @@ def start_worker(
         "AICMO_DB_IDLE_IN_TRANSACTION_TIMEOUT": str(IDLE_IN_TRANSACTION),
         **env,
     }
-    argv = [sys.executable, "-c", ENTRY, "worker", "--poll", "0.05", "--progress", "0"]
+    argv = [*ARGV, "worker", "--poll", "0.05", "--progress", "0"]
     proc = subprocess.Popen(
         [*argv, "--lease", str(LEASE), *args],
         cwd=ROOT,

@@ -15,12 +15,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any
 
 import click
 
-import aicmo
 from aicmo.cli.common import (
     artifacts_option,
     database_option,
@@ -92,34 +90,6 @@ def submit(files: tuple[str, ...], database: str | None, key: str | None, as_jso
         sys.exit(1)
 
 
-FAULT_ENV = "AICMO_WORKER_FAULT"
-"""Testing hook: ``POINT@sleep=SECONDS`` or ``POINT@exit`` makes a worker process sleep
-(or die at once, like ``kill -9``) the first time the saga reaches ``POINT`` (see
-``aicmo.workflow.FaultHook``); ``AICMO_WORKER_FAULT_FILE`` names a file written then."""
-
-
-def _fault_from_env(app: aicmo.App) -> None:
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    point, _, action = spec.partition("@")
-    marker = os.environ.get(f"{FAULT_ENV}_FILE")
-    fired = threading.Event()
-
-    def hook(at: str) -> None:
-        if at != point or fired.is_set():
-            return
-        fired.set()
-        if marker:
-            Path(marker).write_text(f"{os.getpid()} {at}\n")
-        if action == "exit":
-            os._exit(70)
-        if action.startswith("sleep="):
-            time.sleep(float(action.removeprefix("sleep=")))
-
-    app.workflow.fault_hook = hook
-
-
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -185,7 +155,6 @@ def _work(
     try:
         patience = OutageBackoff(worker_id, stop)
         with open_app(database, auto_upgrade=True, artifacts=artifacts, patience=patience) as app:
-            _fault_from_env(app)
             app.work(worker_id=worker_id, stop=stop, on_run=log, **options)
     finally:
         for sig, handler in previous.items():

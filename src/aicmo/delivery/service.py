@@ -493,6 +493,17 @@ class DeliveryService:
             _fsync_dir(self._root)
             _remove_tree(aside)
 
+    def get_package(self, package_id: str) -> DeliveryPackageDTO | None:
+        """The stored package, or ``None``."""
+        return self.repo.get_package(package_id)
+
+    def retract(self, package_id: str) -> bool:
+        """Remove the package's files, then its row (the saga's undo, inside the
+        transaction that records it): if removing the files fails, the row stays, so no
+        file is ever left without its package row. ``True`` if a row was deleted."""
+        self.remove_files(package_id)
+        return self.repo.delete_package(package_id)
+
     def discard(self, package_id: str) -> bool:
         """Delete the package row, then its files; ``True`` if a row was deleted.
 

@@ -12,12 +12,15 @@ from aicmo.onboarding.dtos import (
     ScopeDTO,
 )
 from aicmo.onboarding.ports import BriefRepository
+from aicmo.onboarding.service import IntakeSource, OnboardingService
 
 __all__ = [
     "BriefRepository",
     "ChannelPreferenceDTO",
     "DiscoveryNotesDTO",
     "IntakeFormDTO",
+    "IntakeSource",
     "NormalizedBriefDTO",
+    "OnboardingService",
     "ScopeDTO",
 ]

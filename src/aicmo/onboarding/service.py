@@ -397,6 +397,10 @@ class OnboardingService:
             self.repo.save_intake(brief_id, intake)
         return brief
 
+    def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
+        """The stored brief, or ``None``."""
+        return self.repo.get_brief(brief_id)
+
     def discard(self, brief_id: str) -> bool:
         """Remove the brief and its intake (the saga's compensation)."""
         return self.repo.delete_brief(brief_id)

@@ -6,6 +6,7 @@ Public names only; the repositories behind ``app.repos.production`` are wired by
 
 from aicmo.production.dtos import AssetDTO, ContentDraftDTO, CreativeSpecDTO, DraftBundleDTO
 from aicmo.production.ports import ProductionRepository
+from aicmo.production.service import ProductionService
 
 __all__ = [
     "AssetDTO",
@@ -13,4 +14,5 @@ __all__ = [
     "CreativeSpecDTO",
     "DraftBundleDTO",
     "ProductionRepository",
+    "ProductionService",
 ]

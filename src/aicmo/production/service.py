@@ -20,8 +20,7 @@ The renderings (Markdown, HTML; ``draft.md.j2``, ``draft.html.j2``) depend on th
 text, ids and metadata only, not on its ``created_at``, so the files a bundle records
 (size, SHA-256) are re-rendered identically at delivery or recovery time.
 
-Production never imports the strategy or onboarding modules (they are independent
-siblings): it reads the brief and the strategy through the structural protocols below.
+Production reads the brief and the strategy as the earlier modules' public DTOs.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 from aicmo.channels import CHANNELS, ChannelSpec
 from aicmo.content import (
@@ -49,15 +47,14 @@ from aicmo.content import (
     render_draft_markdown,
 )
 from aicmo.errors import ValidationError
+from aicmo.onboarding import NormalizedBriefDTO
 from aicmo.production.dtos import AssetDTO, ContentDraftDTO, DraftBundleDTO
 from aicmo.production.ports import ProductionRepository
-from aicmo.values import MAX_ID_LENGTH, FrozenDict, Invalid, identifier
+from aicmo.strategy import ChannelPlanDTO, StrategyDocDTO
+from aicmo.values import MAX_ID_LENGTH, FrozenDict, Invalid, argument, identifier, instance
 
 __all__ = [
-    "BriefLike",
-    "ChannelPlanLike",
     "ProductionService",
-    "StrategyLike",
     "compose_body",
     "copy_request",
     "count_words",
@@ -70,82 +67,13 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-# -- what production reads from the other modules ---------------------------------------
-class ScopeLike(Protocol):
-    @property
-    def timeline_weeks(self) -> int | None: ...
-
-
-class BriefLike(Protocol):
-    """The fields of ``aicmo.onboarding.NormalizedBriefDTO`` production reads."""
-
-    @property
-    def brief_id(self) -> str: ...
-    @property
-    def client_id(self) -> str: ...
-    @property
-    def client_name(self) -> str: ...
-    @property
-    def industry(self) -> str: ...
-    @property
-    def objectives(self) -> Sequence[str]: ...
-    @property
-    def target_audience(self) -> str: ...
-    @property
-    def brand_guidelines(self) -> Mapping[str, Any]: ...
-    @property
-    def scope(self) -> ScopeLike: ...
-
-
-class ChannelPlanLike(Protocol):
-    """The fields of ``aicmo.strategy.ChannelPlanDTO`` production reads."""
-
-    @property
-    def channel(self) -> str: ...
-    @property
-    def tactics(self) -> Sequence[str]: ...
-
-
-class TimelineLike(Protocol):
-    @property
-    def duration_weeks(self) -> int: ...
-
-
-class StrategyLike(Protocol):
-    """The fields of ``aicmo.strategy.StrategyDocDTO`` production reads."""
-
-    @property
-    def strategy_id(self) -> str: ...
-    @property
-    def brief_id(self) -> str: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def channels(self) -> Sequence[ChannelPlanLike]: ...
-    @property
-    def timeline(self) -> TimelineLike: ...
-
-
-_BRIEF_FIELDS = (
-    "brief_id",
-    "client_id",
-    "client_name",
-    "industry",
-    "objectives",
-    "target_audience",
-    "brand_guidelines",
-    "scope",
-)
-_STRATEGY_FIELDS = ("strategy_id", "brief_id", "version", "channels", "timeline")
-
-
 # -- the copy ----------------------------------------------------------------------------
 def _flat(value: object) -> str:
     """Brief text for use inside copy: whitespace collapsed (no other change)."""
     return " ".join(value.split()) if isinstance(value, str) else ""
 
 
-def _guidelines(brief: BriefLike) -> tuple[str, tuple[str, ...], str]:
+def _guidelines(brief: NormalizedBriefDTO) -> tuple[str, tuple[str, ...], str]:
     """``(tone, banned words, call to action)``; anything not of the expected type is empty."""
     guidelines = brief.brand_guidelines if isinstance(brief.brand_guidelines, Mapping) else {}
     tone = _flat(guidelines.get("tone")).rstrip(". ")
@@ -158,8 +86,8 @@ def _guidelines(brief: BriefLike) -> tuple[str, tuple[str, ...], str]:
 
 
 def copy_request(
-    brief: BriefLike,
-    plan: ChannelPlanLike,
+    brief: NormalizedBriefDTO,
+    plan: ChannelPlanDTO,
     spec: ChannelSpec,
     *,
     deliverable: str | None = None,
@@ -191,8 +119,8 @@ _DEFAULT_WRITER = DefaultWriter()
 
 
 def compose_body(
-    brief: BriefLike,
-    plan: ChannelPlanLike,
+    brief: NormalizedBriefDTO,
+    plan: ChannelPlanDTO,
     spec: ChannelSpec,
     *,
     weeks: int | None = None,
@@ -234,10 +162,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _missing_fields(value: object, names: Sequence[str]) -> list[str]:
-    return [name for name in names if not hasattr(value, name)]
-
-
 _BUNDLE_SUFFIX = "-bundle"
 _LONGEST_CHANNEL = max(len(name) for name in CHANNELS)
 
@@ -276,18 +200,11 @@ class ProductionService:
 
     # -- checks -------------------------------------------------------------------------
     @staticmethod
-    def _check(brief: object, strategy: object, id_prefix: object) -> None:
+    def _check(brief: NormalizedBriefDTO, strategy: StrategyDocDTO, id_prefix: object) -> None:
         """Every problem with the arguments, at once, as one ``ValidationError``."""
+        argument(instance(NormalizedBriefDTO), brief, "brief")
+        argument(instance(StrategyDocDTO), strategy, "strategy")
         problems: list[tuple[str, str]] = []
-        for name, value, fields in (
-            ("brief", brief, _BRIEF_FIELDS),
-            ("strategy", strategy, _STRATEGY_FIELDS),
-        ):
-            missing = _missing_fields(value, fields)
-            if missing:
-                problems.append(
-                    (name, f"{type(value).__name__} is not a {name} (lacks {', '.join(missing)})")
-                )
         try:
             prefix = identifier(id_prefix, "id_prefix")
         except Invalid as exc:
@@ -308,21 +225,20 @@ class ProductionService:
                         "for the deliverable and bundle suffixes",
                     )
                 )
-        if problems:
-            raise ValidationError(problems, subject="production input")
-        s: Any = strategy
-        b: Any = brief
-        if s.brief_id != b.brief_id:
+        if strategy.brief_id != brief.brief_id:
             problems.append(
-                ("strategy.brief_id", f"is {s.brief_id!r}, but the brief is {b.brief_id!r}")
+                (
+                    "strategy.brief_id",
+                    f"is {strategy.brief_id!r}, but the brief is {brief.brief_id!r}",
+                )
             )
-        if not s.channels:
+        if not strategy.channels:
             problems.append(("strategy.channels", "is empty; there is nothing to produce"))
         seen: dict[str, int] = {}
-        for i, plan in enumerate(s.channels):
-            channel = getattr(plan, "channel", None)
+        for i, plan in enumerate(strategy.channels):
+            channel = plan.channel
             path = f"strategy.channels[{i}].channel"
-            if not isinstance(channel, str) or channel not in CHANNELS:
+            if channel not in CHANNELS:
                 problems.append(
                     (path, f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}")
                 )
@@ -336,13 +252,14 @@ class ProductionService:
             raise ValidationError(problems, subject="production input")
 
     # -- public -------------------------------------------------------------------------
-    def plan(self, brief: BriefLike, strategy: StrategyLike) -> DeliverablePlan:
+    def plan(self, brief: NormalizedBriefDTO, strategy: StrategyDocDTO) -> DeliverablePlan:
         """What ``produce`` makes of the brief's deliverables on the strategy's channels."""
-        deliverables: Sequence[str] = getattr(brief.scope, "deliverables", ()) or ()
-        return plan_deliverables(list(deliverables), [p.channel for p in strategy.channels])
+        return plan_deliverables(
+            list(brief.scope.deliverables), [p.channel for p in strategy.channels]
+        )
 
     def produce(
-        self, brief: BriefLike, strategy: StrategyLike, *, id_prefix: str
+        self, brief: NormalizedBriefDTO, strategy: StrategyDocDTO, *, id_prefix: str
     ) -> list[ContentDraftDTO]:
         """Write and save one draft per produced deliverable (see :meth:`plan`), in the
         brief's order, with bundles.
@@ -426,6 +343,10 @@ class ProductionService:
     def render_html(self, draft: ContentDraftDTO) -> str:
         """The draft as a complete, escaped HTML document (pure)."""
         return render_html(draft, self.templates)
+
+    def get_draft(self, draft_id: str) -> ContentDraftDTO | None:
+        """The stored draft, or ``None``."""
+        return self.repo.get_draft(draft_id)
 
     def discard(self, draft_id: str) -> bool:
         """Delete the draft with its bundles and assets; ``True`` if there was one."""

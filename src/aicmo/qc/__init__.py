@@ -6,6 +6,7 @@ Public names only; the repositories behind ``app.repos.qc`` are wired by :mod:`a
 from aicmo.qc.checks import intake_warnings
 from aicmo.qc.dtos import SEVERITIES, QcInputDTO, QcIssueDTO, QcResultDTO
 from aicmo.qc.ports import QcRepository
+from aicmo.qc.service import QcService
 
 __all__ = [
     "SEVERITIES",
@@ -13,5 +14,6 @@ __all__ = [
     "QcIssueDTO",
     "QcRepository",
     "QcResultDTO",
+    "QcService",
     "intake_warnings",
 ]

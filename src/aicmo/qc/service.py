@@ -44,14 +44,17 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from aicmo.channels import CHANNELS, ChannelSpec
 from aicmo.errors import ValidationError
-from aicmo.qc import checks
+from aicmo.onboarding import NormalizedBriefDTO
+from aicmo.production import ContentDraftDTO
+from aicmo.qc.checks import MARKERS, draft_findings
 from aicmo.qc.dtos import SEVERITIES, QcIssueDTO, QcResultDTO
 from aicmo.qc.ports import QcRepository
 from aicmo.settings import DEFAULT_QC_THRESHOLD
+from aicmo.values import argument, instance
 
 __all__ = [
     "AVERAGE_SENTENCE_WORDS",
@@ -61,8 +64,6 @@ __all__ = [
     "PENALTIES",
     "SHOUTING_LETTERS",
     "SHOUTING_RUN",
-    "BriefLike",
-    "DraftLike",
     "QcService",
     "channel_of",
     "score_of",
@@ -80,29 +81,6 @@ SHOUTING_LETTERS = 3
 
 _QUOTE_WORDS = 8
 _QUOTE_CHARS = 60
-
-
-class DraftLike(Protocol):
-    """What QC reads of a draft (``aicmo.production.ContentDraftDTO`` has it).
-
-    QC does not import production: feature modules are independent layers.
-    """
-
-    @property
-    def draft_id(self) -> str: ...
-    @property
-    def content_type(self) -> str: ...
-    @property
-    def body(self) -> str: ...
-    @property
-    def metadata(self) -> Mapping[str, Any]: ...
-
-
-class BriefLike(Protocol):
-    """What QC reads of a brief (``aicmo.onboarding.NormalizedBriefDTO`` has it)."""
-
-    @property
-    def brand_guidelines(self) -> Mapping[str, Any]: ...
 
 
 # -- reading the text ---------------------------------------------------------------------
@@ -225,7 +203,7 @@ class _Found(NamedTuple):
 
 _EMPTY, _BANNED, _MARKER, _LENGTH, _CTA, _AVERAGE, _LONG, _EXCLAIM, _SHOUT, _PRODUCED = range(10)
 
-_MARKERS = checks.MARKERS
+_MARKERS = MARKERS
 
 
 def _whole_word(phrase: str) -> re.Pattern[str]:
@@ -266,7 +244,7 @@ def _guideline_text(guidelines: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def channel_of(draft: DraftLike) -> ChannelSpec | None:
+def channel_of(draft: ContentDraftDTO) -> ChannelSpec | None:
     """The draft's channel: ``metadata["channel"]`` when it names one of
     :data:`~aicmo.channels.CHANNELS`, else the first channel (in catalogue order) whose
     ``content_type`` is the draft's, else ``None``."""
@@ -407,17 +385,8 @@ def _shouting(text: _Text) -> Iterator[_Found]:
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 
 
-def _find(draft: DraftLike, brief: BriefLike) -> list[_Found]:
-    guidelines = getattr(brief, "brand_guidelines", None)
-    if not isinstance(guidelines, Mapping):
-        raise ValidationError(
-            [
-                (
-                    "brief.brand_guidelines",
-                    f"expected a mapping, got {type(guidelines).__name__}",
-                )
-            ]
-        )
+def _find(draft: ContentDraftDTO, brief: NormalizedBriefDTO) -> list[_Found]:
+    guidelines = brief.brand_guidelines
     text = _Text(draft.body)
     spec = channel_of(draft)
     if not text.paragraphs:
@@ -435,7 +404,7 @@ def _find(draft: DraftLike, brief: BriefLike) -> list[_Found]:
         *_shouting(text),
         *(
             _Found(f.severity, f.position, _PRODUCED, f.section, f.reason)
-            for f in checks.draft_findings(
+            for f in draft_findings(
                 draft.body,
                 draft.metadata,
                 draft.content_type,
@@ -454,23 +423,6 @@ def score_of(issues: list[QcIssueDTO]) -> float:
     # Count in hundredths, so six minor issues leave 0.7 exactly (no float drift).
     lost = sum(round(PENALTIES[issue.severity] * 100) for issue in issues)
     return round(max(100 - lost, 0) / 100, 4)
-
-
-def _checked_draft(draft: Any) -> DraftLike:
-    problems = []
-    for name, kind in (("draft_id", str), ("content_type", str), ("body", str)):
-        value = getattr(draft, name, None)
-        if not isinstance(value, kind):
-            problems.append((f"draft.{name}", f"expected a string, got {type(value).__name__}"))
-    metadata = getattr(draft, "metadata", None)
-    if not isinstance(metadata, Mapping):
-        problems.append(("draft.metadata", f"expected a mapping, got {type(metadata).__name__}"))
-    if problems:
-        if draft is None:
-            problems = [("draft", "expected a content draft, got None (is the draft gone?)")]
-        raise ValidationError(problems, subject="QC input")
-    checked: DraftLike = draft
-    return checked
 
 
 def _utcnow() -> datetime:
@@ -500,13 +452,17 @@ class QcService:
         self.threshold = float(threshold)
         self._clock = clock
 
-    def check(self, draft: DraftLike, brief: BriefLike) -> tuple[list[QcIssueDTO], float, bool]:
+    def check(
+        self, draft: ContentDraftDTO, brief: NormalizedBriefDTO
+    ) -> tuple[list[QcIssueDTO], float, bool]:
         """The draft's issues (in order), score and verdict; writes nothing.
 
         Raises ``ValidationError`` when the draft is not a draft or the brief's
         ``banned_words`` / ``call_to_action`` have the wrong type.
         """
-        found = _find(_checked_draft(draft), brief)
+        argument(instance(ContentDraftDTO), draft, "draft")
+        argument(instance(NormalizedBriefDTO), brief, "brief")
+        found = _find(draft, brief)
         issues = [
             QcIssueDTO(severity=f.severity, section=f.section, reason=f.reason) for f in found
         ]
@@ -514,7 +470,9 @@ class QcService:
         passed = score >= self.threshold and not any(i.severity == "critical" for i in issues)
         return issues, score, passed
 
-    def evaluate(self, draft: DraftLike, brief: BriefLike, *, result_id: str) -> QcResultDTO:
+    def evaluate(
+        self, draft: ContentDraftDTO, brief: NormalizedBriefDTO, *, result_id: str
+    ) -> QcResultDTO:
         """Check the draft, save the result as the draft's one result (latest wins) and
         return it. Raises ``ValidationError`` for bad input and ``ConflictError`` when
         ``result_id`` is another draft's result; nothing is written then."""
@@ -529,6 +487,10 @@ class QcService:
         )
         self.repo.save_result(result)  # one repository call: atomic on its own
         return result
+
+    def get_result(self, draft_id: str) -> QcResultDTO | None:
+        """The draft's stored result, or ``None``."""
+        return self.repo.get_result(draft_id)
 
     def discard(self, draft_id: str) -> bool:
         """Delete the draft's result (the saga's compensation); ``True`` if there was one.

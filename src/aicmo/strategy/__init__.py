@@ -13,6 +13,7 @@ from aicmo.strategy.dtos import (
     TimelineDTO,
 )
 from aicmo.strategy.ports import StrategyRepository
+from aicmo.strategy.service import StrategyService
 
 __all__ = [
     "ChannelPlanDTO",
@@ -20,6 +21,7 @@ __all__ = [
     "StrategyDocDTO",
     "StrategyInputDTO",
     "StrategyRepository",
+    "StrategyService",
     "StrategyVersionDTO",
     "TimelineDTO",
 ]

@@ -15,24 +15,24 @@ Everything in a document is derived from the brief alone, deterministically (onl
   and the end, a review at the last week.
 - **Executive summary**: client, industry, audience, objectives, channel shares, tone.
 
-The brief is read structurally (see :class:`Brief`): the strategy package does not import
-onboarding (the module layers are independent siblings).
+Strategy takes onboarding's ``NormalizedBriefDTO`` (modules sit in pipeline order:
+onboarding < strategy < production < qc < delivery).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any, Protocol
 
 import attrs
 
 from aicmo.channels import CHANNELS
 from aicmo.errors import ConflictError, NotFoundError, ValidationError
+from aicmo.onboarding import NormalizedBriefDTO
 from aicmo.strategy.dtos import (
     ChannelPlanDTO,
     KpiDTO,
@@ -41,12 +41,11 @@ from aicmo.strategy.dtos import (
     TimelineDTO,
 )
 from aicmo.strategy.ports import StrategyRepository
-from aicmo.values import MAX_ID_LENGTH, FrozenDict, argument, identifier, text
+from aicmo.values import MAX_ID_LENGTH, FrozenDict, argument, identifier, instance, text
 
 __all__ = [
     "ACHIEVED_TARGET",
     "MAX_TIMELINE_WEEKS",
-    "Brief",
     "StrategyContent",
     "StrategyService",
     "allocate_budget",
@@ -93,50 +92,6 @@ _NUMBER = re.compile(
 _BEFORE_YEAR = re.compile(
     r"\b(?:by|in|before|until|of|during|since|from|Q[1-4]|H[12]|FY)\s*$", re.I
 )
-
-
-class ChannelPreference(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def weight(self) -> float | None: ...
-
-
-class Scope(Protocol):
-    @property
-    def timeline_weeks(self) -> int | None: ...
-
-
-class Brief(Protocol):
-    """What strategy reads from a brief (``aicmo.onboarding.NormalizedBriefDTO`` fits)."""
-
-    @property
-    def brief_id(self) -> str: ...
-
-    @property
-    def client_id(self) -> str: ...
-
-    @property
-    def client_name(self) -> str: ...
-
-    @property
-    def industry(self) -> str: ...
-
-    @property
-    def target_audience(self) -> str: ...
-
-    @property
-    def objectives(self) -> Sequence[str]: ...
-
-    @property
-    def brand_guidelines(self) -> Mapping[str, Any]: ...
-
-    @property
-    def scope(self) -> Scope: ...
-
-    @property
-    def channels(self) -> Sequence[ChannelPreference]: ...
 
 
 def _now() -> datetime:
@@ -246,7 +201,7 @@ def _timeline(channels: Sequence[str], weeks: int) -> TimelineDTO:
     return TimelineDTO(milestones=tuple(milestones), duration_weeks=weeks)
 
 
-def _summary(brief: Brief, plans: Sequence[ChannelPlanDTO], weeks: int) -> str:
+def _summary(brief: NormalizedBriefDTO, plans: Sequence[ChannelPlanDTO], weeks: int) -> str:
     client = brief.client_name.strip() or brief.client_id
     industry = brief.industry.strip()
     who = f"{client} ({industry})" if industry else client
@@ -299,78 +254,43 @@ class StrategyContent:
         )
 
 
-def _check_brief(brief: Any) -> tuple[int, list[tuple[str, float]]]:
+def _check_brief(brief: NormalizedBriefDTO) -> tuple[int, list[tuple[str, float]]]:
     """The brief's weeks and ``(channel, weight)`` pairs, or ``ValidationError`` listing
-    every problem."""
-    try:
-        brief_id = brief.brief_id
-        channels = list(brief.channels)
-        objectives = list(brief.objectives)
-        weeks = brief.scope.timeline_weeks
-        for attribute in ("client_id", "client_name", "industry", "target_audience"):
-            getattr(brief, attribute)
-        brief.brand_guidelines.get("tone")
-    except (AttributeError, TypeError):
-        raise ValidationError(
-            [("brief", f"expected a NormalizedBriefDTO, got {type(brief).__name__}")],
-            subject="brief",
-        ) from None
-    argument(identifier, brief_id, "brief.brief_id")
+    every problem. The DTO already guarantees the types, positive weights and distinct
+    channels; what is checked here is what planning needs beyond them."""
+    argument(instance(NormalizedBriefDTO), brief, "brief")
     problems: list[tuple[str, str]] = []
-    if not objectives:
+    if not brief.objectives:
         problems.append(("brief.objectives", "needs at least one objective to plan KPIs for"))
-    for index, objective in enumerate(objectives):
-        if not isinstance(objective, str) or not objective.strip():
+    for index, objective in enumerate(brief.objectives):
+        if not objective.strip():
             problems.append((f"brief.objectives[{index}]", "expected a non-blank objective"))
-    if (
-        isinstance(weeks, bool)
-        or not isinstance(weeks, int)
-        or not 1 <= weeks <= MAX_TIMELINE_WEEKS
-    ):
+    weeks = brief.scope.timeline_weeks
+    if weeks is None or not 1 <= weeks <= MAX_TIMELINE_WEEKS:
         problems.append(
             (
                 "brief.scope.timeline_weeks",
                 f"expected a whole number of weeks from 1 to {MAX_TIMELINE_WEEKS}, got {weeks!r}",
             )
         )
-    if not channels:
+    if not brief.channels:
         problems.append(
             ("brief.channels", "needs at least one channel to plan; add channels to the intake")
         )
-    pairs: list[tuple[str, float]] = []
-    for index, channel in enumerate(channels):
-        name, weight = getattr(channel, "name", None), getattr(channel, "weight", None)
-        if name not in CHANNELS:
+    for index, channel in enumerate(brief.channels):
+        if channel.name not in CHANNELS:
             problems.append(
                 (
                     f"brief.channels[{index}].name",
-                    f"unknown channel {name!r}; use one of {', '.join(CHANNELS)}",
+                    f"unknown channel {channel.name!r}; use one of {', '.join(CHANNELS)}",
                 )
             )
-            continue
-        if weight is None:
-            weight = 1.0
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, int | float)
-            or not math.isfinite(weight)
-            or weight <= 0
-        ):
-            problems.append(
-                (f"brief.channels[{index}].weight", f"expected a positive number, got {weight!r}")
-            )
-            continue
-        if any(name == seen for seen, _ in pairs):
-            problems.append((f"brief.channels[{index}].name", f"channel {name!r} is listed twice"))
-            continue
-        pairs.append((name, float(weight)))
-    if problems:
+    if problems or weeks is None:
         raise ValidationError(problems, subject="brief")
-    assert isinstance(weeks, int)  # noqa: S101 - narrows a type for mypy; no input check relies on it
-    return weeks, pairs
+    return weeks, [(c.name, 1.0 if c.weight is None else c.weight) for c in brief.channels]
 
 
-def plan_strategy(brief: Brief) -> StrategyContent:
+def plan_strategy(brief: NormalizedBriefDTO) -> StrategyContent:
     """The strategy content for ``brief`` (pure; ``ValidationError`` if it cannot be planned)."""
     weeks, pairs = _check_brief(brief)
     shares = allocate_budget([weight for _, weight in pairs])
@@ -421,7 +341,9 @@ class StrategyService:
         self._max_attempts = max_attempts
         self._clock = clock
 
-    def generate(self, brief: Brief, *, strategy_id: str | None = None) -> StrategyDocDTO:
+    def generate(
+        self, brief: NormalizedBriefDTO, *, strategy_id: str | None = None
+    ) -> StrategyDocDTO:
         """Plan ``brief`` and save the strategy as its next version.
 
         The version is one more than the brief's highest (1 for the first); if another
@@ -515,6 +437,10 @@ class StrategyService:
             )
             self.repo.save(approved)
             return approved
+
+    def get(self, strategy_id: str) -> StrategyDocDTO | None:
+        """The stored strategy document, or ``None``."""
+        return self.repo.get(strategy_id)
 
     def discard(self, strategy_id: str) -> bool:
         """Delete the document (the saga's compensation): ``True`` if one was removed."""

@@ -14,21 +14,29 @@ from aicmo.workflow.service import (
     default_worker_id,
     system_clock,
 )
+from aicmo.workflow.steps import SAGA, Progress, Saga, Services, Step, fault_points, in_transaction
 
 __all__ = [
     "DEFAULT_KEY_WAIT",
     "DEFAULT_LEASE",
     "RUN_STATUSES",
+    "SAGA",
     "STEPS",
     "UNLEASED_STALE_AFTER",
     "Clock",
     "FaultHook",
+    "Progress",
     "QcFailedError",
+    "Saga",
+    "Services",
+    "Step",
     "WorkedRun",
     "WorkflowRunDTO",
     "WorkflowRunRepository",
     "WorkflowService",
     "default_worker_id",
+    "fault_points",
+    "in_transaction",
     "intake_fingerprint",
     "system_clock",
 ]

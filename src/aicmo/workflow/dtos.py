@@ -21,13 +21,14 @@ from aicmo.values import (
     tuple_of,
     utc_datetime,
 )
+from aicmo.workflow.steps import SAGA
 
 __all__ = ["RUN_STATUSES", "STEPS", "RunStatus", "WorkflowRunDTO", "intake_fingerprint"]
 
 RunStatus = Literal["QUEUED", "RUNNING", "COMPLETED", "COMPENSATED", "FAILED"]
 RUN_STATUSES: tuple[str, ...] = ("QUEUED", "RUNNING", "COMPLETED", "COMPENSATED", "FAILED")
-STEPS: tuple[str, ...] = ("onboard", "strategy", "production", "qc", "delivery")
-"""The saga's steps, in order."""
+STEPS: tuple[str, ...] = tuple(step.name for step in SAGA)
+"""The names of the saga's steps, in order (derived from ``aicmo.workflow.steps.SAGA``)."""
 
 
 def _one_of(allowed: tuple[str, ...], what: str) -> Any:

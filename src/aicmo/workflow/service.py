@@ -1,4 +1,6 @@
-"""The client-to-delivery saga: onboard -> strategy -> production -> qc -> delivery.
+"""The engine of the client-to-delivery saga (onboard -> strategy -> production -> qc ->
+delivery): its steps are the table :data:`aicmo.workflow.steps.SAGA`; this module drives
+them, holds the leases, retries, compensates and recovers.
 
 Each step's writes and the run's progress commit in **one** transaction, so after a crash
 the ``workflow_runs`` row says exactly which steps are in the database. A failure undoes
@@ -34,17 +36,16 @@ that takes a run over first removes what earlier holders left in that run's stag
 
 Delivery writes one package per draft, then the run's report package
 (``pkg-<run>-report``: ``index.html``, the strategy document, the brief sheet,
-``deliverables.json``; see :mod:`aicmo.delivery.report`), whose ``draft_id`` is the run's
-strategy, the document it delivers. Every file is rendered from stored rows, so a
-package lost between the commit and the move is published again (byte for byte, with
-the same templates).
+``deliverables.json``; see :mod:`aicmo.delivery.report` and ``steps._deliver``), whose
+``draft_id`` is the run's strategy, the document it delivers. Every file is rendered from
+stored rows, so a package lost between the commit and the move is published again (byte
+for byte, with the same templates).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import re
 import socket
@@ -52,7 +53,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,20 +62,29 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 from aicmo.db.retry import retry_transient
-from aicmo.delivery import Piece
+from aicmo.delivery import DeliveryService
 from aicmo.errors import (
     AicmoError,
     BackendError,
     ConfigurationError,
     ConflictError,
     LeaseLostError,
-    NotFoundError,
     TransientError,
     ValidationError,
 )
+from aicmo.onboarding import IntakeSource
 from aicmo.workflow.backoff import OutageBackoff
 from aicmo.workflow.dtos import STEPS, WorkflowRunDTO, intake_fingerprint
 from aicmo.workflow.ports import WorkflowRunRepository
+from aicmo.workflow.steps import (
+    SAGA,
+    Progress,
+    QcFailedError,
+    Services,
+    Step,
+    package_id_of,
+    report_package_id_of,
+)
 
 __all__ = [
     "DEFAULT_KEY_WAIT",
@@ -93,9 +103,10 @@ T = TypeVar("T")
 
 FaultHook = Callable[[str], None]
 """Called with each named point of the saga (``"strategy"``, ``"delivery:committed"``,
-``"compensate:production"``, ...); a test hook raises to inject a fault there. The points
-named after a step are inside that step's transaction; ``"before:<step>"`` is called
-between steps, outside any transaction."""
+``"compensate:production"``, ...: every one is listed by
+:func:`aicmo.workflow.fault_points`); a test hook raises to inject a fault there. The
+points named after a step are inside that step's transaction; ``"before:<step>"`` is
+called between steps, outside any transaction."""
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware (tests pass a fake one)."""
@@ -164,7 +175,7 @@ def _holder_gone(holder: str | None) -> bool:
 
 
 @contextlib.contextmanager
-def _driving(holder: str) -> Any:
+def _driving(holder: str) -> Iterator[None]:
     with _DRIVING_LOCK:
         _DRIVING[holder] += 1
     try:
@@ -211,22 +222,11 @@ class _Claim:
     requeue_on_outage: bool = False
 
 
-class QcFailedError(AicmoError):
-    """A draft did not pass QC; the run fails and its issues are kept on the run."""
-
-    def __init__(self, message: str, issues: list[dict[str, Any]]):
-        super().__init__(message)
-        self.issues = issues
-
-
-class _Services(Protocol):
+class _Services(Services, Protocol):
     """What the saga needs from the app (the module services and a transaction)."""
 
-    onboarding: Any
-    strategy: Any
-    production: Any
-    qc: Any
-    delivery: Any
+    @property
+    def closed(self) -> bool: ...
 
     def transaction(self) -> AbstractContextManager[None]: ...
 
@@ -287,15 +287,6 @@ class WorkflowService:
         result: WorkflowRunDTO = attrs.evolve(run, **changes)  # type: ignore[misc]
         return result
 
-    def _tx(self, fn: Callable[[], T]) -> T:
-        """One transaction of the saga, retried on ``TransientError`` (bounded)."""
-        return self._s.run_transaction(fn)
-
-    @staticmethod
-    def _read(fn: Callable[[], T]) -> T:
-        """A read of the saga outside a transaction, retried like one."""
-        return retry_transient(fn)
-
     def _claim_run(
         self,
         holder: str,
@@ -314,12 +305,12 @@ class WorkflowService:
             stale_after=stale_after,
             take_from=run.claimed_by if _holder_gone(run.claimed_by) else None,
         )
-        return self._tx(claim)
+        return self.transaction(claim)
 
     # -- public -------------------------------------------------------------------------
     def run(
         self,
-        intake: Any,
+        intake: IntakeSource,
         *,
         idempotency_key: str | None = None,
         stop: threading.Event | None = None,
@@ -349,7 +340,7 @@ class WorkflowService:
         deadline = time.monotonic() + wait.total_seconds()
         run = None
         if idempotency_key is not None:
-            run = self._read(functools.partial(self.runs.get_by_key, idempotency_key))
+            run = self.read(functools.partial(self.runs.get_by_key, idempotency_key))
         if run is None:
             run, created = self._create(fresh, claim_for=holder)
             if created:
@@ -359,7 +350,7 @@ class WorkflowService:
                 run = worked.run
         return self._join(run, fresh, holder, stop=stop, deadline=deadline, wait=wait)
 
-    def submit(self, intake: Any, *, idempotency_key: str | None = None) -> WorkflowRunDTO:
+    def submit(self, intake: IntakeSource, *, idempotency_key: str | None = None) -> WorkflowRunDTO:
         """Queue a run of ``intake`` for a worker (see :meth:`work`); return it (``QUEUED``).
 
         The intake is validated first: an invalid one raises ``ValidationError`` and writes
@@ -369,13 +360,13 @@ class WorkflowService:
         """
         fresh = self._new_run(intake, idempotency_key)
         if idempotency_key is not None:
-            existing = self._read(functools.partial(self.runs.get_by_key, idempotency_key))
+            existing = self.read(functools.partial(self.runs.get_by_key, idempotency_key))
             if existing is not None:
                 return self._same_intake(existing, fresh)
         run, created = self._create(fresh, claim_for=None)
         return run if created else self._same_intake(run, fresh)
 
-    def _new_run(self, intake: Any, idempotency_key: str | None) -> WorkflowRunDTO:
+    def _new_run(self, intake: IntakeSource, idempotency_key: str | None) -> WorkflowRunDTO:
         """A new ``QUEUED`` run of ``intake``, validated (``ValidationError``)."""
         form = self._s.onboarding.read_intake(intake)
         brief = self._s.onboarding.normalize(form, brief_id="brief-check")
@@ -412,7 +403,7 @@ class WorkflowService:
                 raise RuntimeError(f"workflow run {run_id!r} could not be claimed")
             return claimed, True
 
-        return self._tx(tx)
+        return self.transaction(tx)
 
     @staticmethod
     def _same_intake(run: WorkflowRunDTO, fresh: WorkflowRunDTO) -> WorkflowRunDTO:
@@ -460,7 +451,7 @@ class WorkflowService:
             else:
                 time.sleep(pause)
             delay = min(delay * 2, 1.0)
-            run = self._read(functools.partial(self.runs.get, run.workflow_run_id)) or run
+            run = self.read(functools.partial(self.runs.get, run.workflow_run_id)) or run
         return run
 
     def recover(self, *, stale_after: timedelta = timedelta(0)) -> list[WorkflowRunDTO]:
@@ -482,7 +473,7 @@ class WorkflowService:
         done: list[WorkflowRunDTO] = []
         refused: list[str] = []
         for status in ("RUNNING", "FAILED", "QUEUED"):
-            for run in self._read(functools.partial(self.runs.list, status)):
+            for run in self.read(functools.partial(self.runs.list, status)):
                 if not _interrupted(run):
                     continue
                 claimed = self._claim_run(recoverer, run, stale_after=stale_after)
@@ -538,10 +529,10 @@ class WorkflowService:
         # A BackendError of the claim or of the bookkeeping around a run is an outage: wait
         # it out (see aicmo.workflow.backoff); a run it interrupted keeps its lease, which
         # lapses, and is taken over from its last committed step.
-        outage = OutageBackoff(worker, stop, closed=lambda: getattr(self._s, "closed", False))
+        outage = OutageBackoff(worker, stop, closed=lambda: self._s.closed)
         while not stop.is_set() and (max_runs is None or len(results) < max_runs):
             try:
-                claimed = self._tx(
+                claimed = self.transaction(
                     lambda: self.runs.claim(
                         worker,
                         lease=lease,
@@ -569,7 +560,7 @@ class WorkflowService:
 
     def _in_flight(self) -> bool:
         """Whether a run is queued or held by a driver (so more work may come)."""
-        return bool(self._read(self.runs.count_by_status)["QUEUED"]) or self._held()
+        return bool(self.read(self.runs.count_by_status)["QUEUED"]) or self._held()
 
     def _held(self) -> bool:
         """Whether a driver holds a run (a RUNNING one, or a FAILED one whose compensations
@@ -577,7 +568,7 @@ class WorkflowService:
         return any(
             r.claimed_by is not None
             for s in ("RUNNING", "FAILED")
-            for r in self._read(functools.partial(self.runs.list, s))
+            for r in self.read(functools.partial(self.runs.list, s))
         )
 
     def _work_on(
@@ -612,7 +603,7 @@ class WorkflowService:
             except LeaseLostError:
                 outcome = "LEASE_LOST"
             except _StopRequested:
-                self._tx(functools.partial(self.runs.release, run_id, claim.token))
+                self.transaction(functools.partial(self.runs.release, run_id, claim.token))
                 outcome = "RELEASED"
             except TransientError:
                 if not requeue_on_outage:
@@ -620,13 +611,13 @@ class WorkflowService:
                 # Given back for any worker (this one after its back-off): resumed from the
                 # last committed step. If the database is still away the lease lapses.
                 with contextlib.suppress(BackendError):
-                    self._tx(functools.partial(self.runs.release, run_id, claim.token))
+                    self.transaction(functools.partial(self.runs.release, run_id, claim.token))
                 raise
             finally:
                 if beat is not None:
                     beat.finish()
                 self._local.claim = previous
-        stored = self._read(functools.partial(self.runs.get, run_id)) or claimed
+        stored = self.read(functools.partial(self.runs.get, run_id)) or claimed
         return WorkedRun(
             run=stored, outcome=outcome, seconds=time.monotonic() - started, worker_id=worker
         )
@@ -636,16 +627,18 @@ class WorkflowService:
         (released, ``ConfigurationError``); remove what earlier holders left in its
         staging (the claim fenced them, so nothing there is anyone's work any more)."""
         try:
-            delivery = self._delivery(run)
+            delivery = self.delivery_of(run)
         except ConfigurationError:
-            self._tx(functools.partial(self.runs.release, run.workflow_run_id, self._claim().token))
+            self.transaction(
+                functools.partial(self.runs.release, run.workflow_run_id, self._claim().token)
+            )
             raise
         if run.draft_ids:
             with contextlib.suppress(BackendError):  # garbage only: recover() cleans it later
                 delivery.clean_staging(
                     package_ids=[
-                        *(self._package_id(d) for d in run.draft_ids),
-                        self._report_id(run),
+                        *(package_id_of(d) for d in run.draft_ids),
+                        report_package_id_of(run),
                     ]
                 )
 
@@ -666,7 +659,7 @@ class WorkflowService:
         return claim
 
     def _between_steps(self, step: str) -> None:
-        self._fault(f"before:{step}")
+        self.fault(f"before:{step}")
         claim = self._claim()
         if claim.lost.is_set():
             raise LeaseLostError(
@@ -676,30 +669,47 @@ class WorkflowService:
         if claim.stop is not None and claim.stop.is_set():
             raise _StopRequested
 
-    # -- the saga -----------------------------------------------------------------------
-    def _fault(self, point: str) -> None:
+    # -- the saga (its steps: aicmo.workflow.steps.SAGA) -------------------------------
+    @property
+    def services(self) -> Services:
+        """The module services the steps call."""
+        return self._s
+
+    def transaction(self, fn: Callable[[], T]) -> T:
+        """One transaction of the saga, retried on ``TransientError`` (bounded)."""
+        return self._s.run_transaction(fn)
+
+    @staticmethod
+    def read(fn: Callable[[], T]) -> T:
+        """A read of the saga outside a transaction, retried like one."""
+        return retry_transient(fn)
+
+    def fault(self, point: str) -> None:
+        """Call :attr:`fault_hook` (tests) at ``point`` (see :func:`fault_points`)."""
         if self.fault_hook is not None:
             self.fault_hook(point)
 
     def _drive(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         start = 0 if run.step is None else STEPS.index(run.step) + 1
-        for step in STEPS[start:]:
-            self._between_steps(step)
+        for step in SAGA[start:]:
+            self._between_steps(step.name)
             try:
-                run = getattr(self, f"_step_{step}")(run)
+                run = step.do(self, step, run)
             except (LeaseLostError, _StopRequested):
                 raise
             except Exception as exc:
                 self._raise_if_outage(exc)
-                return self._fail(run, step, exc)
+                return self._fail(run, step.name, exc)
         try:
-            self._publish_missing(run)
-            self._fault("complete")
+            for step in SAGA:
+                if step.complete is not None:
+                    step.complete(self, run)
+            self.fault("complete")
         except LeaseLostError:
             raise
         except Exception as exc:
             self._raise_if_outage(exc)
-            return self._fail(run, "delivery", exc)
+            return self._fail(run, SAGA[-1].name, exc)
         run = self._evolve(run, status="COMPLETED", completed_at=self.clock())
         self._finish(run)
         return run
@@ -710,9 +720,15 @@ class WorkflowService:
         if isinstance(exc, TransientError) and self._claim().requeue_on_outage:
             raise exc
 
+    def record(self, run: WorkflowRunDTO, **changes: Any) -> WorkflowRunDTO:
+        """Store ``run`` with ``changes`` on its own, fenced by this thread's lease."""
+        run = self._evolve(run, **changes)
+        self._save(run)
+        return run
+
     def _save(self, run: WorkflowRunDTO) -> None:
         """Store ``run`` on its own, fenced by this thread's lease."""
-        self._tx(functools.partial(self.runs.update, run, token=self._claim().token))
+        self.transaction(functools.partial(self.runs.update, run, token=self._claim().token))
 
     def _finish(self, run: WorkflowRunDTO) -> None:
         """Store the run's end state and give its lease back in the same transaction (a
@@ -726,146 +742,28 @@ class WorkflowService:
                 run.workflow_run_id, claim.token, retry_after=retry, now=self._lease_now()
             )
 
-        self._tx(tx)
+        self.transaction(tx)
 
-    def _commit(self, run: WorkflowRunDTO, step: str, **changes: Any) -> WorkflowRunDTO:
-        """Record ``step`` as done (inside the step's transaction, fenced by the lease)."""
-        self._fault(step)
-        run = self._evolve(run, step=step, **changes)
+    def commit(self, run: WorkflowRunDTO, step: Step, progress: Progress) -> WorkflowRunDTO:
+        """Record ``step`` as done with ``progress`` (inside the step's transaction,
+        fenced by the lease). ``progress`` sets exactly the step's ``fills``."""
+        if sorted(progress) != sorted(step.fills):
+            raise ValidationError(
+                [
+                    (
+                        f"step {step.name!r}",
+                        f"committed the progress fields {sorted(progress)}, but declares "
+                        f"fills={list(step.fills)}; make its Step entry and its work agree",
+                    )
+                ],
+                subject="saga step",
+            )
+        self.fault(step.name)
+        run = self._evolve(run, step=step.name, **progress)
         self.runs.update(run, token=self._claim().token)
         return run
 
-    def _brief(self, run: WorkflowRunDTO) -> Any:
-        brief = self._s.onboarding.repo.get_brief(run.brief_id)
-        if brief is None:
-            raise NotFoundError(f"brief {run.brief_id!r} of run {run.workflow_run_id!r} is gone")
-        return brief
-
-    def _step_onboard(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        brief_id = f"brief-{run.workflow_run_id}"
-
-        def tx() -> WorkflowRunDTO:
-            self._s.onboarding.onboard(run.intake, brief_id=brief_id)
-            return self._commit(run, "onboard", brief_id=brief_id)
-
-        return self._s.run_transaction(tx)
-
-    def _step_strategy(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        strategy_id = f"strategy-{run.workflow_run_id}"
-
-        def tx() -> WorkflowRunDTO:
-            self._s.strategy.generate(self._brief(run), strategy_id=strategy_id)
-            return self._commit(run, "strategy", strategy_id=strategy_id)
-
-        return self._s.run_transaction(tx)
-
-    def _step_production(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        def tx() -> WorkflowRunDTO:
-            strategy = self._s.strategy.repo.get(run.strategy_id)
-            drafts = self._s.production.produce(
-                self._brief(run), strategy, id_prefix=f"draft-{run.workflow_run_id}"
-            )
-            return self._commit(run, "production", draft_ids=tuple(d.draft_id for d in drafts))
-
-        return self._s.run_transaction(tx)
-
-    def _step_qc(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        return self._s.run_transaction(lambda: self._qc(run))
-
-    def _qc(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        brief = self._brief(run)
-        results = []
-        for draft_id in run.draft_ids:
-            draft = self._s.production.repo.get_draft(draft_id)
-            result_id = draft_id.replace("draft-", "qc-", 1)
-            results.append(self._s.qc.evaluate(draft, brief, result_id=result_id))
-        failed = [r for r in results if not r.passed]
-        if failed:
-            issues = [
-                {
-                    "draft_id": r.draft_id,
-                    "score": r.score,
-                    "severity": i.severity,
-                    "section": i.section,
-                    "reason": i.reason,
-                }
-                for r in failed
-                for i in r.issues
-            ]
-            summary = "; ".join(
-                f"{r.draft_id} scored {r.score:.2f}"
-                + (f" ({r.issues[0].severity}: {r.issues[0].reason})" if r.issues else "")
-                for r in failed
-            )
-            raise QcFailedError(f"QC failed: {summary}", issues)
-        return self._commit(run, "qc", qc_result_ids=tuple(r.result_id for r in results))
-
-    def _package_files(self, run: WorkflowRunDTO, draft_id: str) -> dict[str, bytes]:
-        draft = self._s.production.repo.get_draft(draft_id)
-        result = self._s.qc.repo.get_result(draft_id)
-        report = {
-            "workflow_run_id": run.workflow_run_id,
-            "draft_id": draft_id,
-            "result_id": result.result_id,
-            "passed": result.passed,
-            "score": result.score,
-            "evaluated_at": result.evaluated_at.isoformat(),
-            "issues": [attrs.asdict(issue) for issue in result.issues],
-        }
-        return {
-            "draft.md": self._s.production.render_markdown(draft).encode("utf-8"),
-            "draft.html": self._s.production.render_html(draft).encode("utf-8"),
-            "qc-report.json": json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"),
-        }
-
-    @staticmethod
-    def _package_id(draft_id: str) -> str:
-        return draft_id.replace("draft-", "pkg-", 1)
-
-    @staticmethod
-    def _report_id(run: WorkflowRunDTO) -> str:
-        """The run's report package (index.html, the strategy document, the brief sheet)."""
-        return f"pkg-{run.workflow_run_id}-report"
-
-    def _report_files(self, run: WorkflowRunDTO) -> dict[str, bytes]:
-        brief = self._brief(run)
-        strategy = self._s.strategy.repo.get(run.strategy_id)
-        production = self._s.production
-        pieces = [
-            Piece(
-                draft=production.repo.get_draft(draft_id),
-                result=self._s.qc.repo.get_result(draft_id),
-                package_id=self._package_id(draft_id),
-            )
-            for draft_id in run.draft_ids
-        ]
-        files: dict[str, bytes] = self._s.delivery.report_files(
-            run_id=run.workflow_run_id,
-            brief=brief,
-            strategy=strategy,
-            plan=production.plan(brief, strategy),
-            pieces=pieces,
-            templates=production.templates,
-        )
-        return files
-
-    def _packages(
-        self, run: WorkflowRunDTO
-    ) -> list[tuple[str, str, Callable[[], dict[str, bytes]]]]:
-        """``(package id, draft id, its files)`` of every package of the run: one per draft,
-        then the report, whose draft id is the run's strategy (the document it delivers)."""
-        packages: list[tuple[str, str, Callable[[], dict[str, bytes]]]] = [
-            (self._package_id(d), d, functools.partial(self._package_files, run, d))
-            for d in run.draft_ids
-        ]
-        if run.strategy_id is not None:
-            strategy_id: str = run.strategy_id
-            packages.append(
-                (self._report_id(run), strategy_id, functools.partial(self._report_files, run))
-            )
-        return packages
-
-    def _delivery(self, run: WorkflowRunDTO) -> Any:
+    def delivery_of(self, run: WorkflowRunDTO) -> DeliveryService:
         """The delivery service for ``run``'s files: under the root the run recorded (a run
         from before roots were recorded: the folder of its packages), else this app's.
         ``ConfigurationError`` if that root is another folder, not there."""
@@ -885,40 +783,7 @@ class WorkflowService:
             )
         return own.at(root)
 
-    def _step_delivery(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        if run.artifact_root is None:  # recorded before the first file is written
-            run = self._evolve(run, artifact_root=str(self._delivery(run).artifact_root))
-            self._save(run)
-        delivery = self._delivery(run)
-        contents = self._read(lambda: [(p, d, files()) for p, d, files in self._packages(run)])
-        staged: list[Any] = []
-
-        def tx() -> WorkflowRunDTO:
-            for item in staged:
-                delivery.save(item)
-            return self._commit(
-                run,
-                "delivery",
-                package_ids=tuple(s.package.package_id for s in staged),
-                artifact_dirs=tuple(str(s.final_dir) for s in staged),
-            )
-
-        try:
-            for package_id, draft_id, files in contents:  # a failure part-way abandons
-                staged.append(  # what was staged
-                    delivery.stage(package_id, draft_id, files, created_at=run.created_at)
-                )
-            run = self._tx(tx)
-            self._fault("delivery:publish")
-            self._under_lease(run, lambda: [delivery.publish(i) for i in staged])
-        except BaseException:
-            for item in staged:  # what was published has no staging folder left
-                delivery.abandon(item)
-            raise
-        self._fault("delivery:committed")
-        return run
-
-    def _under_lease(self, run: WorkflowRunDTO, change_files: Callable[[], object]) -> None:
+    def under_lease(self, run: WorkflowRunDTO, change_files: Callable[[], object]) -> None:
         """Change ``run``'s files while holding its lease: in a transaction whose first
         statement is the fenced update of the run, which holds the run's row lock
         (PostgreSQL) or the write lock (SQLite) while the files change, so no takeover
@@ -931,32 +796,12 @@ class WorkflowService:
             self.runs.update(run, token=token)
             change_files()
 
-        self._tx(tx)
-
-    def _publish_missing(self, run: WorkflowRunDTO) -> None:
-        """Re-publish package files a crash lost between the commit and the move."""
-        delivery = self._delivery(run)
-        self._under_lease(run, lambda: self._republish(run, delivery))
-
-    def _republish(self, run: WorkflowRunDTO, delivery: Any) -> None:
-        for package_id, draft_id, files in self._packages(run):
-            if package_id not in run.package_ids:
-                continue  # a run delivered before report packages existed has none
-            package = delivery.repo.get_package(package_id)
-            if package is not None and delivery.missing_files(package):
-                staged = delivery.stage(
-                    package_id, draft_id, files(), created_at=package.created_at
-                )
-                try:
-                    delivery.publish(staged)
-                except BaseException:
-                    delivery.abandon(staged)
-                    raise
+        self.transaction(tx)
 
     # -- failure and compensation -------------------------------------------------------
     def _fail(self, run: WorkflowRunDTO, step: str, exc: BaseException) -> WorkflowRunDTO:
         # The database is the truth: a step may have committed before it raised.
-        stored = self._read(functools.partial(self.runs.get, run.workflow_run_id))
+        stored = self.read(functools.partial(self.runs.get, run.workflow_run_id))
         token = self._claim().token
         if stored is None or stored.lease_token != token:
             # The step failed because another driver took the run over: not a failure of
@@ -966,7 +811,7 @@ class WorkflowService:
                 f"while {step} ran ({_describe(exc)}); nothing was written"
             ) from exc
         run = stored
-        done: tuple[str, ...] = () if run.step is None else STEPS[: STEPS.index(run.step) + 1]
+        done = () if run.step is None else STEPS[: STEPS.index(run.step) + 1]
         issues = exc.issues if isinstance(exc, QcFailedError) else []
         run = self._evolve(
             run,
@@ -978,27 +823,6 @@ class WorkflowService:
         self._save(run)
         return self._compensate(run)
 
-    def _undo(self, run: WorkflowRunDTO, step: str) -> None:
-        """Undo ``step``'s rows (inside a transaction)."""
-        if step == "onboard" and run.brief_id:
-            self._s.onboarding.discard(run.brief_id)
-        elif step == "strategy" and run.strategy_id:
-            self._s.strategy.discard(run.strategy_id)
-        elif step == "production":
-            for draft_id in run.draft_ids:
-                self._s.production.discard(draft_id)
-        elif step == "qc":
-            for draft_id in run.draft_ids:
-                self._s.qc.discard(draft_id)
-        elif step == "delivery":
-            # Files first, inside the transaction: if removing them fails (or the process
-            # dies), the rows stay, the step stays pending and it is done again later;
-            # never a file left without its package row.
-            delivery = self._delivery(run)
-            for package_id in run.package_ids:
-                delivery.remove_files(package_id)
-                delivery.repo.delete_package(package_id)
-
     def _undo_step(self, run: WorkflowRunDTO, step: str) -> WorkflowRunDTO:
         """Undo ``step`` and record it on the run (inside one transaction). The fenced
         update comes first, so a driver that lost its lease removes no files either."""
@@ -1008,15 +832,15 @@ class WorkflowService:
             compensated_steps=(*run.compensated_steps, step),
         )
         self.runs.update(done, token=self._claim().token)
-        self._undo(run, step)
-        self._fault(f"compensate:{step}")
+        SAGA[STEPS.index(step)].undo(self, run)
+        self.fault(f"compensate:{step}")
         return done
 
     def _compensate(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         failures: list[str] = []
         for step in run.pending_compensations:
             try:
-                run = self._tx(functools.partial(self._undo_step, run, step))
+                run = self.transaction(functools.partial(self._undo_step, run, step))
             except LeaseLostError:
                 raise
             except Exception as exc:
@@ -1055,7 +879,7 @@ class _Heartbeat:
                 now=service._lease_now(),
             )
             try:
-                held = service._tx(renew)
+                held = service.transaction(renew)
             except AicmoError:
                 continue  # the database is away: the lease still runs; try the next beat
             if not held:

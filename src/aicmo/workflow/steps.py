@@ -1,0 +1,416 @@
+"""The saga's steps, declared once: :data:`SAGA`, in order.
+
+Each :class:`Step` names what it does (``do``), how it is undone (``undo``) and the
+progress fields of ``WorkflowRunDTO`` it fills. Everything else derives from this table:
+:data:`~aicmo.workflow.STEPS` (the order of the steps, checked by ``WorkflowRunDTO``), the
+undo order (the completed steps, reversed), the fault points (:func:`fault_points`), where
+a run resumes after a crash (the step after ``run.step``) and which fields a step's commit
+may write (exactly its ``fills``).
+
+A step talks to the module services only (``saga.services``), never to their
+repositories, and to the engine through :class:`Saga`. Most steps are one transaction
+(:func:`in_transaction`): the work is done and the run's progress committed together, so
+after a crash the run's record says exactly which steps are in the database. ``undo`` runs
+inside the transaction that records the undo; it must be repeatable (what is gone is
+skipped). See ``docs/extending.md`` for adding a step.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import attrs
+
+from aicmo.delivery import Piece
+from aicmo.errors import AicmoError, NotFoundError
+
+if TYPE_CHECKING:
+    from aicmo.delivery import DeliveryService, StagedPackage
+    from aicmo.onboarding import NormalizedBriefDTO, OnboardingService
+    from aicmo.production import ContentDraftDTO, ProductionService
+    from aicmo.qc import QcService
+    from aicmo.strategy import StrategyService
+    from aicmo.workflow.dtos import WorkflowRunDTO
+
+__all__ = [
+    "SAGA",
+    "Progress",
+    "QcFailedError",
+    "Saga",
+    "Services",
+    "Step",
+    "fault_points",
+    "in_transaction",
+    "package_id_of",
+    "report_package_id_of",
+]
+
+T = TypeVar("T")
+
+Progress = Mapping[str, object]
+"""The run's progress fields a step sets (each one of its ``fills``)."""
+
+
+class Services(Protocol):
+    """The module services the saga calls (``aicmo.App`` has them)."""
+
+    @property
+    def onboarding(self) -> OnboardingService: ...
+    @property
+    def strategy(self) -> StrategyService: ...
+    @property
+    def production(self) -> ProductionService: ...
+    @property
+    def qc(self) -> QcService: ...
+    @property
+    def delivery(self) -> DeliveryService: ...
+
+
+class Saga(Protocol):
+    """What a step may use of the engine (``WorkflowService`` is one)."""
+
+    @property
+    def services(self) -> Services: ...
+
+    def transaction(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in one transaction, retried on a transient error (``fn`` must be
+        repeatable)."""
+        ...
+
+    def read(self, fn: Callable[[], T]) -> T:
+        """Run the read ``fn`` outside a transaction, retried like one."""
+        ...
+
+    def commit(self, run: WorkflowRunDTO, step: Step, progress: Progress) -> WorkflowRunDTO:
+        """Record ``step`` as done with ``progress`` (inside the step's transaction, fenced
+        by the lease; the fault point named after the step comes first)."""
+        ...
+
+    def record(self, run: WorkflowRunDTO, **changes: Any) -> WorkflowRunDTO:
+        """Store ``run`` with ``changes`` (and a new ``updated_at``) in a transaction of
+        its own, fenced by the lease; return it."""
+        ...
+
+    def under_lease(self, run: WorkflowRunDTO, change_files: Callable[[], object]) -> None:
+        """Change files while holding ``run``'s lease (``change_files`` repeatable)."""
+        ...
+
+    def fault(self, point: str) -> None:
+        """Call the fault hook (tests) at ``point``."""
+        ...
+
+    def delivery_of(self, run: WorkflowRunDTO) -> DeliveryService:
+        """The delivery service writing under ``run``'s artifact root."""
+        ...
+
+
+@attrs.frozen
+class Step:
+    """One step of the saga.
+
+    ``do`` runs the step and returns the run as committed (most steps:
+    ``in_transaction(work)``). ``undo`` removes what the step wrote (inside a transaction;
+    repeatable). ``fills`` are the run's progress fields the step's commit sets (and only
+    those). ``points`` are extra fault points the step calls besides its name.
+    ``complete``, when set, runs once every step is done, before the run is marked
+    ``COMPLETED`` (repeatable: it runs again when a run is resumed there).
+    """
+
+    name: str
+    do: Callable[[Saga, Step, WorkflowRunDTO], WorkflowRunDTO]
+    undo: Callable[[Saga, WorkflowRunDTO], None]
+    fills: tuple[str, ...]
+    points: tuple[str, ...] = ()
+    complete: Callable[[Saga, WorkflowRunDTO], None] | None = None
+
+
+def in_transaction(
+    work: Callable[[Services, WorkflowRunDTO], Progress],
+) -> Callable[[Saga, Step, WorkflowRunDTO], WorkflowRunDTO]:
+    """A step's ``do`` that runs ``work`` and commits its progress in one transaction."""
+
+    def do(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        return saga.transaction(lambda: saga.commit(run, step, work(saga.services, run)))
+
+    return do
+
+
+class QcFailedError(AicmoError):
+    """A draft did not pass QC; the run fails and its issues are kept on the run."""
+
+    def __init__(self, message: str, issues: list[dict[str, Any]]):
+        super().__init__(message)
+        self.issues = issues
+
+
+def _gone(what: str, run: WorkflowRunDTO) -> NotFoundError:
+    return NotFoundError(f"{what} of run {run.workflow_run_id!r} is gone")
+
+
+def _brief(s: Services, run: WorkflowRunDTO) -> NormalizedBriefDTO:
+    brief = None if run.brief_id is None else s.onboarding.get_brief(run.brief_id)
+    if brief is None:
+        raise _gone(f"brief {run.brief_id!r}", run)
+    return brief
+
+
+def _draft(s: Services, run: WorkflowRunDTO, draft_id: str) -> ContentDraftDTO:
+    draft = s.production.get_draft(draft_id)
+    if draft is None:
+        raise _gone(f"draft {draft_id!r}", run)
+    return draft
+
+
+# -- onboard ------------------------------------------------------------------------------
+def _onboard(s: Services, run: WorkflowRunDTO) -> Progress:
+    brief_id = f"brief-{run.workflow_run_id}"
+    s.onboarding.onboard(run.intake, brief_id=brief_id)
+    return {"brief_id": brief_id}
+
+
+def _undo_onboard(saga: Saga, run: WorkflowRunDTO) -> None:
+    if run.brief_id:
+        saga.services.onboarding.discard(run.brief_id)
+
+
+# -- strategy -----------------------------------------------------------------------------
+def _strategy(s: Services, run: WorkflowRunDTO) -> Progress:
+    strategy_id = f"strategy-{run.workflow_run_id}"
+    s.strategy.generate(_brief(s, run), strategy_id=strategy_id)
+    return {"strategy_id": strategy_id}
+
+
+def _undo_strategy(saga: Saga, run: WorkflowRunDTO) -> None:
+    if run.strategy_id:
+        saga.services.strategy.discard(run.strategy_id)
+
+
+# -- production ---------------------------------------------------------------------------
+def _production(s: Services, run: WorkflowRunDTO) -> Progress:
+    strategy = None if run.strategy_id is None else s.strategy.get(run.strategy_id)
+    if strategy is None:
+        raise _gone(f"strategy {run.strategy_id!r}", run)
+    drafts = s.production.produce(
+        _brief(s, run), strategy, id_prefix=f"draft-{run.workflow_run_id}"
+    )
+    return {"draft_ids": tuple(d.draft_id for d in drafts)}
+
+
+def _undo_production(saga: Saga, run: WorkflowRunDTO) -> None:
+    for draft_id in run.draft_ids:
+        saga.services.production.discard(draft_id)
+
+
+# -- qc -----------------------------------------------------------------------------------
+def _qc(s: Services, run: WorkflowRunDTO) -> Progress:
+    brief = _brief(s, run)
+    results = [
+        s.qc.evaluate(
+            _draft(s, run, draft_id), brief, result_id=draft_id.replace("draft-", "qc-", 1)
+        )
+        for draft_id in run.draft_ids
+    ]
+    failed = [r for r in results if not r.passed]
+    if failed:
+        issues = [
+            {
+                "draft_id": r.draft_id,
+                "score": r.score,
+                "severity": i.severity,
+                "section": i.section,
+                "reason": i.reason,
+            }
+            for r in failed
+            for i in r.issues
+        ]
+        summary = "; ".join(
+            f"{r.draft_id} scored {r.score:.2f}"
+            + (f" ({r.issues[0].severity}: {r.issues[0].reason})" if r.issues else "")
+            for r in failed
+        )
+        raise QcFailedError(f"QC failed: {summary}", issues)
+    return {"qc_result_ids": tuple(r.result_id for r in results)}
+
+
+def _undo_qc(saga: Saga, run: WorkflowRunDTO) -> None:
+    for draft_id in run.draft_ids:
+        saga.services.qc.discard(draft_id)
+
+
+# -- delivery -----------------------------------------------------------------------------
+def package_id_of(draft_id: str) -> str:
+    """The id of the package delivering ``draft_id``."""
+    return draft_id.replace("draft-", "pkg-", 1)
+
+
+def _package_files(s: Services, run: WorkflowRunDTO, draft_id: str) -> dict[str, bytes]:
+    draft = _draft(s, run, draft_id)
+    result = s.qc.get_result(draft_id)
+    if result is None:
+        raise _gone(f"QC result of draft {draft_id!r}", run)
+    report = {
+        "workflow_run_id": run.workflow_run_id,
+        "draft_id": draft_id,
+        "result_id": result.result_id,
+        "passed": result.passed,
+        "score": result.score,
+        "evaluated_at": result.evaluated_at.isoformat(),
+        "issues": [attrs.asdict(issue) for issue in result.issues],  # type: ignore[arg-type]
+    }
+    return {
+        "draft.md": s.production.render_markdown(draft).encode("utf-8"),
+        "draft.html": s.production.render_html(draft).encode("utf-8"),
+        "qc-report.json": json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"),
+    }
+
+
+def report_package_id_of(run: WorkflowRunDTO) -> str:
+    """The id of the run's report package (``index.html``, the strategy document...)."""
+    return f"pkg-{run.workflow_run_id}-report"
+
+
+def _report_files(s: Services, run: WorkflowRunDTO) -> dict[str, bytes]:
+    brief = _brief(s, run)
+    strategy = None if run.strategy_id is None else s.strategy.get(run.strategy_id)
+    if strategy is None:
+        raise _gone(f"strategy {run.strategy_id!r}", run)
+    pieces = []
+    for draft_id in run.draft_ids:
+        result = s.qc.get_result(draft_id)
+        if result is None:
+            raise _gone(f"QC result of draft {draft_id!r}", run)
+        pieces.append(
+            Piece(draft=_draft(s, run, draft_id), result=result, package_id=package_id_of(draft_id))
+        )
+    return s.delivery.report_files(
+        run_id=run.workflow_run_id,
+        brief=brief,
+        strategy=strategy,
+        plan=s.production.plan(brief, strategy),
+        pieces=pieces,
+        templates=s.production.templates,
+    )
+
+
+def _packages(
+    s: Services, run: WorkflowRunDTO
+) -> list[tuple[str, str, Callable[[], dict[str, bytes]]]]:
+    """``(package id, draft id, its files)`` of every package of the run: one per draft,
+    then the report, whose draft id is the run's strategy (the document it delivers)."""
+    packages: list[tuple[str, str, Callable[[], dict[str, bytes]]]] = [
+        (package_id_of(d), d, functools.partial(_package_files, s, run, d)) for d in run.draft_ids
+    ]
+    if run.strategy_id is not None:
+        packages.append(
+            (report_package_id_of(run), run.strategy_id, functools.partial(_report_files, s, run))
+        )
+    return packages
+
+
+def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
+    """Stage every package's files, commit the package rows with the run's progress,
+    then move the files into place under the lease. A failure part-way abandons what
+    was staged; a crash after the commit is mended by :func:`_publish_missing`."""
+    s = saga.services
+    if run.artifact_root is None:  # recorded before the first file is written
+        run = saga.record(run, artifact_root=str(saga.delivery_of(run).artifact_root))
+    delivery = saga.delivery_of(run)
+    contents = saga.read(lambda: [(p, d, files()) for p, d, files in _packages(s, run)])
+    staged: list[StagedPackage] = []
+
+    def tx() -> WorkflowRunDTO:
+        for item in staged:
+            delivery.save(item)
+        progress = {
+            "package_ids": tuple(i.package.package_id for i in staged),
+            "artifact_dirs": tuple(str(i.final_dir) for i in staged),
+        }
+        return saga.commit(run, step, progress)
+
+    try:
+        for package_id, draft_id, files in contents:
+            staged.append(delivery.stage(package_id, draft_id, files, created_at=run.created_at))
+        run = saga.transaction(tx)
+        saga.fault("delivery:publish")
+
+        def publish() -> None:
+            for item in staged:
+                delivery.publish(item)
+
+        saga.under_lease(run, publish)
+    except BaseException:
+        for item in staged:  # what was published has no staging folder left
+            delivery.abandon(item)
+        raise
+    saga.fault("delivery:committed")
+    return run
+
+
+def _publish_missing(saga: Saga, run: WorkflowRunDTO) -> None:
+    """Re-publish package files a crash lost between the commit and the move."""
+    delivery = saga.delivery_of(run)
+
+    def republish() -> None:
+        for package_id, draft_id, files_of in _packages(saga.services, run):
+            if package_id not in run.package_ids:
+                continue  # a run delivered before report packages existed has none
+            package = delivery.get_package(package_id)
+            if package is not None and delivery.missing_files(package):
+                files = files_of()
+                staged = delivery.stage(package_id, draft_id, files, created_at=package.created_at)
+                try:
+                    delivery.publish(staged)
+                except BaseException:
+                    delivery.abandon(staged)
+                    raise
+
+    saga.under_lease(run, republish)
+
+
+def _undo_delivery(saga: Saga, run: WorkflowRunDTO) -> None:
+    # Files first, inside the transaction: if removing them fails (or the process dies),
+    # the rows stay, the step stays pending and it is done again later; never a file left
+    # without its package row.
+    delivery = saga.delivery_of(run)
+    for package_id in run.package_ids:
+        delivery.retract(package_id)
+
+
+SAGA: tuple[Step, ...] = (
+    Step("onboard", do=in_transaction(_onboard), undo=_undo_onboard, fills=("brief_id",)),
+    Step(
+        "strategy",
+        do=in_transaction(_strategy),
+        undo=_undo_strategy,
+        fills=("strategy_id",),
+    ),
+    Step(
+        "production",
+        do=in_transaction(_production),
+        undo=_undo_production,
+        fills=("draft_ids",),
+    ),
+    Step("qc", do=in_transaction(_qc), undo=_undo_qc, fills=("qc_result_ids",)),
+    Step(
+        "delivery",
+        do=_deliver,
+        undo=_undo_delivery,
+        fills=("package_ids", "artifact_dirs"),
+        points=("delivery:publish", "delivery:committed"),
+        complete=_publish_missing,
+    ),
+)
+"""The client-to-delivery saga: its steps in order."""
+
+
+def fault_points() -> tuple[str, ...]:
+    """Every point the saga calls its fault hook at, in the order a run reaches them
+    (then the compensation points): ``before:<step>`` between steps (outside any
+    transaction), ``<step>`` inside the step's transaction just before its commit, each
+    step's own ``points``, ``complete`` before the run is marked completed, and
+    ``compensate:<step>`` inside each undo's transaction."""
+    forward = [p for s in SAGA for p in (f"before:{s.name}", s.name, *s.points)]
+    return (*forward, "complete", *(f"compensate:{s.name}" for s in reversed(SAGA)))
