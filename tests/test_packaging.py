@@ -30,6 +30,10 @@ def test_wheel_installs_and_migrates_in_a_fresh_venv(tmp_path: Path) -> None:
     for path in migrations:
         assert f"aicmo/migrations/{path.parent.name}/{path.name}" in names
     assert "aicmo/py.typed" in names
+    templates = sorted((ROOT / "src" / "aicmo" / "content" / "templates").rglob("*.j2"))
+    assert templates
+    for path in templates:  # the shipped Jinja2 templates are package data
+        assert f"aicmo/{path.relative_to(ROOT / 'src' / 'aicmo').as_posix()}" in names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import attrs
 
+from aicmo.content import Templates
 from aicmo.db import migrations
 from aicmo.db.base import SqlDatabase, closed_error
 from aicmo.db.memstore import MemoryDatabase
@@ -162,7 +163,10 @@ class App:
             repos.onboarding, tx, max_intake_bytes=self.settings.max_intake_bytes
         )
         self.strategy = StrategyService(repos.strategy, tx)
-        self.production = ProductionService(repos.production, tx)
+        templates = self.settings.templates_dir
+        self.production = ProductionService(
+            repos.production, tx, templates=None if templates is None else Templates(templates)
+        )
         # QC and delivery write through one repository call at a time: no transaction.
         self.qc = QcService(repos.qc, threshold=self.settings.qc_threshold)
         self.delivery = DeliveryService(repos.delivery, artifact_root=self.settings.artifact_dir)
@@ -388,6 +392,7 @@ def connect(
     *,
     auto_upgrade: bool = True,
     artifact_dir: str | os.PathLike[str] | None = None,
+    templates_dir: str | os.PathLike[str] | None = None,
 ) -> App:
     """Open aicmo on ``url`` (see :mod:`aicmo.settings` for the forms and the defaults).
 
@@ -400,4 +405,6 @@ def connect(
     settings = resolve_settings(url)
     if artifact_dir is not None:
         settings = attrs.evolve(settings, artifact_dir=os.path.abspath(artifact_dir))
+    if templates_dir is not None:
+        settings = attrs.evolve(settings, templates_dir=os.path.abspath(templates_dir))
     return App(settings, auto_upgrade=auto_upgrade)

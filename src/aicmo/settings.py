@@ -64,6 +64,8 @@ class Settings:
     qc_threshold: float = DEFAULT_QC_THRESHOLD
     #: The largest intake file (bytes) read; a larger one is refused (``ValidationError``).
     max_intake_bytes: int = DEFAULT_MAX_INTAKE_BYTES
+    #: A folder of Jinja2 templates overriding the shipped ones (``AICMO_TEMPLATES_DIR``).
+    templates_dir: str | None = None
 
 
 def _number(
@@ -170,6 +172,9 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
     max_intake_bytes = int(
         _number(env, "AICMO_MAX_INTAKE_BYTES", DEFAULT_MAX_INTAKE_BYTES, integer=True)
     )
+    templates_dir = env.get("AICMO_TEMPLATES_DIR", "").strip() or None
+    if templates_dir is not None:
+        templates_dir = os.path.abspath(templates_dir)
 
     def settings(kind: Kind, path: str | None = None) -> Settings:
         return Settings(
@@ -185,6 +190,7 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
             artifact_dir=artifact_dir,
             qc_threshold=qc_threshold,
             max_intake_bytes=max_intake_bytes,
+            templates_dir=templates_dir,
         )
 
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""

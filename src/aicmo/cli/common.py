@@ -216,7 +216,12 @@ def open_app(
     try:
         while True:
             try:
-                app = aicmo.connect(database, auto_upgrade=auto_upgrade, artifact_dir=artifacts)
+                app = aicmo.connect(
+                    database,
+                    auto_upgrade=auto_upgrade,
+                    artifact_dir=artifacts,
+                    templates_dir=_templates_dir(),
+                )
                 break
             except BackendError as exc:
                 if patience is None or patience.stop.is_set():
@@ -279,6 +284,32 @@ artifacts_option = click.option(
 )
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout)."
+)
+
+_TEMPLATES_KEY = "aicmo.templates_dir"
+
+
+def _remember_templates(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_TEMPLATES_KEY] = value
+
+
+def _templates_dir() -> str | None:
+    """The ``--templates`` folder of the running command, if it was given."""
+    ctx = click.get_current_context(silent=True)
+    value = None if ctx is None else ctx.meta.get(_TEMPLATES_KEY)
+    return value if isinstance(value, str) else None
+
+
+templates_option = click.option(
+    "--templates",
+    metavar="DIR",
+    default=None,
+    expose_value=False,
+    callback=_remember_templates,
+    type=click.Path(file_okay=False, exists=True),
+    help="Folder of Jinja2 templates overriding the shipped ones (default: "
+    "AICMO_TEMPLATES_DIR, else the shipped templates).",
 )
 
 

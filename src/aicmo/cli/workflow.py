@@ -28,10 +28,13 @@ from aicmo.cli.common import (
     settings_for,
     summary_row,
     table,
+    templates_option,
     term,
     validation_problems,
 )
+from aicmo.content import plan_deliverables
 from aicmo.errors import ConfigurationError, ConflictError, ValidationError
+from aicmo.qc import intake_warnings
 from aicmo.workflow import WorkflowRunDTO
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -41,6 +44,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @database_option
 @artifacts_option
+@templates_option
 @click.option(
     "--idempotency-key",
     "key",
@@ -204,6 +208,7 @@ def _report_stop(files: tuple[str, ...], results: list[_Result]) -> None:
 @main.command()
 @database_option
 @artifacts_option
+@templates_option
 @click.option(
     "--stale-after",
     type=click.FloatRange(min=0),
@@ -272,12 +277,19 @@ def intake_check(files: tuple[str, ...], as_json: bool) -> None:
                     }
                 )
             else:
+                warnings = intake_warnings(brief)
+                plan = plan_deliverables(brief.scope.deliverables, [c.name for c in brief.channels])
+                warnings += [
+                    ("deliverables", f"{item.text!r} will not be produced: {item.reason}")
+                    for item in plan.not_produced
+                ]
                 entries.append(
                     {
                         "file": path,
                         "ok": True,
                         "client_id": brief.client_id,
                         "channels": [c.name for c in brief.channels],
+                        "warnings": [{"field": w, "warning": text} for w, text in warnings],
                     }
                 )
     if as_json:
@@ -286,9 +298,14 @@ def intake_check(files: tuple[str, ...], as_json: bool) -> None:
         for entry in entries:
             if entry["ok"]:
                 channels = ", ".join(entry["channels"])
+                found = entry["warnings"]
+                verdict = f"{len(found)} warning(s)" if found else "ok"
                 echo(
-                    f"{term(entry['file'])}: ok ({term(entry['client_id'])}; channels: {channels})"
+                    f"{term(entry['file'])}: {verdict} "
+                    f"({term(entry['client_id'])}; channels: {channels})"
                 )
+                for warning in found:
+                    echo(f"  warning: {warning['field']}: {term(warning['warning'])}")
             else:
                 echo(f"{term(entry['file'])}: {entry['error']}")
     if not all(entry["ok"] for entry in entries):

@@ -4,7 +4,7 @@ An intake document (TOML or JSON) looks like::
 
     objectives = ["Grow trial signups by 30%"]
     target_audience = "Operations leads at mid-size SaaS companies"
-    deliverables = ["blog post", "nurture email"]
+    deliverables = ["blog post", "nurture email"]  # 1 to 20 (aicmo.content)
     exclusions = ["video"]                # optional
     timeline_weeks = 6
 
@@ -23,6 +23,8 @@ An intake document (TOML or JSON) looks like::
     call_to_action = "Start your free trial"
 
 Every problem is reported at once, each with its field path, and nothing is written.
+``deliverables`` decide what production writes (``aicmo.content.plan_deliverables``); an
+intake may name at most ``aicmo.content.MAX_DELIVERABLES`` of them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from aicmo.channels import CHANNELS
+from aicmo.content import MAX_DELIVERABLES
 from aicmo.errors import ValidationError
 from aicmo.onboarding.dtos import (
     ChannelPreferenceDTO,
@@ -322,7 +325,16 @@ class OnboardingService:
         )
         objectives = check.texts(doc, "objectives", "objectives", min_items=1)
         audience = check.text(doc, "target_audience", "target_audience")
-        deliverables = check.texts(doc, "deliverables", "deliverables", min_items=1)
+        raw_deliverables = doc.get("deliverables")
+        if isinstance(raw_deliverables, list | tuple) and len(raw_deliverables) > MAX_DELIVERABLES:
+            check.add(
+                "deliverables",
+                f"lists {len(raw_deliverables):,} deliverables; one intake may ask for at most "
+                f"{MAX_DELIVERABLES} (split the work into several intakes)",
+            )
+            deliverables: tuple[str, ...] = ()
+        else:
+            deliverables = check.texts(doc, "deliverables", "deliverables", min_items=1)
         exclusions = check.texts(doc, "exclusions", "exclusions", required=False)
         weeks = check.get(doc, "timeline_weeks", "timeline_weeks", required=True)
         if weeks is not None and (
