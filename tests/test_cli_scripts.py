@@ -109,6 +109,7 @@ def test_intake_check_json(tmp_path: Path) -> None:
         "ok": True,
         "client_id": "acme-analytics",
         "channels": ["blog", "email", "linkedin"],
+        "warnings": [],
     }
     assert wrong["ok"] is False
     fields = {p["field"]: p["problem"] for p in wrong["problems"]}
@@ -232,7 +233,8 @@ def test_run_table_shows_the_package_folders(tmp_path: Path) -> None:
     code, out, _ = invoke("run", str(PASSING), env=env)
     assert code == 0
     packages = sorted(p for p in (tmp_path / "artifacts").iterdir() if p.name != ".staging")
-    assert len(packages) == 3
+    assert len(packages) == 4  # a package per draft, and the run's report
+    assert sum(p.name.endswith("-report") for p in packages) == 1
     row = out.splitlines()[1]
     assert row.endswith(", ".join(str(p) for p in packages))
 
@@ -306,7 +308,11 @@ def test_a_package_manifest_is_created_after_the_evaluation_it_holds(tmp_path: P
         "AICMO_ARTIFACT_DIR": str(tmp_path / "artifacts"),
     }
     assert invoke("run", str(PASSING), env=env)[0] == 0
-    packages = [p for p in (tmp_path / "artifacts").iterdir() if p.name != ".staging"]
+    packages = [
+        p
+        for p in (tmp_path / "artifacts").iterdir()
+        if p.name != ".staging" and not p.name.endswith("-report")  # the report holds no QC
+    ]
     assert packages
     for folder in packages:
         manifest = json.loads((folder / "manifest.json").read_text())
