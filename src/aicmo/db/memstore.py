@@ -8,7 +8,7 @@ Values are frozen DTOs, so storing them never aliases caller-mutable state.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -25,7 +25,12 @@ _MISSING: Any = object()
 
 
 class MemoryTable(Generic[K, V]):
-    """A keyed table with maintained secondary indexes and unique keys."""
+    """A keyed table with maintained secondary indexes and unique keys.
+
+    A unique key maps each value to one key (``unique``) or to several (``unique_each``:
+    the keys of a stored parent's children, unique across every parent, as a child
+    table's unique column is in SQL).
+    """
 
     def __init__(
         self,
@@ -33,14 +38,16 @@ class MemoryTable(Generic[K, V]):
         name: str,
         indexes: Mapping[str, Callable[[V], Hashable]],
         unique: Mapping[str, Callable[[V], Hashable]],
+        unique_each: Mapping[str, Callable[[V], Iterable[Hashable]]] | None = None,
     ):
         self._db = db
         self.name = name
         self._rows: dict[K, V] = {}
         self._index_keys = dict(indexes)
         self._unique_keys = dict(unique)
+        self._each_keys = dict(unique_each or {})
         self._indexes: dict[str, dict[Hashable, dict[K, None]]] = {n: {} for n in indexes}
-        self._unique: dict[str, dict[Hashable, K]] = {n: {} for n in unique}
+        self._unique: dict[str, dict[Hashable, K]] = {n: {} for n in [*unique, *self._each_keys]}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -60,16 +67,31 @@ class MemoryTable(Generic[K, V]):
         """The key of the row holding the unique ``value``, or ``None``."""
         return self._unique[unique].get(value)
 
+    def find(self, key: K) -> V | None:
+        """:meth:`get` under the database's read lock (a call of its own)."""
+        with self._db.read():
+            return self._rows.get(key)
+
+    def listed(self, index: str, value: Hashable, order: Callable[[V], Any]) -> list[V]:
+        """Every row whose ``index`` key equals ``value``, sorted by ``order``, under the
+        database's read lock (a call of its own)."""
+        with self._db.read():
+            return sorted(self.lookup(index, value), key=order)
+
     def put(self, key: K, value: V) -> None:
         """Insert or replace; raises ``ConflictError`` (writing nothing) on a unique clash."""
         for name, key_of in self._unique_keys.items():
-            holder = self._unique[name].get(key_of(value))
-            if holder is not None and holder != key:
-                raise ConflictError(
-                    f"{self.name}: {name} {key_of(value)!r} already belongs to {holder!r}"
-                )
+            self._check_unique(name, key_of(value), key)
+        for name, keys_of in self._each_keys.items():
+            for unique in keys_of(value):
+                self._check_unique(name, unique, key)
         self._db._log(self, key, self._rows.get(key, _MISSING))
         self._set(key, value)
+
+    def _check_unique(self, name: str, unique: Hashable, key: K) -> None:
+        holder = self._unique[name].get(unique)
+        if holder is not None and holder != key:
+            raise ConflictError(f"{self.name}: {name} {unique!r} already belongs to {holder!r}")
 
     def delete(self, key: K) -> bool:
         old = self._rows.get(key, _MISSING)
@@ -89,12 +111,18 @@ class MemoryTable(Generic[K, V]):
                     del self._indexes[name][key_of(old)]
             for name, key_of in self._unique_keys.items():
                 del self._unique[name][key_of(old)]
+            for name, keys_of in self._each_keys.items():
+                for unique in keys_of(old):
+                    del self._unique[name][unique]
         if value is not _MISSING:
             self._rows[key] = value
             for name, key_of in self._index_keys.items():
                 self._indexes[name].setdefault(key_of(value), {})[key] = None
             for name, key_of in self._unique_keys.items():
                 self._unique[name][key_of(value)] = key
+            for name, keys_of in self._each_keys.items():
+                for unique in keys_of(value):
+                    self._unique[name][unique] = key
 
 
 class MemoryDatabase:
@@ -115,12 +143,14 @@ class MemoryDatabase:
         *,
         indexes: Mapping[str, Callable[[Any], Hashable]] | None = None,
         unique: Mapping[str, Callable[[Any], Hashable]] | None = None,
+        unique_each: Mapping[str, Callable[[Any], Iterable[Hashable]]] | None = None,
     ) -> MemoryTable[Any, Any]:
-        """The table ``name``, created on first use with its indexes and unique keys."""
+        """The table ``name``, created on first use with its indexes and unique keys
+        (``unique_each``: keys each value holds several of, see :class:`MemoryTable`)."""
         with self._lock:
             table = self._tables.get(name)
             if table is None:
-                table = MemoryTable(self, name, indexes or {}, unique or {})
+                table = MemoryTable(self, name, indexes or {}, unique or {}, unique_each)
                 self._tables[name] = table
             return table
 

@@ -30,14 +30,10 @@ class InMemoryDeliveryRepository:
             self._packages.put(package.package_id, package)
 
     def get_package(self, package_id: str) -> DeliveryPackageDTO | None:
-        package_id = key_arg(package_id, "package_id")
-        with self._db.read():
-            return self._packages.get(package_id)
+        return self._packages.find(key_arg(package_id, "package_id"))
 
     def list_by_draft(self, draft_id: str) -> list[DeliveryPackageDTO]:
-        draft_id = key_arg(draft_id, "draft_id")
-        with self._db.read():
-            return sorted(self._packages.lookup("draft", draft_id), key=_package_order)
+        return self._packages.listed("draft", key_arg(draft_id, "draft_id"), _package_order)
 
     def delete_package(self, package_id: str) -> bool:
         package_id = key_arg(package_id, "package_id")

@@ -42,14 +42,10 @@ class InMemoryBriefRepository:
                 self._briefs.put(brief.brief_id, brief)
 
     def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
-        brief_id = key_arg(brief_id, "brief_id")
-        with self._db.read():
-            return self._briefs.get(brief_id)
+        return self._briefs.find(key_arg(brief_id, "brief_id"))
 
     def list_by_client(self, client_id: str) -> list[NormalizedBriefDTO]:
-        client_id = key_arg(client_id, "client_id")
-        with self._db.read():
-            return sorted(self._briefs.lookup("client", client_id), key=_brief_order)
+        return self._briefs.listed("client", key_arg(client_id, "client_id"), _brief_order)
 
     def delete_brief(self, brief_id: str) -> bool:
         brief_id = key_arg(brief_id, "brief_id")
@@ -66,6 +62,4 @@ class InMemoryBriefRepository:
             self._intakes.put(brief_id, intake)
 
     def get_intake(self, brief_id: str) -> IntakeFormDTO | None:
-        brief_id = key_arg(brief_id, "brief_id")
-        with self._db.read():
-            return self._intakes.get(brief_id)
+        return self._intakes.find(key_arg(brief_id, "brief_id"))

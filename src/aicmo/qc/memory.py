@@ -26,9 +26,7 @@ class InMemoryQcRepository:
             self._results.put(result.draft_id, result)
 
     def get_result(self, draft_id: str) -> QcResultDTO | None:
-        draft_id = key_arg(draft_id, "draft_id")
-        with self._db.read():
-            return self._results.get(draft_id)
+        return self._results.find(key_arg(draft_id, "draft_id"))
 
     def get_by_id(self, result_id: str) -> QcResultDTO | None:
         result_id = key_arg(result_id, "result_id")

@@ -37,14 +37,10 @@ class InMemoryStrategyRepository:
             self._docs.put(doc.strategy_id, doc)
 
     def get(self, strategy_id: str) -> StrategyDocDTO | None:
-        strategy_id = key_arg(strategy_id, "strategy_id")
-        with self._db.read():
-            return self._docs.get(strategy_id)
+        return self._docs.find(key_arg(strategy_id, "strategy_id"))
 
     def list_by_brief(self, brief_id: str) -> list[StrategyDocDTO]:
-        brief_id = key_arg(brief_id, "brief_id")
-        with self._db.read():
-            return sorted(self._docs.lookup("brief", brief_id), key=_doc_order)
+        return self._docs.listed("brief", key_arg(brief_id, "brief_id"), _doc_order)
 
     def list_versions(self, brief_id: str) -> list[StrategyVersionDTO]:
         return [version_of(doc) for doc in self.list_by_brief(brief_id)]

@@ -85,9 +85,7 @@ class InMemoryWorkflowRunRepository:
             self._runs.put(run.workflow_run_id, kept)
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
-        workflow_run_id = key_arg(workflow_run_id, "workflow_run_id")
-        with self._db.read():
-            return self._runs.get(workflow_run_id)
+        return self._runs.find(key_arg(workflow_run_id, "workflow_run_id"))
 
     def get_by_key(self, idempotency_key: str) -> WorkflowRunDTO | None:
         idempotency_key = key_arg(idempotency_key, "idempotency_key")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from aicmo.db.base import SqlDatabase
-from aicmo.db.mapping import RowMapper
-from aicmo.db.statement import Sql
+from aicmo.db.mapping import RowMapper, columns
+from aicmo.db.statement import Sql, assignments, insert, returning, select
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
 from aicmo.workflow.rules import (
@@ -29,80 +29,30 @@ from aicmo.workflow.rules import (
     token_arg,
 )
 
-__all__ = ["STATEMENTS", "SqlWorkflowRunRepository"]
+__all__ = ["SqlWorkflowRunRepository"]
 
+
+_RUN = columns(WorkflowRunDTO)
+# What a claim or a lease call sets, which an update keeps (and the key, which never moves).
+_LEASE = ("workflow_run_id", "idempotency_key", "claimed_by", "lease_expires_at", "lease_token")
 
 # ON CONFLICT DO NOTHING covers both keys; the caller then tells which one clashed.
-CREATE_RUN = Sql("""
-INSERT INTO workflow_runs (
-    workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-) VALUES (
-    :workflow_run_id, :status, :intake, :created_at, :updated_at, :idempotency_key,
-    :client_id, :step, :brief_id, :strategy_id, :draft_ids, :qc_result_ids, :package_ids,
-    :artifact_dirs, :failed_step, :error, :qc_issues, :compensated_steps,
-    :pending_compensations, :completed_at, :claimed_by, :lease_expires_at, :lease_token,
-    :intake_fingerprint, :artifact_root
-)
-ON CONFLICT DO NOTHING
-""")
+CREATE_RUN = insert("workflow_runs", _RUN, rest="ON CONFLICT DO NOTHING")
 
 # A fenced update (a non-null :fence) writes only while the caller's lease token is the
 # stored one; the CAST gives PostgreSQL the parameter's type when it is null.
-UPDATE_RUN = Sql("""
-UPDATE workflow_runs SET
-    status = :status, intake = :intake, created_at = :created_at, updated_at = :updated_at,
-    client_id = :client_id, step = :step, brief_id = :brief_id, strategy_id = :strategy_id,
-    draft_ids = :draft_ids, qc_result_ids = :qc_result_ids, package_ids = :package_ids,
-    artifact_dirs = :artifact_dirs, failed_step = :failed_step, error = :error,
-    qc_issues = :qc_issues, compensated_steps = :compensated_steps,
-    pending_compensations = :pending_compensations, completed_at = :completed_at,
-    intake_fingerprint = :intake_fingerprint, artifact_root = :artifact_root
-WHERE workflow_run_id = :workflow_run_id
-    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)
-""")
+UPDATE_RUN = Sql(
+    f"UPDATE workflow_runs SET {assignments(c for c in _RUN if c not in _LEASE)}\n"  # noqa: S608 - column names from the DTO, never from data
+    "WHERE workflow_run_id = :workflow_run_id\n"
+    "    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)"
+)
 
-GET_RUN = Sql("""
-SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-FROM workflow_runs WHERE workflow_run_id = :workflow_run_id
-""")
-
-GET_RUN_BY_KEY = Sql("""
-SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-FROM workflow_runs WHERE idempotency_key = :idempotency_key
-""")
-
-LIST_RUNS = Sql("""
-SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-FROM workflow_runs
-ORDER BY created_at, workflow_run_id
-""")
-
-LIST_RUNS_BY_STATUS = Sql("""
-SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-FROM workflow_runs
-WHERE status = :status
-ORDER BY created_at, workflow_run_id
-""")
+GET_RUN = select(_RUN, "FROM workflow_runs WHERE workflow_run_id = :workflow_run_id")
+GET_RUN_BY_KEY = select(_RUN, "FROM workflow_runs WHERE idempotency_key = :idempotency_key")
+LIST_RUNS = select(_RUN, "FROM workflow_runs ORDER BY created_at, workflow_run_id")
+LIST_RUNS_BY_STATUS = select(
+    _RUN, "FROM workflow_runs WHERE status = :status ORDER BY created_at, workflow_run_id"
+)
 
 COUNT_BY_STATUS = Sql("""
 SELECT status, COUNT(*) AS n FROM workflow_runs GROUP BY status
@@ -122,7 +72,8 @@ SELECT status, COUNT(*) AS n FROM workflow_runs GROUP BY status
 # or a FAILED one with compensations left, held by the claimer itself or by :take_from, or
 # whose lease ended, or held by nobody and stale. A null :take_from or :stale_before
 # matches nothing.
-CLAIM_TAKEOVER = Sql("""
+CLAIM_TAKEOVER = returning(
+    """
 UPDATE workflow_runs SET
     claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
     updated_at = :now
@@ -138,14 +89,12 @@ WHERE workflow_run_id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-""")
+""",
+    _RUN,
+)
 
-CLAIM_QUEUED = Sql("""
+CLAIM_QUEUED = returning(
+    """
 UPDATE workflow_runs SET
     status = 'RUNNING', claimed_by = :worker_id, lease_expires_at = :until,
     lease_token = lease_token + 1, updated_at = :now
@@ -156,16 +105,14 @@ WHERE workflow_run_id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-""")
+""",
+    _RUN,
+)
 
 # One named run, if it is queued or to take over; the same on both dialects (PostgreSQL
 # waits for a concurrent claimer's row lock, then re-checks the condition).
-CLAIM_RUN = Sql("""
+CLAIM_RUN = returning(
+    """
 UPDATE workflow_runs SET
     status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
     claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
@@ -175,12 +122,9 @@ WHERE workflow_run_id = :workflow_run_id AND (status = 'QUEUED' OR (status IN ('
         AND (claimed_by = :worker_id OR claimed_by = :take_from
             OR lease_expires_at <= :now
             OR (claimed_by IS NULL AND updated_at <= :stale_before))))
-RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-""")
+""",
+    _RUN,
+)
 
 RENEW_LEASE = Sql("""
 UPDATE workflow_runs SET lease_expires_at = :until
@@ -195,22 +139,6 @@ UPDATE workflow_runs SET
     lease_expires_at = :retry_at, claimed_by = NULL
 WHERE workflow_run_id = :workflow_run_id AND lease_token = :token AND claimed_by IS NOT NULL
 """)
-
-STATEMENTS = (
-    CREATE_RUN,
-    UPDATE_RUN,
-    GET_RUN,
-    GET_RUN_BY_KEY,
-    LIST_RUNS,
-    LIST_RUNS_BY_STATUS,
-    COUNT_BY_STATUS,
-    CLAIM_TAKEOVER,
-    CLAIM_QUEUED,
-    CLAIM_RUN,
-    RENEW_LEASE,
-    RELEASE_LEASE,
-)
-"""Every statement this module issues (the table-ownership test reads them)."""
 
 
 class SqlWorkflowRunRepository:
@@ -264,13 +192,13 @@ class SqlWorkflowRunRepository:
         row = self._db.fetch_one(
             GET_RUN, {"workflow_run_id": key_arg(workflow_run_id, "workflow_run_id")}
         )
-        return None if row is None else self._runs.from_row(row)
+        return self._runs.maybe(row)
 
     def get_by_key(self, idempotency_key: str) -> WorkflowRunDTO | None:
         row = self._db.fetch_one(
             GET_RUN_BY_KEY, {"idempotency_key": key_arg(idempotency_key, "idempotency_key")}
         )
-        return None if row is None else self._runs.from_row(row)
+        return self._runs.maybe(row)
 
     def list(self, status: str | None = None) -> list[WorkflowRunDTO]:
         status = status_arg(status)
@@ -278,7 +206,7 @@ class SqlWorkflowRunRepository:
             rows = self._db.fetch_all(LIST_RUNS)
         else:
             rows = self._db.fetch_all(LIST_RUNS_BY_STATUS, {"status": status})
-        return [self._runs.from_row(row) for row in rows]
+        return self._runs.from_rows(rows)
 
     def count_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(RUN_STATUSES, 0)
@@ -321,7 +249,7 @@ class SqlWorkflowRunRepository:
                 row = self._db.fetch_one(CLAIM_TAKEOVER, params) or self._db.fetch_one(
                     CLAIM_QUEUED, params
                 )
-        return None if row is None else self._runs.from_row(row)
+        return self._runs.maybe(row)
 
     def renew(
         self, workflow_run_id: str, token: int, *, lease: timedelta, now: datetime | None = None
