@@ -12,12 +12,13 @@ import psycopg
 import pytest
 
 import aicmo
+from aicmo.app import MODULES
 from aicmo.workflow import STEPS, WorkflowRunDTO
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PASSING = EXAMPLES / "acme-saas.toml"
 FAILING_QC = EXAMPLES / "northwind-fintech-fails-qc.toml"
-MODULE_PREFIXES = ("onboarding_", "strategy_", "production_", "qc_", "delivery_")
+MODULE_PREFIXES = tuple(f"{m.name}_" for m in MODULES if m.name != "workflow")
 
 
 class Crash(BaseException):

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -405,12 +404,7 @@ class App:
     def __enter__(self) -> App:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from aicmo.db.base import closed_error
@@ -215,19 +214,14 @@ class _Read:
             db._lock.release()
             db._check_open()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._db._lock.release()
 
 
-class _Transaction:
+class _Transaction(_Read):
     """One (possibly nested) transaction: undoes its own writes if its block raises."""
 
-    __slots__ = ("_db", "_mark", "_outer")
+    __slots__ = ("_mark", "_outer")
 
     def __init__(self, db: MemoryDatabase):
         self._db = db
@@ -235,22 +229,14 @@ class _Transaction:
         self._mark = 0
 
     def __enter__(self) -> None:
+        _Read.__enter__(self)
         db = self._db
-        db._lock.acquire()
-        if db._closed:
-            db._lock.release()
-            db._check_open()
         self._outer = db._undo is None
         if self._outer:
             db._undo = []
         self._mark = len(db._undo)  # type: ignore[arg-type]
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: object = None, *exc: object) -> None:
         db = self._db
         try:
             if exc_type is not None or db._closed:  # nothing commits once the app is closed

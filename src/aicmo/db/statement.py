@@ -160,14 +160,20 @@ def insert(
     *,
     values: Mapping[str, str] = _NONE,
     renamed: Mapping[str, str] = _NONE,
+    stamps: Iterable[str] = (),
+    where: str = "",
     rest: str = "",
 ) -> Sql:
-    """``INSERT INTO table (<columns>) VALUES (:<field>, ...) <rest>``; ``values`` gives
-    another expression for some columns (``{"updated_at": ":now"}``)."""
-    fields = list(columns)
+    """``INSERT INTO table (<columns>) VALUES (:<field>, ...) <rest>``. ``values`` gives
+    another expression for some columns; each of ``stamps`` (``created_at``,
+    ``updated_at``) is set to ``:now``; with ``where``, the row is inserted only if it
+    holds (``SELECT ... WHERE``: e.g. the parent row exists)."""
+    fields = [*columns, *stamps]
+    given = {**dict.fromkeys(stamps, ":now"), **values}
     names = ", ".join(renamed.get(f, f) for f in fields)
-    params = ", ".join(values.get(f, f":{f}") for f in fields)
-    return Sql(f"INSERT INTO {table} ({names})\nVALUES ({params})\n{rest}")
+    params = ", ".join(given.get(f, f":{f}") for f in fields)
+    source = f"SELECT {params} WHERE {where}" if where else f"VALUES ({params})"
+    return Sql(f"INSERT INTO {table} ({names})\n{source}\n{rest}")
 
 
 def upsert(
@@ -178,18 +184,23 @@ def upsert(
     keep: Iterable[str] = (),
     values: Mapping[str, str] = _NONE,
     renamed: Mapping[str, str] = _NONE,
+    stamps: Iterable[str] = (),
+    where: str = "",
 ) -> Sql:
     """:func:`insert` that, when ``key`` is taken, updates every other column of the row
-    but the ones in ``keep`` (``ON CONFLICT (key) DO UPDATE SET c = excluded.c``)."""
-    fields = list(columns)
-    kept = {key, *keep}
+    but the ones in ``keep`` and ``created_at`` (``ON CONFLICT (key) DO UPDATE SET c =
+    excluded.c``)."""
+    fields = [*columns, *stamps]
+    kept = {key, "created_at", *keep} if "created_at" in stamps else {key, *keep}
     updates = ", ".join(
         f"{renamed.get(f, f)} = excluded.{renamed.get(f, f)}" for f in fields if f not in kept
     )
     return insert(
         table,
-        fields,
+        columns,
         values=values,
         renamed=renamed,
+        stamps=stamps,
+        where=where,
         rest=f"ON CONFLICT ({key}) DO UPDATE SET {updates}",
     )

@@ -19,9 +19,7 @@ __all__ = ["SqlDeliveryRepository"]
 
 _PACKAGE = columns(DeliveryPackageDTO, without=("artifacts",))
 
-SAVE_PACKAGE = upsert(
-    "delivery_packages", (*_PACKAGE, "updated_at"), key="package_id", values={"updated_at": ":now"}
-)
+SAVE_PACKAGE = upsert("delivery_packages", _PACKAGE, key="package_id", stamps=("updated_at",))
 
 # A re-save replaces the artifacts as a whole, in the same transaction as the package row.
 # Artifact names are NOT NULL, so a NULL name in a joined row means "no artifact".

@@ -21,13 +21,7 @@ __all__ = ["SqlBriefRepository"]
 
 _BRIEF = columns(NormalizedBriefDTO, flatten=("scope",))
 
-SAVE_BRIEF = upsert(
-    "onboarding_brief",
-    (*_BRIEF, "created_at", "updated_at"),
-    key="brief_id",
-    keep=("created_at",),
-    values={"created_at": ":now", "updated_at": ":now"},
-)
+SAVE_BRIEF = upsert("onboarding_brief", _BRIEF, key="brief_id", stamps=("created_at", "updated_at"))
 
 GET_BRIEF = select(_BRIEF, "FROM onboarding_brief WHERE brief_id = :brief_id")
 
@@ -39,19 +33,18 @@ LIST_BRIEFS_BY_CLIENT = select(
 # The intake goes with its brief: ON DELETE CASCADE.
 DELETE_BRIEF = Sql("DELETE FROM onboarding_brief WHERE brief_id = :brief_id")
 
-SAVE_INTAKE = Sql("""
-INSERT INTO onboarding_intake (brief_id, responses, submitted_at, created_at, updated_at)
-SELECT :brief_id, :responses, :submitted_at, :now, :now
-WHERE EXISTS (SELECT 1 FROM onboarding_brief WHERE brief_id = :brief_id)
-ON CONFLICT (brief_id) DO UPDATE SET
-    responses = excluded.responses,
-    submitted_at = excluded.submitted_at,
-    updated_at = excluded.updated_at
-""")
+_INTAKE = columns(IntakeFormDTO)
 
-GET_INTAKE = Sql("""
-SELECT responses, submitted_at FROM onboarding_intake WHERE brief_id = :brief_id
-""")
+# Writes nothing (0 rows) when the brief does not exist.
+SAVE_INTAKE = upsert(
+    "onboarding_intake",
+    ("brief_id", *_INTAKE),
+    key="brief_id",
+    stamps=("created_at", "updated_at"),
+    where="EXISTS (SELECT 1 FROM onboarding_brief WHERE brief_id = :brief_id)",
+)
+
+GET_INTAKE = select(_INTAKE, "FROM onboarding_intake WHERE brief_id = :brief_id")
 
 
 class SqlBriefRepository:

@@ -21,11 +21,7 @@ _META = {"metadata": "meta"}  # the column is ``meta``: ``metadata`` is reserved
 _DRAFT = columns(ContentDraftDTO)
 
 SAVE_DRAFT = upsert(
-    "production_drafts",
-    (*_DRAFT, "updated_at"),
-    key="draft_id",
-    values={"updated_at": ":now"},
-    renamed=_META,
+    "production_drafts", _DRAFT, key="draft_id", stamps=("updated_at",), renamed=_META
 )
 
 GET_DRAFT = select(_DRAFT, "FROM production_drafts WHERE draft_id = :draft_id", renamed=_META)
@@ -39,16 +35,16 @@ LIST_DRAFTS = select(
 # Its bundles and their assets go with it: ON DELETE CASCADE.
 DELETE_DRAFT = Sql("DELETE FROM production_drafts WHERE draft_id = :draft_id")
 
+_BUNDLE = columns(DraftBundleDTO, without=("assets",))
+
 # Writes nothing (0 rows) when the draft does not exist.
-SAVE_BUNDLE = Sql("""
-INSERT INTO production_bundles (bundle_id, draft_id, assembled_at, created_at, updated_at)
-SELECT :bundle_id, :draft_id, :assembled_at, :now, :now
-WHERE EXISTS (SELECT 1 FROM production_drafts WHERE draft_id = :draft_id)
-ON CONFLICT (bundle_id) DO UPDATE SET
-    draft_id = excluded.draft_id,
-    assembled_at = excluded.assembled_at,
-    updated_at = excluded.updated_at
-""")
+SAVE_BUNDLE = upsert(
+    "production_bundles",
+    _BUNDLE,
+    key="bundle_id",
+    stamps=("created_at", "updated_at"),
+    where="EXISTS (SELECT 1 FROM production_drafts WHERE draft_id = :draft_id)",
+)
 
 # An asset id held by another bundle is skipped by the insert; the rows inserted tell.
 ASSETS = Children(
@@ -65,7 +61,6 @@ GET_ASSET_HOLDER = Sql("""
 SELECT bundle_id FROM production_bundle_assets WHERE asset_id = :asset_id
 """)
 
-_BUNDLE = columns(DraftBundleDTO, without=("assets",))
 GET_BUNDLE = ASSETS.joined("production_bundles", _BUNDLE, where="p.bundle_id = :bundle_id")
 LIST_BUNDLES = ASSETS.joined(
     "production_bundles",

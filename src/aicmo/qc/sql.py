@@ -17,13 +17,7 @@ _RESULT = columns(QcResultDTO, without=("issues",))
 
 # One row per draft: a re-evaluation updates the draft's row in place, under its new
 # result_id. created_at stays the draft's first evaluation; updated_at is the latest.
-UPSERT_RESULT = upsert(
-    "qc_results",
-    (*_RESULT, "created_at", "updated_at"),
-    key="draft_id",
-    keep=("created_at",),
-    values={"created_at": ":now", "updated_at": ":now"},
-)
+UPSERT_RESULT = upsert("qc_results", _RESULT, key="draft_id", stamps=("created_at", "updated_at"))
 
 ISSUES = Children(
     "qc_issues", key="draft_id", field="issues", columns=columns(QcIssueDTO), present="severity"

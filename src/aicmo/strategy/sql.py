@@ -19,9 +19,7 @@ WHERE brief_id = :brief_id AND version = :version
 
 _DOC = columns(StrategyDocDTO, flatten=("timeline",))
 
-SAVE = upsert(
-    "strategy_document", (*_DOC, "updated_at"), key="strategy_id", values={"updated_at": ":now"}
-)
+SAVE = upsert("strategy_document", _DOC, key="strategy_id", stamps=("updated_at",))
 
 GET = select(_DOC, "FROM strategy_document WHERE strategy_id = :strategy_id")
 

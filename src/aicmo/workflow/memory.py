@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -158,15 +159,9 @@ class InMemoryWorkflowRunRepository:
     def renew(
         self, workflow_run_id: str, token: int, *, lease: timedelta, now: datetime | None = None
     ) -> bool:
-        workflow_run_id = key_arg(workflow_run_id, "workflow_run_id")
-        token = token_arg(token)
+        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
         until = lease_until(lease, now, _machine_clock)
-        with self._db.transaction():
-            run = self._runs.get(workflow_run_id)
-            if run is None or run.lease_token != token or run.claimed_by is None:
-                return False
-            self._runs.put(workflow_run_id, _evolve(run, lease_expires_at=until))
-            return True
+        return self._held(run_id, held, lambda run: _evolve(run, lease_expires_at=until))
 
     def release(
         self,
@@ -176,18 +171,26 @@ class InMemoryWorkflowRunRepository:
         retry_after: timedelta | None = None,
         now: datetime | None = None,
     ) -> bool:
-        workflow_run_id = key_arg(workflow_run_id, "workflow_run_id")
-        token = token_arg(token)
+        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
         retry_at = retry_time(retry_after, now, _machine_clock)
-        with self._db.transaction():
-            run = self._runs.get(workflow_run_id)
-            if run is None or run.lease_token != token or run.claimed_by is None:
-                return False
-            released = _evolve(
+        return self._held(
+            run_id,
+            held,
+            lambda run: _evolve(
                 run,
                 status="QUEUED" if run.status == "RUNNING" else run.status,
                 claimed_by=None,
                 lease_expires_at=retry_at,
-            )
-            self._runs.put(workflow_run_id, released)
+            ),
+        )
+
+    def _held(
+        self, workflow_run_id: str, token: int, change: Callable[[WorkflowRunDTO], WorkflowRunDTO]
+    ) -> bool:
+        """Store ``change(run)`` if the run is held under ``token``; whether it was."""
+        with self._db.transaction():
+            run = self._runs.get(workflow_run_id)
+            if run is None or run.lease_token != token or run.claimed_by is None:
+                return False
+            self._runs.put(workflow_run_id, change(run))
             return True
