@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -11,20 +12,8 @@ import attrs
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
-from aicmo.workflow.rules import (
-    claim_args,
-    key_arg,
-    key_changed,
-    lease_lost,
-    lease_until,
-    retry_time,
-    run_arg,
-    run_not_found,
-    status_arg,
-    takeable,
-    takeover_order,
-    token_arg,
-)
+from aicmo.workflow.repository import RunRepositoryBase
+from aicmo.workflow.rules import ClaimArgs, key_arg, run_arg, status_arg, takeable, takeover_order
 
 __all__ = ["InMemoryWorkflowRunRepository"]
 
@@ -38,12 +27,7 @@ def _evolve(run: WorkflowRunDTO, **changes: Any) -> WorkflowRunDTO:
     return result
 
 
-def _machine_clock() -> datetime:
-    """The memory backend's clock: this machine's (its only users are this process)."""
-    return datetime.now(UTC)
-
-
-class InMemoryWorkflowRunRepository:
+class InMemoryWorkflowRunRepository(RunRepositoryBase):
     def __init__(self, db: MemoryDatabase):
         self._db = db
         self._runs = db.table(
@@ -66,24 +50,21 @@ class InMemoryWorkflowRunRepository:
             self._runs.put(run.workflow_run_id, run)
             return run
 
-    def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
-        run = run_arg(run)
-        fence = None if token is None else token_arg(token)
-        with self._db.transaction():
-            old = self._runs.get(run.workflow_run_id)
-            if old is None:
-                raise run_not_found(run.workflow_run_id)
-            if fence is not None and old.lease_token != fence:
-                raise lease_lost(run.workflow_run_id, fence, old)
-            if old.idempotency_key != run.idempotency_key:
-                raise key_changed(run.workflow_run_id)
-            kept = _evolve(
-                run,
-                claimed_by=old.claimed_by,
-                lease_expires_at=old.lease_expires_at,
-                lease_token=old.lease_token,
-            )
-            self._runs.put(run.workflow_run_id, kept)
+    def _transaction(self) -> AbstractContextManager[None]:
+        return self._db.transaction()
+
+    def _clock(self) -> datetime:
+        """This machine's clock (the memory backend's only users are this process)."""
+        return datetime.now(UTC)
+
+    def _update(self, run: WorkflowRunDTO, old: WorkflowRunDTO, fence: int | None) -> None:
+        kept = _evolve(
+            run,
+            claimed_by=old.claimed_by,
+            lease_expires_at=old.lease_expires_at,
+            lease_token=old.lease_token,
+        )
+        self._runs.put(run.workflow_run_id, kept)
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         return self._runs.find(key_arg(workflow_run_id, "workflow_run_id"))
@@ -105,77 +86,45 @@ class InMemoryWorkflowRunRepository:
             return {s: len(self._runs.lookup("status", s)) for s in RUN_STATUSES}
 
     # -- the queue -----------------------------------------------------------------------
-    def claim(
-        self,
-        worker_id: str,
-        *,
-        lease: timedelta,
-        now: datetime | None = None,
-        workflow_run_id: str | None = None,
-        stale_after: timedelta | None = None,
-        take_from: str | None = None,
-    ) -> WorkflowRunDTO | None:
-        run_id = None if workflow_run_id is None else key_arg(workflow_run_id, "workflow_run_id")
-        args = claim_args(
-            worker_id,
-            lease=lease,
-            now=now,
-            stale_after=stale_after,
-            take_from=take_from,
-            clock=_machine_clock,
-        )
-        with self._db.transaction():
-            if run_id is not None:
-                found = self._runs.get(run_id)
-                chosen = (
-                    found if found and (found.status == "QUEUED" or takeable(found, args)) else None
-                )
-            else:
-                taken = [
-                    r
-                    for s in ("RUNNING", "FAILED")
-                    for r in self._runs.lookup("status", s)
-                    if takeable(r, args)
-                ]
-                queued = self._runs.lookup("status", "QUEUED")
-                chosen = (
-                    min(taken, key=lambda r: takeover_order(r, args))
-                    if taken
-                    else min(queued, key=_order, default=None)
-                )
-            if chosen is None:
-                return None
-            claimed = _evolve(
-                chosen,
-                status="RUNNING" if chosen.status == "QUEUED" else chosen.status,
-                claimed_by=args.worker_id,
-                lease_expires_at=args.until,
-                lease_token=chosen.lease_token + 1,
-                updated_at=args.now,
+    def _claim(self, args: ClaimArgs, run_id: str | None) -> WorkflowRunDTO | None:
+        if run_id is not None:
+            found = self._runs.get(run_id)
+            chosen = (
+                found if found and (found.status == "QUEUED" or takeable(found, args)) else None
             )
-            self._runs.put(claimed.workflow_run_id, claimed)
-            return claimed
+        else:
+            taken = [
+                r
+                for s in ("RUNNING", "FAILED")
+                for r in self._runs.lookup("status", s)
+                if takeable(r, args)
+            ]
+            queued = self._runs.lookup("status", "QUEUED")
+            chosen = (
+                min(taken, key=lambda r: takeover_order(r, args))
+                if taken
+                else min(queued, key=_order, default=None)
+            )
+        if chosen is None:
+            return None
+        claimed = _evolve(
+            chosen,
+            status="RUNNING" if chosen.status == "QUEUED" else chosen.status,
+            claimed_by=args.worker_id,
+            lease_expires_at=args.until,
+            lease_token=chosen.lease_token + 1,
+            updated_at=args.now,
+        )
+        self._runs.put(claimed.workflow_run_id, claimed)
+        return claimed
 
-    def renew(
-        self, workflow_run_id: str, token: int, *, lease: timedelta, now: datetime | None = None
-    ) -> bool:
-        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
-        until = lease_until(lease, now, _machine_clock)
-        return self._held(run_id, held, lambda run: _evolve(run, lease_expires_at=until))
+    def _renew(self, run_id: str, token: int, until: datetime) -> bool:
+        return self._held(run_id, token, lambda run: _evolve(run, lease_expires_at=until))
 
-    def release(
-        self,
-        workflow_run_id: str,
-        token: int,
-        *,
-        retry_after: timedelta | None = None,
-        now: datetime | None = None,
-    ) -> bool:
-        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
-        retry_at = retry_time(retry_after, now, _machine_clock)
+    def _release(self, run_id: str, token: int, retry_at: datetime | None) -> bool:
         return self._held(
             run_id,
-            held,
+            token,
             lambda run: _evolve(
                 run,
                 status="QUEUED" if run.status == "RUNNING" else run.status,

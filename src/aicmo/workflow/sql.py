@@ -9,25 +9,16 @@ IMMEDIATE``, which already admits one writer at a time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from contextlib import AbstractContextManager
+from datetime import datetime
 
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import Sql, assignments, insert, returning, select
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
-from aicmo.workflow.rules import (
-    claim_args,
-    key_arg,
-    key_changed,
-    lease_lost,
-    lease_until,
-    retry_time,
-    run_arg,
-    run_not_found,
-    status_arg,
-    token_arg,
-)
+from aicmo.workflow.repository import RunRepositoryBase
+from aicmo.workflow.rules import ClaimArgs, key_arg, lease_lost, run_arg, status_arg
 
 __all__ = ["SqlWorkflowRunRepository"]
 
@@ -141,7 +132,7 @@ WHERE workflow_run_id = :workflow_run_id AND lease_token = :token AND claimed_by
 """)
 
 
-class SqlWorkflowRunRepository:
+class SqlWorkflowRunRepository(RunRepositoryBase):
     def __init__(self, db: SqlDatabase):
         self._db = db
         self._runs = RowMapper(
@@ -170,23 +161,19 @@ class SqlWorkflowRunRepository:
                     return existing
             raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
 
-    def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
-        run = run_arg(run)
-        fence = None if token is None else token_arg(token)
-        with self._db.transaction():
-            old = self.get(run.workflow_run_id)
-            if old is None:
-                raise run_not_found(run.workflow_run_id)
-            if fence is not None and old.lease_token != fence:
-                raise lease_lost(run.workflow_run_id, fence, old)
-            if old.idempotency_key != run.idempotency_key:
-                raise key_changed(run.workflow_run_id)
-            changed = self._db.execute(UPDATE_RUN, {**self._runs.to_row(run), "fence": fence})
-            # PostgreSQL: the row lock and the token check are taken by that statement, so
-            # a claim that committed after the read above is seen there (READ COMMITTED
-            # re-checks the WHERE on the newest row version).
-            if fence is not None and changed != 1:
-                raise lease_lost(run.workflow_run_id, fence, self.get(run.workflow_run_id))
+    def _transaction(self) -> AbstractContextManager[None]:
+        return self._db.transaction()
+
+    def _clock(self) -> datetime:
+        return self._db.clock()
+
+    def _update(self, run: WorkflowRunDTO, old: WorkflowRunDTO, fence: int | None) -> None:
+        changed = self._db.execute(UPDATE_RUN, {**self._runs.to_row(run), "fence": fence})
+        # PostgreSQL: the row lock and the token check are taken by that statement, so a
+        # claim that committed after the read of ``old`` is seen there (READ COMMITTED
+        # re-checks the WHERE on the newest row version).
+        if fence is not None and changed != 1:
+            raise lease_lost(run.workflow_run_id, fence, self.get(run.workflow_run_id))
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         row = self._db.fetch_one(
@@ -215,67 +202,32 @@ class SqlWorkflowRunRepository:
         return counts
 
     # -- the queue -----------------------------------------------------------------------
-    def claim(
-        self,
-        worker_id: str,
-        *,
-        lease: timedelta,
-        now: datetime | None = None,
-        workflow_run_id: str | None = None,
-        stale_after: timedelta | None = None,
-        take_from: str | None = None,
-    ) -> WorkflowRunDTO | None:
-        run_id = None if workflow_run_id is None else key_arg(workflow_run_id, "workflow_run_id")
-        with self._db.transaction():
-            args = claim_args(
-                worker_id,
-                lease=lease,
-                now=now,
-                stale_after=stale_after,
-                take_from=take_from,
-                clock=self._db.clock,
+    def _claim(self, args: ClaimArgs, run_id: str | None) -> WorkflowRunDTO | None:
+        encode = self._db.encode_datetime
+        params = {
+            "worker_id": args.worker_id,
+            "take_from": args.take_from,
+            "now": encode(args.now),
+            "until": encode(args.until),
+            "stale_before": None if args.stale_before is None else encode(args.stale_before),
+        }
+        if run_id is not None:
+            row = self._db.fetch_one(CLAIM_RUN, {**params, "workflow_run_id": run_id})
+        else:
+            row = self._db.fetch_one(CLAIM_TAKEOVER, params) or self._db.fetch_one(
+                CLAIM_QUEUED, params
             )
-            encode = self._db.encode_datetime
-            params = {
-                "worker_id": args.worker_id,
-                "take_from": args.take_from,
-                "now": encode(args.now),
-                "until": encode(args.until),
-                "stale_before": None if args.stale_before is None else encode(args.stale_before),
-            }
-            if run_id is not None:
-                row = self._db.fetch_one(CLAIM_RUN, {**params, "workflow_run_id": run_id})
-            else:
-                row = self._db.fetch_one(CLAIM_TAKEOVER, params) or self._db.fetch_one(
-                    CLAIM_QUEUED, params
-                )
         return self._runs.maybe(row)
 
-    def renew(
-        self, workflow_run_id: str, token: int, *, lease: timedelta, now: datetime | None = None
-    ) -> bool:
-        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
-        until = lease_until(lease, now, self._db.clock)
+    def _renew(self, run_id: str, token: int, until: datetime) -> bool:
         params = {
             "workflow_run_id": run_id,
-            "token": held,
+            "token": token,
             "until": self._db.encode_datetime(until),
         }
         return self._db.execute(RENEW_LEASE, params) == 1
 
-    def release(
-        self,
-        workflow_run_id: str,
-        token: int,
-        *,
-        retry_after: timedelta | None = None,
-        now: datetime | None = None,
-    ) -> bool:
-        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
-        retry = retry_time(retry_after, now, self._db.clock)
-        params = {
-            "workflow_run_id": run_id,
-            "token": held,
-            "retry_at": None if retry is None else self._db.encode_datetime(retry),
-        }
+    def _release(self, run_id: str, token: int, retry_at: datetime | None) -> bool:
+        retry = None if retry_at is None else self._db.encode_datetime(retry_at)
+        params = {"workflow_run_id": run_id, "token": token, "retry_at": retry}
         return self._db.execute(RELEASE_LEASE, params) == 1
