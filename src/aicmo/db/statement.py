@@ -189,7 +189,7 @@ def upsert(
 ) -> Sql:
     """:func:`insert` that, when ``key`` is taken, updates every other column of the row
     but the ones in ``keep`` and ``created_at`` (``ON CONFLICT (key) DO UPDATE SET c =
-    excluded.c``)."""
+    excluded.c``; ``DO NOTHING`` when none is left)."""
     fields = [*columns, *stamps]
     kept = {key, "created_at", *keep} if "created_at" in stamps else {key, *keep}
     updates = ", ".join(
@@ -202,5 +202,5 @@ def upsert(
         renamed=renamed,
         stamps=stamps,
         where=where,
-        rest=f"ON CONFLICT ({key}) DO UPDATE SET {updates}",
+        rest=f"ON CONFLICT ({key}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING"),
     )
