@@ -47,6 +47,8 @@ class MemoryTable(Generic[K, V]):
         self._each_keys = dict(unique_each or {})
         self._indexes: dict[str, dict[Hashable, dict[K, None]]] = {n: {} for n in indexes}
         self._unique: dict[str, dict[Hashable, K]] = {n: {} for n in [*unique, *self._each_keys]}
+        # The ``unique_each`` keys of every row, as they were stored.
+        self._each_held: dict[str, dict[K, Iterable[Hashable]]] = {n: {} for n in self._each_keys}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -81,11 +83,14 @@ class MemoryTable(Generic[K, V]):
         """Insert or replace; raises ``ConflictError`` (writing nothing) on a unique clash."""
         for name, key_of in self._unique_keys.items():
             self._check_unique(name, key_of(value), key)
-        for name, keys_of in self._each_keys.items():
-            for unique in keys_of(value):
-                self._check_unique(name, unique, key)
+        each = [keys_of(value) for keys_of in self._each_keys.values()]
+        for name, keys in zip(self._each_keys, each, strict=True):
+            held = self._unique[name]
+            for unique in keys:
+                if held.get(unique, key) != key:
+                    self._check_unique(name, unique, key)
         self._db._log(self, key, self._rows.get(key, _MISSING))
-        self._set(key, value)
+        self._set(key, value, each)
 
     def _check_unique(self, name: str, unique: Hashable, key: K) -> None:
         holder = self._unique[name].get(unique)
@@ -100,7 +105,9 @@ class MemoryTable(Generic[K, V]):
         self._set(key, _MISSING)
         return True
 
-    def _set(self, key: K, value: V) -> None:
+    def _set(self, key: K, value: V, each: list[Iterable[Hashable]] | None = None) -> None:
+        """Store (or, with ``_MISSING``, remove) the row and its index entries; ``each``:
+        the value's ``unique_each`` keys, when the caller has them."""
         old = self._rows.pop(key, _MISSING)
         if old is not _MISSING:
             for name, key_of in self._index_keys.items():
@@ -110,18 +117,23 @@ class MemoryTable(Generic[K, V]):
                     del self._indexes[name][key_of(old)]
             for name, key_of in self._unique_keys.items():
                 del self._unique[name][key_of(old)]
-            for name, keys_of in self._each_keys.items():
-                for unique in keys_of(old):
-                    del self._unique[name][unique]
         if value is not _MISSING:
             self._rows[key] = value
             for name, key_of in self._index_keys.items():
                 self._indexes[name].setdefault(key_of(value), {})[key] = None
             for name, key_of in self._unique_keys.items():
                 self._unique[name][key_of(value)] = key
-            for name, keys_of in self._each_keys.items():
-                for unique in keys_of(value):
-                    self._unique[name][unique] = key
+        for i, (name, keys_of) in enumerate(self._each_keys.items()):
+            old_keys = self._each_held[name].pop(key, ())
+            new_keys = () if value is _MISSING else each[i] if each else keys_of(value)
+            if value is not _MISSING:
+                self._each_held[name][key] = new_keys
+            if old_keys != new_keys:  # a re-save of the same children changes nothing here
+                held = self._unique[name]
+                for unique in old_keys:
+                    del held[unique]
+                for unique in new_keys:
+                    held[unique] = key
 
 
 class MemoryDatabase:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aicmo.db.memstore import MemoryDatabase
+from aicmo.errors import ConflictError
 from aicmo.production.dtos import ContentDraftDTO, DraftBundleDTO
 from aicmo.production.rules import (
     asset_conflict,
@@ -62,15 +63,16 @@ class InMemoryProductionRepository:
         with self._db.transaction():
             if self._drafts.get(bundle.draft_id) is None:
                 raise draft_not_found(bundle)
-            taken = [
-                (asset.asset_id, holder)
-                for asset in bundle.assets
-                if (holder := self._bundles.holder("asset_id", asset.asset_id)) is not None
-                and holder != bundle.bundle_id
-            ]
-            if taken:
-                raise asset_conflict(bundle.bundle_id, taken)
-            self._bundles.put(bundle.bundle_id, bundle)
+            try:
+                self._bundles.put(bundle.bundle_id, bundle)
+            except ConflictError:
+                taken = [
+                    (asset.asset_id, holder)
+                    for asset in bundle.assets
+                    if (holder := self._bundles.holder("asset_id", asset.asset_id)) is not None
+                    and holder != bundle.bundle_id
+                ]
+                raise asset_conflict(bundle.bundle_id, taken) from None
 
     def get_bundle(self, bundle_id: str) -> DraftBundleDTO | None:
         return self._bundles.find(key_arg(bundle_id, "bundle_id"))
