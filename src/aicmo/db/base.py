@@ -69,6 +69,11 @@ class SqlDatabase(ABC):
         self.check_schema()
         return self._fetch_all(stmt, params)
 
+    def write(self, stmt: Sql, params: Params) -> int:
+        """:meth:`execute` in a transaction of its own (or the caller's)."""
+        with self.transaction():
+            return self.execute(stmt, params)
+
     def fetch_one(self, stmt: Sql, params: Params | None = None) -> Row | None:
         """The first row of a query, or ``None``."""
         rows = self.fetch_all(stmt, params)

@@ -360,8 +360,10 @@ class RowMapper(Generic[T]):
         """The row's column names, in field order."""
         return self._columns
 
-    def to_row(self, value: T) -> dict[str, Any]:
+    def to_row(self, value: T, **extra: Any) -> dict[str, Any]:
+        """``value``'s columns (and the ``extra`` parameters, e.g. ``now``)."""
         row: dict[str, Any] = self._converter.unstructure(value, self.cls)
+        row.update(extra)
         for name, _ in self._flatten:
             row.update(row.pop(name))
         return row

@@ -79,6 +79,16 @@ class MemoryTable(Generic[K, V]):
         with self._db.read():
             return sorted(self.lookup(index, value), key=order)
 
+    def store(self, key: K, value: V) -> None:
+        """:meth:`put` in a transaction of its own (or the caller's)."""
+        with self._db.transaction():
+            self.put(key, value)
+
+    def remove(self, key: K) -> bool:
+        """:meth:`delete` in a transaction of its own (or the caller's)."""
+        with self._db.transaction():
+            return self.delete(key)
+
     def put(self, key: K, value: V) -> None:
         """Insert or replace; raises ``ConflictError`` (writing nothing) on a unique clash."""
         for name, key_of in self._unique_keys.items():

@@ -26,8 +26,7 @@ class InMemoryDeliveryRepository:
 
     def save_package(self, package: DeliveryPackageDTO) -> None:
         package = package_arg(package)
-        with self._db.transaction():
-            self._packages.put(package.package_id, package)
+        self._packages.store(package.package_id, package)
 
     def get_package(self, package_id: str) -> DeliveryPackageDTO | None:
         return self._packages.find(key_arg(package_id, "package_id"))
@@ -36,6 +35,4 @@ class InMemoryDeliveryRepository:
         return self._packages.listed("draft", key_arg(draft_id, "draft_id"), _package_order)
 
     def delete_package(self, package_id: str) -> bool:
-        package_id = key_arg(package_id, "package_id")
-        with self._db.transaction():
-            return self._packages.delete(package_id)
+        return self._packages.remove(key_arg(package_id, "package_id"))

@@ -51,9 +51,8 @@ class SqlDeliveryRepository:
         self._packages = RowMapper(DeliveryPackageDTO, db.dialect)
 
     def save_package(self, package: DeliveryPackageDTO) -> None:
-        row = self._packages.to_row(package_arg(package))
+        row = self._packages.to_row(package_arg(package), now=self._db.now())
         artifacts = ARTIFACTS.split(row)
-        row["now"] = self._db.now()
         with self._db.transaction():
             self._db.execute(SAVE_PACKAGE, row)
             ARTIFACTS.replace(self._db, row["package_id"], artifacts)
@@ -70,5 +69,4 @@ class SqlDeliveryRepository:
 
     def delete_package(self, package_id: str) -> bool:
         key = {"package_id": key_arg(package_id, "package_id")}
-        with self._db.transaction():
-            return self._db.execute(DELETE_PACKAGE, key) > 0
+        return self._db.write(DELETE_PACKAGE, key) > 0

@@ -32,8 +32,7 @@ class InMemoryBriefRepository:
 
     def save_brief(self, brief: NormalizedBriefDTO) -> None:
         brief = brief_arg(brief)
-        with self._db.transaction():
-            self._briefs.put(brief.brief_id, brief)
+        self._briefs.store(brief.brief_id, brief)
 
     def save_briefs(self, briefs: Iterable[NormalizedBriefDTO]) -> None:
         batch = briefs_arg(briefs)

@@ -67,19 +67,14 @@ class SqlBriefRepository:
         self._intakes = RowMapper(IntakeFormDTO, db.dialect, json=("responses",))
 
     def save_brief(self, brief: NormalizedBriefDTO) -> None:
-        row = self._briefs.to_row(brief_arg(brief))
-        row["now"] = self._db.now()
-        with self._db.transaction():
-            self._db.execute(SAVE_BRIEF, row)
+        self._db.write(SAVE_BRIEF, self._briefs.to_row(brief_arg(brief), now=self._db.now()))
 
     def save_briefs(self, briefs: Iterable[NormalizedBriefDTO]) -> None:
         batch = briefs_arg(briefs)
         if not batch:
             return
         now = self._db.now()
-        rows = [self._briefs.to_row(brief) for brief in batch]
-        for row in rows:
-            row["now"] = now
+        rows = [self._briefs.to_row(brief, now=now) for brief in batch]
         with self._db.transaction():
             # One statement, many parameter sets: sqlite3's executemany, psycopg's
             # pipelined executemany. Ids are distinct (briefs_arg keeps the last).
@@ -96,17 +91,13 @@ class SqlBriefRepository:
         return self._briefs.from_rows(rows)
 
     def delete_brief(self, brief_id: str) -> bool:
-        with self._db.transaction():
-            return self._db.execute(DELETE_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")}) > 0
+        return self._db.write(DELETE_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")}) > 0
 
     def save_intake(self, brief_id: str, intake: IntakeFormDTO) -> None:
         brief_id = brief_id_arg(brief_id)
-        row = self._intakes.to_row(intake_arg(intake))
-        row["brief_id"] = brief_id
-        row["now"] = self._db.now()
-        with self._db.transaction():
-            if self._db.execute(SAVE_INTAKE, row) == 0:
-                raise brief_not_found(brief_id)
+        row = self._intakes.to_row(intake_arg(intake), brief_id=brief_id, now=self._db.now())
+        if self._db.write(SAVE_INTAKE, row) == 0:
+            raise brief_not_found(brief_id)
 
     def get_intake(self, brief_id: str) -> IntakeFormDTO | None:
         row = self._db.fetch_one(GET_INTAKE, {"brief_id": key_arg(brief_id, "brief_id")})

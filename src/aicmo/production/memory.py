@@ -42,8 +42,7 @@ class InMemoryProductionRepository:
 
     def save_draft(self, draft: ContentDraftDTO) -> None:
         draft = draft_arg(draft)
-        with self._db.transaction():
-            self._drafts.put(draft.draft_id, draft)
+        self._drafts.store(draft.draft_id, draft)
 
     def get_draft(self, draft_id: str) -> ContentDraftDTO | None:
         return self._drafts.find(key_arg(draft_id, "draft_id"))

@@ -84,10 +84,7 @@ class SqlProductionRepository:
 
     # -- drafts --------------------------------------------------------------------------
     def save_draft(self, draft: ContentDraftDTO) -> None:
-        row = self._drafts.to_row(draft_arg(draft))
-        row["now"] = self._db.now()
-        with self._db.transaction():
-            self._db.execute(SAVE_DRAFT, row)
+        self._db.write(SAVE_DRAFT, self._drafts.to_row(draft_arg(draft), now=self._db.now()))
 
     def get_draft(self, draft_id: str) -> ContentDraftDTO | None:
         row = self._db.fetch_one(GET_DRAFT, {"draft_id": key_arg(draft_id, "draft_id")})
@@ -98,15 +95,13 @@ class SqlProductionRepository:
         return self._drafts.from_rows(rows)
 
     def delete_draft(self, draft_id: str) -> bool:
-        with self._db.transaction():
-            return self._db.execute(DELETE_DRAFT, {"draft_id": key_arg(draft_id, "draft_id")}) > 0
+        return self._db.write(DELETE_DRAFT, {"draft_id": key_arg(draft_id, "draft_id")}) > 0
 
     # -- bundles -------------------------------------------------------------------------
     def save_bundle(self, bundle: DraftBundleDTO) -> None:
         bundle = bundle_arg(bundle)
-        row = self._bundles.to_row(bundle)
+        row = self._bundles.to_row(bundle, now=self._db.now())
         assets = ASSETS.split(row)
-        row["now"] = self._db.now()
         with self._db.transaction():
             if self._db.execute(SAVE_BUNDLE, row) == 0:
                 raise draft_not_found(bundle)

@@ -35,6 +35,4 @@ class InMemoryQcRepository:
             return None if draft_id is None else self._results.get(draft_id)
 
     def delete_for_draft(self, draft_id: str) -> bool:
-        draft_id = key_arg(draft_id, "draft_id")
-        with self._db.transaction():
-            return self._results.delete(draft_id)
+        return self._results.remove(key_arg(draft_id, "draft_id"))

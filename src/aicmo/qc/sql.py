@@ -40,9 +40,8 @@ class SqlQcRepository:
 
     def save_result(self, result: QcResultDTO) -> None:
         result = result_arg(result)
-        row = self._results.to_row(result)
+        row = self._results.to_row(result, now=self._db.now())
         issues = ISSUES.split(row)
-        row["now"] = self._db.now()
         with self._db.transaction():
             holder = self._db.fetch_one(FIND_RESULT_ID, {"result_id": result.result_id})
             if holder is not None and holder["draft_id"] != result.draft_id:
@@ -62,5 +61,4 @@ class SqlQcRepository:
 
     def delete_for_draft(self, draft_id: str) -> bool:
         draft_id = key_arg(draft_id, "draft_id")
-        with self._db.transaction():
-            return self._db.execute(DELETE_RESULT, {"draft_id": draft_id}) > 0
+        return self._db.write(DELETE_RESULT, {"draft_id": draft_id}) > 0

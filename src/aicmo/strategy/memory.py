@@ -46,6 +46,4 @@ class InMemoryStrategyRepository:
         return [version_of(doc) for doc in self.list_by_brief(brief_id)]
 
     def delete(self, strategy_id: str) -> bool:
-        strategy_id = key_arg(strategy_id, "strategy_id")
-        with self._db.transaction():
-            return self._docs.delete(strategy_id)
+        return self._docs.remove(key_arg(strategy_id, "strategy_id"))

@@ -54,8 +54,7 @@ class SqlStrategyRepository:
 
     def save(self, doc: StrategyDocDTO) -> None:
         doc = doc_arg(doc)
-        row = self._docs.to_row(doc)
-        row["now"] = self._db.now()
+        row = self._docs.to_row(doc, now=self._db.now())
         with self._db.transaction():
             holder = self._db.fetch_one(
                 VERSION_HOLDER, {"brief_id": doc.brief_id, "version": doc.version}
@@ -77,7 +76,4 @@ class SqlStrategyRepository:
         return self._versions.from_rows(rows)
 
     def delete(self, strategy_id: str) -> bool:
-        with self._db.transaction():
-            return (
-                self._db.execute(DELETE, {"strategy_id": key_arg(strategy_id, "strategy_id")}) > 0
-            )
+        return self._db.write(DELETE, {"strategy_id": key_arg(strategy_id, "strategy_id")}) > 0
