@@ -103,27 +103,17 @@ MODULES: tuple[Module[Any], ...] = (
 """aicmo's modules in pipeline order (the saga's runs last)."""
 
 
+@attrs.define(kw_only=True, eq=False)
 class Repositories:
-    """The repositories of one app, all bound to its backend."""
+    """The repositories of one app, all bound to its backend (one per module of
+    :data:`MODULES`, under its name)."""
 
-    __slots__ = ("delivery", "onboarding", "production", "qc", "strategy", "workflow")
-
-    def __init__(
-        self,
-        *,
-        onboarding: BriefRepository,
-        strategy: StrategyRepository,
-        production: ProductionRepository,
-        qc: QcRepository,
-        delivery: DeliveryRepository,
-        workflow: WorkflowRunRepository,
-    ):
-        self.onboarding = onboarding
-        self.strategy = strategy
-        self.production = production
-        self.qc = qc
-        self.delivery = delivery
-        self.workflow = workflow
+    onboarding: BriefRepository
+    strategy: StrategyRepository
+    production: ProductionRepository
+    qc: QcRepository
+    delivery: DeliveryRepository
+    workflow: WorkflowRunRepository
 
     @classmethod
     def in_memory(cls, db: MemoryDatabase) -> Repositories:

@@ -68,6 +68,13 @@ class MemoryTable(Generic[K, V]):
         """The key of the row holding the unique ``value``, or ``None``."""
         return self._unique[unique].get(value)
 
+    def held(self, unique: str, value: Hashable) -> V | None:
+        """The row holding the unique ``value``, or ``None``, under the database's read
+        lock (a call of its own, or part of the caller's transaction)."""
+        with self._db.read():
+            key = self._unique[unique].get(value)
+            return None if key is None else self._rows[key]
+
     def find(self, key: K) -> V | None:
         """:meth:`get` under the database's read lock (a call of its own)."""
         with self._db.read():

@@ -23,15 +23,7 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from aicmo.db.base import (
-    LockWait,
-    Params,
-    Row,
-    SqlDatabase,
-    closed_error,
-    log,
-    schema_mismatch,
-)
+from aicmo.db.base import LockWait, Params, Row, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError, TransientError
 from aicmo.settings import redact

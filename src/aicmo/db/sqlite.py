@@ -22,15 +22,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, NoReturn
 
-from aicmo.db.base import (
-    NOTICE_AFTER,
-    Params,
-    Row,
-    SqlDatabase,
-    closed_error,
-    log,
-    schema_mismatch,
-)
+from aicmo.db.base import NOTICE_AFTER, Params, Row, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import AicmoError, BackendError, ConflictError, SchemaError, TransientError
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.delivery.dtos import DeliveryPackageDTO
 from aicmo.delivery.rules import key_arg, package_arg
@@ -9,8 +11,7 @@ from aicmo.delivery.rules import key_arg, package_arg
 __all__ = ["InMemoryDeliveryRepository"]
 
 
-def _package_order(package: DeliveryPackageDTO) -> tuple[object, ...]:
-    return (package.created_at, package.package_id)
+_package_order = attrgetter("created_at", "package_id")
 
 
 class InMemoryDeliveryRepository:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
@@ -18,8 +19,7 @@ from aicmo.onboarding.rules import (
 __all__ = ["InMemoryBriefRepository"]
 
 
-def _brief_order(brief: NormalizedBriefDTO) -> tuple[object, ...]:
-    return (brief.normalized_at, brief.brief_id)
+_brief_order = attrgetter("normalized_at", "brief_id")
 
 
 class InMemoryBriefRepository:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.errors import ConflictError
 from aicmo.production.dtos import ContentDraftDTO, DraftBundleDTO
@@ -16,12 +18,8 @@ from aicmo.production.rules import (
 __all__ = ["InMemoryProductionRepository"]
 
 
-def _draft_order(draft: ContentDraftDTO) -> tuple[object, ...]:
-    return (draft.created_at, draft.draft_id)
-
-
-def _bundle_order(bundle: DraftBundleDTO) -> tuple[object, ...]:
-    return (bundle.assembled_at, bundle.bundle_id)
+_draft_order = attrgetter("created_at", "draft_id")
+_bundle_order = attrgetter("assembled_at", "bundle_id")
 
 
 class InMemoryProductionRepository:

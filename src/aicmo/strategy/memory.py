@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.strategy.dtos import StrategyDocDTO, StrategyVersionDTO
 from aicmo.strategy.rules import doc_arg, key_arg, version_of, version_taken
@@ -9,8 +11,7 @@ from aicmo.strategy.rules import doc_arg, key_arg, version_of, version_taken
 __all__ = ["InMemoryStrategyRepository"]
 
 
-def _doc_order(doc: StrategyDocDTO) -> tuple[int, str]:
-    return (doc.version, doc.strategy_id)
+_doc_order = attrgetter("version", "strategy_id")
 
 
 class InMemoryStrategyRepository:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import attrs
@@ -18,8 +19,7 @@ from aicmo.workflow.rules import ClaimArgs, key_arg, run_arg, status_arg, takeab
 __all__ = ["InMemoryWorkflowRunRepository"]
 
 
-def _order(run: WorkflowRunDTO) -> tuple[object, ...]:
-    return (run.created_at, run.workflow_run_id)
+_order = attrgetter("created_at", "workflow_run_id")
 
 
 def _evolve(run: WorkflowRunDTO, **changes: Any) -> WorkflowRunDTO:
@@ -40,11 +40,11 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
         run = run_arg(run)
         with self._db.transaction():
             if run.idempotency_key is not None:
-                holder = self._runs.holder("idempotency_key", run.idempotency_key)
-                existing = None if holder is None else self._runs.get(holder)
+                existing: WorkflowRunDTO | None = self._runs.held(
+                    "idempotency_key", run.idempotency_key
+                )
                 if existing is not None:
-                    found: WorkflowRunDTO = existing
-                    return found
+                    return existing
             if self._runs.get(run.workflow_run_id) is not None:
                 raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
             self._runs.put(run.workflow_run_id, run)
@@ -70,10 +70,7 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
         return self._runs.find(key_arg(workflow_run_id, "workflow_run_id"))
 
     def get_by_key(self, idempotency_key: str) -> WorkflowRunDTO | None:
-        idempotency_key = key_arg(idempotency_key, "idempotency_key")
-        with self._db.read():
-            holder = self._runs.holder("idempotency_key", idempotency_key)
-            return None if holder is None else self._runs.get(holder)
+        return self._runs.held("idempotency_key", key_arg(idempotency_key, "idempotency_key"))
 
     def list(self, status: str | None = None) -> list[WorkflowRunDTO]:
         status = status_arg(status)
