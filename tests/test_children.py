@@ -32,9 +32,9 @@ class Order:
 
 LINES = Children(
     "shop_lines",
+    Line,
     key="order_id",
     field="lines",
-    columns=columns(Line),
     present="sku",
     renamed={"qty": "quantity"},
 )
@@ -145,9 +145,9 @@ def test_a_failed_replace_leaves_the_old_children(db: SQLiteDatabase) -> None:
 def test_rest_can_skip_children_and_replace_says_how_many_went_in(db: SQLiteDatabase) -> None:
     skipping = Children(
         "shop_lines",
+        Line,
         key="order_id",
         field="lines",
-        columns=columns(Line),
         present="sku",
         renamed={"qty": "quantity"},
         rest="ON CONFLICT (sku) DO NOTHING",

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aicmo.db.base import Row, SqlDatabase
-from aicmo.db.mapping import RowMapper
+from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import Sql, insert, select_list
 
 __all__ = ["Children"]
@@ -27,23 +27,23 @@ T = TypeVar("T")
 
 
 class Children:
-    """The ordered children of one parent table, kept in ``table``.
+    """The ordered children of one parent table: rows of ``child`` (a DTO class) kept in
+    ``table``.
 
     ``key``: the parent's key column (also a column of the child table); ``field``: the
-    parent DTO's field holding the children; ``columns``: the child DTO's columns
-    (``mapping.columns``), of which ``present`` is never NULL in a child row, so a joined
-    row with NULL there stands for a parent without children. ``renamed`` maps a child
-    field to its column where they differ; ``rest`` ends the insert (e.g. an ``ON
-    CONFLICT`` clause).
+    parent DTO's field holding the children; ``present``: a column of the child DTO that
+    is never NULL in a child row, so a joined row with NULL there stands for a parent
+    without children. ``renamed`` maps a child field to its column where they differ;
+    ``rest`` ends the insert (e.g. an ``ON CONFLICT`` clause).
     """
 
     def __init__(
         self,
         table: str,
+        child: type[Any],
         *,
         key: str,
         field: str,
-        columns: Sequence[str],
         present: str,
         renamed: Mapping[str, str] | None = None,
         rest: str = "",
@@ -51,7 +51,7 @@ class Children:
         self.table = table
         self.key = key
         self.field = field
-        self.columns = tuple(columns)
+        self.columns = columns(child)
         self.present = present
         self.renamed = dict(renamed or {})
         self.delete = Sql(f"DELETE FROM {table} WHERE {key} = :{key}")  # noqa: S608 - names from aicmo's own code, never from data

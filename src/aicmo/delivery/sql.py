@@ -24,11 +24,7 @@ SAVE_PACKAGE = upsert("delivery_packages", _PACKAGE, key="package_id", stamps=("
 # A re-save replaces the artifacts as a whole, in the same transaction as the package row.
 # Artifact names are NOT NULL, so a NULL name in a joined row means "no artifact".
 ARTIFACTS = Children(
-    "delivery_artifacts",
-    key="package_id",
-    field="artifacts",
-    columns=columns(DeliveryArtifactDTO),
-    present="name",
+    "delivery_artifacts", DeliveryArtifactDTO, key="package_id", field="artifacts", present="name"
 )
 
 GET_PACKAGE = ARTIFACTS.joined("delivery_packages", _PACKAGE, where="p.package_id = :package_id")

@@ -49,9 +49,9 @@ SAVE_BUNDLE = upsert(
 # An asset id held by another bundle is skipped by the insert; the rows inserted tell.
 ASSETS = Children(
     "production_bundle_assets",
+    AssetDTO,
     key="bundle_id",
     field="assets",
-    columns=columns(AssetDTO),
     present="asset_id",
     renamed=_META,
     rest="ON CONFLICT (asset_id) DO NOTHING",

@@ -19,9 +19,7 @@ _RESULT = columns(QcResultDTO, without=("issues",))
 # result_id. created_at stays the draft's first evaluation; updated_at is the latest.
 UPSERT_RESULT = upsert("qc_results", _RESULT, key="draft_id", stamps=("created_at", "updated_at"))
 
-ISSUES = Children(
-    "qc_issues", key="draft_id", field="issues", columns=columns(QcIssueDTO), present="severity"
-)
+ISSUES = Children("qc_issues", QcIssueDTO, key="draft_id", field="issues", present="severity")
 
 # One statement reads a result and its issues together (consistent without a snapshot).
 GET_BY_DRAFT = ISSUES.joined("qc_results", _RESULT, where="p.draft_id = :draft_id")
