@@ -31,6 +31,7 @@ class Order:
 
 
 LINES = Children(
+    "shop_orders",
     "shop_lines",
     Line,
     key="order_id",
@@ -39,7 +40,7 @@ LINES = Children(
     renamed={"qty": "quantity"},
 )
 ORDER = columns(Order, without=("lines",))
-BY_CUSTOMER = LINES.joined("shop_orders", ORDER, where="p.customer = :customer", order="p.order_id")
+BY_CUSTOMER = LINES.joined(ORDER, where="p.customer = :customer", order="p.order_id")
 
 
 @pytest.fixture
@@ -144,6 +145,7 @@ def test_a_failed_replace_leaves_the_old_children(db: SQLiteDatabase) -> None:
 
 def test_rest_can_skip_children_and_replace_says_how_many_went_in(db: SQLiteDatabase) -> None:
     skipping = Children(
+        "shop_orders",
         "shop_lines",
         Line,
         key="order_id",

@@ -27,8 +27,8 @@ T = TypeVar("T")
 
 
 class Children:
-    """The ordered children of one parent table: rows of ``child`` (a DTO class) kept in
-    ``table``.
+    """The ordered children of the rows of table ``parent``: rows of ``child`` (a DTO
+    class) kept in ``table``.
 
     ``key``: the parent's key column (also a column of the child table); ``field``: the
     parent DTO's field holding the children; ``present``: a column of the child DTO that
@@ -39,6 +39,7 @@ class Children:
 
     def __init__(
         self,
+        parent: str,
         table: str,
         child: type[Any],
         *,
@@ -48,6 +49,7 @@ class Children:
         renamed: Mapping[str, str] | None = None,
         rest: str = "",
     ):
+        self.parent = parent
         self.table = table
         self.key = key
         self.field = field
@@ -64,14 +66,14 @@ class Children:
         """The statements this helper issues (the table-ownership test reads them)."""
         return (self.delete, self.insert)
 
-    def joined(self, parent: str, columns: Iterable[str], *, where: str, order: str = "") -> Sql:
+    def joined(self, columns: Iterable[str], *, where: str, order: str = "") -> Sql:
         """``SELECT`` the parent's ``columns`` and its children's, ``parent p LEFT JOIN``
         the child table ``c``, rows ``where`` (on ``p.``), in ``order`` (of ``p.``'s
         columns) and then each parent's children in position order."""
         text = (
             f"SELECT {select_list(columns, table='p')},\n"
             f"    {select_list(self.columns, table='c', renamed=self.renamed)}\n"
-            f"FROM {parent} p\n"
+            f"FROM {self.parent} p\n"
             f"LEFT JOIN {self.table} c ON c.{self.key} = p.{self.key}\n"
             f"WHERE {where}\n"
             f"ORDER BY {order + ', ' if order else ''}c.position"

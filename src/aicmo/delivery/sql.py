@@ -24,15 +24,17 @@ SAVE_PACKAGE = upsert("delivery_packages", _PACKAGE, key="package_id", stamps=("
 # A re-save replaces the artifacts as a whole, in the same transaction as the package row.
 # Artifact names are NOT NULL, so a NULL name in a joined row means "no artifact".
 ARTIFACTS = Children(
-    "delivery_artifacts", DeliveryArtifactDTO, key="package_id", field="artifacts", present="name"
+    "delivery_packages",
+    "delivery_artifacts",
+    DeliveryArtifactDTO,
+    key="package_id",
+    field="artifacts",
+    present="name",
 )
 
-GET_PACKAGE = ARTIFACTS.joined("delivery_packages", _PACKAGE, where="p.package_id = :package_id")
+GET_PACKAGE = ARTIFACTS.joined(_PACKAGE, where="p.package_id = :package_id")
 LIST_PACKAGES_BY_DRAFT = ARTIFACTS.joined(
-    "delivery_packages",
-    _PACKAGE,
-    where="p.draft_id = :draft_id",
-    order="p.created_at, p.package_id",
+    _PACKAGE, where="p.draft_id = :draft_id", order="p.created_at, p.package_id"
 )
 
 # The artifacts go with their package: ON DELETE CASCADE.

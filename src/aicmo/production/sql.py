@@ -48,6 +48,7 @@ SAVE_BUNDLE = upsert(
 
 # An asset id held by another bundle is skipped by the insert; the rows inserted tell.
 ASSETS = Children(
+    "production_bundles",
     "production_bundle_assets",
     AssetDTO,
     key="bundle_id",
@@ -61,12 +62,9 @@ GET_ASSET_HOLDER = Sql("""
 SELECT bundle_id FROM production_bundle_assets WHERE asset_id = :asset_id
 """)
 
-GET_BUNDLE = ASSETS.joined("production_bundles", _BUNDLE, where="p.bundle_id = :bundle_id")
+GET_BUNDLE = ASSETS.joined(_BUNDLE, where="p.bundle_id = :bundle_id")
 LIST_BUNDLES = ASSETS.joined(
-    "production_bundles",
-    _BUNDLE,
-    where="p.draft_id = :draft_id",
-    order="p.assembled_at, p.bundle_id",
+    _BUNDLE, where="p.draft_id = :draft_id", order="p.assembled_at, p.bundle_id"
 )
 
 

@@ -19,11 +19,13 @@ _RESULT = columns(QcResultDTO, without=("issues",))
 # result_id. created_at stays the draft's first evaluation; updated_at is the latest.
 UPSERT_RESULT = upsert("qc_results", _RESULT, key="draft_id", stamps=("created_at", "updated_at"))
 
-ISSUES = Children("qc_issues", QcIssueDTO, key="draft_id", field="issues", present="severity")
+ISSUES = Children(
+    "qc_results", "qc_issues", QcIssueDTO, key="draft_id", field="issues", present="severity"
+)
 
 # One statement reads a result and its issues together (consistent without a snapshot).
-GET_BY_DRAFT = ISSUES.joined("qc_results", _RESULT, where="p.draft_id = :draft_id")
-GET_BY_ID = ISSUES.joined("qc_results", _RESULT, where="p.result_id = :result_id")
+GET_BY_DRAFT = ISSUES.joined(_RESULT, where="p.draft_id = :draft_id")
+GET_BY_ID = ISSUES.joined(_RESULT, where="p.result_id = :result_id")
 
 # The issues go with their result: ON DELETE CASCADE.
 DELETE_RESULT = Sql("DELETE FROM qc_results WHERE draft_id = :draft_id")
