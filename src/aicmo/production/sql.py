@@ -17,7 +17,7 @@ from aicmo.production.rules import (
 
 __all__ = ["SqlProductionRepository"]
 
-_META = {"metadata": "meta"}  # the column is ``meta``: ``metadata`` is reserved in some tools
+_META = {"metadata": "meta"}  # the DTOs' ``metadata`` is the column ``meta``
 _DRAFT = columns(ContentDraftDTO)
 
 SAVE_DRAFT = upsert(
