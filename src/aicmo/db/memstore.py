@@ -99,20 +99,22 @@ class MemoryTable(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         """Insert or replace; raises ``ConflictError`` (writing nothing) on a unique clash."""
         for name, key_of in self._unique_keys.items():
-            self._check_unique(name, key_of(value), key)
-        each = [keys_of(value) for keys_of in self._each_keys.values()]
-        for name, keys in zip(self._each_keys, each, strict=True):
-            held = self._unique[name]
-            for unique in keys:
-                if held.get(unique, key) != key:
-                    self._check_unique(name, unique, key)
+            if self._unique[name].get(key_of(value), key) != key:
+                self._clash(name, key_of(value))
+        each = None
+        if self._each_keys:
+            each = [keys_of(value) for keys_of in self._each_keys.values()]
+            for name, keys in zip(self._each_keys, each, strict=True):
+                held = self._unique[name]
+                for unique in keys:
+                    if held.get(unique, key) != key:
+                        self._clash(name, unique)
         self._db._log(self, key, self._rows.get(key, _MISSING))
         self._set(key, value, each)
 
-    def _check_unique(self, name: str, unique: Hashable, key: K) -> None:
-        holder = self._unique[name].get(unique)
-        if holder is not None and holder != key:
-            raise ConflictError(f"{self.name}: {name} {unique!r} already belongs to {holder!r}")
+    def _clash(self, name: str, unique: Hashable) -> None:
+        holder = self._unique[name][unique]
+        raise ConflictError(f"{self.name}: {name} {unique!r} already belongs to {holder!r}")
 
     def delete(self, key: K) -> bool:
         old = self._rows.get(key, _MISSING)
@@ -140,6 +142,8 @@ class MemoryTable(Generic[K, V]):
                 self._indexes[name].setdefault(key_of(value), {})[key] = None
             for name, key_of in self._unique_keys.items():
                 self._unique[name][key_of(value)] = key
+        if not self._each_keys:
+            return
         for i, (name, keys_of) in enumerate(self._each_keys.items()):
             old_keys = self._each_held[name].pop(key, ())
             new_keys = () if value is _MISSING else each[i] if each else keys_of(value)
