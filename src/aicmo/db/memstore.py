@@ -105,6 +105,8 @@ class MemoryTable(Generic[K, V]):
         if self._each_keys:
             each = [keys_of(value) for keys_of in self._each_keys.values()]
             for name, keys in zip(self._each_keys, each, strict=True):
+                if keys == self._each_held[name].get(key):
+                    continue  # the row holds these keys already
                 held = self._unique[name]
                 for unique in keys:
                     if held.get(unique, key) != key:
@@ -247,7 +249,7 @@ class _Read:
             db._lock.release()
             db._check_open()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db._lock.release()
 
 
@@ -262,14 +264,17 @@ class _Transaction(_Read):
         self._mark = 0
 
     def __enter__(self) -> None:
-        _Read.__enter__(self)
-        db = self._db
+        db = self._db  # _Read.__enter__, inlined: every memory write enters here
+        db._lock.acquire()
+        if db._closed:
+            db._lock.release()
+            db._check_open()
         self._outer = db._undo is None
         if self._outer:
             db._undo = []
         self._mark = len(db._undo)  # type: ignore[arg-type]
 
-    def __exit__(self, exc_type: object = None, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         db = self._db
         try:
             if exc_type is not None or db._closed:  # nothing commits once the app is closed
