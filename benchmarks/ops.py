@@ -779,8 +779,8 @@ def save_bundle(backend: Backend) -> Contest:
         _sql(stmt, backend)
         for stmt in (
             production_sql.SAVE_BUNDLE,
-            production_sql.DELETE_BUNDLE_ASSETS,
-            production_sql.INSERT_ASSET,
+            production_sql.ASSETS.delete,
+            production_sql.ASSETS.insert,
         )
     )
 
@@ -898,8 +898,8 @@ def save_qc_result(backend: Backend) -> Contest:
         for stmt in (
             qc_sql.FIND_RESULT_ID,
             qc_sql.UPSERT_RESULT,
-            qc_sql.DELETE_ISSUES,
-            qc_sql.INSERT_ISSUE,
+            qc_sql.ISSUES.delete,
+            qc_sql.ISSUES.insert,
         )
     )
 
@@ -1041,8 +1041,8 @@ def save_package(backend: Backend) -> Contest:
         _sql(stmt, backend)
         for stmt in (
             delivery_sql.SAVE_PACKAGE,
-            delivery_sql.DELETE_ARTIFACTS,
-            delivery_sql.INSERT_ARTIFACT,
+            delivery_sql.ARTIFACTS.delete,
+            delivery_sql.ARTIFACTS.insert,
         )
     )
 

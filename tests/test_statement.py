@@ -51,3 +51,61 @@ def test_sqlite_form_drops_row_locks_and_keeps_the_rest() -> None:
     assert b"SKIP LOCKED" in stmt.pyformat
     plain = Sql("SELECT 1 FROM t WHERE note = 'update'")
     assert plain.sqlite == plain.text
+
+
+# -- statements built from the row mapper's columns ---------------------------------------
+
+
+def test_select_reads_renamed_columns_under_their_field_names() -> None:
+    from aicmo.db.statement import select, select_list
+
+    assert select_list(["a", "metadata"], table="t", renamed={"metadata": "meta"}) == (
+        "t.a, t.meta AS metadata"
+    )
+    assert select(["a", "b"], "FROM t WHERE a = :a").text == "SELECT a, b\nFROM t WHERE a = :a"
+
+
+def test_upsert_stamps_and_keeps_created_at() -> None:
+    from aicmo.db.statement import upsert
+
+    stmt = upsert(
+        "t",
+        ["k", "metadata"],
+        key="k",
+        stamps=("created_at", "updated_at"),
+        renamed={"metadata": "meta"},
+    )
+    assert stmt.text == (
+        "INSERT INTO t (k, meta, created_at, updated_at)\n"
+        "VALUES (:k, :metadata, :now, :now)\n"
+        "ON CONFLICT (k) DO UPDATE SET meta = excluded.meta, updated_at = excluded.updated_at"
+    )
+
+
+def test_upsert_with_a_condition_inserts_only_when_it_holds() -> None:
+    import sqlite3
+
+    from aicmo.db.statement import upsert
+
+    stmt = upsert("c", ["k", "v"], key="k", keep=("v",), where="EXISTS (SELECT 1 FROM p)")
+    assert stmt.text.endswith("ON CONFLICT (k) DO NOTHING")  # nothing left to update
+    assert stmt.text.startswith("INSERT INTO c (k, v)\nSELECT :k, :v WHERE EXISTS")
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE p (x)")
+    conn.execute("CREATE TABLE c (k PRIMARY KEY, v, w)")
+    assert conn.execute(stmt.sqlite, {"k": 1, "v": "a"}).rowcount == 0  # no parent row
+    conn.execute("INSERT INTO p VALUES (1)")
+    assert conn.execute(stmt.sqlite, {"k": 1, "v": "a"}).rowcount == 1
+    conn.execute(stmt.sqlite, {"k": 1, "v": "b"})  # "v" is kept
+    assert conn.execute("SELECT v FROM c").fetchall() == [("a",)]
+
+
+def test_returning_and_assignments() -> None:
+    from aicmo.db.statement import assignments, returning
+
+    assert assignments(["a", "metadata"], renamed={"metadata": "meta"}) == (
+        "a = :a, meta = :metadata"
+    )
+    assert (
+        returning("UPDATE t SET a = 1\n", ["a", "b"]).text == "UPDATE t SET a = 1\nRETURNING a, b"
+    )

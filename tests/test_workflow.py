@@ -12,13 +12,14 @@ import psycopg
 import pytest
 
 import aicmo
+from aicmo.app import MODULES
 from aicmo.delivery import REPORT_FILES
 from aicmo.workflow import STEPS, WorkflowRunDTO, fault_points
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PASSING = EXAMPLES / "acme-saas.toml"
 FAILING_QC = EXAMPLES / "northwind-fintech-fails-qc.toml"
-MODULE_PREFIXES = ("onboarding_", "strategy_", "production_", "qc_", "delivery_")
+MODULE_PREFIXES = tuple(f"{m.name}_" for m in MODULES if m.name != "workflow")
 
 
 class Crash(BaseException):

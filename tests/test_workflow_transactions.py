@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 import aicmo
+from aicmo import app as app_modules
 from aicmo.errors import TransientError
 from aicmo.workflow import WorkflowRunDTO
 
@@ -40,7 +41,7 @@ from .test_workflow import (
     module_rows,
 )
 
-MODULES = ("onboarding", "strategy", "production", "qc", "delivery", "workflow")
+MODULES = tuple(m.name for m in app_modules.MODULES)
 
 
 class TransientOnce:

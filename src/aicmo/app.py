@@ -1,6 +1,8 @@
 """The composition root: settings -> backend -> repositories.
 
-This is the only module that knows the concrete repository classes.
+This is the only module that knows the concrete repository classes. :data:`MODULES` is
+the one list of aicmo's modules (their repositories on each backend and the tables they
+own); the app's wiring and every test that goes through all modules derive from it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import timedelta
-from types import TracebackType
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -55,54 +56,75 @@ from aicmo.workflow import (
 from aicmo.workflow.memory import InMemoryWorkflowRunRepository
 from aicmo.workflow.sql import SqlWorkflowRunRepository
 
-__all__ = ["App", "Repositories", "connect"]
+__all__ = ["MODULES", "App", "Module", "Repositories", "connect"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
+@attrs.frozen
+class Module(Generic[R]):
+    """One module as the app wires it: its ``name`` (the attribute of ``app.repos``), its
+    repository on the memory backend and on a SQL one, and the tables it owns (its SQL
+    touches no other table; the memory store's tables carry the same names)."""
+
+    name: str
+    memory: Callable[[MemoryDatabase], R]
+    sql: Callable[[SqlDatabase], R]
+    tables: tuple[str, ...]
+
+
+MODULES: tuple[Module[Any], ...] = (
+    Module[BriefRepository](
+        "onboarding",
+        InMemoryBriefRepository,
+        SqlBriefRepository,
+        ("onboarding_brief", "onboarding_intake"),
+    ),
+    Module[StrategyRepository](
+        "strategy", InMemoryStrategyRepository, SqlStrategyRepository, ("strategy_document",)
+    ),
+    Module[ProductionRepository](
+        "production",
+        InMemoryProductionRepository,
+        SqlProductionRepository,
+        ("production_drafts", "production_bundles", "production_bundle_assets"),
+    ),
+    Module[QcRepository]("qc", InMemoryQcRepository, SqlQcRepository, ("qc_results", "qc_issues")),
+    Module[DeliveryRepository](
+        "delivery",
+        InMemoryDeliveryRepository,
+        SqlDeliveryRepository,
+        ("delivery_packages", "delivery_artifacts"),
+    ),
+    Module[WorkflowRunRepository](
+        "workflow", InMemoryWorkflowRunRepository, SqlWorkflowRunRepository, ("workflow_runs",)
+    ),
+)
+"""aicmo's modules in pipeline order (the saga's runs last)."""
+
+
+@attrs.define(kw_only=True, eq=False)
 class Repositories:
-    """The repositories of one app, all bound to its backend."""
+    """The repositories of one app, all bound to its backend (one per module of
+    :data:`MODULES`, under its name)."""
 
-    __slots__ = ("delivery", "onboarding", "production", "qc", "strategy", "workflow")
-
-    def __init__(
-        self,
-        *,
-        onboarding: BriefRepository,
-        strategy: StrategyRepository,
-        production: ProductionRepository,
-        qc: QcRepository,
-        delivery: DeliveryRepository,
-        workflow: WorkflowRunRepository,
-    ):
-        self.onboarding = onboarding
-        self.strategy = strategy
-        self.production = production
-        self.qc = qc
-        self.delivery = delivery
-        self.workflow = workflow
+    onboarding: BriefRepository
+    strategy: StrategyRepository
+    production: ProductionRepository
+    qc: QcRepository
+    delivery: DeliveryRepository
+    workflow: WorkflowRunRepository
 
     @classmethod
     def in_memory(cls, db: MemoryDatabase) -> Repositories:
-        return cls(
-            onboarding=InMemoryBriefRepository(db),
-            strategy=InMemoryStrategyRepository(db),
-            production=InMemoryProductionRepository(db),
-            qc=InMemoryQcRepository(db),
-            delivery=InMemoryDeliveryRepository(db),
-            workflow=InMemoryWorkflowRunRepository(db),
-        )
+        """Every module's memory repository on ``db``."""
+        return cls(**{m.name: m.memory(db) for m in MODULES})
 
     @classmethod
     def sql(cls, db: SqlDatabase) -> Repositories:
-        return cls(
-            onboarding=SqlBriefRepository(db),
-            strategy=SqlStrategyRepository(db),
-            production=SqlProductionRepository(db),
-            qc=SqlQcRepository(db),
-            delivery=SqlDeliveryRepository(db),
-            workflow=SqlWorkflowRunRepository(db),
-        )
+        """Every module's SQL repository on ``db``."""
+        return cls(**{m.name: m.sql(db) for m in MODULES})
 
 
 def _open_sql(settings: Settings) -> SqlDatabase:
@@ -378,12 +400,7 @@ class App:
     def __enter__(self) -> App:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -19,13 +19,14 @@ import attrs
 import psycopg
 
 import aicmo
+from aicmo.app import MODULES
 from aicmo.workflow import WorkflowRunDTO
 
 from ..conftest import new_postgres_schema
 from .driver import PASSING, expected_status
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULE_PREFIXES = ("onboarding_", "strategy_", "production_", "qc_", "delivery_")
+MODULE_PREFIXES = tuple(f"{m.name}_" for m in MODULES if m.name != "workflow")
 RUN_ID = re.compile(r"(?:brief|strategy|draft|qc|pkg)-([0-9a-f]{32})")
 
 

@@ -78,22 +78,10 @@ class Injector:
 def injector(monkeypatch: pytest.MonkeyPatch) -> Injector:
     """Every write method of every SQL repository, and the delivery service's file
     operations, pass through one ``Injector`` (in this process only)."""
+    from aicmo.app import MODULES
     from aicmo.delivery.service import DeliveryService
-    from aicmo.delivery.sql import SqlDeliveryRepository
-    from aicmo.onboarding.sql import SqlBriefRepository
-    from aicmo.production.sql import SqlProductionRepository
-    from aicmo.qc.sql import SqlQcRepository
-    from aicmo.strategy.sql import SqlStrategyRepository
-    from aicmo.workflow.sql import SqlWorkflowRunRepository
 
-    classes: dict[str, type] = {
-        "onboarding": SqlBriefRepository,
-        "strategy": SqlStrategyRepository,
-        "production": SqlProductionRepository,
-        "qc": SqlQcRepository,
-        "delivery": SqlDeliveryRepository,
-        "workflow": SqlWorkflowRunRepository,
-    }
+    classes: dict[str, Any] = {m.name: m.sql for m in MODULES}
     inject = Injector(armed=False)
 
     def wrap(label: str, original: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,14 +6,14 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, SchemaError
 
-__all__ = ["NOTICE_AFTER", "Params", "Row", "SqlDatabase", "closed_error", "log"]
+__all__ = ["NOTICE_AFTER", "LockWait", "Params", "Row", "SqlDatabase", "closed_error", "log"]
 
 log = logging.getLogger("aicmo.db")
 """What the kernel tells an operator (a wait on a lock, a pooler that lost a prepared
@@ -26,6 +26,9 @@ NOTICE_AFTER = 2.0
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
+LockWait = Callable[[Callable[[], tuple[str, str]]], None]
+"""Called by a migration after each failed try for a lock, with what tells what it waits
+for and what to do (``(what, todo)``); sleeps before the next try, raises at the deadline."""
 
 
 class SqlDatabase(ABC):
@@ -39,6 +42,8 @@ class SqlDatabase(ABC):
     dialect: str
     #: ``True`` when the application owns the database and may upgrade it on connect.
     self_upgrading: bool = False
+    #: The driver's exception classes (a migration that raises one fails as BackendError).
+    driver_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self, describe: str):
         self.describe = describe
@@ -47,34 +52,67 @@ class SqlDatabase(ABC):
         self.schema_check: Callable[[SqlDatabase], None] | None = None
 
     # -- statements ----------------------------------------------------------------------
-    @abstractmethod
+    # The public calls check the schema (:meth:`check_schema`: once, then a flag test) and
+    # hand over to the backend's ``_``-prefixed form.
     def execute(self, stmt: Sql, params: Params | None = None) -> int:
         """Run one statement; return the number of rows it changed."""
+        self.check_schema()
+        return self._execute(stmt, params)
 
-    @abstractmethod
     def execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
         """Run one statement once per parameter set; return the rows changed in all."""
+        self.check_schema()
+        return self._execute_many(stmt, params)
 
-    @abstractmethod
     def fetch_all(self, stmt: Sql, params: Params | None = None) -> list[Row]:
         """Run a query; return its rows as dicts keyed by column name."""
+        self.check_schema()
+        return self._fetch_all(stmt, params)
+
+    def write(self, stmt: Sql, params: Params) -> int:
+        """:meth:`execute` in a transaction of its own (or the caller's)."""
+        with self.transaction():
+            return self.execute(stmt, params)
 
     def fetch_one(self, stmt: Sql, params: Params | None = None) -> Row | None:
+        """The first row of a query, or ``None``."""
         rows = self.fetch_all(stmt, params)
         return rows[0] if rows else None
 
-    # -- transactions --------------------------------------------------------------------
     @abstractmethod
+    def _execute(self, stmt: Sql, params: Params | None) -> int: ...
+
+    @abstractmethod
+    def _execute_many(self, stmt: Sql, params: Sequence[Params]) -> int: ...
+
+    @abstractmethod
+    def _fetch_all(self, stmt: Sql, params: Params | None) -> list[Row]: ...
+
+    @abstractmethod
+    def raw_fetch_all(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
+        """A query in the driver's own parameter style that skips the schema check (the
+        schema check and the migration runner use it)."""
+
+    # -- transactions --------------------------------------------------------------------
     def transaction(self) -> AbstractContextManager[None]:
         """A write transaction (a savepoint when nested)."""
+        self.check_schema()
+        return self._transaction()
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """A consistent read of several statements (joins an open transaction)."""
+        self.check_schema()
+        return self._snapshot()
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def _snapshot(self) -> AbstractContextManager[None]: ...
 
     @abstractmethod
     def in_transaction(self) -> bool:
         """Whether the calling thread is inside :meth:`transaction` or :meth:`snapshot`."""
-
-    @abstractmethod
-    def snapshot(self) -> AbstractContextManager[None]:
-        """A consistent read of several statements (joins an open transaction)."""
 
     # -- values --------------------------------------------------------------------------
     @abstractmethod
@@ -94,9 +132,11 @@ class SqlDatabase(ABC):
 
     # -- schema --------------------------------------------------------------------------
     def check_schema(self) -> None:
-        """Raise ``SchemaError`` unless the schema matches the code (checked once)."""
+        """Raise ``SchemaError`` unless the schema matches the code (checked once; every
+        statement and transaction calls it first, so later calls are one flag test)."""
         if self._schema_checked:
             return
+        self.refuse_foreign()
         with self._schema_lock:
             if self._schema_checked or self.schema_check is None:
                 return
@@ -112,6 +152,31 @@ class SqlDatabase(ABC):
     def schema_changed(self) -> None:
         """Forget the last schema check (after migrating)."""
         self._schema_checked = False
+
+    # -- migrations: what differs between the dialects ----------------------------------
+    def lock_key(self) -> str:
+        """The name under which this process counts its own holders of this database's
+        migration lock (a file's real path, or the description)."""
+        return self.describe
+
+    @abstractmethod
+    def yoyo_backend_class(self) -> Any:
+        """The yoyo backend class for this dialect (the migration runner subclasses it)."""
+
+    def migration_session_lock(self, backend: Any, wait: LockWait) -> AbstractContextManager[None]:
+        """A lock the migration connection's session holds around the lock row, dropped by
+        the server if the process dies (none by default)."""
+        return nullcontext()
+
+    def polling_writes(self, backend: Any, poll: float) -> AbstractContextManager[None]:
+        """Make the migration connection's writes give up after ``poll`` seconds instead of
+        waiting out a lock, for the block (so a long wait is reported while it lasts)."""
+        return nullcontext()
+
+    @abstractmethod
+    def stale_lock_reason(self, pid: int, alive: Callable[[int], bool]) -> str | None:
+        """Why a migration lock row of process ``pid`` is stale (``alive`` tells whether a
+        process of this machine runs), or ``None`` when its holder may be migrating."""
 
     @abstractmethod
     def open_raw_connection(self) -> Any:

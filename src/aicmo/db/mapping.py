@@ -34,7 +34,7 @@ from cattrs.gen import make_dict_unstructure_fn, override
 
 from aicmo.values import FrozenDict, trusted_builder
 
-__all__ = ["RowMapper"]
+__all__ = ["RowMapper", "columns"]
 
 T = TypeVar("T")
 
@@ -290,6 +290,13 @@ def _compile(
         prefix = f"{name}."
         register(nested_cls, {f[len(prefix) :] for f in json_fields if f.startswith(prefix)})
         flattened.append((name, tuple(f.name for f in attrs.fields(nested_cls))))
+    # A tuple of nested DTOs (a child table's rows): their JSON fields are written as text.
+    for name in {f.split(".", 1)[0] for f in json_fields if "." in f} - set(flatten):
+        child_cls = _sequence_item(attrs.fields_dict(cls)[name].type)
+        if not attrs.has(child_cls):
+            raise TypeError(f"{cls.__name__}.{name} is not a tuple of DTOs")
+        prefix = f"{name}."
+        register(child_cls, {f[len(prefix) :] for f in json_fields if f.startswith(prefix)})
     register(cls, {f for f in json_fields if "." not in f})
     columns = tuple(
         c for f in attrs.fields(cls) for c in (dict(flattened).get(f.name) or (f.name,))
@@ -298,6 +305,26 @@ def _compile(
         cls, in_json=False, json=json_fields, flatten=frozenset(flatten)
     )
     return converter, tuple(flattened), columns, load
+
+
+def columns(
+    cls: type[Any], *, flatten: Iterable[str] = (), without: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """The columns a :class:`RowMapper` of ``cls`` reads and writes (field names, in field
+    order, with the fields of the ``flatten`` nested DTOs in their parent's place), less
+    the fields in ``without`` (a child table's, or ones a statement sets itself)."""
+    attrs.resolve_types(cls)
+    nested = set(flatten)
+    skip = set(without)
+    result: list[str] = []
+    for f in attrs.fields(cls):
+        if f.name in skip:
+            continue
+        if f.name in nested:
+            result += [g.name for g in attrs.fields(f.type)]
+        else:
+            result.append(f.name)
+    return tuple(result)
 
 
 class RowMapper(Generic[T]):
@@ -333,8 +360,10 @@ class RowMapper(Generic[T]):
         """The row's column names, in field order."""
         return self._columns
 
-    def to_row(self, value: T) -> dict[str, Any]:
+    def to_row(self, value: T, **extra: Any) -> dict[str, Any]:
+        """``value``'s columns (and the ``extra`` parameters, e.g. ``now``)."""
         row: dict[str, Any] = self._converter.unstructure(value, self.cls)
+        row.update(extra)
         for name, _ in self._flatten:
             row.update(row.pop(name))
         return row
@@ -345,3 +374,12 @@ class RowMapper(Generic[T]):
         takes a sequence of mappings of their columns."""
         result: T = self._load(row)
         return result
+
+    def maybe(self, row: Mapping[str, Any] | None) -> T | None:
+        """:meth:`from_row`, or ``None`` for no row (``fetch_one`` found nothing)."""
+        return None if row is None else self.from_row(row)
+
+    def from_rows(self, rows: Iterable[Mapping[str, Any]]) -> list[T]:
+        """:meth:`from_row` of each row, in order."""
+        load = self._load
+        return [load(row) for row in rows]

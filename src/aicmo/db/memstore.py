@@ -8,9 +8,8 @@ Values are frozen DTOs, so storing them never aliases caller-mutable state.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from aicmo.db.base import closed_error
@@ -25,7 +24,12 @@ _MISSING: Any = object()
 
 
 class MemoryTable(Generic[K, V]):
-    """A keyed table with maintained secondary indexes and unique keys."""
+    """A keyed table with maintained secondary indexes and unique keys.
+
+    A unique key maps each value to one key (``unique``) or to several (``unique_each``:
+    the keys of a stored parent's children, unique across every parent, as a child
+    table's unique column is in SQL).
+    """
 
     def __init__(
         self,
@@ -33,14 +37,18 @@ class MemoryTable(Generic[K, V]):
         name: str,
         indexes: Mapping[str, Callable[[V], Hashable]],
         unique: Mapping[str, Callable[[V], Hashable]],
+        unique_each: Mapping[str, Callable[[V], Iterable[Hashable]]] | None = None,
     ):
         self._db = db
         self.name = name
         self._rows: dict[K, V] = {}
         self._index_keys = dict(indexes)
         self._unique_keys = dict(unique)
+        self._each_keys = dict(unique_each or {})
         self._indexes: dict[str, dict[Hashable, dict[K, None]]] = {n: {} for n in indexes}
-        self._unique: dict[str, dict[Hashable, K]] = {n: {} for n in unique}
+        self._unique: dict[str, dict[Hashable, K]] = {n: {} for n in [*unique, *self._each_keys]}
+        # The ``unique_each`` keys of every row, as they were stored.
+        self._each_held: dict[str, dict[K, Iterable[Hashable]]] = {n: {} for n in self._each_keys}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -60,16 +68,55 @@ class MemoryTable(Generic[K, V]):
         """The key of the row holding the unique ``value``, or ``None``."""
         return self._unique[unique].get(value)
 
+    def held(self, unique: str, value: Hashable) -> V | None:
+        """The row holding the unique ``value``, or ``None``, under the database's read
+        lock (a call of its own, or part of the caller's transaction)."""
+        with self._db.read():
+            key = self._unique[unique].get(value)
+            return None if key is None else self._rows[key]
+
+    def find(self, key: K) -> V | None:
+        """:meth:`get` under the database's read lock (a call of its own)."""
+        with self._db.read():
+            return self._rows.get(key)
+
+    def listed(self, index: str, value: Hashable, order: Callable[[V], Any]) -> list[V]:
+        """Every row whose ``index`` key equals ``value``, sorted by ``order``, under the
+        database's read lock (a call of its own)."""
+        with self._db.read():
+            return sorted(self.lookup(index, value), key=order)
+
+    def store(self, key: K, value: V) -> None:
+        """:meth:`put` in a transaction of its own (or the caller's)."""
+        with self._db.transaction():
+            self.put(key, value)
+
+    def remove(self, key: K) -> bool:
+        """:meth:`delete` in a transaction of its own (or the caller's)."""
+        with self._db.transaction():
+            return self.delete(key)
+
     def put(self, key: K, value: V) -> None:
         """Insert or replace; raises ``ConflictError`` (writing nothing) on a unique clash."""
         for name, key_of in self._unique_keys.items():
-            holder = self._unique[name].get(key_of(value))
-            if holder is not None and holder != key:
-                raise ConflictError(
-                    f"{self.name}: {name} {key_of(value)!r} already belongs to {holder!r}"
-                )
+            if self._unique[name].get(key_of(value), key) != key:
+                self._clash(name, key_of(value))
+        each = None
+        if self._each_keys:
+            each = [keys_of(value) for keys_of in self._each_keys.values()]
+            for name, keys in zip(self._each_keys, each, strict=True):
+                if keys == self._each_held[name].get(key):
+                    continue  # the row holds these keys already
+                held = self._unique[name]
+                for unique in keys:
+                    if held.get(unique, key) != key:
+                        self._clash(name, unique)
         self._db._log(self, key, self._rows.get(key, _MISSING))
-        self._set(key, value)
+        self._set(key, value, each)
+
+    def _clash(self, name: str, unique: Hashable) -> None:
+        holder = self._unique[name][unique]
+        raise ConflictError(f"{self.name}: {name} {unique!r} already belongs to {holder!r}")
 
     def delete(self, key: K) -> bool:
         old = self._rows.get(key, _MISSING)
@@ -79,7 +126,9 @@ class MemoryTable(Generic[K, V]):
         self._set(key, _MISSING)
         return True
 
-    def _set(self, key: K, value: V) -> None:
+    def _set(self, key: K, value: V, each: list[Iterable[Hashable]] | None = None) -> None:
+        """Store (or, with ``_MISSING``, remove) the row and its index entries; ``each``:
+        the value's ``unique_each`` keys, when the caller has them."""
         old = self._rows.pop(key, _MISSING)
         if old is not _MISSING:
             for name, key_of in self._index_keys.items():
@@ -95,6 +144,19 @@ class MemoryTable(Generic[K, V]):
                 self._indexes[name].setdefault(key_of(value), {})[key] = None
             for name, key_of in self._unique_keys.items():
                 self._unique[name][key_of(value)] = key
+        if not self._each_keys:
+            return
+        for i, (name, keys_of) in enumerate(self._each_keys.items()):
+            old_keys = self._each_held[name].pop(key, ())
+            new_keys = () if value is _MISSING else each[i] if each else keys_of(value)
+            if value is not _MISSING:
+                self._each_held[name][key] = new_keys
+            if old_keys != new_keys:  # a re-save of the same children changes nothing here
+                held = self._unique[name]
+                for unique in old_keys:
+                    del held[unique]
+                for unique in new_keys:
+                    held[unique] = key
 
 
 class MemoryDatabase:
@@ -115,12 +177,14 @@ class MemoryDatabase:
         *,
         indexes: Mapping[str, Callable[[Any], Hashable]] | None = None,
         unique: Mapping[str, Callable[[Any], Hashable]] | None = None,
+        unique_each: Mapping[str, Callable[[Any], Iterable[Hashable]]] | None = None,
     ) -> MemoryTable[Any, Any]:
-        """The table ``name``, created on first use with its indexes and unique keys."""
+        """The table ``name``, created on first use with its indexes and unique keys
+        (``unique_each``: keys each value holds several of, see :class:`MemoryTable`)."""
         with self._lock:
             table = self._tables.get(name)
             if table is None:
-                table = MemoryTable(self, name, indexes or {}, unique or {})
+                table = MemoryTable(self, name, indexes or {}, unique or {}, unique_each)
                 self._tables[name] = table
             return table
 
@@ -185,19 +249,14 @@ class _Read:
             db._lock.release()
             db._check_open()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db._lock.release()
 
 
-class _Transaction:
+class _Transaction(_Read):
     """One (possibly nested) transaction: undoes its own writes if its block raises."""
 
-    __slots__ = ("_db", "_mark", "_outer")
+    __slots__ = ("_mark", "_outer")
 
     def __init__(self, db: MemoryDatabase):
         self._db = db
@@ -205,7 +264,7 @@ class _Transaction:
         self._mark = 0
 
     def __enter__(self) -> None:
-        db = self._db
+        db = self._db  # _Read.__enter__, inlined: every memory write enters here
         db._lock.acquire()
         if db._closed:
             db._lock.release()
@@ -215,12 +274,7 @@ class _Transaction:
             db._undo = []
         self._mark = len(db._undo)  # type: ignore[arg-type]
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         db = self._db
         try:
             if exc_type is not None or db._closed:  # nothing commits once the app is closed

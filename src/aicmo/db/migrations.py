@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import importlib.resources
 import os
 import re
@@ -42,7 +41,6 @@ from typing import Any, Literal
 import attrs
 
 from aicmo.db.base import NOTICE_AFTER, SqlDatabase, log
-from aicmo.db.sqlite import busy_timeout_pragma
 from aicmo.errors import BackendError, ConfigurationError, SchemaError
 
 __all__ = [
@@ -98,9 +96,7 @@ def _applied(db: SqlDatabase) -> dict[str, datetime | None]:
     db.refuse_foreign()
     if not db.table_exists(MIGRATION_TABLE):
         return {}
-    rows: Any = db.raw_fetch_all(  # type: ignore[attr-defined]
-        f"SELECT migration_id, applied_at_utc FROM {MIGRATION_TABLE}"  # noqa: S608
-    )
+    rows = db.raw_fetch_all(f"SELECT migration_id, applied_at_utc FROM {MIGRATION_TABLE}")  # noqa: S608
     applied: dict[str, datetime | None] = {}
     for migration_id, applied_at in rows:
         when = applied_at
@@ -154,11 +150,9 @@ def check_schema(db: SqlDatabase) -> None:
 
 def _yoyo_backend(db: SqlDatabase) -> Any:
     """A yoyo backend whose connections are new raw connections of ``db``."""
-    from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
-    from yoyo.backends.core.sqlite3 import SQLiteBackend
     from yoyo.connections import DatabaseURI
 
-    base: Any = SQLiteBackend if db.dialect == "sqlite" else PostgresqlPsycopgBackend
+    base: Any = db.yoyo_backend_class()
 
     class Backend(base):  # type: ignore[misc]
         def connect(self, dburi: Any) -> Any:
@@ -222,11 +216,6 @@ _HELD: Counter[str] = Counter()
 _HELD_LOCK = threading.Lock()
 
 
-def _lock_key(db: SqlDatabase) -> str:
-    path = getattr(db, "path", None)
-    return os.path.realpath(path) if isinstance(path, str) else db.describe
-
-
 def _process_alive(pid: int, db: SqlDatabase) -> bool:
     """Whether ``pid`` runs on this machine and may hold ``db``'s lock (``True`` when that
     cannot be told); called by a thread taking the lock. Our own pid holds it only if
@@ -234,7 +223,7 @@ def _process_alive(pid: int, db: SqlDatabase) -> bool:
     started again with the same pid (PID 1 of a container) left it stale."""
     if pid == os.getpid():
         with _HELD_LOCK:
-            return _HELD[_lock_key(db)] > 1
+            return _HELD[db.lock_key()] > 1
     if os.name != "posix":
         return True  # os.kill(pid, 0) would terminate the process on Windows
     try:
@@ -275,22 +264,6 @@ def _waiting_for(holder: tuple[int, Any] | None) -> tuple[str, str]:
     )
 
 
-def _pg_waiting_for(backend: Any, key: int) -> tuple[str, str]:
-    """The same for the schema's advisory lock on PostgreSQL: the session holding it."""
-    row = backend.execute(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND objsubid = 1 AND classid::bigint = :hi AND objid::bigint = :lo "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF},
-    ).fetchone()
-    session = f"PostgreSQL session {row[0]}" if row else "another PostgreSQL session"
-    return (
-        f"the migration lock (held by {session})",
-        "Another process is migrating this database: try again when it is done; if it "
-        "hangs, stop it (the server then drops its lock)",
-    )
-
-
 class _Wait:
     """A wait for a lock: logs once, after ``NOTICE_AFTER`` seconds, what it waits for; at
     the deadline, raises ``BackendError`` naming the same cause."""
@@ -318,26 +291,6 @@ class _Wait:
 
 
 @contextlib.contextmanager
-def _pg_session_lock(db: SqlDatabase, backend: Any, wait: _Wait) -> Iterator[None]:
-    """On PostgreSQL, an advisory lock for this schema held by the migration connection's
-    session (the server drops it when the session ends, a killed process's included)."""
-    if db.dialect != "postgresql":
-        yield
-        return
-    schema = backend.execute("SELECT current_schema()").fetchone()[0]
-    digest = hashlib.sha256(f"aicmo-migrations:{schema}".encode()).digest()
-    key = {"key": int.from_bytes(digest[:8], "big", signed=True)}
-    while not backend.execute("SELECT pg_try_advisory_lock(:key)", key).fetchone()[0]:
-        wait.tick(functools.partial(_pg_waiting_for, backend, key["key"]))
-    try:
-        yield
-    finally:
-        # A broken session has dropped the lock already.
-        with contextlib.suppress(backend.driver.Error):
-            backend.execute("SELECT pg_advisory_unlock(:key)", key)
-
-
-@contextlib.contextmanager
 def _migration_lock(db: SqlDatabase, backend: Any, timeout: float) -> Iterator[None]:
     """Hold the migration lock for the block (see the module's docstring).
 
@@ -345,11 +298,11 @@ def _migration_lock(db: SqlDatabase, backend: Any, timeout: float) -> Iterator[N
     for up to ``timeout`` seconds, then ``BackendError``.
     """
     wait = _Wait(db, timeout)
-    key = _lock_key(db)
+    key = db.lock_key()
     with _HELD_LOCK:
         _HELD[key] += 1  # from now until the row is gone, a row with our pid is alive
     try:
-        with _pg_session_lock(db, backend, wait), _lock_row(db, backend, wait):
+        with db.migration_session_lock(backend, wait.tick), _lock_row(db, backend, wait):
             yield
     finally:
         with _HELD_LOCK:
@@ -360,11 +313,8 @@ def _migration_lock(db: SqlDatabase, backend: Any, timeout: float) -> Iterator[N
 def _lock_row(db: SqlDatabase, backend: Any, wait: _Wait) -> Iterator[None]:
     """yoyo's lock row, inserted for the block (waiting for a live holder), then deleted."""
     pid = os.getpid()
-    sqlite = db.dialect == "sqlite"
-    if sqlite:  # poll, so that a long wait for the write lock is reported while it lasts
-        busy = backend.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
-        backend.execute(busy_timeout_pragma(_POLL))
-    try:
+    # Polls, so that a long wait for a write lock is reported while it lasts.
+    with db.polling_writes(backend, _POLL):
         while True:
             try:
                 with backend.transaction():
@@ -378,19 +328,11 @@ def _lock_row(db: SqlDatabase, backend: Any, wait: _Wait) -> Iterator[None]:
             except backend.DatabaseError:
                 holder = _lock_holder(db, backend)
                 if holder is not None:
-                    if not sqlite:
-                        # We hold the schema's advisory lock: no aicmo migration is running.
-                        raise _stale_lock_error(
-                            db, holder, "its session is gone (no migration is running now)"
-                        ) from None
-                    if not _process_alive(holder[0], db):
-                        raise _stale_lock_error(
-                            db, holder, "is no longer running on this machine"
-                        ) from None
+                    alive = functools.partial(_process_alive, db=db)
+                    stale = db.stale_lock_reason(holder[0], alive)
+                    if stale is not None:
+                        raise _stale_lock_error(db, holder, stale) from None
                 wait.tick(functools.partial(_waiting_for, holder))
-    finally:
-        if sqlite:
-            backend.execute(busy_timeout_pragma(busy))
     backend._is_locked = True  # yoyo's own lock() calls inside see the lock as held
     try:
         yield
@@ -408,20 +350,10 @@ def _locked(db: SqlDatabase, lock_timeout: float) -> Iterator[tuple[Any, Any]]:
         try:
             with _yoyo_backend(db) as backend, _migration_lock(db, backend, lock_timeout):
                 yield backend, read_migrations(str(folder))
-        except db_errors(db) as exc:
+        except db.driver_errors as exc:
             raise BackendError(f"{db.describe}: migration failed: {exc}") from exc
         finally:
             db.schema_changed()
-
-
-def db_errors(db: SqlDatabase) -> tuple[type[BaseException], ...]:
-    if db.dialect == "sqlite":
-        import sqlite3
-
-        return (sqlite3.Error,)
-    import psycopg
-
-    return (psycopg.Error,)
 
 
 def upgrade(db: SqlDatabase, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[str]:
@@ -510,7 +442,7 @@ def downgrade_losses(db: SqlDatabase, to: str | None = None) -> dict[str, int]:
                     continue
                 # A table name (\w+ only) from aicmo's own migration files, never input.
                 count = f'SELECT COUNT(*) FROM "{table}"'  # noqa: S608
-                rows: Any = db.raw_fetch_all(count)  # type: ignore[attr-defined]
+                rows = db.raw_fetch_all(count)
                 if rows[0][0]:
                     losses[table] = int(rows[0][0])
     return losses

@@ -8,6 +8,9 @@ in UTC. This module imports psycopg, so it is imported only when a PostgreSQL UR
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +23,7 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from aicmo.db.base import Params, Row, SqlDatabase, closed_error, log, schema_mismatch
+from aicmo.db.base import LockWait, Params, Row, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError, TransientError
 from aicmo.settings import redact
@@ -106,9 +109,27 @@ def _milliseconds(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
+def _advisory_holder(backend: Any, key: int) -> tuple[str, str]:
+    """What a wait for the schema's advisory lock waits for (the session holding it), and
+    what to do about it."""
+    row = backend.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND objsubid = 1 AND classid::bigint = :hi AND objid::bigint = :lo "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF},
+    ).fetchone()
+    session = f"PostgreSQL session {row[0]}" if row else "another PostgreSQL session"
+    return (
+        f"the migration lock (held by {session})",
+        "Another process is migrating this database: try again when it is done; if it "
+        "hangs, stop it (the server then drops its lock)",
+    )
+
+
 class PostgresDatabase(SqlDatabase):
     dialect = "postgresql"
     self_upgrading = False
+    driver_errors = (psycopg.Error,)
 
     def __init__(
         self,
@@ -201,6 +222,32 @@ class PostgresDatabase(SqlDatabase):
             ) from None
         _configure(conn)
         return conn
+
+    # -- migrations ----------------------------------------------------------------------
+    def yoyo_backend_class(self) -> Any:
+        from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+
+        return PostgresqlPsycopgBackend
+
+    @contextmanager
+    def migration_session_lock(self, backend: Any, wait: LockWait) -> Iterator[None]:
+        """An advisory lock for this schema held by the migration connection's session
+        (the server drops it when the session ends, a killed process's included)."""
+        schema = backend.execute("SELECT current_schema()").fetchone()[0]
+        digest = hashlib.sha256(f"aicmo-migrations:{schema}".encode()).digest()
+        key = {"key": int.from_bytes(digest[:8], "big", signed=True)}
+        while not backend.execute("SELECT pg_try_advisory_lock(:key)", key).fetchone()[0]:
+            wait(functools.partial(_advisory_holder, backend, key["key"]))
+        try:
+            yield
+        finally:
+            # A broken session has dropped the lock already.
+            with contextlib.suppress(backend.driver.Error):
+                backend.execute("SELECT pg_advisory_unlock(:key)", key)
+
+    def stale_lock_reason(self, pid: int, alive: Callable[[int], bool]) -> str | None:
+        # Asked while holding the schema's advisory lock: no aicmo migration is running.
+        return "its session is gone (no migration is running now)"
 
     def migration_guard(self) -> AbstractContextManager[Any]:
         return nullcontext()
@@ -317,14 +364,10 @@ class PostgresDatabase(SqlDatabase):
         raise BackendError(f"{self.describe}: {message}") from exc
 
     # -- statements ----------------------------------------------------------------------
-    def execute(self, stmt: Sql, params: Params | None = None) -> int:
-        if not self._schema_checked:
-            self.check_schema()
+    def _execute(self, stmt: Sql, params: Params | None) -> int:
         return self._run(lambda conn: conn.execute(stmt.pyformat, params).rowcount)
 
-    def execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
-        if not self._schema_checked:
-            self.check_schema()
+    def _execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
 
         def work(conn: psycopg.Connection[Any]) -> int:
             with conn.cursor() as cursor:
@@ -333,9 +376,7 @@ class PostgresDatabase(SqlDatabase):
 
         return self._run(work)
 
-    def fetch_all(self, stmt: Sql, params: Params | None = None) -> list[Row]:
-        if not self._schema_checked:
-            self.check_schema()
+    def _fetch_all(self, stmt: Sql, params: Params | None) -> list[Row]:
 
         def work(conn: psycopg.Connection[Any]) -> list[Row]:
             cursor = conn.execute(stmt.pyformat, params)
@@ -358,9 +399,7 @@ class PostgresDatabase(SqlDatabase):
 
     # -- transactions --------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if not self._schema_checked:
-            self.check_schema()
+    def _transaction(self) -> Iterator[None]:
         state = self._state
         try:
             if state.conn is not None:
@@ -383,9 +422,7 @@ class PostgresDatabase(SqlDatabase):
         return self._state.conn is not None
 
     @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        if not self._schema_checked:
-            self.check_schema()
+    def _snapshot(self) -> Iterator[None]:
         state = self._state
         if state.conn is not None:
             yield

@@ -18,20 +18,12 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, NoReturn
 
-from aicmo.db.base import (
-    NOTICE_AFTER,
-    Params,
-    Row,
-    SqlDatabase,
-    closed_error,
-    log,
-    schema_mismatch,
-)
+from aicmo.db.base import NOTICE_AFTER, Params, Row, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import AicmoError, BackendError, ConflictError, SchemaError, TransientError
 
@@ -118,6 +110,7 @@ def _read_only_uri(path: str) -> str | None:
 class SQLiteDatabase(SqlDatabase):
     dialect = "sqlite"
     self_upgrading = True
+    driver_errors = (sqlite3.Error,)
 
     def __init__(self, path: str | None, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
         """``path`` is a file (created if missing), or ``None`` for a private in-memory DB."""
@@ -266,10 +259,6 @@ class SQLiteDatabase(SqlDatabase):
         if self.foreign is not None:
             raise self.foreign
 
-    def check_schema(self) -> None:
-        self.refuse_foreign()
-        super().check_schema()
-
     def open_raw_connection(self) -> sqlite3.Connection:
         if self.foreign is not None:
             raise self.foreign  # never migrate another application's database
@@ -283,6 +272,29 @@ class SQLiteDatabase(SqlDatabase):
         except sqlite3.Error as exc:
             raise self._error(exc, opening=True) from exc
         return conn
+
+    # -- migrations ----------------------------------------------------------------------
+    def lock_key(self) -> str:
+        return self.describe if self.path is None else os.path.realpath(self.path)
+
+    def yoyo_backend_class(self) -> Any:
+        from yoyo.backends.core.sqlite3 import SQLiteBackend
+
+        return SQLiteBackend
+
+    @contextmanager
+    def polling_writes(self, backend: Any, poll: float) -> Iterator[None]:
+        busy = backend.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+        backend.execute(busy_timeout_pragma(poll))
+        try:
+            yield
+        finally:
+            backend.execute(busy_timeout_pragma(busy))
+
+    def stale_lock_reason(self, pid: int, alive: Callable[[int], bool]) -> str | None:
+        # WAL requires every user of the file to be on this machine: a holder that is not
+        # running here is gone.
+        return None if alive(pid) else "is no longer running on this machine"
 
     def migration_guard(self) -> AbstractContextManager[Any]:
         return self._serial
@@ -401,25 +413,19 @@ class SQLiteDatabase(SqlDatabase):
             raw.execute(busy_timeout_pragma(waited))
 
     # -- statements ----------------------------------------------------------------------
-    def execute(self, stmt: Sql, params: Params | None = None) -> int:
-        if not self._schema_checked:
-            self.check_schema()
+    def _execute(self, stmt: Sql, params: Params | None) -> int:
         with self._serial:
             conn = self._conn()
             with conn.lock:
                 return int(self._run(conn, stmt.sqlite, params or {}).rowcount)
 
-    def execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
-        if not self._schema_checked:
-            self.check_schema()
+    def _execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
         with self._serial:
             conn = self._conn()
             with conn.lock:
                 return int(self._run(conn, stmt.sqlite, params, many=True).rowcount)
 
-    def fetch_all(self, stmt: Sql, params: Params | None = None) -> list[Row]:
-        if not self._schema_checked:
-            self.check_schema()
+    def _fetch_all(self, stmt: Sql, params: Params | None) -> list[Row]:
         with self._serial:
             conn = self._conn()
             with conn.lock:
@@ -455,9 +461,7 @@ class SQLiteDatabase(SqlDatabase):
             self._run(conn, sql, ())
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if not self._schema_checked:
-            self.check_schema()
+    def _transaction(self) -> Iterator[None]:
         with self._serial:
             conn = self._conn()
             state = self._state
@@ -515,9 +519,7 @@ class SQLiteDatabase(SqlDatabase):
         return self._state.depth > 0 and self._state.pid == os.getpid()
 
     @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        if not self._schema_checked:
-            self.check_schema()
+    def _snapshot(self) -> Iterator[None]:
         with self._serial:
             conn = self._conn()
             state = self._state

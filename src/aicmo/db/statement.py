@@ -5,13 +5,28 @@ doubled; :func:`to_pyformat` rewrites a statement, leaving ``::`` casts, quoted 
 quoted identifiers and comments untouched. SQLite has no row locks (``BEGIN IMMEDIATE``
 already admits one writer to the whole database), so its form drops the one row-locking
 clause the statements use, ``FOR UPDATE SKIP LOCKED``.
+
+:func:`select`, :func:`insert` and :func:`upsert` write the column lists of a statement
+from a :class:`~aicmo.db.mapping.RowMapper`'s columns (``mapping.columns``), so a column
+is named once, by the DTO's field, however many statements read or write it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 
-__all__ = ["Sql", "to_pyformat", "without_row_locks"]
+__all__ = [
+    "Sql",
+    "assignments",
+    "insert",
+    "returning",
+    "select",
+    "select_list",
+    "to_pyformat",
+    "upsert",
+    "without_row_locks",
+]
 
 _ROW_LOCKS = re.compile(r"\s+FOR\s+UPDATE\s+SKIP\s+LOCKED\b", re.IGNORECASE)
 
@@ -105,3 +120,87 @@ class Sql:
 
     def __repr__(self) -> str:
         return f"Sql({self.text!r})"
+
+
+_NONE: Mapping[str, str] = {}
+
+
+def select_list(
+    columns: Iterable[str], *, table: str = "", renamed: Mapping[str, str] = _NONE
+) -> str:
+    """``a, b, meta AS metadata``: the columns holding ``columns`` (field names), each
+    read under its field's name. ``renamed`` maps a field to its column where they
+    differ; ``table`` qualifies each column (a table name or alias)."""
+    prefix = f"{table}." if table else ""
+    return ", ".join(
+        f"{prefix}{renamed[c]} AS {c}" if c in renamed else f"{prefix}{c}" for c in columns
+    )
+
+
+def assignments(columns: Iterable[str], *, renamed: Mapping[str, str] = _NONE) -> str:
+    """``a = :a, meta = :metadata``: an ``UPDATE``'s ``SET`` list of ``columns`` (fields)."""
+    return ", ".join(f"{renamed.get(c, c)} = :{c}" for c in columns)
+
+
+def returning(text: str, columns: Iterable[str]) -> Sql:
+    """``text`` (an ``INSERT``, ``UPDATE`` or ``DELETE``) ``RETURNING`` ``columns``."""
+    return Sql(f"{text.strip()}\nRETURNING {select_list(columns)}")
+
+
+def select(
+    columns: Iterable[str], rest: str, *, table: str = "", renamed: Mapping[str, str] = _NONE
+) -> Sql:
+    """``SELECT <columns> <rest>`` (see :func:`select_list`)."""
+    return Sql(f"SELECT {select_list(columns, table=table, renamed=renamed)}\n{rest}")
+
+
+def insert(
+    table: str,
+    columns: Iterable[str],
+    *,
+    values: Mapping[str, str] = _NONE,
+    renamed: Mapping[str, str] = _NONE,
+    stamps: Iterable[str] = (),
+    where: str = "",
+    rest: str = "",
+) -> Sql:
+    """``INSERT INTO table (<columns>) VALUES (:<field>, ...) <rest>``. ``values`` gives
+    another expression for some columns; each of ``stamps`` (``created_at``,
+    ``updated_at``) is set to ``:now``; with ``where``, the row is inserted only if it
+    holds (``SELECT ... WHERE``: e.g. the parent row exists)."""
+    fields = [*columns, *stamps]
+    given = {**dict.fromkeys(stamps, ":now"), **values}
+    names = ", ".join(renamed.get(f, f) for f in fields)
+    params = ", ".join(given.get(f, f":{f}") for f in fields)
+    source = f"SELECT {params} WHERE {where}" if where else f"VALUES ({params})"
+    return Sql(f"INSERT INTO {table} ({names})\n{source}\n{rest}")
+
+
+def upsert(
+    table: str,
+    columns: Iterable[str],
+    *,
+    key: str,
+    keep: Iterable[str] = (),
+    values: Mapping[str, str] = _NONE,
+    renamed: Mapping[str, str] = _NONE,
+    stamps: Iterable[str] = (),
+    where: str = "",
+) -> Sql:
+    """:func:`insert` that, when ``key`` is taken, updates every other column of the row
+    but the ones in ``keep`` and ``created_at`` (``ON CONFLICT (key) DO UPDATE SET c =
+    excluded.c``; ``DO NOTHING`` when none is left)."""
+    fields = [*columns, *stamps]
+    kept = {key, "created_at", *keep} if "created_at" in stamps else {key, *keep}
+    updates = ", ".join(
+        f"{renamed.get(f, f)} = excluded.{renamed.get(f, f)}" for f in fields if f not in kept
+    )
+    return insert(
+        table,
+        columns,
+        values=values,
+        renamed=renamed,
+        stamps=stamps,
+        where=where,
+        rest=f"ON CONFLICT ({key}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING"),
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.delivery.dtos import DeliveryPackageDTO
 from aicmo.delivery.rules import key_arg, package_arg
@@ -9,8 +11,7 @@ from aicmo.delivery.rules import key_arg, package_arg
 __all__ = ["InMemoryDeliveryRepository"]
 
 
-def _package_order(package: DeliveryPackageDTO) -> tuple[object, ...]:
-    return (package.created_at, package.package_id)
+_package_order = attrgetter("created_at", "package_id")
 
 
 class InMemoryDeliveryRepository:
@@ -26,20 +27,13 @@ class InMemoryDeliveryRepository:
 
     def save_package(self, package: DeliveryPackageDTO) -> None:
         package = package_arg(package)
-        with self._db.transaction():
-            self._packages.put(package.package_id, package)
+        self._packages.store(package.package_id, package)
 
     def get_package(self, package_id: str) -> DeliveryPackageDTO | None:
-        package_id = key_arg(package_id, "package_id")
-        with self._db.read():
-            return self._packages.get(package_id)
+        return self._packages.find(key_arg(package_id, "package_id"))
 
     def list_by_draft(self, draft_id: str) -> list[DeliveryPackageDTO]:
-        draft_id = key_arg(draft_id, "draft_id")
-        with self._db.read():
-            return sorted(self._packages.lookup("draft", draft_id), key=_package_order)
+        return self._packages.listed("draft", key_arg(draft_id, "draft_id"), _package_order)
 
     def delete_package(self, package_id: str) -> bool:
-        package_id = key_arg(package_id, "package_id")
-        with self._db.transaction():
-            return self._packages.delete(package_id)
+        return self._packages.remove(key_arg(package_id, "package_id"))

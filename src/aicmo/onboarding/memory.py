@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
@@ -18,8 +19,7 @@ from aicmo.onboarding.rules import (
 __all__ = ["InMemoryBriefRepository"]
 
 
-def _brief_order(brief: NormalizedBriefDTO) -> tuple[object, ...]:
-    return (brief.normalized_at, brief.brief_id)
+_brief_order = attrgetter("normalized_at", "brief_id")
 
 
 class InMemoryBriefRepository:
@@ -32,8 +32,7 @@ class InMemoryBriefRepository:
 
     def save_brief(self, brief: NormalizedBriefDTO) -> None:
         brief = brief_arg(brief)
-        with self._db.transaction():
-            self._briefs.put(brief.brief_id, brief)
+        self._briefs.store(brief.brief_id, brief)
 
     def save_briefs(self, briefs: Iterable[NormalizedBriefDTO]) -> None:
         batch = briefs_arg(briefs)
@@ -42,14 +41,10 @@ class InMemoryBriefRepository:
                 self._briefs.put(brief.brief_id, brief)
 
     def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
-        brief_id = key_arg(brief_id, "brief_id")
-        with self._db.read():
-            return self._briefs.get(brief_id)
+        return self._briefs.find(key_arg(brief_id, "brief_id"))
 
     def list_by_client(self, client_id: str) -> list[NormalizedBriefDTO]:
-        client_id = key_arg(client_id, "client_id")
-        with self._db.read():
-            return sorted(self._briefs.lookup("client", client_id), key=_brief_order)
+        return self._briefs.listed("client", key_arg(client_id, "client_id"), _brief_order)
 
     def delete_brief(self, brief_id: str) -> bool:
         brief_id = key_arg(brief_id, "brief_id")
@@ -66,6 +61,4 @@ class InMemoryBriefRepository:
             self._intakes.put(brief_id, intake)
 
     def get_intake(self, brief_id: str) -> IntakeFormDTO | None:
-        brief_id = key_arg(brief_id, "brief_id")
-        with self._db.read():
-            return self._intakes.get(brief_id)
+        return self._intakes.find(key_arg(brief_id, "brief_id"))

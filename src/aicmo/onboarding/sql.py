@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from aicmo.db.base import SqlDatabase
-from aicmo.db.mapping import RowMapper
-from aicmo.db.statement import Sql
+from aicmo.db.mapping import RowMapper, columns
+from aicmo.db.statement import Sql, select, upsert
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
 from aicmo.onboarding.rules import (
     brief_arg,
@@ -19,72 +19,32 @@ from aicmo.onboarding.rules import (
 
 __all__ = ["SqlBriefRepository"]
 
-SAVE_BRIEF = Sql("""
-INSERT INTO onboarding_brief (
-    brief_id, client_id, deliverables, exclusions, timeline_weeks, objectives,
-    target_audience, brand_guidelines, normalized_at, client_name, industry, channels,
-    created_at, updated_at
-) VALUES (
-    :brief_id, :client_id, :deliverables, :exclusions, :timeline_weeks, :objectives,
-    :target_audience, :brand_guidelines, :normalized_at, :client_name, :industry, :channels,
-    :now, :now
+_BRIEF = columns(NormalizedBriefDTO, flatten=("scope",))
+
+SAVE_BRIEF = upsert("onboarding_brief", _BRIEF, key="brief_id", stamps=("created_at", "updated_at"))
+
+GET_BRIEF = select(_BRIEF, "FROM onboarding_brief WHERE brief_id = :brief_id")
+
+LIST_BRIEFS_BY_CLIENT = select(
+    _BRIEF,
+    "FROM onboarding_brief WHERE client_id = :client_id ORDER BY normalized_at, brief_id",
 )
-ON CONFLICT (brief_id) DO UPDATE SET
-    client_id = excluded.client_id,
-    deliverables = excluded.deliverables,
-    exclusions = excluded.exclusions,
-    timeline_weeks = excluded.timeline_weeks,
-    objectives = excluded.objectives,
-    target_audience = excluded.target_audience,
-    brand_guidelines = excluded.brand_guidelines,
-    normalized_at = excluded.normalized_at,
-    client_name = excluded.client_name,
-    industry = excluded.industry,
-    channels = excluded.channels,
-    updated_at = excluded.updated_at
-""")
-
-GET_BRIEF = Sql("""
-SELECT brief_id, client_id, deliverables, exclusions, timeline_weeks, objectives,
-       target_audience, brand_guidelines, normalized_at, client_name, industry, channels
-FROM onboarding_brief
-WHERE brief_id = :brief_id
-""")
-
-LIST_BRIEFS_BY_CLIENT = Sql("""
-SELECT brief_id, client_id, deliverables, exclusions, timeline_weeks, objectives,
-       target_audience, brand_guidelines, normalized_at, client_name, industry, channels
-FROM onboarding_brief
-WHERE client_id = :client_id
-ORDER BY normalized_at, brief_id
-""")
 
 # The intake goes with its brief: ON DELETE CASCADE.
 DELETE_BRIEF = Sql("DELETE FROM onboarding_brief WHERE brief_id = :brief_id")
 
-SAVE_INTAKE = Sql("""
-INSERT INTO onboarding_intake (brief_id, responses, submitted_at, created_at, updated_at)
-SELECT :brief_id, :responses, :submitted_at, :now, :now
-WHERE EXISTS (SELECT 1 FROM onboarding_brief WHERE brief_id = :brief_id)
-ON CONFLICT (brief_id) DO UPDATE SET
-    responses = excluded.responses,
-    submitted_at = excluded.submitted_at,
-    updated_at = excluded.updated_at
-""")
+_INTAKE = columns(IntakeFormDTO)
 
-GET_INTAKE = Sql("""
-SELECT responses, submitted_at FROM onboarding_intake WHERE brief_id = :brief_id
-""")
-
-STATEMENTS = (
-    SAVE_BRIEF,
-    GET_BRIEF,
-    LIST_BRIEFS_BY_CLIENT,
-    DELETE_BRIEF,
-    SAVE_INTAKE,
-    GET_INTAKE,
+# Writes nothing (0 rows) when the brief does not exist.
+SAVE_INTAKE = upsert(
+    "onboarding_intake",
+    ("brief_id", *_INTAKE),
+    key="brief_id",
+    stamps=("created_at", "updated_at"),
+    where="EXISTS (SELECT 1 FROM onboarding_brief WHERE brief_id = :brief_id)",
 )
-"""Every statement this module issues (the table-ownership test reads them)."""
+
+GET_INTAKE = select(_INTAKE, "FROM onboarding_intake WHERE brief_id = :brief_id")
 
 
 class SqlBriefRepository:
@@ -107,19 +67,14 @@ class SqlBriefRepository:
         self._intakes = RowMapper(IntakeFormDTO, db.dialect, json=("responses",))
 
     def save_brief(self, brief: NormalizedBriefDTO) -> None:
-        row = self._briefs.to_row(brief_arg(brief))
-        row["now"] = self._db.now()
-        with self._db.transaction():
-            self._db.execute(SAVE_BRIEF, row)
+        self._db.write(SAVE_BRIEF, self._briefs.to_row(brief_arg(brief), now=self._db.now()))
 
     def save_briefs(self, briefs: Iterable[NormalizedBriefDTO]) -> None:
         batch = briefs_arg(briefs)
         if not batch:
             return
         now = self._db.now()
-        rows = [self._briefs.to_row(brief) for brief in batch]
-        for row in rows:
-            row["now"] = now
+        rows = [self._briefs.to_row(brief, now=now) for brief in batch]
         with self._db.transaction():
             # One statement, many parameter sets: sqlite3's executemany, psycopg's
             # pipelined executemany. Ids are distinct (briefs_arg keeps the last).
@@ -127,27 +82,23 @@ class SqlBriefRepository:
 
     def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
         row = self._db.fetch_one(GET_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")})
-        return None if row is None else self._briefs.from_row(row)
+        return self._briefs.maybe(row)
 
     def list_by_client(self, client_id: str) -> list[NormalizedBriefDTO]:
         rows = self._db.fetch_all(
             LIST_BRIEFS_BY_CLIENT, {"client_id": key_arg(client_id, "client_id")}
         )
-        return [self._briefs.from_row(row) for row in rows]
+        return self._briefs.from_rows(rows)
 
     def delete_brief(self, brief_id: str) -> bool:
-        with self._db.transaction():
-            return self._db.execute(DELETE_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")}) > 0
+        return self._db.write(DELETE_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")}) > 0
 
     def save_intake(self, brief_id: str, intake: IntakeFormDTO) -> None:
         brief_id = brief_id_arg(brief_id)
-        row = self._intakes.to_row(intake_arg(intake))
-        row["brief_id"] = brief_id
-        row["now"] = self._db.now()
-        with self._db.transaction():
-            if self._db.execute(SAVE_INTAKE, row) == 0:
-                raise brief_not_found(brief_id)
+        row = self._intakes.to_row(intake_arg(intake), brief_id=brief_id, now=self._db.now())
+        if self._db.write(SAVE_INTAKE, row) == 0:
+            raise brief_not_found(brief_id)
 
     def get_intake(self, brief_id: str) -> IntakeFormDTO | None:
         row = self._db.fetch_one(GET_INTAKE, {"brief_id": key_arg(brief_id, "brief_id")})
-        return None if row is None else self._intakes.from_row(row)
+        return self._intakes.maybe(row)

@@ -26,17 +26,10 @@ class InMemoryQcRepository:
             self._results.put(result.draft_id, result)
 
     def get_result(self, draft_id: str) -> QcResultDTO | None:
-        draft_id = key_arg(draft_id, "draft_id")
-        with self._db.read():
-            return self._results.get(draft_id)
+        return self._results.find(key_arg(draft_id, "draft_id"))
 
     def get_by_id(self, result_id: str) -> QcResultDTO | None:
-        result_id = key_arg(result_id, "result_id")
-        with self._db.read():
-            draft_id = self._results.holder("result_id", result_id)
-            return None if draft_id is None else self._results.get(draft_id)
+        return self._results.held("result_id", key_arg(result_id, "result_id"))
 
     def delete_for_draft(self, draft_id: str) -> bool:
-        draft_id = key_arg(draft_id, "draft_id")
-        with self._db.transaction():
-            return self._results.delete(draft_id)
+        return self._results.remove(key_arg(draft_id, "draft_id"))

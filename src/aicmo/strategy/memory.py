@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.strategy.dtos import StrategyDocDTO, StrategyVersionDTO
 from aicmo.strategy.rules import doc_arg, key_arg, version_of, version_taken
@@ -9,8 +11,7 @@ from aicmo.strategy.rules import doc_arg, key_arg, version_of, version_taken
 __all__ = ["InMemoryStrategyRepository"]
 
 
-def _doc_order(doc: StrategyDocDTO) -> tuple[int, str]:
-    return (doc.version, doc.strategy_id)
+_doc_order = attrgetter("version", "strategy_id")
 
 
 class InMemoryStrategyRepository:
@@ -37,19 +38,13 @@ class InMemoryStrategyRepository:
             self._docs.put(doc.strategy_id, doc)
 
     def get(self, strategy_id: str) -> StrategyDocDTO | None:
-        strategy_id = key_arg(strategy_id, "strategy_id")
-        with self._db.read():
-            return self._docs.get(strategy_id)
+        return self._docs.find(key_arg(strategy_id, "strategy_id"))
 
     def list_by_brief(self, brief_id: str) -> list[StrategyDocDTO]:
-        brief_id = key_arg(brief_id, "brief_id")
-        with self._db.read():
-            return sorted(self._docs.lookup("brief", brief_id), key=_doc_order)
+        return self._docs.listed("brief", key_arg(brief_id, "brief_id"), _doc_order)
 
     def list_versions(self, brief_id: str) -> list[StrategyVersionDTO]:
         return [version_of(doc) for doc in self.list_by_brief(brief_id)]
 
     def delete(self, strategy_id: str) -> bool:
-        strategy_id = key_arg(strategy_id, "strategy_id")
-        with self._db.transaction():
-            return self._docs.delete(strategy_id)
+        return self._docs.remove(key_arg(strategy_id, "strategy_id"))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from aicmo.db.base import SqlDatabase
-from aicmo.db.mapping import RowMapper
-from aicmo.db.statement import Sql
+from aicmo.db.mapping import RowMapper, columns
+from aicmo.db.statement import Sql, select, upsert
 from aicmo.strategy.dtos import StrategyDocDTO, StrategyVersionDTO
 from aicmo.strategy.rules import doc_arg, key_arg, version_taken
 
-__all__ = ["STATEMENTS", "SqlStrategyRepository"]
+__all__ = ["SqlStrategyRepository"]
 
 # Who holds (brief_id, version) now: the pre-check that names the conflict precisely
 # (the unique index stays the safety net against a concurrent writer).
@@ -17,62 +17,22 @@ SELECT strategy_id FROM strategy_document
 WHERE brief_id = :brief_id AND version = :version
 """)
 
-SAVE = Sql("""
-INSERT INTO strategy_document (
-    strategy_id, brief_id, version, kpis, channels, milestones, duration_weeks,
-    executive_summary, is_approved, created_at, approved_at, approved_by, updated_at
-) VALUES (
-    :strategy_id, :brief_id, :version, :kpis, :channels, :milestones, :duration_weeks,
-    :executive_summary, :is_approved, :created_at, :approved_at, :approved_by, :now
+_DOC = columns(StrategyDocDTO, flatten=("timeline",))
+
+SAVE = upsert("strategy_document", _DOC, key="strategy_id", stamps=("updated_at",))
+
+GET = select(_DOC, "FROM strategy_document WHERE strategy_id = :strategy_id")
+
+LIST_BY_BRIEF = select(
+    _DOC, "FROM strategy_document WHERE brief_id = :brief_id ORDER BY version, strategy_id"
 )
-ON CONFLICT (strategy_id) DO UPDATE SET
-    brief_id = excluded.brief_id,
-    version = excluded.version,
-    kpis = excluded.kpis,
-    channels = excluded.channels,
-    milestones = excluded.milestones,
-    duration_weeks = excluded.duration_weeks,
-    executive_summary = excluded.executive_summary,
-    is_approved = excluded.is_approved,
-    created_at = excluded.created_at,
-    approved_at = excluded.approved_at,
-    approved_by = excluded.approved_by,
-    updated_at = excluded.updated_at
-""")
 
-GET = Sql("""
-SELECT strategy_id, brief_id, version, kpis, channels, milestones, duration_weeks,
-       executive_summary, is_approved, created_at, approved_at, approved_by
-FROM strategy_document
-WHERE strategy_id = :strategy_id
-""")
-
-LIST_BY_BRIEF = Sql("""
-SELECT strategy_id, brief_id, version, kpis, channels, milestones, duration_weeks,
-       executive_summary, is_approved, created_at, approved_at, approved_by
-FROM strategy_document
-WHERE brief_id = :brief_id
-ORDER BY version, strategy_id
-""")
-
-LIST_VERSIONS = Sql("""
-SELECT strategy_id, version, is_approved, created_at
-FROM strategy_document
-WHERE brief_id = :brief_id
-ORDER BY version, strategy_id
-""")
+LIST_VERSIONS = select(
+    columns(StrategyVersionDTO),
+    "FROM strategy_document WHERE brief_id = :brief_id ORDER BY version, strategy_id",
+)
 
 DELETE = Sql("DELETE FROM strategy_document WHERE strategy_id = :strategy_id")
-
-STATEMENTS = (
-    VERSION_HOLDER,
-    SAVE,
-    GET,
-    LIST_BY_BRIEF,
-    LIST_VERSIONS,
-    DELETE,
-)
-"""Every statement this module issues (the table-ownership test reads them)."""
 
 
 class SqlStrategyRepository:
@@ -94,8 +54,7 @@ class SqlStrategyRepository:
 
     def save(self, doc: StrategyDocDTO) -> None:
         doc = doc_arg(doc)
-        row = self._docs.to_row(doc)
-        row["now"] = self._db.now()
+        row = self._docs.to_row(doc, now=self._db.now())
         with self._db.transaction():
             holder = self._db.fetch_one(
                 VERSION_HOLDER, {"brief_id": doc.brief_id, "version": doc.version}
@@ -106,18 +65,15 @@ class SqlStrategyRepository:
 
     def get(self, strategy_id: str) -> StrategyDocDTO | None:
         row = self._db.fetch_one(GET, {"strategy_id": key_arg(strategy_id, "strategy_id")})
-        return None if row is None else self._docs.from_row(row)
+        return self._docs.maybe(row)
 
     def list_by_brief(self, brief_id: str) -> list[StrategyDocDTO]:
         rows = self._db.fetch_all(LIST_BY_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")})
-        return [self._docs.from_row(row) for row in rows]
+        return self._docs.from_rows(rows)
 
     def list_versions(self, brief_id: str) -> list[StrategyVersionDTO]:
         rows = self._db.fetch_all(LIST_VERSIONS, {"brief_id": key_arg(brief_id, "brief_id")})
-        return [self._versions.from_row(row) for row in rows]
+        return self._versions.from_rows(rows)
 
     def delete(self, strategy_id: str) -> bool:
-        with self._db.transaction():
-            return (
-                self._db.execute(DELETE, {"strategy_id": key_arg(strategy_id, "strategy_id")}) > 0
-            )
+        return self._db.write(DELETE, {"strategy_id": key_arg(strategy_id, "strategy_id")}) > 0

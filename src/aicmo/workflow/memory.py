@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import attrs
@@ -10,26 +13,13 @@ import attrs
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
-from aicmo.workflow.rules import (
-    claim_args,
-    key_arg,
-    key_changed,
-    lease_lost,
-    lease_until,
-    retry_time,
-    run_arg,
-    run_not_found,
-    status_arg,
-    takeable,
-    takeover_order,
-    token_arg,
-)
+from aicmo.workflow.repository import RunRepositoryBase
+from aicmo.workflow.rules import ClaimArgs, key_arg, run_arg, status_arg, takeable, takeover_order
 
 __all__ = ["InMemoryWorkflowRunRepository"]
 
 
-def _order(run: WorkflowRunDTO) -> tuple[object, ...]:
-    return (run.created_at, run.workflow_run_id)
+_order = attrgetter("created_at", "workflow_run_id")
 
 
 def _evolve(run: WorkflowRunDTO, **changes: Any) -> WorkflowRunDTO:
@@ -37,12 +27,7 @@ def _evolve(run: WorkflowRunDTO, **changes: Any) -> WorkflowRunDTO:
     return result
 
 
-def _machine_clock() -> datetime:
-    """The memory backend's clock: this machine's (its only users are this process)."""
-    return datetime.now(UTC)
-
-
-class InMemoryWorkflowRunRepository:
+class InMemoryWorkflowRunRepository(RunRepositoryBase):
     def __init__(self, db: MemoryDatabase):
         self._db = db
         self._runs = db.table(
@@ -55,45 +40,37 @@ class InMemoryWorkflowRunRepository:
         run = run_arg(run)
         with self._db.transaction():
             if run.idempotency_key is not None:
-                holder = self._runs.holder("idempotency_key", run.idempotency_key)
-                existing = None if holder is None else self._runs.get(holder)
+                existing: WorkflowRunDTO | None = self._runs.held(
+                    "idempotency_key", run.idempotency_key
+                )
                 if existing is not None:
-                    found: WorkflowRunDTO = existing
-                    return found
+                    return existing
             if self._runs.get(run.workflow_run_id) is not None:
                 raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
             self._runs.put(run.workflow_run_id, run)
             return run
 
-    def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
-        run = run_arg(run)
-        fence = None if token is None else token_arg(token)
-        with self._db.transaction():
-            old = self._runs.get(run.workflow_run_id)
-            if old is None:
-                raise run_not_found(run.workflow_run_id)
-            if fence is not None and old.lease_token != fence:
-                raise lease_lost(run.workflow_run_id, fence, old)
-            if old.idempotency_key != run.idempotency_key:
-                raise key_changed(run.workflow_run_id)
-            kept = _evolve(
-                run,
-                claimed_by=old.claimed_by,
-                lease_expires_at=old.lease_expires_at,
-                lease_token=old.lease_token,
-            )
-            self._runs.put(run.workflow_run_id, kept)
+    def _transaction(self) -> AbstractContextManager[None]:
+        return self._db.transaction()
+
+    def _clock(self) -> datetime:
+        """This machine's clock (the memory backend's only users are this process)."""
+        return datetime.now(UTC)
+
+    def _update(self, run: WorkflowRunDTO, old: WorkflowRunDTO, fence: int | None) -> None:
+        kept = _evolve(
+            run,
+            claimed_by=old.claimed_by,
+            lease_expires_at=old.lease_expires_at,
+            lease_token=old.lease_token,
+        )
+        self._runs.put(run.workflow_run_id, kept)
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
-        workflow_run_id = key_arg(workflow_run_id, "workflow_run_id")
-        with self._db.read():
-            return self._runs.get(workflow_run_id)
+        return self._runs.find(key_arg(workflow_run_id, "workflow_run_id"))
 
     def get_by_key(self, idempotency_key: str) -> WorkflowRunDTO | None:
-        idempotency_key = key_arg(idempotency_key, "idempotency_key")
-        with self._db.read():
-            holder = self._runs.holder("idempotency_key", idempotency_key)
-            return None if holder is None else self._runs.get(holder)
+        return self._runs.held("idempotency_key", key_arg(idempotency_key, "idempotency_key"))
 
     def list(self, status: str | None = None) -> list[WorkflowRunDTO]:
         status = status_arg(status)
@@ -106,90 +83,60 @@ class InMemoryWorkflowRunRepository:
             return {s: len(self._runs.lookup("status", s)) for s in RUN_STATUSES}
 
     # -- the queue -----------------------------------------------------------------------
-    def claim(
-        self,
-        worker_id: str,
-        *,
-        lease: timedelta,
-        now: datetime | None = None,
-        workflow_run_id: str | None = None,
-        stale_after: timedelta | None = None,
-        take_from: str | None = None,
-    ) -> WorkflowRunDTO | None:
-        run_id = None if workflow_run_id is None else key_arg(workflow_run_id, "workflow_run_id")
-        args = claim_args(
-            worker_id,
-            lease=lease,
-            now=now,
-            stale_after=stale_after,
-            take_from=take_from,
-            clock=_machine_clock,
-        )
-        with self._db.transaction():
-            if run_id is not None:
-                found = self._runs.get(run_id)
-                chosen = (
-                    found if found and (found.status == "QUEUED" or takeable(found, args)) else None
-                )
-            else:
-                taken = [
-                    r
-                    for s in ("RUNNING", "FAILED")
-                    for r in self._runs.lookup("status", s)
-                    if takeable(r, args)
-                ]
-                queued = self._runs.lookup("status", "QUEUED")
-                chosen = (
-                    min(taken, key=lambda r: takeover_order(r, args))
-                    if taken
-                    else min(queued, key=_order, default=None)
-                )
-            if chosen is None:
-                return None
-            claimed = _evolve(
-                chosen,
-                status="RUNNING" if chosen.status == "QUEUED" else chosen.status,
-                claimed_by=args.worker_id,
-                lease_expires_at=args.until,
-                lease_token=chosen.lease_token + 1,
-                updated_at=args.now,
+    def _claim(self, args: ClaimArgs, run_id: str | None) -> WorkflowRunDTO | None:
+        if run_id is not None:
+            found = self._runs.get(run_id)
+            chosen = (
+                found if found and (found.status == "QUEUED" or takeable(found, args)) else None
             )
-            self._runs.put(claimed.workflow_run_id, claimed)
-            return claimed
+        else:
+            taken = [
+                r
+                for s in ("RUNNING", "FAILED")
+                for r in self._runs.lookup("status", s)
+                if takeable(r, args)
+            ]
+            queued = self._runs.lookup("status", "QUEUED")
+            chosen = (
+                min(taken, key=lambda r: takeover_order(r, args))
+                if taken
+                else min(queued, key=_order, default=None)
+            )
+        if chosen is None:
+            return None
+        claimed = _evolve(
+            chosen,
+            status="RUNNING" if chosen.status == "QUEUED" else chosen.status,
+            claimed_by=args.worker_id,
+            lease_expires_at=args.until,
+            lease_token=chosen.lease_token + 1,
+            updated_at=args.now,
+        )
+        self._runs.put(claimed.workflow_run_id, claimed)
+        return claimed
 
-    def renew(
-        self, workflow_run_id: str, token: int, *, lease: timedelta, now: datetime | None = None
-    ) -> bool:
-        workflow_run_id = key_arg(workflow_run_id, "workflow_run_id")
-        token = token_arg(token)
-        until = lease_until(lease, now, _machine_clock)
-        with self._db.transaction():
-            run = self._runs.get(workflow_run_id)
-            if run is None or run.lease_token != token or run.claimed_by is None:
-                return False
-            self._runs.put(workflow_run_id, _evolve(run, lease_expires_at=until))
-            return True
+    def _renew(self, run_id: str, token: int, until: datetime) -> bool:
+        return self._held(run_id, token, lambda run: _evolve(run, lease_expires_at=until))
 
-    def release(
-        self,
-        workflow_run_id: str,
-        token: int,
-        *,
-        retry_after: timedelta | None = None,
-        now: datetime | None = None,
-    ) -> bool:
-        workflow_run_id = key_arg(workflow_run_id, "workflow_run_id")
-        token = token_arg(token)
-        retry_at = retry_time(retry_after, now, _machine_clock)
-        with self._db.transaction():
-            run = self._runs.get(workflow_run_id)
-            if run is None or run.lease_token != token or run.claimed_by is None:
-                return False
-            released = _evolve(
+    def _release(self, run_id: str, token: int, retry_at: datetime | None) -> bool:
+        return self._held(
+            run_id,
+            token,
+            lambda run: _evolve(
                 run,
                 status="QUEUED" if run.status == "RUNNING" else run.status,
                 claimed_by=None,
                 lease_expires_at=retry_at,
-            )
-            self._runs.put(workflow_run_id, released)
+            ),
+        )
+
+    def _held(
+        self, workflow_run_id: str, token: int, change: Callable[[WorkflowRunDTO], WorkflowRunDTO]
+    ) -> bool:
+        """Store ``change(run)`` if the run is held under ``token``; whether it was."""
+        with self._db.transaction():
+            run = self._runs.get(workflow_run_id)
+            if run is None or run.lease_token != token or run.claimed_by is None:
+                return False
+            self._runs.put(workflow_run_id, change(run))
             return True

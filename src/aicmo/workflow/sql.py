@@ -9,100 +9,41 @@ IMMEDIATE``, which already admits one writer at a time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from contextlib import AbstractContextManager
+from datetime import datetime
 
 from aicmo.db.base import SqlDatabase
-from aicmo.db.mapping import RowMapper
-from aicmo.db.statement import Sql
+from aicmo.db.mapping import RowMapper, columns
+from aicmo.db.statement import Sql, assignments, insert, returning, select
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
-from aicmo.workflow.rules import (
-    claim_args,
-    key_arg,
-    key_changed,
-    lease_lost,
-    lease_until,
-    retry_time,
-    run_arg,
-    run_not_found,
-    status_arg,
-    token_arg,
-)
+from aicmo.workflow.repository import RunRepositoryBase
+from aicmo.workflow.rules import ClaimArgs, key_arg, lease_lost, run_arg, status_arg
 
-__all__ = ["STATEMENTS", "SqlWorkflowRunRepository"]
+__all__ = ["SqlWorkflowRunRepository"]
 
+
+_RUN = columns(WorkflowRunDTO)
+# What a claim or a lease call sets, which an update keeps (and the key, which never moves).
+_LEASE = ("workflow_run_id", "idempotency_key", "claimed_by", "lease_expires_at", "lease_token")
 
 # ON CONFLICT DO NOTHING covers both keys; the caller then tells which one clashed.
-CREATE_RUN = Sql("""
-INSERT INTO workflow_runs (
-    workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-) VALUES (
-    :workflow_run_id, :status, :intake, :created_at, :updated_at, :idempotency_key,
-    :client_id, :step, :brief_id, :strategy_id, :draft_ids, :qc_result_ids, :package_ids,
-    :artifact_dirs, :failed_step, :error, :qc_issues, :compensated_steps,
-    :pending_compensations, :completed_at, :claimed_by, :lease_expires_at, :lease_token,
-    :intake_fingerprint, :artifact_root
-)
-ON CONFLICT DO NOTHING
-""")
+CREATE_RUN = insert("workflow_runs", _RUN, rest="ON CONFLICT DO NOTHING")
 
 # A fenced update (a non-null :fence) writes only while the caller's lease token is the
 # stored one; the CAST gives PostgreSQL the parameter's type when it is null.
-UPDATE_RUN = Sql("""
-UPDATE workflow_runs SET
-    status = :status, intake = :intake, created_at = :created_at, updated_at = :updated_at,
-    client_id = :client_id, step = :step, brief_id = :brief_id, strategy_id = :strategy_id,
-    draft_ids = :draft_ids, qc_result_ids = :qc_result_ids, package_ids = :package_ids,
-    artifact_dirs = :artifact_dirs, failed_step = :failed_step, error = :error,
-    qc_issues = :qc_issues, compensated_steps = :compensated_steps,
-    pending_compensations = :pending_compensations, completed_at = :completed_at,
-    intake_fingerprint = :intake_fingerprint, artifact_root = :artifact_root
-WHERE workflow_run_id = :workflow_run_id
-    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)
-""")
+UPDATE_RUN = Sql(
+    f"UPDATE workflow_runs SET {assignments(c for c in _RUN if c not in _LEASE)}\n"  # noqa: S608 - column names from the DTO, never from data
+    "WHERE workflow_run_id = :workflow_run_id\n"
+    "    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)"
+)
 
-GET_RUN = Sql("""
-SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-FROM workflow_runs WHERE workflow_run_id = :workflow_run_id
-""")
-
-GET_RUN_BY_KEY = Sql("""
-SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-FROM workflow_runs WHERE idempotency_key = :idempotency_key
-""")
-
-LIST_RUNS = Sql("""
-SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-FROM workflow_runs
-ORDER BY created_at, workflow_run_id
-""")
-
-LIST_RUNS_BY_STATUS = Sql("""
-SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-FROM workflow_runs
-WHERE status = :status
-ORDER BY created_at, workflow_run_id
-""")
+GET_RUN = select(_RUN, "FROM workflow_runs WHERE workflow_run_id = :workflow_run_id")
+GET_RUN_BY_KEY = select(_RUN, "FROM workflow_runs WHERE idempotency_key = :idempotency_key")
+LIST_RUNS = select(_RUN, "FROM workflow_runs ORDER BY created_at, workflow_run_id")
+LIST_RUNS_BY_STATUS = select(
+    _RUN, "FROM workflow_runs WHERE status = :status ORDER BY created_at, workflow_run_id"
+)
 
 COUNT_BY_STATUS = Sql("""
 SELECT status, COUNT(*) AS n FROM workflow_runs GROUP BY status
@@ -122,7 +63,8 @@ SELECT status, COUNT(*) AS n FROM workflow_runs GROUP BY status
 # or a FAILED one with compensations left, held by the claimer itself or by :take_from, or
 # whose lease ended, or held by nobody and stale. A null :take_from or :stale_before
 # matches nothing.
-CLAIM_TAKEOVER = Sql("""
+CLAIM_TAKEOVER = returning(
+    """
 UPDATE workflow_runs SET
     claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
     updated_at = :now
@@ -138,14 +80,12 @@ WHERE workflow_run_id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-""")
+""",
+    _RUN,
+)
 
-CLAIM_QUEUED = Sql("""
+CLAIM_QUEUED = returning(
+    """
 UPDATE workflow_runs SET
     status = 'RUNNING', claimed_by = :worker_id, lease_expires_at = :until,
     lease_token = lease_token + 1, updated_at = :now
@@ -156,16 +96,14 @@ WHERE workflow_run_id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-""")
+""",
+    _RUN,
+)
 
 # One named run, if it is queued or to take over; the same on both dialects (PostgreSQL
 # waits for a concurrent claimer's row lock, then re-checks the condition).
-CLAIM_RUN = Sql("""
+CLAIM_RUN = returning(
+    """
 UPDATE workflow_runs SET
     status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
     claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
@@ -175,12 +113,9 @@ WHERE workflow_run_id = :workflow_run_id AND (status = 'QUEUED' OR (status IN ('
         AND (claimed_by = :worker_id OR claimed_by = :take_from
             OR lease_expires_at <= :now
             OR (claimed_by IS NULL AND updated_at <= :stale_before))))
-RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
-    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
-    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
-    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
-""")
+""",
+    _RUN,
+)
 
 RENEW_LEASE = Sql("""
 UPDATE workflow_runs SET lease_expires_at = :until
@@ -196,24 +131,8 @@ UPDATE workflow_runs SET
 WHERE workflow_run_id = :workflow_run_id AND lease_token = :token AND claimed_by IS NOT NULL
 """)
 
-STATEMENTS = (
-    CREATE_RUN,
-    UPDATE_RUN,
-    GET_RUN,
-    GET_RUN_BY_KEY,
-    LIST_RUNS,
-    LIST_RUNS_BY_STATUS,
-    COUNT_BY_STATUS,
-    CLAIM_TAKEOVER,
-    CLAIM_QUEUED,
-    CLAIM_RUN,
-    RENEW_LEASE,
-    RELEASE_LEASE,
-)
-"""Every statement this module issues (the table-ownership test reads them)."""
 
-
-class SqlWorkflowRunRepository:
+class SqlWorkflowRunRepository(RunRepositoryBase):
     def __init__(self, db: SqlDatabase):
         self._db = db
         self._runs = RowMapper(
@@ -242,35 +161,31 @@ class SqlWorkflowRunRepository:
                     return existing
             raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
 
-    def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
-        run = run_arg(run)
-        fence = None if token is None else token_arg(token)
-        with self._db.transaction():
-            old = self.get(run.workflow_run_id)
-            if old is None:
-                raise run_not_found(run.workflow_run_id)
-            if fence is not None and old.lease_token != fence:
-                raise lease_lost(run.workflow_run_id, fence, old)
-            if old.idempotency_key != run.idempotency_key:
-                raise key_changed(run.workflow_run_id)
-            changed = self._db.execute(UPDATE_RUN, {**self._runs.to_row(run), "fence": fence})
-            # PostgreSQL: the row lock and the token check are taken by that statement, so
-            # a claim that committed after the read above is seen there (READ COMMITTED
-            # re-checks the WHERE on the newest row version).
-            if fence is not None and changed != 1:
-                raise lease_lost(run.workflow_run_id, fence, self.get(run.workflow_run_id))
+    def _transaction(self) -> AbstractContextManager[None]:
+        return self._db.transaction()
+
+    def _clock(self) -> datetime:
+        return self._db.clock()
+
+    def _update(self, run: WorkflowRunDTO, old: WorkflowRunDTO, fence: int | None) -> None:
+        changed = self._db.execute(UPDATE_RUN, {**self._runs.to_row(run), "fence": fence})
+        # PostgreSQL: the row lock and the token check are taken by that statement, so a
+        # claim that committed after the read of ``old`` is seen there (READ COMMITTED
+        # re-checks the WHERE on the newest row version).
+        if fence is not None and changed != 1:
+            raise lease_lost(run.workflow_run_id, fence, self.get(run.workflow_run_id))
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         row = self._db.fetch_one(
             GET_RUN, {"workflow_run_id": key_arg(workflow_run_id, "workflow_run_id")}
         )
-        return None if row is None else self._runs.from_row(row)
+        return self._runs.maybe(row)
 
     def get_by_key(self, idempotency_key: str) -> WorkflowRunDTO | None:
         row = self._db.fetch_one(
             GET_RUN_BY_KEY, {"idempotency_key": key_arg(idempotency_key, "idempotency_key")}
         )
-        return None if row is None else self._runs.from_row(row)
+        return self._runs.maybe(row)
 
     def list(self, status: str | None = None) -> list[WorkflowRunDTO]:
         status = status_arg(status)
@@ -278,7 +193,7 @@ class SqlWorkflowRunRepository:
             rows = self._db.fetch_all(LIST_RUNS)
         else:
             rows = self._db.fetch_all(LIST_RUNS_BY_STATUS, {"status": status})
-        return [self._runs.from_row(row) for row in rows]
+        return self._runs.from_rows(rows)
 
     def count_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(RUN_STATUSES, 0)
@@ -287,67 +202,32 @@ class SqlWorkflowRunRepository:
         return counts
 
     # -- the queue -----------------------------------------------------------------------
-    def claim(
-        self,
-        worker_id: str,
-        *,
-        lease: timedelta,
-        now: datetime | None = None,
-        workflow_run_id: str | None = None,
-        stale_after: timedelta | None = None,
-        take_from: str | None = None,
-    ) -> WorkflowRunDTO | None:
-        run_id = None if workflow_run_id is None else key_arg(workflow_run_id, "workflow_run_id")
-        with self._db.transaction():
-            args = claim_args(
-                worker_id,
-                lease=lease,
-                now=now,
-                stale_after=stale_after,
-                take_from=take_from,
-                clock=self._db.clock,
+    def _claim(self, args: ClaimArgs, run_id: str | None) -> WorkflowRunDTO | None:
+        encode = self._db.encode_datetime
+        params = {
+            "worker_id": args.worker_id,
+            "take_from": args.take_from,
+            "now": encode(args.now),
+            "until": encode(args.until),
+            "stale_before": None if args.stale_before is None else encode(args.stale_before),
+        }
+        if run_id is not None:
+            row = self._db.fetch_one(CLAIM_RUN, {**params, "workflow_run_id": run_id})
+        else:
+            row = self._db.fetch_one(CLAIM_TAKEOVER, params) or self._db.fetch_one(
+                CLAIM_QUEUED, params
             )
-            encode = self._db.encode_datetime
-            params = {
-                "worker_id": args.worker_id,
-                "take_from": args.take_from,
-                "now": encode(args.now),
-                "until": encode(args.until),
-                "stale_before": None if args.stale_before is None else encode(args.stale_before),
-            }
-            if run_id is not None:
-                row = self._db.fetch_one(CLAIM_RUN, {**params, "workflow_run_id": run_id})
-            else:
-                row = self._db.fetch_one(CLAIM_TAKEOVER, params) or self._db.fetch_one(
-                    CLAIM_QUEUED, params
-                )
-        return None if row is None else self._runs.from_row(row)
+        return self._runs.maybe(row)
 
-    def renew(
-        self, workflow_run_id: str, token: int, *, lease: timedelta, now: datetime | None = None
-    ) -> bool:
-        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
-        until = lease_until(lease, now, self._db.clock)
+    def _renew(self, run_id: str, token: int, until: datetime) -> bool:
         params = {
             "workflow_run_id": run_id,
-            "token": held,
+            "token": token,
             "until": self._db.encode_datetime(until),
         }
         return self._db.execute(RENEW_LEASE, params) == 1
 
-    def release(
-        self,
-        workflow_run_id: str,
-        token: int,
-        *,
-        retry_after: timedelta | None = None,
-        now: datetime | None = None,
-    ) -> bool:
-        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
-        retry = retry_time(retry_after, now, self._db.clock)
-        params = {
-            "workflow_run_id": run_id,
-            "token": held,
-            "retry_at": None if retry is None else self._db.encode_datetime(retry),
-        }
+    def _release(self, run_id: str, token: int, retry_at: datetime | None) -> bool:
+        retry = None if retry_at is None else self._db.encode_datetime(retry_at)
+        params = {"workflow_run_id": run_id, "token": token, "retry_at": retry}
         return self._db.execute(RELEASE_LEASE, params) == 1

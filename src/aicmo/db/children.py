@@ -1,0 +1,120 @@
+"""A parent row with ordered children: the shape production's bundles (assets), QC's
+results (issues) and delivery's packages (artifacts) share.
+
+The children of a parent are rows of a child table keyed by the parent's key and a
+``position`` (their order in the DTO's tuple), deleted with their parent (``ON DELETE
+CASCADE``). A read is one ``LEFT JOIN`` statement (consistent without a snapshot, one round
+trip however many children), and :meth:`Children.fold` turns its rows back into one row
+per parent whose children field is the list of its children's rows, which
+:meth:`~aicmo.db.mapping.RowMapper.from_row` reads as the tuple of child DTOs. A write
+replaces a parent's children as a whole (:meth:`Children.replace`), in the caller's
+transaction. The memory backend mirrors it: a parent is stored whole with its children, and
+the store keeps the children's unique keys (``MemoryDatabase.table(unique_each=...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from aicmo.db.base import Row, SqlDatabase
+from aicmo.db.mapping import RowMapper, columns
+from aicmo.db.statement import Sql, insert, select_list
+
+__all__ = ["Children"]
+
+T = TypeVar("T")
+
+
+class Children:
+    """The ordered children of the rows of table ``parent``: rows of ``child`` (a DTO
+    class) kept in ``table``.
+
+    ``key``: the parent's key column (also a column of the child table); ``field``: the
+    parent DTO's field holding the children; ``present``: a column of the child DTO that
+    is never NULL in a child row, so a joined row with NULL there stands for a parent
+    without children. ``renamed`` maps a child field to its column where they differ;
+    ``rest`` ends the insert (e.g. an ``ON CONFLICT`` clause).
+    """
+
+    def __init__(
+        self,
+        parent: str,
+        table: str,
+        child: type[Any],
+        *,
+        key: str,
+        field: str,
+        present: str,
+        renamed: Mapping[str, str] | None = None,
+        rest: str = "",
+    ):
+        self.parent = parent
+        self.table = table
+        self.key = key
+        self.field = field
+        self.columns = columns(child)
+        self.present = present
+        self.renamed = dict(renamed or {})
+        self.delete = Sql(f"DELETE FROM {table} WHERE {key} = :{key}")  # noqa: S608 - names from aicmo's own code, never from data
+        self.insert = insert(
+            table, (key, "position", *self.columns), renamed=self.renamed, rest=rest
+        )
+
+    @property
+    def statements(self) -> tuple[Sql, ...]:
+        """The statements this helper issues (the table-ownership test reads them)."""
+        return (self.delete, self.insert)
+
+    def joined(self, columns: Iterable[str], *, where: str, order: str = "") -> Sql:
+        """``SELECT`` the parent's ``columns`` and its children's, ``parent p LEFT JOIN``
+        the child table ``c``, rows ``where`` (on ``p.``), in ``order`` (of ``p.``'s
+        columns) and then each parent's children in position order."""
+        text = (
+            f"SELECT {select_list(columns, table='p')},\n"
+            f"    {select_list(self.columns, table='c', renamed=self.renamed)}\n"
+            f"FROM {self.parent} p\n"
+            f"LEFT JOIN {self.table} c ON c.{self.key} = p.{self.key}\n"
+            f"WHERE {where}\n"
+            f"ORDER BY {order + ', ' if order else ''}c.position"
+        )
+        return Sql(text)
+
+    def split(self, row: Row) -> list[Row]:
+        """Take the children out of a parent's row (as ``RowMapper.to_row`` wrote it) and
+        return them as child rows: their columns, the parent's key and their position."""
+        key = row[self.key]
+        return [
+            {**child, self.key: key, "position": position}
+            for position, child in enumerate(row.pop(self.field))
+        ]
+
+    def fold(self, rows: Iterable[Row]) -> list[Row]:
+        """The parents in joined ``rows`` (one per child, or one with NULL child columns,
+        grouped by parent with each parent's children in order): each parent's first row
+        (copied) with ``field`` holding its children's rows (the mapper reads only the
+        columns it needs)."""
+        key, field, present = self.key, self.field, self.present
+        heads: list[Row] = []
+        for row in rows:
+            if not heads or heads[-1][key] != row[key]:
+                heads.append({**row, field: []})  # a copy: no row holds itself
+            if row[present] is not None:
+                heads[-1][field].append(row)
+        return heads
+
+    def load(self, mapper: RowMapper[T], rows: Iterable[Row]) -> list[T]:
+        """The parent DTOs in joined ``rows`` (see :meth:`fold`)."""
+        return mapper.from_rows(self.fold(rows))
+
+    def load_one(self, mapper: RowMapper[T], rows: Iterable[Row]) -> T | None:
+        """The one parent DTO in joined ``rows``, or ``None`` when there are none."""
+        parents = self.load(mapper, rows)
+        return parents[0] if parents else None
+
+    def replace(self, db: SqlDatabase, key: Any, children: Sequence[Row]) -> int:
+        """Replace the children of the parent ``key`` with ``children`` (rows of
+        :meth:`split`) in the caller's transaction; return how many rows were inserted
+        (fewer than given when ``rest`` skips some)."""
+        db.execute(self.delete, {self.key: key})
+        return db.execute_many(self.insert, children) if children else 0

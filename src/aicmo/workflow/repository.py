@@ -1,0 +1,106 @@
+"""What every ``WorkflowRunRepository`` of aicmo does the same way: check the arguments and
+the stored run, then hand the backend its one write (:class:`RunRepositoryBase`)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+
+from aicmo.workflow.dtos import WorkflowRunDTO
+from aicmo.workflow.rules import (
+    ClaimArgs,
+    claim_args,
+    key_arg,
+    key_changed,
+    lease_lost,
+    lease_until,
+    retry_time,
+    run_arg,
+    run_not_found,
+    token_arg,
+)
+
+__all__ = ["RunRepositoryBase"]
+
+
+class RunRepositoryBase(ABC):
+    """The argument checks and the order of the checks of ``update``, ``claim``,
+    ``renew`` and ``release`` (see ``WorkflowRunRepository`` for what they do), so every
+    backend refuses the same input the same way; a backend writes."""
+
+    @abstractmethod
+    def get(self, workflow_run_id: str) -> WorkflowRunDTO | None: ...
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[None]:
+        """The backend's transaction (``update`` and ``claim`` run in one)."""
+
+    @abstractmethod
+    def _clock(self) -> datetime:
+        """The backend's clock, for lease times the caller gives no ``now`` for."""
+
+    @abstractmethod
+    def _update(self, run: WorkflowRunDTO, old: WorkflowRunDTO, fence: int | None) -> None:
+        """Write ``run`` over ``old`` (checked: same key; held under ``fence`` if given)."""
+
+    @abstractmethod
+    def _claim(self, args: ClaimArgs, workflow_run_id: str | None) -> WorkflowRunDTO | None: ...
+
+    @abstractmethod
+    def _renew(self, workflow_run_id: str, token: int, until: datetime) -> bool: ...
+
+    @abstractmethod
+    def _release(self, workflow_run_id: str, token: int, retry_at: datetime | None) -> bool: ...
+
+    def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
+        run = run_arg(run)
+        fence = None if token is None else token_arg(token)
+        with self._transaction():
+            old = self.get(run.workflow_run_id)
+            if old is None:
+                raise run_not_found(run.workflow_run_id)
+            if fence is not None and old.lease_token != fence:
+                raise lease_lost(run.workflow_run_id, fence, old)
+            if old.idempotency_key != run.idempotency_key:
+                raise key_changed(run.workflow_run_id)
+            self._update(run, old, fence)
+
+    def claim(
+        self,
+        worker_id: str,
+        *,
+        lease: timedelta,
+        now: datetime | None = None,
+        workflow_run_id: str | None = None,
+        stale_after: timedelta | None = None,
+        take_from: str | None = None,
+    ) -> WorkflowRunDTO | None:
+        run_id = None if workflow_run_id is None else key_arg(workflow_run_id, "workflow_run_id")
+        with self._transaction():
+            args = claim_args(
+                worker_id,
+                lease=lease,
+                now=now,
+                stale_after=stale_after,
+                take_from=take_from,
+                clock=self._clock,
+            )
+            return self._claim(args, run_id)
+
+    def renew(
+        self, workflow_run_id: str, token: int, *, lease: timedelta, now: datetime | None = None
+    ) -> bool:
+        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
+        return self._renew(run_id, held, lease_until(lease, now, self._clock))
+
+    def release(
+        self,
+        workflow_run_id: str,
+        token: int,
+        *,
+        retry_after: timedelta | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
+        return self._release(run_id, held, retry_time(retry_after, now, self._clock))
