@@ -169,6 +169,7 @@ class WorkflowRunRepositoryContract:
             "COMPLETED": 1,
             "COMPENSATED": 0,
             "FAILED": 0,
+            "CANCELLED": 0,
         }
 
     def test_a_lapsed_lease_is_claimed_first_and_a_live_one_never(self, app: aicmo.App) -> None:

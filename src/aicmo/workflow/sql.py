@@ -9,7 +9,10 @@ IMMEDIATE``, which already admits one writer at a time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import builtins
+from datetime import UTC, datetime, timedelta
+
+import attrs
 
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper
@@ -17,11 +20,18 @@ from aicmo.db.statement import Sql
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
 from aicmo.workflow.rules import (
+    RETRYABLE,
+    attempt_arg_missing,
+    attempt_conflict,
+    cancel_args,
     claim_args,
     key_arg,
     key_changed,
     lease_lost,
     lease_until,
+    list_args,
+    not_cancellable,
+    prefix_arg,
     retry_time,
     run_arg,
     run_not_found,
@@ -31,6 +41,10 @@ from aicmo.workflow.rules import (
 
 __all__ = ["STATEMENTS", "SqlWorkflowRunRepository"]
 
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+"""``since`` when ``list`` is not filtered by it (a day after year 1: safe in every zone)."""
+_NO_LIMIT = 2**62
+
 
 # ON CONFLICT DO NOTHING covers both keys; the caller then tells which one clashed.
 CREATE_RUN = Sql("""
@@ -39,13 +53,15 @@ INSERT INTO workflow_runs (
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
     completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
+    artifact_root, priority, not_before, cancel_requested_at, cancel_reason, cancelled_by,
+    attempt, retry_of
 ) VALUES (
     :workflow_run_id, :status, :intake, :created_at, :updated_at, :idempotency_key,
     :client_id, :step, :brief_id, :strategy_id, :draft_ids, :qc_result_ids, :package_ids,
     :artifact_dirs, :failed_step, :error, :qc_issues, :compensated_steps,
     :pending_compensations, :completed_at, :claimed_by, :lease_expires_at, :lease_token,
-    :intake_fingerprint, :artifact_root
+    :intake_fingerprint, :artifact_root, :priority, :not_before, :cancel_requested_at,
+    :cancel_reason, :cancelled_by, :attempt, :retry_of
 )
 ON CONFLICT DO NOTHING
 """)
@@ -60,7 +76,8 @@ UPDATE workflow_runs SET
     artifact_dirs = :artifact_dirs, failed_step = :failed_step, error = :error,
     qc_issues = :qc_issues, compensated_steps = :compensated_steps,
     pending_compensations = :pending_compensations, completed_at = :completed_at,
-    intake_fingerprint = :intake_fingerprint, artifact_root = :artifact_root
+    intake_fingerprint = :intake_fingerprint, artifact_root = :artifact_root,
+    priority = :priority, not_before = :not_before, attempt = :attempt, retry_of = :retry_of
 WHERE workflow_run_id = :workflow_run_id
     AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)
 """)
@@ -70,7 +87,8 @@ SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
     completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
+    artifact_root, priority, not_before, cancel_requested_at, cancel_reason, cancelled_by,
+    attempt, retry_of
 FROM workflow_runs WHERE workflow_run_id = :workflow_run_id
 """)
 
@@ -79,7 +97,8 @@ SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
     completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
+    artifact_root, priority, not_before, cancel_requested_at, cancel_reason, cancelled_by,
+    attempt, retry_of
 FROM workflow_runs WHERE idempotency_key = :idempotency_key
 """)
 
@@ -88,7 +107,8 @@ SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
     completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
+    artifact_root, priority, not_before, cancel_requested_at, cancel_reason, cancelled_by,
+    attempt, retry_of
 FROM workflow_runs
 ORDER BY created_at, workflow_run_id
 """)
@@ -98,10 +118,72 @@ SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
     completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
+    artifact_root, priority, not_before, cancel_requested_at, cancel_reason, cancelled_by,
+    attempt, retry_of
 FROM workflow_runs
 WHERE status = :status
 ORDER BY created_at, workflow_run_id
+""")
+
+# The filters of ``list``: a flag per filter (1: not filtered), and ``:since`` the oldest
+# creation time wanted (the earliest time there is when not filtered).
+_FILTERED = """
+WHERE (:any_status = 1 OR status = :status)
+    AND (:any_client = 1 OR client_id = :client_id)
+    AND created_at >= :since
+"""
+
+LIST_RUNS_FILTERED = Sql(
+    LIST_RUNS.text.replace("ORDER BY created_at, workflow_run_id", _FILTERED).rstrip()
+    + "\nORDER BY created_at, workflow_run_id\nLIMIT :limit\n"
+)
+
+LIST_RUNS_NEWEST = Sql(
+    LIST_RUNS.text.replace("ORDER BY created_at, workflow_run_id", _FILTERED).rstrip()
+    + "\nORDER BY created_at DESC, workflow_run_id DESC\nLIMIT :limit\n"
+)
+
+IDS_WITH_PREFIX = Sql("""
+SELECT workflow_run_id FROM workflow_runs
+WHERE substr(workflow_run_id, 1, length(:prefix)) = :prefix
+ORDER BY workflow_run_id
+LIMIT :limit
+""")
+
+GET_RETRY = Sql("""
+SELECT workflow_run_id, status, intake, created_at, updated_at, idempotency_key,
+    client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
+    artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
+    completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
+    artifact_root, priority, not_before, cancel_requested_at, cancel_reason, cancelled_by,
+    attempt, retry_of
+FROM workflow_runs WHERE retry_of = :workflow_run_id
+""")
+
+# A queued run that never started is cancelled at once; a started one (RUNNING, or QUEUED
+# with committed steps) is only marked, for its driver to compensate at a step boundary.
+CANCEL_QUEUED = Sql("""
+UPDATE workflow_runs SET
+    status = 'CANCELLED', claimed_by = NULL, updated_at = :now,
+    cancel_requested_at = :now, cancel_reason = :reason, cancelled_by = :by
+WHERE workflow_run_id = :workflow_run_id AND status = 'QUEUED' AND step IS NULL
+    AND cancel_requested_at IS NULL
+""")
+
+REQUEST_CANCEL = Sql("""
+UPDATE workflow_runs SET
+    cancel_requested_at = :now, cancel_reason = :reason, cancelled_by = :by
+WHERE workflow_run_id = :workflow_run_id AND status IN ('QUEUED', 'RUNNING')
+    AND cancel_requested_at IS NULL
+""")
+
+# A retry moves the key of the attempt it retries to the new attempt (the key follows
+# the latest attempt); the new row's insert then fails on ux_workflow_runs_retry_of if
+# a concurrent retry of the same attempt committed first.
+RELEASE_KEY = Sql("""
+UPDATE workflow_runs SET idempotency_key = NULL
+WHERE workflow_run_id = :workflow_run_id
+    AND status IN ('COMPENSATED', 'FAILED', 'CANCELLED')
 """)
 
 COUNT_BY_STATUS = Sql("""
@@ -142,7 +224,8 @@ RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_k
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
     completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
+    artifact_root, priority, not_before, cancel_requested_at, cancel_reason, cancelled_by,
+    attempt, retry_of
 """)
 
 CLAIM_QUEUED = Sql("""
@@ -151,8 +234,8 @@ UPDATE workflow_runs SET
     lease_token = lease_token + 1, updated_at = :now
 WHERE workflow_run_id = (
     SELECT workflow_run_id FROM workflow_runs
-    WHERE status = 'QUEUED'
-    ORDER BY created_at, workflow_run_id
+    WHERE status = 'QUEUED' AND (not_before IS NULL OR not_before <= :now)
+    ORDER BY priority DESC, created_at, workflow_run_id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
@@ -160,7 +243,8 @@ RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_k
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
     completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
+    artifact_root, priority, not_before, cancel_requested_at, cancel_reason, cancelled_by,
+    attempt, retry_of
 """)
 
 # One named run, if it is queued or to take over; the same on both dialects (PostgreSQL
@@ -170,7 +254,8 @@ UPDATE workflow_runs SET
     status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
     claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
     updated_at = :now
-WHERE workflow_run_id = :workflow_run_id AND (status = 'QUEUED' OR (status IN ('RUNNING', 'FAILED')
+WHERE workflow_run_id = :workflow_run_id AND ((status = 'QUEUED'
+        AND (not_before IS NULL OR not_before <= :now)) OR (status IN ('RUNNING', 'FAILED')
         AND (status = 'RUNNING' OR pending_compensations <> '[]')
         AND (claimed_by = :worker_id OR claimed_by = :take_from
             OR lease_expires_at <= :now
@@ -179,7 +264,8 @@ RETURNING workflow_run_id, status, intake, created_at, updated_at, idempotency_k
     client_id, step, brief_id, strategy_id, draft_ids, qc_result_ids, package_ids,
     artifact_dirs, failed_step, error, qc_issues, compensated_steps, pending_compensations,
     completed_at, claimed_by, lease_expires_at, lease_token, intake_fingerprint,
-    artifact_root
+    artifact_root, priority, not_before, cancel_requested_at, cancel_reason, cancelled_by,
+    attempt, retry_of
 """)
 
 RENEW_LEASE = Sql("""
@@ -203,6 +289,13 @@ STATEMENTS = (
     GET_RUN_BY_KEY,
     LIST_RUNS,
     LIST_RUNS_BY_STATUS,
+    LIST_RUNS_FILTERED,
+    LIST_RUNS_NEWEST,
+    IDS_WITH_PREFIX,
+    GET_RETRY,
+    CANCEL_QUEUED,
+    REQUEST_CANCEL,
+    RELEASE_KEY,
     COUNT_BY_STATUS,
     CLAIM_TAKEOVER,
     CLAIM_QUEUED,
@@ -272,13 +365,106 @@ class SqlWorkflowRunRepository:
         )
         return None if row is None else self._runs.from_row(row)
 
-    def list(self, status: str | None = None) -> list[WorkflowRunDTO]:
+    def list(
+        self,
+        status: str | None = None,
+        *,
+        client_id: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[WorkflowRunDTO]:
         status = status_arg(status)
-        if status is None:
-            rows = self._db.fetch_all(LIST_RUNS)
-        else:
-            rows = self._db.fetch_all(LIST_RUNS_BY_STATUS, {"status": status})
-        return [self._runs.from_row(row) for row in rows]
+        args = list_args(client_id=client_id, since=since, limit=limit)
+        plain = args.client_id is None and args.since is None and args.limit is None
+        if plain and not newest_first:
+            if status is None:
+                rows = self._db.fetch_all(LIST_RUNS)
+            else:
+                rows = self._db.fetch_all(LIST_RUNS_BY_STATUS, {"status": status})
+            return [self._runs.from_row(row) for row in rows]
+        params = {
+            "any_status": 1 if status is None else 0,
+            "status": status,
+            "any_client": 1 if args.client_id is None else 0,
+            "client_id": args.client_id,
+            "since": self._db.encode_datetime(args.since or _EARLIEST),
+            "limit": _NO_LIMIT if args.limit is None else args.limit,
+        }
+        statement = LIST_RUNS_NEWEST if newest_first else LIST_RUNS_FILTERED
+        return [self._runs.from_row(row) for row in self._db.fetch_all(statement, params)]
+
+    def ids_with_prefix(self, prefix: str, *, limit: int = 10) -> builtins.list[str]:
+        text, count = prefix_arg(prefix, limit)
+        rows = self._db.fetch_all(IDS_WITH_PREFIX, {"prefix": text, "limit": count})
+        return [str(row["workflow_run_id"]) for row in rows]
+
+    def attempts(self, workflow_run_id: str) -> builtins.list[WorkflowRunDTO]:
+        run = self.get(workflow_run_id)
+        if run is None:
+            return []
+        chain = [run]
+        while chain[0].retry_of is not None:
+            before = self.get(chain[0].retry_of)
+            if before is None:
+                break
+            chain.insert(0, before)
+        while True:
+            row = self._db.fetch_one(GET_RETRY, {"workflow_run_id": chain[-1].workflow_run_id})
+            if row is None:
+                break
+            chain.append(self._runs.from_row(row))
+        return chain
+
+    def request_cancel(
+        self,
+        workflow_run_id: str,
+        *,
+        reason: str | None = None,
+        by: str,
+        now: datetime | None = None,
+    ) -> WorkflowRunDTO:
+        with self._db.transaction():
+            args = cancel_args(workflow_run_id, reason=reason, by=by, now=now, clock=self._db.clock)
+            params = {
+                "workflow_run_id": args.workflow_run_id,
+                "now": self._db.encode_datetime(args.now),
+                "reason": args.reason,
+                "by": args.by,
+            }
+            if self._db.execute(CANCEL_QUEUED, params) == 0:
+                self._db.execute(REQUEST_CANCEL, params)
+            run = self.get(args.workflow_run_id)
+            if run is None:
+                raise run_not_found(args.workflow_run_id)
+            if run.status != "CANCELLED" and run.cancel_requested_at is None:
+                raise not_cancellable(run)
+            return run
+
+    def add_attempt(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        run = run_arg(run)
+        if run.retry_of is None:
+            raise attempt_arg_missing(run)
+        with self._db.transaction():
+            previous = self.get(run.retry_of)
+            if previous is None:
+                raise run_not_found(run.retry_of)
+            newer_row = self._db.fetch_one(GET_RETRY, {"workflow_run_id": run.retry_of})
+            newer = None if newer_row is None else self._runs.from_row(newer_row)
+            if newer is not None or previous.status not in RETRYABLE:
+                raise attempt_conflict(previous, newer)
+            if self._db.execute(RELEASE_KEY, {"workflow_run_id": run.retry_of}) != 1:
+                raise attempt_conflict(self.get(run.retry_of) or previous, None)
+            stored = attrs.evolve(run, idempotency_key=previous.idempotency_key)  # type: ignore[misc]
+            if self._db.execute(CREATE_RUN, self._runs.to_row(stored)) != 1:
+                # A concurrent retry of the same attempt committed first (or the id is
+                # taken): this transaction rolls back, the key stays where it went.
+                newer_row = self._db.fetch_one(GET_RETRY, {"workflow_run_id": run.retry_of})
+                if newer_row is not None:
+                    raise attempt_conflict(previous, self._runs.from_row(newer_row))
+                raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
+            result: WorkflowRunDTO = stored
+            return result
 
     def count_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(RUN_STATUSES, 0)

@@ -1,0 +1,28 @@
+-- Code before 0013 knows no CANCELLED status, priorities, delays, cancel requests or
+-- attempts. A CANCELLED run (its steps were compensated) becomes COMPENSATED with the
+-- reason in its error; queued runs stay queued (their priority and delay are dropped:
+-- they are claimed oldest first, at once). A cancel requested of a run still being
+-- driven is dropped. Older attempts of a retried run stay, as separate runs.
+
+UPDATE workflow_runs SET
+    status = 'COMPENSATED',
+    error = COALESCE(error, 'cancelled: ' || COALESCE(cancel_reason, 'no reason given'))
+WHERE status = 'CANCELLED';
+
+DROP INDEX ux_workflow_runs_retry_of;
+
+DROP INDEX ix_workflow_runs_claim;
+
+ALTER TABLE workflow_runs DROP COLUMN retry_of;
+
+ALTER TABLE workflow_runs DROP COLUMN attempt;
+
+ALTER TABLE workflow_runs DROP COLUMN cancelled_by;
+
+ALTER TABLE workflow_runs DROP COLUMN cancel_reason;
+
+ALTER TABLE workflow_runs DROP COLUMN cancel_requested_at;
+
+ALTER TABLE workflow_runs DROP COLUMN not_before;
+
+ALTER TABLE workflow_runs DROP COLUMN priority;

@@ -1,0 +1,27 @@
+-- Operating runs (issue 13): a priority (-1000..1000, default 0) and a not_before time
+-- that order the queue; a cancel request (when, why, who asked) that the run's driver
+-- acts on at its next step boundary; and the attempt number of a retried run with the
+-- attempt it retries. Existing runs get priority 0, no delay, no cancel, attempt 1.
+-- Queued runs are claimed through ix_workflow_runs_claim: highest priority first, then
+-- the oldest; finished runs are not in this partial index, however many there are.
+
+ALTER TABLE workflow_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+
+ALTER TABLE workflow_runs ADD COLUMN not_before TEXT;
+
+ALTER TABLE workflow_runs ADD COLUMN cancel_requested_at TEXT;
+
+ALTER TABLE workflow_runs ADD COLUMN cancel_reason TEXT;
+
+ALTER TABLE workflow_runs ADD COLUMN cancelled_by TEXT;
+
+ALTER TABLE workflow_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+
+ALTER TABLE workflow_runs ADD COLUMN retry_of TEXT;
+
+CREATE INDEX ix_workflow_runs_claim ON workflow_runs (priority DESC, created_at, workflow_run_id)
+    WHERE status = 'QUEUED';
+
+-- One retry per attempt: two concurrent retries of an attempt make one new attempt.
+CREATE UNIQUE INDEX ux_workflow_runs_retry_of ON workflow_runs (retry_of)
+    WHERE retry_of IS NOT NULL;
