@@ -33,9 +33,17 @@ from aicmo.cli.common import (
     run_summary,
     table,
     term,
+    term_lines,
 )
+from aicmo.cli.runs import parse_not_before
 from aicmo.errors import BackendError, ValidationError
-from aicmo.workflow import WorkedRun, WorkflowRunDTO, default_worker_id
+from aicmo.workflow import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    WorkedRun,
+    WorkflowRunDTO,
+    default_worker_id,
+)
 from aicmo.workflow.backoff import OutageBackoff
 
 
@@ -49,20 +57,51 @@ from aicmo.workflow.backoff import OutageBackoff
     default=None,
     help="Submitting again with the same KEY returns the same run (one FILE only).",
 )
+@click.option(
+    "--priority",
+    type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY),
+    default=0,
+    metavar="N",
+    help="-1000 to 1000 (default 0): workers claim higher priorities first.",
+)
+@click.option(
+    "--not-before",
+    "not_before",
+    metavar="WHEN",
+    default=None,
+    help="No worker starts the run before WHEN: ISO 8601 with a zone, or +DURATION (+10m).",
+)
 @json_option
-def submit(files: tuple[str, ...], database: str | None, key: str | None, as_json: bool) -> None:
+def submit(
+    files: tuple[str, ...],
+    database: str | None,
+    key: str | None,
+    priority: int,
+    not_before: str | None,
+    as_json: bool,
+) -> None:
     """Queue a workflow run per intake FILE for `aicmo worker` to drive.
 
     Every FILE is validated first; an invalid one is reported and queues nothing.
-    Exit status 0 only if every FILE was queued.
+    Exit status 0 only if every FILE was queued (2 for a bad --priority or --not-before).
     """
     if key is not None and len(files) > 1:
         raise click.UsageError("--idempotency-key takes exactly one FILE")
+    try:
+        when = None if not_before is None else parse_not_before(not_before)
+    except ValidationError as exc:
+        raise click.UsageError(term_lines(exc)) from None
     results: list[tuple[str, WorkflowRunDTO | None, str]] = []
     with open_app(database, auto_upgrade=True) as app:
         for path in files:
             try:
-                results.append((path, app.submit(path, idempotency_key=key), ""))
+                results.append(
+                    (
+                        path,
+                        app.submit(path, idempotency_key=key, priority=priority, not_before=when),
+                        "",
+                    )
+                )
             except ValidationError as exc:
                 results.append((path, None, str(exc)))
         depth = app.queue_depth()

@@ -21,6 +21,8 @@ from aicmo.workflow.service import (
     WorkedRun,
     WorkflowService,
     default_worker_id,
+    not_before_arg,
+    priority_arg,
     system_clock,
 )
 from aicmo.workflow.steps import SAGA, Progress, Saga, Services, Step, fault_points, in_transaction
@@ -51,5 +53,7 @@ __all__ = [
     "fault_points",
     "in_transaction",
     "intake_fingerprint",
+    "not_before_arg",
+    "priority_arg",
     "system_clock",
 ]

@@ -97,6 +97,8 @@ __all__ = [
     "WorkedRun",
     "WorkflowService",
     "default_worker_id",
+    "not_before_arg",
+    "priority_arg",
     "system_clock",
 ]
 
