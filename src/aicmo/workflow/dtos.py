@@ -111,7 +111,8 @@ class WorkflowRunDTO:
     ``cancelled_by``, who asked) is set by the repository's ``request_cancel``: its driver
     stops at the next step boundary, compensates, and ends ``CANCELLED``; ``update`` keeps
     these three too. ``attempt`` numbers the attempts of one run (1 for the first);
-    ``retry_of`` is the attempt this one retries (``None`` for the first).
+    ``retry_of`` is the attempt this one retries (``None`` for the first); both are set
+    when the run is created and kept by ``update``.
     """
 
     workflow_run_id: str = field(identifier)

@@ -99,6 +99,8 @@ class InMemoryWorkflowRunRepository:
                 cancel_requested_at=old.cancel_requested_at,
                 cancel_reason=old.cancel_reason,
                 cancelled_by=old.cancelled_by,
+                attempt=old.attempt,
+                retry_of=old.retry_of,
             )
             self._runs.put(run.workflow_run_id, kept)
 

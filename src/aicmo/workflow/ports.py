@@ -22,7 +22,9 @@ class WorkflowRunRepository(Protocol):
     def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
         """Replace the stored run with the same id; ``NotFoundError`` if there is none.
         The idempotency key of a run never changes (``ConflictError``). The lease fields
-        (``claimed_by``, ``lease_expires_at``, ``lease_token``) keep their stored values.
+        (``claimed_by``, ``lease_expires_at``, ``lease_token``), the cancel request
+        (``cancel_requested_at``, ``cancel_reason``, ``cancelled_by``), ``attempt`` and
+        ``retry_of`` keep their stored values.
 
         With ``token`` the update is *fenced*: it writes only while the stored
         ``lease_token`` is ``token``, else raises ``LeaseLostError`` and writes nothing

@@ -77,7 +77,7 @@ UPDATE workflow_runs SET
     qc_issues = :qc_issues, compensated_steps = :compensated_steps,
     pending_compensations = :pending_compensations, completed_at = :completed_at,
     intake_fingerprint = :intake_fingerprint, artifact_root = :artifact_root,
-    priority = :priority, not_before = :not_before, attempt = :attempt, retry_of = :retry_of
+    priority = :priority, not_before = :not_before
 WHERE workflow_run_id = :workflow_run_id
     AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)
 """)
