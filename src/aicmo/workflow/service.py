@@ -723,7 +723,8 @@ class WorkflowService:
 
         Stops after ``max_runs`` claims, when ``stop`` is set (checked between steps: the
         current run goes back to the queue with its progress), or, with ``stop_when_idle``,
-        once nothing is queued and no run is held by any driver (a run whose driver died
+        once nothing is queued that is due (a run whose ``not_before`` is still to come
+        does not keep it) and no run is held by any driver (a run whose driver died
         is waited for until its lease lapses, then finished here). Otherwise it polls every
         ``poll_interval`` seconds. ``heartbeat=False`` turns the lease renewal off (tests
         that move a fake :attr:`clock` use it). ``on_run`` is called after each run.
@@ -769,8 +770,14 @@ class WorkflowService:
         return results
 
     def _in_flight(self) -> bool:
-        """Whether a run is queued or held by a driver (so more work may come)."""
-        return bool(self.read(self.runs.count_by_status)["QUEUED"]) or self._held()
+        """Whether a run is queued (and due: its ``not_before`` has come) or held by a
+        driver (so more work may come now)."""
+        if self.read(self.runs.count_by_status)["QUEUED"]:
+            now = self._lease_now() or self.clock()
+            queued = self.read(functools.partial(self.runs.list, "QUEUED"))
+            if any(r.not_before is None or r.not_before <= now for r in queued):
+                return True
+        return self._held()
 
     def _held(self) -> bool:
         """Whether a driver holds a run (a RUNNING one, or a FAILED one whose compensations
