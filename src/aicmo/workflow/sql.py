@@ -10,7 +10,7 @@ IMMEDIATE``, which already admits one writer at a time.
 from __future__ import annotations
 
 import builtins
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -41,8 +41,6 @@ from aicmo.workflow.rules import (
 
 __all__ = ["STATEMENTS", "SqlWorkflowRunRepository"]
 
-_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
-"""``since`` when ``list`` is not filtered by it (a day after year 1: safe in every zone)."""
 _NO_LIMIT = 2**62
 
 
@@ -125,12 +123,11 @@ WHERE status = :status
 ORDER BY created_at, workflow_run_id
 """)
 
-# The filters of ``list``: a flag per filter (1: not filtered), and ``:since`` the oldest
-# creation time wanted (the earliest time there is when not filtered).
+# The filters of ``list``: a flag per filter (1: not filtered) and its value.
 _FILTERED = """
 WHERE (:any_status = 1 OR status = :status)
     AND (:any_client = 1 OR client_id = :client_id)
-    AND created_at >= :since
+    AND (:any_since = 1 OR created_at >= :since)
 """
 
 LIST_RUNS_FILTERED = Sql(
@@ -388,7 +385,8 @@ class SqlWorkflowRunRepository:
             "status": status,
             "any_client": 1 if args.client_id is None else 0,
             "client_id": args.client_id,
-            "since": self._db.encode_datetime(args.since or _EARLIEST),
+            "any_since": 1 if args.since is None else 0,
+            "since": None if args.since is None else self._db.encode_datetime(args.since),
             "limit": _NO_LIMIT if args.limit is None else args.limit,
         }
         statement = LIST_RUNS_NEWEST if newest_first else LIST_RUNS_FILTERED
