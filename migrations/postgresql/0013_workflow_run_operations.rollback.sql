@@ -9,6 +9,13 @@ UPDATE workflow_runs SET
     error = COALESCE(error, 'cancelled: ' || COALESCE(cancel_reason, 'no reason given'))
 WHERE status = 'CANCELLED';
 
+ALTER TABLE workflow_runs DROP CONSTRAINT ck_workflow_runs_status;
+
+ALTER TABLE workflow_runs ADD CONSTRAINT ck_workflow_runs_status
+    CHECK (status IN ('QUEUED', 'RUNNING', 'COMPLETED', 'COMPENSATED', 'FAILED')) NOT VALID;
+
+ALTER TABLE workflow_runs VALIDATE CONSTRAINT ck_workflow_runs_status;
+
 DROP INDEX ux_workflow_runs_retry_of;
 
 DROP INDEX ix_workflow_runs_claim;

@@ -1,9 +1,20 @@
 -- Operating runs (issue 13): a priority (-1000..1000, default 0) and a not_before time
 -- that order the queue; a cancel request (when, why, who asked) that the run's driver
--- acts on at its next step boundary; and the attempt number of a retried run with the
--- attempt it retries. Existing runs get priority 0, no delay, no cancel, attempt 1.
+-- acts on at its next step boundary; a CANCELLED status; and the attempt number of a
+-- retried run with the attempt it retries. Existing runs get priority 0, no delay, no
+-- cancel, attempt 1.
 -- Queued runs are claimed through ix_workflow_runs_claim: highest priority first, then
 -- the oldest; finished runs are not in this partial index, however many there are.
+
+-- 0011's status CHECK gains CANCELLED (added NOT VALID, then validated: every stored
+-- status is one the old CHECK allowed, so the new one holds).
+ALTER TABLE workflow_runs DROP CONSTRAINT ck_workflow_runs_status;
+
+ALTER TABLE workflow_runs ADD CONSTRAINT ck_workflow_runs_status CHECK (
+    status IN ('QUEUED', 'RUNNING', 'COMPLETED', 'COMPENSATED', 'FAILED', 'CANCELLED')
+) NOT VALID;
+
+ALTER TABLE workflow_runs VALIDATE CONSTRAINT ck_workflow_runs_status;
 
 ALTER TABLE workflow_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 

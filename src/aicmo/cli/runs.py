@@ -181,7 +181,12 @@ def runs() -> None:
 
 @runs.command("list")
 @database_option
-@click.option("--status", type=click.Choice(RUN_STATUSES), default=None)
+@click.option(
+    "--status",
+    type=click.Choice(RUN_STATUSES, case_sensitive=False),
+    default=None,
+    help="Only runs with this status (any case).",
+)
 @click.option("--client", "client_id", metavar="ID", default=None, help="Only this client's runs.")
 @click.option(
     "--since",
@@ -203,10 +208,12 @@ def runs_list(
     oldest_first: bool,
     as_json: bool,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first, and the queue's depth.
+
+    A SQLite file that does not exist is refused, not created."""
     with _bad_input_exits_2():
         after = None if since is None else parse_since(since)
-    with open_app(database, auto_upgrade=True) as app:
+    with open_app(database, auto_upgrade=True, must_exist=True) as app:
         found = app.list_runs(
             status, client_id=client_id, since=after, limit=limit, newest_first=not oldest_first
         )
@@ -252,7 +259,7 @@ def runs_list(
 @json_option
 def runs_show(run_id: str, database: str | None, as_json: bool) -> None:
     """Show one run: its ids, artifacts, error, QC issues and attempts."""
-    with open_app(database, auto_upgrade=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
         found = app.find_run(run_id)
         attempts = app.run_attempts(found.workflow_run_id)
     shown = detail(found, attempts)
@@ -270,7 +277,7 @@ def runs_show(run_id: str, database: str | None, as_json: bool) -> None:
 def runs_cancel(run_id: str, reason: str | None, database: str | None, as_json: bool) -> None:
     """Cancel a run: a queued one at once, a running one at its next step boundary
     (its completed steps are compensated). A finished run is refused (exit 1)."""
-    with open_app(database, auto_upgrade=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
         run = app.cancel_run(run_id, reason=reason)
     if as_json:
         echo(dump_json(detail(run, [])))
@@ -304,7 +311,7 @@ def runs_retry(
 ) -> None:
     """Retry a COMPENSATED, FAILED or CANCELLED run: a new attempt from the start, which
     takes its idempotency key over. Queued for `aicmo worker` unless --in-process."""
-    with open_app(database, auto_upgrade=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
         run = app.retry_run(run_id, intake=intake, in_process=in_process)
     if as_json:
         echo(dump_json(summary(run)))
@@ -331,7 +338,7 @@ def runs_retry(
 def runs_wait(run_id: str, timeout: float | None, database: str | None, as_json: bool) -> None:
     """Wait until a run is finished, whoever drives it. Exit 0 only if it COMPLETED;
     1 if it ended otherwise, 3 if --timeout ran out."""
-    with open_app(database, auto_upgrade=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
         try:
             run = app.wait_run(run_id, timeout=timeout)
         except WaitTimeoutError as exc:
