@@ -1,8 +1,11 @@
+-- squawk-ignore-file ban-drop-column, require-concurrent-index-deletion, constraint-missing-not-valid, ban-drop-constraint
 -- Code before 0013 knows no CANCELLED status, priorities, delays, cancel requests or
 -- attempts. A CANCELLED run (its steps were compensated) becomes COMPENSATED with the
 -- reason in its error; queued runs stay queued (their priority and delay are dropped:
 -- they are claimed oldest first, at once). A cancel requested of a run still being
 -- driven is dropped. Older attempts of a retried run stay, as separate runs.
+
+SET LOCAL lock_timeout = '5s';
 
 UPDATE workflow_runs SET
     status = 'COMPENSATED',
