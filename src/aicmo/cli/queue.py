@@ -93,8 +93,8 @@ def submit(
         raise click.UsageError("--idempotency-key takes exactly one FILE")
     try:
         when = None if not_before is None else parse_not_before(not_before)
-    except ValidationError as exc:
-        raise click.UsageError(term_lines(exc)) from None
+    except ValidationError as bad:
+        raise click.UsageError(term_lines(bad)) from None
     results: list[tuple[str, WorkflowRunDTO | None, str]] = []
     problems: dict[str, list[dict[str, str]]] = {}
     invalid = check_intakes(files)
