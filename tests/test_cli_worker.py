@@ -36,7 +36,8 @@ def test_submit_then_a_worker_drains_the_queue(tmp_path: Path) -> None:
     run_ids = {e["run"]["workflow_run_id"] for e in entries}
     code, out = invoke(tmp_path, "runs", "list")
     assert (
-        out.splitlines()[-1] == "queue: 3 queued, 0 running, 0 completed, 0 compensated, 0 failed"
+        out.splitlines()[-1] == "queue: 3 queued, 0 running, 0 completed, 0 compensated, 0 failed, "
+        "0 cancelled"
     )
     code, out = invoke(
         tmp_path, "worker", "--stop-when-idle", "--worker-id", "w1", "--poll", "0.05"
@@ -64,7 +65,8 @@ def test_max_runs_and_the_queue_line(tmp_path: Path) -> None:
     assert out.splitlines()[-1].startswith("worker w: 1 run(s)")
     code, out = invoke(tmp_path, "runs", "list")
     assert (
-        out.splitlines()[-1] == "queue: 1 queued, 0 running, 1 completed, 0 compensated, 0 failed"
+        out.splitlines()[-1] == "queue: 1 queued, 0 running, 1 completed, 0 compensated, 0 failed, "
+        "0 cancelled"
     )
     header, *rows = out.splitlines()[:-1]
     assert header.split()[-4:] == ["held", "by", "lease", "until"]
@@ -100,8 +102,8 @@ def test_progress_lines_report_runs_and_the_queue(tmp_path: Path) -> None:
     progress = [line for line in out.splitlines() if line.startswith("progress w: ")]
     assert len(progress) == 2  # one after each run, with this tiny interval
     assert progress[0].endswith(
-        "1 completed; queue: 1 queued, 0 running, 1 completed, 0 compensated, 0 failed"
+        "1 completed; queue: 1 queued, 0 running, 1 completed, 0 compensated, 0 failed, 0 cancelled"
     )
     assert progress[1].endswith(
-        "2 completed; queue: 0 queued, 0 running, 2 completed, 0 compensated, 0 failed"
+        "2 completed; queue: 0 queued, 0 running, 2 completed, 0 compensated, 0 failed, 0 cancelled"
     )

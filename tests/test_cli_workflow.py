@@ -70,7 +70,7 @@ def test_runs_list_and_filters(tmp_path: Path) -> None:
     assert code == 0
     assert len(out.splitlines()) == 3  # header, the run, the queue's depth
     assert out.splitlines()[-1] == (
-        "queue: 0 queued, 0 running, 1 completed, 1 compensated, 0 failed"
+        "queue: 0 queued, 0 running, 1 completed, 1 compensated, 0 failed, 0 cancelled"
     )
     code, out = invoke(tmp_path, "runs", "show", "no-such-run")
     assert code == 1

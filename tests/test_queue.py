@@ -106,6 +106,7 @@ def test_a_worker_drains_the_queue_and_gives_every_lease_back(
         "COMPLETED": 3,
         "COMPENSATED": 1,
         "FAILED": 0,
+        "CANCELLED": 0,
     }
     assert drain(app) == []
 

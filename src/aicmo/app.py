@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -228,10 +228,77 @@ class App:
         self._check_open()
         return self.repos.workflow.get(workflow_run_id)
 
-    def list_runs(self, status: str | None = None) -> list[WorkflowRunDTO]:
-        """Runs (only those with ``status``, if given), oldest first."""
+    def list_runs(
+        self,
+        status: str | None = None,
+        *,
+        client_id: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[WorkflowRunDTO]:
+        """Runs (only those with ``status``, of ``client_id``, created at or after
+        ``since``, each if given), oldest first (``newest_first``: newest first), at most
+        ``limit`` of them."""
         self._check_open()
-        return self.repos.workflow.list(status)
+        return self.repos.workflow.list(
+            status, client_id=client_id, since=since, limit=limit, newest_first=newest_first
+        )
+
+    def find_run(self, run_id: str) -> WorkflowRunDTO:
+        """The run whose id is ``run_id`` or starts with it (a unique prefix, as git takes
+        commit ids). ``NotFoundError`` if none; ``ValidationError`` listing the candidates
+        if the prefix is ambiguous."""
+        self._check_open()
+        return self.workflow.resolve(run_id)
+
+    def run_attempts(self, run_id: str) -> list[WorkflowRunDTO]:
+        """Every attempt of the run ``run_id`` (or a unique prefix) belongs to, linked by
+        ``retry_of`` and numbered by ``attempt``, first attempt first."""
+        self._check_open()
+        return self.workflow.attempts(run_id)
+
+    def cancel_run(
+        self, run_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> WorkflowRunDTO:
+        """Cancel a run (``run_id`` or a unique prefix of it); return it as stored.
+
+        A ``QUEUED`` run becomes ``CANCELLED`` at once. A ``RUNNING`` run stops at its
+        next step boundary, whoever drives it (this process, a worker on another machine):
+        its completed steps are compensated exactly as on a failure and it ends
+        ``CANCELLED``, keeping ``reason`` and who asked (``by``, default ``user@host``).
+        :meth:`wait_run` waits for that. A finished run raises ``ConflictError`` naming its
+        status; cancelling twice is harmless (the run is returned as it is)."""
+        self._check_open()
+        return self.workflow.cancel(run_id, reason=reason, by=by)
+
+    def retry_run(
+        self,
+        run_id: str,
+        *,
+        intake: IntakeSource | None = None,
+        in_process: bool = False,
+        stop: threading.Event | None = None,
+    ) -> WorkflowRunDTO:
+        """A new attempt of a ``COMPENSATED``, ``FAILED`` or ``CANCELLED`` run, from the
+        start, with the same intake (or ``intake``, a corrected one); return it.
+
+        The attempt is a new run (``attempt`` numbered from 1, ``retry_of`` the run it
+        retries) that takes the idempotency key over. It is queued for the workers, or,
+        with ``in_process``, driven in this thread and returned as it ended. A run not
+        finished that way, or retried already, raises ``ConflictError`` (nothing written)."""
+        self._check_open()
+        return self.workflow.retry(run_id, intake=intake, in_process=in_process, stop=stop)
+
+    def wait_run(
+        self, run_id: str, *, timeout: float | None = None, poll_interval: float = 1.0
+    ) -> WorkflowRunDTO:
+        """Return the run once it is finished (``COMPLETED``, ``COMPENSATED``, ``FAILED``
+        or ``CANCELLED``), whoever drives it, polling with backoff up to
+        ``poll_interval`` seconds apart. After ``timeout`` seconds raises
+        ``aicmo.workflow.WaitTimeoutError`` (a ``ConflictError``)."""
+        self._check_open()
+        return self.workflow.wait(run_id, timeout=timeout, poll_interval=poll_interval)
 
     def recover(self, *, stale_after: timedelta = timedelta(0)) -> list[WorkflowRunDTO]:
         """Resume or compensate every unfinished run nobody drives (see
@@ -244,16 +311,29 @@ class App:
         self._check_open()
         return self.workflow.recover(stale_after=stale_after)
 
-    def submit(self, intake: IntakeSource, *, idempotency_key: str | None = None) -> WorkflowRunDTO:
+    def submit(
+        self,
+        intake: IntakeSource,
+        *,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        not_before: datetime | None = None,
+    ) -> WorkflowRunDTO:
         """Queue a run of ``intake`` for the workers (:meth:`work`, ``aicmo worker``).
 
         Returns the ``QUEUED`` run. ``intake`` is validated first (an invalid one raises
         ``ValidationError`` and writes nothing); the same ``idempotency_key`` with the same
         intake returns the run it created before, whatever its state now, and with a
         different intake raises ``ConflictError`` (nothing written).
+
+        Workers claim lapsed leases first, then the highest ``priority`` (-1000 to 1000,
+        default 0), then the oldest run; never a run before its ``not_before`` (a
+        timezone-aware datetime). Out of range or without a zone: ``ValidationError``.
         """
         self._check_open()
-        return self.workflow.submit(intake, idempotency_key=idempotency_key)
+        return self.workflow.submit(
+            intake, idempotency_key=idempotency_key, priority=priority, not_before=not_before
+        )
 
     def work(
         self,

@@ -36,10 +36,18 @@ from aicmo.cli.common import (
     settings_for,
     table,
     term,
+    term_lines,
     validation_problems,
 )
+from aicmo.cli.runs import parse_not_before
 from aicmo.errors import BackendError, ValidationError
-from aicmo.workflow import WorkedRun, WorkflowRunDTO, default_worker_id
+from aicmo.workflow import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    WorkedRun,
+    WorkflowRunDTO,
+    default_worker_id,
+)
 from aicmo.workflow.backoff import OutageBackoff
 
 
@@ -53,15 +61,40 @@ from aicmo.workflow.backoff import OutageBackoff
     default=None,
     help="Submitting again with the same KEY returns the same run (one FILE only).",
 )
+@click.option(
+    "--priority",
+    type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY),
+    default=0,
+    metavar="N",
+    help="-1000 to 1000 (default 0): workers claim higher priorities first.",
+)
+@click.option(
+    "--not-before",
+    "not_before",
+    metavar="WHEN",
+    default=None,
+    help="No worker starts the run before WHEN: ISO 8601 with a zone, or +DURATION (+10m).",
+)
 @json_option
-def submit(files: tuple[str, ...], database: str | None, key: str | None, as_json: bool) -> None:
+def submit(
+    files: tuple[str, ...],
+    database: str | None,
+    key: str | None,
+    priority: int,
+    not_before: str | None,
+    as_json: bool,
+) -> None:
     """Queue a workflow run per intake FILE for `aicmo worker` to drive.
 
     Every FILE is validated first; an invalid one is reported and queues nothing.
-    Exit status 0 only if every FILE was queued.
+    Exit status 0 only if every FILE was queued (2 for a bad --priority or --not-before).
     """
     if key is not None and len(files) > 1:
         raise click.UsageError("--idempotency-key takes exactly one FILE")
+    try:
+        when = None if not_before is None else parse_not_before(not_before)
+    except ValidationError as bad:
+        raise click.UsageError(term_lines(bad)) from None
     results: list[tuple[str, WorkflowRunDTO | None, str]] = []
     problems: dict[str, list[dict[str, str]]] = {}
     invalid = check_intakes(files)
@@ -77,7 +110,15 @@ def submit(files: tuple[str, ...], database: str | None, key: str | None, as_jso
                     results.append((path, None, str(invalid[path])))
                     continue
                 try:
-                    results.append((path, app.submit(path, idempotency_key=key), ""))
+                    results.append(
+                        (
+                            path,
+                            app.submit(
+                                path, idempotency_key=key, priority=priority, not_before=when
+                            ),
+                            "",
+                        )
+                    )
                 except ValidationError as exc:
                     results.append((path, None, str(exc)))
                     problems[path] = validation_problems(exc)

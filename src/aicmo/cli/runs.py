@@ -1,8 +1,18 @@
-"""`aicmo runs ...`: inspect workflow runs."""
+"""`aicmo runs ...`: inspect and operate workflow runs (list, show, cancel, retry, wait).
+
+Every subcommand takes a run id or a unique prefix of one (as git takes commit ids) and
+``--json``. Exit status: 0 on success, 1 for an unknown run or a refused operation, 2 for
+bad input (an ambiguous prefix, a date without a time zone, ...).
+"""
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import click
 
@@ -11,6 +21,7 @@ from aicmo.cli.common import (
     depth_line,
     dump_json,
     echo,
+    iso,
     json_option,
     main,
     open_app,
@@ -18,13 +29,154 @@ from aicmo.cli.common import (
     run_summary,
     table,
     term,
+    term_lines,
 )
-from aicmo.workflow import RUN_STATUSES
+from aicmo.errors import ValidationError
+from aicmo.workflow import RUN_STATUSES, WaitTimeoutError, WorkflowRunDTO
+
+__all__ = ["parse_duration", "parse_not_before", "parse_since", "runs"]
+
+_DURATION = re.compile(r"(?:(?P<n>[0-9]+(?:\.[0-9]+)?)(?P<unit>[smhdw]))")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+WAIT_TIMED_OUT = 3
+"""The exit status of ``aicmo runs wait`` when its ``--timeout`` ran out."""
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"``, ``"1w"`` as a timedelta;
+    ``ValidationError`` naming ``option`` if it does not parse."""
+    body = text.strip()
+    if not body or _DURATION.sub("", body) != "":
+        raise ValidationError(
+            [
+                (
+                    option,
+                    f"{text!r:.80} is not a duration; use a number and a unit s, m, h, d or w, "
+                    "for example +90s, +10m or +1h30m",
+                )
+            ]
+        )
+    seconds = sum(float(m["n"]) * _UNITS[m["unit"]] for m in _DURATION.finditer(body))
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValidationError([(option, f"{text!r:.80} is too long")]) from None
+
+
+def _aware(text: str, option: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            [(option, f"{text!r:.80} is not an ISO 8601 time, e.g. 2026-12-01T09:00:00+00:00")]
+        ) from None
+    if value.tzinfo is None:
+        raise ValidationError(
+            [
+                (
+                    option,
+                    f"{text!r:.80} has no time zone; add one, e.g. {text}+00:00 or {text}Z",
+                )
+            ]
+        )
+    return value.astimezone(UTC)
+
+
+def parse_not_before(text: str, *, now: datetime | None = None) -> datetime:
+    """``--not-before``: an ISO 8601 time with a zone, or ``+DURATION`` from now."""
+    if text.startswith("+"):
+        start = now or datetime.now(UTC)
+        return start + parse_duration(text[1:], "--not-before")
+    return _aware(text, "--not-before")
+
+
+def parse_since(text: str) -> datetime:
+    """``--since``: a date (midnight UTC) or an ISO 8601 time with a zone."""
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise ValidationError([("--since", f"{text!r} is not a date")]) from None
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return _aware(text, "--since")
+
+
+@contextmanager
+def _bad_input_exits_2() -> Iterator[None]:
+    """A ``ValidationError`` is bad input: its message on stderr, exit status 2."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise click.UsageError(term_lines(exc)) from None
+
+
+def _text(value: object) -> str:
+    """A value for people: ``-`` for nothing, mappings as ``key=value`` pairs."""
+    if value is None or value == "" or value == []:
+        return "-"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def summary(run: WorkflowRunDTO) -> dict[str, Any]:
+    """A run in ``runs list --json`` (and the head of ``runs show --json``)."""
+    return {
+        **run_summary(run),
+        "created_at": iso(run.created_at),
+        "priority": run.priority,
+        "not_before": iso(run.not_before),
+        "attempt": run.attempt,
+        "retry_of": run.retry_of,
+    }
+
+
+def detail(run: WorkflowRunDTO, attempts: list[WorkflowRunDTO]) -> dict[str, Any]:
+    """A run in ``runs show --json``: every field, and its attempts."""
+    return {
+        **run_detail(run),
+        **summary(run),
+        "cancel_requested_at": iso(run.cancel_requested_at),
+        "cancel_reason": run.cancel_reason,
+        "cancelled_by": run.cancelled_by,
+        "attempts": [
+            {
+                "attempt": a.attempt,
+                "workflow_run_id": a.workflow_run_id,
+                "status": a.status,
+                "created_at": iso(a.created_at),
+            }
+            for a in attempts
+        ],
+    }
+
+
+def _show(found: dict[str, Any]) -> None:
+    for key, value in found.items():
+        if key == "attempts":
+            echo("attempts:")
+            for a in value:
+                echo(
+                    f"  {a['attempt']}. {term(a['workflow_run_id'])}  {a['status']}  "
+                    f"{a['created_at']}"
+                )
+        elif isinstance(value, list):
+            echo(f"{key}:" + ("" if value else " -"))
+            for item in value:
+                echo(f"  - {term(_text(item))}")
+        else:
+            echo(f"{key}: {term(_text(value))}")
+
+
+def _short(run: WorkflowRunDTO) -> list[str]:
+    return [run.workflow_run_id, run.client_id or "-", run.status, run.step or "-"]
 
 
 @main.group()
 def runs() -> None:
-    """Inspect workflow runs."""
+    """Inspect and operate workflow runs (ids may be given by a unique prefix)."""
 
 
 @runs.command("list")
@@ -35,16 +187,39 @@ def runs() -> None:
     default=None,
     help="Only runs with this status (any case).",
 )
+@click.option("--client", "client_id", metavar="ID", default=None, help="Only this client's runs.")
+@click.option(
+    "--since",
+    metavar="DATE",
+    default=None,
+    help="Only runs created at or after DATE (YYYY-MM-DD, UTC; or ISO 8601 with a zone).",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, metavar="N", help="At most N runs."
+)
+@click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
 @json_option
-def runs_list(database: str | None, status: str | None, as_json: bool) -> None:
-    """List runs, oldest first, and the queue's depth.
+def runs_list(
+    database: str | None,
+    status: str | None,
+    client_id: str | None,
+    since: str | None,
+    limit: int | None,
+    oldest_first: bool,
+    as_json: bool,
+) -> None:
+    """List runs, newest first, and the queue's depth.
 
     A SQLite file that does not exist is refused, not created."""
+    with _bad_input_exits_2():
+        after = None if since is None else parse_since(since)
     with open_app(database, auto_upgrade=True, must_exist=True) as app:
-        found = app.list_runs(status)
+        found = app.list_runs(
+            status, client_id=client_id, since=after, limit=limit, newest_first=not oldest_first
+        )
         depth = app.queue_depth()
     if as_json:
-        echo(dump_json([run_summary(r) for r in found]))
+        echo(dump_json([summary(r) for r in found]))
         return
     table(
         [
@@ -55,12 +230,25 @@ def runs_list(database: str | None, status: str | None, as_json: bool) -> None:
                 r.step or "-",
                 str(len(r.package_ids)),
                 r.created_at.isoformat(timespec="seconds"),
+                str(r.priority),
+                str(r.attempt),
                 r.claimed_by or "-",
                 r.lease_expires_at.isoformat(timespec="seconds") if r.lease_expires_at else "-",
             ]
             for r in found
         ],
-        ["run", "client", "status", "step", "packages", "created", "held by", "lease until"],
+        [
+            "run",
+            "client",
+            "status",
+            "step",
+            "packages",
+            "created",
+            "priority",
+            "attempt",
+            "held by",
+            "lease until",
+        ],
     )
     echo(depth_line(depth))
 
@@ -70,20 +258,99 @@ def runs_list(database: str | None, status: str | None, as_json: bool) -> None:
 @database_option
 @json_option
 def runs_show(run_id: str, database: str | None, as_json: bool) -> None:
-    """Show one run: its ids, artifacts, error and QC issues (exit 1 if there is none)."""
-    with open_app(database, auto_upgrade=True, must_exist=True) as app:
-        found = app.get_run(run_id)
-    if found is None:
-        echo(f"error: no workflow run {run_id!r}", err=True)
-        sys.exit(1)
-    detail = run_detail(found)
+    """Show one run: its ids, artifacts, error, QC issues and attempts."""
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
+        found = app.find_run(run_id)
+        attempts = app.run_attempts(found.workflow_run_id)
+    shown = detail(found, attempts)
     if as_json:
-        echo(dump_json(detail))
+        echo(dump_json(shown))
         return
-    for key, value in detail.items():
-        if isinstance(value, list):
-            echo(f"{key}:")
-            for item in value:
-                echo(f"  - {term(item)}")
-        else:
-            echo(f"{key}: {term(value)}")
+    _show(shown)
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+@click.option("--reason", default=None, help="Why (kept on the run).")
+@database_option
+@json_option
+def runs_cancel(run_id: str, reason: str | None, database: str | None, as_json: bool) -> None:
+    """Cancel a run: a queued one at once, a running one at its next step boundary
+    (its completed steps are compensated). A finished run is refused (exit 1)."""
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
+        run = app.cancel_run(run_id, reason=reason)
+    if as_json:
+        echo(dump_json(detail(run, [])))
+        return
+    if run.status == "CANCELLED":
+        echo(f"{term(run.workflow_run_id)}: CANCELLED")
+    else:
+        echo(
+            f"{term(run.workflow_run_id)}: cancel requested; {run.status} until its driver "
+            "reaches the next step boundary (`aicmo runs wait` to wait for it)"
+        )
+
+
+@runs.command("retry")
+@click.argument("run_id")
+@click.option(
+    "--intake",
+    "intake",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    metavar="FILE",
+    help="A corrected intake file (default: the run's own intake).",
+)
+@click.option(
+    "--in-process", is_flag=True, help="Drive the new attempt here instead of queueing it."
+)
+@database_option
+@json_option
+def runs_retry(
+    run_id: str, intake: str | None, in_process: bool, database: str | None, as_json: bool
+) -> None:
+    """Retry a COMPENSATED, FAILED or CANCELLED run: a new attempt from the start, which
+    takes its idempotency key over. Queued for `aicmo worker` unless --in-process."""
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
+        run = app.retry_run(run_id, intake=intake, in_process=in_process)
+    if as_json:
+        echo(dump_json(summary(run)))
+    else:
+        table(
+            [[*_short(run), str(run.attempt), run.retry_of or "-"]],
+            ["run", "client", "status", "step", "attempt", "retries"],
+        )
+    if in_process and run.status != "COMPLETED":
+        sys.exit(1)
+
+
+@runs.command("wait")
+@click.argument("run_id")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="S",
+    help="Give up after S seconds (exit 3).",
+)
+@database_option
+@json_option
+def runs_wait(run_id: str, timeout: float | None, database: str | None, as_json: bool) -> None:
+    """Wait until a run is finished, whoever drives it. Exit 0 only if it COMPLETED;
+    1 if it ended otherwise, 3 if --timeout ran out."""
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
+        try:
+            run = app.wait_run(run_id, timeout=timeout)
+        except WaitTimeoutError as exc:
+            if as_json:
+                echo(dump_json({"error": str(exc), "timed_out": True}))
+            echo(f"error: {exc}", err=True)
+            sys.exit(WAIT_TIMED_OUT)
+    if as_json:
+        echo(dump_json(summary(run)))
+    else:
+        table([_short(run)], ["run", "client", "status", "step"])
+        if run.error:
+            echo(f"error: {term(run.error)}")
+    if run.status != "COMPLETED":
+        sys.exit(1)

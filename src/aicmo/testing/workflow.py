@@ -169,6 +169,7 @@ class WorkflowRunRepositoryContract:
             "COMPLETED": 1,
             "COMPENSATED": 0,
             "FAILED": 0,
+            "CANCELLED": 0,
         }
 
     def test_a_lapsed_lease_is_claimed_first_and_a_live_one_never(self, app: aicmo.App) -> None:
@@ -519,6 +520,117 @@ class WorkflowRunRepositoryContract:
                 assert stored is not None
                 assert (stored.claimed_by, stored.lease_token) == (f"{worker}-{n}", 1)
 
+    # -- operating runs (issue 13): claim order, cancel requests, attempts, filters --------
+    def test_claims_take_the_highest_priority_then_the_oldest_never_before_not_before(
+        self, app: aicmo.App
+    ) -> None:
+        repo = app.repos.workflow
+        lease = timedelta(seconds=10)
+        at = T0 + timedelta(hours=1)
+        repo.create(make_run("old-low", status="QUEUED", priority=-1, created_at=T0))
+        repo.create(make_run("young", status="QUEUED", created_at=T0 + timedelta(minutes=2)))
+        repo.create(make_run("old", status="QUEUED", created_at=T0 + timedelta(minutes=1)))
+        repo.create(
+            make_run("urgent-later", status="QUEUED", priority=9, not_before=at + lease / 2)
+        )
+        repo.create(make_run("urgent", status="QUEUED", priority=9, not_before=at))
+        order: list[str] = []
+        while len(order) < 6:  # each claimer a new worker: none takes its own run back
+            claimed = repo.claim(f"w{len(order)}", lease=lease, now=at)
+            if claimed is None:
+                break
+            order.append(claimed.workflow_run_id)
+        assert order == ["urgent", "old", "young", "old-low"]
+        assert repo.claim("x", lease=lease, now=at, workflow_run_id="urgent-later") is None
+        # Half a lease later (the others' leases still live) the delayed run is due.
+        later = repo.claim("x", lease=lease, now=at + lease / 2)
+        assert later is not None
+        assert later.workflow_run_id == "urgent-later"
+
+    def test_request_cancel_of_each_status(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        at = T0 + timedelta(minutes=5)
+        repo.create(make_run("queued", status="QUEUED"))
+        repo.create(make_run("started", status="QUEUED", step="strategy", lease_token=1))
+        repo.create(make_run("running", claimed_by="w", lease_token=2))
+        repo.create(make_run("done", status="COMPLETED"))
+        cancelled = repo.request_cancel("queued", reason="r", by="me", now=at)
+        assert (cancelled.status, cancelled.claimed_by, cancelled.updated_at) == (
+            "CANCELLED",
+            None,
+            at,
+        )
+        assert (cancelled.cancel_requested_at, cancelled.cancel_reason) == (at, "r")
+        assert_same(cancelled, repo.get("queued"))
+        for run_id, status in (("started", "QUEUED"), ("running", "RUNNING")):
+            asked = repo.request_cancel(run_id, by="me", now=at)
+            assert (asked.status, asked.cancel_requested_at, asked.cancelled_by) == (
+                status,
+                at,
+                "me",
+            )
+            assert asked.cancel_reason is None
+            # Twice: the first request stays.
+            again = repo.request_cancel(run_id, reason="later", by="you", now=at + at.resolution)
+            assert_same(again, asked)
+        # The holder's fenced updates keep the request.
+        running = repo.get("running")
+        assert running is not None
+        repo.update(_evolve(running, step="onboard", cancel_requested_at=None), token=2)
+        assert repo.get("running").cancel_requested_at == at  # type: ignore[union-attr]
+        with pytest.raises(ConflictError, match="is COMPLETED"):
+            repo.request_cancel("done", by="me", now=at)
+        assert_same(repo.get("done"), make_run("done", status="COMPLETED"))
+        with pytest.raises(NotFoundError):
+            repo.request_cancel("missing", by="me", now=at)
+        with pytest.raises(ValidationError, match="by"):
+            repo.request_cancel("queued", by=None, now=at)  # type: ignore[arg-type]
+
+    def test_add_attempt_links_numbers_and_moves_the_key(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        repo.create(make_run("a1", status="COMPENSATED", idempotency_key="job"))
+        repo.create(make_run("busy", status="RUNNING"))
+        second = repo.add_attempt(make_run("a2", status="QUEUED", attempt=2, retry_of="a1"))
+        assert (second.idempotency_key, second.attempt, second.retry_of) == ("job", 2, "a1")
+        assert_same(repo.get_by_key("job"), second)
+        assert repo.get("a1").idempotency_key is None  # type: ignore[union-attr]
+        with pytest.raises(ConflictError, match="retried already: attempt 2 is 'a2'"):
+            repo.add_attempt(make_run("a2b", status="QUEUED", attempt=2, retry_of="a1"))
+        with pytest.raises(ConflictError, match="is RUNNING: only a COMPENSATED"):
+            repo.add_attempt(make_run("b2", status="QUEUED", attempt=2, retry_of="busy"))
+        with pytest.raises(NotFoundError):
+            repo.add_attempt(make_run("c2", status="QUEUED", attempt=2, retry_of="nope"))
+        with pytest.raises(ValidationError, match="retry_of"):
+            repo.add_attempt(make_run("d2", status="QUEUED"))
+        assert [r.workflow_run_id for r in repo.list()] == ["a1", "a2", "busy"]
+        repo.update(_evolve(second, status="CANCELLED", attempt=9, retry_of=None))
+        assert (repo.get("a2").attempt, repo.get("a2").retry_of) == (2, "a1")  # type: ignore[union-attr]
+        third = repo.add_attempt(make_run("a3", status="QUEUED", attempt=3, retry_of="a2"))
+        assert third.idempotency_key == "job"
+        for run_id in ("a1", "a2", "a3"):
+            assert [r.workflow_run_id for r in repo.attempts(run_id)] == ["a1", "a2", "a3"]
+        assert repo.attempts("nope") == []
+
+    def test_ids_by_prefix_and_list_filters(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        for i, (run_id, client) in enumerate([("ab1", "x"), ("ab2", "y"), ("b", "x")]):
+            repo.create(make_run(run_id, client_id=client, created_at=T0 + timedelta(days=i)))
+        assert repo.ids_with_prefix("ab") == ["ab1", "ab2"]
+        assert repo.ids_with_prefix("ab", limit=1) == ["ab1"]
+        assert repo.ids_with_prefix("a%") == []
+        assert repo.ids_with_prefix("ab2") == ["ab2"]
+        with pytest.raises(ValidationError, match="prefix"):
+            repo.ids_with_prefix("")
+
+        def ids_of(found: list[WorkflowRunDTO]) -> list[str]:
+            return [r.workflow_run_id for r in found]
+
+        assert ids_of(repo.list(newest_first=True)) == ["b", "ab2", "ab1"]
+        assert ids_of(repo.list(client_id="x")) == ["ab1", "b"]
+        assert ids_of(repo.list(since=T0 + timedelta(days=1))) == ["ab2", "b"]
+        assert ids_of(repo.list("RUNNING", client_id="x", newest_first=True, limit=1)) == ["b"]
+        assert repo.list("QUEUED", client_id="x") == []
+
 
 # -- stateful parity -------------------------------------------------------------------
 
@@ -559,6 +671,12 @@ runs = st.builds(
     lease_token=small_ints,
     intake_fingerprint=st.none() | st.text("0123456789abcdef", min_size=64, max_size=64),
     artifact_root=st.none() | nasty_text,
+    priority=st.sampled_from([-1000, -1, 0, 0, 0, 3, 1000]),
+    not_before=st.none() | st.sampled_from(_LEASE_TIMES),
+    cancel_requested_at=st.none() | st.sampled_from(_LEASE_TIMES),
+    cancel_reason=st.none() | nasty_text,
+    cancelled_by=st.none() | nasty_text,
+    attempt=st.sampled_from([1, 1, 2, 7]),
 )
 """Valid runs with nasty values; ids and idempotency keys collide often."""
 
@@ -743,3 +861,61 @@ class WorkflowRunParityMachine(ParityMachine):
         key = current.idempotency_key if current is not None else run.idempotency_key
         changed = _evolve(run, workflow_run_id=run_id, idempotency_key=key)
         self.both(_Call("workflow", "update", (changed,), {"token": token}))
+
+    # -- operating runs (issue 13) ---------------------------------------------------------
+    @rule(
+        data=st.data(),
+        reason=st.none() | nasty_text,
+        by=st.sampled_from(["ops@desk"]) | nasty_text,
+        now=_times,
+    )
+    def request_cancel(
+        self, data: st.DataObject, reason: str | None, by: str, now: datetime
+    ) -> None:
+        known = sorted(self.run_ids)
+        run_id = data.draw(st.sampled_from(known) if known else ids, label="run_id")
+        kwargs = {"reason": reason, "by": by, "now": now}
+        self.both(_Call("workflow", "request_cancel", (run_id,), kwargs))
+
+    @rule(data=st.data(), run=runs)
+    def add_attempt(self, data: st.DataObject, run: WorkflowRunDTO) -> None:
+        known = sorted(self.run_ids)
+        previous = data.draw(st.sampled_from(known) if known else ids, label="retry_of")
+        self.both(Op("workflow", "add_attempt", (_evolve(run, retry_of=previous),)))
+        self.run_ids.add(run.workflow_run_id)
+
+    @rule(data=st.data())
+    def attempts(self, data: st.DataObject) -> None:
+        known = sorted(self.run_ids)
+        run_id = data.draw(st.sampled_from(known) if known else ids, label="run_id")
+        self.both(Op("workflow", "attempts", (run_id,)))
+
+    @rule(data=st.data(), limit=st.integers(1, 3))
+    def ids_with_prefix(self, data: st.DataObject, limit: int) -> None:
+        known = sorted(self.run_ids)
+        run_id = data.draw(st.sampled_from(known) if known else ids, label="run_id")
+        cut = data.draw(st.integers(1, max(len(run_id), 1)), label="cut")
+        self.both(_Call("workflow", "ids_with_prefix", (run_id[:cut],), {"limit": limit}))
+
+    @rule(
+        status=st.none() | st.sampled_from(RUN_STATUSES),
+        client_id=st.none() | st.just("acme") | nasty_text,
+        since=st.none() | aware_datetimes,
+        limit=st.none() | st.integers(1, 3),
+        newest_first=st.booleans(),
+    )
+    def list_filtered(
+        self,
+        status: str | None,
+        client_id: str | None,
+        since: datetime | None,
+        limit: int | None,
+        newest_first: bool,
+    ) -> None:
+        kwargs = {
+            "client_id": client_id,
+            "since": since,
+            "limit": limit,
+            "newest_first": newest_first,
+        }
+        self.both(_Call("workflow", "list", (status,), kwargs))

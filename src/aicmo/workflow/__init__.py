@@ -1,6 +1,14 @@
 """The client-to-delivery workflow: its runs and the saga that drives them."""
 
-from aicmo.workflow.dtos import RUN_STATUSES, STEPS, WorkflowRunDTO, intake_fingerprint
+from aicmo.workflow.dtos import (
+    FINISHED_STATUSES,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    RUN_STATUSES,
+    STEPS,
+    WorkflowRunDTO,
+    intake_fingerprint,
+)
 from aicmo.workflow.ports import WorkflowRunRepository
 from aicmo.workflow.service import (
     DEFAULT_KEY_WAIT,
@@ -9,9 +17,12 @@ from aicmo.workflow.service import (
     Clock,
     FaultHook,
     QcFailedError,
+    WaitTimeoutError,
     WorkedRun,
     WorkflowService,
     default_worker_id,
+    not_before_arg,
+    priority_arg,
     system_clock,
 )
 from aicmo.workflow.steps import SAGA, Progress, Saga, Services, Step, fault_points, in_transaction
@@ -19,6 +30,9 @@ from aicmo.workflow.steps import SAGA, Progress, Saga, Services, Step, fault_poi
 __all__ = [
     "DEFAULT_KEY_WAIT",
     "DEFAULT_LEASE",
+    "FINISHED_STATUSES",
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
     "RUN_STATUSES",
     "SAGA",
     "STEPS",
@@ -30,6 +44,7 @@ __all__ = [
     "Saga",
     "Services",
     "Step",
+    "WaitTimeoutError",
     "WorkedRun",
     "WorkflowRunDTO",
     "WorkflowRunRepository",
@@ -38,5 +53,7 @@ __all__ = [
     "fault_points",
     "in_transaction",
     "intake_fingerprint",
+    "not_before_arg",
+    "priority_arg",
     "system_clock",
 ]

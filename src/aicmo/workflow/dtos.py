@@ -23,10 +23,33 @@ from aicmo.values import (
 )
 from aicmo.workflow.steps import SAGA
 
-__all__ = ["RUN_STATUSES", "STEPS", "RunStatus", "WorkflowRunDTO", "intake_fingerprint"]
+__all__ = [
+    "FINISHED_STATUSES",
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
+    "RUN_STATUSES",
+    "STEPS",
+    "RunStatus",
+    "WorkflowRunDTO",
+    "intake_fingerprint",
+]
 
-RunStatus = Literal["QUEUED", "RUNNING", "COMPLETED", "COMPENSATED", "FAILED"]
-RUN_STATUSES: tuple[str, ...] = ("QUEUED", "RUNNING", "COMPLETED", "COMPENSATED", "FAILED")
+RunStatus = Literal["QUEUED", "RUNNING", "COMPLETED", "COMPENSATED", "FAILED", "CANCELLED"]
+RUN_STATUSES: tuple[str, ...] = (
+    "QUEUED",
+    "RUNNING",
+    "COMPLETED",
+    "COMPENSATED",
+    "FAILED",
+    "CANCELLED",
+)
+FINISHED_STATUSES: tuple[str, ...] = ("COMPLETED", "COMPENSATED", "FAILED", "CANCELLED")
+"""The statuses ``wait_run`` returns on (a ``FAILED`` run with compensations left is
+still being undone, so it is finished only once nobody holds it)."""
+MIN_PRIORITY = -1000
+"""The lowest ``priority`` a run may have (the default is 0)."""
+MAX_PRIORITY = 1000
+"""The highest ``priority`` a run may have: claimed before every lower one."""
 STEPS: tuple[str, ...] = tuple(step.name for step in SAGA)
 """The names of the saga's steps, in order (derived from ``aicmo.workflow.steps.SAGA``)."""
 
@@ -45,6 +68,25 @@ def _one_of(allowed: tuple[str, ...], what: str) -> Any:
 
 _step = _one_of(STEPS, "workflow step")
 _ids = tuple_of(identifier, "ids")
+
+
+def _priority(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid([(path, f"must be an integer, got {value!r:.80}")])
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise Invalid(
+            [(path, f"{value} is out of range; use {MIN_PRIORITY} to {MAX_PRIORITY} (default 0)")]
+        )
+    return value
+
+
+def _attempt(value: Any, path: str) -> int:
+    number = non_negative_int64(value, path)
+    if number < 1:
+        raise Invalid([(path, f"must be 1 or more, got {number}")])
+    return number
+
+
 _steps = tuple_of(_step, "steps")
 
 
@@ -62,6 +104,15 @@ class WorkflowRunDTO:
     every claim and fences the holder's writes (a worker whose token is stale commits
     nothing). After ``create``, these three are written only by the repository's ``claim``,
     ``renew`` and ``release``: ``update`` keeps what is stored.
+
+    ``priority`` (``MIN_PRIORITY`` to ``MAX_PRIORITY``, default 0) and ``not_before``
+    order the queue: a claim takes the highest priority first, then the oldest, and never
+    a run before its ``not_before``. ``cancel_requested_at`` (with ``cancel_reason`` and
+    ``cancelled_by``, who asked) is set by the repository's ``request_cancel``: its driver
+    stops at the next step boundary, compensates, and ends ``CANCELLED``; ``update`` keeps
+    these three too. ``attempt`` numbers the attempts of one run (1 for the first);
+    ``retry_of`` is the attempt this one retries (``None`` for the first); both are set
+    when the run is created and kept by ``update``.
     """
 
     workflow_run_id: str = field(identifier)
@@ -89,6 +140,13 @@ class WorkflowRunDTO:
     lease_token: int = field(non_negative_int64, default=0)
     intake_fingerprint: str | None = field(optional(text), default=None)
     artifact_root: str | None = field(optional(text), default=None)
+    priority: int = field(_priority, default=0)
+    not_before: datetime | None = field(optional(utc_datetime), default=None)
+    cancel_requested_at: datetime | None = field(optional(utc_datetime), default=None)
+    cancel_reason: str | None = field(optional(text), default=None)
+    cancelled_by: str | None = field(optional(text), default=None)
+    attempt: int = field(_attempt, default=1)
+    retry_of: str | None = field(optional(identifier), default=None)
 
 
 def intake_fingerprint(intake: Mapping[str, Any]) -> str:

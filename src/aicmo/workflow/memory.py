@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -14,7 +15,24 @@ from aicmo.db.memstore import MemoryDatabase
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
 from aicmo.workflow.repository import RunRepositoryBase
-from aicmo.workflow.rules import ClaimArgs, key_arg, run_arg, status_arg, takeable, takeover_order
+from aicmo.workflow.rules import (
+    RETRYABLE,
+    ClaimArgs,
+    attempt_arg_missing,
+    attempt_conflict,
+    cancel_args,
+    claimable_queued,
+    key_arg,
+    list_args,
+    not_cancellable,
+    prefix_arg,
+    queue_order,
+    run_arg,
+    run_not_found,
+    status_arg,
+    takeable,
+    takeover_order,
+)
 
 __all__ = ["InMemoryWorkflowRunRepository"]
 
@@ -33,7 +51,10 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
         self._runs = db.table(
             "workflow_runs",
             indexes={"status": lambda r: r.status},
-            unique={"idempotency_key": lambda r: r.idempotency_key or ("", r.workflow_run_id)},
+            unique={
+                "idempotency_key": lambda r: r.idempotency_key or ("", r.workflow_run_id),
+                "retry_of": lambda r: r.retry_of or ("", r.workflow_run_id),
+            },
         )
 
     def create(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
@@ -46,6 +67,8 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
                 if existing is not None:
                     return existing
             if self._runs.get(run.workflow_run_id) is not None:
+                raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
+            if run.retry_of is not None and self._runs.holder("retry_of", run.retry_of):
                 raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
             self._runs.put(run.workflow_run_id, run)
             return run
@@ -63,6 +86,11 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
             claimed_by=old.claimed_by,
             lease_expires_at=old.lease_expires_at,
             lease_token=old.lease_token,
+            cancel_requested_at=old.cancel_requested_at,
+            cancel_reason=old.cancel_reason,
+            cancelled_by=old.cancelled_by,
+            attempt=old.attempt,
+            retry_of=old.retry_of,
         )
         self._runs.put(run.workflow_run_id, kept)
 
@@ -72,11 +100,99 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
     def get_by_key(self, idempotency_key: str) -> WorkflowRunDTO | None:
         return self._runs.held("idempotency_key", key_arg(idempotency_key, "idempotency_key"))
 
-    def list(self, status: str | None = None) -> list[WorkflowRunDTO]:
+    def list(
+        self,
+        status: str | None = None,
+        *,
+        client_id: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[WorkflowRunDTO]:
         status = status_arg(status)
+        args = list_args(client_id=client_id, since=since, limit=limit)
         with self._db.read():
             runs = self._runs.values() if status is None else self._runs.lookup("status", status)
-        return sorted(runs, key=_order)
+        chosen = [
+            r
+            for r in runs
+            if (args.client_id is None or r.client_id == args.client_id)
+            and (args.since is None or r.created_at >= args.since)
+        ]
+        ordered = sorted(chosen, key=_order, reverse=bool(newest_first))
+        return ordered if args.limit is None else ordered[: args.limit]
+
+    def ids_with_prefix(self, prefix: str, *, limit: int = 10) -> builtins.list[str]:
+        prefix, limit = prefix_arg(prefix, limit)
+        with self._db.read():
+            found = sorted(r.workflow_run_id for r in self._runs.values())
+        return [i for i in found if i.startswith(prefix)][:limit]
+
+    def attempts(self, workflow_run_id: str) -> builtins.list[WorkflowRunDTO]:
+        workflow_run_id = key_arg(workflow_run_id, "workflow_run_id")
+        with self._db.read():
+            run = self._runs.get(workflow_run_id)
+            if run is None:
+                return []
+            chain = [run]
+            while chain[0].retry_of is not None:
+                before = self._runs.get(chain[0].retry_of)
+                if before is None:
+                    break
+                chain.insert(0, before)
+            while True:
+                after = self._runs.held("retry_of", chain[-1].workflow_run_id)
+                if after is None:
+                    break
+                chain.append(after)
+        return chain
+
+    def request_cancel(
+        self,
+        workflow_run_id: str,
+        *,
+        reason: str | None = None,
+        by: str,
+        now: datetime | None = None,
+    ) -> WorkflowRunDTO:
+        args = cancel_args(workflow_run_id, reason=reason, by=by, now=now, clock=self._clock)
+        with self._db.transaction():
+            run = self._runs.get(args.workflow_run_id)
+            if run is None:
+                raise run_not_found(args.workflow_run_id)
+            if run.status == "CANCELLED" or run.cancel_requested_at is not None:
+                found: WorkflowRunDTO = run
+                return found
+            if run.status not in ("QUEUED", "RUNNING"):
+                raise not_cancellable(run)
+            asked: dict[str, Any] = {
+                "cancel_requested_at": args.now,
+                "cancel_reason": args.reason,
+                "cancelled_by": args.by,
+            }
+            if run.status == "QUEUED" and run.step is None:
+                asked.update(status="CANCELLED", updated_at=args.now, claimed_by=None)
+            changed = _evolve(run, **asked)
+            self._runs.put(changed.workflow_run_id, changed)
+            return changed
+
+    def add_attempt(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        run = run_arg(run)
+        if run.retry_of is None:
+            raise attempt_arg_missing(run)
+        with self._db.transaction():
+            previous = self._runs.get(run.retry_of)
+            if previous is None:
+                raise run_not_found(run.retry_of)
+            newer = self._runs.held("retry_of", previous.workflow_run_id)
+            if newer is not None or previous.status not in RETRYABLE:
+                raise attempt_conflict(previous, newer)
+            if self._runs.get(run.workflow_run_id) is not None:
+                raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
+            self._runs.put(previous.workflow_run_id, _evolve(previous, idempotency_key=None))
+            stored = _evolve(run, idempotency_key=previous.idempotency_key)
+            self._runs.put(stored.workflow_run_id, stored)
+            return stored
 
     def count_by_status(self) -> dict[str, int]:
         with self._db.read():
@@ -87,7 +203,9 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
         if run_id is not None:
             found = self._runs.get(run_id)
             chosen = (
-                found if found and (found.status == "QUEUED" or takeable(found, args)) else None
+                found
+                if found and (claimable_queued(found, args) or takeable(found, args))
+                else None
             )
         else:
             taken = [
@@ -96,11 +214,11 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
                 for r in self._runs.lookup("status", s)
                 if takeable(r, args)
             ]
-            queued = self._runs.lookup("status", "QUEUED")
+            queued = [r for r in self._runs.lookup("status", "QUEUED") if claimable_queued(r, args)]
             chosen = (
                 min(taken, key=lambda r: takeover_order(r, args))
                 if taken
-                else min(queued, key=_order, default=None)
+                else min(queued, key=queue_order, default=None)
             )
         if chosen is None:
             return None

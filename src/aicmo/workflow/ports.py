@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -21,7 +22,9 @@ class WorkflowRunRepository(Protocol):
     def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
         """Replace the stored run with the same id; ``NotFoundError`` if there is none.
         The idempotency key of a run never changes (``ConflictError``). The lease fields
-        (``claimed_by``, ``lease_expires_at``, ``lease_token``) keep their stored values.
+        (``claimed_by``, ``lease_expires_at``, ``lease_token``), the cancel request
+        (``cancel_requested_at``, ``cancel_reason``, ``cancelled_by``), ``attempt`` and
+        ``retry_of`` keep their stored values.
 
         With ``token`` the update is *fenced*: it writes only while the stored
         ``lease_token`` is ``token``, else raises ``LeaseLostError`` and writes nothing
@@ -36,8 +39,55 @@ class WorkflowRunRepository(Protocol):
         """The run created with ``idempotency_key``, or ``None``."""
         ...
 
-    def list(self, status: str | None = None) -> list[WorkflowRunDTO]:
-        """Runs (with ``status`` only, if given) ordered by ``created_at``, then id."""
+    def list(
+        self,
+        status: str | None = None,
+        *,
+        client_id: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[WorkflowRunDTO]:
+        """Runs ordered by ``created_at``, then id (``newest_first``: the reverse), with
+        ``status`` only, of ``client_id`` only, created at or after ``since`` only (each if
+        given), at most ``limit`` (1 or more) of them."""
+        ...
+
+    def ids_with_prefix(self, prefix: str, *, limit: int = 10) -> builtins.list[str]:
+        """The ids starting with ``prefix`` (not empty), sorted, at most ``limit``."""
+        ...
+
+    def attempts(self, workflow_run_id: str) -> builtins.list[WorkflowRunDTO]:
+        """Every attempt of the run ``workflow_run_id`` belongs to (linked by
+        ``retry_of``), first attempt first; ``[]`` if there is no such run."""
+        ...
+
+    def request_cancel(
+        self,
+        workflow_run_id: str,
+        *,
+        reason: str | None = None,
+        by: str,
+        now: datetime | None = None,
+    ) -> WorkflowRunDTO:
+        """Ask for the run to be cancelled; return it as stored afterwards.
+
+        A ``QUEUED`` run that never started (``step`` is ``None``) becomes ``CANCELLED``
+        at once (no holder). A ``RUNNING`` run, or a ``QUEUED`` one with committed steps,
+        gets ``cancel_requested_at=now``, ``cancel_reason=reason`` and ``cancelled_by=by``
+        and keeps its status: its driver compensates it and ends it ``CANCELLED``. A run
+        cancelled or asked to be already is returned unchanged (the first request stays).
+        Any other run is finished: ``ConflictError`` naming its status, nothing written.
+        ``NotFoundError`` if there is no such run."""
+        ...
+
+    def add_attempt(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        """Insert ``run``, a new attempt of the run ``run.retry_of``, in one transaction
+        that moves that run's idempotency key to it (the key follows the latest attempt);
+        return it as stored. ``NotFoundError`` if ``retry_of`` does not exist;
+        ``ConflictError`` (nothing written) if it is not ``COMPENSATED``, ``FAILED`` or
+        ``CANCELLED``, or was retried already (each attempt is retried at most once, so
+        two concurrent retries make one new attempt), or ``run``'s id is taken."""
         ...
 
     def count_by_status(self) -> dict[str, int]:

@@ -15,18 +15,30 @@ from aicmo.values import (
     key_arg,
     non_negative_int64,
     optional,
+    text,
     utc_datetime,
 )
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
 
 __all__ = [
+    "RETRYABLE",
+    "CancelArgs",
     "ClaimArgs",
     "Clock",
+    "ListArgs",
+    "attempt_arg_missing",
+    "attempt_conflict",
+    "cancel_args",
     "claim_args",
+    "claimable_queued",
     "key_arg",
     "key_changed",
     "lease_lost",
     "lease_until",
+    "list_args",
+    "not_cancellable",
+    "prefix_arg",
+    "queue_order",
     "retry_time",
     "run_arg",
     "run_not_found",
@@ -184,6 +196,95 @@ def takeover_order(run: WorkflowRunDTO, claim: ClaimArgs) -> tuple[object, ...]:
         run.created_at,
         run.workflow_run_id,
     )
+
+
+def claimable_queued(run: WorkflowRunDTO, claim: ClaimArgs) -> bool:
+    """Whether ``run`` is a ``QUEUED`` run a claim at ``claim.now`` may take: one whose
+    ``not_before`` (if any) has come."""
+    return run.status == "QUEUED" and (run.not_before is None or run.not_before <= claim.now)
+
+
+def queue_order(run: WorkflowRunDTO) -> tuple[object, ...]:
+    """Which queued run a claim takes first: the highest priority, then the oldest."""
+    return (-run.priority, run.created_at, run.workflow_run_id)
+
+
+@attrs.frozen
+class CancelArgs:
+    """A cancel request's checked arguments."""
+
+    workflow_run_id: str
+    reason: str | None
+    by: str
+    now: datetime
+
+
+def cancel_args(
+    workflow_run_id: object, *, reason: object, by: object, now: object, clock: Clock
+) -> CancelArgs:
+    """The checked arguments of ``request_cancel``."""
+    run_id = key_arg(workflow_run_id, "workflow_run_id")
+    why: str | None = argument(optional(text), reason, "reason")
+    who: str = argument(text, by, "by")
+    return CancelArgs(run_id, why, who, _at(now, clock))
+
+
+def not_cancellable(run: WorkflowRunDTO) -> ConflictError:
+    return ConflictError(
+        f"workflow run {run.workflow_run_id!r} is {run.status}: a finished run cannot be "
+        "cancelled; nothing was written"
+    )
+
+
+RETRYABLE = ("COMPENSATED", "FAILED", "CANCELLED")
+"""The statuses of a run that ``add_attempt`` may retry."""
+
+
+def attempt_conflict(previous: WorkflowRunDTO, newer: WorkflowRunDTO | None) -> ConflictError:
+    """Why ``previous`` cannot get a new attempt (``newer`` retries it already)."""
+    if newer is not None:
+        return ConflictError(
+            f"workflow run {previous.workflow_run_id!r} was retried already: attempt "
+            f"{newer.attempt} is {newer.workflow_run_id!r}; retry that one (nothing was written)"
+        )
+    return ConflictError(
+        f"workflow run {previous.workflow_run_id!r} is {previous.status}: only a "
+        f"{', '.join(RETRYABLE)} run can be retried; nothing was written"
+    )
+
+
+def attempt_arg_missing(run: WorkflowRunDTO) -> ValidationError:
+    return ValidationError(
+        [("retry_of", f"run {run.workflow_run_id!r} names no attempt it retries; set retry_of")]
+    )
+
+
+@attrs.frozen
+class ListArgs:
+    """The checked filters of ``list``."""
+
+    client_id: str | None
+    since: datetime | None
+    limit: int | None
+
+
+def list_args(*, client_id: object, since: object, limit: object) -> ListArgs:
+    """The checked filters of ``list`` (``limit``: 1 or more, or ``None``)."""
+    client: str | None = argument(optional(text), client_id, "client_id")
+    after: datetime | None = argument(optional(utc_datetime), since, "since")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError([("limit", f"must be an integer of 1 or more, got {limit!r:.80}")])
+    return ListArgs(client, after, limit)
+
+
+def prefix_arg(prefix: object, limit: object) -> tuple[str, int]:
+    """The checked arguments of ``ids_with_prefix``."""
+    text_prefix = key_arg(prefix, "prefix")
+    if not text_prefix:
+        raise ValidationError([("prefix", "is empty; give the first characters of a run id")])
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValidationError([("limit", f"must be an integer of 1 or more, got {limit!r:.80}")])
+    return text_prefix, limit
 
 
 def lease_lost(workflow_run_id: str, token: int, current: WorkflowRunDTO | None) -> LeaseLostError:

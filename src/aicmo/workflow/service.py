@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import getpass
 import os
 import re
 import socket
@@ -69,12 +70,19 @@ from aicmo.errors import (
     ConfigurationError,
     ConflictError,
     LeaseLostError,
+    NotFoundError,
     TransientError,
     ValidationError,
 )
 from aicmo.onboarding import IntakeSource
 from aicmo.workflow.backoff import OutageBackoff
-from aicmo.workflow.dtos import STEPS, WorkflowRunDTO, intake_fingerprint
+from aicmo.workflow.dtos import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    STEPS,
+    WorkflowRunDTO,
+    intake_fingerprint,
+)
 from aicmo.workflow.ports import WorkflowRunRepository
 from aicmo.workflow.steps import (
     SAGA,
@@ -93,9 +101,12 @@ __all__ = [
     "Clock",
     "FaultHook",
     "QcFailedError",
+    "WaitTimeoutError",
     "WorkedRun",
     "WorkflowService",
     "default_worker_id",
+    "not_before_arg",
+    "priority_arg",
     "system_clock",
 ]
 
@@ -122,7 +133,56 @@ DEFAULT_KEY_WAIT = timedelta(minutes=2)
 """How long ``run()`` waits for another caller to finish the run of the same idempotency
 key (longer than a lease, so a caller that died is taken over first)."""
 
-_FINISHED = ("COMPLETED", "COMPENSATED")
+_FINISHED = ("COMPLETED", "COMPENSATED", "CANCELLED")
+
+
+class WaitTimeoutError(ConflictError, TimeoutError):
+    """``wait_run`` gave up: the run was not finished within its ``timeout``."""
+
+
+def _who() -> str:
+    """``user@host``: who asked for a cancel, when the caller does not say."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name here (a container without one)
+        user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def priority_arg(value: object) -> int:
+    """``priority`` checked: an integer from ``MIN_PRIORITY`` to ``MAX_PRIORITY``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError([("priority", f"must be an integer, got {value!r:.80}")])
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise ValidationError(
+            [
+                (
+                    "priority",
+                    f"{value} is out of range; use {MIN_PRIORITY} to {MAX_PRIORITY} "
+                    "(higher is claimed first; default 0)",
+                )
+            ]
+        )
+    return value
+
+
+def not_before_arg(value: object) -> datetime | None:
+    """``not_before`` checked: ``None`` or a timezone-aware datetime (as UTC)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ValidationError([("not_before", f"must be a datetime, got {value!r:.80}")])
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(
+            [
+                (
+                    "not_before",
+                    f"{value.isoformat()} has no time zone; give one (for example "
+                    f"{value.isoformat()}+00:00)",
+                )
+            ]
+        )
+    return value.astimezone(UTC)
 
 
 def default_worker_id() -> str:
@@ -205,6 +265,10 @@ class WorkedRun:
 
 class _StopRequested(Exception):
     """The driver was asked to stop; raised between steps of a claimed run."""
+
+
+class _CancelRequested(Exception):
+    """Someone cancelled the run (``cancel_run``); raised between steps of a claimed run."""
 
 
 @attrs.define
@@ -350,21 +414,175 @@ class WorkflowService:
                 run = worked.run
         return self._join(run, fresh, holder, stop=stop, deadline=deadline, wait=wait)
 
-    def submit(self, intake: IntakeSource, *, idempotency_key: str | None = None) -> WorkflowRunDTO:
+    def submit(
+        self,
+        intake: IntakeSource,
+        *,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        not_before: datetime | None = None,
+    ) -> WorkflowRunDTO:
         """Queue a run of ``intake`` for a worker (see :meth:`work`); return it (``QUEUED``).
 
         The intake is validated first: an invalid one raises ``ValidationError`` and writes
         nothing. The same ``idempotency_key`` with the same intake returns the run it
         created, in whatever state; with a different intake it raises ``ConflictError``
         and writes nothing.
+
+        ``priority`` (``MIN_PRIORITY`` to ``MAX_PRIORITY``, default 0): workers claim the
+        highest first, then the oldest. ``not_before`` (timezone-aware): no worker claims
+        the run before then. Either out of range raises ``ValidationError`` (nothing
+        written).
         """
+        rank = priority_arg(priority)
+        delay = not_before_arg(not_before)
         fresh = self._new_run(intake, idempotency_key)
+        fresh = self._evolve(fresh, priority=rank, not_before=delay, updated_at=fresh.updated_at)
         if idempotency_key is not None:
             existing = self.read(functools.partial(self.runs.get_by_key, idempotency_key))
             if existing is not None:
                 return self._same_intake(existing, fresh)
         run, created = self._create(fresh, claim_for=None)
         return run if created else self._same_intake(run, fresh)
+
+    # -- operating runs -------------------------------------------------------------------
+    def resolve(self, run_id: str) -> WorkflowRunDTO:
+        """The run whose id is ``run_id`` or starts with it (a unique prefix, as git takes
+        commit ids). ``NotFoundError`` naming what was given if none does;
+        ``ValidationError`` listing the candidates if several do."""
+        if not isinstance(run_id, str) or not run_id:
+            raise ValidationError([("run_id", "is empty; give a run id or its first characters")])
+        run = self.read(functools.partial(self.runs.get, run_id))
+        if run is not None:
+            return run
+        found = self.read(functools.partial(self.runs.ids_with_prefix, run_id, limit=11))
+        if not found:
+            raise NotFoundError(
+                f"no workflow run {run_id!r}: no run id is or starts with it; see `aicmo runs list`"
+            )
+        if len(found) > 1:
+            shown = ", ".join(found[:10]) + (", ..." if len(found) > 10 else "")
+            raise ValidationError(
+                [
+                    (
+                        "run_id",
+                        f"{run_id!r} is ambiguous: it starts {len(found)}"
+                        f"{'+' if len(found) > 10 else ''} runs ({shown}); give more characters",
+                    )
+                ]
+            )
+        run = self.read(functools.partial(self.runs.get, found[0]))
+        if run is None:  # pragma: no cover - deleted between the two reads
+            raise NotFoundError(f"no workflow run {run_id!r}")
+        return run
+
+    def cancel(
+        self, run_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> WorkflowRunDTO:
+        """Cancel the run ``run_id`` (or a unique prefix of it); return it as stored.
+
+        A ``QUEUED`` run that never started becomes ``CANCELLED`` at once. A started one
+        (``RUNNING``, or ``QUEUED`` after a stopped driver) is asked to stop: whoever
+        drives it (this process, a worker elsewhere) stops at its next step boundary,
+        compensates its completed steps exactly as on a failure and ends ``CANCELLED``;
+        ``wait_run`` waits for that. ``reason`` and ``by`` (default ``user@host``) are
+        kept on the run. A finished run raises ``ConflictError`` naming its status;
+        cancelling twice returns the run (the first request stays).
+        """
+        run = self.resolve(run_id)
+        asked_by = _who() if by is None else by
+        request = functools.partial(
+            self.runs.request_cancel,
+            run.workflow_run_id,
+            reason=reason,
+            by=asked_by,
+            now=self._lease_now(),
+        )
+        return self.transaction(request)
+
+    def retry(
+        self,
+        run_id: str,
+        *,
+        intake: IntakeSource | None = None,
+        in_process: bool = False,
+        stop: threading.Event | None = None,
+    ) -> WorkflowRunDTO:
+        """A new attempt of the ``COMPENSATED``, ``FAILED`` or ``CANCELLED`` run
+        ``run_id`` (or a unique prefix of it), from the start, with the same intake
+        (``intake``: a corrected one, validated first); return it.
+
+        The attempt is a new run with ``attempt`` one more and ``retry_of`` the retried
+        run; it takes over the idempotency key (the key follows the latest attempt) and
+        the priority. Queued for a worker (returned ``QUEUED``), or, ``in_process``,
+        driven in this thread and returned as it ended. ``ConflictError`` (nothing
+        written) if the run is not finished that way or was retried already (the error
+        names the newer attempt).
+        """
+        previous = self.resolve(run_id)
+        source: IntakeSource = dict(previous.intake) if intake is None else intake
+        fresh = self._new_run(source, None)
+        fresh = self._evolve(
+            fresh,
+            updated_at=fresh.updated_at,
+            attempt=previous.attempt + 1,
+            retry_of=previous.workflow_run_id,
+            priority=previous.priority,
+        )
+        holder = f"run:{default_worker_id()}" if in_process else None
+
+        def tx() -> WorkflowRunDTO:
+            stored = self.runs.get(fresh.workflow_run_id)  # a retried commit: made already
+            if stored is None:
+                stored = self.runs.add_attempt(fresh)
+            if holder is None:
+                return stored
+            claimed = self.runs.claim(
+                holder,
+                lease=DEFAULT_LEASE,
+                now=self._lease_now(),
+                workflow_run_id=stored.workflow_run_id,
+            )
+            return claimed or stored
+
+        made = self.transaction(tx)
+        if holder is None or made.claimed_by != holder:
+            return made
+        return self._work_on(made, holder, DEFAULT_LEASE, stop=stop).run
+
+    def attempts(self, run_id: str) -> list[WorkflowRunDTO]:
+        """Every attempt of the run ``run_id`` (or a unique prefix) belongs to, first
+        attempt first."""
+        run = self.resolve(run_id)
+        return self.read(functools.partial(self.runs.attempts, run.workflow_run_id))
+
+    def wait(
+        self, run_id: str, *, timeout: float | None = None, poll_interval: float = 1.0
+    ) -> WorkflowRunDTO:
+        """Return the run ``run_id`` (or a unique prefix) once it is finished:
+        ``COMPLETED``, ``COMPENSATED``, ``CANCELLED``, or ``FAILED`` and held by nobody.
+        Whoever drives it; this call only reads, polling with backoff (from 10 ms up to
+        ``poll_interval`` seconds). After ``timeout`` seconds (``None``: no limit) it
+        raises :class:`WaitTimeoutError` naming the run and its status."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+        ):
+            raise ValidationError([("timeout", f"must be 0 or more seconds, got {timeout!r}")])
+        run = self.resolve(run_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while not _finished(run):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeoutError(
+                    f"workflow run {run.workflow_run_id!r} is still {run.status} after "
+                    f"waiting {timeout:g}s (held by {run.claimed_by or 'nobody'}); "
+                    "wait again, or cancel it with `aicmo runs cancel`"
+                )
+            time.sleep(delay if remaining is None else min(delay, remaining))
+            delay = min(delay * 2, max(poll_interval, 0.01))
+            run = self.read(functools.partial(self.runs.get, run.workflow_run_id)) or run
+        return run
 
     def _new_run(self, intake: IntakeSource, idempotency_key: str | None) -> WorkflowRunDTO:
         """A new ``QUEUED`` run of ``intake``, validated (``ValidationError``)."""
@@ -513,7 +731,8 @@ class WorkflowService:
 
         Stops after ``max_runs`` claims, when ``stop`` is set (checked between steps: the
         current run goes back to the queue with its progress), or, with ``stop_when_idle``,
-        once nothing is queued and no run is held by any driver (a run whose driver died
+        once nothing is queued that is due (a run whose ``not_before`` is still to come
+        does not keep it) and no run is held by any driver (a run whose driver died
         is waited for until its lease lapses, then finished here). Otherwise it polls every
         ``poll_interval`` seconds. ``heartbeat=False`` turns the lease renewal off (tests
         that move a fake :attr:`clock` use it). ``on_run`` is called after each run.
@@ -559,8 +778,14 @@ class WorkflowService:
         return results
 
     def _in_flight(self) -> bool:
-        """Whether a run is queued or held by a driver (so more work may come)."""
-        return bool(self.read(self.runs.count_by_status)["QUEUED"]) or self._held()
+        """Whether a run is queued (and due: its ``not_before`` has come) or held by a
+        driver (so more work may come now)."""
+        if self.read(self.runs.count_by_status)["QUEUED"]:
+            now = self._lease_now() or self.clock()
+            queued = self.read(functools.partial(self.runs.list, "QUEUED"))
+            if any(r.not_before is None or r.not_before <= now for r in queued):
+                return True
+        return self._held()
 
     def _held(self) -> bool:
         """Whether a driver holds a run (a RUNNING one, or a FAILED one whose compensations
@@ -649,6 +874,8 @@ class WorkflowService:
             # A run that failed is only ever compensated: one stopped (a crash) while
             # being compensated must not go forward without the rows already undone.
             return self._compensate(run)
+        if run.cancel_requested_at is not None:
+            return self._cancel(run)
         return self._drive(run)
 
     def _claim(self) -> _Claim:
@@ -666,8 +893,15 @@ class WorkflowService:
                 f"workflow run {claim.workflow_run_id!r}: the lease of {claim.worker_id!r} "
                 "could not be renewed; another driver may hold the run now"
             )
+        if self._cancel_requested(claim.workflow_run_id):
+            raise _CancelRequested
         if claim.stop is not None and claim.stop.is_set():
             raise _StopRequested
+
+    def _cancel_requested(self, run_id: str) -> bool:
+        """Whether someone asked for the run to be cancelled (one read per step)."""
+        stored = self.read(functools.partial(self.runs.get, run_id))
+        return stored is not None and stored.cancel_requested_at is not None
 
     # -- the saga (its steps: aicmo.workflow.steps.SAGA) -------------------------------
     @property
@@ -692,7 +926,10 @@ class WorkflowService:
     def _drive(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         start = 0 if run.step is None else STEPS.index(run.step) + 1
         for step in SAGA[start:]:
-            self._between_steps(step.name)
+            try:
+                self._between_steps(step.name)
+            except _CancelRequested:
+                return self._cancel(run)
             try:
                 run = step.do(self, step, run)
             except (LeaseLostError, _StopRequested):
@@ -823,6 +1060,27 @@ class WorkflowService:
         self._save(run)
         return self._compensate(run)
 
+    def _cancel(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        """Stop a run someone cancelled: compensate its completed steps exactly as on a
+        failure, and end it ``CANCELLED`` (see :meth:`_compensate`)."""
+        stored = self.read(functools.partial(self.runs.get, run.workflow_run_id))
+        token = self._claim().token
+        if stored is None or stored.lease_token != token:
+            raise LeaseLostError(
+                f"workflow run {run.workflow_run_id!r}: lease token {token} was taken over "
+                "before its cancel was acted on; nothing was written"
+            )
+        if not stored.pending_compensations and not stored.compensated_steps:
+            done = () if stored.step is None else STEPS[: STEPS.index(stored.step) + 1]
+            reason = f": {stored.cancel_reason}" if stored.cancel_reason else ""
+            stored = self._evolve(
+                stored,
+                error=f"cancelled by {stored.cancelled_by or 'someone'}{reason}",
+                pending_compensations=tuple(reversed(done)),
+            )
+            self._save(stored)
+        return self._compensate(stored)
+
     def _undo_step(self, run: WorkflowRunDTO, step: str) -> WorkflowRunDTO:
         """Undo ``step`` and record it on the run (inside one transaction). The fenced
         update comes first, so a driver that lost its lease removes no files either."""
@@ -849,6 +1107,8 @@ class WorkflowService:
         if failures:
             error = "; ".join([error, *failures]) if error else "; ".join(failures)
         status = "FAILED" if run.pending_compensations else "COMPENSATED"
+        if status == "COMPENSATED" and self._cancel_requested(run.workflow_run_id):
+            status = "CANCELLED"
         run = self._evolve(run, status=status, error=error or None)
         self._finish(run)
         return run

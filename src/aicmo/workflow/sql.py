@@ -9,8 +9,11 @@ IMMEDIATE``, which already admits one writer at a time.
 
 from __future__ import annotations
 
+import builtins
 from contextlib import AbstractContextManager
 from datetime import datetime
+
+import attrs
 
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
@@ -18,14 +21,41 @@ from aicmo.db.statement import Sql, assignments, insert, returning, select
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
 from aicmo.workflow.repository import RunRepositoryBase
-from aicmo.workflow.rules import ClaimArgs, key_arg, lease_lost, run_arg, status_arg
+from aicmo.workflow.rules import (
+    RETRYABLE,
+    ClaimArgs,
+    attempt_arg_missing,
+    attempt_conflict,
+    cancel_args,
+    key_arg,
+    lease_lost,
+    list_args,
+    not_cancellable,
+    prefix_arg,
+    run_arg,
+    run_not_found,
+    status_arg,
+)
 
 __all__ = ["SqlWorkflowRunRepository"]
 
 
 _RUN = columns(WorkflowRunDTO)
-# What a claim or a lease call sets, which an update keeps (and the key, which never moves).
-_LEASE = ("workflow_run_id", "idempotency_key", "claimed_by", "lease_expires_at", "lease_token")
+# What an update keeps as stored: what a claim or a lease call sets, the key (which never
+# moves), the cancel request (set by ``request_cancel`` only) and the attempt's place.
+_KEPT = (
+    "workflow_run_id",
+    "idempotency_key",
+    "claimed_by",
+    "lease_expires_at",
+    "lease_token",
+    "cancel_requested_at",
+    "cancel_reason",
+    "cancelled_by",
+    "attempt",
+    "retry_of",
+)
+_NO_LIMIT = 2**62
 
 # ON CONFLICT DO NOTHING covers both keys; the caller then tells which one clashed.
 CREATE_RUN = insert("workflow_runs", _RUN, rest="ON CONFLICT DO NOTHING")
@@ -33,7 +63,7 @@ CREATE_RUN = insert("workflow_runs", _RUN, rest="ON CONFLICT DO NOTHING")
 # A fenced update (a non-null :fence) writes only while the caller's lease token is the
 # stored one; the CAST gives PostgreSQL the parameter's type when it is null.
 UPDATE_RUN = Sql(
-    f"UPDATE workflow_runs SET {assignments(c for c in _RUN if c not in _LEASE)}\n"  # noqa: S608 - column names from the DTO, never from data
+    f"UPDATE workflow_runs SET {assignments(c for c in _RUN if c not in _KEPT)}\n"  # noqa: S608 - column names from the DTO, never from data
     "WHERE workflow_run_id = :workflow_run_id\n"
     "    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)"
 )
@@ -44,6 +74,52 @@ LIST_RUNS = select(_RUN, "FROM workflow_runs ORDER BY created_at, workflow_run_i
 LIST_RUNS_BY_STATUS = select(
     _RUN, "FROM workflow_runs WHERE status = :status ORDER BY created_at, workflow_run_id"
 )
+
+# The filters of ``list``: a flag per filter (1: not filtered) and its value.
+_FILTERED = """FROM workflow_runs
+WHERE (:any_status = 1 OR status = :status)
+    AND (:any_client = 1 OR client_id = :client_id)
+    AND (:any_since = 1 OR created_at >= :since)
+"""
+LIST_RUNS_FILTERED = select(_RUN, _FILTERED + "ORDER BY created_at, workflow_run_id\nLIMIT :limit")
+LIST_RUNS_NEWEST = select(
+    _RUN, _FILTERED + "ORDER BY created_at DESC, workflow_run_id DESC\nLIMIT :limit"
+)
+
+IDS_WITH_PREFIX = Sql("""
+SELECT workflow_run_id FROM workflow_runs
+WHERE substr(workflow_run_id, 1, length(:prefix)) = :prefix
+ORDER BY workflow_run_id
+LIMIT :limit
+""")
+
+GET_RETRY = select(_RUN, "FROM workflow_runs WHERE retry_of = :workflow_run_id")
+
+# A queued run that never started is cancelled at once; a started one (RUNNING, or QUEUED
+# with committed steps) is only marked, for its driver to compensate at a step boundary.
+CANCEL_QUEUED = Sql("""
+UPDATE workflow_runs SET
+    status = 'CANCELLED', claimed_by = NULL, updated_at = :now,
+    cancel_requested_at = :now, cancel_reason = :reason, cancelled_by = :by
+WHERE workflow_run_id = :workflow_run_id AND status = 'QUEUED' AND step IS NULL
+    AND cancel_requested_at IS NULL
+""")
+
+REQUEST_CANCEL = Sql("""
+UPDATE workflow_runs SET
+    cancel_requested_at = :now, cancel_reason = :reason, cancelled_by = :by
+WHERE workflow_run_id = :workflow_run_id AND status IN ('QUEUED', 'RUNNING')
+    AND cancel_requested_at IS NULL
+""")
+
+# A retry moves the key of the attempt it retries to the new attempt (the key follows
+# the latest attempt); the new row's insert then fails on ux_workflow_runs_retry_of if
+# a concurrent retry of the same attempt committed first.
+RELEASE_KEY = Sql("""
+UPDATE workflow_runs SET idempotency_key = NULL
+WHERE workflow_run_id = :workflow_run_id
+    AND status IN ('COMPENSATED', 'FAILED', 'CANCELLED')
+""")
 
 COUNT_BY_STATUS = Sql("""
 SELECT status, COUNT(*) AS n FROM workflow_runs GROUP BY status
@@ -91,8 +167,8 @@ UPDATE workflow_runs SET
     lease_token = lease_token + 1, updated_at = :now
 WHERE workflow_run_id = (
     SELECT workflow_run_id FROM workflow_runs
-    WHERE status = 'QUEUED'
-    ORDER BY created_at, workflow_run_id
+    WHERE status = 'QUEUED' AND (not_before IS NULL OR not_before <= :now)
+    ORDER BY priority DESC, created_at, workflow_run_id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
@@ -108,7 +184,8 @@ UPDATE workflow_runs SET
     status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
     claimed_by = :worker_id, lease_expires_at = :until, lease_token = lease_token + 1,
     updated_at = :now
-WHERE workflow_run_id = :workflow_run_id AND (status = 'QUEUED' OR (status IN ('RUNNING', 'FAILED')
+WHERE workflow_run_id = :workflow_run_id AND ((status = 'QUEUED'
+        AND (not_before IS NULL OR not_before <= :now)) OR (status IN ('RUNNING', 'FAILED')
         AND (status = 'RUNNING' OR pending_compensations <> '[]')
         AND (claimed_by = :worker_id OR claimed_by = :take_from
             OR lease_expires_at <= :now
@@ -187,13 +264,106 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
         )
         return self._runs.maybe(row)
 
-    def list(self, status: str | None = None) -> list[WorkflowRunDTO]:
+    def list(
+        self,
+        status: str | None = None,
+        *,
+        client_id: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[WorkflowRunDTO]:
         status = status_arg(status)
-        if status is None:
-            rows = self._db.fetch_all(LIST_RUNS)
-        else:
-            rows = self._db.fetch_all(LIST_RUNS_BY_STATUS, {"status": status})
-        return self._runs.from_rows(rows)
+        args = list_args(client_id=client_id, since=since, limit=limit)
+        plain = args.client_id is None and args.since is None and args.limit is None
+        if plain and not newest_first:
+            if status is None:
+                rows = self._db.fetch_all(LIST_RUNS)
+            else:
+                rows = self._db.fetch_all(LIST_RUNS_BY_STATUS, {"status": status})
+            return self._runs.from_rows(rows)
+        params = {
+            "any_status": 1 if status is None else 0,
+            "status": status,
+            "any_client": 1 if args.client_id is None else 0,
+            "client_id": args.client_id,
+            "any_since": 1 if args.since is None else 0,
+            "since": None if args.since is None else self._db.encode_datetime(args.since),
+            "limit": _NO_LIMIT if args.limit is None else args.limit,
+        }
+        statement = LIST_RUNS_NEWEST if newest_first else LIST_RUNS_FILTERED
+        return self._runs.from_rows(self._db.fetch_all(statement, params))
+
+    def ids_with_prefix(self, prefix: str, *, limit: int = 10) -> builtins.list[str]:
+        text, count = prefix_arg(prefix, limit)
+        rows = self._db.fetch_all(IDS_WITH_PREFIX, {"prefix": text, "limit": count})
+        return [str(row["workflow_run_id"]) for row in rows]
+
+    def _retry_of(self, workflow_run_id: str) -> WorkflowRunDTO | None:
+        """The attempt that retried ``workflow_run_id``, if any."""
+        return self._runs.maybe(self._db.fetch_one(GET_RETRY, {"workflow_run_id": workflow_run_id}))
+
+    def attempts(self, workflow_run_id: str) -> builtins.list[WorkflowRunDTO]:
+        run = self.get(workflow_run_id)
+        if run is None:
+            return []
+        chain = [run]
+        while chain[0].retry_of is not None:
+            before = self.get(chain[0].retry_of)
+            if before is None:
+                break
+            chain.insert(0, before)
+        while (after := self._retry_of(chain[-1].workflow_run_id)) is not None:
+            chain.append(after)
+        return chain
+
+    def request_cancel(
+        self,
+        workflow_run_id: str,
+        *,
+        reason: str | None = None,
+        by: str,
+        now: datetime | None = None,
+    ) -> WorkflowRunDTO:
+        with self._db.transaction():
+            args = cancel_args(workflow_run_id, reason=reason, by=by, now=now, clock=self._db.clock)
+            params = {
+                "workflow_run_id": args.workflow_run_id,
+                "now": self._db.encode_datetime(args.now),
+                "reason": args.reason,
+                "by": args.by,
+            }
+            if self._db.execute(CANCEL_QUEUED, params) == 0:
+                self._db.execute(REQUEST_CANCEL, params)
+            run = self.get(args.workflow_run_id)
+            if run is None:
+                raise run_not_found(args.workflow_run_id)
+            if run.status != "CANCELLED" and run.cancel_requested_at is None:
+                raise not_cancellable(run)
+            return run
+
+    def add_attempt(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        run = run_arg(run)
+        if run.retry_of is None:
+            raise attempt_arg_missing(run)
+        with self._db.transaction():
+            previous = self.get(run.retry_of)
+            if previous is None:
+                raise run_not_found(run.retry_of)
+            newer = self._retry_of(run.retry_of)
+            if newer is not None or previous.status not in RETRYABLE:
+                raise attempt_conflict(previous, newer)
+            if self._db.execute(RELEASE_KEY, {"workflow_run_id": run.retry_of}) != 1:
+                raise attempt_conflict(self.get(run.retry_of) or previous, None)
+            stored: WorkflowRunDTO = attrs.evolve(run, idempotency_key=previous.idempotency_key)  # type: ignore[misc]
+            if self._db.execute(CREATE_RUN, self._runs.to_row(stored)) != 1:
+                # A concurrent retry of the same attempt committed first (or the id is
+                # taken): this transaction rolls back, the key stays where it went.
+                newer = self._retry_of(run.retry_of)
+                if newer is not None:
+                    raise attempt_conflict(previous, newer)
+                raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
+            return stored
 
     def count_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(RUN_STATUSES, 0)
