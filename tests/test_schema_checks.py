@@ -97,16 +97,20 @@ def test_the_sqlite_rebuild_keeps_columns_indexes_and_rows(tmp_path: Path) -> No
     with aicmo.connect(f"sqlite:///{path}", auto_upgrade=False) as app:
         app.migrate()
         app.repos.workflow.create(run)
+        # The shape 0011 and 0012 leave (later migrations add columns of their own).
+        app.downgrade("0012_workflow_checks_validated")
         after = _sqlite_shape(path)
         assert app.downgrade("0010_workflow_intake_and_root") == [
             "0012_workflow_checks_validated",
             "0011_workflow_checks_and_positions",
         ]
         before = _sqlite_shape(path)
-        assert app.migrate() == [
+        assert app.migrate()[:2] == [
             "0011_workflow_checks_and_positions",
             "0012_workflow_checks_validated",
         ]
         assert app.repos.workflow.get("r") == run
-    assert after == before == _sqlite_shape(path)
+        app.downgrade("0012_workflow_checks_validated")
+        again = _sqlite_shape(path)
+    assert after == before == again
     assert len(after[1]) == 5  # status, created, lease; the primary key, idempotency_key
