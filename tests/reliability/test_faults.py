@@ -154,7 +154,8 @@ def test_a_fault_at_every_write_point_leaves_nothing_of_the_run(
         app.workflow.fault_hook = None
         injector.reset(armed=False)
         assert len(forward) >= 15, forward
-        assert compensation.count("files.remove_files") == 3, compensation
+        # One package per draft and the run's report package, each removed with its files.
+        assert compensation.count("files.remove_files") == 4, compensation
 
         neighbour = Worker(
             "workflows",
