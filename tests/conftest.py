@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import aicmo
+from aicmo.testing.base import reversed_unordered_selects
 from aicmo.testing.parity import ParityMachine
 
 _suppress = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
@@ -45,6 +46,11 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 BACKENDS = ["memory", "sqlite", "postgresql"]
+
+# Every SQLite connection of the test session returns rows an ORDER BY leaves tied in
+# reverse order, so a multi-row read without a total order fails its test.
+_reversed = reversed_unordered_selects()
+_reversed.__enter__()
 
 _schemas: list[str] = []
 

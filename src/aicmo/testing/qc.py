@@ -6,7 +6,7 @@ import copy
 import math
 import pickle
 import threading
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 import aicmo
-from aicmo.errors import AicmoError, ConflictError, ValidationError
+from aicmo.errors import ConflictError, ValidationError
 from aicmo.qc import SEVERITIES, QcInputDTO, QcIssueDTO, QcResultDTO
+from aicmo.testing.base import Kind, RepositoryContract
 from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same
 from aicmo.testing.strategies import aware_datetimes, ids, nasty_text
 
@@ -68,8 +69,32 @@ def _evolve(result: QcResultDTO, **changes: Any) -> QcResultDTO:
     return changed
 
 
-class QcRepositoryContract:
+def _changed(result: QcResultDTO) -> QcResultDTO:
+    return _evolve(
+        result,
+        passed=not result.passed,
+        score=0.9,
+        issues=[make_issue("major", "cta", reason="only this one")],
+        evaluated_at=T0 + timedelta(hours=1),
+    )
+
+
+class QcRepositoryContract(RepositoryContract):
     """Behaviour every ``QcRepository`` must have. Needs an ``app`` fixture (empty DB)."""
+
+    module = "qc"
+
+    def kinds(self) -> list[Kind]:
+        return [
+            Kind(
+                "result",
+                make=lambda n: make_result(f"result-{n}", f"draft-{n}"),
+                changed=_changed,
+                save=lambda app, r: app.repos.qc.save_result(r),
+                load=lambda app, r: app.repos.qc.get_result(r.draft_id),
+                keys=("result_id", "draft_id"),
+            )
+        ]
 
     # -- reads of nothing ----------------------------------------------------------------
     def test_missing_result_is_none_and_delete_finds_nothing(self, app: aicmo.App) -> None:
@@ -142,16 +167,6 @@ class QcRepositoryContract:
         assert got is not None
         assert repr(got.score) == "0.0"
 
-    def test_datetimes_come_back_as_the_same_instant_in_utc(self, app: aicmo.App) -> None:
-        nepal = timezone(timedelta(hours=5, minutes=45))
-        local = datetime(2025, 6, 1, 9, 30, 0, 123456, tzinfo=nepal)
-        app.repos.qc.save_result(make_result(evaluated_at=local))
-        got = app.repos.qc.get_by_id("result-1")
-        assert got is not None
-        assert got.evaluated_at == local
-        assert got.evaluated_at.tzinfo is UTC
-        assert (got.evaluated_at.hour, got.evaluated_at.minute) == (3, 45)
-
     def test_issues_come_back_in_the_order_saved(self, app: aicmo.App) -> None:
         repo = app.repos.qc
         # Not sorted by severity, section or reason; more than 10 (position 10 after 9).
@@ -183,22 +198,6 @@ class QcRepositoryContract:
             assert_same(expected, repo.get_result(result.draft_id))
 
     # -- one result per draft ------------------------------------------------------------
-    def test_resave_under_the_same_id_replaces_everything(self, app: aicmo.App) -> None:
-        repo = app.repos.qc
-        repo.save_result(make_result())
-        second = make_result(
-            passed=True,
-            score=0.9,
-            issues=[make_issue("major", "cta", reason="only this one")],
-            evaluated_at=T0 + timedelta(hours=1),
-        )
-        repo.save_result(second)
-        assert_same(second, repo.get_result("draft-1"))
-        assert_same(second, repo.get_by_id("result-1"))
-        third = _evolve(second, issues=())
-        repo.save_result(third)
-        assert_same(third, repo.get_result("draft-1"))
-
     def test_latest_evaluation_wins_under_a_new_result_id(self, app: aicmo.App) -> None:
         repo = app.repos.qc
         repo.save_result(make_result("old"))
@@ -368,17 +367,6 @@ class QcRepositoryContract:
         assert_same(copy.deepcopy(got), got)
 
     # -- transactions --------------------------------------------------------------------
-    def test_transaction_commits_all_writes(self, app: aicmo.App) -> None:
-        repo = app.repos.qc
-        with app.transaction():
-            repo.save_result(make_result("a", "d1"))
-            repo.save_result(make_result("b", "d2"))
-            repo.save_result(make_result("c", "d1", issues=()))
-            assert repo.delete_for_draft("d2") is True
-        assert_same(make_result("c", "d1", issues=()), repo.get_result("d1"))
-        assert repo.get_by_id("a") is None
-        assert repo.get_result("d2") is None
-
     def test_transaction_that_raises_leaves_everything_as_before(self, app: aicmo.App) -> None:
         repo = app.repos.qc
         before = make_result("r1", "d1", issues=[make_issue(reason=f"i{n}") for n in range(12)])
@@ -399,38 +387,6 @@ class QcRepositoryContract:
         assert repo.get_by_id("r9") is None
         assert repo.get_result("d3") is None
         assert repo.get_result("d4") is None
-
-    def test_nested_transaction_is_a_savepoint(self, app: aicmo.App) -> None:
-        repo = app.repos.qc
-        with app.transaction():
-            repo.save_result(make_result("outer", "d1"))
-            with pytest.raises(Boom), app.transaction():
-                repo.save_result(make_result("inner", "d1", issues=()))
-                repo.save_result(make_result("inner-2", "d2"))
-                raise Boom
-            with app.transaction():
-                repo.save_result(make_result("inner-3", "d3"))
-        assert_same(make_result("outer", "d1"), repo.get_result("d1"))
-        assert repo.get_by_id("inner") is None
-        assert repo.get_result("d2") is None
-        assert repo.get_result("d3") is not None
-
-    def test_a_failed_call_inside_a_transaction_does_not_spoil_it(self, app: aicmo.App) -> None:
-        repo = app.repos.qc
-        with app.transaction():
-            repo.save_result(make_result("a", "d1"))
-            with pytest.raises(ConflictError):
-                repo.save_result(make_result("a", "d2"))
-            with pytest.raises(ValidationError):
-                repo.save_result("not a result")  # type: ignore[arg-type]
-            repo.save_result(make_result("b", "d2"))
-        assert_same(make_result("a", "d1"), repo.get_result("d1"))
-        assert_same(make_result("b", "d2"), repo.get_result("d2"))
-
-    def test_errors_come_from_the_aicmo_tree(self, app: aicmo.App) -> None:
-        app.repos.qc.save_result(make_result("a", "d1"))
-        with pytest.raises(AicmoError):
-            app.repos.qc.save_result(make_result("a", "d2"))
 
     # -- concurrency ---------------------------------------------------------------------
     def test_concurrent_reevaluations_of_one_draft_leave_one_whole_result(
