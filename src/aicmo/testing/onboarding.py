@@ -16,7 +16,7 @@ import aicmo
 from aicmo.errors import NotFoundError, ValidationError
 from aicmo.onboarding import ChannelPreferenceDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
 from aicmo.testing.base import Kind, Listing, RepositoryContract, tied
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same
+from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
 
 __all__ = ["BriefParityMachine", "BriefRepositoryContract", "briefs", "intakes", "make_brief"]
@@ -352,7 +352,7 @@ class BriefParityMachine(ParityMachine):
                 self.brief_ids.add(arg)
 
     def write_ops(self) -> st.SearchStrategy[Op]:
-        known = st.sampled_from(sorted(self.brief_ids)) if self.brief_ids else ids
+        known = one_of_known(self.brief_ids)
         return st.one_of(
             briefs.map(lambda b: Op("onboarding", "save_brief", (b,))),
             self._batches().map(lambda batch: Op("onboarding", "save_briefs", (batch,))),
@@ -374,14 +374,14 @@ class BriefParityMachine(ParityMachine):
     @precondition(lambda self: bool(self.brief_ids))
     @rule(data=st.data(), brief=briefs)
     def resave_existing(self, data: st.DataObject, brief: NormalizedBriefDTO) -> None:
-        brief_id = data.draw(st.sampled_from(sorted(self.brief_ids)), label="brief_id")
+        brief_id = data.draw(one_of_known(self.brief_ids), label="brief_id")
         moved = attrs.evolve(brief, brief_id=brief_id)  # type: ignore[misc]
         self.both(Op("onboarding", "save_brief", (moved,)))
 
     def _batches(self) -> st.SearchStrategy[list[Any]]:
         """Lists of briefs whose ids often repeat (in the batch and with stored briefs),
         sometimes with an item that is not a brief (the whole call must write nothing)."""
-        known = st.sampled_from(sorted(self.brief_ids)) if self.brief_ids else ids
+        known = one_of_known(self.brief_ids)
         moved = st.tuples(briefs, known).map(
             lambda pair: attrs.evolve(pair[0], brief_id=pair[1])  # type: ignore[misc]
         )
@@ -413,12 +413,12 @@ class BriefParityMachine(ParityMachine):
     @precondition(lambda self: bool(self.brief_ids))
     @rule(data=st.data())
     def delete_brief(self, data: st.DataObject) -> None:
-        brief_id = data.draw(st.sampled_from(sorted(self.brief_ids)), label="brief_id")
+        brief_id = data.draw(one_of_known(self.brief_ids), label="brief_id")
         self.both(Op("onboarding", "delete_brief", (brief_id,)))
 
     @rule(data=st.data(), intake=intakes)
     def save_intake(self, data: st.DataObject, intake: IntakeFormDTO) -> None:
-        known = st.sampled_from(sorted(self.brief_ids)) if self.brief_ids else ids
+        known = one_of_known(self.brief_ids)
         brief_id = data.draw(known | ids, label="brief_id")
         self.both(Op("onboarding", "save_intake", (brief_id, intake)))
 

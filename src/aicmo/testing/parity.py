@@ -9,7 +9,7 @@ both apps must be the same too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import attrs
@@ -18,8 +18,32 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import aicmo
 from aicmo.errors import AicmoError
+from aicmo.testing.strategies import ids
 
-__all__ = ["Boom", "Op", "ParityMachine", "assert_same", "outcome"]
+__all__ = ["Boom", "Op", "ParityMachine", "assert_same", "one_of_known", "other_than", "outcome"]
+
+
+def other_than(strategy: st.SearchStrategy[str], taken: Collection[str]) -> st.SearchStrategy[str]:
+    """Values of ``strategy`` that are none of ``taken``, by construction: a drawn value that
+    is taken gets quotes appended until it is not (no draw is ever thrown away)."""
+
+    def fresh(value: str) -> str:
+        while value in taken:
+            value += "'"
+        return value
+
+    return strategy.map(fresh)
+
+
+def one_of_known(
+    values: Iterable[str], otherwise: st.SearchStrategy[str] | None = None
+) -> st.SearchStrategy[str]:
+    """One of ``values`` (sorted, so a replay draws the same), or ``otherwise`` while there
+    are none (by default: any id)."""
+    pool = sorted(values)
+    if pool:
+        return st.sampled_from(pool)
+    return ids if otherwise is None else otherwise
 
 
 class Boom(Exception):
