@@ -16,7 +16,15 @@ import aicmo
 from aicmo.delivery import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.errors import ValidationError
 from aicmo.testing.base import Kind, Listing, RepositoryContract, tied
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, other_than
+from aicmo.testing.parity import (
+    Boom,
+    Op,
+    ParityMachine,
+    assert_same,
+    one_of_known,
+    other_than,
+    read_rule,
+)
 from aicmo.testing.strategies import aware_datetimes, ids, nasty_text
 from aicmo.values import MAX_ID_LENGTH
 
@@ -399,16 +407,11 @@ class DeliveryParityMachine(ParityMachine):
         moved = attrs.evolve(current, artifacts=reordered, draft_id=draft_id)  # type: ignore[misc]
         self.both(Op("delivery", "save_package", (moved,)))
 
-    @rule(data=st.data())
-    def get_package(self, data: st.DataObject) -> None:
-        package_id = data.draw(self._known() | ids, label="package_id")
-        self.both(Op("delivery", "get_package", (package_id,)))
+    get_package = read_rule("delivery", "get_package", lambda m: m._known() | ids)
 
-    @rule(data=st.data())
-    def list_by_draft(self, data: st.DataObject) -> None:
-        known = one_of_known(self.drafts, _drafts)
-        draft_id = data.draw(known | _drafts, label="draft_id")
-        self.both(Op("delivery", "list_by_draft", (draft_id,)))
+    list_by_draft = read_rule(
+        "delivery", "list_by_draft", lambda m: one_of_known(m.drafts, _drafts) | _drafts
+    )
 
     @rule(data=st.data())
     def delete_package(self, data: st.DataObject) -> None:

@@ -10,13 +10,13 @@ from typing import Any
 import attrs
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import precondition, rule
+from hypothesis.stateful import rule
 
 import aicmo
 from aicmo.errors import NotFoundError, ValidationError
 from aicmo.onboarding import ChannelPreferenceDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
 from aicmo.testing.base import Kind, Listing, RepositoryContract, tied
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known
+from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, read_rule
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
 
 __all__ = ["BriefParityMachine", "BriefRepositoryContract", "briefs", "intakes", "make_brief"]
@@ -371,7 +371,6 @@ class BriefParityMachine(ParityMachine):
     def save_brief(self, brief: NormalizedBriefDTO) -> None:
         self.both(Op("onboarding", "save_brief", (brief,)))
 
-    @precondition(lambda self: bool(self.brief_ids))
     @rule(data=st.data(), brief=briefs)
     def resave_existing(self, data: st.DataObject, brief: NormalizedBriefDTO) -> None:
         brief_id = data.draw(one_of_known(self.brief_ids), label="brief_id")
@@ -402,15 +401,10 @@ class BriefParityMachine(ParityMachine):
         batch = data.draw(self._batches(), label="batch")
         self.both(Op("onboarding", "save_briefs", (batch,)))
 
-    @rule(brief_id=ids)
-    def get_brief(self, brief_id: str) -> None:
-        self.both(Op("onboarding", "get_brief", (brief_id,)))
+    get_brief = read_rule("onboarding", "get_brief", ids)
 
-    @rule(client_id=_clients)
-    def list_by_client(self, client_id: str) -> None:
-        self.both(Op("onboarding", "list_by_client", (client_id,)))
+    list_by_client = read_rule("onboarding", "list_by_client", _clients)
 
-    @precondition(lambda self: bool(self.brief_ids))
     @rule(data=st.data())
     def delete_brief(self, data: st.DataObject) -> None:
         brief_id = data.draw(one_of_known(self.brief_ids), label="brief_id")
@@ -422,6 +416,4 @@ class BriefParityMachine(ParityMachine):
         brief_id = data.draw(known | ids, label="brief_id")
         self.both(Op("onboarding", "save_intake", (brief_id, intake)))
 
-    @rule(brief_id=ids)
-    def get_intake(self, brief_id: str) -> None:
-        self.both(Op("onboarding", "get_intake", (brief_id,)))
+    get_intake = read_rule("onboarding", "get_intake", ids)

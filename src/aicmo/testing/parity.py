@@ -20,7 +20,35 @@ import aicmo
 from aicmo.errors import AicmoError
 from aicmo.testing.strategies import ids
 
-__all__ = ["Boom", "Op", "ParityMachine", "assert_same", "one_of_known", "other_than", "outcome"]
+__all__ = [
+    "Boom",
+    "Op",
+    "ParityMachine",
+    "assert_same",
+    "one_of_known",
+    "other_than",
+    "outcome",
+    "read_rule",
+]
+
+Pool = st.SearchStrategy[Any] | Callable[[Any], st.SearchStrategy[Any]]
+"""Where a rule draws an argument from: a strategy, or one built from the machine."""
+
+
+def read_rule(module: str, method: str, *pools: Pool) -> Any:
+    """A rule that calls ``app.repos.<module>.<method>(...)`` on both apps, each argument
+    drawn from its pool, and compares what they return."""
+
+    @rule(data=st.data())
+    def read(self: ParityMachine, data: st.DataObject) -> None:
+        args = tuple(
+            data.draw(pool if isinstance(pool, st.SearchStrategy) else pool(self), label=f"#{n}")
+            for n, pool in enumerate(pools)
+        )
+        self.both(Op(module, method, args))
+
+    read.__name__ = read.__qualname__ = method
+    return read
 
 
 def other_than(strategy: st.SearchStrategy[str], taken: Collection[str]) -> st.SearchStrategy[str]:

@@ -16,7 +16,15 @@ import aicmo
 from aicmo.errors import ConflictError, NotFoundError, ValidationError
 from aicmo.production import AssetDTO, ContentDraftDTO, DraftBundleDTO
 from aicmo.testing.base import Kind, Listing, RepositoryContract, tied
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, other_than
+from aicmo.testing.parity import (
+    Boom,
+    Op,
+    ParityMachine,
+    assert_same,
+    one_of_known,
+    other_than,
+    read_rule,
+)
 from aicmo.testing.strategies import (
     SQL_LOOKING,
     aware_datetimes,
@@ -586,17 +594,12 @@ class ProductionParityMachine(ParityMachine):
         again = attrs.evolve(draft, draft_id=draft_id)  # type: ignore[misc]
         self.both(Op("production", "save_draft", (again,)))
 
-    @rule(data=st.data())
-    def get_draft(self, data: st.DataObject) -> None:
-        draft_id = data.draw(ids | self._known(self.draft_ids), label="draft_id")
-        self.both(Op("production", "get_draft", (draft_id,)))
+    get_draft = read_rule("production", "get_draft", lambda m: ids | m._known(m.draft_ids))
 
-    @rule(data=st.data())
-    def list_drafts(self, data: st.DataObject) -> None:
-        strategy_id = data.draw(_strategy_ids | self._known(self.strategy_ids), label="strategy")
-        self.both(Op("production", "list_drafts", (strategy_id,)))
+    list_drafts = read_rule(
+        "production", "list_drafts", lambda m: _strategy_ids | m._known(m.strategy_ids)
+    )
 
-    @precondition(lambda self: bool(self.draft_ids))
     @rule(data=st.data())
     def delete_draft(self, data: st.DataObject) -> None:
         draft_id = data.draw(one_of_known(self.draft_ids), label="draft_id")
@@ -684,12 +687,6 @@ class ProductionParityMachine(ParityMachine):
         outcome = self.both(Op("production", "save_bundle", (bundle,)))
         assert outcome == ("error", "NotFoundError"), outcome
 
-    @rule(data=st.data())
-    def get_bundle(self, data: st.DataObject) -> None:
-        bundle_id = data.draw(ids | self._known(self.bundle_ids), label="bundle_id")
-        self.both(Op("production", "get_bundle", (bundle_id,)))
+    get_bundle = read_rule("production", "get_bundle", lambda m: ids | m._known(m.bundle_ids))
 
-    @rule(data=st.data())
-    def list_bundles(self, data: st.DataObject) -> None:
-        draft_id = data.draw(ids | self._known(self.draft_ids), label="draft_id")
-        self.both(Op("production", "list_bundles", (draft_id,)))
+    list_bundles = read_rule("production", "list_bundles", lambda m: ids | m._known(m.draft_ids))

@@ -17,7 +17,15 @@ import aicmo
 from aicmo.errors import ConflictError, ValidationError
 from aicmo.qc import SEVERITIES, QcIssueDTO, QcResultDTO
 from aicmo.testing.base import Kind, RepositoryContract
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, other_than
+from aicmo.testing.parity import (
+    Boom,
+    Op,
+    ParityMachine,
+    assert_same,
+    one_of_known,
+    other_than,
+    read_rule,
+)
 from aicmo.testing.strategies import aware_datetimes, ids, nasty_text
 
 __all__ = [
@@ -470,15 +478,9 @@ class QcParityMachine(ParityMachine):
         thief = _evolve(result, result_id=victim.result_id, draft_id=draft_id)
         assert self.both(Op("qc", "save_result", (thief,))) == ("error", "ConflictError")
 
-    @rule(data=st.data())
-    def get_result(self, data: st.DataObject) -> None:
-        draft_id = data.draw(self._known_drafts() | ids, label="draft_id")
-        self.both(Op("qc", "get_result", (draft_id,)))
+    get_result = read_rule("qc", "get_result", lambda m: m._known_drafts() | ids)
 
-    @rule(data=st.data())
-    def get_by_id(self, data: st.DataObject) -> None:
-        result_id = data.draw(self._known_results() | ids, label="result_id")
-        self.both(Op("qc", "get_by_id", (result_id,)))
+    get_by_id = read_rule("qc", "get_by_id", lambda m: m._known_results() | ids)
 
     @rule(data=st.data())
     def delete_for_draft(self, data: st.DataObject) -> None:

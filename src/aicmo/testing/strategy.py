@@ -22,7 +22,15 @@ from aicmo.strategy import (
     TimelineDTO,
 )
 from aicmo.testing.base import Kind, Listing, RepositoryContract
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, other_than
+from aicmo.testing.parity import (
+    Boom,
+    Op,
+    ParityMachine,
+    assert_same,
+    one_of_known,
+    other_than,
+    read_rule,
+)
 from aicmo.testing.strategies import aware_datetimes, ids, nasty_text
 from aicmo.values import INT64_MAX, MAX_ID_LENGTH, FrozenDict
 
@@ -460,6 +468,9 @@ class StrategyParityMachine(ParityMachine):
         docs = (repo.get(i) for i in sorted(self.strategy_ids))
         return [d for d in docs if d is not None]
 
+    def _briefs_seen(self) -> st.SearchStrategy[str]:
+        return one_of_known(self.brief_ids, _briefs) | _briefs
+
     def write_ops(self) -> st.SearchStrategy[Op]:
         known = one_of_known(self.strategy_ids)
         stored = self._stored()
@@ -493,7 +504,6 @@ class StrategyParityMachine(ParityMachine):
     def save(self, doc: StrategyDocDTO) -> None:
         self.both(Op("strategy", "save", (doc,)))
 
-    @precondition(lambda self: bool(self.strategy_ids))
     @rule(data=st.data(), doc=strategy_docs)
     def resave_existing(self, data: st.DataObject, doc: StrategyDocDTO) -> None:
         """Same id, every field new: may move brief, change version, or collide."""
@@ -530,22 +540,12 @@ class StrategyParityMachine(ParityMachine):
         assert self.both(Op("strategy", "save", (intruder,))) == ("error", "ConflictError")
 
     # -- reads and delete ------------------------------------------------------------------
-    @rule(data=st.data())
-    def get(self, data: st.DataObject) -> None:
-        known = one_of_known(self.strategy_ids)
-        self.both(Op("strategy", "get", (data.draw(known | ids, label="strategy_id"),)))
+    get = read_rule("strategy", "get", lambda m: one_of_known(m.strategy_ids) | ids)
 
-    @rule(data=st.data())
-    def list_by_brief(self, data: st.DataObject) -> None:
-        known = one_of_known(self.brief_ids, _briefs)
-        self.both(Op("strategy", "list_by_brief", (data.draw(known | _briefs, label="brief_id"),)))
+    list_by_brief = read_rule("strategy", "list_by_brief", lambda m: m._briefs_seen())
 
-    @rule(data=st.data())
-    def list_versions(self, data: st.DataObject) -> None:
-        known = one_of_known(self.brief_ids, _briefs)
-        self.both(Op("strategy", "list_versions", (data.draw(known | _briefs, label="brief_id"),)))
+    list_versions = read_rule("strategy", "list_versions", lambda m: m._briefs_seen())
 
-    @precondition(lambda self: bool(self.strategy_ids))
     @rule(data=st.data())
     def delete(self, data: st.DataObject) -> None:
         strategy_id = data.draw(one_of_known(self.strategy_ids), label="strategy_id")

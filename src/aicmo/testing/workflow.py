@@ -11,12 +11,12 @@ from typing import Any
 import attrs
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import precondition, rule
+from hypothesis.stateful import rule
 
 import aicmo
 from aicmo.errors import ConflictError, LeaseLostError, NotFoundError, ValidationError
 from aicmo.testing.base import Kind, Listing, RepositoryContract, tied
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known
+from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, read_rule
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text, small_ints
 from aicmo.workflow import RUN_STATUSES, STEPS, WorkflowRunDTO
 
@@ -782,7 +782,6 @@ class WorkflowRunParityMachine(ParityMachine):
     def create(self, run: WorkflowRunDTO) -> None:
         self.both(Op("workflow", "create", (run,)))
 
-    @precondition(lambda self: bool(self.run_ids))
     @rule(data=st.data(), run=runs)
     def update_existing(self, data: st.DataObject, run: WorkflowRunDTO) -> None:
         run_id = data.draw(one_of_known(self.run_ids), label="run_id")
@@ -795,21 +794,13 @@ class WorkflowRunParityMachine(ParityMachine):
     def update_any(self, run: WorkflowRunDTO) -> None:
         self.both(Op("workflow", "update", (run,)))
 
-    @rule(run_id=ids)
-    def get(self, run_id: str) -> None:
-        self.both(Op("workflow", "get", (run_id,)))
+    get = read_rule("workflow", "get", ids)
 
-    @rule(key=ids)
-    def get_by_key(self, key: str) -> None:
-        self.both(Op("workflow", "get_by_key", (key,)))
+    get_by_key = read_rule("workflow", "get_by_key", ids)
 
-    @rule(status=st.none() | st.sampled_from(RUN_STATUSES))
-    def list(self, status: str | None) -> None:
-        self.both(Op("workflow", "list", (status,)))
+    list = read_rule("workflow", "list", st.none() | st.sampled_from(RUN_STATUSES))
 
-    @rule()
-    def count_by_status(self) -> None:
-        self.both(Op("workflow", "count_by_status", ()))
+    count_by_status = read_rule("workflow", "count_by_status")
 
     # -- the queue -------------------------------------------------------------------------
     @rule(
@@ -851,14 +842,12 @@ class WorkflowRunParityMachine(ParityMachine):
             return current.lease_token
         return token
 
-    @precondition(lambda self: bool(self.run_ids))
     @rule(data=st.data(), token=small_ints, lease=_leases, now=_times)
     def renew(self, data: st.DataObject, token: int, lease: timedelta, now: datetime) -> None:
         run_id = data.draw(one_of_known(self.run_ids), label="run_id")
         token = self._token(data, run_id, token)
         self.both(_Call("workflow", "renew", (run_id, token), {"lease": lease, "now": now}))
 
-    @precondition(lambda self: bool(self.run_ids))
     @rule(data=st.data(), token=small_ints, retry_after=st.none() | _leases, now=_times)
     def release(
         self, data: st.DataObject, token: int, retry_after: timedelta | None, now: datetime
@@ -868,7 +857,6 @@ class WorkflowRunParityMachine(ParityMachine):
         kwargs = {"retry_after": retry_after, "now": now}
         self.both(_Call("workflow", "release", (run_id, token), kwargs))
 
-    @precondition(lambda self: bool(self.run_ids))
     @rule(data=st.data(), run=runs, token=small_ints)
     def fenced_update(self, data: st.DataObject, run: WorkflowRunDTO, token: int) -> None:
         run_id = data.draw(one_of_known(self.run_ids), label="run_id")
