@@ -121,7 +121,15 @@ def mutable_parts(value: Any) -> list[str]:
     if isinstance(value, tuple):
         return [m for item in value for m in mutable_parts(item)]
     if attrs.has(type(value)):
-        return [m for f in attrs.fields(type(value)) for m in mutable_parts(getattr(value, f.name))]
+        first = attrs.fields(type(value))[0].name
+        try:  # the same value again: changes nothing, but only a frozen class refuses it
+            setattr(value, first, getattr(value, first))
+            found = [f"{type(value).__name__} is not frozen"]
+        except attrs.exceptions.FrozenInstanceError:
+            found = []
+        return found + [
+            m for f in attrs.fields(type(value)) for m in mutable_parts(getattr(value, f.name))
+        ]
     return []
 
 
@@ -294,9 +302,6 @@ class RepositoryContract:
             kind.save(app, record)
             got = kind.load(app, record)
             assert mutable_parts(got) == [], kind.name
-            first = attrs.fields(type(got))[0].name
-            with pytest.raises(attrs.exceptions.FrozenInstanceError):
-                setattr(got, first, getattr(got, first))
             assert_same(pickle.loads(pickle.dumps(got)), got)
             assert_same(copy.deepcopy(got), got)
             assert_same(kind.load(app, record), got)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import pickle
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -301,14 +299,8 @@ class QcRepositoryContract(RepositoryContract):
         got = repo.get_result("draft-1")
         assert got is not None
         assert [i.severity for i in got.issues] == ["critical", "minor"]
-        with pytest.raises(attrs.exceptions.FrozenInstanceError):
-            got.score = 1.0  # type: ignore[misc]
-        with pytest.raises(attrs.exceptions.FrozenInstanceError):
-            got.issues[0].reason = "x"  # type: ignore[misc]
         assert isinstance(got.issues, tuple)
         assert_same(repo.get_result("draft-1"), got)
-        assert_same(pickle.loads(pickle.dumps(got)), got)
-        assert_same(copy.deepcopy(got), got)
 
     # -- transactions --------------------------------------------------------------------
     def test_transaction_that_raises_leaves_everything_as_before(self, app: aicmo.App) -> None:
