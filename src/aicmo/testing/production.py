@@ -546,6 +546,13 @@ class ProductionParityMachine(ParityMachine):
         found = (repo.get_bundle(i) for i in sorted(self.bundle_ids))
         return [b for b in found if b is not None]
 
+    def _bundles_or(self, data: st.DataObject) -> list[DraftBundleDTO]:
+        """The stored bundles; when there are none, one is saved first (no asset is held
+        yet, so it cannot conflict)."""
+        if not self._existing_bundles():
+            self.save_bundle(data)
+        return self._existing_bundles()
+
     def _known(self, values: set[str]) -> st.SearchStrategy[str]:
         return one_of_known(values)
 
@@ -579,7 +586,6 @@ class ProductionParityMachine(ParityMachine):
     def save_draft(self, draft: ContentDraftDTO) -> None:
         self.both(Op("production", "save_draft", (draft,)))
 
-    @precondition(lambda self: bool(self.draft_ids))
     @rule(data=st.data(), draft=drafts)
     def resave_draft(self, data: st.DataObject, draft: ContentDraftDTO) -> None:
         """An existing draft (when there is one) saved again with new values."""
@@ -613,12 +619,11 @@ class ProductionParityMachine(ParityMachine):
         bundle = data.draw(bundles(bundle_ids, st.sampled_from(existing)), label="bundle")
         self.both(Op("production", "save_bundle", (bundle,)))
 
-    @precondition(lambda self: bool(self._existing_bundles()))
     @rule(data=st.data())
     def resave_bundle(self, data: st.DataObject) -> None:
         """An existing bundle again, under its own draft, with a different asset set
         (keeping some of its asset ids, dropping others, adding new ones)."""
-        old = data.draw(st.sampled_from(self._existing_bundles()), label="old")
+        old = data.draw(st.sampled_from(self._bundles_or(data)), label="old")
         kept = data.draw(st.sets(st.sampled_from(_asset_ids(old)) if old.assets else st.nothing()))
         ids_ = one_of_known(kept) | _asset_ids_pool if kept else _asset_ids_pool
         bundle = data.draw(
@@ -626,11 +631,10 @@ class ProductionParityMachine(ParityMachine):
         )
         self.both(Op("production", "save_bundle", (bundle,)))
 
-    @precondition(lambda self: bool(self._existing_bundles()))
     @rule(data=st.data())
     def move_bundle(self, data: st.DataObject) -> None:
         """An existing bundle saved under another existing draft (same or new assets)."""
-        old = data.draw(st.sampled_from(self._existing_bundles()), label="old")
+        old = data.draw(st.sampled_from(self._bundles_or(data)), label="old")
         drafts_ = self._existing_drafts()  # old's draft among them
         others = [d for d in drafts_ if d != old.draft_id] or drafts_
         target = data.draw(st.sampled_from(others), label="draft_id")

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import precondition, rule
+from hypothesis.stateful import rule
 
 import aicmo
 from aicmo.errors import ConflictError, ValidationError
@@ -408,6 +408,13 @@ class QcParityMachine(ParityMachine):
         found = (repo.get_result(d) for d in sorted(self.draft_ids))
         return [r for r in found if r is not None]
 
+    def _stored_or(self, data: st.DataObject) -> list[QcResultDTO]:
+        """The stored results; when there are none, one is saved first (so rules that
+        need a stored result always run: no draw is thrown away)."""
+        if not self._stored():
+            self.both(Op("qc", "save_result", (data.draw(qc_results, label="first"),)))
+        return self._stored()
+
     def _known_drafts(self) -> st.SearchStrategy[str]:
         return one_of_known(self.draft_ids)
 
@@ -437,20 +444,18 @@ class QcParityMachine(ParityMachine):
     def save_result(self, result: QcResultDTO) -> None:
         self.both(Op("qc", "save_result", (result,)))
 
-    @precondition(lambda self: bool(self._stored()))
     @rule(data=st.data(), result=qc_results)
     def resave_same_result_id(self, data: st.DataObject, result: QcResultDTO) -> None:
         """Re-evaluate a draft under the result id it already has."""
-        stored = self._stored()
+        stored = self._stored_or(data)
         current = data.draw(st.sampled_from(stored), label="current")
         again = _evolve(result, result_id=current.result_id, draft_id=current.draft_id)
         assert self.both(Op("qc", "save_result", (again,))) == ("ok", None)
 
-    @precondition(lambda self: bool(self._stored()))
     @rule(data=st.data(), result=qc_results)
     def resave_new_result_id(self, data: st.DataObject, result: QcResultDTO) -> None:
         """Re-evaluate a draft under a new result id (free, or another draft's: conflict)."""
-        stored = self._stored()
+        stored = self._stored_or(data)
         current = data.draw(st.sampled_from(stored), label="current")
         new_id = data.draw(other_than(ids, {current.result_id}), label="new_id")
         again = _evolve(result, result_id=new_id, draft_id=current.draft_id)
@@ -458,11 +463,10 @@ class QcParityMachine(ParityMachine):
         expected = ("ok", None) if holder is None else ("error", "ConflictError")
         assert self.both(Op("qc", "save_result", (again,))) == expected
 
-    @precondition(lambda self: bool(self._stored()))
     @rule(data=st.data(), result=qc_results)
     def steal_result_id(self, data: st.DataObject, result: QcResultDTO) -> None:
         """Save a result under an id that another draft's result holds: a conflict."""
-        stored = self._stored()
+        stored = self._stored_or(data)
         victim = data.draw(st.sampled_from(stored), label="victim")
         draft_id = data.draw(
             other_than(self._known_drafts() | ids, {victim.draft_id}), label="draft_id"

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import precondition, rule
+from hypothesis.stateful import rule
 
 import aicmo
 from aicmo.errors import ConflictError, ValidationError
@@ -462,6 +462,12 @@ class StrategyParityMachine(ParityMachine):
         docs = (repo.get(i) for i in sorted(self.strategy_ids))
         return [d for d in docs if d is not None]
 
+    def _stored_or(self, data: st.DataObject) -> list[StrategyDocDTO]:
+        """The stored documents; when there are none, one is saved first."""
+        if not self._stored():
+            self.both(Op("strategy", "save", (data.draw(strategy_docs, label="first"),)))
+        return self._stored()
+
     def _briefs_seen(self) -> st.SearchStrategy[str]:
         return one_of_known(self.brief_ids, _briefs) | _briefs
 
@@ -504,25 +510,22 @@ class StrategyParityMachine(ParityMachine):
         strategy_id = data.draw(one_of_known(self.strategy_ids), label="strategy_id")
         self.both(Op("strategy", "save", (evolve(doc, strategy_id=strategy_id),)))
 
-    @precondition(lambda self: bool(self._stored()))
     @rule(data=st.data(), brief_id=_briefs)
     def move_to_another_brief(self, data: st.DataObject, brief_id: str) -> None:
-        current = data.draw(st.sampled_from(self._stored()), label="current")
+        current = data.draw(st.sampled_from(self._stored_or(data)), label="current")
         known = one_of_known(self.brief_ids)
         brief_id = data.draw(known | st.just(brief_id), label="brief_id")
         self.both(Op("strategy", "save", (evolve(current, brief_id=brief_id),)))
 
-    @precondition(lambda self: bool(self._stored()))
     @rule(data=st.data(), version=_versions)
     def change_version(self, data: st.DataObject, version: int) -> None:
-        current = data.draw(st.sampled_from(self._stored()), label="current")
+        current = data.draw(st.sampled_from(self._stored_or(data)), label="current")
         self.both(Op("strategy", "save", (evolve(current, version=version),)))
 
-    @precondition(lambda self: bool(self._stored()))
     @rule(data=st.data(), doc=strategy_docs)
     def collide(self, data: st.DataObject, doc: StrategyDocDTO) -> None:
         """Another strategy id (new or stored) on a (brief_id, version) that is taken."""
-        holder = data.draw(st.sampled_from(self._stored()), label="holder")
+        holder = data.draw(st.sampled_from(self._stored_or(data)), label="holder")
         others = sorted(self.strategy_ids - {holder.strategy_id})
         strategy_id = data.draw(
             other_than(one_of_known(others) | ids, {holder.strategy_id}),
