@@ -21,8 +21,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import aicmo
-from aicmo.testing.base import reversed_unordered_selects
-from aicmo.testing.parity import ParityMachine
+
+# The shared suites' plain asserts say what they compared when they fail.
+pytest.register_assert_rewrite("aicmo.testing")
+
+from aicmo.testing.base import reversed_unordered_selects  # noqa: E402
+from aicmo.testing.parity import ParityMachine  # noqa: E402
 
 _suppress = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(

@@ -156,9 +156,8 @@ class WorkflowRunRepositoryContract(RepositoryContract):
             (r for r in (repo.get(i) for i in ends) if r is not None),
             key=lambda r: (ends[r.workflow_run_id], r.created_at, r.workflow_run_id),
         )
-        assert [r.workflow_run_id if r else None for r in claimed] == [
-            r.workflow_run_id for r in expected
-        ]
+        order = [r.workflow_run_id if r else None for r in claimed]
+        assert order == [r.workflow_run_id for r in expected], f"claimed in order {order}"
         assert repo.claim("late", now=at, lease=lease) is None
 
     def test_the_sql_fence_alone_stops_a_stale_writer(self, app: aicmo.App) -> None:
