@@ -119,6 +119,23 @@ def truncate_all(url: str) -> None:
             conn.execute(f"TRUNCATE {names} CASCADE".encode())
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "aicmo_backends(*names): the test means something on these backends only"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip a test marked ``aicmo_backends`` on other backends before its fixtures are
+    built (on PostgreSQL building ``app`` costs a truncation of every table)."""
+    for item in items:
+        marker = item.get_closest_marker("aicmo_backends")
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if marker is not None and backend is not None and backend not in marker.args:
+            item.add_marker(pytest.mark.skip(reason=f"{backend}: means something on {marker.args}"))
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     base = os.environ.get("AICMO_TEST_POSTGRES_URL", "").strip()
     if not base or not _schemas:

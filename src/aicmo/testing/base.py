@@ -44,6 +44,7 @@ __all__ = [
     "Listing",
     "RepositoryContract",
     "mutable_parts",
+    "only_on",
     "reversed_unordered_selects",
     "tied",
     "unchanged_fields",
@@ -222,6 +223,12 @@ def _without_indexes(app: aicmo.App, prefix: str) -> Iterator[None]:
         pass
 
 
+def only_on(*backends: str) -> pytest.MarkDecorator:
+    """Marks a test that means something on ``backends`` only (it skips itself on the
+    others). aicmo's own conftest skips it there before building the ``app`` fixture."""
+    return pytest.mark.aicmo_backends(*backends)
+
+
 class RepositoryContract:
     """The tests every repository port shares. Subclass with :attr:`module`,
     :meth:`kinds` and :meth:`listings`; needs an ``app`` fixture (an empty database)."""
@@ -261,6 +268,7 @@ class RepositoryContract:
             kind.save(app, second)
             assert_same(second, kind.load(app, second), f"the re-saved {kind.name}")
 
+    @only_on("sqlite", "postgresql")
     def test_updated_at_moves_on_every_table_that_has_it(self, app: aicmo.App) -> None:
         if app.backend not in ("sqlite", "postgresql"):
             pytest.skip("updated_at is a column of the SQL tables")
@@ -359,6 +367,7 @@ class RepositoryContract:
             self.failing_call(app)
 
     # -- the backends ----------------------------------------------------------------------
+    @only_on("sqlite")
     def test_begin_immediate_holds_the_write_lock_from_the_start(self, app: aicmo.App) -> None:
         if app.backend != "sqlite":
             pytest.skip("SQLite only")
@@ -375,6 +384,7 @@ class RepositoryContract:
         finally:
             other.close()
 
+    @only_on("memory")
     def test_the_memory_store_enforces_its_unique_keys(self, app: aicmo.App) -> None:
         if app._memory is None:
             pytest.skip("the memory store")

@@ -15,7 +15,7 @@ from hypothesis.stateful import rule
 
 import aicmo
 from aicmo.errors import ConflictError, LeaseLostError, NotFoundError, ValidationError
-from aicmo.testing.base import Kind, Listing, RepositoryContract, tied
+from aicmo.testing.base import Kind, Listing, RepositoryContract, only_on, tied
 from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, read_rule
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text, small_ints
 from aicmo.workflow import RUN_STATUSES, STEPS, WorkflowRunDTO
@@ -173,6 +173,7 @@ class WorkflowRunRepositoryContract(RepositoryContract):
             blind.update(_evolve(mine, status="COMPLETED"), token=mine.lease_token)
         assert_same(theirs, repo.get("r"))
 
+    @only_on("postgresql")
     def test_a_claim_between_read_and_write_stops_the_stale_writer(self, app: aicmo.App) -> None:
         if app.backend != "postgresql":
             pytest.skip("PostgreSQL: READ COMMITTED lets another connection claim meanwhile")
