@@ -60,12 +60,12 @@ _long_text = st.builds(
 _short_text = st.one_of(st.sampled_from(SQL_LOOKING), st.text(_alphabet, max_size=40))
 
 
-# One text in 32 is long (the contract suites store 100,000 characters once): enough for
+# One text in 64 is long (the contract suites store 100,000 characters once): enough for
 # long values to meet every operation, few enough that a run of thirty steps does not
 # spend its time writing them.
 @st.composite
 def _nasty_text(draw: st.DrawFn) -> str:  # a composite: weighted, with a short repr
-    text: str = draw(_long_text if draw(st.integers(0, 31)) == 31 else _short_text)
+    text: str = draw(_long_text if draw(st.integers(0, 63)) == 63 else _short_text)
     return text
 
 
