@@ -21,7 +21,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import aicmo
-from aicmo.testing.parity import ParityMachine
+
+# The shared suites' plain asserts say what they compared when they fail.
+pytest.register_assert_rewrite("aicmo.testing")
+
+from aicmo.testing.base import reversed_unordered_selects  # noqa: E402
+from aicmo.testing.parity import ParityMachine  # noqa: E402
 
 _suppress = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
@@ -45,6 +50,11 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 BACKENDS = ["memory", "sqlite", "postgresql"]
+
+# Every SQLite connection of the test session returns rows an ORDER BY leaves tied in
+# reverse order, so a multi-row read without a total order fails its test.
+_reversed = reversed_unordered_selects()
+_reversed.__enter__()
 
 _schemas: list[str] = []
 
@@ -107,6 +117,23 @@ def truncate_all(url: str) -> None:
         if tables:
             names = ", ".join(f'"{t}"' for t in tables)
             conn.execute(f"TRUNCATE {names} CASCADE".encode())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "aicmo_backends(*names): the test means something on these backends only"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip a test marked ``aicmo_backends`` on other backends before its fixtures are
+    built (on PostgreSQL building ``app`` costs a truncation of every table)."""
+    for item in items:
+        marker = item.get_closest_marker("aicmo_backends")
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if marker is not None and backend is not None and backend not in marker.args:
+            item.add_marker(pytest.mark.skip(reason=f"{backend}: means something on {marker.args}"))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

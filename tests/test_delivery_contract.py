@@ -5,14 +5,23 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 
 import aicmo
-from aicmo.testing.delivery import DeliveryRepositoryContract, make_artifact, make_package
+from aicmo.delivery import DeliveryArtifactDTO, DeliveryPackageDTO
+from aicmo.errors import ValidationError
+from aicmo.testing.delivery import (
+    DeliveryRepositoryContract,
+    _names,
+    make_artifact,
+    make_package,
+)
 
 from .conftest import open_app
 
@@ -122,3 +131,51 @@ class TestDeliverySchema:
             ("delivery_packages", "draft_id", "C"),
             ("delivery_packages", "package_id", "C"),
         ]
+
+
+class TestDeliveryDtos:
+    """The DTOs' own rules (no repository involved)."""
+
+    def test_artifact_names_must_be_distinct_naming_the_field(self) -> None:
+        a, b = make_artifact("a.zip"), make_artifact("b.pdf")
+        with pytest.raises(ValidationError) as caught:
+            make_package(artifacts=(a, b, make_artifact("a.zip", url="elsewhere", format="x")))
+        assert caught.value.errors == [
+            (
+                "artifacts[2].name",
+                "repeats artifacts[0].name 'a.zip'; artifact names must be distinct "
+                "within a package (they become file names)",
+            )
+        ]
+        assert "invalid DeliveryPackageDTO: artifacts[2].name" in str(caught.value)
+        with pytest.raises(ValidationError, match=r"artifacts\[1\]\.name"):
+            attrs.evolve(make_package(artifacts=(a, b)), artifacts=(a, a))  # type: ignore[misc]
+
+    def test_names_are_distinct_by_code_points(self) -> None:
+        names = ("a", "A", "\u00e9", "e\u0301", "", " ", "a ")
+        package = make_package(artifacts=[make_artifact(n) for n in names])
+        assert _names(package) == list(names)
+
+    def test_dto_fields_are_checked(self) -> None:
+        with pytest.raises(ValidationError) as caught:
+            DeliveryPackageDTO(
+                package_id="",
+                draft_id=7,  # type: ignore[arg-type]
+                artifacts="not a list",  # type: ignore[arg-type]
+                created_at=datetime(2025, 1, 1),
+            )
+        assert [path for path, _ in caught.value.errors] == [
+            "package_id",
+            "draft_id",
+            "artifacts",
+            "created_at",
+        ]
+        with pytest.raises(ValidationError, match=r"artifacts\[0\]: expected DeliveryArtifact"):
+            make_package(artifacts=[3])
+        with pytest.raises(ValidationError, match=r"artifacts\[0\]\.url: .*NUL"):
+            make_package(artifacts=[{"name": "n", "url": "a\x00", "format": "zip"}])
+
+    def test_artifacts_accept_any_sequence_and_mappings(self) -> None:
+        package = make_package(artifacts=[{"name": "n", "url": "u", "format": "f"}])
+        assert package.artifacts == (DeliveryArtifactDTO(name="n", url="u", format="f"),)
+        assert make_package(artifacts=[]).artifacts == ()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import psycopg
 import pytest
 
 import aicmo
+from aicmo.errors import ValidationError
+from aicmo.qc import QcInputDTO, QcIssueDTO
 from aicmo.testing.qc import QcRepositoryContract, make_issue, make_result
 
 from .conftest import session_postgres_url
@@ -117,3 +121,70 @@ def test_the_schema_refuses_what_the_repository_never_writes(
     with pytest.raises(raw.errors()):
         raw.run(sql, params)
     assert app.repos.qc.get_result("d1") == make_result("r1", "d1")
+
+
+class TestQcDtos:
+    """The DTOs' own rules (no repository involved)."""
+
+    @pytest.mark.parametrize(
+        ("changes", "path", "message"),
+        [
+            ({"score": 1.0000001}, "score", "between 0 and 1"),
+            ({"score": -0.01}, "score", "between 0 and 1"),
+            ({"score": 2}, "score", "between 0 and 1"),
+            ({"score": math.nan}, "score", "finite"),
+            ({"score": math.inf}, "score", "finite"),
+            ({"score": True}, "score", "expected a number"),
+            ({"score": "0.5"}, "score", "expected a number"),
+            ({"passed": 1}, "passed", "expected a bool"),
+            ({"passed": "yes"}, "passed", "expected a bool"),
+            ({"passed": None}, "passed", "expected a bool"),
+            ({"result_id": ""}, "result_id", "must not be empty"),
+            ({"draft_id": "a\x00b"}, "draft_id", "NUL"),
+            ({"issues": "critical"}, "issues", "expected a sequence"),
+            (
+                {"issues": [{"severity": "blocker", "section": "s", "reason": "r"}]},
+                "issues[0].severity",
+                "'critical', 'major', 'minor'",
+            ),
+            (
+                {"issues": [make_issue(), {"severity": "Critical", "section": "s", "reason": "r"}]},
+                "issues[1].severity",
+                "must be one of 'critical', 'major', 'minor', got 'Critical'",
+            ),
+            (
+                {"issues": [{"severity": "minor", "section": 1, "reason": "r"}]},
+                "issues[0].section",
+                "expected text",
+            ),
+            ({"evaluated_at": datetime(2025, 1, 1)}, "evaluated_at", "naive"),
+        ],
+    )
+    def test_invalid_results_are_refused_naming_the_field(
+        self, changes: dict[str, Any], path: str, message: str
+    ) -> None:
+        with pytest.raises(ValidationError) as info:
+            make_result(**changes)
+        assert [p for p, _ in info.value.errors] == [path]
+        assert message in str(info.value)
+
+    def test_severity_error_names_the_allowed_values(self) -> None:
+        with pytest.raises(ValidationError, match=r"critical.*major.*minor.*got 'high'"):
+            QcIssueDTO(severity="high", section="s", reason="r")
+
+    def test_score_bounds_are_inclusive_and_ints_convert(self) -> None:
+        assert make_result(score=0).score == 0.0
+        assert repr(make_result(score=1).score) == "1.0"
+        assert make_result(score=1.0).score == 1.0
+
+    def test_issue_mappings_are_accepted_and_sequences_become_tuples(self) -> None:
+        result = make_result(issues=[{"severity": "minor", "section": "s", "reason": "r"}])
+        assert result.issues == (make_issue("minor", "s", reason="r"),)
+
+    def test_qc_input_defaults(self) -> None:
+        qc_input = QcInputDTO(draft_id="draft-1")
+        assert qc_input.benchmark_ids == ()
+        forced = QcInputDTO(draft_id="draft-1", benchmark_ids=["FORCE_FAIL"])  # type: ignore[arg-type]
+        assert forced.benchmark_ids == ("FORCE_FAIL",)
+        with pytest.raises(ValidationError, match=r"benchmark_ids\[0\]"):
+            QcInputDTO(draft_id="draft-1", benchmark_ids=[""])  # type: ignore[arg-type]

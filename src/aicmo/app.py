@@ -56,10 +56,13 @@ from aicmo.workflow import (
 from aicmo.workflow.memory import InMemoryWorkflowRunRepository
 from aicmo.workflow.sql import SqlWorkflowRunRepository
 
-__all__ = ["MODULES", "App", "Module", "Repositories", "connect"]
+__all__ = ["MODULES", "App", "Module", "Repositories", "RepositoriesFactory", "connect"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+RepositoriesFactory = Callable[[MemoryDatabase | SqlDatabase], "Repositories"]
+"""Builds an app's repositories on its database: ``repositories=`` of :func:`connect`."""
 
 
 @attrs.frozen
@@ -117,6 +120,19 @@ class Repositories:
     workflow: WorkflowRunRepository
 
     @classmethod
+    def default(cls, db: MemoryDatabase | SqlDatabase) -> Repositories:
+        """aicmo's own repositories on ``db`` (what an app uses unless told otherwise)."""
+        return cls.in_memory(db) if isinstance(db, MemoryDatabase) else cls.sql(db)
+
+    def replace(self, **changes: object) -> Repositories:
+        """These repositories with some replaced, e.g. ``replace(onboarding=MyBriefs(db))``."""
+        fields = [f.name for f in attrs.fields(type(self))]
+        unknown = sorted(set(changes) - set(fields))
+        if unknown:
+            raise TypeError(f"Repositories has no {', '.join(unknown)}; it has {fields}")
+        return attrs.evolve(self, **changes)
+
+    @classmethod
     def in_memory(cls, db: MemoryDatabase) -> Repositories:
         """Every module's memory repository on ``db``."""
         return cls(**{m.name: m.memory(db) for m in MODULES})
@@ -154,15 +170,22 @@ class App:
     Use it as a context manager, or call :meth:`close`. Build it with :func:`connect`.
     """
 
-    def __init__(self, settings: Settings, *, auto_upgrade: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        auto_upgrade: bool = True,
+        repositories: RepositoriesFactory | None = None,
+    ):
         self.settings = settings
+        build = Repositories.default if repositories is None else repositories
         self._closed = False
         self._lock = threading.Lock()
         self._sql: SqlDatabase | None = None
         self._memory: MemoryDatabase | None = None
         if settings.kind == "memory":
             self._memory = MemoryDatabase()
-            self.repos = Repositories.in_memory(self._memory)
+            self.repos = build(self._memory)
             self._services()
             return
         db = _open_sql(settings)
@@ -173,7 +196,7 @@ class App:
                 # A newer database is left alone: the first repository call says so.
                 with contextlib.suppress(SchemaError):
                     migrations.upgrade(db)
-            self.repos = Repositories.sql(db)
+            self.repos = build(db)
             self._services()
         except BaseException:
             db.close()
@@ -490,6 +513,7 @@ def connect(
     auto_upgrade: bool = True,
     artifact_dir: str | os.PathLike[str] | None = None,
     templates_dir: str | os.PathLike[str] | None = None,
+    repositories: RepositoriesFactory | None = None,
 ) -> App:
     """Open aicmo on ``url`` (see :mod:`aicmo.settings` for the forms and the defaults).
 
@@ -498,10 +522,17 @@ def connect(
     run ``aicmo db upgrade`` or ``app.migrate()``. A repository call on a database that is
     behind or ahead of the code raises ``SchemaError``; ``connect`` itself never fails
     because of the schema.
+
+    ``repositories``: your own repository implementations, plugged in for aicmo's. A
+    function given the app's database (a ``MemoryDatabase`` or ``SqlDatabase``) that
+    returns the :class:`Repositories`, e.g. ``lambda db:
+    Repositories.default(db).replace(onboarding=MyBriefRepository(db))``; the services,
+    the workflow and ``app.transaction()`` then use them. Run ``aicmo.testing``'s contract
+    suites against such an app to prove they behave like ours.
     """
     settings = resolve_settings(url)
     if artifact_dir is not None:
         settings = attrs.evolve(settings, artifact_dir=os.path.abspath(artifact_dir))
     if templates_dir is not None:
         settings = attrs.evolve(settings, templates_dir=os.path.abspath(templates_dir))
-    return App(settings, auto_upgrade=auto_upgrade)
+    return App(settings, auto_upgrade=auto_upgrade, repositories=repositories)

@@ -9,7 +9,7 @@ both apps must be the same too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import attrs
@@ -18,8 +18,60 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import aicmo
 from aicmo.errors import AicmoError
+from aicmo.testing.strategies import ids
 
-__all__ = ["Boom", "Op", "ParityMachine", "assert_same", "outcome"]
+__all__ = [
+    "Boom",
+    "Op",
+    "ParityMachine",
+    "assert_same",
+    "one_of_known",
+    "other_than",
+    "outcome",
+    "read_rule",
+]
+
+Pool = st.SearchStrategy[Any] | Callable[[Any], st.SearchStrategy[Any]]
+"""Where a rule draws an argument from: a strategy, or one built from the machine."""
+
+
+def read_rule(module: str, method: str, *pools: Pool) -> Any:
+    """A rule that calls ``app.repos.<module>.<method>(...)`` on both apps, each argument
+    drawn from its pool, and compares what they return."""
+
+    @rule(data=st.data())
+    def read(self: ParityMachine, data: st.DataObject) -> None:
+        args = tuple(
+            data.draw(pool if isinstance(pool, st.SearchStrategy) else pool(self), label=f"#{n}")
+            for n, pool in enumerate(pools)
+        )
+        self.both(Op(module, method, args))
+
+    read.__name__ = read.__qualname__ = method
+    return read
+
+
+def other_than(strategy: st.SearchStrategy[str], taken: Collection[str]) -> st.SearchStrategy[str]:
+    """Values of ``strategy`` that are none of ``taken``, by construction: a drawn value that
+    is taken gets quotes appended until it is not (no draw is ever thrown away)."""
+
+    def fresh(value: str) -> str:
+        while value in taken:
+            value += "'"
+        return value
+
+    return strategy.map(fresh)
+
+
+def one_of_known(
+    values: Iterable[str], otherwise: st.SearchStrategy[str] | None = None
+) -> st.SearchStrategy[str]:
+    """One of ``values`` (sorted, so a replay draws the same), or ``otherwise`` while there
+    are none (by default: any id)."""
+    pool = sorted(values)
+    if pool:
+        return st.sampled_from(pool)
+    return ids if otherwise is None else otherwise
 
 
 class Boom(Exception):

@@ -1,0 +1,409 @@
+"""The contract base: the tests every repository shares, written once.
+
+A module's contract (``BriefRepositoryContract``, ...) subclasses
+:class:`RepositoryContract` and says what its repository stores as :class:`Kind` s (how
+to make a record, change every field of it, save it and read it back) and which of its
+reads return many rows (:class:`Listing`). The base then runs, against every backend the
+``app`` fixture gives, what is the same everywhere:
+
+- round trips are exact; loaded records are immutable all the way down; datetimes come
+  back as the same instant in UTC;
+- a re-save changes **every** field, derived from ``attrs.fields`` (a field added later,
+  e.g. by a migration, fails until the module's :meth:`Kind.changed` covers it);
+- ``updated_at`` moves on every table of the module that has the column (SQL backends);
+- every multi-row read has a total order (aicmo's own SQLite test connections run with
+  ``PRAGMA reverse_unordered_selects=ON``, so an ``ORDER BY`` without its tie-breaker
+  shows);
+- transactions commit all, roll back all, nest as savepoints, survive a failed call;
+  errors come from ``aicmo.errors``;
+- ``BEGIN IMMEDIATE`` holds SQLite's write lock from the start of a transaction;
+- the memory store itself refuses a row that repeats a unique key.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+import pytest
+
+import aicmo
+from aicmo.errors import AicmoError, ConflictError
+from aicmo.testing.parity import Boom, assert_same
+from aicmo.values import FrozenDict
+
+__all__ = [
+    "Kind",
+    "Listing",
+    "RepositoryContract",
+    "mutable_parts",
+    "only_on",
+    "reversed_unordered_selects",
+    "tied",
+    "unchanged_fields",
+]
+
+
+@attrs.frozen
+class Kind:
+    """One kind of record a repository stores, as the shared tests drive it."""
+
+    name: str
+    make: Callable[[int], Any]
+    """A valid record; distinct numbers give distinct keys."""
+    changed: Callable[[Any], Any]
+    """The record under the same key with every other field (nested ones too) different."""
+    save: Callable[[aicmo.App, Any], object]
+    """Store the record (insert or re-save), creating whatever it needs first."""
+    load: Callable[[aicmo.App, Any], Any]
+    """Read the record back by its key (``None`` when it is not stored)."""
+    keys: tuple[str, ...] = ()
+    """Field names that name the record: :attr:`changed` keeps them."""
+
+
+@attrs.frozen
+class Listing:
+    """A read that returns many rows, and the order it promises."""
+
+    name: str
+    records: Callable[[], list[Any]]
+    """Records to save (in this order) that tie on the read's leading sort key."""
+    save: Callable[[aicmo.App, Any], object]
+    read: Callable[[aicmo.App], list[Any]]
+    order: Callable[[Any], Any]
+    """The sort key of the promised order (Python compares text by code point)."""
+
+
+TIED_IDS = ("b", "\u00e9", "a", "B", "A", "a10", "a2", "\U0001f600", "Z", "e\u0301", "a1", "_")
+"""Ids whose code-point order is neither their insertion order nor its reverse."""
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def tied(make: Callable[[str, datetime], Any], ids: tuple[str, ...] = TIED_IDS) -> list[Any]:
+    """``make(id, time)`` for every id of ``ids``, in three groups that share a time (so a
+    read ordered by time alone leaves them tied)."""
+    times = (T0 + timedelta(hours=1), T0, T0 - timedelta(days=1))
+    return [make(record_id, times[n % 3]) for n, record_id in enumerate(ids)]
+
+
+def unchanged_fields(
+    first: Any, second: Any, keys: tuple[str, ...] = (), at: str = ""
+) -> list[str]:
+    """The paths of the fields (nested attrs classes included) where ``second`` equals
+    ``first``, other than ``keys``."""
+    same: list[str] = []
+    for field in attrs.fields(type(first)):
+        if field.name in keys:
+            continue
+        a, b = getattr(first, field.name), getattr(second, field.name)
+        path = f"{at}{field.name}"
+        if attrs.has(type(a)) and type(a) is type(b):
+            same.extend(unchanged_fields(a, b, (), f"{path}."))
+        elif repr(a) == repr(b):
+            same.append(path)
+    return same
+
+
+def mutable_parts(value: Any) -> list[str]:
+    """Every part of ``value`` a caller could change in place (empty: immutable)."""
+    if isinstance(value, dict):
+        found = [] if type(value) is FrozenDict else [f"{type(value).__name__} {value!r}"]
+        return found + [m for item in value.values() for m in mutable_parts(item)]
+    if isinstance(value, list | set | bytearray):
+        return [f"{type(value).__name__} {value!r}"]
+    if isinstance(value, tuple):
+        return [m for item in value for m in mutable_parts(item)]
+    if attrs.has(type(value)):
+        first = attrs.fields(type(value))[0].name
+        try:  # the same value again: changes nothing, but only a frozen class refuses it
+            setattr(value, first, getattr(value, first))
+            found = [f"{type(value).__name__} is not frozen"]
+        except attrs.exceptions.FrozenInstanceError:
+            found = []
+        return found + [
+            m for f in attrs.fields(type(value)) for m in mutable_parts(getattr(value, f.name))
+        ]
+    return []
+
+
+@contextmanager
+def reversed_unordered_selects() -> Iterator[None]:
+    """Inside the block, every SQLite connection aicmo opens runs with ``PRAGMA
+    reverse_unordered_selects=ON``: rows an ``ORDER BY`` leaves tied come back in another
+    order than the table's, so a read without a total order shows. aicmo's own test suite
+    runs entirely inside it (``tests/conftest.py``)."""
+    from aicmo.db.sqlite import SQLiteDatabase
+
+    original = SQLiteDatabase._open
+
+    def _open(self: SQLiteDatabase) -> Any:
+        conn = original(self)
+        conn.raw.execute("PRAGMA reverse_unordered_selects=ON")
+        return conn
+
+    SQLiteDatabase._open = _open  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        SQLiteDatabase._open = original  # type: ignore[method-assign]
+
+
+def _datetimes(value: Any, at: str = "") -> list[tuple[str, datetime]]:
+    if isinstance(value, datetime):
+        return [(at, value)]
+    if attrs.has(type(value)):
+        return [
+            found
+            for f in attrs.fields(type(value))
+            for found in _datetimes(getattr(value, f.name), f"{at}.{f.name}")
+        ]
+    if isinstance(value, tuple):
+        return [found for i, item in enumerate(value) for found in _datetimes(item, f"{at}[{i}]")]
+    return []
+
+
+def _updated_at(app: aicmo.App, prefix: str) -> dict[str, list[Any]]:
+    """``updated_at`` of every row of every table named ``prefix*`` that has the column."""
+    db: Any = app._sql
+    if app.backend == "sqlite":
+        names = [
+            row[0]
+            for row in db.raw_fetch_all(
+                "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c "
+                "WHERE m.type = 'table' AND c.name = 'updated_at'"
+            )
+        ]
+    else:
+        names = [
+            row[0]
+            for row in db.raw_fetch_all(
+                "SELECT table_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND column_name = 'updated_at'"
+            )
+        ]
+    return {
+        name: [row[0] for row in db.raw_fetch_all(f'SELECT updated_at FROM "{name}"')]  # noqa: S608 - names come from the catalog
+        for name in sorted(names)
+        if name.startswith(prefix)
+    }
+
+
+@contextmanager
+def _without_indexes(app: aicmo.App, prefix: str) -> Iterator[None]:
+    """A transaction, rolled back at the end, in which the database cannot read the
+    ``prefix*`` tables through their secondary indexes (an index whose order matches the
+    promised one hides a lost tie-breaker): SQLite drops them, PostgreSQL turns index
+    scans off."""
+    db: Any = app._sql
+    try:
+        with app.transaction():
+            if app.backend == "sqlite":
+                names = db.raw_fetch_all(
+                    "SELECT name, tbl_name FROM sqlite_master "
+                    "WHERE type = 'index' AND sql IS NOT NULL"
+                )
+                for name, table in names:
+                    if not table.startswith(prefix):
+                        continue
+                    db.raw_fetch_all(f'DROP INDEX "{name}"')
+            elif app.backend == "postgresql":
+                for setting in ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
+                    db.raw_fetch_all(f"SELECT set_config('{setting}', 'off', true)")
+            yield
+            raise Boom
+    except Boom:
+        pass
+
+
+def only_on(*backends: str) -> pytest.MarkDecorator:
+    """Marks a test that means something on ``backends`` only (it skips itself on the
+    others). aicmo's own conftest skips it there before building the ``app`` fixture."""
+    return pytest.mark.aicmo_backends(*backends)
+
+
+class RepositoryContract:
+    """The tests every repository port shares. Subclass with :attr:`module`,
+    :meth:`kinds` and :meth:`listings`; needs an ``app`` fixture (an empty database)."""
+
+    module: str = ""
+    """The attribute of ``app.repos`` (and the prefix of the module's table names)."""
+
+    def kinds(self) -> list[Kind]:
+        """The records the repository stores; the first is used for transactions."""
+        raise NotImplementedError
+
+    def listings(self) -> list[Listing]:
+        """Every read that returns many rows."""
+        return []
+
+    def failing_call(self, app: aicmo.App) -> object:
+        """A call that raises an ``aicmo.errors`` error and writes nothing."""
+        return self.kinds()[0].save(app, {"not": "a record"})
+
+    # -- round trips -----------------------------------------------------------------------
+    def test_round_trip_is_exact(self, app: aicmo.App) -> None:
+        for kind in self.kinds():
+            record = kind.make(0)
+            kind.save(app, record)
+            assert_same(record, kind.load(app, record), f"the {kind.name} read back")
+
+    def test_resave_changes_every_field(self, app: aicmo.App) -> None:
+        for kind in self.kinds():
+            first = kind.make(0)
+            second = kind.changed(first)
+            same = unchanged_fields(first, second, kind.keys)
+            assert not same, (
+                f"{kind.name}: changed() leaves {same} as they were; change every field so a "
+                "re-save that forgets a column fails"
+            )
+            kind.save(app, first)
+            kind.save(app, second)
+            assert_same(second, kind.load(app, second), f"the re-saved {kind.name}")
+
+    @only_on("sqlite", "postgresql")
+    def test_updated_at_moves_on_every_table_that_has_it(self, app: aicmo.App) -> None:
+        if app.backend not in ("sqlite", "postgresql"):
+            pytest.skip("updated_at is a column of the SQL tables")
+        kinds = self.kinds()
+        for kind in kinds:
+            kind.save(app, kind.make(0))
+        before = _updated_at(app, f"{self.module}_")
+        time.sleep(0.002)
+        for kind in kinds:
+            kind.save(app, kind.changed(kind.make(0)))
+        after = _updated_at(app, f"{self.module}_")
+        for table, values in after.items():
+            assert values, f"{table} has updated_at but the kinds wrote no row to it"
+            # Rows other kinds only needed (a brief under an intake) may stay as they were.
+            assert max(values) > max(before[table]), f"{table}: updated_at did not move"
+
+    def test_multi_row_reads_have_a_total_order(self, app: aicmo.App) -> None:
+        for listing in self.listings():
+            records = listing.records()
+            for record in records:
+                listing.save(app, record)
+            expected = sorted(records, key=listing.order)
+            assert_same(expected, listing.read(app), f"{listing.name}'s order")
+            with _without_indexes(app, f"{self.module}_"):
+                assert_same(expected, listing.read(app), f"{listing.name}'s order, no index")
+
+    def test_datetimes_come_back_as_the_same_instant_in_utc(self, app: aicmo.App) -> None:
+        for kind in self.kinds():
+            record = kind.make(0)
+            kind.save(app, record)
+            got = kind.load(app, record)
+            for (path, value), (_, saved) in zip(_datetimes(got), _datetimes(record), strict=True):
+                assert value == saved, path
+                assert value.tzinfo is UTC, f"{kind.name}{path}: {value!r} is not in UTC"
+
+    def test_loaded_records_are_immutable_all_the_way_down(self, app: aicmo.App) -> None:
+        for kind in self.kinds():
+            record = kind.make(0)
+            kind.save(app, record)
+            got = kind.load(app, record)
+            assert mutable_parts(got) == [], kind.name
+            assert_same(pickle.loads(pickle.dumps(got)), got)
+            assert_same(copy.deepcopy(got), got)
+            assert_same(kind.load(app, record), got)
+
+    # -- transactions ----------------------------------------------------------------------
+    def test_transaction_commits_all_writes(self, app: aicmo.App) -> None:
+        kind = self.kinds()[0]
+        records = [kind.make(n) for n in range(3)]
+        with app.transaction():
+            for record in records:
+                kind.save(app, record)
+        for record in records:
+            assert_same(record, kind.load(app, record))
+
+    def test_transaction_that_raises_leaves_everything_as_before(self, app: aicmo.App) -> None:
+        kind = self.kinds()[0]
+        kept, new = kind.make(0), kind.make(1)
+        kind.save(app, kept)
+        with pytest.raises(Boom), app.transaction():
+            kind.save(app, kind.changed(kept))
+            kind.save(app, new)
+            assert_same(new, kind.load(app, new))
+            raise Boom
+        assert_same(kept, kind.load(app, kept))
+        assert kind.load(app, new) is None
+
+    def test_nested_transaction_is_a_savepoint(self, app: aicmo.App) -> None:
+        kind = self.kinds()[0]
+        outer, inner, later = (kind.make(n) for n in range(3))
+        with app.transaction():
+            kind.save(app, outer)
+            with pytest.raises(Boom), app.transaction():
+                kind.save(app, inner)
+                kind.save(app, kind.changed(outer))
+                raise Boom
+            with app.transaction():
+                kind.save(app, later)
+        assert_same(outer, kind.load(app, outer))
+        assert kind.load(app, inner) is None
+        assert_same(later, kind.load(app, later))
+
+    def test_a_failed_call_inside_a_transaction_does_not_spoil_it(self, app: aicmo.App) -> None:
+        kind = self.kinds()[0]
+        first, second = kind.make(0), kind.make(1)
+        with app.transaction():
+            kind.save(app, first)
+            with pytest.raises(AicmoError):
+                self.failing_call(app)
+            kind.save(app, second)
+        assert_same(first, kind.load(app, first))
+        assert_same(second, kind.load(app, second))
+
+    def test_errors_come_from_the_aicmo_tree(self, app: aicmo.App) -> None:
+        with pytest.raises(AicmoError):
+            self.failing_call(app)
+
+    # -- the backends ----------------------------------------------------------------------
+    @only_on("sqlite")
+    def test_begin_immediate_holds_the_write_lock_from_the_start(self, app: aicmo.App) -> None:
+        if app.backend != "sqlite":
+            pytest.skip("SQLite only")
+        kind = self.kinds()[0]
+        record = kind.make(0)
+        other = sqlite3.connect(str(app.settings.sqlite_path), timeout=0, isolation_level=None)
+        try:
+            with app.transaction():
+                assert kind.load(app, record) is None  # a read: nothing written yet
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+
+    @only_on("memory")
+    def test_the_memory_store_enforces_its_unique_keys(self, app: aicmo.App) -> None:
+        if app._memory is None:
+            pytest.skip("the memory store")
+        for kind in self.kinds():
+            for n in range(2):
+                kind.save(app, kind.make(n))
+        tables = [
+            t
+            for t in app._memory._tables.values()
+            if t._unique_keys and t.name.startswith(f"{self.module}_")
+        ]
+        if not tables:
+            pytest.skip(f"{self.module} has no unique key besides its primary keys")
+        with app.transaction():
+            for table in tables:
+                rows = dict(table._rows)
+                assert rows, f"{table.name}: the kinds wrote no row to it"
+                for key, value in rows.items():
+                    with pytest.raises(ConflictError):
+                        table.put(("another key", key), value)
+                    assert table.get(("another key", key)) is None
+                assert dict(table._rows) == rows
