@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import attrs
 
+from aicmo import observability
 from aicmo.db import migrations
 from aicmo.db.base import SqlDatabase, closed_error
 from aicmo.db.memstore import MemoryDatabase
@@ -52,6 +53,7 @@ from aicmo.workflow import (
     WorkflowService,
 )
 from aicmo.workflow.memory import InMemoryWorkflowRunRepository
+from aicmo.workflow.service import DEFAULT_IDLE_LOG
 from aicmo.workflow.sql import SqlWorkflowRunRepository
 
 __all__ = ["App", "Repositories", "connect"]
@@ -80,6 +82,16 @@ class Repositories:
         self.qc = qc
         self.delivery = delivery
         self.workflow = workflow
+
+    def instrumented(self, system: str) -> Repositories:
+        """These repositories with every call traced and measured
+        (:func:`aicmo.observability.instrument`); themselves when nothing records."""
+        if not observability.metrics_on():
+            return self
+        wrap = observability.instrument
+        return Repositories(
+            **{name: wrap(getattr(self, name), name, system) for name in self.__slots__}
+        )
 
     @classmethod
     def in_memory(cls, db: MemoryDatabase) -> Repositories:
@@ -139,7 +151,7 @@ class App:
         self._memory: MemoryDatabase | None = None
         if settings.kind == "memory":
             self._memory = MemoryDatabase()
-            self.repos = Repositories.in_memory(self._memory)
+            self.repos = Repositories.in_memory(self._memory).instrumented("memory")
             self._services()
             return
         db = _open_sql(settings)
@@ -150,7 +162,7 @@ class App:
                 # A newer database is left alone: the first repository call says so.
                 with contextlib.suppress(SchemaError):
                     migrations.upgrade(db)
-            self.repos = Repositories.sql(db)
+            self.repos = Repositories.sql(db).instrumented(db.dialect)
             self._services()
         except BaseException:
             db.close()
@@ -238,6 +250,7 @@ class App:
         heartbeat: bool = True,
         stop: threading.Event | None = None,
         on_run: Callable[[WorkedRun], None] | None = None,
+        idle_log_interval: float | None = DEFAULT_IDLE_LOG,
     ) -> list[WorkedRun]:
         """Be a worker: claim queued runs (and runs whose worker's lease lapsed) and drive
         them, one at a time; return what was done with each.
@@ -250,7 +263,8 @@ class App:
         ``ConfigurationError`` (released first, for another worker). Stops after
         ``max_runs`` claims, when ``stop`` is set (between steps: the current run goes back
         to the queue with its progress), or with ``stop_when_idle`` once nothing is queued
-        or held. See ``WorkflowService.work`` and docs/scaling.md.
+        or held. While idle it logs a heartbeat (``aicmo.workflow``, INFO) every
+        ``idle_log_interval`` seconds. See ``WorkflowService.work`` and docs/scaling.md.
         """
         self._check_open()
         return self.workflow.work(
@@ -262,6 +276,7 @@ class App:
             heartbeat=heartbeat,
             stop=stop,
             on_run=on_run,
+            idle_log_interval=idle_log_interval,
         )
 
     def queue_depth(self) -> dict[str, int]:

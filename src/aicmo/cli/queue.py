@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 import click
 
+from aicmo import observability
 from aicmo.cli.common import (
     artifacts_option,
     database_option,
@@ -26,6 +28,7 @@ from aicmo.cli.common import (
     dump_json,
     echo,
     json_option,
+    log_settings,
     log_to_stderr,
     main,
     open_app,
@@ -33,8 +36,9 @@ from aicmo.cli.common import (
     run_summary,
     table,
     term,
+    term_lines,
 )
-from aicmo.errors import BackendError, ValidationError
+from aicmo.errors import BackendError, ConfigurationError, ValidationError
 from aicmo.workflow import WorkedRun, WorkflowRunDTO, default_worker_id
 from aicmo.workflow.backoff import OutageBackoff
 
@@ -169,6 +173,7 @@ def _work_in_child(
     options: dict[str, Any],
     results: Connection,
     progress: float,
+    logs: dict[str, Any] | None = None,
 ) -> None:
     """A worker process of `worker -c N`: each run's outcome goes to the parent as it
     ends, over this child's own pipe (so a child killed at any moment loses nothing it
@@ -178,7 +183,11 @@ def _work_in_child(
         with contextlib.suppress(OSError):  # the parent is gone: keep working
             results.send(outcome)
 
-    with log_to_stderr():
+    if os.environ.get(observability.MULTIPROCESS_FLAG):
+        observability.enable_prometheus()  # into the parent's multiprocess folder
+    logs = logs or {}
+    level, fmt = logs.get("log_level", logging.INFO), logs.get("log_format", "text")
+    with log_to_stderr(level, fmt, driver_logs=bool(logs.get("driver_logs"))):
         _work(database, artifacts, worker_id, options, progress, report)
 
 
@@ -247,6 +256,31 @@ RESTART_WINDOW = 60.0
     help="With -c N: restart a worker process that died at most N times a minute per "
     "process slot, then leave that slot empty and exit non-zero at the end; 0: never.",
 )
+@click.option(
+    "--heartbeat",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    envvar="AICMO_WORKER_HEARTBEAT",
+    help="An idle worker logs a heartbeat line (with the queue depth) this often; 0: never "
+    "(also AICMO_WORKER_HEARTBEAT).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    metavar="PORT",
+    help="Serve Prometheus metrics on this port (needs aicmo[metrics]); with -c N, the "
+    "figures of all worker processes together.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="Address the metrics endpoint listens on.",
+)
 def worker(
     database: str | None,
     artifacts: str | None,
@@ -258,6 +292,9 @@ def worker(
     progress: float,
     worker_id: str | None,
     restart_limit: int,
+    heartbeat: float,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Drive queued runs (`aicmo submit`) until stopped: claim one, run it, repeat.
 
@@ -273,7 +310,16 @@ def worker(
         "stop_when_idle": stop_when_idle,
         "lease": timedelta(seconds=lease),
         "poll_interval": poll,
+        "idle_log_interval": heartbeat,
     }
+    if metrics_port is not None:
+        try:
+            where = observability.serve_prometheus(
+                metrics_port, metrics_host, multiprocess=concurrency > 1
+            )
+        except (ConfigurationError, OSError) as exc:
+            raise click.UsageError(term_lines(f"--metrics-port: {exc}")) from None
+        echo(f"metrics: serving Prometheus metrics on http://{where}/metrics", err=True)
     started = time.monotonic()
     if concurrency == 1:
         name = worker_id or default_worker_id()
@@ -281,8 +327,17 @@ def worker(
         echo(rate_summary(f"worker {name}", counts, time.monotonic() - started))
         return
     base = worker_id or default_worker_id()
+    logs = log_settings()
     pool = _Supervisor(
-        lambda name, results: (database, artifacts, name, options, results, progress),
+        lambda name, results: (
+            database,
+            artifacts,
+            name,
+            options,
+            results,
+            progress,
+            logs,
+        ),
         restart_limit,
     )
     pool.run([f"{base}-{n}" for n in range(1, concurrency + 1)])
