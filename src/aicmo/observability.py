@@ -256,9 +256,13 @@ def serve_prometheus(port: int, host: str = "127.0.0.1", *, multiprocess: bool =
     ``PROMETHEUS_MULTIPROC_DIR``) and served summed; this process records nothing itself.
     """
     if multiprocess:
+        import atexit
+        import shutil
         import tempfile
 
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aicmo-metrics-")
+        folder = tempfile.mkdtemp(prefix="aicmo-metrics-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         os.environ[MULTIPROCESS_FLAG] = "1"
     try:
         import prometheus_client as p
