@@ -259,3 +259,15 @@ def test_cli_idle_worker_heartbeat(tmp_path: Path) -> None:
     beats = [line for line in err.splitlines() if ": idle; queue:" in line]
     assert len(beats) >= 2, err
     assert beats[0].startswith("aicmo: worker ")
+
+
+def test_cli_vv_shows_the_drivers_records_too() -> None:
+    env = {**os.environ, "AICMO_DATABASE_URL": session_postgres_url()}
+    aicmo_cli = str(Path(sys.executable).with_name("aicmo"))
+    once = [aicmo_cli, "-v", "runs", "list"]
+    twice = [aicmo_cli, "-vv", "runs", "list"]
+    v = subprocess.run(once, env=env, capture_output=True, text=True, timeout=120)
+    vv = subprocess.run(twice, env=env, capture_output=True, text=True, timeout=120)
+    assert v.returncode == vv.returncode == 0, (v.stderr, vv.stderr)
+    assert "psycopg" not in v.stderr
+    assert any(line.startswith("psycopg") for line in vv.stderr.splitlines()), vv.stderr

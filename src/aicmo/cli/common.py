@@ -128,6 +128,8 @@ def log_to_stderr(
     if driver_logs:
         quiet = _EchoHandler()
         observability.configure_logging(quiet, level, fmt)
+        if fmt == "text":  # say whose line it is: psycopg: ..., psycopg.pool: ...
+            quiet.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         driver.setLevel(level)
     if notices is not None:
         logger.removeHandler(notices)
