@@ -18,22 +18,26 @@ def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
 def test_db_upgrade_status_downgrade(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     ids = known_migration_ids("sqlite")
-    code, out = run("db", "status", "--database", url)
-    assert code == 0
-    assert out.splitlines() == [f"pending  {m}" for m in ids]
     code, out = run("db", "upgrade", "-d", url)
     assert (code, out.splitlines()) == (0, [f"applied  {m}" for m in ids])
     code, out = run("db", "upgrade", "-d", url)
     assert (code, out) == (0, f"{url} is up to date\n")
     code, out = run("db", "status", "-d", url)
+    assert code == 0
     assert [line.split()[:2] for line in out.splitlines()] == [["applied", m] for m in ids]
     code, out = run("db", "downgrade", "-d", url)
     assert (code, out) == (0, f"rolled back  {ids[-1]}\n")
+    code, out = run("db", "status", "-d", url)
+    assert code == 3  # pending migrations: answerable by exit status, like `alembic check`
+    assert out.splitlines()[-1] == f"pending  {ids[-1]}"
     code, out = run("db", "downgrade", "-d", url, "--to", "base")
     assert code == 0
     assert out.splitlines() == [f"rolled back  {m}" for m in reversed(ids[:-1])]
+    code, out = run("db", "status", "--database", url)
+    assert code == 3
+    assert out.splitlines() == [f"pending  {m}" for m in ids]
     code, out = run("db", "break-lock", "-d", url)
-    assert (code, out) == (0, "migration lock cleared\n")
+    assert (code, out) == (0, "no migration lock was held; nothing to clear\n")
 
 
 def test_default_database_comes_from_the_environment(tmp_path: Path) -> None:

@@ -78,7 +78,8 @@ def test_submit_validates_and_honours_the_idempotency_key(tmp_path: Path) -> Non
     assert code == 1
     assert "INVALID" in out
     assert "client.name" in out
-    assert "queue: 0 queued" in out
+    assert "queue:" not in out  # only invalid files: no database was opened, none created
+    assert not (tmp_path / "cli.db").exists()
     code, first = invoke(tmp_path, "submit", str(PASSING[0]), "--idempotency-key", "k", "--json")
     assert code == 0
     code, again = invoke(tmp_path, "submit", str(PASSING[0]), "--idempotency-key", "k", "--json")

@@ -35,7 +35,7 @@ def test_run_prints_a_summary_and_exits_0_when_all_complete(tmp_path: Path) -> N
     assert [line.split()[3] for line in lines[1:3]] == ["COMPLETED", "COMPLETED"]
     assert str(tmp_path / "artifacts") in out
     packages = [p for p in (tmp_path / "artifacts").iterdir() if p.name != ".staging"]
-    assert len(packages) == 6
+    assert len(packages) == 8  # 3 drafts + 3 drafts, and one report package per run
 
 
 def test_run_exits_1_and_explains_a_qc_failure(tmp_path: Path) -> None:
@@ -102,6 +102,9 @@ def test_run_with_an_idempotency_key(tmp_path: Path) -> None:
 def test_recover_with_nothing_to_do(tmp_path: Path) -> None:
     code, out = invoke(tmp_path, "recover")
     assert (code, out) == (0, "recovered 0 run(s)\n")
+    assert not (tmp_path / "cli.db").exists()  # a missing database holds no run to recover
+    code, out = invoke(tmp_path, "recover", "--json")
+    assert (code, json.loads(out)) == (0, {"recovered": 0, "runs": []})
 
 
 def test_intake_check(tmp_path: Path) -> None:

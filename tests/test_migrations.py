@@ -254,8 +254,9 @@ def test_0010_fingerprints_and_roots_round_trip(fresh_url: str) -> None:
     with aicmo.connect(fresh_url, auto_upgrade=False) as app:
         app.migrate()
         app.repos.workflow.create(run)
-        assert app.downgrade() == ["0010_workflow_intake_and_root"]
-        assert app.migrate() == ["0010_workflow_intake_and_root"]
+        later = [m for m in known_migration_ids("sqlite") if m >= "0010"]
+        assert app.downgrade("0009_workflow_queue") == list(reversed(later))
+        assert app.migrate() == later
         # The rest of the run is kept; the code derives both again (from the intake, and
         # from artifact_dirs once the run has packages).
         assert app.repos.workflow.get("r") == make_run("r")

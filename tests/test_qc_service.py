@@ -255,7 +255,9 @@ def test_channel_comes_from_metadata_then_content_type_else_no_length_rule(
     by_metadata = draft(body, channel="email", content_type="blog_post")
     assert channel_of(by_metadata) == CHANNELS["email"]
     assert len(qc.check(by_metadata, brief())[0]) == 1
-    by_type = draft(body, channel=None, content_type="email")
+    by_type = draft(
+        body, channel=None, content_type="email", metadata={"subject": "S", "preheader": "P"}
+    )
     assert channel_of(by_type) == CHANNELS["email"]
     assert len(qc.check(by_type, brief())[0]) == 1
     unknown_name = draft(body, channel="fax", content_type="blog_post")

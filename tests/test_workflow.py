@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 import aicmo
+from aicmo.delivery import REPORT_FILES
 from aicmo.workflow import STEPS, WorkflowRunDTO, fault_points
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -78,12 +79,17 @@ def assert_completed(app: aicmo.App, run: WorkflowRunDTO) -> None:
     assert run.error is None
     brief = app.repos.onboarding.get_brief(run.brief_id or "")
     assert brief is not None
-    assert len(run.draft_ids) == len(brief.channels) == len(run.package_ids)
+    # One package per draft (the examples name one deliverable per channel), then the report.
+    assert len(run.draft_ids) == len(brief.channels) == len(run.package_ids) - 1
+    assert run.package_ids[-1] == f"pkg-{run.workflow_run_id}-report"
     for package_id, folder in zip(run.package_ids, run.artifact_dirs, strict=True):
         package = app.repos.delivery.get_package(package_id)
         assert package is not None
         names = [a.name for a in package.artifacts]
-        assert names == ["draft.md", "draft.html", "qc-report.json", "manifest.json"]
+        if package_id == run.package_ids[-1]:
+            assert names == [*REPORT_FILES, "manifest.json"]
+        else:
+            assert names == ["draft.md", "draft.html", "qc-report.json", "manifest.json"]
         manifest = json.loads((Path(folder) / "manifest.json").read_text())
         for entry in manifest["files"]:
             data = (Path(folder) / entry["name"]).read_bytes()

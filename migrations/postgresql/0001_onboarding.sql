@@ -2,6 +2,8 @@
 -- Keys and ordered text use COLLATE "C" (code-point order, whatever the server's locale).
 -- JSON values are JSON text: jsonb would reorder keys and change some floats.
 
+SET LOCAL lock_timeout = '5s';
+
 CREATE TABLE onboarding_brief (
     brief_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     client_id TEXT COLLATE "C" NOT NULL,

@@ -3,6 +3,8 @@
 -- and milestones are JSON text: jsonb would reorder keys and change some floats.
 -- brief_id is a plain id: no foreign key crosses modules.
 
+SET LOCAL lock_timeout = '5s';
+
 CREATE TABLE strategy_document (
     strategy_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     brief_id TEXT COLLATE "C" NOT NULL,

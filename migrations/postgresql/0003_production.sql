@@ -6,6 +6,8 @@
 -- JSON values (`meta`, the DTOs' `metadata`) are JSON text: jsonb would reorder keys and
 -- change some floats.
 
+SET LOCAL lock_timeout = '5s';
+
 CREATE TABLE production_drafts (
     draft_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     strategy_id TEXT COLLATE "C" NOT NULL,
@@ -33,6 +35,8 @@ CREATE TABLE production_bundle_assets (
     asset_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     bundle_id TEXT COLLATE "C" NOT NULL
         REFERENCES production_bundles (bundle_id) ON DELETE CASCADE,
+    -- 0011 makes it BIGINT.
+    -- squawk-ignore prefer-bigint-over-int
     position INTEGER NOT NULL CHECK (position >= 0),
     asset_type TEXT NOT NULL,
     url TEXT NOT NULL,

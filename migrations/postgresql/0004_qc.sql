@@ -6,6 +6,8 @@
 -- re-evaluations of one draft queue up and the last one wins), then replaces its issues;
 -- no key that issues point at ever changes.
 
+SET LOCAL lock_timeout = '5s';
+
 CREATE TABLE qc_results (
     result_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     draft_id TEXT COLLATE "C" NOT NULL CONSTRAINT uq_qc_results_draft_id UNIQUE,
@@ -19,6 +21,8 @@ CREATE TABLE qc_results (
 CREATE TABLE qc_issues (
     draft_id TEXT COLLATE "C" NOT NULL
         REFERENCES qc_results (draft_id) ON DELETE CASCADE,
+    -- 0011 makes it BIGINT.
+    -- squawk-ignore prefer-bigint-over-int
     position INTEGER NOT NULL CHECK (position >= 0),
     severity TEXT NOT NULL CHECK (severity IN ('critical', 'major', 'minor')),
     section TEXT NOT NULL,

@@ -1,3 +1,9 @@
+-- squawk-ignore-file ban-drop-table, ban-drop-column, require-concurrent-index-deletion
+-- (a rollback drops what its migration made: its tables, columns and their indexes,
+-- in one transaction, so CONCURRENTLY cannot apply; `aicmo db downgrade` asks first.)
+
+SET LOCAL lock_timeout = '5s';
+
 DROP TABLE delivery_artifacts;
 DROP INDEX ix_delivery_packages_draft;
 DROP TABLE delivery_packages;

@@ -5,6 +5,8 @@
 -- package deletes its artifacts. Names are distinct within a package, checked by the DTO:
 -- a unique index on them would refuse long names on PostgreSQL (btree rows hold ~2.7 kB).
 
+SET LOCAL lock_timeout = '5s';
+
 CREATE TABLE delivery_packages (
     package_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     draft_id TEXT COLLATE "C" NOT NULL,

@@ -1,6 +1,8 @@
 -- Workflow runs: orchestration's own table. Ids of other modules' records are plain text
 -- (no foreign key crosses modules). JSON values are JSON text.
 
+SET LOCAL lock_timeout = '5s';
+
 CREATE TABLE workflow_runs (
     workflow_run_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     status TEXT COLLATE "C" NOT NULL,

@@ -1,7 +1,13 @@
+-- squawk-ignore-file ban-drop-table, ban-drop-column, require-concurrent-index-deletion
+-- (a rollback drops what its migration made: its tables, columns and their indexes,
+-- in one transaction, so CONCURRENTLY cannot apply; `aicmo db downgrade` asks first.)
 -- Code before 0009 knows no QUEUED status: a queued run becomes a RUNNING run that
 -- app.recover() drives from its last committed step. Which runs were queued is kept in
 -- workflow_runs_queued, so that upgrading again puts back in the queue every one of them
 -- that nothing drove in between (its updated_at unchanged).
+
+SET LOCAL lock_timeout = '5s';
+
 DROP TABLE IF EXISTS workflow_runs_queued;
 
 CREATE TABLE workflow_runs_queued (

@@ -6,8 +6,6 @@
 True
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from aicmo import errors
 from aicmo.app import App, Repositories, connect
 from aicmo.errors import (
@@ -22,10 +20,9 @@ from aicmo.errors import (
     ValidationError,
 )
 
-try:
-    __version__ = version("aicmo")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
+__version__ = "0.1.0"
+"""The version, also the package's (pyproject.toml reads it from here): a constant, so
+``import aicmo`` does not load ``importlib.metadata`` to find it."""
 
 __all__ = [
     "AicmoError",

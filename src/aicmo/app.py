@@ -17,6 +17,7 @@ from typing import TypeVar
 import attrs
 
 from aicmo import observability
+from aicmo.content import Templates
 from aicmo.db import migrations
 from aicmo.db.base import SqlDatabase, closed_error
 from aicmo.db.memstore import MemoryDatabase
@@ -170,9 +171,14 @@ class App:
 
     def _services(self) -> None:
         repos, tx = self.repos, self.transaction
-        self.onboarding = OnboardingService(repos.onboarding, tx)
+        self.onboarding = OnboardingService(
+            repos.onboarding, tx, max_intake_bytes=self.settings.max_intake_bytes
+        )
         self.strategy = StrategyService(repos.strategy, tx)
-        self.production = ProductionService(repos.production, tx)
+        templates = self.settings.templates_dir
+        self.production = ProductionService(
+            repos.production, tx, templates=None if templates is None else Templates(templates)
+        )
         # QC and delivery write through one repository call at a time: no transaction.
         self.qc = QcService(repos.qc, threshold=self.settings.qc_threshold)
         self.delivery = DeliveryService(repos.delivery, artifact_root=self.settings.artifact_dir)
@@ -355,11 +361,11 @@ class App:
         self._check_open()
         return [] if self._sql is None else migrations.status(self._sql)
 
-    def break_migration_lock(self) -> None:
-        """Clear a migration lock left by a process that died while migrating."""
+    def break_migration_lock(self) -> bool:
+        """Clear a migration lock left by a process that died while migrating; return
+        whether one was held."""
         self._check_open()
-        if self._sql is not None:
-            migrations.break_lock(self._sql)
+        return self._sql is not None and migrations.break_lock(self._sql)
 
     # -- lifetime ------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -401,6 +407,7 @@ def connect(
     *,
     auto_upgrade: bool = True,
     artifact_dir: str | os.PathLike[str] | None = None,
+    templates_dir: str | os.PathLike[str] | None = None,
 ) -> App:
     """Open aicmo on ``url`` (see :mod:`aicmo.settings` for the forms and the defaults).
 
@@ -413,4 +420,6 @@ def connect(
     settings = resolve_settings(url)
     if artifact_dir is not None:
         settings = attrs.evolve(settings, artifact_dir=os.path.abspath(artifact_dir))
+    if templates_dir is not None:
+        settings = attrs.evolve(settings, templates_dir=os.path.abspath(templates_dir))
     return App(settings, auto_upgrade=auto_upgrade)

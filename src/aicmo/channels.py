@@ -34,7 +34,7 @@ CHANNELS: dict[str, ChannelSpec] = {
         ChannelSpec(
             "blog",
             "blog_post",
-            (350, 900),
+            (250, 900),
             12_000,
             (
                 "Publish a pillar article",
@@ -46,7 +46,7 @@ CHANNELS: dict[str, ChannelSpec] = {
         ChannelSpec(
             "email",
             "email",
-            (90, 250),
+            (60, 250),
             3_000,
             ("Send a three-step nurture sequence", "Segment by role", "A/B test subject lines"),
             ("click-through rate", "%"),
@@ -82,7 +82,7 @@ CHANNELS: dict[str, ChannelSpec] = {
         ChannelSpec(
             "landing_page",
             "landing_page",
-            (200, 600),
+            (150, 600),
             8_000,
             ("One offer per page", "Put social proof above the fold"),
             ("conversion rate", "%"),

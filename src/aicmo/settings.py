@@ -25,6 +25,7 @@ from urllib.parse import unquote
 import attrs
 
 from aicmo.errors import ConfigurationError
+from aicmo.values import DEFAULT_MAX_INTAKE_BYTES
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings", "resolve_settings"]
 
@@ -61,6 +62,10 @@ class Settings:
     artifact_dir: str = attrs.field(factory=lambda: os.path.abspath(DEFAULT_ARTIFACT_DIR))
     #: The QC score a draft needs to pass (with no critical issue).
     qc_threshold: float = DEFAULT_QC_THRESHOLD
+    #: The largest intake file (bytes) read; a larger one is refused (``ValidationError``).
+    max_intake_bytes: int = DEFAULT_MAX_INTAKE_BYTES
+    #: A folder of Jinja2 templates overriding the shipped ones (``AICMO_TEMPLATES_DIR``).
+    templates_dir: str | None = None
 
 
 def _number(
@@ -164,6 +169,13 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
         env, "AICMO_QC_THRESHOLD", DEFAULT_QC_THRESHOLD, integer=False, at_most=1, zero_ok=True
     )
 
+    max_intake_bytes = int(
+        _number(env, "AICMO_MAX_INTAKE_BYTES", DEFAULT_MAX_INTAKE_BYTES, integer=True)
+    )
+    templates_dir = env.get("AICMO_TEMPLATES_DIR", "").strip() or None
+    if templates_dir is not None:
+        templates_dir = os.path.abspath(templates_dir)
+
     def settings(kind: Kind, path: str | None = None) -> Settings:
         return Settings(
             url=url if kind != "memory" else "memory://",
@@ -177,6 +189,8 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
             idle_in_transaction_timeout=idle_in_transaction_timeout,
             artifact_dir=artifact_dir,
             qc_threshold=qc_threshold,
+            max_intake_bytes=max_intake_bytes,
+            templates_dir=templates_dir,
         )
 
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""

@@ -50,6 +50,7 @@ __all__ = [
     "key_path",
     "nested",
     "non_negative_int64",
+    "nonempty_text",
     "optional",
     "shown",
     "text",
@@ -63,6 +64,9 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_JSON_DEPTH = 64
 MAX_ID_LENGTH = 255
+DEFAULT_MAX_INTAKE_BYTES = 1024 * 1024
+"""The largest intake file read by default (``AICMO_MAX_INTAKE_BYTES`` changes it): a form
+of answers is a few kB; a file of many MB is a mistake that would fill the database."""
 MAX_SHOWN = 80
 """The longest a value or a mapping key is shown in a message (and in a field path)."""
 
@@ -160,6 +164,15 @@ def text(value: Any, path: str) -> str:
     if problem:
         _fail(path, problem)
     return str(value)
+
+
+def nonempty_text(value: Any, path: str) -> str:
+    """Text that is not empty (a name, an audience): as :func:`text`, with no length bound
+    (only ids have one, see :func:`identifier`)."""
+    result = text(value, path)
+    if not result:
+        _fail(path, "must not be empty")
+    return result
 
 
 def identifier(value: Any, path: str) -> str:

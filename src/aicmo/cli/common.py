@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +18,8 @@ import click
 
 import aicmo
 from aicmo import observability
-from aicmo.errors import AicmoError, BackendError, ConfigurationError
+from aicmo.errors import AicmoError, BackendError, ConfigurationError, ValidationError
+from aicmo.settings import Settings, redact, resolve_settings
 from aicmo.workflow import WorkflowRunDTO
 from aicmo.workflow.backoff import OutageBackoff
 
@@ -148,6 +151,71 @@ def log_to_stderr(
             logger.addHandler(notices)
 
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PENDING = 3
+EXIT_NEWER = 4
+"""Exit statuses: 0 done, 1 a failed operation (a run that did not complete, an error), 2
+bad usage or configuration, and for ``aicmo db status`` 3 (migrations are pending: run
+``aicmo db upgrade``) or 4 (the database is newer than this aicmo)."""
+
+
+def settings_for(database: str | None) -> Settings:
+    """The settings a command uses (``-d`` or the environment); a bad one is a usage error."""
+    try:
+        return resolve_settings(database)
+    except ConfigurationError as exc:
+        raise click.UsageError(term_lines(_pointed(str(exc), database))) from None
+
+
+def _pointed(message: str, database: str | None) -> str:
+    """``message`` with its hints pointing at what the user gave: a URL given with
+    ``-d`` is named as such (not as AICMO_DATABASE_URL), and a suggested ``aicmo db ...``
+    command carries the same ``-d``."""
+    if database is None:
+        return message
+    message = message.replace("the URL (AICMO_DATABASE_URL)", "the URL given with -d/--database")
+    flag = f" -d {shlex.quote(redact(database))}"
+    return re.sub(
+        r"`aicmo db (upgrade|break-lock)`", lambda m: f"`{m.group()[1:-1]}{flag}`", message
+    )
+
+
+def require_database(settings: Settings, database: str | None) -> None:
+    """For a command that only reads (or changes an existing database): a SQLite file that
+    does not exist is refused (exit 1) instead of being created."""
+    path = settings.sqlite_path
+    if settings.kind != "sqlite" or path is None or os.path.exists(path):
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        what = f"check that its folder exists and the path is right ({folder} is missing)"
+    else:
+        hint = f" -d {shlex.quote(redact(database))}" if database is not None else ""
+        what = f"check the path, or create it with `aicmo db upgrade{hint}`"
+    echo(f"error: no aicmo database at {path}; {what}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+def check_artifact_root(settings: Settings, artifacts: str | None) -> None:
+    """Refuse (exit 2) an artifact root that cannot be created or written, before any run
+    starts a step: delivery would fail there only after four steps."""
+    root = os.path.abspath(artifacts) if artifacts is not None else settings.artifact_dir
+    where = "--artifacts" if artifacts is not None else "AICMO_ARTIFACT_DIR (or ./aicmo-artifacts)"
+    try:
+        os.makedirs(root, exist_ok=True)
+        problem = None if os.access(root, os.W_OK | os.X_OK) else "is not writable"
+    except OSError as exc:
+        problem = f"cannot be created ({exc.strerror or type(exc).__name__})"
+    if problem is None and not os.path.isdir(root):
+        problem = "is not a folder"
+    if problem is not None:
+        raise click.UsageError(
+            term_lines(f"the artifact folder {root} {problem}; give a writable folder with {where}")
+        )
+
+
 @contextmanager
 def open_app(
     database: str | None,
@@ -155,16 +223,24 @@ def open_app(
     auto_upgrade: bool = False,
     artifacts: str | None = None,
     patience: OutageBackoff | None = None,
+    must_exist: bool = False,
 ) -> Iterator[aicmo.App]:
     """The app for a command; an error is one line on stderr and exit status 1 (2 for a
     bad URL or setting). With ``patience`` (a worker), a ``BackendError`` while
     connecting is an outage, waited out until the database is back or ``patience.stop``
-    is set."""
+    is set. With ``must_exist`` (a read), a missing SQLite file is refused, not created."""
     show_notices()
+    if must_exist:
+        require_database(settings_for(database), database)
     try:
         while True:
             try:
-                app = aicmo.connect(database, auto_upgrade=auto_upgrade, artifact_dir=artifacts)
+                app = aicmo.connect(
+                    database,
+                    auto_upgrade=auto_upgrade,
+                    artifact_dir=artifacts,
+                    templates_dir=_templates_dir(),
+                )
                 break
             except BackendError as exc:
                 if patience is None or patience.stop.is_set():
@@ -175,13 +251,35 @@ def open_app(
         with app:
             yield app
     except ConfigurationError as exc:
-        raise click.UsageError(term_lines(exc)) from None
+        raise click.UsageError(term_lines(_pointed(str(exc), database))) from None
     except AicmoError as exc:
-        echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        echo(f"error: {_pointed(str(exc), database)}", err=True)
+        sys.exit(EXIT_FAILED)
 
 
-@click.group()
+def check_intakes(files: tuple[str, ...]) -> dict[str, ValidationError]:
+    """The invalid intake FILEs and why, found without touching any database (so a
+    command given only invalid files creates none)."""
+    invalid: dict[str, ValidationError] = {}
+    try:
+        checker = aicmo.connect("memory://")
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    with checker:
+        for path in files:
+            try:
+                checker.onboarding.check(path)
+            except ValidationError as exc:
+                invalid[path] = exc
+    return invalid
+
+
+def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
+    """A ``ValidationError``'s problems for ``--json``: ``{"field", "problem"}`` pairs."""
+    return [{"field": path, "problem": problem} for path, problem in exc.errors]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(aicmo.__version__, prog_name="aicmo")
 @click.option(
     "-v",
@@ -204,7 +302,11 @@ def open_app(
 def main(ctx: click.Context, verbose: int, quiet: int, log_format: str) -> None:
     """Run and persist the client-to-delivery marketing workflow.
 
-    Log level: -v/-q, else AICMO_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR), else INFO.
+    Exit status: 0 done, 1 a failed operation, 2 bad usage or configuration (`aicmo db
+    status`: 3 migrations pending, 4 database newer than this aicmo). Commands with --json
+    print exact JSON on stdout. Shell completion: eval "$(_AICMO_COMPLETE=bash_source aicmo)"
+    (zsh_source, fish_source). Log level: -v/-q, else AICMO_LOG_LEVEL (DEBUG, INFO,
+    WARNING, ERROR), else INFO.
     """
     try:
         level = observability.log_level(verbose, quiet)
@@ -229,7 +331,35 @@ artifacts_option = click.option(
     default=None,
     help="Artifact root (default: AICMO_ARTIFACT_DIR, else ./aicmo-artifacts).",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout)."
+)
+
+_TEMPLATES_KEY = "aicmo.templates_dir"
+
+
+def _remember_templates(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_TEMPLATES_KEY] = value
+
+
+def _templates_dir() -> str | None:
+    """The ``--templates`` folder of the running command, if it was given."""
+    ctx = click.get_current_context(silent=True)
+    value = None if ctx is None else ctx.meta.get(_TEMPLATES_KEY)
+    return value if isinstance(value, str) else None
+
+
+templates_option = click.option(
+    "--templates",
+    metavar="DIR",
+    default=None,
+    expose_value=False,
+    callback=_remember_templates,
+    type=click.Path(file_okay=False, exists=True),
+    help="Folder of Jinja2 templates overriding the shipped ones (default: "
+    "AICMO_TEMPLATES_DIR, else the shipped templates).",
+)
 
 
 def run_summary(run: WorkflowRunDTO) -> dict[str, Any]:
@@ -282,7 +412,8 @@ def table(rows: list[list[str]], header: list[str]) -> None:
 def summary_row(label: str, run: WorkflowRunDTO | None, error: str = "") -> list[str]:
     if run is None:
         return [label, "-", "-", "INVALID", "0", error]
-    where = run.artifact_dirs[0].rsplit("/", 1)[0] if run.artifact_dirs else (run.error or "")
+    # The package folders themselves (one per package), else why there are none.
+    where = ", ".join(run.artifact_dirs) if run.artifact_dirs else (run.error or "")
     return [
         label,
         run.workflow_run_id,

@@ -8,8 +8,13 @@ import click
 
 import aicmo
 from aicmo.cli.common import (
+    EXIT_NEWER,
+    EXIT_PENDING,
     database_option,
+    dump_json,
     echo,
+    iso,
+    json_option,
     main,
     open_app,
 )
@@ -88,7 +93,7 @@ def downgrade(database: str | None, to: str | None, yes: bool) -> None:
     A rollback that drops tables holding rows says which (with their row counts) and asks
     first; without a terminal it needs --yes.
     """
-    with open_app(database) as app:
+    with open_app(database, must_exist=True) as app:
         if _no_schema(app):
             return
         losses = app.downgrade_losses(to)
@@ -104,23 +109,47 @@ def downgrade(database: str | None, to: str | None, yes: bool) -> None:
 
 @db.command()
 @database_option
-def status(database: str | None) -> None:
-    """List every migration: applied, pending, or unknown (the database is newer)."""
-    with open_app(database) as app:
-        if _no_schema(app):
-            return
-        for migration in app.migration_status():
+@json_option
+def status(database: str | None, as_json: bool) -> None:
+    """List every migration: applied, pending, or unknown (the database is newer).
+
+    Exit status 0 when the schema is current, 3 when migrations are pending (run `aicmo
+    db upgrade`), 4 when the database has migrations this aicmo does not know (upgrade
+    aicmo), 1 on an error. A SQLite file that does not exist is refused, not created.
+    """
+    with open_app(database, must_exist=True) as app:
+        if app.backend == "memory":
+            found = []
+            if not as_json:
+                echo("memory:// keeps no schema; nothing to do")
+        else:
+            found = app.migration_status()
+    states = {m.state for m in found}
+    current = "newer" if "unknown" in states else "pending" if "pending" in states else "current"
+    if as_json:
+        migrations = [
+            {"id": m.id, "state": m.state, "applied_at": iso(m.applied_at)} for m in found
+        ]
+        echo(dump_json({"database": app.url, "schema": current, "migrations": migrations}))
+    else:
+        for migration in found:
             at = migration.applied_at
             when = at.isoformat(timespec="seconds") if at else ""
             echo(f"{migration.state:<8} {migration.id}  {when}".rstrip())
+    if current == "newer":
+        sys.exit(EXIT_NEWER)
+    if current == "pending":
+        sys.exit(EXIT_PENDING)
 
 
 @db.command("break-lock")
 @database_option
 def break_lock(database: str | None) -> None:
     """Clear a migration lock left by a process that died while migrating."""
-    with open_app(database) as app:
+    with open_app(database, must_exist=True) as app:
         if _no_schema(app):
             return
-        app.break_migration_lock()
-        echo("migration lock cleared")
+        if app.break_migration_lock():
+            echo("migration lock cleared")
+        else:
+            echo("no migration lock was held; nothing to clear")

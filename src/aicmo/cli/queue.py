@@ -23,6 +23,8 @@ import click
 from aicmo import observability
 from aicmo.cli.common import (
     artifacts_option,
+    check_artifact_root,
+    check_intakes,
     database_option,
     depth_line,
     dump_json,
@@ -34,9 +36,11 @@ from aicmo.cli.common import (
     open_app,
     rate_summary,
     run_summary,
+    settings_for,
     table,
     term,
     term_lines,
+    validation_problems,
 )
 from aicmo.errors import BackendError, ConfigurationError, ValidationError
 from aicmo.workflow import WorkedRun, WorkflowRunDTO, default_worker_id
@@ -63,16 +67,33 @@ def submit(files: tuple[str, ...], database: str | None, key: str | None, as_jso
     if key is not None and len(files) > 1:
         raise click.UsageError("--idempotency-key takes exactly one FILE")
     results: list[tuple[str, WorkflowRunDTO | None, str]] = []
-    with open_app(database, auto_upgrade=True) as app:
-        for path in files:
-            try:
-                results.append((path, app.submit(path, idempotency_key=key), ""))
-            except ValidationError as exc:
-                results.append((path, None, str(exc)))
-        depth = app.queue_depth()
+    problems: dict[str, list[dict[str, str]]] = {}
+    invalid = check_intakes(files)
+    for path, exc in invalid.items():
+        problems[path] = validation_problems(exc)
+    depth: dict[str, int] | None = None
+    if len(invalid) == len(files):  # nothing to queue: create no database
+        results = [(path, None, str(invalid[path])) for path in files]
+    else:
+        with open_app(database, auto_upgrade=True) as app:
+            for path in files:
+                if path in invalid:
+                    results.append((path, None, str(invalid[path])))
+                    continue
+                try:
+                    results.append((path, app.submit(path, idempotency_key=key), ""))
+                except ValidationError as exc:
+                    results.append((path, None, str(exc)))
+                    problems[path] = validation_problems(exc)
+            depth = app.queue_depth()
     if as_json:
         entries = [
-            {"file": p, "error": e or None, "run": None if r is None else run_summary(r)}
+            {
+                "file": p,
+                "error": e or None,
+                "problems": problems.get(p),
+                "run": None if r is None else run_summary(r),
+            }
             for p, r, e in results
         ]
         echo(dump_json(entries))
@@ -86,7 +107,8 @@ def submit(files: tuple[str, ...], database: str | None, key: str | None, as_jso
             ],
             ["file", "run", "client", "status"],
         )
-        echo(depth_line(depth))
+        if depth is not None:
+            echo(depth_line(depth))
         for path, _, error in results:
             if error:
                 echo(f"\n{term(path)}: {error}", err=True)
@@ -114,6 +136,7 @@ def _work(
     options: dict[str, Any],
     progress: float = 0.0,
     report: Callable[[str], None] | None = None,
+    lines_to_stderr: bool = False,
 ) -> Counter[str]:
     """One worker process: claim and drive runs until done or told to stop; every
     ``progress`` seconds (0: never) a progress line with the queue's depth; ``report`` is
@@ -144,7 +167,8 @@ def _work(
             report(done.outcome)
         echo(
             f"{term(done.run.workflow_run_id)}  {term(done.run.client_id or '-')}  "
-            f"{done.outcome}  {done.seconds:.2f}s  {term(worker_id)}"
+            f"{done.outcome}  {done.seconds:.2f}s  {term(worker_id)}",
+            err=lines_to_stderr,
         )
         now = time.monotonic()
         if progress and now - last >= progress:
@@ -154,7 +178,7 @@ def _work(
                 depth = depth_line(app.queue_depth())
             except BackendError:  # an outage: the worker waits it out, the line goes on
                 depth = "queue: unknown (the database is unavailable)"
-            echo(f"{line}; {depth}")
+            echo(f"{line}; {depth}", err=lines_to_stderr)
 
     try:
         patience = OutageBackoff(worker_id, stop)
@@ -173,6 +197,7 @@ def _work_in_child(
     options: dict[str, Any],
     results: Connection,
     progress: float,
+    lines_to_stderr: bool = False,
     logs: dict[str, Any] | None = None,
 ) -> None:
     """A worker process of `worker -c N`: each run's outcome goes to the parent as it
@@ -188,7 +213,7 @@ def _work_in_child(
     logs = logs or {}
     level, fmt = logs.get("log_level", logging.INFO), logs.get("log_format", "text")
     with log_to_stderr(level, fmt, driver_logs=bool(logs.get("driver_logs"))):
-        _work(database, artifacts, worker_id, options, progress, report)
+        _work(database, artifacts, worker_id, options, progress, report, lines_to_stderr)
 
 
 RESTART_WINDOW = 60.0
@@ -257,6 +282,12 @@ RESTART_WINDOW = 60.0
     "process slot, then leave that slot empty and exit non-zero at the end; 0: never.",
 )
 @click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the summary as JSON on stdout (the per-run and progress lines go to stderr).",
+)
+@click.option(
     "--heartbeat",
     type=click.FloatRange(min=0),
     default=60.0,
@@ -292,6 +323,7 @@ def worker(
     progress: float,
     worker_id: str | None,
     restart_limit: int,
+    as_json: bool,
     heartbeat: float,
     metrics_port: int | None,
     metrics_host: str,
@@ -305,6 +337,7 @@ def worker(
     (see --restart-limit). SIGTERM or Ctrl-C: the current run stops after its step and
     goes back to the queue with its progress, then the worker exits.
     """
+    check_artifact_root(settings_for(database), artifacts)
     options: dict[str, Any] = {
         "max_runs": max_runs,
         "stop_when_idle": stop_when_idle,
@@ -323,8 +356,12 @@ def worker(
     started = time.monotonic()
     if concurrency == 1:
         name = worker_id or default_worker_id()
-        counts = _work(database, artifacts, name, options, progress)
-        echo(rate_summary(f"worker {name}", counts, time.monotonic() - started))
+        counts = _work(database, artifacts, name, options, progress, None, as_json)
+        seconds = time.monotonic() - started
+        if as_json:
+            echo(dump_json(_summary_json([name], counts, seconds)))
+        else:
+            echo(rate_summary(f"worker {name}", counts, seconds))
         return
     base = worker_id or default_worker_id()
     logs = log_settings()
@@ -336,23 +373,46 @@ def worker(
             options,
             results,
             progress,
+            as_json,
             logs,
         ),
         restart_limit,
     )
-    pool.run([f"{base}-{n}" for n in range(1, concurrency + 1)])
-    summary = rate_summary(f"{concurrency} workers", pool.counts, time.monotonic() - started)
+    names = [f"{base}-{n}" for n in range(1, concurrency + 1)]
+    pool.run(names)
+    seconds = time.monotonic() - started
+    if as_json:
+        summary_json = _summary_json(names, pool.counts, seconds)
+        summary_json.update(restarts=pool.restarts, gave_up=pool.gave_up, failed=pool.failed)
+        echo(dump_json(summary_json))
+    summary = rate_summary(f"{concurrency} workers", pool.counts, seconds)
     if pool.restarts:
         summary += f"; {pool.restarts} restart(s)"
     if pool.gave_up:
         summary += f"; {len(pool.gave_up)} slot(s) gave up"
-    echo(summary)
+    if not as_json:
+        echo(summary)
     for line in pool.gave_up:
         echo(f"error: {line}", err=True)
     if pool.failed:
         echo(f"error: {pool.failed} worker process(es) failed", err=True)
     if pool.gave_up or pool.failed:
         sys.exit(1)
+
+
+def _summary_json(names: list[str], counts: Counter[str], seconds: float) -> dict[str, Any]:
+    """A worker's summary for ``--json``: the same figures as its summary line."""
+    total = sum(counts.values())
+    return {
+        "workers": names,
+        "runs": total,
+        "outcomes": dict(sorted(counts.items())),
+        "seconds": round(seconds, 3),
+        "runs_per_second": round(total / seconds, 3) if seconds > 0 else 0.0,
+        "restarts": 0,
+        "gave_up": [],
+        "failed": 0,
+    }
 
 
 def _exit_reason(code: int | None) -> str:

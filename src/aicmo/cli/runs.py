@@ -29,11 +29,18 @@ def runs() -> None:
 
 @runs.command("list")
 @database_option
-@click.option("--status", type=click.Choice(RUN_STATUSES), default=None)
+@click.option(
+    "--status",
+    type=click.Choice(RUN_STATUSES, case_sensitive=False),
+    default=None,
+    help="Only runs with this status (any case).",
+)
 @json_option
 def runs_list(database: str | None, status: str | None, as_json: bool) -> None:
-    """List runs, oldest first."""
-    with open_app(database, auto_upgrade=True) as app:
+    """List runs, oldest first, and the queue's depth.
+
+    A SQLite file that does not exist is refused, not created."""
+    with open_app(database, auto_upgrade=True, must_exist=True) as app:
         found = app.list_runs(status)
         depth = app.queue_depth()
     if as_json:
@@ -63,8 +70,8 @@ def runs_list(database: str | None, status: str | None, as_json: bool) -> None:
 @database_option
 @json_option
 def runs_show(run_id: str, database: str | None, as_json: bool) -> None:
-    """Show one run: its ids, artifacts, error and QC issues."""
-    with open_app(database, auto_upgrade=True) as app:
+    """Show one run: its ids, artifacts, error and QC issues (exit 1 if there is none)."""
+    with open_app(database, auto_upgrade=True, must_exist=True) as app:
         found = app.get_run(run_id)
     if found is None:
         echo(f"error: no workflow run {run_id!r}", err=True)

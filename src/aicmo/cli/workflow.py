@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,8 @@ import click
 import aicmo
 from aicmo.cli.common import (
     artifacts_option,
+    check_artifact_root,
+    check_intakes,
     database_option,
     dump_json,
     echo,
@@ -21,11 +24,17 @@ from aicmo.cli.common import (
     main,
     open_app,
     run_detail,
+    run_summary,
+    settings_for,
     summary_row,
     table,
+    templates_option,
     term,
+    validation_problems,
 )
+from aicmo.content import plan_deliverables
 from aicmo.errors import ConfigurationError, ConflictError, ValidationError
+from aicmo.qc import intake_warnings
 from aicmo.workflow import WorkflowRunDTO
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -35,6 +44,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @database_option
 @artifacts_option
+@templates_option
 @click.option(
     "--idempotency-key",
     "key",
@@ -53,6 +63,8 @@ def run(
 ) -> None:
     """Run the client-to-delivery workflow, once per intake FILE (TOML or JSON).
 
+    Every FILE is validated first: when none is valid, no database or folder is created.
+    The artifact folder is checked before the first step (not writable: exit status 2).
     Exit status 0 only if every run completed. SIGINT (Ctrl-C) or SIGTERM: the current run
     stops after its step and goes back to the queue with its progress (`aicmo worker` or
     `aicmo recover` finishes it), the summary of what ran is printed, exit status 130. A
@@ -79,16 +91,22 @@ def run(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _report(results, as_json)
+    _report_memory(database, artifacts, results)
     if stop.is_set():
         _report_stop(files, results)
         sys.exit(130)
-    if any(r is None or r.status != "COMPLETED" for _, r, _, _ in results):
+    if any(r is None or r.status != "COMPLETED" for r in (res[1] for res in results)):
         sys.exit(1)
 
 
-_Result = tuple[str, WorkflowRunDTO | None, str, str]
-"""``(file, run, problem, error)``: ``problem`` is ``INVALID`` or ``CONFLICT`` when the
-file made no run of its own (``run`` is then ``None``)."""
+_Result = tuple[str, WorkflowRunDTO | None, str, str, list[dict[str, str]] | None]
+"""``(file, run, problem, error, problems)``: ``problem`` is ``INVALID`` or ``CONFLICT``
+when the file made no run of its own (``run`` is then ``None``); ``problems`` are an
+``INVALID`` file's ``(field, problem)`` pairs."""
+
+
+def _invalid(path: str, exc: ValidationError) -> _Result:
+    return (path, None, "INVALID", str(exc), validation_problems(exc))
 
 
 def _run_files(
@@ -100,6 +118,10 @@ def _run_files(
     stop: threading.Event,
 ) -> list[_Result]:
     results: list[_Result] = []
+    invalid = check_intakes(files)
+    if len(invalid) == len(files):  # nothing to run: create no database, no folder
+        return [_invalid(path, invalid[path]) for path in files]
+    check_artifact_root(settings_for(database), artifacts)
     with open_app(database, auto_upgrade=True, artifacts=artifacts) as app:
         show_bar = len(files) > 1 and sys.stdout.isatty() and not as_json
         with (
@@ -110,22 +132,30 @@ def _run_files(
             for path in items:
                 if stop.is_set():
                     break
+                if path in invalid:
+                    results.append(_invalid(path, invalid[path]))
+                    continue
                 try:
                     run = app.run_workflow(path, idempotency_key=key, stop=stop)
                 except ValidationError as exc:
-                    results.append((path, None, "INVALID", str(exc)))
+                    results.append(_invalid(path, exc))
                 except ConflictError as exc:
-                    results.append((path, None, "CONFLICT", str(exc)))
+                    results.append((path, None, "CONFLICT", str(exc), None))
                 else:
-                    results.append((path, run, "", ""))
+                    results.append((path, run, "", "", None))
     return results
 
 
 def _report(results: list[_Result], as_json: bool) -> None:
     if as_json:
         entries = [
-            {"file": path, "error": error or None, "run": None if r is None else run_detail(r)}
-            for path, r, _, error in results
+            {
+                "file": path,
+                "error": error or None,
+                "problems": problems,
+                "run": None if r is None else run_detail(r),
+            }
+            for path, r, _, error, problems in results
         ]
         echo(dump_json(entries))
         return
@@ -134,22 +164,36 @@ def _report(results: list[_Result], as_json: bool) -> None:
             summary_row(path, r)
             if r is not None
             else [path, "-", "-", problem, "0", error.splitlines()[0]]
-            for path, r, problem, error in results
+            for path, r, problem, error, _ in results
         ],
         ["file", "run", "client", "status", "packages", "artifacts / error"],
     )
-    for path, r, _, error in results:
+    for path, r, _, error, _ in results:
         if error:
             echo(f"\n{term(path)}: {error}", err=True)
         elif r is not None and r.status not in ("COMPLETED", "QUEUED"):
             echo(f"\n{term(path)}: {r.status} at {r.failed_step}: {r.error}", err=True)
 
 
+def _report_memory(database: str | None, artifacts: str | None, results: list[_Result]) -> None:
+    """memory:// keeps no record of a run, but its package files stay: say where."""
+    settings = settings_for(database)
+    if settings.kind != "memory":
+        return
+    if any(r is not None and r.artifact_dirs for r in (res[1] for res in results)):
+        root = os.path.abspath(artifacts) if artifacts is not None else settings.artifact_dir
+        echo(
+            f"aicmo: memory:// kept no record of these runs; their package files stay in "
+            f"{root} (delete them when done)",
+            err=True,
+        )
+
+
 def _report_stop(files: tuple[str, ...], results: list[_Result]) -> None:
     """One line: what was stopped, and how to finish it."""
     left = len(files) - len(results)
     rest = f"; {left} file(s) not started" if left else ""
-    stopped = [r for _, r, _, _ in results if r is not None and r.status == "QUEUED"]
+    stopped = [r for r in (res[1] for res in results) if r is not None and r.status == "QUEUED"]
     if stopped:
         run = stopped[-1]
         echo(
@@ -164,27 +208,41 @@ def _report_stop(files: tuple[str, ...], results: list[_Result]) -> None:
 @main.command()
 @database_option
 @artifacts_option
+@templates_option
 @click.option(
     "--stale-after",
-    type=float,
+    type=click.FloatRange(min=0),
     default=0.0,
     metavar="SECONDS",
-    help="Only runs untouched for this long (default: every unfinished run).",
+    help="Only runs untouched for this long, 0 or more (default: every unfinished run).",
 )
-def recover(database: str | None, artifacts: str | None, stale_after: float) -> None:
+@json_option
+def recover(database: str | None, artifacts: str | None, stale_after: float, as_json: bool) -> None:
     """Finish unfinished runs nobody drives: resume RUNNING ones and runs stopped by
     Ctrl-C or SIGTERM, retry pending compensations.
 
     Safe next to running workers and `aicmo run`: runs they hold are left alone. Each
     run is finished under the artifact root it recorded (one that is not reachable here
-    is refused, exit status 1).
+    is refused, exit status 1). A SQLite file that does not exist holds no run: nothing is
+    recovered and no file is created.
     """
-    with open_app(database, auto_upgrade=True, artifacts=artifacts) as app:
-        try:
-            done = app.recover(stale_after=timedelta(seconds=stale_after))
-        except ConfigurationError as exc:  # a run whose artifact root is elsewhere
-            echo(f"error: {exc}", err=True)
-            sys.exit(1)
+    settings = settings_for(database)
+    if (
+        settings.kind == "sqlite"
+        and settings.sqlite_path
+        and not os.path.exists(settings.sqlite_path)
+    ):
+        done: list[WorkflowRunDTO] = []
+    else:
+        with open_app(database, auto_upgrade=True, artifacts=artifacts) as app:
+            try:
+                done = app.recover(stale_after=timedelta(seconds=stale_after))
+            except ConfigurationError as exc:  # a run whose artifact root is elsewhere
+                echo(f"error: {exc}", err=True)
+                sys.exit(1)
+    if as_json:
+        echo(dump_json({"recovered": len(done), "runs": [run_summary(r) for r in done]}))
+        return
     for r in done:
         echo(f"{r.workflow_run_id}  {r.status}")
     echo(f"recovered {len(done)} run(s)")
@@ -197,18 +255,58 @@ def intake() -> None:
 
 @intake.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def intake_check(files: tuple[str, ...]) -> None:
-    """Validate intake FILEs without writing anything."""
-    failed = False
-    with aicmo.connect("memory://") as app:
+@json_option
+def intake_check(files: tuple[str, ...], as_json: bool) -> None:
+    """Validate intake FILEs without writing anything (exit 1 if any is invalid)."""
+    entries: list[dict[str, Any]] = []
+    try:
+        checker = aicmo.connect("memory://")
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    with checker as app:
         for path in files:
             try:
                 brief = app.onboarding.check(path)
             except ValidationError as exc:
-                failed = True
-                echo(f"{term(path)}: {exc}")
+                entries.append(
+                    {
+                        "file": path,
+                        "ok": False,
+                        "error": str(exc),
+                        "problems": validation_problems(exc),
+                    }
+                )
             else:
-                channels = ", ".join(c.name for c in brief.channels)
-                echo(f"{term(path)}: ok ({term(brief.client_id)}; channels: {channels})")
-    if failed:
+                warnings = intake_warnings(brief)
+                plan = plan_deliverables(brief.scope.deliverables, [c.name for c in brief.channels])
+                warnings += [
+                    ("deliverables", f"{item.text!r} will not be produced: {item.reason}")
+                    for item in plan.not_produced
+                ]
+                entries.append(
+                    {
+                        "file": path,
+                        "ok": True,
+                        "client_id": brief.client_id,
+                        "channels": [c.name for c in brief.channels],
+                        "warnings": [{"field": w, "warning": text} for w, text in warnings],
+                    }
+                )
+    if as_json:
+        echo(dump_json(entries))
+    else:
+        for entry in entries:
+            if entry["ok"]:
+                channels = ", ".join(entry["channels"])
+                found = entry["warnings"]
+                verdict = f"{len(found)} warning(s)" if found else "ok"
+                echo(
+                    f"{term(entry['file'])}: {verdict} "
+                    f"({term(entry['client_id'])}; channels: {channels})"
+                )
+                for warning in found:
+                    echo(f"  warning: {warning['field']}: {term(warning['warning'])}")
+            else:
+                echo(f"{term(entry['file'])}: {entry['error']}")
+    if not all(entry["ok"] for entry in entries):
         sys.exit(1)

@@ -516,8 +516,11 @@ def downgrade_losses(db: SqlDatabase, to: str | None = None) -> dict[str, int]:
     return losses
 
 
-def break_lock(db: SqlDatabase) -> None:
-    """Remove a migration lock left by a process that died while migrating."""
+def break_lock(db: SqlDatabase) -> bool:
+    """Remove a migration lock left by a process that died while migrating; return
+    whether there was one."""
     with db.migration_guard(), _yoyo_backend(db) as backend:
-        if db.table_exists(LOCK_TABLE):
-            backend.break_lock()
+        if _lock_holder(db, backend) is None:
+            return False
+        backend.break_lock()
+        return True

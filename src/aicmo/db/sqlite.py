@@ -16,6 +16,7 @@ import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -98,6 +99,22 @@ def _read_only(where: str, detail: str) -> BackendError:
     )
 
 
+def _read_only_uri(path: str) -> str | None:
+    """For an existing file this process cannot write (or whose folder it cannot): a URI
+    that opens it read-only, so that reads work. When SQLite could not create the WAL index
+    beside it (no ``-shm`` file, a folder that cannot be written) it is opened
+    ``immutable``: no process can be writing it in WAL mode then, since that needs the same
+    file. ``None`` for a writable or missing file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    folder_read_only = not os.access(folder, os.W_OK)
+    if not os.path.exists(path) or (os.access(path, os.W_OK) and not folder_read_only):
+        return None
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    if folder_read_only and not os.path.exists(f"{path}-shm"):
+        uri += "&immutable=1"
+    return uri
+
+
 class SQLiteDatabase(SqlDatabase):
     dialect = "sqlite"
     self_upgrading = True
@@ -114,6 +131,9 @@ class SQLiteDatabase(SqlDatabase):
             self._target = path
             self._uri = False
             self._serial = nullcontext()
+            read_only_uri = _read_only_uri(path)
+            if read_only_uri is not None:  # reads work; writes fail as read-only
+                self._target, self._uri = read_only_uri, True
         super().__init__("the in-memory SQLite database" if path is None else f"SQLite {path!r}")
         self._state = _ThreadState()
         self._all: list[_Conn] = []

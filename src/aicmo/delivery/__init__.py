@@ -6,12 +6,15 @@ Public names only; the repositories behind ``app.repos.delivery`` are wired by
 
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.delivery.ports import DeliveryRepository
+from aicmo.delivery.report import REPORT_FILES, Piece
 from aicmo.delivery.service import DeliveryService, StagedPackage
 
 __all__ = [
+    "REPORT_FILES",
     "DeliveryArtifactDTO",
     "DeliveryPackageDTO",
     "DeliveryRepository",
     "DeliveryService",
+    "Piece",
     "StagedPackage",
 ]

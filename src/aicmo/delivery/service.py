@@ -43,7 +43,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -51,8 +51,10 @@ from typing import Any
 
 import attrs
 
+from aicmo.content import DeliverablePlan, Templates
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.delivery.ports import DeliveryRepository
+from aicmo.delivery.report import Piece, report_files
 from aicmo.errors import BackendError, NotFoundError, ValidationError
 from aicmo.values import Invalid, identifier, shown, utc_datetime
 
@@ -419,6 +421,28 @@ class DeliveryService:
         staged = self._checked(staged)
         with _io(f"remove the staging folder {str(staged.staging_dir)!r}"):
             _remove_tree(staged.staging_dir)
+
+    # -- the run report ------------------------------------------------------------------
+    def report_files(
+        self,
+        *,
+        run_id: str,
+        brief: Any,
+        strategy: Any,
+        plan: DeliverablePlan,
+        pieces: Sequence[Piece],
+        templates: Templates,
+    ) -> dict[str, bytes]:
+        """The files of a run's report package (``index.html``, the strategy document,
+        the brief sheet, ``deliverables.json``; see :mod:`aicmo.delivery.report`). Pure."""
+        return report_files(
+            run_id=run_id,
+            brief=brief,
+            strategy=strategy,
+            plan=plan,
+            pieces=pieces,
+            templates=templates,
+        )
 
     # -- checks and clean-up -------------------------------------------------------------
     def missing_files(self, package: DeliveryPackageDTO) -> bool:

@@ -4,7 +4,7 @@ An intake document (TOML or JSON) looks like::
 
     objectives = ["Grow trial signups by 30%"]
     target_audience = "Operations leads at mid-size SaaS companies"
-    deliverables = ["blog post", "nurture email"]
+    deliverables = ["blog post", "nurture email"]  # 1 to 20 (aicmo.content)
     exclusions = ["video"]                # optional
     timeline_weeks = 6
 
@@ -23,6 +23,8 @@ An intake document (TOML or JSON) looks like::
     call_to_action = "Start your free trial"
 
 Every problem is reported at once, each with its field path, and nothing is written.
+``deliverables`` decide what production writes (``aicmo.content.plan_deliverables``); an
+intake may name at most ``aicmo.content.MAX_DELIVERABLES`` of them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from aicmo.channels import CHANNELS
+from aicmo.content import MAX_DELIVERABLES
 from aicmo.errors import ValidationError
 from aicmo.onboarding.dtos import (
     ChannelPreferenceDTO,
@@ -45,7 +48,16 @@ from aicmo.onboarding.dtos import (
     ScopeDTO,
 )
 from aicmo.onboarding.ports import BriefRepository
-from aicmo.values import MAX_JSON_DEPTH, Invalid, identifier, key_path, shown, text
+from aicmo.values import (
+    DEFAULT_MAX_INTAKE_BYTES,
+    MAX_JSON_DEPTH,
+    Invalid,
+    identifier,
+    key_path,
+    nonempty_text,
+    shown,
+    text,
+)
 
 __all__ = ["MAX_TIMELINE_WEEKS", "IntakeSource", "OnboardingService"]
 
@@ -97,8 +109,10 @@ def _shown(path: Path) -> str:
     return shown if len(shown) <= 200 else f"{shown[:150]}...{shown[-40:]}"
 
 
-def read_document(path: Path) -> dict[str, Any]:
+def read_document(path: Path, *, max_bytes: int = DEFAULT_MAX_INTAKE_BYTES) -> dict[str, Any]:
     """Parse a TOML or JSON intake file into a dict, or raise ``ValidationError``.
+
+    A file over ``max_bytes`` is refused without being read (``AICMO_MAX_INTAKE_BYTES``).
 
     Whatever the file holds (not UTF-8, not TOML/JSON, numbers too long to convert,
     nesting deep enough to exhaust the parser's stack), the error is a ``ValidationError``.
@@ -108,7 +122,9 @@ def read_document(path: Path) -> dict[str, Any]:
     if suffix not in (".toml", ".json"):
         raise ValidationError([("intake", f"{shown} is not a .toml or .json file")])
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            raw = file.read(max_bytes + 1)
+            size = max(os.fstat(file.fileno()).st_size, len(raw))
     except FileNotFoundError:
         raise ValidationError([("intake", f"file {shown} does not exist")]) from None
     except OSError as exc:
@@ -118,6 +134,17 @@ def read_document(path: Path) -> dict[str, Any]:
         raise ValidationError(
             [("intake", f"{shown} is not a usable file path (it holds a NUL or invalid text)")]
         ) from None
+    if len(raw) > max_bytes:
+        raise ValidationError(
+            [
+                (
+                    "intake",
+                    f"{shown} is {size} bytes, over the limit of {max_bytes} bytes for an "
+                    "intake file; check it is the right file, or raise the limit with "
+                    "AICMO_MAX_INTAKE_BYTES",
+                )
+            ]
+        )
     kind = suffix[1:].upper()
     try:
         document = tomllib.loads(raw.decode("utf-8")) if suffix == ".toml" else json.loads(raw)
@@ -178,7 +205,9 @@ class _Checker:
         if value is None:
             return default
         try:
-            result: str = (identifier if non_empty else text)(value, path)
+            # Only the client's id is an id (bounded length, "give the record an id").
+            check = identifier if key == "id" else nonempty_text if non_empty else text
+            result: str = check(value, path)
         except Invalid as exc:
             self.problems.extend(exc.problems)
             return default
@@ -238,9 +267,13 @@ class OnboardingService:
         self,
         repo: BriefRepository,
         transaction: Callable[[], AbstractContextManager[None]],
+        *,
+        max_intake_bytes: int = DEFAULT_MAX_INTAKE_BYTES,
     ):
         self.repo = repo
         self._transaction = transaction
+        #: The largest intake file read (bytes); larger ones raise ``ValidationError``.
+        self.max_intake_bytes = max_intake_bytes
 
     def read_intake(self, source: IntakeSource) -> IntakeFormDTO:
         """An intake form from a DTO, a mapping, or a ``.toml``/``.json`` file path."""
@@ -258,7 +291,7 @@ class OnboardingService:
                 raise ValidationError(
                     [("intake", "a file path must be text (str or a str path-like)")]
                 ) from None
-            document = read_document(path)
+            document = read_document(path, max_bytes=self.max_intake_bytes)
         else:
             raise ValidationError(
                 [
@@ -292,7 +325,16 @@ class OnboardingService:
         )
         objectives = check.texts(doc, "objectives", "objectives", min_items=1)
         audience = check.text(doc, "target_audience", "target_audience")
-        deliverables = check.texts(doc, "deliverables", "deliverables", min_items=1)
+        raw_deliverables = doc.get("deliverables")
+        if isinstance(raw_deliverables, list | tuple) and len(raw_deliverables) > MAX_DELIVERABLES:
+            check.add(
+                "deliverables",
+                f"lists {len(raw_deliverables):,} deliverables; one intake may ask for at most "
+                f"{MAX_DELIVERABLES} (split the work into several intakes)",
+            )
+            deliverables: tuple[str, ...] = ()
+        else:
+            deliverables = check.texts(doc, "deliverables", "deliverables", min_items=1)
         exclusions = check.texts(doc, "exclusions", "exclusions", required=False)
         weeks = check.get(doc, "timeline_weeks", "timeline_weeks", required=True)
         if weeks is not None and (

@@ -1,47 +1,51 @@
-"""Production service: write one content draft per channel of a strategy, and render it.
+"""Production service: write one content draft per deliverable of a brief, and render it.
 
-``produce`` turns a brief and its strategy into drafts, deterministically: the same brief
-and strategy always give the same bodies (only ``created_at`` and ``assembled_at`` come
-from the clock). Each body is built from sentences in priority order:
+``produce`` maps the brief's deliverables onto the strategy's channels
+(:func:`aicmo.content.plan_deliverables`: each deliverable is produced on the channel its
+words name, or left out with a reason) and writes one draft per produced deliverable. The
+copy comes from the service's ``writer`` (:class:`aicmo.content.DefaultWriter` unless one is
+plugged in: any object with ``write(CopyRequest) -> Copy``) and is laid out by the
+service's templates (``body/<content_type>.md.j2``), trimmed to the channel's
+``max_chars`` without ever losing the call to action. With the default writer the same
+brief and strategy always give the same bodies (only ``created_at`` and ``assembled_at``
+come from the clock).
 
-1. the brief's call to action, verbatim, at the very end of the body (always kept);
-2. the brief's facts: a headline (client name and first objective), every objective,
-   the audience, the industry, the channel's tactics from the strategy, the brand tone;
-3. filler written here (the channel's KPI, the timeline, supporting sentences, general
-   copy), added only until the channel's word goal is reached.
+Customer-facing copy holds no planning notes: the audience, objectives, tone, KPIs and
+tactics choose the wording, and go to the run's brief sheet for the team. The brand's own
+call to action is copied verbatim: if it holds a banned word, QC flags it, as it should.
+An email's subject line and preheader are kept in the draft's metadata (``subject``,
+``preheader``), with ``channel``, ``deliverable``, ``words`` and ``strategy_version``.
 
-A sentence is kept only if the body stays within the channel's word range
-(``aicmo.channels.CHANNELS[channel].target_words``, with a small margin below its top)
-and ``max_chars``; the body's word count is ``len(body.split())``.
+The renderings (Markdown, HTML; ``draft.md.j2``, ``draft.html.j2``) depend on the draft's
+text, ids and metadata only, not on its ``created_at``, so the files a bundle records
+(size, SHA-256) are re-rendered identically at delivery or recovery time.
 
-Banned words (``brand_guidelines["banned_words"]``) match whole words or phrases, case
-insensitively. A sentence worded here that would mention one is replaced by a plainer
-alternative or left out, and a strategy tactic that mentions one is left out. Text copied from
-the brief (client name, industry, objectives, audience, tone, call to action) is used as
-it is: if the brand's own copy holds a banned word, QC flags it, as it should.
-
-The renderings (Markdown, HTML) depend on the draft's text and ids only, not on its
-``created_at``, so the files a bundle records (size, SHA-256) are re-rendered identically
-at delivery or recovery time.
-
-Production never imports the strategy or onboarding modules (they are independent
-siblings): it reads the brief and the strategy through the structural protocols below.
+Production reads the brief and the strategy as the earlier modules' public DTOs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import html
-import json
-import re
-import string
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
-import attrs
-
 from aicmo.channels import CHANNELS, ChannelSpec
+from aicmo.content import (
+    MAX_DELIVERABLES,
+    CopyRequest,
+    DefaultWriter,
+    DeliverablePlan,
+    Templates,
+    Writer,
+    compose,
+    count_words,
+    mentions,
+    plan_deliverables,
+    render_draft_html,
+    render_draft_markdown,
+)
 from aicmo.errors import ValidationError
 from aicmo.onboarding import NormalizedBriefDTO
 from aicmo.production.dtos import AssetDTO, ContentDraftDTO, DraftBundleDTO
@@ -52,6 +56,7 @@ from aicmo.values import MAX_ID_LENGTH, FrozenDict, Invalid, argument, identifie
 __all__ = [
     "ProductionService",
     "compose_body",
+    "copy_request",
     "count_words",
     "mentions",
     "render_html",
@@ -59,264 +64,58 @@ __all__ = [
 ]
 
 
-# -- words and banned words -------------------------------------------------------------
-def count_words(body: str) -> int:
-    """The word count production records and keeps in range: whitespace-separated tokens."""
-    return len(body.split())
+_log = logging.getLogger(__name__)
 
 
-def mentions(text: str, term: str) -> bool:
-    """Whether ``text`` holds ``term`` as a whole word or phrase, ignoring case."""
-    term = " ".join(term.split())
-    if not term:
-        return False
-    words = [re.escape(part) for part in term.split(" ")]
-    pattern = r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)"
-    return re.search(pattern, text, flags=re.IGNORECASE) is not None
-
-
-def _mentions_any(text: str, banned: Sequence[str]) -> bool:
-    return any(mentions(text, term) for term in banned)
-
-
-# -- the brief's values -----------------------------------------------------------------
+# -- the copy ----------------------------------------------------------------------------
 def _flat(value: object) -> str:
-    """Brief text for use inside a sentence: whitespace collapsed (no other change)."""
+    """Brief text for use inside copy: whitespace collapsed (no other change)."""
     return " ".join(value.split()) if isinstance(value, str) else ""
 
 
-def _bare(value: object) -> str:
-    """Brief text for the end of a clause: collapsed, without trailing full stops."""
-    return _flat(value).rstrip(". ").strip()
-
-
-def _sentence(text: str) -> str:
-    return text if text.endswith((".", "!", "?", "\u2026")) else f"{text}."
-
-
-def _lower_first(text: str) -> str:
-    """``"Publish a pillar article"`` -> ``"publish a pillar article"``; acronyms stay."""
-    if len(text) > 1 and text[0].isupper() and text[1].islower():
-        return text[0].lower() + text[1:]
-    return text
-
-
-def _guidelines(brief: NormalizedBriefDTO) -> tuple[str, list[str], str]:
+def _guidelines(brief: NormalizedBriefDTO) -> tuple[str, tuple[str, ...], str]:
     """``(tone, banned words, call to action)``; anything not of the expected type is empty."""
-    guidelines = brief.brand_guidelines
-    tone = _bare(guidelines.get("tone"))
+    guidelines = brief.brand_guidelines if isinstance(brief.brand_guidelines, Mapping) else {}
+    tone = _flat(guidelines.get("tone")).rstrip(". ")
     raw = guidelines.get("banned_words")
-    banned: list[str] = []
+    banned: tuple[str, ...] = ()
     if isinstance(raw, Sequence) and not isinstance(raw, str):
-        banned = [w for w in raw if isinstance(w, str) and w.strip()]
+        banned = tuple(w for w in raw if isinstance(w, str) and w.strip())
     cta = guidelines.get("call_to_action")
     return tone, banned, cta if isinstance(cta, str) else ""
 
 
-# -- the copy written here --------------------------------------------------------------
-_WHERE = {
-    "blog": "On the blog",
-    "email": "By email",
-    "linkedin": "On LinkedIn",
-    "twitter": "On Twitter",
-    "instagram": "On Instagram",
-    "landing_page": "On the landing page",
-}
-_NOUN = {
-    "blog_post": "article",
-    "email": "email",
-    "social_post": "post",
-    "short_post": "post",
-    "caption": "caption",
-    "landing_page": "page",
-}
-
-_OBJECTIVE_SUPPORT = (
-    "Everything here points toward it",
-    "{client} will track progress on it from the first week",
-    "It shapes what we tell {audience} and how we say it",
-    "Each section here is written to move it forward",
-    "It is the reason this {noun} exists",
-    "Progress on it will be visible, measured and shared",
-    "We chose every example here with it in mind",
-    "It is ambitious, and it is within reach",
-)
-_TACTIC_SUPPORT = (
-    "It keeps the message consistent and easy to act on",
-    "Each piece earns attention before it asks for anything",
-    "Small, steady steps like this add up over the campaign",
-    "It gives readers a reason to come back",
-    "It turns interest into a conversation",
-    "It makes the next step obvious",
-)
-_GENERAL = (
-    "Good marketing starts with a clear promise and then keeps it",
-    "{client} would rather show the work than talk about it",
-    "We wrote this {noun} to be read in one sitting and acted on the same day",
-    "Busy teams need answers they can use now, not theory they might use later",
-    "So every claim here is one you can check for yourself",
-    "Where a number matters, we give the number",
-    "Start with the part of the problem that costs you the most time",
-    "Fix that first, measure the change, then move on to the next part",
-    "It is a plain loop, and it works because it is plain",
-    "Most teams already know what slows them down",
-    "What they lack is the time to step back and fix it properly",
-    "That is where {client} comes in",
-    "We do the careful groundwork so your team can stay focused on its own work",
-    "You see what changed, why it changed and what it means for you",
-    "Nothing is hidden behind jargon or vague promises",
-    "If something does not help, we say so and try something else",
-    "Results are reviewed together, openly and on a fixed rhythm",
-    "Clear goals make for short meetings and quick decisions",
-    "The first results usually show up within weeks, not quarters",
-    "From there, each improvement builds on the one before it",
-    "You stay in control of priorities at every stage",
-    "Questions get straight answers from people who know the details",
-    "Over time, the routine work gets lighter and the important work gets more attention",
-    "That is the kind of progress {audience} can feel in a normal working week",
-    "A plan only helps if people can follow it on a busy day",
-    "So each step here is short, specific and easy to hand over",
-    "Every channel carries one message, told in the way that suits it",
-    "The details change from place to place, but the promise stays the same",
-    "Readers notice when a company says one thing and does another",
-    "They also notice when it keeps its word, week after week",
-    "Trust built that way lasts longer than any single campaign",
-    "It also makes every later message easier to believe",
-    "When something works, we write down why and do more of it",
-    "When it does not, we learn from it quickly and move on",
-    "Either way, you get a clear account of what happened",
-    "That record becomes the starting point for the next round of work",
-)
-_CTA_LEAD_IN = ("Ready when you are", "Next step")
-
-
-@attrs.frozen
-class _Item:
-    """A sentence slot: where it goes, how important it is, and its alternatives."""
-
-    place: tuple[int, int, int]  # (section, paragraph, position)
-    priority: tuple[int, int]
-    alternatives: tuple[str, ...]
-    filler: bool = False
-
-
-class _Writer:
-    """Fills templates with the brief's values, refusing any that would bring a banned word."""
-
-    #: Values copied from the brief; every other word of a sentence is ours and checked.
-    FROM_BRIEF = frozenset({"client", "industry", "audience", "tone", "objective"})
-
-    def __init__(self, banned: Sequence[str], values: Mapping[str, str]):
-        self.banned = banned
-        self.values = values
-
-    def write(self, *templates: str, **extra: str) -> tuple[str, ...]:
-        """The usable sentences of ``templates`` (clean wording, every value present)."""
-        values = {**self.values, **extra}
-        result = []
-        for template in templates:
-            names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
-            if any(not values.get(name) for name in names):
-                continue
-            ours = {k: " | " if k in self.FROM_BRIEF else v for k, v in values.items()}
-            if _mentions_any(template.format_map(ours), self.banned):
-                continue
-            result.append(_sentence(template.format_map(values)))
-        return tuple(result)
-
-
-def _word_goal(spec: ChannelSpec) -> tuple[int, int]:
-    """``(goal, cap)``: filler stops at ``goal`` words; no sentence may pass ``cap``."""
-    low, high = spec.target_words
-    return low + (high - low) // 4, high - (high - low) // 10
-
-
-def _items(
+def copy_request(
     brief: NormalizedBriefDTO,
     plan: ChannelPlanDTO,
     spec: ChannelSpec,
-    weeks: int | None,
-) -> tuple[list[_Item], str]:
-    """Every candidate sentence for the channel, and the call to action."""
+    *,
+    deliverable: str | None = None,
+    weeks: int | None = None,
+) -> CopyRequest:
+    """What the writer is told about one deliverable of ``brief`` on ``plan``'s channel."""
     tone, banned, cta = _guidelines(brief)
-    client = _flat(brief.client_name) or _flat(brief.client_id)
-    objectives = [o for o in (_bare(o) for o in brief.objectives) if o]
-    noun = _NOUN.get(spec.content_type, "piece")
-    writer = _Writer(
-        banned,
-        {
-            "client": client,
-            "industry": _bare(brief.industry),
-            "audience": _bare(brief.target_audience),
-            "tone": tone,
-            "noun": noun,
-            "where": _WHERE.get(spec.name, f"On {spec.name}"),
-        },
+    return CopyRequest(
+        client_name=_flat(brief.client_name) or _flat(brief.client_id),
+        industry=_flat(brief.industry),
+        target_audience=_flat(brief.target_audience),
+        objectives=tuple(o for o in (_flat(o) for o in brief.objectives) if o),
+        tone=tone,
+        call_to_action=cta,
+        banned_words=banned,
+        deliverable=deliverable if deliverable is not None else spec.name,
+        channel=spec.name,
+        content_type=spec.content_type,
+        tactics=tuple(t for t in (_flat(t) for t in plan.tactics) if t),
+        kpi=spec.kpi[0],
+        weeks=weeks,
+        max_chars=spec.max_chars,
+        target_words=spec.target_words,
     )
-    items: list[_Item] = []
-
-    def add(
-        place: tuple[int, int, int],
-        priority: tuple[int, int],
-        alternatives: Iterable[str],
-        *,
-        filler: bool = False,
-    ) -> None:
-        found = tuple(alternatives)
-        if found:
-            items.append(_Item(place, priority, found, filler))
-
-    # Core: the brief's facts and the channel's tactics.
-    if spec.max_chars > 500 and client:  # a tweet has no room for a headline
-        headline = [f"{client}: {objectives[0]}"] if objectives else []
-        add((0, 0, 0), (1, 0), [*headline, client])
-    add((1, 0, 0), (4, 0), writer.write("{client} works in {industry}", "{client}, {industry}"))
-    add((1, 0, 1), (3, 0), writer.write("This {noun} is for {audience}", "For {audience}"))
-    add((1, 0, 2), (6, 0), writer.write("Our voice stays {tone}", "Tone: {tone}"))
-    single = len(objectives) == 1
-    for i, objective in enumerate(objectives):
-        label = "The goal: {objective}" if single else f"Goal {i + 1}: {{objective}}"
-        add((2, i, 0), (2, i), writer.write(label, "{objective}", objective=objective))
-    tactics = [t for t in (_bare(t) for t in plan.tactics) if t and not _mentions_any(t, banned)]
-    for i, tactic in enumerate(tactics):
-        lead = ("{where}: {tactic_lc}",) if i == 0 else ()
-        add(
-            (3, i, 0),
-            (5, i),
-            writer.write(*lead, "{tactic}", tactic=tactic, tactic_lc=_lower_first(tactic)),
-        )
-    # Filler: written here, used only until the word goal is reached.
-    if cta:
-        add((9, 0, 0), (7, 0), writer.write(*_CTA_LEAD_IN), filler=True)
-    judge = writer.write("We will judge this {noun} by its {kpi}", kpi=spec.kpi[0])
-    add((4, 0, 0), (8, 0), judge, filler=True)
-    if weeks:
-        span = "1 week" if weeks == 1 else f"{weeks} weeks"
-        add((4, 0, 1), (8, 1), writer.write("The campaign runs for {span}", span=span), filler=True)
-    per_objective = 2
-    for k in range(per_objective):
-        for i in range(len(objectives)):
-            template = _OBJECTIVE_SUPPORT[(i * per_objective + k) % len(_OBJECTIVE_SUPPORT)]
-            add((2, i, 1 + k), (9, k * len(objectives) + i), writer.write(template), filler=True)
-    for i in range(len(tactics)):
-        template = _TACTIC_SUPPORT[i % len(_TACTIC_SUPPORT)]
-        add((3, i, 1), (10, i), writer.write(template), filler=True)
-    for i, template in enumerate(_GENERAL):
-        add((5, i // 3, i % 3), (11, i), writer.write(template), filler=True)
-    return items, cta
 
 
-def _assemble(chosen: Mapping[tuple[int, int, int], str], cta: str) -> str:
-    paragraphs: dict[tuple[int, int], list[str]] = {}
-    for place in sorted(chosen):
-        paragraphs.setdefault(place[:2], []).append(chosen[place])
-    blocks = [" ".join(sentences) for _, sentences in sorted(paragraphs.items())]
-    if cta:
-        if (9, 0) in paragraphs:  # the lead-in and the call to action share a paragraph
-            blocks[-1] = f"{blocks[-1]} {cta}"
-        else:
-            blocks.append(cta)
-    return "\n\n".join(blocks)
+_DEFAULT_TEMPLATES = Templates()
+_DEFAULT_WRITER = DefaultWriter()
 
 
 def compose_body(
@@ -325,113 +124,26 @@ def compose_body(
     spec: ChannelSpec,
     *,
     weeks: int | None = None,
+    deliverable: str | None = None,
+    writer: Writer | None = None,
+    templates: Templates | None = None,
 ) -> str:
-    """The body of the draft for one channel plan (pure and deterministic)."""
-    items, cta = _items(brief, plan, spec, weeks)
-    goal, cap = _word_goal(spec)
-    chosen: dict[tuple[int, int, int], str] = {}
-    used: set[str] = set()
-    body = _assemble(chosen, cta)
-    for item in sorted(items, key=lambda it: (it.filler, it.priority)):
-        if item.filler and count_words(body) >= goal:
-            break
-        for text in item.alternatives:
-            if text in used:
-                continue
-            trial = _assemble({**chosen, item.place: text}, cta)
-            if count_words(trial) <= cap and len(trial) <= spec.max_chars:
-                chosen[item.place] = text
-                used.add(text)
-                body = trial
-                break
-    return body
+    """The body of the draft for one channel plan (pure and deterministic with the default
+    writer): the writer's copy laid out by ``body/<content_type>.md.j2``."""
+    request = copy_request(brief, plan, spec, deliverable=deliverable, weeks=weeks)
+    composed = compose(request, writer or _DEFAULT_WRITER, templates or _DEFAULT_TEMPLATES)
+    return composed.body
 
 
 # -- rendering --------------------------------------------------------------------------
-def _paragraphs(body: str) -> list[str]:
-    return [p.strip("\n") for p in re.split(r"\n[ \t]*\n", body) if p.strip()]
+def render_markdown(draft: ContentDraftDTO, templates: Templates | None = None) -> str:
+    """A Markdown file (``draft.md.j2``): JSON-quoted front matter, then the body."""
+    return render_draft_markdown(draft, templates or _DEFAULT_TEMPLATES)
 
 
-def _headline(paragraphs: list[str]) -> str | None:
-    """The first paragraph when it reads as a headline: one short line, no final stop."""
-    if len(paragraphs) < 2:
-        return None
-    first = paragraphs[0].strip()
-    if "\n" in first or len(first) > 150 or first.endswith((".", "!", "?", ":", ",", ";")):
-        return None
-    return first
-
-
-def _channel_of(draft: ContentDraftDTO) -> str:
-    channel = draft.metadata.get("channel")
-    return channel if isinstance(channel, str) else ""
-
-
-def _title(draft: ContentDraftDTO, headline: str | None) -> str:
-    return headline if headline is not None else f"{draft.content_type} {draft.draft_id}"
-
-
-def render_markdown(draft: ContentDraftDTO) -> str:
-    """A Markdown file: JSON-quoted front matter, the headline as ``#``, then the body."""
-    paragraphs = _paragraphs(draft.body)
-    headline = _headline(paragraphs)
-    front = {
-        "title": _title(draft, headline),
-        "draft_id": draft.draft_id,
-        "strategy_id": draft.strategy_id,
-        "content_type": draft.content_type,
-        "channel": _channel_of(draft),
-    }
-    lines = ["---"]
-    lines += [f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in front.items()]
-    lines += ["---", ""]
-    if headline is not None:
-        lines += [f"# {headline}", ""]
-        paragraphs = paragraphs[1:]
-    lines.append("\n\n".join(paragraphs))
-    return "\n".join(lines) + "\n"
-
-
-def render_html(draft: ContentDraftDTO) -> str:
-    """A minimal, complete HTML5 document; every piece of text is escaped."""
-
-    def esc(text: str) -> str:
-        return html.escape(text, quote=True)
-
-    paragraphs = _paragraphs(draft.body)
-    headline = _headline(paragraphs)
-    title = _title(draft, headline)
-    body = [f"<h1>{esc(headline)}</h1>"] if headline is not None else []
-    if headline is not None:
-        paragraphs = paragraphs[1:]
-    body += [
-        "<p>" + "<br>\n".join(esc(line) for line in p.split("\n")) + "</p>" for p in paragraphs
-    ]
-    meta = {
-        "aicmo:draft_id": draft.draft_id,
-        "aicmo:strategy_id": draft.strategy_id,
-        "aicmo:content_type": draft.content_type,
-        "aicmo:channel": _channel_of(draft),
-    }
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            *(f'<meta name="{esc(k)}" content="{esc(v)}">' for k, v in meta.items()),
-            f"<title>{esc(title)}</title>",
-            "</head>",
-            "<body>",
-            f'<article class="{esc(draft.content_type)}">',
-            *body,
-            "</article>",
-            "</body>",
-            "</html>",
-            "",
-        ]
-    )
+def render_html(draft: ContentDraftDTO, templates: Templates | None = None) -> str:
+    """A complete HTML5 document (``draft.html.j2``); every piece of text is escaped."""
+    return render_draft_html(draft, templates or _DEFAULT_TEMPLATES)
 
 
 def _asset(draft_id: str, kind: str, extension: str, content: str) -> AssetDTO:
@@ -454,6 +166,18 @@ _BUNDLE_SUFFIX = "-bundle"
 _LONGEST_CHANNEL = max(len(name) for name in CHANNELS)
 
 
+def _ours(draft_id: str, id_prefix: str) -> bool:
+    """``draft_id`` is one ``produce`` writes with ``id_prefix``: ``<prefix>-<channel>`` or
+    ``<prefix>-<channel>-<n>``."""
+    if not draft_id.startswith(f"{id_prefix}-"):
+        return False
+    rest = draft_id[len(id_prefix) + 1 :]
+    channel, _, number = rest.rpartition("-")
+    if rest in CHANNELS:
+        return True
+    return channel in CHANNELS and number.isdigit() and 2 <= int(number) <= MAX_DELIVERABLES
+
+
 class ProductionService:
     """Writes content drafts from strategies. Reachable as ``app.production``."""
 
@@ -463,10 +187,16 @@ class ProductionService:
         transaction: Callable[[], AbstractContextManager[None]],
         *,
         clock: Callable[[], datetime] = _utc_now,
+        writer: Writer | None = None,
+        templates: Templates | None = None,
     ):
         self.repo = repo
         self._transaction = transaction
         self._clock = clock
+        #: Writes the copy (``aicmo.content.Writer``); assign another to plug one in.
+        self.writer: Writer = writer if writer is not None else _DEFAULT_WRITER
+        #: The templates bodies and files are rendered from (``aicmo.content.Templates``).
+        self.templates: Templates = templates if templates is not None else _DEFAULT_TEMPLATES
 
     # -- checks -------------------------------------------------------------------------
     @staticmethod
@@ -480,13 +210,19 @@ class ProductionService:
         except Invalid as exc:
             problems.extend(exc.problems)
         else:
-            room = MAX_ID_LENGTH - 1 - _LONGEST_CHANNEL - len(_BUNDLE_SUFFIX)
+            room = (
+                MAX_ID_LENGTH
+                - 1
+                - _LONGEST_CHANNEL
+                - len(f"-{MAX_DELIVERABLES}")
+                - len(_BUNDLE_SUFFIX)
+            )
             if len(prefix) > room:
                 problems.append(
                     (
                         "id_prefix",
                         f"is {len(prefix)} characters long; at most {room} leave room "
-                        "for the channel and bundle suffixes",
+                        "for the deliverable and bundle suffixes",
                     )
                 )
         if strategy.brief_id != brief.brief_id:
@@ -516,36 +252,65 @@ class ProductionService:
             raise ValidationError(problems, subject="production input")
 
     # -- public -------------------------------------------------------------------------
-    @staticmethod
-    def _body(brief: NormalizedBriefDTO, strategy: StrategyDocDTO, plan: ChannelPlanDTO) -> str:
-        weeks = brief.scope.timeline_weeks or strategy.timeline.duration_weeks or None
-        return compose_body(brief, plan, CHANNELS[plan.channel], weeks=weeks)
+    def plan(self, brief: NormalizedBriefDTO, strategy: StrategyDocDTO) -> DeliverablePlan:
+        """What ``produce`` makes of the brief's deliverables on the strategy's channels."""
+        return plan_deliverables(
+            list(brief.scope.deliverables), [p.channel for p in strategy.channels]
+        )
 
     def produce(
         self, brief: NormalizedBriefDTO, strategy: StrategyDocDTO, *, id_prefix: str
     ) -> list[ContentDraftDTO]:
-        """Write and save one draft per channel of ``strategy``, in its order, with bundles.
+        """Write and save one draft per produced deliverable (see :meth:`plan`), in the
+        brief's order, with bundles.
 
-        Draft ids are ``f"{id_prefix}-{channel}"``; calling again with the same prefix
-        replaces them (a draft of an earlier call for a channel the strategy no longer
-        has is removed). Bad input raises ``ValidationError`` and writes nothing.
+        Draft ids are ``f"{id_prefix}-{channel}"`` (``-{channel}-2`` for a channel's second
+        deliverable...); calling again with the same prefix replaces them (a draft of an
+        earlier call that this one does not write is removed). Bad input, or a brief none
+        of whose deliverables can be produced, raises ``ValidationError`` and writes
+        nothing.
         """
         self._check(brief, strategy, id_prefix)
+        plan = self.plan(brief, strategy)
+        if not plan.produced:
+            raise ValidationError(
+                [
+                    (
+                        "brief.scope.deliverables",
+                        "none can be produced: "
+                        + "; ".join(f"{item.text!r}: {item.reason}" for item in plan.not_produced),
+                    )
+                ],
+                subject="production input",
+            )
+        for item in plan.not_produced:
+            _log.warning("deliverable %r is not produced: %s", item.text, item.reason)
+        weeks = brief.scope.timeline_weeks or strategy.timeline.duration_weeks or None
+        plans = {p.channel: p for p in strategy.channels}
         now = self._clock()
         drafts: list[ContentDraftDTO] = []
         bundles: list[DraftBundleDTO] = []
-        for plan in strategy.channels:
-            draft_id = f"{id_prefix}-{plan.channel}"
-            body = self._body(brief, strategy, plan)
+        for deliverable in plan.produced:
+            spec = CHANNELS[deliverable.channel]
+            draft_id = f"{id_prefix}-{deliverable.suffix}"
+            request = copy_request(
+                brief, plans[deliverable.channel], spec, deliverable=deliverable.text, weeks=weeks
+            )
+            composed = compose(request, self.writer, self.templates)
+            extra = {}
+            if spec.content_type == "email":
+                extra = {"subject": composed.copy.subject, "preheader": composed.copy.preheader}
             draft = ContentDraftDTO(
                 draft_id=draft_id,
                 strategy_id=strategy.strategy_id,
-                content_type=CHANNELS[plan.channel].content_type,
-                body=body,
+                content_type=spec.content_type,
+                body=composed.body,
                 metadata=FrozenDict(
-                    channel=plan.channel,
-                    words=count_words(body),
+                    channel=deliverable.channel,
+                    deliverable=deliverable.text,
+                    words=count_words(composed.body),
                     strategy_version=strategy.version,
+                    **extra,
                 ),
                 created_at=now,
             )
@@ -555,17 +320,16 @@ class ProductionService:
                     bundle_id=f"{draft_id}{_BUNDLE_SUFFIX}",
                     draft_id=draft_id,
                     assets=(
-                        _asset(draft_id, "markdown", "md", render_markdown(draft)),
-                        _asset(draft_id, "html", "html", render_html(draft)),
+                        _asset(draft_id, "markdown", "md", self.render_markdown(draft)),
+                        _asset(draft_id, "html", "html", self.render_html(draft)),
                     ),
                     assembled_at=now,
                 )
             )
-        ours = {f"{id_prefix}-{name}" for name in CHANNELS}
         keep = {d.draft_id for d in drafts}
         with self._transaction():
             for old in self.repo.list_drafts(strategy.strategy_id):
-                if old.draft_id in ours and old.draft_id not in keep:
+                if _ours(old.draft_id, id_prefix) and old.draft_id not in keep:
                     self.repo.delete_draft(old.draft_id)
             for draft, bundle in zip(drafts, bundles, strict=True):
                 self.repo.save_draft(draft)
@@ -574,11 +338,11 @@ class ProductionService:
 
     def render_markdown(self, draft: ContentDraftDTO) -> str:
         """The draft as a Markdown file (pure; the same draft gives the same text)."""
-        return render_markdown(draft)
+        return render_markdown(draft, self.templates)
 
     def render_html(self, draft: ContentDraftDTO) -> str:
         """The draft as a complete, escaped HTML document (pure)."""
-        return render_html(draft)
+        return render_html(draft, self.templates)
 
     def get_draft(self, draft_id: str) -> ContentDraftDTO | None:
         """The stored draft, or ``None``."""

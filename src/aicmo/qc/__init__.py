@@ -3,6 +3,7 @@
 Public names only; the repositories behind ``app.repos.qc`` are wired by :mod:`aicmo.app`.
 """
 
+from aicmo.qc.checks import intake_warnings
 from aicmo.qc.dtos import SEVERITIES, QcInputDTO, QcIssueDTO, QcResultDTO
 from aicmo.qc.ports import QcRepository
 from aicmo.qc.service import QcService
@@ -14,4 +15,5 @@ __all__ = [
     "QcRepository",
     "QcResultDTO",
     "QcService",
+    "intake_warnings",
 ]

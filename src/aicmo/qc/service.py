@@ -21,6 +21,10 @@ exclamation marks         minor     the body has more than 2 ``!``
 shouting                  minor     3+ ALL-CAPS words of 3+ letters in a row (one issue each)
 ========================  ========  ==========================================================
 
+Then the checks of :mod:`aicmo.qc.checks` on what production made: planning notes in the
+copy (major), an email's subject line (major) and preheader (minor), hashtags over a
+platform's limit (major).
+
 The score starts at 1.0 and loses 0.5 per critical, 0.2 per major and 0.05 per minor
 issue, down to 0.0 at worst. A draft passes when its score reaches the threshold and it
 has no critical issue. Issues come by severity, then by where they start in the body.
@@ -46,6 +50,7 @@ from aicmo.channels import CHANNELS, ChannelSpec
 from aicmo.errors import ValidationError
 from aicmo.onboarding import NormalizedBriefDTO
 from aicmo.production import ContentDraftDTO
+from aicmo.qc.checks import MARKERS, draft_findings
 from aicmo.qc.dtos import SEVERITIES, QcIssueDTO, QcResultDTO
 from aicmo.qc.ports import QcRepository
 from aicmo.settings import DEFAULT_QC_THRESHOLD
@@ -196,16 +201,9 @@ class _Found(NamedTuple):
     reason: str
 
 
-_EMPTY, _BANNED, _MARKER, _LENGTH, _CTA, _AVERAGE, _LONG, _EXCLAIM, _SHOUT = range(9)
+_EMPTY, _BANNED, _MARKER, _LENGTH, _CTA, _AVERAGE, _LONG, _EXCLAIM, _SHOUT, _PRODUCED = range(10)
 
-_MARKERS = re.compile(
-    r"\{\{[^{}\n]*\}\}"  # {{ client_name }}
-    r"|\{[ \t]*(?:[^\W\d][\w.\-]*|\d+)?[ \t]*\}"  # {client_name}, {0}, {}
-    r"|\[\[[^\[\]\n]*\]\]"  # [[headline]]
-    r"|<<[^<>\n]*>>"  # <<offer>>
-    r"|(?<!\w)(?:TODO|TBD|X{3,})(?!\w)"  # editor's notes (upper case only)
-    r"|(?i:(?<!\w)lorem\s+ipsum(?!\w))"  # filler text
-)
+_MARKERS = MARKERS
 
 
 def _whole_word(phrase: str) -> re.Pattern[str]:
@@ -390,6 +388,7 @@ _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 def _find(draft: ContentDraftDTO, brief: NormalizedBriefDTO) -> list[_Found]:
     guidelines = brief.brand_guidelines
     text = _Text(draft.body)
+    spec = channel_of(draft)
     if not text.paragraphs:
         # Validate the guidelines all the same: a bad brief is an error whatever the draft.
         _guideline_texts(guidelines, "banned_words")
@@ -403,6 +402,17 @@ def _find(draft: ContentDraftDTO, brief: NormalizedBriefDTO) -> list[_Found]:
         *_readability(text),
         *_exclamations(text),
         *_shouting(text),
+        *(
+            _Found(f.severity, f.position, _PRODUCED, f.section, f.reason)
+            for f in draft_findings(
+                draft.body,
+                draft.metadata,
+                draft.content_type,
+                spec.name if spec is not None else None,
+                brief,
+                text.paragraph_at,
+            )
+        ),
     ]
     found.sort(key=lambda f: (_RANK[f.severity], f.position, f.rule, f.reason))
     return found

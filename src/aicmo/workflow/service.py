@@ -33,6 +33,13 @@ A run records its artifact root before it writes its first package file; whoever
 finishes the run (a worker taking it over, ``recover()``) publishes or removes its files
 there, and refuses (``ConfigurationError``) when that folder is not reachable. The driver
 that takes a run over first removes what earlier holders left in that run's staging.
+
+Delivery writes one package per draft, then the run's report package
+(``pkg-<run>-report``: ``index.html``, the strategy document, the brief sheet,
+``deliverables.json``; see :mod:`aicmo.delivery.report` and ``steps._deliver``), whose
+``draft_id`` is the run's strategy, the document it delivers. Every file is rendered from
+stored rows, so a package lost between the commit and the move is published again (byte
+for byte, with the same templates).
 """
 
 from __future__ import annotations
@@ -78,6 +85,7 @@ from aicmo.workflow.steps import (
     Services,
     Step,
     package_id_of,
+    report_package_id_of,
 )
 
 __all__ = [
@@ -690,7 +698,12 @@ class WorkflowService:
             raise
         if run.draft_ids:
             with contextlib.suppress(BackendError):  # garbage only: recover() cleans it later
-                delivery.clean_staging(package_ids=[package_id_of(d) for d in run.draft_ids])
+                delivery.clean_staging(
+                    package_ids=[
+                        *(package_id_of(d) for d in run.draft_ids),
+                        report_package_id_of(run),
+                    ]
+                )
 
     def _resume(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         """Finish an unfinished run from the database's record of it (every driver alike):

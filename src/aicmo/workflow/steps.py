@@ -17,12 +17,14 @@ skipped). See ``docs/extending.md`` for adding a step.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
+from aicmo.delivery import Piece
 from aicmo.errors import AicmoError, NotFoundError
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ __all__ = [
     "fault_points",
     "in_transaction",
     "package_id_of",
+    "report_package_id_of",
 ]
 
 T = TypeVar("T")
@@ -264,6 +267,49 @@ def _package_files(s: Services, run: WorkflowRunDTO, draft_id: str) -> dict[str,
     }
 
 
+def report_package_id_of(run: WorkflowRunDTO) -> str:
+    """The id of the run's report package (``index.html``, the strategy document...)."""
+    return f"pkg-{run.workflow_run_id}-report"
+
+
+def _report_files(s: Services, run: WorkflowRunDTO) -> dict[str, bytes]:
+    brief = _brief(s, run)
+    strategy = None if run.strategy_id is None else s.strategy.get(run.strategy_id)
+    if strategy is None:
+        raise _gone(f"strategy {run.strategy_id!r}", run)
+    pieces = []
+    for draft_id in run.draft_ids:
+        result = s.qc.get_result(draft_id)
+        if result is None:
+            raise _gone(f"QC result of draft {draft_id!r}", run)
+        pieces.append(
+            Piece(draft=_draft(s, run, draft_id), result=result, package_id=package_id_of(draft_id))
+        )
+    return s.delivery.report_files(
+        run_id=run.workflow_run_id,
+        brief=brief,
+        strategy=strategy,
+        plan=s.production.plan(brief, strategy),
+        pieces=pieces,
+        templates=s.production.templates,
+    )
+
+
+def _packages(
+    s: Services, run: WorkflowRunDTO
+) -> list[tuple[str, str, Callable[[], dict[str, bytes]]]]:
+    """``(package id, draft id, its files)`` of every package of the run: one per draft,
+    then the report, whose draft id is the run's strategy (the document it delivers)."""
+    packages: list[tuple[str, str, Callable[[], dict[str, bytes]]]] = [
+        (package_id_of(d), d, functools.partial(_package_files, s, run, d)) for d in run.draft_ids
+    ]
+    if run.strategy_id is not None:
+        packages.append(
+            (report_package_id_of(run), run.strategy_id, functools.partial(_report_files, s, run))
+        )
+    return packages
+
+
 def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     """Stage every package's files, commit the package rows with the run's progress,
     then move the files into place under the lease. A failure part-way abandons what
@@ -272,7 +318,7 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     if run.artifact_root is None:  # recorded before the first file is written
         run = saga.record(run, artifact_root=str(saga.delivery_of(run).artifact_root))
     delivery = saga.delivery_of(run)
-    contents = saga.read(lambda: [(d, _package_files(s, run, d)) for d in run.draft_ids])
+    contents = saga.read(lambda: [(p, d, files()) for p, d, files in _packages(s, run)])
     staged: list[StagedPackage] = []
 
     def tx() -> WorkflowRunDTO:
@@ -285,10 +331,10 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
         return saga.commit(run, step, progress)
 
     try:
-        for draft_id, files in contents:
-            staged.append(
-                delivery.stage(package_id_of(draft_id), draft_id, files, created_at=run.created_at)
-            )
+        # The package is made now: after the QC step committed (updated_at), so after the
+        # evaluation its files hold (run.created_at came before it).
+        for package_id, draft_id, files in contents:
+            staged.append(delivery.stage(package_id, draft_id, files, created_at=run.updated_at))
         run = saga.transaction(tx)
         saga.fault("delivery:publish")
 
@@ -310,10 +356,12 @@ def _publish_missing(saga: Saga, run: WorkflowRunDTO) -> None:
     delivery = saga.delivery_of(run)
 
     def republish() -> None:
-        for package_id, draft_id in zip(run.package_ids, run.draft_ids, strict=True):
+        for package_id, draft_id, files_of in _packages(saga.services, run):
+            if package_id not in run.package_ids:
+                continue  # a run delivered before report packages existed has none
             package = delivery.get_package(package_id)
             if package is not None and delivery.missing_files(package):
-                files = _package_files(saga.services, run, draft_id)
+                files = files_of()
                 staged = delivery.stage(package_id, draft_id, files, created_at=package.created_at)
                 try:
                     delivery.publish(staged)

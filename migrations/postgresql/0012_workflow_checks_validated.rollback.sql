@@ -1,0 +1,2 @@
+-- A validated constraint cannot be made NOT VALID again, and need not be: rolling back
+-- 0011 drops the constraints themselves. Nothing to undo here.

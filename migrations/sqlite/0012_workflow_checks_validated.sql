@@ -1,0 +1,2 @@
+-- PostgreSQL validates 0011's CHECKs here; SQLite checked every row when 0011 copied
+-- workflow_runs into its new table. Nothing to do (the id exists on both dialects).
