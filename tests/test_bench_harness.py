@@ -25,7 +25,7 @@ def test_harness_imports_without_pytest_or_hypothesis() -> None:
         "sys.modules['pytest'] = None\n"
         "sys.modules['hypothesis'] = None\n"
         "import benchmarks.__main__, benchmarks.scaling, benchmarks.rss\n"
-        "import benchmarks.workflow, benchmarks.dbos_compare\n"
+        "import benchmarks.workflow, benchmarks.dbos_compare, benchmarks.observability\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", blocker], cwd=ROOT, capture_output=True, text=True, check=False

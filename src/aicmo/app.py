@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from aicmo import observability
 from aicmo.content import Templates
 from aicmo.db import migrations
 from aicmo.db.base import SqlDatabase, closed_error
@@ -54,6 +55,7 @@ from aicmo.workflow import (
     WorkflowService,
 )
 from aicmo.workflow.memory import InMemoryWorkflowRunRepository
+from aicmo.workflow.service import DEFAULT_IDLE_LOG
 from aicmo.workflow.sql import SqlWorkflowRunRepository
 
 __all__ = ["MODULES", "App", "Module", "Repositories", "RepositoriesFactory", "connect"]
@@ -130,7 +132,21 @@ class Repositories:
         unknown = sorted(set(changes) - set(fields))
         if unknown:
             raise TypeError(f"Repositories has no {', '.join(unknown)}; it has {fields}")
-        return attrs.evolve(self, **changes)
+        kept: dict[str, Any] = {name: getattr(self, name) for name in fields}
+        return type(self)(**{**kept, **changes})
+
+    def instrumented(self, system: str) -> Repositories:
+        """These repositories with every call traced and measured
+        (:func:`aicmo.observability.instrument`); themselves when nothing records."""
+        if not observability.metrics_on():
+            return self
+        wrap = observability.instrument
+        return Repositories(
+            **{
+                f.name: wrap(getattr(self, f.name), f.name, system)
+                for f in attrs.fields(Repositories)
+            }
+        )
 
     @classmethod
     def in_memory(cls, db: MemoryDatabase) -> Repositories:
@@ -185,7 +201,7 @@ class App:
         self._memory: MemoryDatabase | None = None
         if settings.kind == "memory":
             self._memory = MemoryDatabase()
-            self.repos = build(self._memory)
+            self.repos = build(self._memory).instrumented("memory")
             self._services()
             return
         db = _open_sql(settings)
@@ -196,7 +212,7 @@ class App:
                 # A newer database is left alone: the first repository call says so.
                 with contextlib.suppress(SchemaError):
                     migrations.upgrade(db)
-            self.repos = build(db)
+            self.repos = build(db).instrumented(db.dialect)
             self._services()
         except BaseException:
             db.close()
@@ -369,6 +385,7 @@ class App:
         heartbeat: bool = True,
         stop: threading.Event | None = None,
         on_run: Callable[[WorkedRun], None] | None = None,
+        idle_log_interval: float | None = DEFAULT_IDLE_LOG,
     ) -> list[WorkedRun]:
         """Be a worker: claim queued runs (and runs whose worker's lease lapsed) and drive
         them, one at a time; return what was done with each.
@@ -381,7 +398,8 @@ class App:
         ``ConfigurationError`` (released first, for another worker). Stops after
         ``max_runs`` claims, when ``stop`` is set (between steps: the current run goes back
         to the queue with its progress), or with ``stop_when_idle`` once nothing is queued
-        or held. See ``WorkflowService.work`` and docs/scaling.md.
+        or held. While idle it logs a heartbeat (``aicmo.workflow``, INFO) every
+        ``idle_log_interval`` seconds. See ``WorkflowService.work`` and docs/scaling.md.
         """
         self._check_open()
         return self.workflow.work(
@@ -393,6 +411,7 @@ class App:
             heartbeat=heartbeat,
             stop=stop,
             on_run=on_run,
+            idle_log_interval=idle_log_interval,
         )
 
     def queue_depth(self) -> dict[str, int]:

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 import aicmo
+from aicmo import observability
 from aicmo.errors import AicmoError, BackendError, ConfigurationError, ValidationError
 from aicmo.settings import Settings, redact, resolve_settings
 from aicmo.workflow import WorkflowRunDTO
@@ -92,11 +93,17 @@ def _ours(logger: logging.Logger) -> _EchoHandler | None:
     return next((h for h in logger.handlers if isinstance(h, _EchoHandler)), None)
 
 
+def _configured(logger: logging.Logger) -> bool:
+    """Whether an application gave ``logger`` a handler (the package's NullHandler and
+    the CLI's own do not count)."""
+    return any(not isinstance(h, logging.NullHandler | _EchoHandler) for h in logger.handlers)
+
+
 def show_notices() -> None:
     """Show the library's warnings (the ``aicmo`` loggers) on stderr as ``aicmo: ...``
     lines, once per process, unless the application configured that logger itself."""
     logger = logging.getLogger("aicmo")
-    if logger.handlers:
+    if _configured(logger) or _ours(logger) is not None:
         return
     handler = _EchoHandler(logging.WARNING)
     handler.setFormatter(_PREFIX)
@@ -104,23 +111,33 @@ def show_notices() -> None:
 
 
 @contextmanager
-def log_to_stderr() -> Iterator[None]:
-    """For the block: aicmo's log records of level INFO and above go to stderr (unless
-    the ``aicmo`` logger was configured already). The driver's own records (psycopg's
-    pool logs every connection it discards) are not shown: aicmo's one line per outage
-    says what happened."""
+def log_to_stderr(
+    level: int = logging.INFO, fmt: str = "text", *, driver_logs: bool = False
+) -> Iterator[None]:
+    """For the block: aicmo's log records of ``level`` and above go to stderr, as
+    ``aicmo: message`` lines (``fmt="json"``: one JSON object per line), unless the
+    ``aicmo`` logger was configured already. The driver's own records (psycopg's pool
+    logs every connection it discards) are shown only with ``driver_logs`` (``-vv``):
+    aicmo's one line per outage says what happened."""
     logger = logging.getLogger("aicmo")
     driver = logging.getLogger("psycopg")
     notices = _ours(logger)
-    if (logger.handlers and notices is None) or logger.level != logging.NOTSET:
+    if _configured(logger) or logger.level != logging.NOTSET:
         yield
         return
-    handler, quiet = _EchoHandler(logging.INFO), logging.NullHandler()
-    handler.setFormatter(_PREFIX)
+    handler = _EchoHandler()
+    observability.configure_logging(handler, level, fmt)
+    quiet: logging.Handler = logging.NullHandler()
+    if driver_logs:
+        quiet = _EchoHandler()
+        observability.configure_logging(quiet, level, fmt)
+        if fmt == "text":  # say whose line it is: psycopg: ..., psycopg.pool: ...
+            quiet.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        driver.setLevel(level)
     if notices is not None:
         logger.removeHandler(notices)
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level)
     driver.addHandler(quiet)  # else Python's last-resort handler prints them
     try:
         yield
@@ -128,6 +145,8 @@ def log_to_stderr() -> Iterator[None]:
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
         driver.removeHandler(quiet)
+        if driver_logs:
+            driver.setLevel(logging.NOTSET)
         if notices is not None:
             logger.addHandler(notices)
 
@@ -262,16 +281,46 @@ def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(aicmo.__version__, prog_name="aicmo")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More log lines on stderr: -v every run, step, retry (DEBUG); -vv the driver's too.",
+)
+@click.option(
+    "-q", "--quiet", count=True, help="Fewer log lines: -q warnings and errors, -qq errors."
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="AICMO_LOG_FORMAT",
+    show_default=True,
+    help="Log lines as text or as one JSON object per line (also AICMO_LOG_FORMAT).",
+)
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, verbose: int, quiet: int, log_format: str) -> None:
     """Run and persist the client-to-delivery marketing workflow.
 
     Exit status: 0 done, 1 a failed operation, 2 bad usage or configuration (`aicmo db
     status`: 3 migrations pending, 4 database newer than this aicmo). Commands with --json
     print exact JSON on stdout. Shell completion: eval "$(_AICMO_COMPLETE=bash_source aicmo)"
-    (zsh_source, fish_source).
+    (zsh_source, fish_source). Log level: -v/-q, else AICMO_LOG_LEVEL (DEBUG, INFO,
+    WARNING, ERROR), else INFO.
     """
-    ctx.with_resource(log_to_stderr())
+    try:
+        level = observability.log_level(verbose, quiet)
+    except ConfigurationError as exc:
+        raise click.UsageError(term_lines(exc)) from None
+    ctx.obj = {"log_level": level, "log_format": log_format, "driver_logs": verbose >= 2}
+    ctx.with_resource(log_to_stderr(level, log_format, driver_logs=verbose >= 2))
+
+
+def log_settings() -> dict[str, Any]:
+    """The log level and format the command line chose (for `worker -c N`'s children)."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return dict(obj) if isinstance(obj, dict) else {}
 
 
 # -- the workflow ------------------------------------------------------------------------

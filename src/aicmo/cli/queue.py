@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 import click
 
+from aicmo import observability
 from aicmo.cli.common import (
     artifacts_option,
     check_artifact_root,
@@ -28,6 +30,7 @@ from aicmo.cli.common import (
     dump_json,
     echo,
     json_option,
+    log_settings,
     log_to_stderr,
     main,
     open_app,
@@ -40,7 +43,7 @@ from aicmo.cli.common import (
     validation_problems,
 )
 from aicmo.cli.runs import parse_not_before
-from aicmo.errors import BackendError, ValidationError
+from aicmo.errors import BackendError, ConfigurationError, ValidationError
 from aicmo.workflow import (
     MAX_PRIORITY,
     MIN_PRIORITY,
@@ -235,6 +238,7 @@ def _work_in_child(
     results: Connection,
     progress: float,
     lines_to_stderr: bool = False,
+    logs: dict[str, Any] | None = None,
 ) -> None:
     """A worker process of `worker -c N`: each run's outcome goes to the parent as it
     ends, over this child's own pipe (so a child killed at any moment loses nothing it
@@ -244,7 +248,11 @@ def _work_in_child(
         with contextlib.suppress(OSError):  # the parent is gone: keep working
             results.send(outcome)
 
-    with log_to_stderr():
+    if os.environ.get(observability.MULTIPROCESS_FLAG):
+        observability.enable_prometheus()  # into the parent's multiprocess folder
+    logs = logs or {}
+    level, fmt = logs.get("log_level", logging.INFO), logs.get("log_format", "text")
+    with log_to_stderr(level, fmt, driver_logs=bool(logs.get("driver_logs"))):
         _work(database, artifacts, worker_id, options, progress, report, lines_to_stderr)
 
 
@@ -319,6 +327,31 @@ RESTART_WINDOW = 60.0
     is_flag=True,
     help="Print the summary as JSON on stdout (the per-run and progress lines go to stderr).",
 )
+@click.option(
+    "--heartbeat",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    envvar="AICMO_WORKER_HEARTBEAT",
+    help="An idle worker logs a heartbeat line (with the queue depth) this often; 0: never "
+    "(also AICMO_WORKER_HEARTBEAT).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    metavar="PORT",
+    help="Serve Prometheus metrics on this port (needs aicmo[metrics]); with -c N, the "
+    "figures of all worker processes together.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="Address the metrics endpoint listens on.",
+)
 def worker(
     database: str | None,
     artifacts: str | None,
@@ -331,6 +364,9 @@ def worker(
     worker_id: str | None,
     restart_limit: int,
     as_json: bool,
+    heartbeat: float,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Drive queued runs (`aicmo submit`) until stopped: claim one, run it, repeat.
 
@@ -347,7 +383,16 @@ def worker(
         "stop_when_idle": stop_when_idle,
         "lease": timedelta(seconds=lease),
         "poll_interval": poll,
+        "idle_log_interval": heartbeat,
     }
+    if metrics_port is not None:
+        try:
+            where = observability.serve_prometheus(
+                metrics_port, metrics_host, multiprocess=concurrency > 1
+            )
+        except (ConfigurationError, OSError) as exc:
+            raise click.UsageError(term_lines(f"--metrics-port: {exc}")) from None
+        echo(f"metrics: serving Prometheus metrics on http://{where}/metrics", err=True)
     started = time.monotonic()
     if concurrency == 1:
         name = worker_id or default_worker_id()
@@ -359,8 +404,18 @@ def worker(
             echo(rate_summary(f"worker {name}", counts, seconds))
         return
     base = worker_id or default_worker_id()
+    logs = log_settings()
     pool = _Supervisor(
-        lambda name, results: (database, artifacts, name, options, results, progress, as_json),
+        lambda name, results: (
+            database,
+            artifacts,
+            name,
+            options,
+            results,
+            progress,
+            as_json,
+            logs,
+        ),
         restart_limit,
     )
     names = [f"{base}-{n}" for n in range(1, concurrency + 1)]

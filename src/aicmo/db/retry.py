@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from aicmo.errors import TransientError
+from aicmo.observability import fields
+
+log = logging.getLogger("aicmo.db")
 
 __all__ = ["DEFAULT_ATTEMPTS", "retry_transient"]
 
@@ -43,9 +47,24 @@ def retry_transient(
     for attempt in range(1, attempts + 1):
         try:
             return fn()
-        except TransientError:
+        except TransientError as exc:
             if attempt == attempts:
+                log.warning(
+                    "transaction failed %d time(s) on a transient error (%s); giving up",
+                    attempt,
+                    type(exc).__name__,
+                    extra=fields("retry_exhausted", attempt=attempt),
+                )
                 raise
-            sleep(random.uniform(0, delay))  # noqa: S311 - retry jitter, not cryptography
+            wait = random.uniform(0, delay)  # noqa: S311 - retry jitter, not cryptography
+            log.debug(
+                "transient error (%s) on attempt %d of %d; retrying in %.3fs",
+                type(exc).__name__,
+                attempt,
+                attempts,
+                wait,
+                extra=fields("retry", attempt=attempt, duration=wait),
+            )
+            sleep(wait)
             delay = min(delay * 2, max_delay)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from aicmo.errors import BackendError
+from aicmo.observability import fields
 
 __all__ = ["FIRST_DELAY", "MAX_DELAY", "OutageBackoff"]
 
@@ -79,6 +80,7 @@ class OutageBackoff:
                 exc,
                 self._first,
                 self._max,
+                extra=fields("outage_start", worker_id=self.worker_id),
             )
         self._failures += 1
         wait = random.uniform(self._delay / 2, self._delay)  # noqa: S311 - jitter
@@ -89,11 +91,15 @@ class OutageBackoff:
         """Record an attempt that reached the database (the end of an outage, if any)."""
         if self._since is None:
             return
+        seconds = time.monotonic() - self._since
         log.info(
             "worker %s: the database is back after %.1fs (%d failed attempt(s)); resuming",
             self.worker_id,
-            time.monotonic() - self._since,
+            seconds,
             self._failures,
+            extra=fields(
+                "outage_end", worker_id=self.worker_id, duration=seconds, attempt=self._failures
+            ),
         )
         self._since = None
         self._failures = 0

@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
+import logging
 import os
 import re
 import socket
@@ -62,6 +63,7 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
+from aicmo import observability
 from aicmo.db.retry import retry_transient
 from aicmo.delivery import DeliveryService
 from aicmo.errors import (
@@ -95,6 +97,7 @@ from aicmo.workflow.steps import (
 )
 
 __all__ = [
+    "DEFAULT_IDLE_LOG",
     "DEFAULT_KEY_WAIT",
     "DEFAULT_LEASE",
     "UNLEASED_STALE_AFTER",
@@ -183,6 +186,12 @@ def not_before_arg(value: object) -> datetime | None:
             ]
         )
     return value.astimezone(UTC)
+
+
+log = logging.getLogger("aicmo.workflow")
+
+DEFAULT_IDLE_LOG = 60.0
+"""Seconds between two heartbeat lines of an idle worker (``work(idle_log_interval=...)``)."""
 
 
 def default_worker_id() -> str:
@@ -726,6 +735,7 @@ class WorkflowService:
         heartbeat: bool = True,
         stop: threading.Event | None = None,
         on_run: Callable[[WorkedRun], None] | None = None,
+        idle_log_interval: float | None = DEFAULT_IDLE_LOG,
     ) -> list[WorkedRun]:
         """Claim runs and drive them, one at a time, until told to stop; return what it did.
 
@@ -736,6 +746,8 @@ class WorkflowService:
         is waited for until its lease lapses, then finished here). Otherwise it polls every
         ``poll_interval`` seconds. ``heartbeat=False`` turns the lease renewal off (tests
         that move a fake :attr:`clock` use it). ``on_run`` is called after each run.
+        While idle, a heartbeat record (logger ``aicmo.workflow``, INFO, with the queue's
+        depth) every ``idle_log_interval`` seconds (``None`` or 0: never).
 
         A claimed run whose artifact root is not reachable from this worker raises
         ``ConfigurationError`` (the run is released first, for a worker that can reach it).
@@ -749,6 +761,7 @@ class WorkflowService:
         # it out (see aicmo.workflow.backoff); a run it interrupted keeps its lease, which
         # lapses, and is taken over from its last committed step.
         outage = OutageBackoff(worker, stop, closed=lambda: self._s.closed)
+        idle_since: float | None = None
         while not stop.is_set() and (max_runs is None or len(results) < max_runs):
             try:
                 claimed = self.transaction(
@@ -764,8 +777,10 @@ class WorkflowService:
                 if claimed is None:
                     if idle:
                         break
+                    idle_since = self._idle_beat(worker, idle_since, idle_log_interval)
                     stop.wait(poll_interval)
                     continue
+                idle_since = None
                 result = self._work_on(
                     claimed, worker, lease, heartbeat=heartbeat, stop=stop, requeue_on_outage=True
                 )
@@ -773,9 +788,30 @@ class WorkflowService:
                 outage.failed(exc)
                 continue
             results.append(result)
+            if observability.metrics_on():
+                with contextlib.suppress(BackendError):
+                    observability.queue_depth(self.read(self.runs.count_by_status))
             if on_run is not None:
                 on_run(result)
         return results
+
+    def _idle_beat(self, worker: str, since: float | None, interval: float | None) -> float:
+        """Log the idle worker's heartbeat if ``interval`` passed since the last one (or
+        since it became idle); return the new mark."""
+        now = time.monotonic()
+        if since is None:
+            return now
+        if not interval or now - since < interval:
+            return since
+        depth = self.read(self.runs.count_by_status)
+        observability.queue_depth(depth)
+        log.info(
+            "worker %s: idle; queue: %s",
+            worker,
+            ", ".join(f"{n} {s.lower()}" for s, n in depth.items()),
+            extra=observability.fields("idle", worker_id=worker, queued=depth.get("QUEUED", 0)),
+        )
+        return now
 
     def _in_flight(self) -> bool:
         """Whether a run is queued (and due: its ``not_before`` has come) or held by a
@@ -820,13 +856,32 @@ class WorkflowService:
         )
         previous = getattr(self._local, "claim", None)
         self._local.claim = claim
-        with _driving(worker):
+        log.debug(
+            "run %s: started by %s at %s",
+            run_id,
+            worker,
+            claimed.step or "the first step",
+            extra=observability.fields("run_start", run_id=run_id, worker_id=worker),
+        )
+        with (
+            _driving(worker),
+            observability.driving_run(run_id),
+            observability.span("aicmo.run", **{"aicmo.run_id": run_id, "aicmo.worker": worker}),
+        ):
             beat = _Heartbeat(self, claim) if heartbeat else None
             try:
                 self._take_over_files(claimed)
                 outcome = self._resume(claimed).status
-            except LeaseLostError:
+            except LeaseLostError as exc:
                 outcome = "LEASE_LOST"
+                observability.lease_lost()
+                log.warning(
+                    "run %s: %s lost its lease (%s); the run is left to its new holder",
+                    run_id,
+                    worker,
+                    type(exc).__name__,
+                    extra=observability.fields("lease_lost", worker_id=worker),
+                )
             except _StopRequested:
                 self.transaction(functools.partial(self.runs.release, run_id, claim.token))
                 outcome = "RELEASED"
@@ -843,9 +898,18 @@ class WorkflowService:
                     beat.finish()
                 self._local.claim = previous
         stored = self.read(functools.partial(self.runs.get, run_id)) or claimed
-        return WorkedRun(
-            run=stored, outcome=outcome, seconds=time.monotonic() - started, worker_id=worker
+        seconds = time.monotonic() - started
+        observability.run_ended(outcome)
+        log.debug(
+            "run %s: ended %s after %.3fs",
+            run_id,
+            outcome,
+            seconds,
+            extra=observability.fields(
+                "run_end", run_id=run_id, status=outcome, duration=seconds, worker_id=worker
+            ),
         )
+        return WorkedRun(run=stored, outcome=outcome, seconds=seconds, worker_id=worker)
 
     def _take_over_files(self, run: WorkflowRunDTO) -> None:
         """Before driving a claimed run: refuse it if its artifact root is not reachable
@@ -930,13 +994,23 @@ class WorkflowService:
                 self._between_steps(step.name)
             except _CancelRequested:
                 return self._cancel(run)
+            began = time.monotonic()
             try:
-                run = step.do(self, step, run)
+                with observability.span("aicmo.step", **{"aicmo.step": step.name}):
+                    run = step.do(self, step, run)
             except (LeaseLostError, _StopRequested):
                 raise
             except Exception as exc:
                 self._raise_if_outage(exc)
                 return self._fail(run, step.name, exc)
+            seconds = time.monotonic() - began
+            log.debug(
+                "run %s: step %s done in %.3fs",
+                run.workflow_run_id,
+                step.name,
+                seconds,
+                extra=observability.fields("step_done", step=step.name, duration=seconds),
+            )
         try:
             for step in SAGA:
                 if step.complete is not None:
@@ -1049,6 +1123,14 @@ class WorkflowService:
             ) from exc
         run = stored
         done = () if run.step is None else STEPS[: STEPS.index(run.step) + 1]
+        log.debug(
+            "run %s: step %s failed (%s); compensating %d step(s)",
+            run.workflow_run_id,
+            step,
+            type(exc).__name__,
+            len(done),
+            extra=observability.fields("step_failed", step=step, error_type=type(exc).__name__),
+        )
         issues = exc.issues if isinstance(exc, QcFailedError) else []
         run = self._evolve(
             run,
@@ -1099,10 +1181,23 @@ class WorkflowService:
         for step in run.pending_compensations:
             try:
                 run = self.transaction(functools.partial(self._undo_step, run, step))
+                log.debug(
+                    "run %s: step %s compensated",
+                    run.workflow_run_id,
+                    step,
+                    extra=observability.fields("compensation", step=step),
+                )
             except LeaseLostError:
                 raise
             except Exception as exc:
                 failures.append(f"undoing {step} failed: {_describe(exc)}")
+                log.warning(
+                    "run %s: undoing step %s failed (%s); the run stays FAILED for a retry",
+                    run.workflow_run_id,
+                    step,
+                    type(exc).__name__,
+                    extra=observability.fields("compensation_failed", step=step),
+                )
         error = run.error or ""
         if failures:
             error = "; ".join([error, *failures]) if error else "; ".join(failures)

@@ -1,0 +1,161 @@
+"""What logs, traces and metrics cost: repository calls and ``run_workflow`` per mode.
+
+``python -m benchmarks.observability [--quick] [--backends memory,sqlite] [--json PATH]``
+
+Each mode runs in its own process (OpenTelemetry is set up once per process), the modes
+interleaved round after round; every figure is the median over the rounds:
+
+- ``baseline``: aicmo before observability (``--baseline-src DIR``, default the main
+  checkout's ``src``; left out when that folder has no aicmo), OpenTelemetry off;
+- ``off``: this aicmo with OpenTelemetry off (``AICMO_OTEL=off``, as when it is not
+  installed) and logging at the default level (nothing configured);
+- ``log-info``: as ``off``, with the ``aicmo`` logger at INFO into a file;
+- ``log-debug``: as ``off``, every record (DEBUG) into a file;
+- ``otel-sdk``: the OpenTelemetry SDK recording every span and metric in memory.
+
+Reported: ops/s of a repository read (``workflow.get``) and write (``onboarding.save_brief``
+of a stored brief, an upsert), runs/s of ``run_workflow``, and each mode's ratio to
+``off`` (and ``off``'s to ``baseline``). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "acme-saas.toml"
+MODES = ("baseline", "off", "log-info", "log-debug", "otel-sdk")
+
+
+def _setup(mode: str, log_file: str) -> Any:
+    if mode in ("log-info", "log-debug"):
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger = logging.getLogger("aicmo")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if mode == "log-info" else logging.DEBUG)
+    if mode == "otel-sdk":
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        return exporter
+    return None
+
+
+def child(mode: str, backend: str, n: int, runs: int) -> dict[str, Any]:
+    """One mode's figures, in this process."""
+    folder = tempfile.mkdtemp(prefix="aicmo-obs-bench-")
+    exporter = _setup(mode, os.path.join(folder, "aicmo.log"))
+    import aicmo
+
+    url = "memory://" if backend == "memory" else f"sqlite:///{folder}/bench.db"
+    with aicmo.connect(url, artifact_dir=os.path.join(folder, "artifacts")) as app:
+        run = app.run_workflow(str(EXAMPLE))
+        assert run.status == "COMPLETED"
+        brief = app.repos.onboarding.get_brief(run.brief_id or "")
+        assert brief is not None
+        figures: dict[str, float] = {}
+
+        def timed(fn: Any, count: int) -> float:
+            for _ in range(max(1, count // 10)):
+                fn()
+            start = time.perf_counter()
+            for _ in range(count):
+                fn()
+            return count / (time.perf_counter() - start)
+
+        figures["repo_get_ops_s"] = timed(lambda: app.repos.workflow.get(run.workflow_run_id), n)
+        figures["repo_save_ops_s"] = timed(lambda: app.repos.onboarding.save_brief(brief), n)
+        figures["runs_s"] = timed(lambda: app.run_workflow(str(EXAMPLE)), runs)
+        if exporter is not None:
+            figures["spans"] = len(exporter.get_finished_spans())
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.observability")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--backends", default="memory,sqlite")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--baseline-src", default="/work/main/src")
+    parser.add_argument("--child", nargs=4, metavar=("MODE", "BACKEND", "N", "RUNS"))
+    args = parser.parse_args(argv)
+    if args.child:
+        mode, backend, n, runs = args.child
+        print(json.dumps(child(mode, backend, int(n), int(runs))))
+        return
+    rounds = args.rounds or (2 if args.quick else 5)
+    n, runs = (300, 5) if args.quick else (3000, 30)
+    baseline_src = Path(args.baseline_src)
+    modes = [m for m in MODES if m != "baseline" or (baseline_src / "aicmo").is_dir()]
+    results: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for backend in args.backends.split(","):
+        per_mode: dict[str, dict[str, list[float]]] = {m: {} for m in modes}
+        for r in range(rounds):
+            order = modes[r % len(modes) :] + modes[: r % len(modes)]
+            for mode in order:
+                env = {**os.environ, "AICMO_OTEL": "on" if mode == "otel-sdk" else "off"}
+                path = [str(ROOT)]
+                if mode == "baseline":
+                    path.insert(0, str(baseline_src))
+                env["PYTHONPATH"] = os.pathsep.join(path)
+                cmd = [sys.executable, "-m", "benchmarks.observability", "--child", mode]
+                out = subprocess.run(  # noqa: S603 - our own interpreter and arguments
+                    [*cmd, backend, str(n), str(runs)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=ROOT,
+                )
+                for key, value in json.loads(out.stdout).items():
+                    per_mode[mode].setdefault(key, []).append(value)
+        results[backend] = per_mode
+    report: dict[str, Any] = {"rounds": rounds, "calls": n, "runs": runs, "backends": {}}
+    for backend, per_mode in results.items():
+        medians = {
+            m: {k: statistics.median(v) for k, v in figs.items()} for m, figs in per_mode.items()
+        }
+        ratios = {
+            m: {
+                k: medians[m][k] / medians["off"][k]
+                for k in ("repo_get_ops_s", "repo_save_ops_s", "runs_s")
+            }
+            for m in medians
+        }
+        report["backends"][backend] = {"medians": medians, "ratio_to_off": ratios}
+        print(f"{backend}: ops/s (ratio to off)")
+        for m in medians:
+            cells = [
+                f"{k}={medians[m][k]:.1f} ({ratios[m][k]:.3f})"
+                for k in ("repo_get_ops_s", "repo_save_ops_s", "runs_s")
+            ]
+            print(f"  {m:10} " + "  ".join(cells))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
