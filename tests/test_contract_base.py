@@ -4,6 +4,7 @@ wrong (each wrong repository below is a real subclass on a real backend)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -125,7 +126,8 @@ class ForgetsIndustry(InMemoryBriefRepository):
         super().save_brief(brief)
 
 
-STALE_UPDATED_AT = Sql(SAVE_BRIEF.text.replace(",\n    updated_at = excluded.updated_at", ""))
+STALE_UPDATED_AT = Sql(re.sub(r",\s*updated_at = excluded\.updated_at", "", SAVE_BRIEF.text))
+assert STALE_UPDATED_AT.text != SAVE_BRIEF.text, "the wrong statement must differ"
 
 
 class StaleUpdatedAt(SqlBriefRepository):

@@ -41,7 +41,8 @@ class Sdk:
 
     def points(self, name: str) -> list[Any]:
         data = self.reader.get_metrics_data()
-        assert data is not None
+        if data is None:  # nothing recorded yet
+            return []
         return [
             point
             for rm in data.resource_metrics
@@ -57,17 +58,30 @@ _SDK: Sdk | None = None
 
 @pytest.fixture(scope="module")
 def sdk_installed() -> Iterator[Sdk]:
-    """The SDK as the process's providers (settable once per process: kept for the
-    module, shut down after it so that later tests record nothing)."""
+    """The SDK as the process's providers for this module's tests; the API's defaults
+    again after them, so that apps connected later are not wrapped (one SDK per process:
+    the instruments aicmo made stay bound to it)."""
     global _SDK
     if _SDK is None:
         _SDK = Sdk()
-        trace.set_tracer_provider(_SDK.tracer_provider)
-        metrics.set_meter_provider(_SDK.meter_provider)
+    trace.set_tracer_provider(_SDK.tracer_provider)
+    metrics.set_meter_provider(_SDK.meter_provider)
     assert observability.otel_enabled()
     yield _SDK
-    _SDK.tracer_provider.shutdown()
-    _SDK.meter_provider.shutdown()
+    _reset_otel_globals()
+
+
+def _reset_otel_globals() -> None:
+    """Back to the API's default providers, as OpenTelemetry's own test utilities do
+    (``opentelemetry.test.globals_test``): later tests in this process connect apps that
+    nothing records, so their repositories are not wrapped."""
+    from opentelemetry.metrics import _internal as metrics_internal
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
+    metrics_internal._METER_PROVIDER = None
 
 
 @pytest.fixture
@@ -192,7 +206,12 @@ def test_without_opentelemetry_the_repositories_are_not_wrapped(setup: str) -> N
 def test_with_opentelemetry_the_repositories_are_wrapped() -> None:
     code = (
         "import aicmo\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
         "from aicmo.workflow.memory import InMemoryWorkflowRunRepository\n"
+        "with aicmo.connect('memory://') as app:\n"
+        "    assert type(app.repos.workflow) is InMemoryWorkflowRunRepository  # nothing records\n"
+        "trace.set_tracer_provider(TracerProvider())\n"
         "with aicmo.connect('memory://') as app:\n"
         "    print(type(app.repos.workflow) is InMemoryWorkflowRunRepository)\n"
     )

@@ -284,8 +284,28 @@ def serve_prometheus(port: int, host: str = "127.0.0.1", *, multiprocess: bool =
 
 
 def metrics_on() -> bool:
-    """Whether anything records metrics or spans (so repositories are worth wrapping)."""
-    return _prometheus is not None or _otel() is not None
+    """Whether anything records metrics or spans (so repositories are worth wrapping):
+    Prometheus is on, or OpenTelemetry is importable, not off, and an SDK (anything other
+    than the API's default proxy or no-op providers) is installed. Checked when an app is
+    connected: install the SDK's providers before :func:`aicmo.connect`."""
+    return _prometheus is not None or _otel_recording()
+
+
+def _otel_recording() -> bool:
+    o = _otel()
+    if o is None:
+        return False
+    from opentelemetry import metrics, trace
+
+    tracing = not isinstance(
+        trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+    )
+    # The API's default meter provider is a private proxy class: known by its name.
+    metering = type(metrics.get_meter_provider()).__name__ not in (
+        "_ProxyMeterProvider",
+        "NoOpMeterProvider",
+    )
+    return tracing or metering
 
 
 def run_ended(status: str) -> None:
@@ -332,7 +352,14 @@ class _Instrumented:
         self._module = module
         self._system = system
 
+    @property
+    def __wrapped__(self) -> object:
+        """The repository whose calls this one traces."""
+        return self._inner
+
     def __getattr__(self, name: str) -> Any:
+        if name in ("_inner", "_module", "_system"):  # not set yet (a copy being made)
+            raise AttributeError(name)
         attr = getattr(self._inner, name)
         if name.startswith("_") or not callable(attr):
             return attr

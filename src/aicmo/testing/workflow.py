@@ -67,6 +67,8 @@ def _changed(run: WorkflowRunDTO) -> WorkflowRunDTO:
         completed_at=T0 + timedelta(days=3),
         intake_fingerprint="e" * 64,
         artifact_root="/srv/other",
+        priority=7,
+        not_before=T0 + timedelta(days=4),
     )
 
 
@@ -112,13 +114,19 @@ class WorkflowRunRepositoryContract(RepositoryContract):
                 changed=_changed,
                 save=_save,
                 load=lambda app, run: app.repos.workflow.get(run.workflow_run_id),
-                # The lease fields are the repository's own: update() never writes them.
+                # The lease fields, the cancel request and the attempt's place are the
+                # repository's own (claim, request_cancel, add_attempt): update() keeps them.
                 keys=(
                     "workflow_run_id",
                     "idempotency_key",
                     "claimed_by",
                     "lease_expires_at",
                     "lease_token",
+                    "cancel_requested_at",
+                    "cancel_reason",
+                    "cancelled_by",
+                    "attempt",
+                    "retry_of",
                 ),
             )
         ]

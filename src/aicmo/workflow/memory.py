@@ -23,6 +23,7 @@ from aicmo.workflow.rules import (
     cancel_args,
     claimable_queued,
     key_arg,
+    lease_lost,
     list_args,
     not_cancellable,
     prefix_arg,
@@ -81,6 +82,14 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
         return datetime.now(UTC)
 
     def _update(self, run: WorkflowRunDTO, old: WorkflowRunDTO, fence: int | None) -> None:
+        # The fence again on the stored run itself, as the SQL statement's WHERE does: the
+        # pre-check read ``old`` through ``get``, which a subclass may answer otherwise.
+        stored = self._runs.get(run.workflow_run_id)
+        if stored is None:
+            raise run_not_found(run.workflow_run_id)
+        if fence is not None and stored.lease_token != fence:
+            raise lease_lost(run.workflow_run_id, fence, stored)
+        old = stored
         kept = _evolve(
             run,
             claimed_by=old.claimed_by,
