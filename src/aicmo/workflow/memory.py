@@ -137,24 +137,8 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
             found = sorted(r.workflow_run_id for r in self._runs.values())
         return [i for i in found if i.startswith(prefix)][:limit]
 
-    def attempts(self, workflow_run_id: str) -> builtins.list[WorkflowRunDTO]:
-        workflow_run_id = key_arg(workflow_run_id, "workflow_run_id")
-        with self._db.read():
-            run = self._runs.get(workflow_run_id)
-            if run is None:
-                return []
-            chain = [run]
-            while chain[0].retry_of is not None:
-                before = self._runs.get(chain[0].retry_of)
-                if before is None:
-                    break
-                chain.insert(0, before)
-            while True:
-                after = self._runs.held("retry_of", chain[-1].workflow_run_id)
-                if after is None:
-                    break
-                chain.append(after)
-        return chain
+    def _retry_of(self, workflow_run_id: str) -> WorkflowRunDTO | None:
+        return self._runs.held("retry_of", workflow_run_id)
 
     def request_cancel(
         self,

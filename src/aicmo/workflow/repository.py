@@ -1,5 +1,6 @@
 """What every ``WorkflowRunRepository`` of aicmo does the same way: check the arguments and
-the stored run, then hand the backend its one write (:class:`RunRepositoryBase`)."""
+the stored run, then hand the backend its one write, and walk a run's attempts
+(:class:`RunRepositoryBase`)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,26 @@ class RunRepositoryBase(ABC):
 
     @abstractmethod
     def _renew(self, workflow_run_id: str, token: int, until: datetime) -> bool: ...
+
+    @abstractmethod
+    def _retry_of(self, workflow_run_id: str) -> WorkflowRunDTO | None:
+        """The attempt that retried ``workflow_run_id``, if any (at most one)."""
+
+    def attempts(self, workflow_run_id: str) -> list[WorkflowRunDTO]:
+        """Every attempt of the run ``workflow_run_id`` belongs to, oldest first (``[]``
+        for an unknown id): back along ``retry_of``, then forward to the latest."""
+        run = self.get(workflow_run_id)
+        if run is None:
+            return []
+        chain = [run]
+        while chain[0].retry_of is not None:
+            before = self.get(chain[0].retry_of)
+            if before is None:
+                break
+            chain.insert(0, before)
+        while (after := self._retry_of(chain[-1].workflow_run_id)) is not None:
+            chain.append(after)
+        return chain
 
     @abstractmethod
     def _release(self, workflow_run_id: str, token: int, retry_at: datetime | None) -> bool: ...

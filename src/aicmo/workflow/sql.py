@@ -303,20 +303,6 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
         """The attempt that retried ``workflow_run_id``, if any."""
         return self._runs.maybe(self._db.fetch_one(GET_RETRY, {"workflow_run_id": workflow_run_id}))
 
-    def attempts(self, workflow_run_id: str) -> builtins.list[WorkflowRunDTO]:
-        run = self.get(workflow_run_id)
-        if run is None:
-            return []
-        chain = [run]
-        while chain[0].retry_of is not None:
-            before = self.get(chain[0].retry_of)
-            if before is None:
-                break
-            chain.insert(0, before)
-        while (after := self._retry_of(chain[-1].workflow_run_id)) is not None:
-            chain.append(after)
-        return chain
-
     def request_cancel(
         self,
         workflow_run_id: str,
