@@ -218,8 +218,10 @@ class _Prometheus:
             ["module", "operation"],
         )
         self.ended = p.Counter("aicmo_runs_ended", "Runs ended, by status", ["status"])
+        # The queue is shared: its depth is the latest reading of any live process (the
+        # largest would keep an idle child's stale reading from before the queue drained).
         self.depth = p.Gauge(
-            "aicmo_queue_depth", "Runs per status", ["status"], multiprocess_mode="livemax"
+            "aicmo_queue_depth", "Runs per status", ["status"], multiprocess_mode="livemostrecent"
         )
         self.lost = p.Counter("aicmo_lease_lost", "Leases lost to another driver")
 
