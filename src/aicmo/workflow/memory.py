@@ -18,19 +18,18 @@ from aicmo.workflow.repository import RunRepositoryBase
 from aicmo.workflow.rules import (
     RETRYABLE,
     ClaimArgs,
+    ListArgs,
     attempt_arg_missing,
     attempt_conflict,
     cancel_args,
     claimable_queued,
     key_arg,
     lease_lost,
-    list_args,
     not_cancellable,
     prefix_arg,
     queue_order,
     run_arg,
     run_not_found,
-    status_arg,
     takeable,
     takeover_order,
 )
@@ -109,17 +108,7 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
     def get_by_key(self, idempotency_key: str) -> WorkflowRunDTO | None:
         return self._runs.held("idempotency_key", key_arg(idempotency_key, "idempotency_key"))
 
-    def list(
-        self,
-        status: str | None = None,
-        *,
-        client_id: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-    ) -> list[WorkflowRunDTO]:
-        status = status_arg(status)
-        args = list_args(client_id=client_id, since=since, limit=limit)
+    def _list(self, status: str | None, args: ListArgs) -> builtins.list[WorkflowRunDTO]:
         with self._db.read():
             runs = self._runs.values() if status is None else self._runs.lookup("status", status)
         chosen = [
@@ -128,7 +117,7 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
             if (args.client_id is None or r.client_id == args.client_id)
             and (args.since is None or r.created_at >= args.since)
         ]
-        ordered = sorted(chosen, key=_order, reverse=bool(newest_first))
+        ordered = sorted(chosen, key=_order, reverse=args.newest_first)
         return ordered if args.limit is None else ordered[: args.limit]
 
     def ids_with_prefix(self, prefix: str, *, limit: int = 10) -> builtins.list[str]:

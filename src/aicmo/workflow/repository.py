@@ -4,21 +4,27 @@ the stored run, then hand the backend its one write, and walk a run's attempts
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
+from typing import Unpack
 
 from aicmo.workflow.dtos import WorkflowRunDTO
+from aicmo.workflow.ports import RunFilters
 from aicmo.workflow.rules import (
     ClaimArgs,
+    ListArgs,
     claim_args,
     key_arg,
     key_changed,
     lease_lost,
     lease_until,
+    list_args,
     retry_time,
     run_arg,
     run_not_found,
+    status_arg,
     token_arg,
 )
 
@@ -52,10 +58,19 @@ class RunRepositoryBase(ABC):
     def _renew(self, workflow_run_id: str, token: int, until: datetime) -> bool: ...
 
     @abstractmethod
+    def _list(self, status: str | None, args: ListArgs) -> builtins.list[WorkflowRunDTO]:
+        """The runs ``list`` returns (arguments checked)."""
+
+    def list(
+        self, status: str | None = None, **filters: Unpack[RunFilters]
+    ) -> list[WorkflowRunDTO]:
+        return self._list(status_arg(status), list_args(**filters))
+
+    @abstractmethod
     def _retry_of(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         """The attempt that retried ``workflow_run_id``, if any (at most one)."""
 
-    def attempts(self, workflow_run_id: str) -> list[WorkflowRunDTO]:
+    def attempts(self, workflow_run_id: str) -> builtins.list[WorkflowRunDTO]:
         """Every attempt of the run ``workflow_run_id`` belongs to, oldest first (``[]``
         for an unknown id): back along ``retry_of``, then forward to the latest."""
         run = self.get(workflow_run_id)

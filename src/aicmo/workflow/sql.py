@@ -24,17 +24,16 @@ from aicmo.workflow.repository import RunRepositoryBase
 from aicmo.workflow.rules import (
     RETRYABLE,
     ClaimArgs,
+    ListArgs,
     attempt_arg_missing,
     attempt_conflict,
     cancel_args,
     key_arg,
     lease_lost,
-    list_args,
     not_cancellable,
     prefix_arg,
     run_arg,
     run_not_found,
-    status_arg,
 )
 
 __all__ = ["SqlWorkflowRunRepository"]
@@ -264,19 +263,8 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
         )
         return self._runs.maybe(row)
 
-    def list(
-        self,
-        status: str | None = None,
-        *,
-        client_id: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-    ) -> list[WorkflowRunDTO]:
-        status = status_arg(status)
-        args = list_args(client_id=client_id, since=since, limit=limit)
-        plain = args.client_id is None and args.since is None and args.limit is None
-        if plain and not newest_first:
+    def _list(self, status: str | None, args: ListArgs) -> builtins.list[WorkflowRunDTO]:
+        if args.plain:
             if status is None:
                 rows = self._db.fetch_all(LIST_RUNS)
             else:
@@ -291,7 +279,7 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
             "since": None if args.since is None else self._db.encode_datetime(args.since),
             "limit": _NO_LIMIT if args.limit is None else args.limit,
         }
-        statement = LIST_RUNS_NEWEST if newest_first else LIST_RUNS_FILTERED
+        statement = LIST_RUNS_NEWEST if args.newest_first else LIST_RUNS_FILTERED
         return self._runs.from_rows(self._db.fetch_all(statement, params))
 
     def ids_with_prefix(self, prefix: str, *, limit: int = 10) -> builtins.list[str]:
