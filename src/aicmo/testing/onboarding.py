@@ -14,7 +14,15 @@ import aicmo
 from aicmo.errors import NotFoundError, ValidationError
 from aicmo.onboarding import ChannelPreferenceDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
 from aicmo.testing.base import Kind, Listing, RepositoryContract, tied
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, read_rule
+from aicmo.testing.parity import (
+    Boom,
+    Known,
+    Op,
+    ParityMachine,
+    assert_same,
+    one_of_known,
+    read_rule,
+)
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
 
 __all__ = ["BriefParityMachine", "BriefRepositoryContract", "briefs", "intakes", "make_brief"]
@@ -331,19 +339,10 @@ intakes = st.builds(IntakeFormDTO, responses=json_objects, submitted_at=aware_da
 class BriefParityMachine(ParityMachine):
     """Memory vs SQL ``BriefRepository``. Subclass and define ``make_sql_app``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.brief_ids: set[str] = set()
-        self.clients: set[str] = set()
-
-    def seen(self, op: Op) -> None:
-        args = [a for arg in op.args for a in (arg if isinstance(arg, list) else [arg])]
-        for arg in args:
-            if isinstance(arg, NormalizedBriefDTO):
-                self.brief_ids.add(arg.brief_id)
-                self.clients.add(arg.client_id)
-            elif isinstance(arg, str):
-                self.brief_ids.add(arg)
+    module = "onboarding"
+    known = (Known("brief_ids", "brief_id"), Known("clients", "client_id"))
+    brief_ids: set[str]
+    clients: set[str]
 
     def write_ops(self) -> st.SearchStrategy[Op]:
         known = one_of_known(self.brief_ids)

@@ -16,6 +16,7 @@ from aicmo.production import AssetDTO, ContentDraftDTO, DraftBundleDTO
 from aicmo.testing.base import Kind, Listing, RepositoryContract, tied
 from aicmo.testing.parity import (
     Boom,
+    Known,
     Op,
     ParityMachine,
     assert_same,
@@ -502,9 +503,6 @@ def bundles(
     )
 
 
-_DRAFT_KEYED = {"get_draft", "delete_draft", "list_bundles"}
-
-
 class ProductionParityMachine(ParityMachine):
     """Memory vs SQL ``ProductionRepository``. Subclass and define ``make_sql_app``.
 
@@ -512,39 +510,33 @@ class ProductionParityMachine(ParityMachine):
     existing drafts, existing bundles and the asset ids they hold.
     """
 
+    module = "production"
+    known = (
+        Known("draft_ids", "draft_id"),
+        Known("strategy_ids", "strategy_id", ("list_drafts",)),
+        Known("bundle_ids", "bundle_id", ("get_bundle",)),
+    )
+    draft_ids: set[str]
+    strategy_ids: set[str]
+    bundle_ids: set[str]
+    asset_ids: set[str]
+
     def __init__(self) -> None:
         super().__init__()
-        self.draft_ids: set[str] = set()
-        self.strategy_ids: set[str] = set()
-        self.bundle_ids: set[str] = set()
-        self.asset_ids: set[str] = set()
+        self.asset_ids = set()
 
     def seen(self, op: Op) -> None:
+        super().seen(op)
         for arg in op.args:
-            if isinstance(arg, ContentDraftDTO):
-                self.draft_ids.add(arg.draft_id)
-                self.strategy_ids.add(arg.strategy_id)
-            elif isinstance(arg, DraftBundleDTO):
-                self.bundle_ids.add(arg.bundle_id)
-                self.draft_ids.add(arg.draft_id)
+            if isinstance(arg, DraftBundleDTO):
                 self.asset_ids.update(a.asset_id for a in arg.assets)
-            elif isinstance(arg, str):
-                if op.method in _DRAFT_KEYED:
-                    self.draft_ids.add(arg)
-                elif op.method == "list_drafts":
-                    self.strategy_ids.add(arg)
-                elif op.method == "get_bundle":
-                    self.bundle_ids.add(arg)
 
     # -- what exists (read from the memory app) ------------------------------------------
     def _existing_drafts(self) -> list[str]:
-        repo = self.memory.repos.production
-        return [i for i in sorted(self.draft_ids) if repo.get_draft(i) is not None]
+        return [d.draft_id for d in self.stored("get_draft", self.draft_ids)]
 
     def _existing_bundles(self) -> list[DraftBundleDTO]:
-        repo = self.memory.repos.production
-        found = (repo.get_bundle(i) for i in sorted(self.bundle_ids))
-        return [b for b in found if b is not None]
+        return self.stored("get_bundle", self.bundle_ids)
 
     def _bundles_or(self, data: st.DataObject) -> list[DraftBundleDTO]:
         """The stored bundles; when there are none, one is saved first (no asset is held

@@ -17,6 +17,7 @@ from aicmo.qc import SEVERITIES, QcIssueDTO, QcResultDTO
 from aicmo.testing.base import Kind, RepositoryContract
 from aicmo.testing.parity import (
     Boom,
+    Known,
     Op,
     ParityMachine,
     assert_same,
@@ -389,31 +390,14 @@ qc_results = st.builds(
 class QcParityMachine(ParityMachine):
     """Memory vs SQL ``QcRepository``. Subclass and define ``make_sql_app``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.draft_ids: set[str] = set()
-        self.result_ids: set[str] = set()
-
-    def seen(self, op: Op) -> None:
-        for arg in op.args:
-            if isinstance(arg, QcResultDTO):
-                self.draft_ids.add(arg.draft_id)
-                self.result_ids.add(arg.result_id)
-            elif isinstance(arg, str):
-                (self.result_ids if op.method == "get_by_id" else self.draft_ids).add(arg)
-
-    def _stored(self) -> list[QcResultDTO]:
-        """The results the memory app holds now (to aim rules at real records)."""
-        repo = self.memory.repos.qc
-        found = (repo.get_result(d) for d in sorted(self.draft_ids))
-        return [r for r in found if r is not None]
+    module = "qc"
+    known = (Known("draft_ids", "draft_id"), Known("result_ids", "result_id", ("get_by_id",)))
+    draft_ids: set[str]
+    result_ids: set[str]
 
     def _stored_or(self, data: st.DataObject) -> list[QcResultDTO]:
-        """The stored results; when there are none, one is saved first (so rules that
-        need a stored result always run: no draw is thrown away)."""
-        if not self._stored():
-            self.both(Op("qc", "save_result", (data.draw(qc_results, label="first"),)))
-        return self._stored()
+        first = qc_results.map(lambda r: Op("qc", "save_result", (r,)))
+        return self.stored_or(data, "get_result", self.draft_ids, first)
 
     def _known_drafts(self) -> st.SearchStrategy[str]:
         return one_of_known(self.draft_ids)

@@ -22,6 +22,7 @@ from aicmo.strategy import (
 from aicmo.testing.base import Kind, Listing, RepositoryContract
 from aicmo.testing.parity import (
     Boom,
+    Known,
     Op,
     ParityMachine,
     assert_same,
@@ -440,33 +441,20 @@ strategy_docs = st.builds(
 class StrategyParityMachine(ParityMachine):
     """Memory vs SQL ``StrategyRepository``. Subclass and define ``make_sql_app``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.strategy_ids: set[str] = set()
-        self.brief_ids: set[str] = set()
-
-    def seen(self, op: Op) -> None:
-        for arg in op.args:
-            if isinstance(arg, StrategyDocDTO):
-                self.strategy_ids.add(arg.strategy_id)
-                self.brief_ids.add(arg.brief_id)
-            elif isinstance(arg, str):
-                if op.method in ("list_by_brief", "list_versions"):
-                    self.brief_ids.add(arg)
-                else:
-                    self.strategy_ids.add(arg)
+    module = "strategy"
+    known = (
+        Known("strategy_ids", "strategy_id"),
+        Known("brief_ids", "brief_id", ("list_by_brief", "list_versions")),
+    )
+    strategy_ids: set[str]
+    brief_ids: set[str]
 
     def _stored(self) -> list[StrategyDocDTO]:
-        """The documents stored now (read from the memory app, which must agree with SQL)."""
-        repo = self.memory.repos.strategy
-        docs = (repo.get(i) for i in sorted(self.strategy_ids))
-        return [d for d in docs if d is not None]
+        return self.stored("get", self.strategy_ids)
 
     def _stored_or(self, data: st.DataObject) -> list[StrategyDocDTO]:
-        """The stored documents; when there are none, one is saved first."""
-        if not self._stored():
-            self.both(Op("strategy", "save", (data.draw(strategy_docs, label="first"),)))
-        return self._stored()
+        first = strategy_docs.map(lambda d: Op("strategy", "save", (d,)))
+        return self.stored_or(data, "get", self.strategy_ids, first)
 
     def _briefs_seen(self) -> st.SearchStrategy[str]:
         return one_of_known(self.brief_ids, _briefs) | _briefs

@@ -16,7 +16,15 @@ from hypothesis.stateful import rule
 import aicmo
 from aicmo.errors import ConflictError, LeaseLostError, NotFoundError, ValidationError
 from aicmo.testing.base import Kind, Listing, RepositoryContract, only_on, tied
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, read_rule
+from aicmo.testing.parity import (
+    Boom,
+    Known,
+    Op,
+    ParityMachine,
+    assert_same,
+    one_of_known,
+    read_rule,
+)
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text, small_ints
 from aicmo.workflow import RUN_STATUSES, STEPS, WorkflowRunDTO
 
@@ -839,19 +847,10 @@ class _Call(Op):
 class WorkflowRunParityMachine(ParityMachine):
     """Memory vs SQL ``WorkflowRunRepository``. Subclass and define ``make_sql_app``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.run_ids: set[str] = set()
-        self.keys: set[str] = set()
-
-    def seen(self, op: Op) -> None:
-        for arg in op.args:
-            if isinstance(arg, WorkflowRunDTO):
-                self.run_ids.add(arg.workflow_run_id)
-                if arg.idempotency_key is not None:
-                    self.keys.add(arg.idempotency_key)
-            elif isinstance(arg, str):
-                self.run_ids.add(arg)
+    module = "workflow"
+    known = (Known("run_ids", "workflow_run_id"), Known("keys", "idempotency_key"))
+    run_ids: set[str]
+    keys: set[str]
 
     def write_ops(self) -> st.SearchStrategy[Op]:
         known = one_of_known(self.run_ids)
