@@ -13,8 +13,13 @@ from typing import Unpack
 from aicmo.workflow.dtos import WorkflowRunDTO
 from aicmo.workflow.ports import RunFilters
 from aicmo.workflow.rules import (
+    RETRYABLE,
+    CancelArgs,
     ClaimArgs,
     ListArgs,
+    attempt_arg_missing,
+    attempt_conflict,
+    cancel_args,
     claim_args,
     key_arg,
     key_changed,
@@ -65,6 +70,40 @@ class RunRepositoryBase(ABC):
         self, status: str | None = None, **filters: Unpack[RunFilters]
     ) -> list[WorkflowRunDTO]:
         return self._list(status_arg(status), list_args(**filters))
+
+    def request_cancel(
+        self,
+        workflow_run_id: str,
+        *,
+        reason: str | None = None,
+        by: str,
+        now: datetime | None = None,
+    ) -> WorkflowRunDTO:
+        with self._transaction():
+            args = cancel_args(workflow_run_id, reason=reason, by=by, now=now, clock=self._clock)
+            return self._request_cancel(args)
+
+    @abstractmethod
+    def _request_cancel(self, args: CancelArgs) -> WorkflowRunDTO:
+        """Ask for the run's cancel (arguments checked, inside the transaction)."""
+
+    def add_attempt(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        run = run_arg(run)
+        if run.retry_of is None:
+            raise attempt_arg_missing(run)
+        with self._transaction():
+            previous = self.get(run.retry_of)
+            if previous is None:
+                raise run_not_found(run.retry_of)
+            newer = self._retry_of(run.retry_of)
+            if newer is not None or previous.status not in RETRYABLE:
+                raise attempt_conflict(previous, newer)
+            return self._add_attempt(run, previous)
+
+    @abstractmethod
+    def _add_attempt(self, run: WorkflowRunDTO, previous: WorkflowRunDTO) -> WorkflowRunDTO:
+        """Insert ``run`` and move ``previous``'s key to it (``previous``: checked, may be
+        retried), inside the transaction."""
 
     @abstractmethod
     def _retry_of(self, workflow_run_id: str) -> WorkflowRunDTO | None:

@@ -22,12 +22,10 @@ from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
 from aicmo.workflow.repository import RunRepositoryBase
 from aicmo.workflow.rules import (
-    RETRYABLE,
+    CancelArgs,
     ClaimArgs,
     ListArgs,
-    attempt_arg_missing,
     attempt_conflict,
-    cancel_args,
     key_arg,
     lease_lost,
     not_cancellable,
@@ -291,53 +289,34 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
         """The attempt that retried ``workflow_run_id``, if any."""
         return self._runs.maybe(self._db.fetch_one(GET_RETRY, {"workflow_run_id": workflow_run_id}))
 
-    def request_cancel(
-        self,
-        workflow_run_id: str,
-        *,
-        reason: str | None = None,
-        by: str,
-        now: datetime | None = None,
-    ) -> WorkflowRunDTO:
-        with self._db.transaction():
-            args = cancel_args(workflow_run_id, reason=reason, by=by, now=now, clock=self._db.clock)
-            params = {
-                "workflow_run_id": args.workflow_run_id,
-                "now": self._db.encode_datetime(args.now),
-                "reason": args.reason,
-                "by": args.by,
-            }
-            if self._db.execute(CANCEL_QUEUED, params) == 0:
-                self._db.execute(REQUEST_CANCEL, params)
-            run = self.get(args.workflow_run_id)
-            if run is None:
-                raise run_not_found(args.workflow_run_id)
-            if run.status != "CANCELLED" and run.cancel_requested_at is None:
-                raise not_cancellable(run)
-            return run
+    def _request_cancel(self, args: CancelArgs) -> WorkflowRunDTO:
+        params = {
+            "workflow_run_id": args.workflow_run_id,
+            "now": self._db.encode_datetime(args.now),
+            "reason": args.reason,
+            "by": args.by,
+        }
+        if self._db.execute(CANCEL_QUEUED, params) == 0:
+            self._db.execute(REQUEST_CANCEL, params)
+        run = self.get(args.workflow_run_id)
+        if run is None:
+            raise run_not_found(args.workflow_run_id)
+        if run.status != "CANCELLED" and run.cancel_requested_at is None:
+            raise not_cancellable(run)
+        return run
 
-    def add_attempt(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        run = run_arg(run)
-        if run.retry_of is None:
-            raise attempt_arg_missing(run)
-        with self._db.transaction():
-            previous = self.get(run.retry_of)
-            if previous is None:
-                raise run_not_found(run.retry_of)
-            newer = self._retry_of(run.retry_of)
-            if newer is not None or previous.status not in RETRYABLE:
+    def _add_attempt(self, run: WorkflowRunDTO, previous: WorkflowRunDTO) -> WorkflowRunDTO:
+        if self._db.execute(RELEASE_KEY, {"workflow_run_id": previous.workflow_run_id}) != 1:
+            raise attempt_conflict(self.get(previous.workflow_run_id) or previous, None)
+        stored: WorkflowRunDTO = attrs.evolve(run, idempotency_key=previous.idempotency_key)  # type: ignore[misc]
+        if self._db.execute(CREATE_RUN, self._runs.to_row(stored)) != 1:
+            # A concurrent retry of the same attempt committed first (or the id is
+            # taken): this transaction rolls back, the key stays where it went.
+            newer = self._retry_of(previous.workflow_run_id)
+            if newer is not None:
                 raise attempt_conflict(previous, newer)
-            if self._db.execute(RELEASE_KEY, {"workflow_run_id": run.retry_of}) != 1:
-                raise attempt_conflict(self.get(run.retry_of) or previous, None)
-            stored: WorkflowRunDTO = attrs.evolve(run, idempotency_key=previous.idempotency_key)  # type: ignore[misc]
-            if self._db.execute(CREATE_RUN, self._runs.to_row(stored)) != 1:
-                # A concurrent retry of the same attempt committed first (or the id is
-                # taken): this transaction rolls back, the key stays where it went.
-                newer = self._retry_of(run.retry_of)
-                if newer is not None:
-                    raise attempt_conflict(previous, newer)
-                raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
-            return stored
+            raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
+        return stored
 
     def count_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(RUN_STATUSES, 0)
