@@ -14,15 +14,7 @@ import aicmo
 from aicmo.errors import NotFoundError, ValidationError
 from aicmo.onboarding import ChannelPreferenceDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
 from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve, tied
-from aicmo.testing.parity import (
-    Boom,
-    Known,
-    Op,
-    ParityMachine,
-    assert_same,
-    one_of_known,
-    read_rule,
-)
+from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, read_rule
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
 
 __all__ = ["BriefParityMachine", "BriefRepositoryContract", "briefs", "intakes", "make_brief"]
@@ -337,7 +329,7 @@ class BriefParityMachine(ParityMachine):
     """Memory vs SQL ``BriefRepository``. Subclass and define ``make_sql_app``."""
 
     module = "onboarding"
-    known = (Known("brief_ids", "brief_id"), Known("clients", "client_id"))
+    known = {"brief_ids": "brief_id", "clients": "client_id"}
     brief_ids: set[str]
     clients: set[str]
 

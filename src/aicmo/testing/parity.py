@@ -9,7 +9,7 @@ both apps must be the same too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -22,7 +22,6 @@ from aicmo.testing.strategies import ids
 
 __all__ = [
     "Boom",
-    "Known",
     "Op",
     "ParityMachine",
     "assert_same",
@@ -110,18 +109,6 @@ class Op:
         return f"{self.module}.{self.method}{self.args!r}"
 
 
-@attrs.frozen
-class Known:
-    """A set of ids a :class:`ParityMachine` remembers, as its attribute ``name``: the
-    ``field`` of every record an operation passes (when the record has it and it is text),
-    and the text arguments of ``methods``. The machine's first ``Known`` also takes the
-    text arguments of every method no ``Known`` names."""
-
-    name: str
-    field: str
-    methods: tuple[str, ...] = ()
-
-
 def _flat(args: Iterable[Any]) -> Iterator[Any]:
     """``args``, with the items of list arguments (batches) in place of the lists."""
     for arg in args:
@@ -133,17 +120,21 @@ def _flat(args: Iterable[Any]) -> Iterator[Any]:
 
 class ParityMachine(RuleBasedStateMachine):
     """Subclass with :meth:`make_sql_app`, :meth:`write_ops` and :meth:`observe`; name the
-    repository's ``module`` and the ids to remember in ``known``."""
+    repository's ``module`` and the ids to remember in ``known`` and ``text_args``."""
 
     module: ClassVar[str] = ""
     """The module whose repository both apps' operations call (``app.repos.<module>``)."""
-    known: ClassVar[tuple[Known, ...]] = ()
-    """The sets of ids :meth:`seen` fills (each an attribute, empty at the start)."""
+    known: ClassVar[Mapping[str, str]] = {}
+    """The sets of ids :meth:`seen` fills, each an attribute (empty at the start), with the
+    field it takes from every record an operation passes (if the record has it as text)."""
+    text_args: ClassVar[Mapping[str, str]] = {}
+    """By method: the set of ``known`` its text arguments go to (any other method's: the
+    first set of ``known``)."""
 
     def __init__(self) -> None:
         super().__init__()
-        for known in self.known:
-            setattr(self, known.name, set())
+        for name in self.known:
+            setattr(self, name, set())
         self.memory = aicmo.connect("memory://")
         self.sql = self.make_sql_app()
 
@@ -165,15 +156,15 @@ class ParityMachine(RuleBasedStateMachine):
         sets ``known`` declares."""
         if not self.known:
             return
-        text_pool = next((k for k in self.known if op.method in k.methods), self.known[0])
+        text_pool = self.text_args.get(op.method) or next(iter(self.known))
         for arg in _flat(op.args):
             if isinstance(arg, str):
-                getattr(self, text_pool.name).add(arg)
+                getattr(self, text_pool).add(arg)
             elif attrs.has(type(arg)):
-                for known in self.known:
-                    value = getattr(arg, known.field, None)
+                for name, field in self.known.items():
+                    value = getattr(arg, field, None)
                     if isinstance(value, str):
-                        getattr(self, known.name).add(value)
+                        getattr(self, name).add(value)
 
     def stored(self, method: str, keys: Iterable[str]) -> list[Any]:
         """What ``<module>.<method>(key)`` returns on the memory app (the reference, which

@@ -16,7 +16,6 @@ from aicmo.production import AssetDTO, ContentDraftDTO, DraftBundleDTO
 from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve, tied
 from aicmo.testing.parity import (
     Boom,
-    Known,
     Op,
     ParityMachine,
     assert_same,
@@ -505,11 +504,8 @@ class ProductionParityMachine(ParityMachine):
     """
 
     module = "production"
-    known = (
-        Known("draft_ids", "draft_id"),
-        Known("strategy_ids", "strategy_id", ("list_drafts",)),
-        Known("bundle_ids", "bundle_id", ("get_bundle",)),
-    )
+    known = {"draft_ids": "draft_id", "strategy_ids": "strategy_id", "bundle_ids": "bundle_id"}
+    text_args = {"list_drafts": "strategy_ids", "get_bundle": "bundle_ids"}
     draft_ids: set[str]
     strategy_ids: set[str]
     bundle_ids: set[str]

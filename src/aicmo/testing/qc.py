@@ -17,7 +17,6 @@ from aicmo.qc import SEVERITIES, QcIssueDTO, QcResultDTO
 from aicmo.testing.base import T0, BadCall, Kind, RepositoryContract, build, evolve
 from aicmo.testing.parity import (
     Boom,
-    Known,
     Op,
     ParityMachine,
     assert_same,
@@ -379,7 +378,8 @@ class QcParityMachine(ParityMachine):
     """Memory vs SQL ``QcRepository``. Subclass and define ``make_sql_app``."""
 
     module = "qc"
-    known = (Known("draft_ids", "draft_id"), Known("result_ids", "result_id", ("get_by_id",)))
+    known = {"draft_ids": "draft_id", "result_ids": "result_id"}
+    text_args = {"get_by_id": "result_ids"}
     draft_ids: set[str]
     result_ids: set[str]
 

@@ -22,7 +22,6 @@ from aicmo.strategy import (
 from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve
 from aicmo.testing.parity import (
     Boom,
-    Known,
     Op,
     ParityMachine,
     assert_same,
@@ -432,10 +431,8 @@ class StrategyParityMachine(ParityMachine):
     """Memory vs SQL ``StrategyRepository``. Subclass and define ``make_sql_app``."""
 
     module = "strategy"
-    known = (
-        Known("strategy_ids", "strategy_id"),
-        Known("brief_ids", "brief_id", ("list_by_brief", "list_versions")),
-    )
+    known = {"strategy_ids": "strategy_id", "brief_ids": "brief_id"}
+    text_args = {"list_by_brief": "brief_ids", "list_versions": "brief_ids"}
     strategy_ids: set[str]
     brief_ids: set[str]
 

@@ -26,15 +26,7 @@ from aicmo.testing.base import (
     only_on,
     tied,
 )
-from aicmo.testing.parity import (
-    Boom,
-    Known,
-    Op,
-    ParityMachine,
-    assert_same,
-    one_of_known,
-    read_rule,
-)
+from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, read_rule
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text, small_ints
 from aicmo.workflow import RUN_STATUSES, STEPS, WorkflowRunDTO
 
@@ -850,7 +842,7 @@ class WorkflowRunParityMachine(ParityMachine):
     """Memory vs SQL ``WorkflowRunRepository``. Subclass and define ``make_sql_app``."""
 
     module = "workflow"
-    known = (Known("run_ids", "workflow_run_id"), Known("keys", "idempotency_key"))
+    known = {"run_ids": "workflow_run_id", "keys": "idempotency_key"}
     run_ids: set[str]
     keys: set[str]
 
