@@ -52,8 +52,7 @@ _run = instance(WorkflowRunDTO)
 
 
 def run_arg(value: object) -> WorkflowRunDTO:
-    result: WorkflowRunDTO = argument(_run, value, "run")
-    return result
+    return argument(_run, value, "run")
 
 
 def status_arg(value: object) -> str | None:
