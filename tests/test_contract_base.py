@@ -19,7 +19,7 @@ from aicmo.db.memstore import _MISSING, MemoryDatabase, MemoryTable
 from aicmo.db.sqlite import SQLiteDatabase
 from aicmo.db.statement import Sql
 from aicmo.errors import ValidationError
-from aicmo.onboarding import NormalizedBriefDTO
+from aicmo.onboarding import IntakeFormDTO, NormalizedBriefDTO
 from aicmo.onboarding.memory import InMemoryBriefRepository
 from aicmo.onboarding.sql import SAVE_BRIEF, SqlBriefRepository
 from aicmo.testing import BriefRepositoryContract, WorkflowRunRepositoryContract
@@ -140,12 +140,31 @@ class StaleUpdatedAt(SqlBriefRepository):
             self._db.execute(STALE_UPDATED_AT, row)
 
 
+class WritesBeforeRefusing(InMemoryBriefRepository):
+    """Saves a brief before it checks an intake's arguments (and refuses them)."""
+
+    def save_intake(self, brief_id: str, intake: IntakeFormDTO) -> None:
+        self.save_brief(make_brief("written-anyway"))
+        super().save_intake(brief_id, intake)
+
+
+class SqlWritesBeforeRefusing(SqlBriefRepository):
+    """The same on SQL."""
+
+    def save_intake(self, brief_id: str, intake: IntakeFormDTO) -> None:
+        self.save_brief(make_brief("written-anyway"))
+        super().save_intake(brief_id, intake)
+
+
 def _onboarding(cls: type) -> Factory:
     return lambda db: Repositories.default(db).replace(onboarding=cls(db))
 
 
 def _workflow(cls: type) -> Factory:
     return lambda db: Repositories.default(db).replace(workflow=cls(db))
+
+
+BAD_ARGUMENTS = "test_bad_arguments_are_validation_errors_and_write_nothing"
 
 
 @pytest.mark.parametrize(
@@ -157,6 +176,9 @@ def _workflow(cls: type) -> Factory:
         ("memory", ForgetsIndustry, "test_resave_changes_every_field"),
         ("sqlite", StaleUpdatedAt, "test_updated_at_moves_on_every_table_that_has_it"),
         ("postgresql", StaleUpdatedAt, "test_updated_at_moves_on_every_table_that_has_it"),
+        ("memory", WritesBeforeRefusing, BAD_ARGUMENTS),
+        ("sqlite", SqlWritesBeforeRefusing, BAD_ARGUMENTS),
+        ("postgresql", SqlWritesBeforeRefusing, BAD_ARGUMENTS),
     ],
 )
 def test_a_wrong_brief_repository_fails_the_base(

@@ -34,6 +34,7 @@ def test_wheel_installs_and_migrates_in_a_fresh_venv(tmp_path: Path) -> None:
     assert templates
     for path in templates:  # the shipped Jinja2 templates are package data
         assert f"aicmo/{path.relative_to(ROOT / 'src' / 'aicmo').as_posix()}" in names
+    assert "aicmo/content/copybank.toml" in names  # the default writer's wording
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

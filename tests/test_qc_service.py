@@ -690,3 +690,34 @@ def test_long_quotations_are_cut_to_60_characters(qc: QcService) -> None:
         f"unfilled template marker {marker[:57] + '...'!r} in paragraph 1",
         f"sentence 2 of paragraph 2 has 41 words, over the limit of 40: {quoted + '...'!r}",
     ]
+
+
+NO_SUBJECT = ("major", "subject", "email has no subject line (metadata.subject)")
+NO_PREHEADER = ("minor", "preheader", "email has no preheader (metadata.preheader)")
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ({}, [NO_SUBJECT, NO_PREHEADER]),
+        ({"subject": " \n", "preheader": 7}, [NO_SUBJECT, NO_PREHEADER]),
+        ({"subject": "S" * 78, "preheader": "P" * 140}, []),
+        (
+            {"subject": "S" * 79, "preheader": "P" * 141},
+            [
+                ("minor", "subject", "subject line is 79 characters, over 78"),
+                ("minor", "preheader", "preheader is 141 characters, over 140"),
+            ],
+        ),
+        (
+            {"subject": "S" * 79, "preheader": "P"},
+            [("minor", "subject", "subject line is 79 characters, over 78")],
+        ),
+    ],
+)
+def test_an_email_needs_a_subject_line_and_a_preheader_within_their_limits(
+    qc: QcService, lines: dict[str, Any], expected: list[tuple[str, str, str]]
+) -> None:
+    email = draft(channel="email", content_type="email", metadata={"channel": "email", **lines})
+    found = [(i.severity, i.section, i.reason) for i in qc.check(email, brief())[0]]
+    assert sorted(found) == sorted(expected)  # the clean body breaks no other rule

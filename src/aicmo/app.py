@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, Unpack
 
 import attrs
 
@@ -49,6 +49,7 @@ from aicmo.strategy.sql import SqlStrategyRepository
 from aicmo.workflow import (
     DEFAULT_KEY_WAIT,
     DEFAULT_LEASE,
+    RunFilters,
     WorkedRun,
     WorkflowRunDTO,
     WorkflowRunRepository,
@@ -268,21 +269,13 @@ class App:
         return self.repos.workflow.get(workflow_run_id)
 
     def list_runs(
-        self,
-        status: str | None = None,
-        *,
-        client_id: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
+        self, status: str | None = None, **filters: Unpack[RunFilters]
     ) -> list[WorkflowRunDTO]:
-        """Runs (only those with ``status``, of ``client_id``, created at or after
-        ``since``, each if given), oldest first (``newest_first``: newest first), at most
-        ``limit`` of them."""
+        """Runs (only those with ``status``, if given), oldest first, filtered by
+        ``filters``: ``client_id``, ``since`` (created at or after), ``limit``,
+        ``newest_first`` (see ``aicmo.workflow.RunFilters``)."""
         self._check_open()
-        return self.repos.workflow.list(
-            status, client_id=client_id, since=since, limit=limit, newest_first=newest_first
-        )
+        return self.repos.workflow.list(status, **filters)
 
     def find_run(self, run_id: str) -> WorkflowRunDTO:
         """The run whose id is ``run_id`` or starts with it (a unique prefix, as git takes

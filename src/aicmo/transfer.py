@@ -435,56 +435,44 @@ def _fmt(summary: tuple[int, int]) -> tuple[int, str]:
 # A memory:// app keeps DTOs, not rows: its records go through the repositories' own
 # reads and saves, one table at a time, into (or out of) a private sqlite:// database,
 # and the row-level copy does the rest. Each SQL table is named with the column that keys
-# its records in both backends, the read and the save of one record; None: the table
-# holds a record's children, saved with it. A table missing here is refused (never
+# its records in both backends and the repository's read and save of one record; None: the
+# table holds a record's children, saved with it. A table missing here is refused (never
 # silently left out); tests/test_transfer.py copies every table through memory.
-_Getter = Callable[[App, Any], Any]
-_Saver = Callable[[App, Any, Any], Any]
+@attrs.frozen
+class _Through:
+    """How one table's records move through a repository: ``key`` is the column that
+    keys them, ``get`` and ``save`` are methods of ``app.repos.<module>`` (``save`` takes
+    the key too when ``keyed``)."""
 
-_THROUGH_REPOSITORIES: dict[str, tuple[str, _Getter, _Saver] | None] = {
-    "onboarding_brief": (
-        "brief_id",
-        lambda app, key: app.repos.onboarding.get_brief(key),
-        lambda app, key, value: app.repos.onboarding.save_brief(value),
-    ),
-    "onboarding_intake": (
-        "brief_id",
-        lambda app, key: app.repos.onboarding.get_intake(key),
-        lambda app, key, value: app.repos.onboarding.save_intake(key, value),
-    ),
-    "strategy_document": (
-        "strategy_id",
-        lambda app, key: app.repos.strategy.get(key),
-        lambda app, key, value: app.repos.strategy.save(value),
-    ),
-    "production_drafts": (
-        "draft_id",
-        lambda app, key: app.repos.production.get_draft(key),
-        lambda app, key, value: app.repos.production.save_draft(value),
-    ),
-    "production_bundles": (
-        "bundle_id",
-        lambda app, key: app.repos.production.get_bundle(key),
-        lambda app, key, value: app.repos.production.save_bundle(value),
-    ),
+    key: str
+    module: str
+    get: str
+    save: str
+    keyed: bool = False
+
+    def load(self, app: App, key: Any) -> Any:
+        return getattr(getattr(app.repos, self.module), self.get)(key)
+
+    def store(self, app: App, key: Any, value: Any) -> None:
+        save = getattr(getattr(app.repos, self.module), self.save)
+        if self.keyed:
+            save(key, value)
+        else:
+            save(value)
+
+
+_THROUGH_REPOSITORIES: dict[str, _Through | None] = {
+    "onboarding_brief": _Through("brief_id", "onboarding", "get_brief", "save_brief"),
+    "onboarding_intake": _Through("brief_id", "onboarding", "get_intake", "save_intake", True),
+    "strategy_document": _Through("strategy_id", "strategy", "get", "save"),
+    "production_drafts": _Through("draft_id", "production", "get_draft", "save_draft"),
+    "production_bundles": _Through("bundle_id", "production", "get_bundle", "save_bundle"),
     "production_bundle_assets": None,
-    "qc_results": (
-        "draft_id",
-        lambda app, key: app.repos.qc.get_result(key),
-        lambda app, key, value: app.repos.qc.save_result(value),
-    ),
+    "qc_results": _Through("draft_id", "qc", "get_result", "save_result"),
     "qc_issues": None,
-    "delivery_packages": (
-        "package_id",
-        lambda app, key: app.repos.delivery.get_package(key),
-        lambda app, key, value: app.repos.delivery.save_package(value),
-    ),
+    "delivery_packages": _Through("package_id", "delivery", "get_package", "save_package"),
     "delivery_artifacts": None,
-    "workflow_runs": (
-        "workflow_run_id",
-        lambda app, key: app.repos.workflow.get(key),
-        lambda app, key, value: app.repos.workflow.create(value),
-    ),
+    "workflow_runs": _Through("workflow_run_id", "workflow", "get", "create"),
 }
 
 
@@ -494,7 +482,7 @@ def _sql_of(app: App) -> SqlDatabase:
     return db
 
 
-def _repository_io(tables: Sequence[Table]) -> list[tuple[Table, tuple[str, _Getter, _Saver]]]:
+def _repository_io(tables: Sequence[Table]) -> list[tuple[Table, _Through]]:
     """The tables moved through repositories, in dependency order."""
     unknown = [t.name for t in tables if t.name not in _THROUGH_REPOSITORIES]
     if unknown:
@@ -521,12 +509,12 @@ def _stage_memory(app: App) -> App:
                     "know how to move"
                 )
             with staging.transaction():
-                for table, (_, get, save) in staged:
+                for table, through in staged:
                     held = tables.get(table.name)
                     for key in [] if held is None else list(held._rows):
-                        value = get(app, key)
+                        value = through.load(app, key)
                         if value is not None:
-                            save(staging, key, value)
+                            through.store(staging, key, value)
     except BaseException:
         staging.close()
         raise
@@ -553,19 +541,19 @@ def _into_memory(
         report = fill(staging)
         db = _sql_of(staging)
         with target.transaction():
-            for table, (key_column, get, save) in _repository_io(live_tables(db)):
+            for table, through in _repository_io(live_tables(db)):
                 written = []
                 for batch in _rows(db, table, DEFAULT_BATCH_SIZE):
                     for row in batch:
-                        key = row[key_column]
-                        if if_exists == "skip" and get(target, key) is not None:
+                        key = row[through.key]
+                        if if_exists == "skip" and through.load(target, key) is not None:
                             continue
-                        value = get(staging, key)
-                        save(target, key, value)
+                        value = through.load(staging, key)
+                        through.store(target, key, value)
                         written.append((key, value))
                 # Read back through the repositories (row bookkeeping such as created_at
                 # is no part of a memory record).
-                wrong = [key for key, value in written if get(target, key) != value]
+                wrong = [key for key, value in written if through.load(target, key) != value]
                 if wrong:
                     raise BackendError(
                         f"target {target.url}: {len(wrong)} record(s) of {table.name} read "

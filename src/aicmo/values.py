@@ -494,7 +494,7 @@ def trusted_builder(cls: type[T]) -> Callable[..., T]:
     return builder
 
 
-def argument(check: Check, value: Any, name: str) -> Any:
+def argument(check: Callable[[Any, str], T], value: Any, name: str) -> T:
     """Check one method argument, raising ``ValidationError`` that names it."""
     try:
         return check(value, name)
@@ -502,10 +502,10 @@ def argument(check: Check, value: Any, name: str) -> Any:
         raise ValidationError(exc.problems, subject="argument") from None
 
 
-def instance(cls: type[Any]) -> Check:
+def instance(cls: type[T]) -> Callable[[Any, str], T]:
     """An instance of ``cls`` (the DTO a repository method takes)."""
 
-    def check_instance(value: Any, path: str) -> Any:
+    def check_instance(value: Any, path: str) -> T:
         if not isinstance(value, cls):
             _fail(path, f"expected {cls.__name__}, got {_type_name(value)}")
         return value

@@ -10,9 +10,9 @@ import re
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -23,6 +23,8 @@ from aicmo.settings import Settings, redact, resolve_settings
 from aicmo.workflow import WorkflowRunDTO
 from aicmo.workflow.backoff import OutageBackoff
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 database_option = click.option(
     "--database",
     "-d",
@@ -31,6 +33,22 @@ database_option = click.option(
     default=None,
     help="Database URL (default: AICMO_DATABASE_URL, else sqlite:///aicmo.db).",
 )
+
+
+def seconds_option(
+    name: str, *, minimum: float, default: float, help: str, **extra: Any
+) -> Callable[[_F], _F]:
+    """A ``--name SECONDS`` option: a number of seconds of ``minimum`` or more, its default
+    shown (``extra``: more ``click.option`` settings, e.g. ``envvar``, ``show_default``)."""
+    extra.setdefault("show_default", True)
+    return click.option(
+        name,
+        type=click.FloatRange(min=minimum),
+        default=default,
+        metavar="SECONDS",
+        help=help,
+        **extra,
+    )
 
 
 # -- the terminal ------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from aicmo.cli.common import (
     open_app,
     rate_summary,
     run_summary,
+    seconds_option,
     settings_for,
     table,
     term,
@@ -282,28 +283,16 @@ RESTART_WINDOW = 60.0
     default=None,
     help="Exit after claiming this many runs (per worker process).",
 )
-@click.option(
-    "--lease",
-    type=click.FloatRange(min=0.1),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long a claim lasts without a heartbeat.",
+@seconds_option(
+    "--lease", minimum=0.1, default=30.0, help="How long a claim lasts without a heartbeat."
 )
-@click.option(
-    "--poll",
-    type=click.FloatRange(min=0.01),
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How often an idle worker looks for work.",
+@seconds_option(
+    "--poll", minimum=0.01, default=1.0, help="How often an idle worker looks for work."
 )
-@click.option(
+@seconds_option(
     "--progress",
-    type=click.FloatRange(min=0),
+    minimum=0,
     default=30.0,
-    show_default=True,
-    metavar="SECONDS",
     help="Print a progress line (runs so far, queue depth) this often; 0: never.",
 )
 @click.option(
@@ -327,12 +316,10 @@ RESTART_WINDOW = 60.0
     is_flag=True,
     help="Print the summary as JSON on stdout (the per-run and progress lines go to stderr).",
 )
-@click.option(
+@seconds_option(
     "--heartbeat",
-    type=click.FloatRange(min=0),
+    minimum=0,
     default=60.0,
-    show_default=True,
-    metavar="SECONDS",
     envvar="AICMO_WORKER_HEARTBEAT",
     help="An idle worker logs a heartbeat line (with the queue depth) this often; 0: never "
     "(also AICMO_WORKER_HEARTBEAT).",

@@ -25,6 +25,7 @@ from aicmo.cli.common import (
     open_app,
     run_detail,
     run_summary,
+    seconds_option,
     settings_for,
     summary_row,
     table,
@@ -209,11 +210,11 @@ def _report_stop(files: tuple[str, ...], results: list[_Result]) -> None:
 @database_option
 @artifacts_option
 @templates_option
-@click.option(
+@seconds_option(
     "--stale-after",
-    type=click.FloatRange(min=0),
+    minimum=0,
     default=0.0,
-    metavar="SECONDS",
+    show_default=False,
     help="Only runs untouched for this long, 0 or more (default: every unfinished run).",
 )
 @json_option

@@ -14,8 +14,7 @@ _intake = instance(IntakeFormDTO)
 
 
 def brief_arg(value: object) -> NormalizedBriefDTO:
-    result: NormalizedBriefDTO = argument(_brief, value, "brief")
-    return result
+    return argument(_brief, value, "brief")
 
 
 def briefs_arg(value: object) -> list[NormalizedBriefDTO]:
@@ -29,8 +28,7 @@ def briefs_arg(value: object) -> list[NormalizedBriefDTO]:
 
 
 def intake_arg(value: object) -> IntakeFormDTO:
-    result: IntakeFormDTO = argument(_intake, value, "intake")
-    return result
+    return argument(_intake, value, "intake")
 
 
 def brief_id_arg(value: object) -> str:

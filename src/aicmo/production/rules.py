@@ -16,13 +16,11 @@ _bundle = instance(DraftBundleDTO)
 
 
 def draft_arg(value: object) -> ContentDraftDTO:
-    result: ContentDraftDTO = argument(_draft, value, "draft")
-    return result
+    return argument(_draft, value, "draft")
 
 
 def bundle_arg(value: object) -> DraftBundleDTO:
-    result: DraftBundleDTO = argument(_bundle, value, "bundle")
-    return result
+    return argument(_bundle, value, "bundle")
 
 
 def draft_not_found(bundle: DraftBundleDTO) -> NotFoundError:

@@ -42,6 +42,12 @@ __all__ = [
 MAX_SUBJECT_CHARS = 78
 """Longer subject lines are cut off by most mail clients."""
 MAX_PREHEADER_CHARS = 140
+_EMAIL_LINES = (
+    ("subject", "subject line", "major", MAX_SUBJECT_CHARS),
+    ("preheader", "preheader", "minor", MAX_PREHEADER_CHARS),
+)
+"""An email's metadata lines: the key, what it is called, how bad a missing one is, and
+the most characters it may have."""
 MAX_HASHTAGS: Mapping[str, int] = {"instagram": 30, "twitter": 3, "linkedin": 5}
 """The most hashtags a post may carry, by channel (Instagram's hard limit is 30)."""
 
@@ -127,26 +133,12 @@ def draft_findings(
             "notes for the team (they belong in the brief sheet)",
         )
     if content_type == "email":
-        subject = metadata.get("subject")
-        preheader = metadata.get("preheader")
-        if not isinstance(subject, str) or not subject.strip():
-            yield Finding("major", 0, "subject", "email has no subject line (metadata.subject)")
-        elif len(subject) > MAX_SUBJECT_CHARS:
-            yield Finding(
-                "minor",
-                0,
-                "subject",
-                f"subject line is {len(subject)} characters, over {MAX_SUBJECT_CHARS}",
-            )
-        if not isinstance(preheader, str) or not preheader.strip():
-            yield Finding("minor", 0, "preheader", "email has no preheader (metadata.preheader)")
-        elif len(preheader) > MAX_PREHEADER_CHARS:
-            yield Finding(
-                "minor",
-                0,
-                "preheader",
-                f"preheader is {len(preheader)} characters, over {MAX_PREHEADER_CHARS}",
-            )
+        for key, name, missing, most in _EMAIL_LINES:
+            line = metadata.get(key)
+            if not isinstance(line, str) or not line.strip():
+                yield Finding(missing, 0, key, f"email has no {name} (metadata.{key})")
+            elif len(line) > most:
+                yield Finding("minor", 0, key, f"{name} is {len(line)} characters, over {most}")
     limit = MAX_HASHTAGS.get(channel or "")
     if limit is not None:
         tags = list(_HASHTAG.finditer(body))

@@ -12,8 +12,7 @@ _result = instance(QcResultDTO)
 
 
 def result_arg(value: object) -> QcResultDTO:
-    result: QcResultDTO = argument(_result, value, "result")
-    return result
+    return argument(_result, value, "result")
 
 
 def result_id_taken(result: QcResultDTO, holder_draft_id: str) -> ConflictError:

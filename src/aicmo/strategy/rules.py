@@ -13,8 +13,7 @@ _doc = instance(StrategyDocDTO)
 
 def doc_arg(value: object) -> StrategyDocDTO:
     """The document being saved: a ``StrategyDocDTO`` (already checked when it was built)."""
-    result: StrategyDocDTO = argument(_doc, value, "doc")
-    return result
+    return argument(_doc, value, "doc")
 
 
 def version_of(doc: StrategyDocDTO) -> StrategyVersionDTO:

@@ -15,7 +15,8 @@ reads return many rows (:class:`Listing`). The base then runs, against every bac
   ``PRAGMA reverse_unordered_selects=ON``, so an ``ORDER BY`` without its tie-breaker
   shows);
 - transactions commit all, roll back all, nest as savepoints, survive a failed call;
-  errors come from ``aicmo.errors``;
+  errors come from ``aicmo.errors``; the arguments a port refuses (:meth:`bad_calls`)
+  raise ``ValidationError`` and write nothing;
 - ``BEGIN IMMEDIATE`` holds SQLite's write lock from the start of a transaction;
 - the memory store itself refuses a row that repeats a unique key.
 """
@@ -26,23 +27,27 @@ import copy
 import pickle
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pytest
 
 import aicmo
-from aicmo.errors import AicmoError, ConflictError
+from aicmo.errors import AicmoError, ConflictError, ValidationError
 from aicmo.testing.parity import Boom, assert_same
 from aicmo.values import FrozenDict
 
 __all__ = [
+    "T0",
+    "BadCall",
     "Kind",
     "Listing",
     "RepositoryContract",
+    "build",
+    "evolve",
     "mutable_parts",
     "only_on",
     "reversed_unordered_selects",
@@ -81,10 +86,35 @@ class Listing:
     """The sort key of the promised order (Python compares text by code point)."""
 
 
+@attrs.frozen
+class BadCall:
+    """A call of the module's repository (``app.repos.<module>``, given as the argument)
+    with an argument its port refuses."""
+
+    match: str
+    """What the ``ValidationError``'s message must hold (a ``re.search`` pattern)."""
+    call: Callable[[Any], object]
+
+
 TIED_IDS = ("b", "\u00e9", "a", "B", "A", "a10", "a2", "\U0001f600", "Z", "e\u0301", "a1", "_")
 """Ids whose code-point order is neither their insertion order nor its reverse."""
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
+"""The instant the contracts' records are made at."""
+
+R = TypeVar("R")
+
+
+def build(cls: Callable[..., R], changes: Mapping[str, Any], **defaults: Any) -> R:
+    """A valid record for a test: ``cls(**defaults)`` with ``changes`` replacing fields
+    (the ``make_...`` helpers of every contract)."""
+    return cls(**{**defaults, **changes})
+
+
+def evolve(record: R, **changes: Any) -> R:
+    """``record`` with ``changes`` applied (checked again, like any new DTO)."""
+    changed: R = attrs.evolve(record, **changes)  # type: ignore[misc]
+    return changed
 
 
 def tied(make: Callable[[str, datetime], Any], ids: tuple[str, ...] = TIED_IDS) -> list[Any]:
@@ -196,6 +226,27 @@ def _updated_at(app: aicmo.App, prefix: str) -> dict[str, list[Any]]:
     }
 
 
+def _rows(app: aicmo.App, prefix: str) -> dict[str, int]:
+    """How many rows every table named ``prefix*`` holds (those that hold any), on every
+    backend (the memory store's tables have the SQL tables' names)."""
+    if app._memory is not None:
+        counts = {name: len(table) for name, table in app._memory._tables.items()}
+    else:
+        db: Any = app._sql
+        catalog = (
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            if app.backend == "sqlite"
+            else "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()"
+        )
+        counts = {
+            name: db.raw_fetch_all(f'SELECT COUNT(*) FROM "{name}"')[0][0]  # noqa: S608 - names come from the catalog
+            for (name,) in db.raw_fetch_all(catalog)
+            if name.startswith(prefix)
+        }
+    return {name: n for name, n in sorted(counts.items()) if name.startswith(prefix) and n}
+
+
 @contextmanager
 def _without_indexes(app: aicmo.App, prefix: str) -> Iterator[None]:
     """A transaction, rolled back at the end, in which the database cannot read the
@@ -242,6 +293,11 @@ class RepositoryContract:
 
     def listings(self) -> list[Listing]:
         """Every read that returns many rows."""
+        return []
+
+    def bad_calls(self) -> list[BadCall]:
+        """Calls with arguments the port refuses: each raises ``ValidationError`` naming
+        the problem, and none writes anything."""
         return []
 
     def failing_call(self, app: aicmo.App) -> object:
@@ -361,6 +417,16 @@ class RepositoryContract:
             kind.save(app, second)
         assert_same(first, kind.load(app, first))
         assert_same(second, kind.load(app, second))
+
+    def test_bad_arguments_are_validation_errors_and_write_nothing(self, app: aicmo.App) -> None:
+        calls = self.bad_calls()
+        if not calls:
+            pytest.skip(f"{type(self).__name__} declares no bad_calls()")
+        repo = getattr(app.repos, self.module)
+        for bad in calls:
+            with pytest.raises(ValidationError, match=bad.match):
+                bad.call(repo)
+        assert _rows(app, f"{self.module}_") == {}, "a refused call wrote rows"
 
     def test_errors_come_from_the_aicmo_tree(self, app: aicmo.App) -> None:
         with pytest.raises(AicmoError):

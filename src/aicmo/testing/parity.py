@@ -9,8 +9,8 @@ both apps must be the same too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from typing import Any, ClassVar
 
 import attrs
 from hypothesis import strategies as st
@@ -109,11 +109,32 @@ class Op:
         return f"{self.module}.{self.method}{self.args!r}"
 
 
+def _flat(args: Iterable[Any]) -> Iterator[Any]:
+    """``args``, with the items of list arguments (batches) in place of the lists."""
+    for arg in args:
+        if isinstance(arg, list):
+            yield from arg
+        else:
+            yield arg
+
+
 class ParityMachine(RuleBasedStateMachine):
-    """Subclass with :meth:`make_sql_app`, :meth:`write_ops` and :meth:`observe`."""
+    """Subclass with :meth:`make_sql_app`, :meth:`write_ops` and :meth:`observe`; name the
+    repository's ``module`` and the ids to remember in ``known`` and ``text_args``."""
+
+    module: ClassVar[str] = ""
+    """The module whose repository both apps' operations call (``app.repos.<module>``)."""
+    known: ClassVar[Mapping[str, str]] = {}
+    """The sets of ids :meth:`seen` fills, each an attribute (empty at the start), with the
+    field it takes from every record an operation passes (if the record has it as text)."""
+    text_args: ClassVar[Mapping[str, str]] = {}
+    """By method: the set of ``known`` its text arguments go to (any other method's: the
+    first set of ``known``)."""
 
     def __init__(self) -> None:
         super().__init__()
+        for name in self.known:
+            setattr(self, name, set())
         self.memory = aicmo.connect("memory://")
         self.sql = self.make_sql_app()
 
@@ -131,7 +152,36 @@ class ParityMachine(RuleBasedStateMachine):
         raise NotImplementedError
 
     def seen(self, op: Op) -> None:
-        """Remember the keys ``op`` touched (so :meth:`observe` reads them back)."""
+        """Remember the keys ``op`` touched (so :meth:`observe` reads them back): into the
+        sets ``known`` declares."""
+        if not self.known:
+            return
+        text_pool = self.text_args.get(op.method) or next(iter(self.known))
+        for arg in _flat(op.args):
+            if isinstance(arg, str):
+                getattr(self, text_pool).add(arg)
+            elif attrs.has(type(arg)):
+                for name, field in self.known.items():
+                    value = getattr(arg, field, None)
+                    if isinstance(value, str):
+                        getattr(self, name).add(value)
+
+    def stored(self, method: str, keys: Iterable[str]) -> list[Any]:
+        """What ``<module>.<method>(key)`` returns on the memory app (the reference, which
+        the SQL one matches) for each of ``keys`` in sorted order, ``None`` left out: the
+        records stored now, to aim rules at."""
+        read = getattr(getattr(self.memory.repos, self.module), method)
+        return [r for r in (read(k) for k in sorted(keys)) if r is not None]
+
+    def stored_or(
+        self, data: st.DataObject, method: str, keys: Iterable[str], first: st.SearchStrategy[Op]
+    ) -> list[Any]:
+        """:meth:`stored`; when nothing is stored, an operation drawn from ``first`` runs on
+        both apps before (so a rule that needs a stored record always runs: no draw is
+        thrown away)."""
+        if not self.stored(method, keys):
+            self.both(data.draw(first, label="first"))
+        return self.stored(method, keys)
 
     # -- shared --------------------------------------------------------------------------
     def teardown(self) -> None:

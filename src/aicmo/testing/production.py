@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
 import aicmo
-from aicmo.errors import ConflictError, NotFoundError, ValidationError
+from aicmo.errors import ConflictError, NotFoundError
 from aicmo.production import AssetDTO, ContentDraftDTO, DraftBundleDTO
-from aicmo.testing.base import Kind, Listing, RepositoryContract, tied
+from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve, tied
 from aicmo.testing.parity import (
     Boom,
     Op,
@@ -43,47 +43,45 @@ __all__ = [
     "make_draft",
 ]
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
 
 def make_draft(draft_id: str = "draft-1", **changes: Any) -> ContentDraftDTO:
     """A valid draft; keyword arguments replace fields."""
-    fields: dict[str, Any] = {
-        "draft_id": draft_id,
-        "strategy_id": "strategy-1",
-        "content_type": "blog_post",
-        "body": "# Launch\n\nEverything you need to know.",
-        "metadata": {"word_count": 7, "tags": ["launch", "eu"], "score": 0.1},
-        "created_at": T0,
-    }
-    fields.update(changes)
-    return ContentDraftDTO(**fields)
+    return build(
+        ContentDraftDTO,
+        changes,
+        draft_id=draft_id,
+        strategy_id="strategy-1",
+        content_type="blog_post",
+        body="# Launch\n\nEverything you need to know.",
+        metadata={"word_count": 7, "tags": ["launch", "eu"], "score": 0.1},
+        created_at=T0,
+    )
 
 
 def make_asset(asset_id: str, **changes: Any) -> AssetDTO:
     """A valid asset; keyword arguments replace fields."""
-    fields: dict[str, Any] = {
-        "asset_id": asset_id,
-        "asset_type": "image",
-        "url": f"https://cdn.example.com/{asset_id}.png",
-        "metadata": {"width": 1200, "alt": "hero"},
-    }
-    fields.update(changes)
-    return AssetDTO(**fields)
+    return build(
+        AssetDTO,
+        changes,
+        asset_id=asset_id,
+        asset_type="image",
+        url=f"https://cdn.example.com/{asset_id}.png",
+        metadata={"width": 1200, "alt": "hero"},
+    )
 
 
 def make_bundle(
     bundle_id: str = "bundle-1", asset_ids: tuple[str, ...] = ("img", "pdf"), **changes: Any
 ) -> DraftBundleDTO:
     """A valid bundle of ``draft-1`` with one asset per id; keyword arguments replace fields."""
-    fields: dict[str, Any] = {
-        "bundle_id": bundle_id,
-        "draft_id": "draft-1",
-        "assets": tuple(make_asset(a) for a in asset_ids),
-        "assembled_at": T0 + timedelta(hours=1),
-    }
-    fields.update(changes)
-    return DraftBundleDTO(**fields)
+    return build(
+        DraftBundleDTO,
+        changes,
+        bundle_id=bundle_id,
+        draft_id="draft-1",
+        assets=tuple(make_asset(a) for a in asset_ids),
+        assembled_at=T0 + timedelta(hours=1),
+    )
 
 
 def _asset_ids(bundle: DraftBundleDTO | None) -> list[str]:
@@ -356,23 +354,19 @@ class ProductionRepositoryContract(RepositoryContract):
         assert_same(free, repo.get_bundle("free"))
 
     # -- arguments, immutability, transactions -------------------------------------------
-    def test_bad_arguments_are_validation_errors_and_write_nothing(self, app: aicmo.App) -> None:
-        repo = app.repos.production
-        with pytest.raises(ValidationError, match="draft: expected ContentDraftDTO"):
-            repo.save_draft(attrs.asdict(make_draft()))  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match="bundle: expected DraftBundleDTO"):
-            repo.save_bundle(make_draft())  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match="draft_id"):
-            repo.get_draft(123)  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match=r"strategy_id.*NUL"):
-            repo.list_drafts("a\x00b")
-        with pytest.raises(ValidationError, match="draft_id"):
-            repo.delete_draft(None)  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match="bundle_id"):
-            repo.get_bundle(b"bundle-1")  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match=r"draft_id.*surrogate"):
-            repo.list_bundles("\ud800")
-        assert repo.list_drafts("strategy-1") == []
+    def bad_calls(self) -> list[BadCall]:
+        return [
+            BadCall(
+                "draft: expected ContentDraftDTO",
+                lambda r: r.save_draft(attrs.asdict(make_draft())),  # type: ignore[arg-type]
+            ),
+            BadCall("bundle: expected DraftBundleDTO", lambda r: r.save_bundle(make_draft())),
+            BadCall("draft_id", lambda r: r.get_draft(123)),
+            BadCall(r"strategy_id.*NUL", lambda r: r.list_drafts("a\x00b")),
+            BadCall("draft_id", lambda r: r.delete_draft(None)),
+            BadCall("bundle_id", lambda r: r.get_bundle(b"bundle-1")),
+            BadCall(r"draft_id.*surrogate", lambda r: r.list_bundles("\ud800")),
+        ]
 
     def test_nothing_a_caller_holds_changes_what_is_stored(self, app: aicmo.App) -> None:
         repo = app.repos.production
@@ -502,9 +496,6 @@ def bundles(
     )
 
 
-_DRAFT_KEYED = {"get_draft", "delete_draft", "list_bundles"}
-
-
 class ProductionParityMachine(ParityMachine):
     """Memory vs SQL ``ProductionRepository``. Subclass and define ``make_sql_app``.
 
@@ -512,39 +503,30 @@ class ProductionParityMachine(ParityMachine):
     existing drafts, existing bundles and the asset ids they hold.
     """
 
+    module = "production"
+    known = {"draft_ids": "draft_id", "strategy_ids": "strategy_id", "bundle_ids": "bundle_id"}
+    text_args = {"list_drafts": "strategy_ids", "get_bundle": "bundle_ids"}
+    draft_ids: set[str]
+    strategy_ids: set[str]
+    bundle_ids: set[str]
+    asset_ids: set[str]
+
     def __init__(self) -> None:
         super().__init__()
-        self.draft_ids: set[str] = set()
-        self.strategy_ids: set[str] = set()
-        self.bundle_ids: set[str] = set()
-        self.asset_ids: set[str] = set()
+        self.asset_ids = set()
 
     def seen(self, op: Op) -> None:
+        super().seen(op)
         for arg in op.args:
-            if isinstance(arg, ContentDraftDTO):
-                self.draft_ids.add(arg.draft_id)
-                self.strategy_ids.add(arg.strategy_id)
-            elif isinstance(arg, DraftBundleDTO):
-                self.bundle_ids.add(arg.bundle_id)
-                self.draft_ids.add(arg.draft_id)
+            if isinstance(arg, DraftBundleDTO):
                 self.asset_ids.update(a.asset_id for a in arg.assets)
-            elif isinstance(arg, str):
-                if op.method in _DRAFT_KEYED:
-                    self.draft_ids.add(arg)
-                elif op.method == "list_drafts":
-                    self.strategy_ids.add(arg)
-                elif op.method == "get_bundle":
-                    self.bundle_ids.add(arg)
 
     # -- what exists (read from the memory app) ------------------------------------------
     def _existing_drafts(self) -> list[str]:
-        repo = self.memory.repos.production
-        return [i for i in sorted(self.draft_ids) if repo.get_draft(i) is not None]
+        return [d.draft_id for d in self.stored("get_draft", self.draft_ids)]
 
     def _existing_bundles(self) -> list[DraftBundleDTO]:
-        repo = self.memory.repos.production
-        found = (repo.get_bundle(i) for i in sorted(self.bundle_ids))
-        return [b for b in found if b is not None]
+        return self.stored("get_bundle", self.bundle_ids)
 
     def _bundles_or(self, data: st.DataObject) -> list[DraftBundleDTO]:
         """The stored bundles; when there are none, one is saved first (no asset is held
@@ -591,7 +573,7 @@ class ProductionParityMachine(ParityMachine):
         """An existing draft (when there is one) saved again with new values."""
         existing = self._existing_drafts() or sorted(self.draft_ids)
         draft_id = data.draw(st.sampled_from(existing), label="draft_id")
-        again = attrs.evolve(draft, draft_id=draft_id)  # type: ignore[misc]
+        again = evolve(draft, draft_id=draft_id)
         self.both(Op("production", "save_draft", (again,)))
 
     get_draft = read_rule("production", "get_draft", lambda m: ids | m._known(m.draft_ids))
@@ -640,7 +622,7 @@ class ProductionParityMachine(ParityMachine):
         target = data.draw(st.sampled_from(others), label="draft_id")
         same_assets = data.draw(st.booleans(), label="same_assets")
         if same_assets:
-            bundle = attrs.evolve(old, draft_id=target)  # type: ignore[misc]
+            bundle = evolve(old, draft_id=target)
         else:
             bundle = data.draw(bundles(st.just(old.bundle_id), st.just(target)), label="bundle")
         self.both(Op("production", "save_bundle", (bundle,)))
@@ -668,7 +650,7 @@ class ProductionParityMachine(ParityMachine):
         )
         position = data.draw(st.integers(0, len(bundle.assets)), label="position")
         taken = data.draw(assets(st.just(stolen)), label="taken")
-        with_stolen = attrs.evolve(  # type: ignore[misc]
+        with_stolen = evolve(
             bundle, assets=(*bundle.assets[:position], taken, *bundle.assets[position:])
         )
         outcome = self.both(Op("production", "save_bundle", (with_stolen,)))

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
 import aicmo
-from aicmo.errors import ConflictError, ValidationError
+from aicmo.errors import ConflictError
 from aicmo.qc import SEVERITIES, QcIssueDTO, QcResultDTO
-from aicmo.testing.base import Kind, RepositoryContract
+from aicmo.testing.base import T0, BadCall, Kind, RepositoryContract, build, evolve
 from aicmo.testing.parity import (
     Boom,
     Op,
@@ -36,46 +36,38 @@ __all__ = [
     "scores",
 ]
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
 
 def make_issue(severity: str = "major", section: str = "content", **changes: Any) -> QcIssueDTO:
-    fields: dict[str, Any] = {
-        "severity": severity,
-        "section": section,
-        "reason": f"{severity} problem in {section}",
-    }
-    fields.update(changes)
-    return QcIssueDTO(**fields)
+    return build(
+        QcIssueDTO,
+        changes,
+        severity=severity,
+        section=section,
+        reason=f"{severity} problem in {section}",
+    )
 
 
 def make_result(
     result_id: str = "result-1", draft_id: str = "draft-1", **changes: Any
 ) -> QcResultDTO:
     """A valid failing result with two issues; keyword arguments replace fields."""
-    fields: dict[str, Any] = {
-        "result_id": result_id,
-        "draft_id": draft_id,
-        "passed": False,
-        "score": 0.5,
-        "issues": (
+    return build(
+        QcResultDTO,
+        changes,
+        result_id=result_id,
+        draft_id=draft_id,
+        passed=False,
+        score=0.5,
+        issues=(
             make_issue("critical", "content", reason="Failed quality threshold"),
             make_issue("minor", "headline"),
         ),
-        "evaluated_at": T0,
-    }
-    fields.update(changes)
-    return QcResultDTO(**fields)
-
-
-def _evolve(result: QcResultDTO, **changes: Any) -> QcResultDTO:
-    """``result`` with ``changes`` applied (checked again, like any new DTO)."""
-    changed: QcResultDTO = attrs.evolve(result, **changes)  # type: ignore[misc]
-    return changed
+        evaluated_at=T0,
+    )
 
 
 def _changed(result: QcResultDTO) -> QcResultDTO:
-    return _evolve(
+    return evolve(
         result,
         passed=not result.passed,
         score=0.9,
@@ -271,22 +263,18 @@ class QcRepositoryContract(RepositoryContract):
         assert repo.get_result("D\u00e9") is not None
 
     # -- validation ----------------------------------------------------------------------
-    def test_bad_arguments_are_validation_errors_and_write_nothing(self, app: aicmo.App) -> None:
-        repo = app.repos.qc
-        with pytest.raises(ValidationError, match="result: expected QcResultDTO"):
-            repo.save_result(attrs.asdict(make_result()))  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match="result: expected QcResultDTO"):
-            repo.save_result(None)  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match="draft_id"):
-            repo.get_result(123)  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match=r"result_id.*NUL"):
-            repo.get_by_id("a\x00b")
-        with pytest.raises(ValidationError, match="draft_id"):
-            repo.delete_for_draft(None)  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match="lone surrogate"):
-            repo.get_result("\udc80")
-        assert repo.get_result("draft-1") is None
-        assert repo.get_by_id("result-1") is None
+    def bad_calls(self) -> list[BadCall]:
+        return [
+            BadCall(
+                "result: expected QcResultDTO",
+                lambda r: r.save_result(attrs.asdict(make_result())),  # type: ignore[arg-type]
+            ),
+            BadCall("result: expected QcResultDTO", lambda r: r.save_result(None)),
+            BadCall("draft_id", lambda r: r.get_result(123)),
+            BadCall(r"result_id.*NUL", lambda r: r.get_by_id("a\x00b")),
+            BadCall("draft_id", lambda r: r.delete_for_draft(None)),
+            BadCall("lone surrogate", lambda r: r.get_result("\udc80")),
+        ]
 
     # -- immutability --------------------------------------------------------------------
     def test_nothing_a_caller_holds_changes_what_is_stored(self, app: aicmo.App) -> None:
@@ -389,31 +377,15 @@ qc_results = st.builds(
 class QcParityMachine(ParityMachine):
     """Memory vs SQL ``QcRepository``. Subclass and define ``make_sql_app``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.draft_ids: set[str] = set()
-        self.result_ids: set[str] = set()
-
-    def seen(self, op: Op) -> None:
-        for arg in op.args:
-            if isinstance(arg, QcResultDTO):
-                self.draft_ids.add(arg.draft_id)
-                self.result_ids.add(arg.result_id)
-            elif isinstance(arg, str):
-                (self.result_ids if op.method == "get_by_id" else self.draft_ids).add(arg)
-
-    def _stored(self) -> list[QcResultDTO]:
-        """The results the memory app holds now (to aim rules at real records)."""
-        repo = self.memory.repos.qc
-        found = (repo.get_result(d) for d in sorted(self.draft_ids))
-        return [r for r in found if r is not None]
+    module = "qc"
+    known = {"draft_ids": "draft_id", "result_ids": "result_id"}
+    text_args = {"get_by_id": "result_ids"}
+    draft_ids: set[str]
+    result_ids: set[str]
 
     def _stored_or(self, data: st.DataObject) -> list[QcResultDTO]:
-        """The stored results; when there are none, one is saved first (so rules that
-        need a stored result always run: no draw is thrown away)."""
-        if not self._stored():
-            self.both(Op("qc", "save_result", (data.draw(qc_results, label="first"),)))
-        return self._stored()
+        first = qc_results.map(lambda r: Op("qc", "save_result", (r,)))
+        return self.stored_or(data, "get_result", self.draft_ids, first)
 
     def _known_drafts(self) -> st.SearchStrategy[str]:
         return one_of_known(self.draft_ids)
@@ -423,7 +395,7 @@ class QcParityMachine(ParityMachine):
 
     def write_ops(self) -> st.SearchStrategy[Op]:
         aimed = st.builds(
-            lambda r, d, i: _evolve(r, draft_id=d, result_id=i),
+            lambda r, d, i: evolve(r, draft_id=d, result_id=i),
             qc_results,
             self._known_drafts() | ids,
             self._known_results() | ids,
@@ -449,7 +421,7 @@ class QcParityMachine(ParityMachine):
         """Re-evaluate a draft under the result id it already has."""
         stored = self._stored_or(data)
         current = data.draw(st.sampled_from(stored), label="current")
-        again = _evolve(result, result_id=current.result_id, draft_id=current.draft_id)
+        again = evolve(result, result_id=current.result_id, draft_id=current.draft_id)
         assert self.both(Op("qc", "save_result", (again,))) == ("ok", None)
 
     @rule(data=st.data(), result=qc_results)
@@ -458,7 +430,7 @@ class QcParityMachine(ParityMachine):
         stored = self._stored_or(data)
         current = data.draw(st.sampled_from(stored), label="current")
         new_id = data.draw(other_than(ids, {current.result_id}), label="new_id")
-        again = _evolve(result, result_id=new_id, draft_id=current.draft_id)
+        again = evolve(result, result_id=new_id, draft_id=current.draft_id)
         holder = self.memory.repos.qc.get_by_id(new_id)
         expected = ("ok", None) if holder is None else ("error", "ConflictError")
         assert self.both(Op("qc", "save_result", (again,))) == expected
@@ -471,7 +443,7 @@ class QcParityMachine(ParityMachine):
         draft_id = data.draw(
             other_than(self._known_drafts() | ids, {victim.draft_id}), label="draft_id"
         )
-        thief = _evolve(result, result_id=victim.result_id, draft_id=draft_id)
+        thief = evolve(result, result_id=victim.result_id, draft_id=draft_id)
         assert self.both(Op("qc", "save_result", (thief,))) == ("error", "ConflictError")
 
     get_result = read_rule("qc", "get_result", lambda m: m._known_drafts() | ids)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
 import aicmo
-from aicmo.errors import ConflictError, ValidationError
+from aicmo.errors import ConflictError
 from aicmo.strategy import (
     ChannelPlanDTO,
     KpiDTO,
@@ -19,7 +19,7 @@ from aicmo.strategy import (
     StrategyVersionDTO,
     TimelineDTO,
 )
-from aicmo.testing.base import Kind, Listing, RepositoryContract
+from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve
 from aicmo.testing.parity import (
     Boom,
     Op,
@@ -40,45 +40,37 @@ __all__ = [
     "strategy_docs",
 ]
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
 
 def make_strategy(strategy_id: str = "strat-1", **changes: Any) -> StrategyDocDTO:
     """A valid strategy document; keyword arguments replace fields."""
-    fields: dict[str, Any] = {
-        "strategy_id": strategy_id,
-        "brief_id": "brief-1",
-        "version": 1,
-        "kpis": (
+    return build(
+        StrategyDocDTO,
+        changes,
+        strategy_id=strategy_id,
+        brief_id="brief-1",
+        version=1,
+        kpis=(
             KpiDTO(name="signups", target_value=1500.0, unit="users", timeframe_days=90),
             KpiDTO(name="cac", target_value=42.5, unit="USD", timeframe_days=30),
         ),
-        "channels": (
+        channels=(
             ChannelPlanDTO(
                 channel="seo", budget_allocation_pct=60.0, tactics=("pillar pages", "backlinks")
             ),
             ChannelPlanDTO(channel="email", budget_allocation_pct=40.0, tactics=("drip",)),
         ),
-        "timeline": TimelineDTO(
+        timeline=TimelineDTO(
             milestones=(
                 FrozenDict(name="kickoff", week="1"),
                 FrozenDict(name="launch", week="6"),
             ),
             duration_weeks=12,
         ),
-        "executive_summary": "Win mid-market ops leads through search and email.",
-        "is_approved": False,
-        "created_at": T0,
-        "approved_at": None,
-    }
-    fields.update(changes)
-    return StrategyDocDTO(**fields)
-
-
-def evolve(doc: StrategyDocDTO, **changes: Any) -> StrategyDocDTO:
-    """A copy of ``doc`` with ``changes`` (checked again, like any new DTO)."""
-    result: StrategyDocDTO = attrs.evolve(doc, **changes)  # type: ignore[misc]
-    return result
+        executive_summary="Win mid-market ops leads through search and email.",
+        is_approved=False,
+        created_at=T0,
+        approved_at=None,
+    )
 
 
 def _ids(docs: list[StrategyDocDTO]) -> list[str]:
@@ -319,19 +311,17 @@ class StrategyRepositoryContract(RepositoryContract):
         assert repo.list_by_brief("%") == []
 
     # -- validation ------------------------------------------------------------------------
-    def test_bad_arguments_are_validation_errors_and_write_nothing(self, app: aicmo.App) -> None:
-        repo = app.repos.strategy
-        with pytest.raises(ValidationError, match="doc: expected StrategyDocDTO"):
-            repo.save(attrs.asdict(make_strategy()))  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match="strategy_id"):
-            repo.get(123)  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match=r"brief_id.*NUL"):
-            repo.list_by_brief("a\x00b")
-        with pytest.raises(ValidationError, match="brief_id"):
-            repo.list_versions(None)  # type: ignore[arg-type]
-        with pytest.raises(ValidationError, match="strategy_id"):
-            repo.delete(b"a")  # type: ignore[arg-type]
-        assert repo.list_by_brief("brief-1") == []
+    def bad_calls(self) -> list[BadCall]:
+        return [
+            BadCall(
+                "doc: expected StrategyDocDTO",
+                lambda r: r.save(attrs.asdict(make_strategy())),  # type: ignore[arg-type]
+            ),
+            BadCall("strategy_id", lambda r: r.get(123)),
+            BadCall(r"brief_id.*NUL", lambda r: r.list_by_brief("a\x00b")),
+            BadCall("brief_id", lambda r: r.list_versions(None)),
+            BadCall("strategy_id", lambda r: r.delete(b"a")),
+        ]
 
     def test_nothing_a_caller_holds_changes_what_is_stored(self, app: aicmo.App) -> None:
         repo = app.repos.strategy
@@ -440,33 +430,18 @@ strategy_docs = st.builds(
 class StrategyParityMachine(ParityMachine):
     """Memory vs SQL ``StrategyRepository``. Subclass and define ``make_sql_app``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.strategy_ids: set[str] = set()
-        self.brief_ids: set[str] = set()
-
-    def seen(self, op: Op) -> None:
-        for arg in op.args:
-            if isinstance(arg, StrategyDocDTO):
-                self.strategy_ids.add(arg.strategy_id)
-                self.brief_ids.add(arg.brief_id)
-            elif isinstance(arg, str):
-                if op.method in ("list_by_brief", "list_versions"):
-                    self.brief_ids.add(arg)
-                else:
-                    self.strategy_ids.add(arg)
+    module = "strategy"
+    known = {"strategy_ids": "strategy_id", "brief_ids": "brief_id"}
+    text_args = {"list_by_brief": "brief_ids", "list_versions": "brief_ids"}
+    strategy_ids: set[str]
+    brief_ids: set[str]
 
     def _stored(self) -> list[StrategyDocDTO]:
-        """The documents stored now (read from the memory app, which must agree with SQL)."""
-        repo = self.memory.repos.strategy
-        docs = (repo.get(i) for i in sorted(self.strategy_ids))
-        return [d for d in docs if d is not None]
+        return self.stored("get", self.strategy_ids)
 
     def _stored_or(self, data: st.DataObject) -> list[StrategyDocDTO]:
-        """The stored documents; when there are none, one is saved first."""
-        if not self._stored():
-            self.both(Op("strategy", "save", (data.draw(strategy_docs, label="first"),)))
-        return self._stored()
+        first = strategy_docs.map(lambda d: Op("strategy", "save", (d,)))
+        return self.stored_or(data, "get", self.strategy_ids, first)
 
     def _briefs_seen(self) -> st.SearchStrategy[str]:
         return one_of_known(self.brief_ids, _briefs) | _briefs

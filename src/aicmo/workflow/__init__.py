@@ -9,7 +9,7 @@ from aicmo.workflow.dtos import (
     WorkflowRunDTO,
     intake_fingerprint,
 )
-from aicmo.workflow.ports import WorkflowRunRepository
+from aicmo.workflow.ports import RunFilters, WorkflowRunRepository
 from aicmo.workflow.service import (
     DEFAULT_KEY_WAIT,
     DEFAULT_LEASE,
@@ -41,6 +41,7 @@ __all__ = [
     "FaultHook",
     "Progress",
     "QcFailedError",
+    "RunFilters",
     "Saga",
     "Services",
     "Step",

@@ -16,21 +16,17 @@ from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
 from aicmo.workflow.repository import RunRepositoryBase
 from aicmo.workflow.rules import (
-    RETRYABLE,
+    CancelArgs,
     ClaimArgs,
-    attempt_arg_missing,
-    attempt_conflict,
-    cancel_args,
+    ListArgs,
     claimable_queued,
     key_arg,
     lease_lost,
-    list_args,
     not_cancellable,
     prefix_arg,
     queue_order,
     run_arg,
     run_not_found,
-    status_arg,
     takeable,
     takeover_order,
 )
@@ -109,17 +105,7 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
     def get_by_key(self, idempotency_key: str) -> WorkflowRunDTO | None:
         return self._runs.held("idempotency_key", key_arg(idempotency_key, "idempotency_key"))
 
-    def list(
-        self,
-        status: str | None = None,
-        *,
-        client_id: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-    ) -> list[WorkflowRunDTO]:
-        status = status_arg(status)
-        args = list_args(client_id=client_id, since=since, limit=limit)
+    def _list(self, status: str | None, args: ListArgs) -> builtins.list[WorkflowRunDTO]:
         with self._db.read():
             runs = self._runs.values() if status is None else self._runs.lookup("status", status)
         chosen = [
@@ -128,7 +114,7 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
             if (args.client_id is None or r.client_id == args.client_id)
             and (args.since is None or r.created_at >= args.since)
         ]
-        ordered = sorted(chosen, key=_order, reverse=bool(newest_first))
+        ordered = sorted(chosen, key=_order, reverse=args.newest_first)
         return ordered if args.limit is None else ordered[: args.limit]
 
     def ids_with_prefix(self, prefix: str, *, limit: int = 10) -> builtins.list[str]:
@@ -140,52 +126,33 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
     def _retry_of(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         return self._runs.held("retry_of", workflow_run_id)
 
-    def request_cancel(
-        self,
-        workflow_run_id: str,
-        *,
-        reason: str | None = None,
-        by: str,
-        now: datetime | None = None,
-    ) -> WorkflowRunDTO:
-        args = cancel_args(workflow_run_id, reason=reason, by=by, now=now, clock=self._clock)
-        with self._db.transaction():
-            run = self._runs.get(args.workflow_run_id)
-            if run is None:
-                raise run_not_found(args.workflow_run_id)
-            if run.status == "CANCELLED" or run.cancel_requested_at is not None:
-                found: WorkflowRunDTO = run
-                return found
-            if run.status not in ("QUEUED", "RUNNING"):
-                raise not_cancellable(run)
-            asked: dict[str, Any] = {
-                "cancel_requested_at": args.now,
-                "cancel_reason": args.reason,
-                "cancelled_by": args.by,
-            }
-            if run.status == "QUEUED" and run.step is None:
-                asked.update(status="CANCELLED", updated_at=args.now, claimed_by=None)
-            changed = _evolve(run, **asked)
-            self._runs.put(changed.workflow_run_id, changed)
-            return changed
+    def _request_cancel(self, args: CancelArgs) -> WorkflowRunDTO:
+        run = self._runs.get(args.workflow_run_id)
+        if run is None:
+            raise run_not_found(args.workflow_run_id)
+        if run.status == "CANCELLED" or run.cancel_requested_at is not None:
+            found: WorkflowRunDTO = run
+            return found
+        if run.status not in ("QUEUED", "RUNNING"):
+            raise not_cancellable(run)
+        asked: dict[str, Any] = {
+            "cancel_requested_at": args.now,
+            "cancel_reason": args.reason,
+            "cancelled_by": args.by,
+        }
+        if run.status == "QUEUED" and run.step is None:
+            asked.update(status="CANCELLED", updated_at=args.now, claimed_by=None)
+        changed = _evolve(run, **asked)
+        self._runs.put(changed.workflow_run_id, changed)
+        return changed
 
-    def add_attempt(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        run = run_arg(run)
-        if run.retry_of is None:
-            raise attempt_arg_missing(run)
-        with self._db.transaction():
-            previous = self._runs.get(run.retry_of)
-            if previous is None:
-                raise run_not_found(run.retry_of)
-            newer = self._runs.held("retry_of", previous.workflow_run_id)
-            if newer is not None or previous.status not in RETRYABLE:
-                raise attempt_conflict(previous, newer)
-            if self._runs.get(run.workflow_run_id) is not None:
-                raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
-            self._runs.put(previous.workflow_run_id, _evolve(previous, idempotency_key=None))
-            stored = _evolve(run, idempotency_key=previous.idempotency_key)
-            self._runs.put(stored.workflow_run_id, stored)
-            return stored
+    def _add_attempt(self, run: WorkflowRunDTO, previous: WorkflowRunDTO) -> WorkflowRunDTO:
+        if self._runs.get(run.workflow_run_id) is not None:
+            raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
+        self._runs.put(previous.workflow_run_id, _evolve(previous, idempotency_key=None))
+        stored = _evolve(run, idempotency_key=previous.idempotency_key)
+        self._runs.put(stored.workflow_run_id, stored)
+        return stored
 
     def count_by_status(self) -> dict[str, int]:
         with self._db.read():

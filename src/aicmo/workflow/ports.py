@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
 from aicmo.workflow.dtos import WorkflowRunDTO
 
-__all__ = ["WorkflowRunRepository"]
+__all__ = ["RunFilters", "WorkflowRunRepository"]
+
+
+class RunFilters(TypedDict, total=False):
+    """The keyword filters of ``WorkflowRunRepository.list`` (and ``App.list_runs``), each
+    optional: runs of ``client_id`` only, created at or after ``since`` only, at most
+    ``limit`` (1 or more) of them, newest first if ``newest_first``."""
+
+    client_id: str | None
+    since: datetime | None
+    limit: int | None
+    newest_first: bool
 
 
 class WorkflowRunRepository(Protocol):
@@ -40,17 +51,10 @@ class WorkflowRunRepository(Protocol):
         ...
 
     def list(
-        self,
-        status: str | None = None,
-        *,
-        client_id: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
+        self, status: str | None = None, **filters: Unpack[RunFilters]
     ) -> list[WorkflowRunDTO]:
         """Runs ordered by ``created_at``, then id (``newest_first``: the reverse), with
-        ``status`` only, of ``client_id`` only, created at or after ``since`` only (each if
-        given), at most ``limit`` (1 or more) of them."""
+        ``status`` only (if given), filtered by ``filters`` (see ``RunFilters``)."""
         ...
 
     def ids_with_prefix(self, prefix: str, *, limit: int = 10) -> builtins.list[str]:

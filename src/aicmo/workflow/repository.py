@@ -4,21 +4,32 @@ the stored run, then hand the backend its one write, and walk a run's attempts
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
+from typing import Unpack
 
 from aicmo.workflow.dtos import WorkflowRunDTO
+from aicmo.workflow.ports import RunFilters
 from aicmo.workflow.rules import (
+    RETRYABLE,
+    CancelArgs,
     ClaimArgs,
+    ListArgs,
+    attempt_arg_missing,
+    attempt_conflict,
+    cancel_args,
     claim_args,
     key_arg,
     key_changed,
     lease_lost,
     lease_until,
+    list_args,
     retry_time,
     run_arg,
     run_not_found,
+    status_arg,
     token_arg,
 )
 
@@ -52,10 +63,53 @@ class RunRepositoryBase(ABC):
     def _renew(self, workflow_run_id: str, token: int, until: datetime) -> bool: ...
 
     @abstractmethod
+    def _list(self, status: str | None, args: ListArgs) -> builtins.list[WorkflowRunDTO]:
+        """The runs ``list`` returns (arguments checked)."""
+
+    def list(
+        self, status: str | None = None, **filters: Unpack[RunFilters]
+    ) -> list[WorkflowRunDTO]:
+        return self._list(status_arg(status), list_args(**filters))
+
+    def request_cancel(
+        self,
+        workflow_run_id: str,
+        *,
+        reason: str | None = None,
+        by: str,
+        now: datetime | None = None,
+    ) -> WorkflowRunDTO:
+        with self._transaction():
+            args = cancel_args(workflow_run_id, reason=reason, by=by, now=now, clock=self._clock)
+            return self._request_cancel(args)
+
+    @abstractmethod
+    def _request_cancel(self, args: CancelArgs) -> WorkflowRunDTO:
+        """Ask for the run's cancel (arguments checked, inside the transaction)."""
+
+    def add_attempt(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        run = run_arg(run)
+        if run.retry_of is None:
+            raise attempt_arg_missing(run)
+        with self._transaction():
+            previous = self.get(run.retry_of)
+            if previous is None:
+                raise run_not_found(run.retry_of)
+            newer = self._retry_of(run.retry_of)
+            if newer is not None or previous.status not in RETRYABLE:
+                raise attempt_conflict(previous, newer)
+            return self._add_attempt(run, previous)
+
+    @abstractmethod
+    def _add_attempt(self, run: WorkflowRunDTO, previous: WorkflowRunDTO) -> WorkflowRunDTO:
+        """Insert ``run`` and move ``previous``'s key to it (``previous``: checked, may be
+        retried), inside the transaction."""
+
+    @abstractmethod
     def _retry_of(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         """The attempt that retried ``workflow_run_id``, if any (at most one)."""
 
-    def attempts(self, workflow_run_id: str) -> list[WorkflowRunDTO]:
+    def attempts(self, workflow_run_id: str) -> builtins.list[WorkflowRunDTO]:
         """Every attempt of the run ``workflow_run_id`` belongs to, oldest first (``[]``
         for an unknown id): back along ``retry_of``, then forward to the latest."""
         run = self.get(workflow_run_id)

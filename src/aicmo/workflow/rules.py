@@ -52,8 +52,7 @@ _run = instance(WorkflowRunDTO)
 
 
 def run_arg(value: object) -> WorkflowRunDTO:
-    result: WorkflowRunDTO = argument(_run, value, "run")
-    return result
+    return argument(_run, value, "run")
 
 
 def status_arg(value: object) -> str | None:
@@ -261,20 +260,37 @@ def attempt_arg_missing(run: WorkflowRunDTO) -> ValidationError:
 
 @attrs.frozen
 class ListArgs:
-    """The checked filters of ``list``."""
+    """The checked filters of ``list`` (see ``RunFilters``)."""
 
     client_id: str | None
     since: datetime | None
     limit: int | None
+    newest_first: bool
+
+    @property
+    def plain(self) -> bool:
+        """No filter, no limit, oldest first: every run (of a status)."""
+        return (
+            self.client_id is None
+            and self.since is None
+            and self.limit is None
+            and not (self.newest_first)
+        )
 
 
-def list_args(*, client_id: object, since: object, limit: object) -> ListArgs:
+def list_args(
+    *,
+    client_id: object = None,
+    since: object = None,
+    limit: object = None,
+    newest_first: object = False,
+) -> ListArgs:
     """The checked filters of ``list`` (``limit``: 1 or more, or ``None``)."""
     client: str | None = argument(optional(text), client_id, "client_id")
     after: datetime | None = argument(optional(utc_datetime), since, "since")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValidationError([("limit", f"must be an integer of 1 or more, got {limit!r:.80}")])
-    return ListArgs(client, after, limit)
+    return ListArgs(client, after, limit, bool(newest_first))
 
 
 def prefix_arg(prefix: object, limit: object) -> tuple[str, int]:

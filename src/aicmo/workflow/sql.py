@@ -22,19 +22,16 @@ from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
 from aicmo.workflow.repository import RunRepositoryBase
 from aicmo.workflow.rules import (
-    RETRYABLE,
+    CancelArgs,
     ClaimArgs,
-    attempt_arg_missing,
+    ListArgs,
     attempt_conflict,
-    cancel_args,
     key_arg,
     lease_lost,
-    list_args,
     not_cancellable,
     prefix_arg,
     run_arg,
     run_not_found,
-    status_arg,
 )
 
 __all__ = ["SqlWorkflowRunRepository"]
@@ -264,19 +261,8 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
         )
         return self._runs.maybe(row)
 
-    def list(
-        self,
-        status: str | None = None,
-        *,
-        client_id: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-    ) -> list[WorkflowRunDTO]:
-        status = status_arg(status)
-        args = list_args(client_id=client_id, since=since, limit=limit)
-        plain = args.client_id is None and args.since is None and args.limit is None
-        if plain and not newest_first:
+    def _list(self, status: str | None, args: ListArgs) -> builtins.list[WorkflowRunDTO]:
+        if args.plain:
             if status is None:
                 rows = self._db.fetch_all(LIST_RUNS)
             else:
@@ -291,7 +277,7 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
             "since": None if args.since is None else self._db.encode_datetime(args.since),
             "limit": _NO_LIMIT if args.limit is None else args.limit,
         }
-        statement = LIST_RUNS_NEWEST if newest_first else LIST_RUNS_FILTERED
+        statement = LIST_RUNS_NEWEST if args.newest_first else LIST_RUNS_FILTERED
         return self._runs.from_rows(self._db.fetch_all(statement, params))
 
     def ids_with_prefix(self, prefix: str, *, limit: int = 10) -> builtins.list[str]:
@@ -303,53 +289,34 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
         """The attempt that retried ``workflow_run_id``, if any."""
         return self._runs.maybe(self._db.fetch_one(GET_RETRY, {"workflow_run_id": workflow_run_id}))
 
-    def request_cancel(
-        self,
-        workflow_run_id: str,
-        *,
-        reason: str | None = None,
-        by: str,
-        now: datetime | None = None,
-    ) -> WorkflowRunDTO:
-        with self._db.transaction():
-            args = cancel_args(workflow_run_id, reason=reason, by=by, now=now, clock=self._db.clock)
-            params = {
-                "workflow_run_id": args.workflow_run_id,
-                "now": self._db.encode_datetime(args.now),
-                "reason": args.reason,
-                "by": args.by,
-            }
-            if self._db.execute(CANCEL_QUEUED, params) == 0:
-                self._db.execute(REQUEST_CANCEL, params)
-            run = self.get(args.workflow_run_id)
-            if run is None:
-                raise run_not_found(args.workflow_run_id)
-            if run.status != "CANCELLED" and run.cancel_requested_at is None:
-                raise not_cancellable(run)
-            return run
+    def _request_cancel(self, args: CancelArgs) -> WorkflowRunDTO:
+        params = {
+            "workflow_run_id": args.workflow_run_id,
+            "now": self._db.encode_datetime(args.now),
+            "reason": args.reason,
+            "by": args.by,
+        }
+        if self._db.execute(CANCEL_QUEUED, params) == 0:
+            self._db.execute(REQUEST_CANCEL, params)
+        run = self.get(args.workflow_run_id)
+        if run is None:
+            raise run_not_found(args.workflow_run_id)
+        if run.status != "CANCELLED" and run.cancel_requested_at is None:
+            raise not_cancellable(run)
+        return run
 
-    def add_attempt(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        run = run_arg(run)
-        if run.retry_of is None:
-            raise attempt_arg_missing(run)
-        with self._db.transaction():
-            previous = self.get(run.retry_of)
-            if previous is None:
-                raise run_not_found(run.retry_of)
-            newer = self._retry_of(run.retry_of)
-            if newer is not None or previous.status not in RETRYABLE:
+    def _add_attempt(self, run: WorkflowRunDTO, previous: WorkflowRunDTO) -> WorkflowRunDTO:
+        if self._db.execute(RELEASE_KEY, {"workflow_run_id": previous.workflow_run_id}) != 1:
+            raise attempt_conflict(self.get(previous.workflow_run_id) or previous, None)
+        stored: WorkflowRunDTO = attrs.evolve(run, idempotency_key=previous.idempotency_key)  # type: ignore[misc]
+        if self._db.execute(CREATE_RUN, self._runs.to_row(stored)) != 1:
+            # A concurrent retry of the same attempt committed first (or the id is
+            # taken): this transaction rolls back, the key stays where it went.
+            newer = self._retry_of(previous.workflow_run_id)
+            if newer is not None:
                 raise attempt_conflict(previous, newer)
-            if self._db.execute(RELEASE_KEY, {"workflow_run_id": run.retry_of}) != 1:
-                raise attempt_conflict(self.get(run.retry_of) or previous, None)
-            stored: WorkflowRunDTO = attrs.evolve(run, idempotency_key=previous.idempotency_key)  # type: ignore[misc]
-            if self._db.execute(CREATE_RUN, self._runs.to_row(stored)) != 1:
-                # A concurrent retry of the same attempt committed first (or the id is
-                # taken): this transaction rolls back, the key stays where it went.
-                newer = self._retry_of(run.retry_of)
-                if newer is not None:
-                    raise attempt_conflict(previous, newer)
-                raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
-            return stored
+            raise ConflictError(f"workflow run {run.workflow_run_id!r} already exists")
+        return stored
 
     def count_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(RUN_STATUSES, 0)
