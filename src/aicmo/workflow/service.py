@@ -1077,18 +1077,21 @@ class WorkflowService:
     def delivery_of(self, run: WorkflowRunDTO) -> DeliveryService:
         """The delivery service for ``run``'s files: under the root the run recorded (a run
         from before roots were recorded: the folder of its packages), else this app's.
-        ``ConfigurationError`` if that root is another folder, not there."""
+        ``ConfigurationError`` if that root is another folder, not there, or another
+        object store than this app's."""
         own = self._s.delivery
         root = run.artifact_root
         if root is None and run.artifact_dirs:
-            root = str(Path(run.artifact_dirs[0]).parent)
-        if root is None or Path(root) == own.artifact_root:
+            first = run.artifact_dirs[0]
+            root = first.rsplit("/", 1)[0] if "://" in first else str(Path(first).parent)
+        here = own.artifact_location
+        if root is None or root == here or ("://" not in root and Path(root) == Path(here)):
             return own
         if "://" in root or not Path(root).is_dir():
             raise ConfigurationError(
                 f"workflow run {run.workflow_run_id!r} keeps its package files under "
-                f"{root!r}, which is not reachable here (this app's artifact root is "
-                f"{str(own.artifact_root)!r}); finish it where that folder is mounted, "
+                f"{root!r}, which is not reachable here (this app's artifact store is "
+                f"{own.store.shown!r}); finish it where that store is reachable, "
                 f"for example `aicmo recover --artifacts {root}`. The run was left as it "
                 "was, for a driver that can reach it"
             )
