@@ -492,7 +492,8 @@ class S3Store:
         bucket = parts.netloc
         if "@" in bucket or ":" in bucket or not _BUCKET.fullmatch(bucket):
             raise ConfigurationError(
-                f"artifact store URL {self._shown}: {bucket!r} is not a bucket name; use "
+                f"artifact store URL {self._shown}: {urlsplit(self._shown).netloc!r} is not a "
+                "bucket name; use "
                 "s3://bucket/prefix (3 to 63 lower-case letters, digits, '.' or '-'; "
                 "credentials go in query parameters or AWS variables, not before '@')"
             )
@@ -515,6 +516,11 @@ class S3Store:
                         f"artifact store URL {self._shown}: {name}={params[name]!r} must be a "
                         "positive number"
                     ) from None
+        if ("access_key_id" in params) != ("secret_access_key" in params):
+            raise ConfigurationError(
+                f"artifact store URL {self._shown}: give access_key_id and secret_access_key "
+                "together (or neither, for the AWS variables and credential chain)"
+            )
         if params.get("addressing", "path") not in ("path", "virtual"):
             raise ConfigurationError(
                 f"artifact store URL {self._shown}: addressing must be 'path' or 'virtual'"
