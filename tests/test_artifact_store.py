@@ -20,16 +20,13 @@ import aicmo
 from aicmo.delivery import DeliveryService, LocalStore, S3Store, StagedPackage, open_store
 from aicmo.delivery.service import MANIFEST_NAME
 from aicmo.errors import ConfigurationError, TransientError
+from tests import s3_support
 from tests.conftest import new_postgres_schema
-from tests.s3_support import (  # noqa: F401 (fixtures)
-    CREDENTIALS,
-    Bucket,
-    FailingProxy,
-    MotoServer,
-    s3_bucket,
-    s3_server,
-)
+from tests.s3_support import CREDENTIALS, Bucket, FailingProxy, MotoServer
 from tests.tcp_proxy import TcpProxy
+
+s3_server = s3_support.s3_server
+s3_bucket = s3_support.s3_bucket
 
 T0 = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 FILES = {
@@ -203,7 +200,8 @@ def test_remove_and_clean_staging(svc: DeliveryService, side: Side) -> None:
 def test_store_urls_choose_the_store(tmp_path: Path) -> None:
     assert isinstance(open_store(str(tmp_path)), LocalStore)
     local = open_store((tmp_path / "a b").as_uri())
-    assert isinstance(local, LocalStore) and local.root == tmp_path / "a b"
+    assert isinstance(local, LocalStore)
+    assert local.root == tmp_path / "a b"
     s3 = open_store("s3://my-bucket/some/prefix?endpoint=http://127.0.0.1:9&region=eu-west-1")
     assert isinstance(s3, S3Store)
     assert (s3.bucket, s3.prefix, s3.location) == (
@@ -257,7 +255,8 @@ def test_credentials_in_the_url_are_never_shown(
     ).replace(s3_bucket.name, "aicmo-no-such-bucket")
     caplog.set_level(logging.DEBUG)
     store = open_store(url)
-    assert secret not in store.shown and "secret_access_key=***" in store.shown
+    assert secret not in store.shown
+    assert "secret_access_key=***" in store.shown
     assert secret not in store.location
     with pytest.raises(ConfigurationError) as caught:
         store.check()
