@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import http.client
 import json
+import logging
 import socket
 import threading
 import uuid
@@ -24,6 +25,8 @@ pytest.importorskip("moto.server", reason="moto[server] (the test extra) runs th
 boto3 = pytest.importorskip("boto3", reason="boto3 (the s3 extra) is the S3 client")
 
 from moto.server import ThreadedMotoServer  # noqa: E402
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "aicmo-test-key",

@@ -377,9 +377,7 @@ def test_forged_staged_packages_cannot_touch_other_folders(
         attrs.evolve(staged, staging="../../victim"),
         attrs.evolve(staged, staging="pkg-2.0123"),
         attrs.evolve(staged, staging=".."),
-        attrs.evolve(
-            staged, staging=linked, staging_location=str(root / ".staging" / linked)
-        ),
+        attrs.evolve(staged, staging=linked, staging_location=str(root / ".staging" / linked)),
         attrs.evolve(staged, final_location=str(victim)),
         attrs.evolve(staged, staging=Path(staged.staging)),
     ]
