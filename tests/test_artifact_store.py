@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import subprocess
+import threading
+import time
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -376,3 +378,51 @@ def test_a_workflow_run_publishes_to_the_object_store(
                 a.url.startswith(f"{s3_bucket.location}/{package_id}/") for a in package.artifacts
             )
         assert s3_bucket.keys(".staging/") == []
+
+
+def test_a_worker_waits_out_an_object_store_outage_and_completes_the_run(
+    s3_bucket: Bucket, s3_server: MotoServer, tmp_path: Path
+) -> None:
+    """The store answers 503 to everything while a worker delivers: the step fails as
+    ``TransientError``, the run goes back to the queue (not compensated), nothing is
+    published, and once the store is back the worker completes it."""
+    proxy = FailingProxy(s3_server.port)
+    stop = threading.Event()
+    try:
+        url = s3_bucket.url(proxy.endpoint, max_attempts="2")
+        with aicmo.connect(f"sqlite:///{tmp_path / 'a.db'}", artifacts=url) as app:
+            queued = app.submit(PASSING)
+            proxy.failing = True
+            done: list[object] = []
+            worker = threading.Thread(
+                target=lambda: done.extend(
+                    app.work(worker_id="w", stop=stop, poll_interval=0.05, idle_log_interval=None)
+                ),
+                daemon=True,
+            )
+            worker.start()
+            deadline = time.monotonic() + 60
+            while proxy.failed < 4:  # the delivery step has met the outage, more than once
+                assert time.monotonic() < deadline, "the worker never reached the store"
+                time.sleep(0.05)
+            run = app.get_run(queued.workflow_run_id)
+            assert run is not None
+            assert run.status in ("QUEUED", "RUNNING"), run.error
+            assert run.compensated_steps == ()
+            assert s3_bucket.packages() == set()
+            proxy.failing = False
+            while (run := app.get_run(queued.workflow_run_id)) is not None and (
+                run.status != "COMPLETED"
+            ):
+                assert time.monotonic() < deadline, f"the run did not complete: {run.status}"
+                time.sleep(0.05)
+            stop.set()
+            worker.join(30)
+            assert not worker.is_alive()
+            assert s3_bucket.packages() == set(run.package_ids)
+            for package_id in run.package_ids:
+                s3_bucket.check_manifest(package_id)
+            assert s3_bucket.keys(".staging/") == []
+    finally:
+        stop.set()
+        proxy.close()
