@@ -9,9 +9,9 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import threading
 import time
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -265,6 +265,15 @@ def test_credentials_in_the_url_are_never_shown(
     assert secret not in str(caught.value)
     assert secret not in repr(aicmo.settings.resolve_settings("memory://"))
     assert all(secret not in r.getMessage() for r in caplog.records)
+
+
+def test_without_the_extra_an_s3_store_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # what `import boto3` meets when absent
+    store = open_store("s3://some-bucket/x?endpoint=http://127.0.0.1:9")  # parsing needs none
+    with pytest.raises(ConfigurationError, match=r"pip install 'aicmo\[s3\]'"):
+        store.check()
+    with pytest.raises(ConfigurationError, match=r"aicmo\[s3\]"):
+        store.stage("pkg-1", [("a.md", b"a")])
 
 
 # -- faults, against the real server ----------------------------------------------------------

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from aicmo.errors import BackendError, ConfigurationError, TransientError
+from aicmo.errors import AicmoError, BackendError, ConfigurationError, TransientError
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from collections.abc import Iterable
@@ -256,9 +256,7 @@ class LocalStore:
     def location(self) -> str:
         return str(self.root)
 
-    @property
-    def shown(self) -> str:
-        return str(self.root)
+    shown = location  # a folder holds no secret
 
     @property
     def _staging_root(self) -> Path:
@@ -573,7 +571,15 @@ class S3Store:
             or env.get("AWS_DEFAULT_REGION")
             or "us-east-1"
         )
-        attempts = int(params.get("max_attempts") or env.get("AWS_MAX_ATTEMPTS") or 5)
+        try:
+            attempts = int(params.get("max_attempts") or env.get("AWS_MAX_ATTEMPTS") or 5)
+            if attempts < 1:
+                raise ValueError
+        except ValueError:
+            raise ConfigurationError(
+                f"AWS_MAX_ATTEMPTS={env.get('AWS_MAX_ATTEMPTS')!r} is not a positive whole "
+                f"number (artifact store {self._shown})"
+            ) from None
         timeout = float(params.get("timeout", 10))
         addressing = params.get("addressing") or ("path" if endpoint else "virtual")
         session = boto3.session.Session(
@@ -606,6 +612,8 @@ class S3Store:
             raise self._translated(exc, what) from exc
 
     def _translated(self, exc: Exception, what: str) -> Exception:
+        if isinstance(exc, AicmoError):  # ours already (the extra missing, a bad setting)
+            return exc
         from botocore import exceptions as errors
 
         where = f"cannot {what} in {self._shown}"
@@ -645,8 +653,6 @@ class S3Store:
             )
         if isinstance(exc, errors.BotoCoreError):
             return BackendError(f"{where}: {type(exc).__name__}")
-        if isinstance(exc, BackendError | ConfigurationError):
-            return exc
         return BackendError(f"{where}: {type(exc).__name__}: {exc}")
 
     # -- the operations ----------------------------------------------------------------
@@ -710,6 +716,7 @@ class S3Store:
                 )
             self._delete(sorted(old - {final + n for n in names}))
             self._delete(base + n for n in staged)
+        log.debug("published package %s to %s (%d files)", package_id, self._shown, len(names))
 
     def discard(self, staging: str) -> None:
         base = self._key(STAGING_DIR, staging) + "/"
