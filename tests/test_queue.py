@@ -27,7 +27,13 @@ from .test_workflow import (
     assert_completed,
     assert_left_nothing,
     module_rows,
+    staging_entries,
 )
+from .test_workflow import s3_app as s3_app_fixture
+from .test_workflow import s3_bucket as s3_bucket_fixture
+from .test_workflow import s3_server as s3_server_fixture
+
+s3_app, s3_bucket, s3_server = s3_app_fixture, s3_bucket_fixture, s3_server_fixture
 
 LEASE = timedelta(seconds=30)
 
@@ -159,6 +165,18 @@ def test_a_worker_that_lost_its_lease_publishes_no_files(app: aicmo.App, clock: 
     """A commits its delivery rows, then stalls before moving the files into place; B takes
     the run over, fails at the end and compensates it (rows and files gone). A's files must
     not appear afterwards: publishing is fenced by the lease like every row write."""
+    lost_lease_publishes_nothing(app, clock)
+
+
+def test_a_worker_that_lost_its_lease_publishes_nothing_to_the_object_store(
+    s3_app: aicmo.App,
+) -> None:
+    fake = FakeClock()
+    s3_app.workflow.clock = fake
+    lost_lease_publishes_nothing(s3_app, fake)
+
+
+def lost_lease_publishes_nothing(app: aicmo.App, clock: FakeClock) -> None:
     run_id = app.submit(PASSING).workflow_run_id
     state: dict[str, WorkedRun | None] = {}
 
@@ -180,8 +198,7 @@ def test_a_worker_that_lost_its_lease_publishes_no_files(app: aicmo.App, clock: 
     assert final is not None
     assert final.status == "COMPENSATED"
     assert artifact_files(app) == []  # no package folder without its package row
-    staging = Path(app.delivery.artifact_root) / ".staging"
-    assert not staging.exists() or list(staging.iterdir()) == []  # A abandoned its staging
+    assert staging_entries(app) == []  # A abandoned its staging
 
 
 def test_a_fenced_step_commit_rolls_back_the_step(app: aicmo.App, clock: FakeClock) -> None:

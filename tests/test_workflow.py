@@ -80,6 +80,20 @@ def read_artifact(app: aicmo.App, package_id: str, name: str) -> bytes:
     return data
 
 
+def staging_entries(app: aicmo.App) -> list[str]:
+    """What is left in the store's staging area."""
+    store = app.delivery.store
+    if isinstance(store, S3Store):
+        base = f"{store.prefix}/.staging/"
+        pages = store.client.get_paginator("list_objects_v2").paginate(
+            Bucket=store.bucket, Prefix=base
+        )
+        return sorted(o["Key"][len(base) :] for page in pages for o in page.get("Contents", ()))
+    assert isinstance(store, LocalStore)
+    staging = store.root / ".staging"
+    return sorted(p.name for p in staging.iterdir()) if staging.exists() else []
+
+
 def artifact_files(app: aicmo.App) -> list[str]:
     """Every published file (``<package>/<name>``), the staging area left out."""
     store = app.delivery.store
