@@ -435,3 +435,33 @@ def test_a_worker_waits_out_an_object_store_outage_and_completes_the_run(
     finally:
         stop.set()
         proxy.close()
+
+
+def test_the_cli_runs_and_shows_a_run_on_the_object_store(
+    s3_bucket: Bucket, tmp_path: Path
+) -> None:
+    env = {**os.environ, **CREDENTIALS, "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    env["AICMO_ARTIFACT_URL"] = s3_bucket.url(access_key_id="k", secret_access_key="shh-1234")
+
+    def aicmo_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "aicmo", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "shh-1234" not in done.stdout + done.stderr
+        return done
+
+    [ran] = json.loads(aicmo_cli("run", "--json", str(PASSING)).stdout)
+    run = ran["run"]
+    assert run["status"] == "COMPLETED"
+    assert run["artifact_root"] == s3_bucket.location
+    assert run["artifact_dirs"] == [f"{s3_bucket.location}/{p}" for p in run["package_ids"]]
+    shown = aicmo_cli("runs", "show", run["workflow_run_id"]).stdout
+    assert f"artifact_root: {s3_bucket.location}" in shown
+    assert s3_bucket.packages() == set(run["package_ids"])
+    assert not list(tmp_path.glob("aicmo-artifacts*"))  # nothing went to a local folder
