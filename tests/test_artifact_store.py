@@ -285,6 +285,23 @@ def test_a_missing_bucket_is_a_clear_configuration_error(s3_bucket: Bucket) -> N
         store.check()
 
 
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_a_missing_bucket_is_refused_before_a_run_is_made(
+    s3_bucket: Bucket, tmp_path: Path, backend: str
+) -> None:
+    url = s3_bucket.url().replace(s3_bucket.name, "aicmo-no-such-bucket")
+    database = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'a.db'}"
+    with aicmo.connect(database, artifacts=url) as app:
+        with pytest.raises(ConfigurationError, match="'aicmo-no-such-bucket' does not exist"):
+            app.run_workflow(PASSING)
+        assert app.list_runs() == []
+        app.submit(PASSING)
+        with pytest.raises(ConfigurationError, match="'aicmo-no-such-bucket' does not exist"):
+            app.work(stop_when_idle=True, idle_log_interval=None)
+        [queued] = app.list_runs()
+        assert queued.status == "QUEUED"  # not claimed, not compensated
+
+
 def test_a_missing_bucket_is_refused_by_the_cli_before_the_first_step(
     s3_bucket: Bucket, tmp_path: Path
 ) -> None:

@@ -67,7 +67,7 @@ from aicmo.delivery.store import (
     is_staging_name,
     open_store,
 )
-from aicmo.errors import ConfigurationError, NotFoundError, ValidationError
+from aicmo.errors import ConfigurationError, NotFoundError, TransientError, ValidationError
 from aicmo.values import Invalid, identifier, shown, utc_datetime
 
 __all__ = [
@@ -165,6 +165,7 @@ class DeliveryService:
             raise ConfigurationError("DeliveryService: give artifact_root or store (one of them)")
         self.repo = repo
         self.store: ArtifactStore = store if store is not None else open_store(artifact_root or "")
+        self._usable = False
 
     @property
     def artifact_location(self) -> str:
@@ -191,6 +192,20 @@ class DeliveryService:
         """Make sure the store can be written (a local folder is made): ``ConfigurationError``
         saying why not, ``TransientError`` if an object store cannot be reached."""
         self.store.check()
+
+    def check_before_running(self) -> None:
+        """What a run or a worker does before its first step: an object store's bucket is
+        checked once per service (``ConfigurationError`` if it does not exist, refuses the
+        credentials, or the ``s3`` extra is missing). One that cannot be reached now is not
+        refused here (a run meets it as ``TransientError`` when it delivers); a local folder
+        is made when first written."""
+        if self._usable or isinstance(self.store, LocalStore):
+            return
+        try:
+            self.store.check()
+        except TransientError:
+            return
+        self._usable = True
 
     # -- names ---------------------------------------------------------------------------
     def _final(self, package_id: Any, what: str = "package_id") -> str:

@@ -392,7 +392,9 @@ class WorkflowService:
         """Run the workflow for ``intake`` in this thread; return the run as it ended.
 
         The intake is validated first, whatever the key: an invalid one raises
-        ``ValidationError`` and creates no run. The run is created already claimed by
+        ``ValidationError`` and creates no run; so does an object store whose bucket does
+        not exist or refuses the credentials (``ConfigurationError``, see
+        ``DeliveryService.check_before_running``). The run is created already claimed by
         this call (a lease renewed by a heartbeat), so no worker or ``recover()`` drives it
         while this call does, and one takes it over if this process dies.
 
@@ -409,6 +411,7 @@ class WorkflowService:
         ``recover()`` to finish.
         """
         fresh = self._new_run(intake, idempotency_key)
+        self._s.delivery.check_before_running()
         holder = f"run:{default_worker_id()}"
         deadline = time.monotonic() + wait.total_seconds()
         run = None
@@ -749,7 +752,9 @@ class WorkflowService:
         While idle, a heartbeat record (logger ``aicmo.workflow``, INFO, with the queue's
         depth) every ``idle_log_interval`` seconds (``None`` or 0: never).
 
-        A claimed run whose artifact root is not reachable from this worker raises
+        An object store whose bucket does not exist (or refuses the credentials) raises
+        ``ConfigurationError`` before the first claim. A claimed run whose artifact root is
+        not reachable from this worker raises
         ``ConfigurationError`` (the run is released first, for a worker that can reach it).
         """
         if lease <= timedelta(0):
@@ -761,6 +766,7 @@ class WorkflowService:
         # it out (see aicmo.workflow.backoff); a run it interrupted keeps its lease, which
         # lapses, and is taken over from its last committed step.
         outage = OutageBackoff(worker, stop, closed=lambda: self._s.closed)
+        self._s.delivery.check_before_running()
         idle_since: float | None = None
         while not stop.is_set() and (max_runs is None or len(results) < max_runs):
             try:
