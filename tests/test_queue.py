@@ -176,6 +176,45 @@ def test_a_worker_that_lost_its_lease_publishes_nothing_to_the_object_store(
     lost_lease_publishes_nothing(s3_app, fake)
 
 
+def test_a_publish_fenced_out_by_a_takeover_publishes_nothing(
+    app: aicmo.App, clock: FakeClock
+) -> None:
+    """A commits its delivery rows and stalls; B claims the run (and does nothing else);
+    A's publish, fenced by the lease it lost, must put no file under a final name."""
+    fenced_publish_publishes_nothing(app, clock)
+
+
+def test_a_publish_fenced_out_by_a_takeover_publishes_nothing_to_the_object_store(
+    s3_app: aicmo.App,
+) -> None:
+    fake = FakeClock()
+    s3_app.workflow.clock = fake
+    fenced_publish_publishes_nothing(s3_app, fake)
+
+
+def fenced_publish_publishes_nothing(app: aicmo.App, clock: FakeClock) -> None:
+    run_id = app.submit(PASSING).workflow_run_id
+    stolen: list[WorkflowRunDTO | None] = []
+
+    def hook(point: str) -> None:
+        if point == "delivery:publish" and not stolen:
+            clock.advance(LEASE + timedelta(seconds=1))  # A stalls past its lease
+            stolen.append(app.repos.workflow.claim("B", now=clock(), lease=LEASE))
+
+    app.workflow.fault_hook = hook
+    [a] = app.work(worker_id="A", max_runs=1, heartbeat=False, lease=LEASE)
+    app.workflow.fault_hook = None
+    assert a.outcome == "LEASE_LOST"
+    [taken] = stolen
+    assert taken is not None
+    assert taken.workflow_run_id == run_id
+    held = app.get_run(run_id)
+    assert held is not None
+    assert held.claimed_by == "B"
+    assert artifact_files(app) == []  # A published nothing
+    assert staging_entries(app) == []  # and abandoned what it staged
+
+
 def lost_lease_publishes_nothing(app: aicmo.App, clock: FakeClock) -> None:
     run_id = app.submit(PASSING).workflow_run_id
     state: dict[str, WorkedRun | None] = {}
