@@ -131,6 +131,7 @@ class FailingProxy:
         self.target_port = target_port
         self.failing = False
         self.fail_next = 0
+        self.fail_after: int | None = None  # fail every request once this many went through
         self.failed = 0
         self.forwarded = 0
         self._lock = threading.Lock()
@@ -184,6 +185,8 @@ class FailingProxy:
 
     def _should_fail(self) -> bool:
         with self._lock:
+            if self.fail_after is not None and self.forwarded >= self.fail_after:
+                self.failing = True
             if self.failing or self.fail_next > 0:
                 self.fail_next = max(0, self.fail_next - 1)
                 self.failed += 1

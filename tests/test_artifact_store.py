@@ -364,6 +364,36 @@ def test_a_store_answering_503_is_transient_and_leaves_nothing_half_visible(
         proxy.close()
 
 
+def test_a_publish_cut_off_half_way_leaves_no_package(
+    s3_bucket: Bucket, s3_server: MotoServer
+) -> None:
+    """The store fails every request from the middle of a publish on: some files are under
+    the final keys, but not the manifest (copied last), so the package is not there; once
+    the store is back, publishing again completes it."""
+    proxy = FailingProxy(s3_server.port)
+    try:
+        url = s3_bucket.url(proxy.endpoint, max_attempts="1")
+        with aicmo.connect("memory://", artifacts=url) as app:
+            staged = app.delivery.stage("pkg-1", "draft-1", FILES, created_at=T0)
+            app.delivery.save(staged)
+            proxy.fail_after = proxy.forwarded + 5  # three listings, two copies, then down
+            with pytest.raises(TransientError):
+                app.delivery.publish(staged)
+            proxy.fail_after = None
+            proxy.failing = False
+            copied = s3_bucket.final_keys()
+            assert len(copied) == 2
+            assert "pkg-1/manifest.json" not in copied
+            assert s3_bucket.packages() == set()
+            assert app.delivery.missing_files(staged.package) is True
+            app.delivery.publish(staged)
+            assert app.delivery.missing_files(staged.package) is False
+        s3_bucket.check_manifest("pkg-1")
+        assert s3_bucket.keys(".staging/") == []
+    finally:
+        proxy.close()
+
+
 def test_dropped_connections_are_transient(s3_bucket: Bucket, s3_server: MotoServer) -> None:
     proxy = TcpProxy(("127.0.0.1", s3_server.port))
     proxy.up()
