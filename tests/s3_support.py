@@ -42,6 +42,15 @@ def free_port() -> int:
         return port
 
 
+def store_keys(store: Any, under: str = "") -> list[str]:
+    """Every key an ``S3Store`` holds under its prefix (relative to it, sorted), read with
+    its own client straight from the server."""
+    base = f"{store.prefix}/{under}" if store.prefix else under
+    pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=base)
+    cut = len(store.prefix) + 1 if store.prefix else 0
+    return sorted(o["Key"][cut:] for page in pages for o in page.get("Contents", ()))
+
+
 class MotoServer:
     """moto's S3 server on a free loopback port, for one test session (or one test)."""
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -22,10 +21,12 @@ import aicmo
 from aicmo.delivery import DeliveryService, LocalStore, S3Store, StagedPackage, open_store
 from aicmo.delivery.service import MANIFEST_NAME
 from aicmo.errors import ConfigurationError, TransientError
+from aicmo.testing import ArtifactStoreContract
 from tests import s3_support
 from tests.conftest import new_postgres_schema
 from tests.s3_support import CREDENTIALS, Bucket, FailingProxy, MotoServer
 from tests.tcp_proxy import TcpProxy
+from tests.test_cli_scripts import aicmo as cli
 
 s3_server = s3_support.s3_server
 s3_bucket = s3_support.s3_bucket
@@ -118,6 +119,21 @@ def check_manifest(side: Side, package_id: str) -> None:
     for entry in manifest["files"]:
         data = held[f"{package_id}/{entry['name']}"]
         assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["bytes"], entry["sha256"])
+
+
+# -- the port's contract, on both stores ------------------------------------------------------
+class TestLocalStore(ArtifactStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> LocalStore:
+        return LocalStore(tmp_path / "artifacts")
+
+
+class TestS3Store(ArtifactStoreContract):
+    @pytest.fixture
+    def store(self, s3_bucket: Bucket) -> S3Store:
+        store = open_store(s3_bucket.url())
+        assert isinstance(store, S3Store)
+        return store
 
 
 # -- the staging protocol, on both stores -----------------------------------------------------
@@ -308,16 +324,9 @@ def test_a_missing_bucket_is_refused_by_the_cli_before_the_first_step(
     url = s3_bucket.url(access_key_id="k", secret_access_key="hush-hush-1234").replace(
         s3_bucket.name, "aicmo-no-such-bucket"
     )
-    env = {**os.environ, **CREDENTIALS, "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    env = {**CREDENTIALS, "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
     for command in (["run", str(PASSING)], ["worker", "--stop-when-idle"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "aicmo", *command, "--artifacts", url],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        done = cli(tmp_path, *command, "--artifacts", url, env=env)
         assert done.returncode == 2, done.stderr
         assert "the bucket 'aicmo-no-such-bucket' does not exist" in done.stderr
         assert "hush-hush-1234" not in done.stderr + done.stdout
@@ -487,18 +496,11 @@ def test_a_worker_waits_out_an_object_store_outage_and_completes_the_run(
 def test_the_cli_runs_and_shows_a_run_on_the_object_store(
     s3_bucket: Bucket, tmp_path: Path
 ) -> None:
-    env = {**os.environ, **CREDENTIALS, "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    env = {**CREDENTIALS, "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
     env["AICMO_ARTIFACT_URL"] = s3_bucket.url(access_key_id="k", secret_access_key="shh-1234")
 
     def aicmo_cli(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "aicmo", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        done = cli(tmp_path, *args, env=env)
         assert done.returncode == 0, done.stderr
         assert "shh-1234" not in done.stdout + done.stderr
         return done

@@ -58,6 +58,13 @@ def clock(app: aicmo.App) -> FakeClock:
     return fake
 
 
+@pytest.fixture
+def s3_clock(s3_app: aicmo.App) -> FakeClock:
+    fake = FakeClock()
+    s3_app.workflow.clock = fake
+    return fake
+
+
 def drain(app: aicmo.App, worker: str = "w1", **kwargs: object) -> list[WorkedRun]:
     return app.work(
         worker_id=worker,
@@ -169,11 +176,9 @@ def test_a_worker_that_lost_its_lease_publishes_no_files(app: aicmo.App, clock: 
 
 
 def test_a_worker_that_lost_its_lease_publishes_nothing_to_the_object_store(
-    s3_app: aicmo.App,
+    s3_app: aicmo.App, s3_clock: FakeClock
 ) -> None:
-    fake = FakeClock()
-    s3_app.workflow.clock = fake
-    lost_lease_publishes_nothing(s3_app, fake)
+    lost_lease_publishes_nothing(s3_app, s3_clock)
 
 
 def test_a_publish_fenced_out_by_a_takeover_publishes_nothing(
@@ -185,11 +190,9 @@ def test_a_publish_fenced_out_by_a_takeover_publishes_nothing(
 
 
 def test_a_publish_fenced_out_by_a_takeover_publishes_nothing_to_the_object_store(
-    s3_app: aicmo.App,
+    s3_app: aicmo.App, s3_clock: FakeClock
 ) -> None:
-    fake = FakeClock()
-    s3_app.workflow.clock = fake
-    fenced_publish_publishes_nothing(s3_app, fake)
+    fenced_publish_publishes_nothing(s3_app, s3_clock)
 
 
 def fenced_publish_publishes_nothing(app: aicmo.App, clock: FakeClock) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 import aicmo
 from aicmo.app import MODULES
-from aicmo.delivery import REPORT_FILES, LocalStore, S3Store
+from aicmo.delivery import REPORT_FILES, ArtifactStore, LocalStore, S3Store
 from aicmo.workflow import STEPS, WorkflowRunDTO, fault_points
 from tests import s3_support
 
@@ -73,9 +73,9 @@ def s3_app(s3_bucket: s3_support.Bucket, tmp_path: Path) -> Iterator[aicmo.App]:
         yield app
 
 
-def read_artifact(app: aicmo.App, package_id: str, name: str) -> bytes:
+def read_artifact(store: ArtifactStore, package_id: str, name: str) -> bytes:
     """A published file's bytes, read from the store itself (a folder, or the S3 server)."""
-    data = app.delivery.store.read(package_id, name)
+    data = store.read(package_id, name)
     assert data is not None, f"{package_id}/{name} is not in the store"
     return data
 
@@ -84,11 +84,7 @@ def staging_entries(app: aicmo.App) -> list[str]:
     """What is left in the store's staging area."""
     store = app.delivery.store
     if isinstance(store, S3Store):
-        base = f"{store.prefix}/.staging/"
-        pages = store.client.get_paginator("list_objects_v2").paginate(
-            Bucket=store.bucket, Prefix=base
-        )
-        return sorted(o["Key"][len(base) :] for page in pages for o in page.get("Contents", ()))
+        return s3_support.store_keys(store, ".staging/")
     assert isinstance(store, LocalStore)
     staging = store.root / ".staging"
     return sorted(p.name for p in staging.iterdir()) if staging.exists() else []
@@ -98,12 +94,7 @@ def artifact_files(app: aicmo.App) -> list[str]:
     """Every published file (``<package>/<name>``), the staging area left out."""
     store = app.delivery.store
     if isinstance(store, S3Store):
-        base = f"{store.prefix}/"
-        pages = store.client.get_paginator("list_objects_v2").paginate(
-            Bucket=store.bucket, Prefix=base
-        )
-        keys = [o["Key"][len(base) :] for page in pages for o in page.get("Contents", ())]
-        return sorted(k for k in keys if not k.startswith(".staging/"))
+        return [k for k in s3_support.store_keys(store) if not k.startswith(".staging/")]
     assert isinstance(store, LocalStore)
     root = store.root
     if not root.exists():
@@ -134,12 +125,13 @@ def assert_completed(app: aicmo.App, run: WorkflowRunDTO) -> None:
             assert names == [*REPORT_FILES, "manifest.json"]
         else:
             assert names == ["draft.md", "draft.html", "qc-report.json", "manifest.json"]
-        assert folder == app.delivery.store.package_location(package_id)
-        manifest = json.loads(read_artifact(app, package_id, "manifest.json"))
+        store = app.workflow.delivery_of(run).store  # where the run wrote (maybe not here)
+        assert folder == store.package_location(package_id)
+        manifest = json.loads(read_artifact(store, package_id, "manifest.json"))
         for entry in manifest["files"]:
-            data = read_artifact(app, package_id, entry["name"])
+            data = read_artifact(store, package_id, entry["name"])
             assert hashlib.sha256(data).hexdigest() == entry["sha256"]
-        scheme = "s3" if isinstance(app.delivery.store, S3Store) else "file"
+        scheme = "s3" if isinstance(store, S3Store) else "file"
         for artifact in package.artifacts:
             assert artifact.url.startswith(f"{scheme}://")
             assert artifact.url.endswith(f"/{package_id}/{artifact.name}")

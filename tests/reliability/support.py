@@ -24,6 +24,7 @@ from aicmo.delivery import ArtifactStore, LocalStore, S3Store
 from aicmo.workflow import WorkflowRunDTO
 
 from ..conftest import new_postgres_schema
+from ..s3_support import store_keys
 from .driver import PASSING, expected_status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,11 +272,7 @@ def published(store: ArtifactStore) -> tuple[set[str], list[str]]:
     """The names a store holds outside its staging area (on S3: any object, with or
     without a manifest), and what is left in its staging area."""
     if isinstance(store, S3Store):
-        base = f"{store.prefix}/" if store.prefix else ""
-        pages = store.client.get_paginator("list_objects_v2").paginate(
-            Bucket=store.bucket, Prefix=base
-        )
-        keys = [o["Key"][len(base) :] for page in pages for o in page.get("Contents", ())]
+        keys = store_keys(store)
         staged = sorted(k for k in keys if k.startswith(".staging/"))
         return {k.split("/")[0] for k in keys if not k.startswith(".staging/")}, staged
     assert isinstance(store, LocalStore)
