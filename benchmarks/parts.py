@@ -6,9 +6,9 @@ Every profiled function's own time goes to one part, by the file it lives in:
   into them (a ``sqlite3`` ``execute`` runs the SQLite engine in the process; psycopg's
   waits are the round trips to the server);
 - **SQL: aicmo kernel and repositories**: ``aicmo/db/*`` and every ``aicmo/*/sql.py``;
-- **files and fsync**: ``aicmo/delivery/service.py`` (staging, manifests, publishing), the
-  file system calls (``fsync``, ``open``, ``write``, ``replace``, ``mkdir``...), hashing,
-  ``shutil``/``pathlib``/``os``;
+- **files and fsync**: ``aicmo/delivery/service.py`` and ``store.py`` (staging, manifests,
+  publishing), the file system calls (``fsync``, ``open``, ``write``, ``replace``,
+  ``mkdir``...), hashing, ``shutil``/``pathlib``/``os``;
 - **content**: the onboarding, strategy, production and QC services and rules (reading
   the intake, KPIs, channel plans, drafts, rendering, QC checks);
 - **DTOs and validation**: ``aicmo/values.py``, the ``dtos.py`` files, attrs and cattrs;
@@ -58,7 +58,7 @@ def _part_of_file(path: str) -> str | None:
         return PARTS[0]
     if "/aicmo/db/" in p or re.search(r"/aicmo/\w+/sql\.py$", p):
         return PARTS[1]
-    if p.endswith("/aicmo/delivery/service.py") or re.search(r"/(shutil|tempfile)\.py$", p):
+    if re.search(r"/aicmo/delivery/(service|store)\.py$|/(shutil|tempfile)\.py$", p):
         return PARTS[2]
     if re.search(
         r"/aicmo/(onboarding|strategy|production|qc)/(service|rules)\.py$", p

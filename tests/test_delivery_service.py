@@ -370,12 +370,16 @@ def test_forged_staged_packages_cannot_touch_other_folders(
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep.txt").write_bytes(b"precious")
+    linked = "pkg-1." + "0" * 32  # a well-formed staging name that is a link out
+    (root / ".staging" / linked).symlink_to(victim, target_is_directory=True)
     forged = [
-        attrs.evolve(staged, staging_dir=victim),
-        attrs.evolve(staged, staging_dir=root / ".staging" / "pkg-2.0123"),
-        attrs.evolve(staged, staging_dir=root / ".staging" / ".." / "pkg-1"),
-        attrs.evolve(staged, final_dir=victim),
-        attrs.evolve(staged, staging_dir=str(staged.staging_dir)),
+        attrs.evolve(staged, staging_location=str(victim)),
+        attrs.evolve(staged, staging="../../victim"),
+        attrs.evolve(staged, staging="pkg-2.0123"),
+        attrs.evolve(staged, staging=".."),
+        attrs.evolve(staged, staging=linked, staging_location=str(root / ".staging" / linked)),
+        attrs.evolve(staged, final_location=str(victim)),
+        attrs.evolve(staged, staging=Path(staged.staging)),
     ]
     for bad in forged:
         for method in (svc.abandon, svc.publish, svc.save):

@@ -27,7 +27,13 @@ from .test_workflow import (
     assert_completed,
     assert_left_nothing,
     module_rows,
+    staging_entries,
 )
+from .test_workflow import s3_app as s3_app_fixture
+from .test_workflow import s3_bucket as s3_bucket_fixture
+from .test_workflow import s3_server as s3_server_fixture
+
+s3_app, s3_bucket, s3_server = s3_app_fixture, s3_bucket_fixture, s3_server_fixture
 
 LEASE = timedelta(seconds=30)
 
@@ -49,6 +55,13 @@ class FakeClock:
 def clock(app: aicmo.App) -> FakeClock:
     fake = FakeClock()
     app.workflow.clock = fake
+    return fake
+
+
+@pytest.fixture
+def s3_clock(s3_app: aicmo.App) -> FakeClock:
+    fake = FakeClock()
+    s3_app.workflow.clock = fake
     return fake
 
 
@@ -159,6 +172,53 @@ def test_a_worker_that_lost_its_lease_publishes_no_files(app: aicmo.App, clock: 
     """A commits its delivery rows, then stalls before moving the files into place; B takes
     the run over, fails at the end and compensates it (rows and files gone). A's files must
     not appear afterwards: publishing is fenced by the lease like every row write."""
+    lost_lease_publishes_nothing(app, clock)
+
+
+def test_a_worker_that_lost_its_lease_publishes_nothing_to_the_object_store(
+    s3_app: aicmo.App, s3_clock: FakeClock
+) -> None:
+    lost_lease_publishes_nothing(s3_app, s3_clock)
+
+
+def test_a_publish_fenced_out_by_a_takeover_publishes_nothing(
+    app: aicmo.App, clock: FakeClock
+) -> None:
+    """A commits its delivery rows and stalls; B claims the run (and does nothing else);
+    A's publish, fenced by the lease it lost, must put no file under a final name."""
+    fenced_publish_publishes_nothing(app, clock)
+
+
+def test_a_publish_fenced_out_by_a_takeover_publishes_nothing_to_the_object_store(
+    s3_app: aicmo.App, s3_clock: FakeClock
+) -> None:
+    fenced_publish_publishes_nothing(s3_app, s3_clock)
+
+
+def fenced_publish_publishes_nothing(app: aicmo.App, clock: FakeClock) -> None:
+    run_id = app.submit(PASSING).workflow_run_id
+    stolen: list[WorkflowRunDTO | None] = []
+
+    def hook(point: str) -> None:
+        if point == "delivery:publish" and not stolen:
+            clock.advance(LEASE + timedelta(seconds=1))  # A stalls past its lease
+            stolen.append(app.repos.workflow.claim("B", now=clock(), lease=LEASE))
+
+    app.workflow.fault_hook = hook
+    [a] = app.work(worker_id="A", max_runs=1, heartbeat=False, lease=LEASE)
+    app.workflow.fault_hook = None
+    assert a.outcome == "LEASE_LOST"
+    [taken] = stolen
+    assert taken is not None
+    assert taken.workflow_run_id == run_id
+    held = app.get_run(run_id)
+    assert held is not None
+    assert held.claimed_by == "B"
+    assert artifact_files(app) == []  # A published nothing
+    assert staging_entries(app) == []  # and abandoned what it staged
+
+
+def lost_lease_publishes_nothing(app: aicmo.App, clock: FakeClock) -> None:
     run_id = app.submit(PASSING).workflow_run_id
     state: dict[str, WorkedRun | None] = {}
 
@@ -180,8 +240,7 @@ def test_a_worker_that_lost_its_lease_publishes_no_files(app: aicmo.App, clock: 
     assert final is not None
     assert final.status == "COMPENSATED"
     assert artifact_files(app) == []  # no package folder without its package row
-    staging = Path(app.delivery.artifact_root) / ".staging"
-    assert not staging.exists() or list(staging.iterdir()) == []  # A abandoned its staging
+    assert staging_entries(app) == []  # A abandoned its staging
 
 
 def test_a_fenced_step_commit_rolls_back_the_step(app: aicmo.App, clock: FakeClock) -> None:

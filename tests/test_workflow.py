@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -13,8 +14,12 @@ import pytest
 
 import aicmo
 from aicmo.app import MODULES
-from aicmo.delivery import REPORT_FILES
+from aicmo.delivery import REPORT_FILES, ArtifactStore, LocalStore, S3Store
 from aicmo.workflow import STEPS, WorkflowRunDTO, fault_points
+from tests import s3_support
+
+s3_server = s3_support.s3_server
+s3_bucket = s3_support.s3_bucket
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PASSING = EXAMPLES / "acme-saas.toml"
@@ -61,8 +66,37 @@ def module_rows(app: aicmo.App) -> dict[str, int]:
         }
 
 
+@pytest.fixture
+def s3_app(s3_bucket: s3_support.Bucket, tmp_path: Path) -> Iterator[aicmo.App]:
+    """An app on a new SQLite file whose artifacts go to a new bucket of the S3 server."""
+    with aicmo.connect(f"sqlite:///{tmp_path / 's3.db'}", artifacts=s3_bucket.url()) as app:
+        yield app
+
+
+def read_artifact(store: ArtifactStore, package_id: str, name: str) -> bytes:
+    """A published file's bytes, read from the store itself (a folder, or the S3 server)."""
+    data = store.read(package_id, name)
+    assert data is not None, f"{package_id}/{name} is not in the store"
+    return data
+
+
+def staging_entries(app: aicmo.App) -> list[str]:
+    """What is left in the store's staging area."""
+    store = app.delivery.store
+    if isinstance(store, S3Store):
+        return s3_support.store_keys(store, ".staging/")
+    assert isinstance(store, LocalStore)
+    staging = store.root / ".staging"
+    return sorted(p.name for p in staging.iterdir()) if staging.exists() else []
+
+
 def artifact_files(app: aicmo.App) -> list[str]:
-    root = app.delivery.artifact_root
+    """Every published file (``<package>/<name>``), the staging area left out."""
+    store = app.delivery.store
+    if isinstance(store, S3Store):
+        return [k for k in s3_support.store_keys(store) if not k.startswith(".staging/")]
+    assert isinstance(store, LocalStore)
+    root = store.root
     if not root.exists():
         return []
     return sorted(
@@ -91,12 +125,15 @@ def assert_completed(app: aicmo.App, run: WorkflowRunDTO) -> None:
             assert names == [*REPORT_FILES, "manifest.json"]
         else:
             assert names == ["draft.md", "draft.html", "qc-report.json", "manifest.json"]
-        manifest = json.loads((Path(folder) / "manifest.json").read_text())
+        store = app.workflow.delivery_of(run).store  # where the run wrote (maybe not here)
+        assert folder == store.package_location(package_id)
+        manifest = json.loads(read_artifact(store, package_id, "manifest.json"))
         for entry in manifest["files"]:
-            data = (Path(folder) / entry["name"]).read_bytes()
+            data = read_artifact(store, package_id, entry["name"])
             assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        scheme = "s3" if isinstance(store, S3Store) else "file"
         for artifact in package.artifacts:
-            assert artifact.url.startswith("file://")
+            assert artifact.url.startswith(f"{scheme}://")
             assert artifact.url.endswith(f"/{package_id}/{artifact.name}")
 
 
@@ -147,6 +184,17 @@ UNDOING = [p for p in fault_points() if p.startswith("compensate:")]
 
 @pytest.mark.parametrize("point", IN_STEPS)
 def test_a_fault_at_any_step_leaves_nothing_of_the_run(wf_app: aicmo.App, point: str) -> None:
+    fault_leaves_nothing(wf_app, point)
+
+
+@pytest.mark.parametrize("point", IN_STEPS)
+def test_a_fault_at_any_step_leaves_nothing_in_the_object_store(
+    s3_app: aicmo.App, point: str
+) -> None:
+    fault_leaves_nothing(s3_app, point)
+
+
+def fault_leaves_nothing(wf_app: aicmo.App, point: str) -> None:
     earlier = wf_app.run_workflow(PASSING)
     rows, files = module_rows(wf_app), artifact_files(wf_app)
 
@@ -215,6 +263,18 @@ def test_a_failing_compensation_is_retried_by_recover(wf_app: aicmo.App) -> None
 def test_a_crash_anywhere_then_recover_completes_exactly_once(
     wf_app: aicmo.App, point: str
 ) -> None:
+    crash_then_recover(wf_app, point)
+
+
+@pytest.mark.parametrize("point", [p for p in FORWARD if "delivery" in p or p == "complete"])
+def test_a_crash_in_delivery_then_recover_republishes_to_the_object_store(
+    s3_app: aicmo.App, point: str
+) -> None:
+    crash_then_recover(s3_app, point)
+    assert artifact_files(s3_app)
+
+
+def crash_then_recover(wf_app: aicmo.App, point: str) -> None:
     def crash(at: str) -> None:
         if at == point:
             raise Crash(at)

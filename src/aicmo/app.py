@@ -28,7 +28,8 @@ from aicmo.delivery import DeliveryRepository
 from aicmo.delivery.memory import InMemoryDeliveryRepository
 from aicmo.delivery.service import DeliveryService
 from aicmo.delivery.sql import SqlDeliveryRepository
-from aicmo.errors import BackendError, SchemaError
+from aicmo.delivery.store import open_store
+from aicmo.errors import BackendError, ConfigurationError, SchemaError
 from aicmo.onboarding import BriefRepository
 from aicmo.onboarding.memory import InMemoryBriefRepository
 from aicmo.onboarding.service import IntakeSource, OnboardingService
@@ -231,7 +232,7 @@ class App:
         )
         # QC and delivery write through one repository call at a time: no transaction.
         self.qc = QcService(repos.qc, threshold=self.settings.qc_threshold)
-        self.delivery = DeliveryService(repos.delivery, artifact_root=self.settings.artifact_dir)
+        self.delivery = DeliveryService(repos.delivery, store=open_store(self.settings.artifacts))
         self.workflow = WorkflowService(self, repos.workflow)
 
     # -- the workflow --------------------------------------------------------------------
@@ -526,6 +527,7 @@ def connect(
     artifact_dir: str | os.PathLike[str] | None = None,
     templates_dir: str | os.PathLike[str] | None = None,
     repositories: RepositoriesFactory | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
 ) -> App:
     """Open aicmo on ``url`` (see :mod:`aicmo.settings` for the forms and the defaults).
 
@@ -541,10 +543,21 @@ def connect(
     Repositories.default(db).replace(onboarding=MyBriefRepository(db))``; the services,
     the workflow and ``app.transaction()`` then use them. Run ``aicmo.testing``'s contract
     suites against such an app to prove they behave like ours.
+
+    ``artifacts``: where package files go, a folder or a store URL (``file:///folder``,
+    ``s3://bucket/prefix?endpoint=...``; see :mod:`aicmo.delivery.store`), over
+    ``AICMO_ARTIFACT_URL`` and ``AICMO_ARTIFACT_DIR``. ``artifact_dir`` is the older name
+    for a folder (give one of the two).
     """
     settings = resolve_settings(url)
+    if artifact_dir is not None and artifacts is not None:
+        raise ConfigurationError("connect(): give artifacts or artifact_dir, not both")
     if artifact_dir is not None:
-        settings = attrs.evolve(settings, artifact_dir=os.path.abspath(artifact_dir))
+        settings = attrs.evolve(
+            settings, artifact_dir=os.path.abspath(artifact_dir), artifact_url=None
+        )
+    if artifacts is not None:
+        settings = attrs.evolve(settings, artifact_url=os.fspath(artifacts))
     if templates_dir is not None:
         settings = attrs.evolve(settings, templates_dir=os.path.abspath(templates_dir))
     return App(settings, auto_upgrade=auto_upgrade, repositories=repositories)

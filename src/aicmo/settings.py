@@ -58,14 +58,22 @@ class Settings:
     #: PostgreSQL: seconds a session may sit idle inside a transaction (a frozen process)
     #: before the server ends it and releases its locks (0: forever).
     idle_in_transaction_timeout: float = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT
-    #: Where delivery writes package files (absolute).
+    #: Where delivery writes package files (absolute), unless ``artifact_url`` is set.
     artifact_dir: str = attrs.field(factory=lambda: os.path.abspath(DEFAULT_ARTIFACT_DIR))
+    #: The artifact store URL (``AICMO_ARTIFACT_URL``: ``s3://bucket/prefix``,
+    #: ``file:///folder`` or a folder); ``None``: the folder ``artifact_dir``.
+    artifact_url: str | None = attrs.field(default=None, repr=False)
     #: The QC score a draft needs to pass (with no critical issue).
     qc_threshold: float = DEFAULT_QC_THRESHOLD
     #: The largest intake file (bytes) read; a larger one is refused (``ValidationError``).
     max_intake_bytes: int = DEFAULT_MAX_INTAKE_BYTES
     #: A folder of Jinja2 templates overriding the shipped ones (``AICMO_TEMPLATES_DIR``).
     templates_dir: str | None = None
+
+    @property
+    def artifacts(self) -> str:
+        """Where package files go: ``artifact_url`` if set, else the folder ``artifact_dir``."""
+        return self.artifact_url if self.artifact_url is not None else self.artifact_dir
 
 
 def _number(
@@ -164,6 +172,7 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
     artifact_dir = os.path.abspath(
         env.get("AICMO_ARTIFACT_DIR", "").strip() or DEFAULT_ARTIFACT_DIR
     )
+    artifact_url = env.get("AICMO_ARTIFACT_URL", "").strip() or None
     # The same range QcService accepts: 0 to 1 inclusive.
     qc_threshold = _number(
         env, "AICMO_QC_THRESHOLD", DEFAULT_QC_THRESHOLD, integer=False, at_most=1, zero_ok=True
@@ -188,6 +197,7 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
             lock_timeout=lock_timeout,
             idle_in_transaction_timeout=idle_in_transaction_timeout,
             artifact_dir=artifact_dir,
+            artifact_url=artifact_url,
             qc_threshold=qc_threshold,
             max_intake_bytes=max_intake_bytes,
             templates_dir=templates_dir,

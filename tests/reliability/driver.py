@@ -93,7 +93,7 @@ def _wait_for(path: str | None) -> None:
 
 # -- workflows ---------------------------------------------------------------------------
 def cmd_workflows(args: argparse.Namespace, out: Out) -> None:
-    with aicmo.connect(args.url, artifact_dir=args.artifacts) as app:
+    with aicmo.connect(args.url, artifacts=args.artifacts) as app:
         if args.hang_at:
             point, _, fail = args.hang_at.partition("/")
 
@@ -132,7 +132,7 @@ def race_intake(writer: int, index: int) -> Path:
 def cmd_keys(args: argparse.Namespace, out: Out) -> None:
     from aicmo.errors import ConflictError
 
-    with aicmo.connect(args.url, artifact_dir=args.artifacts) as app:
+    with aicmo.connect(args.url, artifacts=args.artifacts) as app:
         print("ready", flush=True)
         _wait_for(args.go)
         for index in range(args.count):
@@ -150,7 +150,7 @@ def cmd_keys(args: argparse.Namespace, out: Out) -> None:
 
 # -- recover() in several processes at once ------------------------------------------------
 def cmd_recover(args: argparse.Namespace, out: Out) -> None:
-    with aicmo.connect(args.url, artifact_dir=args.artifacts) as app:
+    with aicmo.connect(args.url, artifacts=args.artifacts) as app:
         completions: list[str] = []
         app.workflow.fault_hook = lambda at: completions.append(at) if at == "complete" else None
         print("ready", flush=True)
@@ -194,7 +194,7 @@ def _dwell_hook(spec: str | None, marker: str | None) -> Callable[[str], None] |
 def cmd_work(args: argparse.Namespace, out: Out) -> None:
     if args.skew:
         skew_clock(args.skew)
-    with aicmo.connect(args.url, artifact_dir=args.artifacts) as app:
+    with aicmo.connect(args.url, artifacts=args.artifacts) as app:
         app.workflow.fault_hook = _dwell_hook(args.dwell, args.marker)
         print("ready", flush=True)
         _wait_for(args.go)

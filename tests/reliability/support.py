@@ -20,9 +20,11 @@ import psycopg
 
 import aicmo
 from aicmo.app import MODULES
+from aicmo.delivery import ArtifactStore, LocalStore, S3Store
 from aicmo.workflow import WorkflowRunDTO
 
 from ..conftest import new_postgres_schema
+from ..s3_support import store_keys
 from .driver import PASSING, expected_status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,7 +196,9 @@ class Checked:
     files: int = 0
 
 
-def check_consistent(url: str, artifacts: Path, expect: dict[str, str] | None = None) -> Checked:
+def check_consistent(
+    url: str, artifacts: Path | str, expect: dict[str, str] | None = None
+) -> Checked:
     """The invariants of a database after workers finished (or were killed and recovered):
 
     * every run is ``COMPLETED`` (one per idempotency key) or ``COMPENSATED``; none is left
@@ -202,63 +206,82 @@ def check_consistent(url: str, artifacts: Path, expect: dict[str, str] | None = 
       one ``expect`` gives for it);
     * every module row belongs to a completed run, and every completed run has exactly the
       rows a reference run has, table by table (no duplicate, no lost row);
-    * artifact folders are exactly the package rows; every file matches its manifest;
-      nothing is left in staging; SQLite's integrity and foreign key checks pass.
+    * the published packages (a folder, or objects with their manifest, in the artifact
+      store ``artifacts``) are exactly the package rows; every file the store holds
+      matches its manifest; nothing is left in staging; SQLite's integrity and foreign key
+      checks pass.
     """
     integrity_ok(url)
-    with aicmo.connect(url, auto_upgrade=False, artifact_dir=artifacts) as app:
+    with aicmo.connect(url, auto_upgrade=False, artifacts=artifacts) as app:
         runs = app.list_runs()
         packages = {
             package_id: app.repos.delivery.get_package(package_id)
             for run in runs
             for package_id in run.package_ids
         }
-    keys = [r.idempotency_key for r in runs if r.idempotency_key is not None]
-    assert len(keys) == len(set(keys)), "two runs for one idempotency key"
-    statuses = Counter(r.status for r in runs)
-    assert set(statuses) <= {"COMPLETED", "COMPENSATED"}, (
-        f"unfinished runs: {[(r.workflow_run_id, r.status, r.step, r.error) for r in runs]}"
-    )
-    for run in runs:
-        if run.idempotency_key is not None:
-            want = (expect or {}).get(run.idempotency_key) or expected_status(run.idempotency_key)
-            assert run.status == want, _describe(run)
-    completed = {r.workflow_run_id: r for r in runs if r.status == "COMPLETED"}
-    reference = reference_counts()
-    checked = Checked(runs=len(runs), completed=len(completed))
-    checked.compensated = statuses["COMPENSATED"]
-    for table, counts in rows_by_run(url).items():
-        orphans = set(counts) - set(completed)
-        assert not orphans, f"{table} keeps rows of runs that did not complete: {orphans}"
-        for run_id in completed:
-            assert counts[run_id] == reference[table], (
-                f"{table}: run {run_id} has {counts[run_id]} rows, expected {reference[table]}"
-            )
-        checked.rows += sum(counts.values())
-    # Files: one folder per package row of a completed run, each complete.
-    expected_dirs = set()
-    for run in completed.values():
-        assert len(run.package_ids) == len(run.artifact_dirs) > 0, _describe(run)
-        for package_id, folder in zip(run.package_ids, run.artifact_dirs, strict=True):
-            package = packages[package_id]
-            assert package is not None, f"run {run.workflow_run_id} lost package {package_id}"
-            expected_dirs.add(package_id)
-            manifest = json.loads((Path(folder) / "manifest.json").read_text())
-            for entry in manifest["files"]:
-                data = (Path(folder) / entry["name"]).read_bytes()
-                assert hashlib.sha256(data).hexdigest() == entry["sha256"], (folder, entry)
-                checked.files += 1
-    present = {p.name for p in artifacts.iterdir()} if artifacts.exists() else set()
-    staging = artifacts / ".staging"
-    assert not staging.exists() or not any(staging.iterdir()), (
-        f"left in staging: {list(staging.iterdir())}"
-    )
-    present.discard(".staging")
+        store = app.delivery.store
+        present, staging = published(store)
+        keys = [r.idempotency_key for r in runs if r.idempotency_key is not None]
+        assert len(keys) == len(set(keys)), "two runs for one idempotency key"
+        statuses = Counter(r.status for r in runs)
+        assert set(statuses) <= {"COMPLETED", "COMPENSATED"}, (
+            f"unfinished runs: {[(r.workflow_run_id, r.status, r.step, r.error) for r in runs]}"
+        )
+        for run in runs:
+            if run.idempotency_key is not None:
+                want = (expect or {}).get(run.idempotency_key) or expected_status(
+                    run.idempotency_key
+                )
+                assert run.status == want, _describe(run)
+        completed = {r.workflow_run_id: r for r in runs if r.status == "COMPLETED"}
+        reference = reference_counts()
+        checked = Checked(runs=len(runs), completed=len(completed))
+        checked.compensated = statuses["COMPENSATED"]
+        for table, counts in rows_by_run(url).items():
+            orphans = set(counts) - set(completed)
+            assert not orphans, f"{table} keeps rows of runs that did not complete: {orphans}"
+            for run_id in completed:
+                assert counts[run_id] == reference[table], (
+                    f"{table}: run {run_id} has {counts[run_id]} rows, expected {reference[table]}"
+                )
+            checked.rows += sum(counts.values())
+        # Files: one package per package row of a completed run, each complete.
+        expected_dirs = set()
+        for run in completed.values():
+            assert len(run.package_ids) == len(run.artifact_dirs) > 0, _describe(run)
+            for package_id, folder in zip(run.package_ids, run.artifact_dirs, strict=True):
+                package = packages[package_id]
+                assert package is not None, f"run {run.workflow_run_id} lost package {package_id}"
+                assert folder == store.package_location(package_id), (folder, package_id)
+                expected_dirs.add(package_id)
+                manifest = json.loads(store.read(package_id, "manifest.json") or b"")
+                for entry in manifest["files"]:
+                    data = store.read(package_id, entry["name"])
+                    assert data is not None, (folder, entry)
+                    assert hashlib.sha256(data).hexdigest() == entry["sha256"], (folder, entry)
+                    checked.files += 1
+    assert not staging, f"left in staging: {staging}"
     assert present == expected_dirs, (
         f"files without rows: {sorted(present - expected_dirs)}; "
         f"rows without files: {sorted(expected_dirs - present)}"
     )
     return checked
+
+
+def published(store: ArtifactStore) -> tuple[set[str], list[str]]:
+    """The names a store holds outside its staging area (on S3: any object, with or
+    without a manifest), and what is left in its staging area."""
+    if isinstance(store, S3Store):
+        keys = store_keys(store)
+        staged = sorted(k for k in keys if k.startswith(".staging/"))
+        return {k.split("/")[0] for k in keys if not k.startswith(".staging/")}, staged
+    assert isinstance(store, LocalStore)
+    root = store.root
+    present = {p.name for p in root.iterdir()} if root.exists() else set()
+    staging_root = root / ".staging"
+    staged = sorted(p.name for p in staging_root.iterdir()) if staging_root.exists() else []
+    present.discard(".staging")
+    return present, staged
 
 
 def _describe(run: WorkflowRunDTO) -> str:

@@ -18,6 +18,7 @@ import click
 
 import aicmo
 from aicmo import observability
+from aicmo.delivery import open_store
 from aicmo.errors import AicmoError, BackendError, ConfigurationError, ValidationError
 from aicmo.settings import Settings, redact, resolve_settings
 from aicmo.workflow import WorkflowRunDTO
@@ -217,21 +218,25 @@ def require_database(settings: Settings, database: str | None) -> None:
 
 
 def check_artifact_root(settings: Settings, artifacts: str | None) -> None:
-    """Refuse (exit 2) an artifact root that cannot be created or written, before any run
-    starts a step: delivery would fail there only after four steps."""
-    root = os.path.abspath(artifacts) if artifacts is not None else settings.artifact_dir
-    where = "--artifacts" if artifacts is not None else "AICMO_ARTIFACT_DIR (or ./aicmo-artifacts)"
+    """Refuse (exit 2) an artifact store that cannot be used, before any run starts a
+    step: delivery would fail there only after four steps. A folder that cannot be created
+    or written, a bucket that does not exist or refuses these credentials; an object store
+    that cannot be reached is an error (exit 1)."""
+    location = artifacts if artifacts is not None else settings.artifacts
+    where = (
+        "--artifacts"
+        if artifacts is not None
+        else "AICMO_ARTIFACT_URL or AICMO_ARTIFACT_DIR (or ./aicmo-artifacts)"
+    )
     try:
-        os.makedirs(root, exist_ok=True)
-        problem = None if os.access(root, os.W_OK | os.X_OK) else "is not writable"
-    except OSError as exc:
-        problem = f"cannot be created ({exc.strerror or type(exc).__name__})"
-    if problem is None and not os.path.isdir(root):
-        problem = "is not a folder"
-    if problem is not None:
-        raise click.UsageError(
-            term_lines(f"the artifact folder {root} {problem}; give a writable folder with {where}")
-        )
+        store = open_store(location)
+        store.check()
+    except ConfigurationError as exc:
+        what = "folder" if "://" not in location or location.startswith("file:") else "store"
+        raise click.UsageError(term_lines(f"{exc}; give a writable {what} with {where}")) from None
+    except AicmoError as exc:
+        echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 @contextmanager
@@ -256,7 +261,7 @@ def open_app(
                 app = aicmo.connect(
                     database,
                     auto_upgrade=auto_upgrade,
-                    artifact_dir=artifacts,
+                    artifacts=artifacts,
                     templates_dir=_templates_dir(),
                 )
                 break
@@ -345,9 +350,12 @@ def log_settings() -> dict[str, Any]:
 artifacts_option = click.option(
     "--artifacts",
     "artifacts",
-    metavar="DIR",
+    metavar="DIR|URL",
     default=None,
-    help="Artifact root (default: AICMO_ARTIFACT_DIR, else ./aicmo-artifacts).",
+    help=(
+        "Artifact store: a folder, file:///folder or s3://bucket/prefix "
+        "(default: AICMO_ARTIFACT_URL, else AICMO_ARTIFACT_DIR, else ./aicmo-artifacts)."
+    ),
 )
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout)."

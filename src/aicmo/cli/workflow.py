@@ -34,6 +34,7 @@ from aicmo.cli.common import (
     validation_problems,
 )
 from aicmo.content import plan_deliverables
+from aicmo.delivery import open_store
 from aicmo.errors import ConfigurationError, ConflictError, ValidationError
 from aicmo.qc import intake_warnings
 from aicmo.workflow import WorkflowRunDTO
@@ -182,7 +183,7 @@ def _report_memory(database: str | None, artifacts: str | None, results: list[_R
     if settings.kind != "memory":
         return
     if any(r is not None and r.artifact_dirs for r in (res[1] for res in results)):
-        root = os.path.abspath(artifacts) if artifacts is not None else settings.artifact_dir
+        root = open_store(artifacts if artifacts is not None else settings.artifacts).shown
         echo(
             f"aicmo: memory:// kept no record of these runs; their package files stay in "
             f"{root} (delete them when done)",

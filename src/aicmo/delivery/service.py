@@ -1,17 +1,20 @@
-"""Delivery service: package a draft's files as real files under an artifact root.
+"""Delivery service: package a draft's files in an artifact store.
 
-A package lives in ``<root>/<package_id>/``: one file per artifact plus ``manifest.json``
-(package id, draft id, creation time, and each file's name, size and SHA-256). Files are
-never written there directly. The saga's order is:
+A package lives under its final name ``<package_id>`` in the store (:mod:`aicmo.delivery.store`:
+a local folder ``<root>/<package_id>/``, or objects ``s3://bucket/prefix/<package_id>/...``):
+one file per artifact plus ``manifest.json`` (package id, draft id, creation time, and each
+file's name, size and SHA-256). Files are never written there directly. The saga's order is:
 
-1. :meth:`DeliveryService.stage` writes every file and the manifest into a new folder
-   ``<root>/.staging/<package_id>.<uuid4 hex>/`` (each file and the folder fsynced) and
-   returns the package row to save, whose artifact URLs already point at the final folder;
+1. :meth:`DeliveryService.stage` writes every file and the manifest (last) into a new
+   staging entry ``.staging/<package_id>.<uuid4 hex>/`` and returns the package row to
+   save, whose artifact URLs already name the final files (``file://`` or ``s3://``);
 2. :meth:`~DeliveryService.save` writes the row inside the caller's transaction;
-3. after the commit :meth:`~DeliveryService.publish` renames the staging folder into place
-   (one ``os.replace``); if the commit failed :meth:`~DeliveryService.abandon` removes it.
+3. after the commit :meth:`~DeliveryService.publish` puts the staged files under the final
+   name; if the commit failed :meth:`~DeliveryService.abandon` removes the staging entry.
 
-Durability, and the fsyncs it takes (the only ones, each needed once):
+A local store publishes with one ``os.replace`` of the staging folder, so the final folder
+is either absent or complete. Durability, and the fsyncs it takes (the only ones, each
+needed once):
 
 - the files' data and the staging folder's entries are durable before the rename can be
   (``stage``: every file is written first and then each is fsynced, so one journal commit
@@ -21,17 +24,21 @@ Durability, and the fsyncs it takes (the only ones, each needed once):
   the saga records the run as complete only over durable files.
 
 The staging root itself is not fsynced after a folder is made in it: a staging folder
-lost in a crash is only garbage that was never published. A row committed before its
-rename is durable is what :meth:`~DeliveryService.missing_files` checks for on resume.
+lost in a crash is only garbage that was never published.
 
-So the final folder is either absent or complete. A crash between the commit and the rename
-leaves a row without files: :meth:`~DeliveryService.missing_files` sees it (a file missing,
-or not matching the manifest's checksum) and the saga stages and publishes again; what the
+An object store cannot rename many keys at once: it copies the staged objects to the final
+keys with the manifest last (removing the old manifest first), and a package counts as
+there only when its manifest is there and every file matches it.
+
+On both, a crash between the commit and the publish leaves a row without (all) its files:
+:meth:`~DeliveryService.missing_files` sees it (a file or the manifest missing, or a file
+not matching the manifest's checksum) and the saga stages and publishes again; what the
 crash left in ``.staging`` is removed by :meth:`~DeliveryService.clean_staging`.
 
-Package ids and file names must be single safe path components (``SAFE_NAME``), and every
-path is checked to resolve inside the root, so nothing can be written or removed outside
-it. Filesystem failures are raised as ``BackendError``.
+Package ids and file names must be single safe path components (``SAFE_NAME``), and a
+local store checks every path resolves inside its root, so nothing can be written or
+removed outside it. Store failures are raised as ``BackendError`` (``TransientError`` for
+an object store that fails requests or drops connections).
 """
 
 from __future__ import annotations
@@ -40,11 +47,8 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,7 +59,15 @@ from aicmo.content import DeliverablePlan, Templates
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.delivery.ports import DeliveryRepository
 from aicmo.delivery.report import Piece, report_files
-from aicmo.errors import BackendError, NotFoundError, ValidationError
+from aicmo.delivery.store import (
+    MANIFEST_NAME,
+    STAGING_DIR,
+    ArtifactStore,
+    LocalStore,
+    is_staging_name,
+    open_store,
+)
+from aicmo.errors import ConfigurationError, NotFoundError, TransientError, ValidationError
 from aicmo.values import Invalid, identifier, shown, utc_datetime
 
 __all__ = [
@@ -65,18 +77,14 @@ __all__ = [
     "DeliveryService",
     "StagedPackage",
     "artifact_format",
+    "final_name",
 ]
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 """A package id or file name: one path component that cannot be ``.``/``..``, hidden, or
 hold a separator. At most 201 characters, so ``<id>.<32 hex>`` fits a 255-byte file name."""
 
-MANIFEST_NAME = "manifest.json"
-STAGING_DIR = ".staging"
-"""Staging folder under the root; it starts with a dot, so no package id can name it."""
-
 _FORMATS = {"md": "markdown", "markdown": "markdown", "html": "html", "htm": "html", "json": "json"}
-_CHUNK = 1 << 20
 
 
 def artifact_format(name: str) -> str:
@@ -90,17 +98,36 @@ def artifact_format(name: str) -> str:
     return _FORMATS.get(extension, extension)
 
 
+def final_name(package_id: str) -> str:
+    """The name a package's files are published under in the store: the one place that
+    decides it (today the package id itself)."""
+    return package_id
+
+
 @attrs.frozen
 class StagedPackage:
-    """A package whose files are written to ``staging_dir``, not yet published.
+    """A package whose files are written to the store's staging area, not yet published.
 
-    ``package`` is the row to save: its artifact URLs name the files in ``final_dir``,
-    where :meth:`DeliveryService.publish` moves them.
+    ``package`` is the row to save: its artifact URLs name the files at
+    ``final_location``, where :meth:`DeliveryService.publish` puts them. ``staging`` is the
+    store's name of the staging entry (``<name>.<32 hex digits>``); the locations are
+    folders for a local store and ``s3://`` URLs for an object store.
     """
 
     package: DeliveryPackageDTO
-    staging_dir: Path
-    final_dir: Path
+    staging: str
+    staging_location: str
+    final_location: str
+
+    @property
+    def staging_dir(self) -> Path:
+        """The staging folder (a local store's)."""
+        return Path(self.staging_location)
+
+    @property
+    def final_dir(self) -> Path:
+        """The package's final folder (a local store's)."""
+        return Path(self.final_location)
 
 
 def _safe_name(value: Any, path: str) -> str:
@@ -119,173 +146,114 @@ def _safe_name(value: Any, path: str) -> str:
     return value
 
 
-_STAGING_SUFFIX = re.compile(r"\.[0-9a-f]{32}")
-
-
-def _is_staging_name(name: str, package_id: str) -> bool:
-    """``name`` is ``<package_id>.<32 hex digits>``, as ``_new_staging_dir`` makes.
-
-    Checked without a pattern built per package id: those would fill ``re``'s cache with
-    one entry per package ever published (and push out the patterns that repeat).
-    """
-    return name.startswith(package_id) and bool(_STAGING_SUFFIX.fullmatch(name, len(package_id)))
-
-
-def _sha256_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the entries of ``path`` durable (POSIX; directories cannot be opened on Windows)."""
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_files(folder: Path, files: list[tuple[str, bytes]]) -> None:
-    """Create each file in ``folder``, then make their data durable.
-
-    Writing every file before the first fsync lets the filesystem flush them in one
-    journal commit (the later fsyncs find little or nothing left to do); each file is
-    still fsynced, so none is trusted to another's fsync.
-    """
-    handles = []
-    try:
-        for name, content in files:
-            handle = (folder / name).open("xb")
-            handles.append(handle)
-            handle.write(content)
-            handle.flush()
-        for handle in handles:
-            os.fsync(handle.fileno())
-    finally:
-        for handle in handles:
-            handle.close()
-
-
-def _remove_tree(path: Path) -> bool:
-    """Remove a folder (or a stray file or link) at ``path``; ``False`` if nothing was there."""
-    try:
-        if path.is_symlink() or not path.is_dir():
-            path.unlink()
-        else:
-            shutil.rmtree(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-@contextmanager
-def _io(what: str) -> Iterator[None]:
-    """Raise filesystem failures as ``BackendError`` saying what was being done."""
-    try:
-        yield
-    except OSError as exc:
-        raise BackendError(f"cannot {what}: {exc}") from exc
-
-
 class DeliveryService:
     """Stages, saves, publishes and removes delivery packages. Reachable as ``app.delivery``.
 
-    ``artifact_root`` is the folder that holds the packages (made when first needed); it is
-    resolved to an absolute path once, here.
+    The files live in an artifact store (:mod:`aicmo.delivery.store`): give ``store``, or
+    ``artifact_root``, a folder or a store URL (``file:///folder``, ``s3://bucket/prefix``;
+    a folder is resolved to an absolute path once, here, and made when first needed).
     """
 
     def __init__(
         self,
         repo: DeliveryRepository,
         *,
-        artifact_root: str | os.PathLike[str],
+        artifact_root: str | os.PathLike[str] | None = None,
+        store: ArtifactStore | None = None,
     ):
+        if (artifact_root is None) == (store is None):
+            raise ConfigurationError("DeliveryService: give artifact_root or store (one of them)")
         self.repo = repo
-        self._root = Path(artifact_root).resolve()
+        self.store: ArtifactStore = store if store is not None else open_store(artifact_root or "")
+        self._usable = False
+
+    @property
+    def artifact_location(self) -> str:
+        """Where the packages are: an absolute folder, or ``s3://bucket/prefix`` (what a
+        workflow run records; never a credential)."""
+        return self.store.location
 
     @property
     def artifact_root(self) -> Path:
-        """The absolute folder holding the packages."""
-        return self._root
+        """The absolute folder holding the packages (a local store only)."""
+        if not isinstance(self.store, LocalStore):
+            raise ConfigurationError(
+                f"the artifacts are in {self.store.shown}, not a local folder; "
+                "use artifact_location"
+            )
+        return self.store.root
 
     def at(self, artifact_root: str | os.PathLike[str]) -> DeliveryService:
         """A service like this one (the same repository) whose packages are under
         ``artifact_root``: the workflow uses it to finish a run where the run wrote."""
         return DeliveryService(self.repo, artifact_root=artifact_root)
 
-    # -- paths ---------------------------------------------------------------------------
-    @property
-    def _staging_root(self) -> Path:
-        return self._root / STAGING_DIR
+    def check(self) -> None:
+        """Make sure the store can be written (a local folder is made): ``ConfigurationError``
+        saying why not, ``TransientError`` if an object store cannot be reached."""
+        self.store.check()
 
-    def _inside(self, path: Path, parent: Path) -> bool:
-        """``path`` resolves (following any link) to a direct child of ``parent``."""
-        return path.resolve().parent == parent and parent.resolve() == parent
-
-    def _final_dir(self, package_id: Any, what: str = "package_id") -> Path:
-        """The final folder of a package id that is safe and stays inside the root."""
+    def check_before_running(self) -> None:
+        """What a run or a worker does before its first step: an object store's bucket is
+        checked once per service (``ConfigurationError`` if it does not exist, refuses the
+        credentials, or the ``s3`` extra is missing). One that cannot be reached now is not
+        refused here (a run meets it as ``TransientError`` when it delivers); a local folder
+        is made when first written."""
+        if self._usable or isinstance(self.store, LocalStore):
+            return
         try:
-            name = _safe_name(package_id, what)
+            self.store.check()
+        except TransientError:
+            return
+        self._usable = True
+
+    # -- names ---------------------------------------------------------------------------
+    def _final(self, package_id: Any, what: str = "package_id") -> str:
+        """The final name of a package id that is safe and stays inside the store."""
+        try:
+            name = final_name(_safe_name(package_id, what))
+            self.store.package_location(name)
         except Invalid as exc:
             raise ValidationError(exc.problems, subject="argument") from None
-        final = self._root / name
-        if not self._inside(final, self._root):
-            raise ValidationError(
-                [(what, f"{str(final)!r} resolves outside the artifact root {str(self._root)!r}")],
-                subject="argument",
-            )
-        return final
+        except ValueError as exc:
+            raise ValidationError([(what, str(exc))], subject="argument") from None
+        return name
 
     def _checked(self, staged: Any) -> StagedPackage:
-        """A ``StagedPackage`` whose folders are where this service puts them (never elsewhere)."""
+        """A ``StagedPackage`` whose entries are where this service puts them (never elsewhere)."""
         if not isinstance(staged, StagedPackage):
             raise ValidationError(
                 [("staged", f"expected StagedPackage, got {type(staged).__name__}")],
                 subject="argument",
             )
-        package_id = staged.package.package_id
-        final = self._final_dir(package_id, "staged.package.package_id")
-        staging = staged.staging_dir
+        final = self._final(staged.package.package_id, "staged.package.package_id")
         problems = []
-        if staged.final_dir != final:
-            problems.append(("staged.final_dir", f"must be {str(final)!r}"))
-        if (
-            not isinstance(staging, Path)
-            or staging.parent != self._staging_root
-            or not _is_staging_name(staging.name, package_id)
-            or not self._inside(staging, self._staging_root)
-        ):
+        if staged.final_location != self.store.package_location(final):
+            problems.append(
+                ("staged.final_location", f"must be {self.store.package_location(final)!r}")
+            )
+        staging = staged.staging
+        try:
+            good = (
+                isinstance(staging, str)
+                and is_staging_name(staging, final)
+                and staged.staging_location == self.store.staging_location(staging)
+            )
+            if good and isinstance(self.store, LocalStore):
+                self.store.staging_dir(staging)
+        except ValueError:
+            good = False
+        if not good:
             problems.append(
                 (
-                    "staged.staging_dir",
-                    f"must be a folder '{package_id}.<32 hex digits>' in "
-                    f"{str(self._staging_root)!r}, as stage() makes",
+                    "staged.staging",
+                    f"must be a staging entry '{final}.<32 hex digits>' of "
+                    f"{self.store.shown!r}, as stage() makes",
                 )
             )
         if problems:
             raise ValidationError(problems, subject="argument")
         return staged
-
-    def _new_staging_dir(self, package_id: str) -> Path:
-        """Make the staging root (and the artifact root) and a new, empty folder inside it."""
-        staging_root = self._staging_root
-        with _io(f"create the staging folder {str(staging_root)!r}"):
-            staging_root.mkdir(parents=True, exist_ok=True)
-        if staging_root.resolve() != staging_root:
-            raise BackendError(
-                f"the staging folder {str(staging_root)!r} resolves outside the artifact root"
-            )
-        folder = staging_root / f"{package_id}.{uuid.uuid4().hex}"
-        with _io(f"create the staging folder {str(folder)!r}"):
-            folder.mkdir()
-        return folder
 
     # -- the saga's steps ----------------------------------------------------------------
     def stage(
@@ -316,7 +284,7 @@ class DeliveryService:
         contents = self._check_files(files, problems)
         if problems:
             raise ValidationError(problems, subject="argument")
-        final = self._final_dir(package_id)
+        final = self._final(package_id)
         created: datetime = checked["created_at"]
 
         manifest = {
@@ -335,23 +303,22 @@ class DeliveryService:
             draft_id=checked["draft_id"],
             artifacts=tuple(
                 DeliveryArtifactDTO(
-                    name=name, url=(final / name).as_uri(), format=artifact_format(name)
+                    name=name,
+                    url=self.store.artifact_url(final, name),
+                    format=artifact_format(name),
                 )
                 for name in names
             ),
             created_at=created,
         )
 
-        staging = self._new_staging_dir(package_id)
-        try:
-            with _io(f"write package {package_id!r} to {str(staging)!r}"):
-                _write_files(staging, [*contents.items(), (MANIFEST_NAME, manifest_bytes)])
-                _fsync_dir(staging)
-        except BaseException:
-            with suppress(OSError):
-                _remove_tree(staging)
-            raise
-        return StagedPackage(package=package, staging_dir=staging, final_dir=final)
+        staging = self.store.stage(final, [*contents.items(), (MANIFEST_NAME, manifest_bytes)])
+        return StagedPackage(
+            package=package,
+            staging=staging,
+            staging_location=self.store.staging_location(staging),
+            final_location=self.store.package_location(final),
+        )
 
     @staticmethod
     def _check_files(files: Any, problems: list[tuple[str, str]]) -> dict[str, bytes]:
@@ -389,38 +356,25 @@ class DeliveryService:
         self.repo.save_package(self._checked(staged).package)
 
     def publish(self, staged: StagedPackage) -> None:
-        """Move the staging folder into place (after the row is committed).
+        """Put the staged files under the package's final name (after the row is committed).
 
-        A folder already in place (a re-publish after a crash) is replaced: moved aside into
-        the staging root, the new one renamed in, the old one removed. Publishing again a
-        package already in place (its staging folder gone, its files intact) does nothing.
+        A package already there (a re-publish after a crash) is replaced. Publishing again a
+        package already in place (its staging entry gone, its files intact) does nothing.
         """
         staged = self._checked(staged)
-        staging, final = staged.staging_dir, staged.final_dir
-        package_id = staged.package.package_id
-        if not staging.is_dir():
+        final = self._final(staged.package.package_id)
+        if not self.store.is_staged(staged.staging):
             if not self.missing_files(staged.package):
                 return
             raise NotFoundError(
-                f"package {package_id!r} cannot be published: its staging folder "
-                f"{str(staging)!r} is gone; stage it again"
+                f"package {staged.package.package_id!r} cannot be published: its staging "
+                f"folder {staged.staging_location!r} is gone; stage it again"
             )
-        with _io(f"publish package {package_id!r} to {str(final)!r}"):
-            old: Path | None = None
-            if final.exists() or final.is_symlink():
-                old = self._staging_root / f"{package_id}.{uuid.uuid4().hex}"
-                os.replace(final, old)
-            os.replace(staging, final)
-            _fsync_dir(self._root)
-            _fsync_dir(self._staging_root)
-            if old is not None:
-                _remove_tree(old)
+        self.store.publish(final, staged.staging)
 
     def abandon(self, staged: StagedPackage) -> None:
-        """Remove the staging folder (the commit failed); nothing if it is gone already."""
-        staged = self._checked(staged)
-        with _io(f"remove the staging folder {str(staged.staging_dir)!r}"):
-            _remove_tree(staged.staging_dir)
+        """Remove the staging entry (the commit failed); nothing if it is gone already."""
+        self.store.discard(self._checked(staged).staging)
 
     # -- the run report ------------------------------------------------------------------
     def report_files(
@@ -453,15 +407,15 @@ class DeliveryService:
                 [("package", f"expected DeliveryPackageDTO, got {type(package).__name__}")],
                 subject="argument",
             )
-        final = self._final_dir(package.package_id, "package.package_id")
+        final = self._final(package.package_id, "package.package_id")
         try:
-            manifest = json.loads((final / MANIFEST_NAME).read_bytes())
+            manifest = json.loads(self.store.read(final, MANIFEST_NAME) or b"")
             recorded = {
                 entry["name"]: (entry["bytes"], entry["sha256"]) for entry in manifest["files"]
             }
             if manifest["package_id"] != package.package_id:
                 return True
-        except (OSError, ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError):
             return True
         names = {a.name for a in package.artifacts} - {MANIFEST_NAME}
         if not names <= recorded.keys():
@@ -469,29 +423,16 @@ class DeliveryService:
         for name, expected in recorded.items():
             if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
                 return True
-            path = final / name
             try:
-                if path.is_symlink() or _sha256_file(path) != tuple(expected):
+                if self.store.digest(final, name) != tuple(expected):
                     return True
-            except (OSError, TypeError):
+            except TypeError:
                 return True
         return False
 
     def remove_files(self, package_id: str) -> None:
-        """Remove the package's final folder; nothing if there is none."""
-        final = self._final_dir(package_id)
-        if not (final.exists() or final.is_symlink()):
-            return
-        with _io(f"remove the files of package {package_id!r} in {str(final)!r}"):
-            # Move it aside first, so the folder vanishes at once rather than file by file.
-            self._staging_root.mkdir(parents=True, exist_ok=True)
-            aside = self._staging_root / f"{package_id}.{uuid.uuid4().hex}"
-            try:
-                os.replace(final, aside)
-            except FileNotFoundError:
-                return
-            _fsync_dir(self._root)
-            _remove_tree(aside)
+        """Remove the package's published files; nothing if there are none."""
+        self.store.remove(self._final(package_id))
 
     def get_package(self, package_id: str) -> DeliveryPackageDTO | None:
         """The stored package, or ``None``."""
@@ -509,7 +450,7 @@ class DeliveryService:
 
         Idempotent: files left without a row are removed too.
         """
-        self._final_dir(package_id)
+        self._final(package_id)
         removed = self.repo.delete_package(package_id)
         self.remove_files(package_id)
         return removed
@@ -528,23 +469,6 @@ class DeliveryService:
         those packages (``<package_id>.<32 hex digits>``, as :meth:`stage` makes them): the
         workflow removes a run's leftovers once it holds the run's lease.
         """
-        staging_root = self._staging_root
         cutoff = time.time() - older_than.total_seconds()
-        only = None if package_ids is None else [self._final_dir(p).name for p in package_ids]
-        removed = 0
-        with _io(f"clean the staging folder {str(staging_root)!r}"):
-            try:
-                entries = sorted(staging_root.iterdir())
-            except FileNotFoundError:
-                return 0
-            for entry in entries:
-                if only is not None and not any(_is_staging_name(entry.name, p) for p in only):
-                    continue
-                try:
-                    if entry.lstat().st_mtime > cutoff:
-                        continue
-                except FileNotFoundError:
-                    continue
-                if _remove_tree(entry):
-                    removed += 1
-        return removed
+        only = None if package_ids is None else [self._final(p) for p in package_ids]
+        return self.store.clean_staging(cutoff=cutoff, package_ids=only)

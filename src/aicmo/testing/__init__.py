@@ -7,6 +7,8 @@ empty database; subclass a parity machine with a ``make_sql_app`` that returns o
 Every contract subclasses :class:`~aicmo.testing.base.RepositoryContract`, which holds the
 tests all repositories share (see :mod:`aicmo.testing.base`); each module's contract adds
 only its own rules. Every machine subclasses :class:`~aicmo.testing.parity.ParityMachine`.
+:class:`~aicmo.testing.store.ArtifactStoreContract` takes a ``store`` fixture instead: an
+empty artifact store (a folder, a bucket, or your own implementation of the port).
 
 Your own repository implementation runs the same suites through the app it plugs into::
 
@@ -24,10 +26,12 @@ from aicmo.testing.onboarding import BriefParityMachine, BriefRepositoryContract
 from aicmo.testing.parity import ParityMachine
 from aicmo.testing.production import ProductionParityMachine, ProductionRepositoryContract
 from aicmo.testing.qc import QcParityMachine, QcRepositoryContract
+from aicmo.testing.store import ArtifactStoreContract
 from aicmo.testing.strategy import StrategyParityMachine, StrategyRepositoryContract
 from aicmo.testing.workflow import WorkflowRunParityMachine, WorkflowRunRepositoryContract
 
 __all__ = [
+    "ArtifactStoreContract",
     "BriefParityMachine",
     "BriefRepositoryContract",
     "DeliveryParityMachine",

@@ -392,7 +392,9 @@ class WorkflowService:
         """Run the workflow for ``intake`` in this thread; return the run as it ended.
 
         The intake is validated first, whatever the key: an invalid one raises
-        ``ValidationError`` and creates no run. The run is created already claimed by
+        ``ValidationError`` and creates no run; so does an object store whose bucket does
+        not exist or refuses the credentials (``ConfigurationError``, see
+        ``DeliveryService.check_before_running``). The run is created already claimed by
         this call (a lease renewed by a heartbeat), so no worker or ``recover()`` drives it
         while this call does, and one takes it over if this process dies.
 
@@ -409,6 +411,7 @@ class WorkflowService:
         ``recover()`` to finish.
         """
         fresh = self._new_run(intake, idempotency_key)
+        self._s.delivery.check_before_running()
         holder = f"run:{default_worker_id()}"
         deadline = time.monotonic() + wait.total_seconds()
         run = None
@@ -749,7 +752,9 @@ class WorkflowService:
         While idle, a heartbeat record (logger ``aicmo.workflow``, INFO, with the queue's
         depth) every ``idle_log_interval`` seconds (``None`` or 0: never).
 
-        A claimed run whose artifact root is not reachable from this worker raises
+        An object store whose bucket does not exist (or refuses the credentials) raises
+        ``ConfigurationError`` before the first claim. A claimed run whose artifact root is
+        not reachable from this worker raises
         ``ConfigurationError`` (the run is released first, for a worker that can reach it).
         """
         if lease <= timedelta(0):
@@ -761,6 +766,7 @@ class WorkflowService:
         # it out (see aicmo.workflow.backoff); a run it interrupted keeps its lease, which
         # lapses, and is taken over from its last committed step.
         outage = OutageBackoff(worker, stop, closed=lambda: self._s.closed)
+        self._s.delivery.check_before_running()
         idle_since: float | None = None
         while not stop.is_set() and (max_runs is None or len(results) < max_runs):
             try:
@@ -1077,18 +1083,21 @@ class WorkflowService:
     def delivery_of(self, run: WorkflowRunDTO) -> DeliveryService:
         """The delivery service for ``run``'s files: under the root the run recorded (a run
         from before roots were recorded: the folder of its packages), else this app's.
-        ``ConfigurationError`` if that root is another folder, not there."""
+        ``ConfigurationError`` if that root is another folder, not there, or another
+        object store than this app's."""
         own = self._s.delivery
         root = run.artifact_root
         if root is None and run.artifact_dirs:
-            root = str(Path(run.artifact_dirs[0]).parent)
-        if root is None or Path(root) == own.artifact_root:
+            first = run.artifact_dirs[0]
+            root = first.rsplit("/", 1)[0] if "://" in first else str(Path(first).parent)
+        here = own.artifact_location
+        if root is None or root == here or ("://" not in root and Path(root) == Path(here)):
             return own
         if "://" in root or not Path(root).is_dir():
             raise ConfigurationError(
                 f"workflow run {run.workflow_run_id!r} keeps its package files under "
-                f"{root!r}, which is not reachable here (this app's artifact root is "
-                f"{str(own.artifact_root)!r}); finish it where that folder is mounted, "
+                f"{root!r}, which is not reachable here (this app's artifact store is "
+                f"{own.store.shown!r}); finish it where that store is reachable, "
                 f"for example `aicmo recover --artifacts {root}`. The run was left as it "
                 "was, for a driver that can reach it"
             )

@@ -316,7 +316,7 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     was staged; a crash after the commit is mended by :func:`_publish_missing`."""
     s = saga.services
     if run.artifact_root is None:  # recorded before the first file is written
-        run = saga.record(run, artifact_root=str(saga.delivery_of(run).artifact_root))
+        run = saga.record(run, artifact_root=saga.delivery_of(run).artifact_location)
     delivery = saga.delivery_of(run)
     contents = saga.read(lambda: [(p, d, files()) for p, d, files in _packages(s, run)])
     staged: list[StagedPackage] = []
@@ -326,7 +326,7 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
             delivery.save(item)
         progress = {
             "package_ids": tuple(i.package.package_id for i in staged),
-            "artifact_dirs": tuple(str(i.final_dir) for i in staged),
+            "artifact_dirs": tuple(i.final_location for i in staged),
         }
         return saga.commit(run, step, progress)
 
