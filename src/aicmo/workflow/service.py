@@ -92,6 +92,7 @@ from aicmo.workflow.steps import (
     QcFailedError,
     Services,
     Step,
+    notice_of,
     package_id_of,
     report_package_id_of,
 )
@@ -1052,6 +1053,8 @@ class WorkflowService:
             self.runs.release(
                 run.workflow_run_id, claim.token, retry_after=retry, now=self._lease_now()
             )
+            # The outbox: run.completed/compensated/cancelled, committed with the end.
+            self._s.webhooks.announce_run(run.status, notice_of(run))
 
         self.transaction(tx)
 
