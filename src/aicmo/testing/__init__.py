@@ -25,6 +25,7 @@ from aicmo.testing.parity import ParityMachine
 from aicmo.testing.production import ProductionParityMachine, ProductionRepositoryContract
 from aicmo.testing.qc import QcParityMachine, QcRepositoryContract
 from aicmo.testing.strategy import StrategyParityMachine, StrategyRepositoryContract
+from aicmo.testing.webhooks import WebhookParityMachine, WebhookRepositoryContract
 from aicmo.testing.workflow import WorkflowRunParityMachine, WorkflowRunRepositoryContract
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "RepositoryContract",
     "StrategyParityMachine",
     "StrategyRepositoryContract",
+    "WebhookParityMachine",
+    "WebhookRepositoryContract",
     "WorkflowRunParityMachine",
     "WorkflowRunRepositoryContract",
 ]
