@@ -433,6 +433,19 @@ class WebhookParityMachine(ParityMachine):
         self.both(data.draw(self.write_ops(), label="op"))
 
     @rule(data=st.data())
+    def enqueue_pending(self, data: st.DataObject) -> None:
+        """A few fresh notifications, due at instants claims use (so claims meet ties)."""
+        for n in data.draw(st.lists(self._aimed_notifications(), min_size=1, max_size=3)):
+            fresh = _evolve(
+                n,
+                status="PENDING",
+                claimed_by=None,
+                lease_expires_at=None,
+                next_attempt_at=data.draw(st.sampled_from(_TIMES[:3]), label="due"),
+            )
+            self.both(_call("enqueue", fresh))
+
+    @rule(data=st.data())
     def claim_then_record(self, data: st.DataObject) -> None:
         """A dispatcher's round: claim, then record an outcome under the claim's token."""
         claim = data.draw(self._claims(), label="claim")
