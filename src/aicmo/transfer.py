@@ -480,6 +480,16 @@ _THROUGH_REPOSITORIES: dict[str, tuple[str, _Getter, _Saver] | None] = {
         lambda app, key, value: app.repos.delivery.save_package(value),
     ),
     "delivery_artifacts": None,
+    "webhooks_subscriptions": (
+        "subscription_id",
+        lambda app, key: app.repos.webhooks.get_subscription(key),
+        lambda app, key, value: app.repos.webhooks.save_subscription(value),
+    ),
+    "webhooks_notifications": (
+        "notification_id",
+        lambda app, key: app.repos.webhooks.get_notification(key),
+        lambda app, key, value: app.repos.webhooks.enqueue(value),
+    ),
     "workflow_runs": (
         "workflow_run_id",
         lambda app, key: app.repos.workflow.get(key),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -191,9 +192,7 @@ class WebhookRepositoryContract(RepositoryContract):
         assert_same(first, repo.get_notification("n-1"))
         assert_same([first], repo.list_notifications())
 
-    def test_removing_a_subscription_removes_its_notifications_only(
-        self, app: aicmo.App
-    ) -> None:
+    def test_removing_a_subscription_removes_its_notifications_only(self, app: aicmo.App) -> None:
         repo = app.repos.webhooks
         repo.save_subscription(make_subscription("wh-1"))
         repo.save_subscription(make_subscription("wh-2"))
@@ -303,7 +302,7 @@ class WebhookRepositoryContract(RepositoryContract):
     def test_bad_arguments_are_validation_errors_and_write_nothing(self, app: aicmo.App) -> None:
         repo = app.repos.webhooks
         repo.enqueue(make_notification())
-        bad_calls = [
+        bad_calls: list[tuple[Callable[[], object], str]] = [
             (lambda: repo.save_subscription({"subscription_id": "x"}), "subscription"),  # type: ignore[arg-type]
             (lambda: repo.enqueue(None), "notification"),  # type: ignore[arg-type]
             (lambda: repo.update_notification("n-1"), "notification"),  # type: ignore[arg-type]
