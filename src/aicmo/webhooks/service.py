@@ -260,7 +260,7 @@ class WebhookService:
             created_at=self.clock(),
         )
         self.repo.save_subscription(subscription)
-        log.info(
+        log.debug(
             "webhook %s: %s subscribed to %s",
             subscription.subscription_id,
             subscription.url,
