@@ -10,14 +10,13 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import click
 
 from aicmo.cli.common import (
+    bad_input_exits_2,
     database_option,
     dump_json,
     echo,
@@ -27,9 +26,7 @@ from aicmo.cli.common import (
     open_app,
     table,
     term,
-    term_lines,
 )
-from aicmo.errors import ValidationError
 from aicmo.webhooks import (
     DEFAULT_TIMEOUT,
     EVENTS,
@@ -41,14 +38,6 @@ from aicmo.webhooks import (
 )
 
 __all__ = ["notifications", "notify", "webhooks"]
-
-
-@contextmanager
-def _bad_input_exits_2() -> Iterator[None]:
-    try:
-        yield
-    except ValidationError as exc:
-        raise click.UsageError(term_lines(exc)) from None
 
 
 def subscription_json(subscription: SubscriptionDTO) -> dict[str, Any]:
@@ -109,7 +98,7 @@ def webhooks_add(
     url: str, events: tuple[str, ...], secret: str, database: str | None, as_json: bool
 ) -> None:
     """Subscribe URL to the given events; print the new subscription (secret masked)."""
-    with open_app(database, auto_upgrade=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True) as app, bad_input_exits_2():
         subscription = app.webhooks.subscribe(url, events, secret)
     if as_json:
         echo(dump_json(subscription_json(subscription)))
@@ -150,7 +139,7 @@ def webhooks_list(database: str | None, as_json: bool) -> None:
 @database_option
 def webhooks_remove(subscription_id: str, database: str | None) -> None:
     """Remove a subscription and its notifications (unknown ID: exit 1)."""
-    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
         app.webhooks.unsubscribe(subscription_id)
     echo(f"{term(subscription_id)}: removed")
 
@@ -208,7 +197,7 @@ def notifications_list(
 def notifications_retry(notification_id: str, database: str | None, as_json: bool) -> None:
     """Send a DEAD (or pending) notification again, from its first attempt, now; the
     dispatcher (`aicmo worker`, `aicmo notify`) sends it. SENT or unknown: exit 1."""
-    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
         revived = app.webhooks.retry(notification_id)
     if as_json:
         echo(dump_json(notification_json(revived)))

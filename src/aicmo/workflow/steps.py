@@ -161,7 +161,9 @@ def notice_of(run: WorkflowRunDTO) -> dict[str, Any]:
         "retry_of": run.retry_of,
         "error": run.error,
         "package_ids": list(run.package_ids),
-        "completed_at": None if run.completed_at is None else run.completed_at.isoformat(),
+        "completed_at": None
+        if run.completed_at is None
+        else run.completed_at.isoformat().replace("+00:00", "Z"),
     }
 
 
