@@ -310,5 +310,5 @@ def notify(
         )
     else:
         echo(counts_line(f"notify {dispatcher.dispatcher_id}", counts))
-    if counts.failed:
+    if drain and counts.failed:
         sys.exit(1)

@@ -34,7 +34,7 @@ import attrs
 
 from aicmo.delivery import DeliveryPackageDTO
 from aicmo.errors import (
-    BackendError,
+    AicmoError,
     ConflictError,
     LeaseLostError,
     NotFoundError,
@@ -550,12 +550,17 @@ class Dispatcher:
     def run(self, stop: threading.Event, *, poll_interval: float = 1.0) -> DispatchCounts:
         """Send due notifications until ``stop`` is set, looking for more every
         ``poll_interval`` seconds while there are none. A database outage is logged and
-        waited out."""
+        waited out (logged, tried again after ``poll_interval``)."""
         counts = DispatchCounts()
         while not stop.is_set():
             try:
                 counts.add(self.drain(stop))
-            except BackendError as exc:
-                log.warning("dispatcher %s: %s; trying again", self.dispatcher_id, exc)
+            except AicmoError as exc:  # an outage (BackendError), a refused write, ...
+                log.warning(
+                    "dispatcher %s: %s; trying again in %gs",
+                    self.dispatcher_id,
+                    exc,
+                    poll_interval,
+                )
             stop.wait(poll_interval)
         return counts
