@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -265,6 +266,33 @@ def test_a_fault_in_the_runs_end_transaction_leaves_no_notification_until_it_com
     assert recovered.status == "COMPLETED"
     [completed] = app.webhooks.notifications()
     assert completed.notification_id == calls[0]  # the same delivery id
+
+
+def test_a_hanging_receiver_never_holds_up_a_run(app: aicmo.App, receiver: Receiver) -> None:
+    """The dispatcher holds no transaction (no lock) while it waits for a receiver: a run
+    completes, its own notification written, while a POST hangs."""
+    app.webhooks.subscribe(receiver.url, ["run.completed"], SECRET)
+    announce(app, "run-0")
+    receiver.release.clear()  # the receiver answers nothing until released
+    stop = threading.Event()
+    sender = threading.Thread(
+        target=dispatcher(app, timeout=60).run, args=(stop,), kwargs={"poll_interval": 0.05}
+    )
+    sender.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not receiver.requests:
+            assert time.monotonic() < deadline, "the dispatcher never sent"
+            time.sleep(0.01)
+        run = app.run_workflow(PASSING)
+        assert run.status == "COMPLETED", run.error
+        assert sum(receiver.in_flight.values()) == 1  # still hanging
+        assert len(app.webhooks.notifications("PENDING")) == 2
+    finally:
+        stop.set()
+        receiver.release.set()
+        sender.join(60)
+    assert not sender.is_alive()
 
 
 # -- dispatcher processes sharing a database -------------------------------------------------
