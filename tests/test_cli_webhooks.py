@@ -143,3 +143,11 @@ def test_a_failed_drain_exits_1_then_dead_and_retry_revives(
     assert "no notification 'nope'" in missing.output
     both = invoke(tmp_path, "notifications", "list", "--dead", "--status", "SENT")
     assert both.exit_code == 2
+
+
+def test_reads_of_a_missing_database_create_none(tmp_path: Path) -> None:
+    for args in (["webhooks", "list"], ["notifications", "list"], ["notify", "--drain"]):
+        result = invoke(tmp_path, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "no aicmo database at" in result.output
+    assert not (tmp_path / "cli.db").exists()

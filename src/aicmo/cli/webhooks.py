@@ -287,7 +287,7 @@ def notify(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with open_app(database, auto_upgrade=True) as app:
+        with open_app(database, auto_upgrade=True, must_exist=True) as app:
             dispatcher = app.webhooks.dispatcher(
                 timeout=notify_timeout,
                 policy=make_policy(max_attempts, retry_base),
