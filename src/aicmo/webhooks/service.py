@@ -451,6 +451,9 @@ class Dispatcher:
 
     def _claim(self) -> NotificationDTO | None:
         repo = self.service.repo
+        # A read first: an idle dispatcher takes no write lock (SQLite admits one writer).
+        if not self.service._transaction(lambda: repo.list_notifications("PENDING", limit=1)):
+            return None
         claimed = self.service._transaction(
             lambda: repo.claim(self.dispatcher_id, lease=self.lease, limit=1)
         )
