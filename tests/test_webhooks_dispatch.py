@@ -222,6 +222,27 @@ def test_a_committed_delivery_has_one_notification_per_matching_subscription(
     assert set(events) == {"package.delivered", "run.completed"}
 
 
+def test_a_cancelled_run_is_announced_whether_it_had_started_or_not(app: aicmo.App) -> None:
+    sub = app.webhooks.subscribe("https://a.example/x", ["run.cancelled"], SECRET)
+    queued = app.submit(PASSING)
+    assert app.cancel_run(queued.workflow_run_id).status == "CANCELLED"
+    assert app.cancel_run(queued.workflow_run_id).status == "CANCELLED"  # twice: one row
+
+    def cancel_midway(point: str) -> None:
+        if point == "before:qc":
+            [running] = app.list_runs("RUNNING")
+            app.cancel_run(running.workflow_run_id, reason="changed our mind")
+
+    app.workflow.fault_hook = cancel_midway
+    started = app.run_workflow(PASSING)
+    assert started.status == "CANCELLED"
+    found = {n.payload["run"]["workflow_run_id"]: n for n in app.webhooks.notifications()}
+    assert set(found) == {queued.workflow_run_id, started.workflow_run_id}
+    assert {n.event for n in found.values()} == {"run.cancelled"}
+    assert {n.subscription_id for n in found.values()} == {sub.subscription_id}
+    assert found[started.workflow_run_id].payload["run"]["error"].endswith("changed our mind")
+
+
 def test_a_fault_between_the_outbox_write_and_the_commit_leaves_no_notification(
     app: aicmo.App,
 ) -> None:

@@ -501,13 +501,15 @@ class WorkflowService:
         """
         run = self.resolve(run_id)
         asked_by = _who() if by is None else by
-        request = functools.partial(
-            self.runs.request_cancel,
-            run.workflow_run_id,
-            reason=reason,
-            by=asked_by,
-            now=self._lease_now(),
-        )
+
+        def request() -> WorkflowRunDTO:
+            stored = self.runs.request_cancel(
+                run.workflow_run_id, reason=reason, by=asked_by, now=self._lease_now()
+            )
+            if stored.status == "CANCELLED":  # a queued run, cancelled at once: its end
+                self._s.webhooks.announce_run(stored.status, notice_of(stored))
+            return stored
+
         return self.transaction(request)
 
     def retry(
