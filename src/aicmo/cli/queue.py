@@ -443,7 +443,9 @@ def worker(
             "timeout": notify_timeout,
             "max_attempts": max_attempts,
             "retry_base": retry_base,
-            "poll": poll,
+            # Due notifications are looked for once a second (or --poll, if longer): an
+            # idle worker's dispatcher costs the database one read a second.
+            "poll": max(poll, 1.0),
         },
     }
     if metrics_port is not None:
