@@ -155,19 +155,21 @@ class WebhookRepositoryContract(RepositoryContract):
                 read=lambda app: app.repos.webhooks.list_subscriptions(),
                 order=lambda s: (s.created_at, s.subscription_id),
             ),
-            Listing(
-                "list_notifications",
-                records=lambda: tied(lambda i, t: make_notification(i, occurred_at=t)),
-                save=lambda app, n: app.repos.webhooks.enqueue(n),
-                read=lambda app: app.repos.webhooks.list_notifications(),
-                order=lambda n: (n.occurred_at, n.notification_id),
-            ),
-            Listing(
-                "list_notifications(status)",
-                records=lambda: tied(lambda i, t: make_notification(i, occurred_at=t)),
-                save=lambda app, n: app.repos.webhooks.enqueue(n),
-                read=lambda app: app.repos.webhooks.list_notifications("PENDING", limit=100),
-                order=lambda n: (n.occurred_at, n.notification_id),
+            *(
+                Listing(
+                    f"list_notifications{label}",
+                    records=lambda: tied(lambda i, t: make_notification(i, occurred_at=t)),
+                    save=lambda app, n: app.repos.webhooks.enqueue(n),
+                    read=read,
+                    order=lambda n: (n.occurred_at, n.notification_id),
+                )
+                for label, read in (
+                    ("", lambda app: app.repos.webhooks.list_notifications()),
+                    (
+                        "(status, limit)",
+                        lambda a: a.repos.webhooks.list_notifications("PENDING", limit=99),
+                    ),
+                )
             ),
         ]
 
