@@ -108,7 +108,15 @@ def test_spans_for_the_run_each_step_and_each_repository_call(app: aicmo.App, sd
         assert s.attributes["db.system"] == system
         assert s.name == f"{s.attributes['aicmo.module']}.{s.attributes['db.operation']}"
     modules = {s.attributes["aicmo.module"] for s in repo}  # type: ignore[index]
-    assert modules == {"onboarding", "strategy", "production", "qc", "delivery", "workflow"}
+    assert modules == {
+        "onboarding",
+        "strategy",
+        "production",
+        "qc",
+        "delivery",
+        "webhooks",
+        "workflow",
+    }
     in_run = [s for s in repo if s.attributes.get("aicmo.run_id") == run.workflow_run_id]  # type: ignore[union-attr]
     # every repository call made while driving the run is inside the run's trace
     assert in_run

@@ -30,6 +30,12 @@ def workload(app: aicmo.App) -> None:
     compensated (QC failed), one FAILED (a compensation failed), two RUNNING with a lease
     (one crashed at QC, one crashed while undoing production after QC failed: its QC
     result and issues stay), and one QUEUED."""
+    # A webhook: every delivery and run end writes its notifications (one sent, one dead).
+    app.webhooks.subscribe(
+        "https://hooks.example.com/a?b=1",
+        ["package.delivered", "run.completed", "run.compensated"],
+        "s3cret-\u00e9-0123456789",
+    )
     app.run_workflow(PASSING, idempotency_key="done-1")
     app.run_workflow(JSON_INTAKE)
     app.run_workflow(FAILING_QC, idempotency_key="compensated-1")
@@ -67,6 +73,10 @@ def workload(app: aicmo.App) -> None:
             evaluated_at=datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
         )
     )
+    sent, dead, *_ = app.webhooks.notifications()
+    for notification, status in ((sent, "SENT"), (dead, "DEAD")):
+        done = attrs.evolve(notification, status=status, attempts=2, last_error="HTTP 500 x")
+        app.repos.webhooks.update_notification(done)
     runs = app.list_runs()
     assert {r.status for r in runs} == STATUSES
     assert any(r.status == "RUNNING" and r.claimed_by for r in runs)
@@ -128,6 +138,13 @@ def records(app: aicmo.App, *, clear_leases: bool = False) -> dict[str, Any]:
                     out[f"package {package.package_id}"] = repos.delivery.get_package(
                         package.package_id
                     )
+    subscriptions = repos.webhooks.list_subscriptions()
+    out["webhooks"] = [(s, s.secret) for s in subscriptions]
+    out["notifications"] = repos.webhooks.list_notifications()
+    for notification in out["notifications"]:
+        out[f"notification {notification.notification_id}"] = repos.webhooks.get_notification(
+            notification.notification_id
+        )
     return out
 
 

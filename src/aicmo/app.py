@@ -47,6 +47,9 @@ from aicmo.strategy import StrategyRepository
 from aicmo.strategy.memory import InMemoryStrategyRepository
 from aicmo.strategy.service import StrategyService
 from aicmo.strategy.sql import SqlStrategyRepository
+from aicmo.webhooks import WebhookRepository, WebhookService
+from aicmo.webhooks.memory import InMemoryWebhookRepository
+from aicmo.webhooks.sql import SqlWebhookRepository
 from aicmo.workflow import (
     DEFAULT_KEY_WAIT,
     DEFAULT_LEASE,
@@ -104,6 +107,12 @@ MODULES: tuple[Module[Any], ...] = (
         SqlDeliveryRepository,
         ("delivery_packages", "delivery_artifacts"),
     ),
+    Module[WebhookRepository](
+        "webhooks",
+        InMemoryWebhookRepository,
+        SqlWebhookRepository,
+        ("webhooks_subscriptions", "webhooks_notifications"),
+    ),
     Module[WorkflowRunRepository](
         "workflow", InMemoryWorkflowRunRepository, SqlWorkflowRunRepository, ("workflow_runs",)
     ),
@@ -121,6 +130,7 @@ class Repositories:
     production: ProductionRepository
     qc: QcRepository
     delivery: DeliveryRepository
+    webhooks: WebhookRepository
     workflow: WorkflowRunRepository
 
     @classmethod
@@ -233,6 +243,7 @@ class App:
         # QC and delivery write through one repository call at a time: no transaction.
         self.qc = QcService(repos.qc, threshold=self.settings.qc_threshold)
         self.delivery = DeliveryService(repos.delivery, store=open_store(self.settings.artifacts))
+        self.webhooks = WebhookService(repos.webhooks, self.run_transaction)
         self.workflow = WorkflowService(self, repos.workflow)
 
     # -- the workflow --------------------------------------------------------------------

@@ -472,6 +472,12 @@ _THROUGH_REPOSITORIES: dict[str, _Through | None] = {
     "qc_issues": None,
     "delivery_packages": _Through("package_id", "delivery", "get_package", "save_package"),
     "delivery_artifacts": None,
+    "webhooks_subscriptions": _Through(
+        "subscription_id", "webhooks", "get_subscription", "save_subscription"
+    ),
+    "webhooks_notifications": _Through(
+        "notification_id", "webhooks", "get_notification", "enqueue"
+    ),
     "workflow_runs": _Through("workflow_run_id", "workflow", "get", "create"),
 }
 

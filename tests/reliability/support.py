@@ -151,6 +151,8 @@ def rows_by_run(url: str) -> dict[str, Counter[str]]:
     ids (``brief-<run>``, ``draft-<run>-...``); a row naming no run or two is an error."""
     result: dict[str, Counter[str]] = {}
     for table, rows in module_tables(url).items():
+        if table.startswith("webhooks_"):
+            continue  # subscriptions name no run; the outbox is checked by check_outbox
         counts: Counter[str] = Counter()
         for row in rows:
             owners = set(RUN_ID.findall(" ".join(str(v) for v in row)))
@@ -260,6 +262,7 @@ def check_consistent(
                     assert data is not None, (folder, entry)
                     assert hashlib.sha256(data).hexdigest() == entry["sha256"], (folder, entry)
                     checked.files += 1
+        check_outbox(app, runs)
     assert not staging, f"left in staging: {staging}"
     assert present == expected_dirs, (
         f"files without rows: {sorted(present - expected_dirs)}; "
@@ -282,6 +285,50 @@ def published(store: ArtifactStore) -> tuple[set[str], list[str]]:
     staged = sorted(p.name for p in staging_root.iterdir()) if staging_root.exists() else []
     present.discard(".staging")
     return present, staged
+
+
+def check_outbox(app: aicmo.App, runs: Sequence[WorkflowRunDTO]) -> None:
+    """A notification exists if and only if what it announces committed: for every webhook
+    subscription, a ``COMPLETED`` run has one ``package.delivered`` per package and one
+    ``run.completed``; a ``COMPENSATED`` run one ``run.compensated`` (and one
+    ``package.delivered`` per package only if its delivery had committed before it was
+    undone); nothing else, and nothing twice."""
+    subscriptions = app.webhooks.subscriptions()
+    seen: Counter[tuple[str, str, str, str | None]] = Counter()
+    for n in app.webhooks.notifications():
+        package = n.payload.get("package")
+        run_id = n.payload["run"]["workflow_run_id"]
+        seen[
+            (n.subscription_id, run_id, n.event, None if package is None else package["package_id"])
+        ] += 1
+    assert all(count == 1 for count in seen.values()), seen
+    known = {r.workflow_run_id for r in runs}
+    assert {key[1] for key in seen} <= known, "a notification of a run that does not exist"
+    for sub in subscriptions:
+        for run in runs:
+            expected: set[tuple[str, str | None]] = set()
+            delivered = run.status == "COMPLETED" or "delivery" in run.compensated_steps
+            if delivered and "package.delivered" in sub.events:
+                expected |= {("package.delivered", p) for p in run.package_ids}
+            event = {"COMPLETED": "run.completed", "COMPENSATED": "run.compensated"}.get(run.status)
+            if event is not None and event in sub.events:
+                expected.add((event, None))
+            got = {
+                (e, p)
+                for (s, r, e, p) in seen
+                if s == sub.subscription_id and r == run.workflow_run_id
+            }
+            assert got == expected, (_describe(run), sub.subscription_id, got, expected)
+
+
+def subscribe_webhook(url: str) -> None:
+    """A subscription to every event (nothing listens: the outbox itself is checked)."""
+    with aicmo.connect(url, auto_upgrade=False) as app:
+        app.webhooks.subscribe(
+            "http://127.0.0.1:9/hook",
+            ["package.delivered", "run.completed", "run.compensated", "run.cancelled"],
+            "kill-test-secret-0123",
+        )
 
 
 def _describe(run: WorkflowRunDTO) -> str:

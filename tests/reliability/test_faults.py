@@ -9,6 +9,10 @@ after the step's writes). This suite goes finer and adds a neighbour:
   run, so a step that writes three drafts has a fault point before each of them;
 * the same for every write call of the **compensation** (run failed at its very end, so
   every step is undone): the run is ``FAILED``, and ``recover()`` completes the clean-up;
+* the webhook outbox of every run checked at the end (a subscription to every event): a
+  notification for each delivery and run end that committed, none for what a fault undid
+  (a fault at the run's record in the delivery step's transaction comes after its outbox
+  rows are written);
 * all of it while a second **process** runs workflows on the same database, whose runs must
   all complete untouched, like the runs made before the faults.
 """
@@ -34,6 +38,7 @@ from .support import (
     fresh_database,
     module_tables,
     rows_by_run,
+    subscribe_webhook,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
@@ -131,6 +136,7 @@ def test_a_fault_at_every_write_point_leaves_nothing_of_the_run(
     backend: str, tmp_path: Path, injector: Injector
 ) -> None:
     url = fresh_database(backend, tmp_path)
+    subscribe_webhook(url)  # every fault is checked against the outbox too (check_outbox)
     artifacts = tmp_path / "artifacts"
     stop = tmp_path / "stop"
     with aicmo.connect(url, auto_upgrade=False, artifact_dir=artifacts) as app:

@@ -48,7 +48,9 @@ from aicmo.testing.onboarding import make_brief, make_intake
 from aicmo.testing.production import make_asset, make_bundle, make_draft
 from aicmo.testing.qc import make_result
 from aicmo.testing.strategy import make_strategy
+from aicmo.testing.webhooks import make_notification, make_subscription
 from aicmo.testing.workflow import make_run
+from aicmo.webhooks import NotificationDTO, SubscriptionDTO
 from aicmo.workflow import WorkflowRunDTO
 
 MB = 1 << 20
@@ -337,6 +339,18 @@ TARGETS: dict[str, Target] = {
         lambda app, p: app.repos.delivery.save_package(p),
         lambda app, p: app.repos.delivery.get_package(p.package_id),
         lambda p: p.artifacts[0],
+    ),
+    "SubscriptionDTO": Target(
+        SubscriptionDTO,
+        _direct(lambda n, **c: make_subscription(**({"subscription_id": f"wh-{n}"} | c))),
+        lambda app, s: app.repos.webhooks.save_subscription(s),
+        lambda app, s: app.repos.webhooks.get_subscription(s.subscription_id),
+    ),
+    "NotificationDTO": Target(
+        NotificationDTO,
+        _direct(lambda n, **c: make_notification(**({"notification_id": f"n-{n}"} | c))),
+        lambda app, n: app.repos.webhooks.enqueue(n),
+        lambda app, n: app.repos.webhooks.get_notification(n.notification_id),
     ),
     "WorkflowRunDTO": Target(
         WorkflowRunDTO,

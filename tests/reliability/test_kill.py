@@ -6,6 +6,9 @@ no files left; SQLite's ``PRAGMA integrity_check`` is ``ok``; no artifact folder
 without its package row, nor the reverse; nothing is left in staging. Running the killed
 keys again returns the same runs and writes nothing new.
 
+Every run's webhook notifications are checked too: one per package and subscription for a
+completed delivery, one per run end, none for what did not commit (``check_outbox``).
+
 Two kinds of kill: at a random moment (the seed is printed), and at each named point of the
 saga (the worker hangs there through its fault hook and is killed while hanging, inside
 the step's open transaction or between a commit and the files' move).
@@ -26,7 +29,15 @@ from tests import s3_support
 
 from .conftest import SOAK, scale
 from .driver import intake_for
-from .support import Worker, check_consistent, cli, exceptions, fresh_database, module_tables
+from .support import (
+    Worker,
+    check_consistent,
+    cli,
+    exceptions,
+    fresh_database,
+    module_tables,
+    subscribe_webhook,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
@@ -59,6 +70,7 @@ def _rerun_is_idempotent(url: str, artifacts: Path | str, keys: list[str]) -> No
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigkill_at_random_moments_then_recover(backend: str, tmp_path: Path) -> None:
     url = fresh_database(backend, tmp_path)
+    subscribe_webhook(url)  # the outbox is checked too (check_consistent)
     artifacts = tmp_path / "artifacts"
     seed = int(os.environ.get("AICMO_KILL_SEED", time.time_ns() % 100_000))
     rng = random.Random(seed)
@@ -150,6 +162,7 @@ def test_sigkill_publishing_to_the_object_store_then_recover(
 
 def _kill_at(backend: str, point: str, tmp_path: Path, artifacts: Path | str) -> None:
     url = fresh_database(backend, tmp_path)
+    subscribe_webhook(url)  # the outbox is checked too (check_consistent)
     with aicmo.connect(url, auto_upgrade=False, artifacts=artifacts) as app:
         for key in ("before-0", "before-1"):
             assert app.run_workflow(intake_for(key), idempotency_key=key).status == "COMPLETED"

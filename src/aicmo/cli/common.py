@@ -280,6 +280,15 @@ def open_app(
         sys.exit(EXIT_FAILED)
 
 
+@contextmanager
+def bad_input_exits_2() -> Iterator[None]:
+    """A ``ValidationError`` is bad input: its message on stderr, exit status 2."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise click.UsageError(term_lines(exc)) from None
+
+
 def check_intakes(files: tuple[str, ...]) -> dict[str, ValidationError]:
     """The invalid intake FILEs and why, found without touching any database (so a
     command given only invalid files creates none)."""

@@ -44,6 +44,7 @@ from aicmo.cli.common import (
     validation_problems,
 )
 from aicmo.cli.runs import parse_not_before
+from aicmo.cli.webhooks import counts_line, dispatch_options, make_policy
 from aicmo.errors import BackendError, ConfigurationError, ValidationError
 from aicmo.workflow import (
     MAX_PRIORITY,
@@ -221,14 +222,53 @@ def _work(
                 depth = "queue: unknown (the database is unavailable)"
             echo(f"{line}; {depth}", err=lines_to_stderr)
 
+    options = dict(options)
+    notify: dict[str, Any] | None = options.pop("notify", None)
     try:
         patience = OutageBackoff(worker_id, stop)
         with open_app(database, auto_upgrade=True, artifacts=artifacts, patience=patience) as app:
-            app.work(worker_id=worker_id, stop=stop, on_run=log, **options)
+            sender = None if notify is None else _Sender(app, worker_id, notify)
+            try:
+                app.work(worker_id=worker_id, stop=stop, on_run=log, **options)
+            finally:
+                if sender is not None:
+                    sender.finish(drain=not stop.is_set())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return counts
+
+
+class _Sender:
+    """The worker's webhook dispatcher: a thread beside the runs (each POST and its record
+    are short transactions of their own, so runs are never held up by a slow receiver),
+    stopped with the worker; a worker that ends by itself (--stop-when-idle, --max-runs)
+    sends what is due first."""
+
+    def __init__(self, app: Any, worker_id: str, notify: dict[str, Any]):
+        self._stop = threading.Event()
+        self._dispatcher = app.webhooks.dispatcher(
+            dispatcher_id=f"{worker_id}:notify",
+            timeout=notify["timeout"],
+            policy=make_policy(notify["max_attempts"], notify["retry_base"]),
+        )
+        self._thread = threading.Thread(
+            target=self._dispatcher.run,
+            args=(self._stop,),
+            kwargs={"poll_interval": notify["poll"]},
+            name=f"aicmo-notify-{worker_id}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def finish(self, *, drain: bool) -> None:
+        self._stop.set()
+        self._thread.join()
+        if drain:
+            with contextlib.suppress(BackendError):
+                counts = self._dispatcher.drain()
+                if counts.sent or counts.failed:
+                    echo(counts_line(f"notify {self._dispatcher.dispatcher_id}", counts), err=True)
 
 
 def _work_in_child(
@@ -339,6 +379,13 @@ RESTART_WINDOW = 60.0
     metavar="HOST",
     help="Address the metrics endpoint listens on.",
 )
+@click.option(
+    "--no-notify",
+    "no_notify",
+    is_flag=True,
+    help="Do not send webhook notifications from this worker (leave them to `aicmo notify`).",
+)
+@dispatch_options
 def worker(
     database: str | None,
     artifacts: str | None,
@@ -354,6 +401,10 @@ def worker(
     heartbeat: float,
     metrics_port: int | None,
     metrics_host: str,
+    no_notify: bool,
+    notify_timeout: float,
+    max_attempts: int,
+    retry_base: float,
 ) -> None:
     """Drive queued runs (`aicmo submit`) until stopped: claim one, run it, repeat.
 
@@ -362,7 +413,9 @@ def worker(
     outcome, seconds, worker) and a summary. A database outage is waited out (one line
     when it starts, one when it ends). With -c N, a worker process that dies is restarted
     (see --restart-limit). SIGTERM or Ctrl-C: the current run stops after its step and
-    goes back to the queue with its progress, then the worker exits.
+    goes back to the queue with its progress, then the worker exits. Webhook
+    notifications are sent by a thread beside the runs (see `aicmo notify`; --no-notify:
+    not by this worker).
     """
     check_artifact_root(settings_for(database), artifacts)
     options: dict[str, Any] = {
@@ -371,6 +424,16 @@ def worker(
         "lease": timedelta(seconds=lease),
         "poll_interval": poll,
         "idle_log_interval": heartbeat,
+        "notify": None
+        if no_notify
+        else {
+            "timeout": notify_timeout,
+            "max_attempts": max_attempts,
+            "retry_base": retry_base,
+            # Due notifications are looked for once a second (or --poll, if longer): an
+            # idle worker's dispatcher costs the database one read a second.
+            "poll": max(poll, 1.0),
+        },
     }
     if metrics_port is not None:
         try:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import click
 
 from aicmo.cli.common import (
+    bad_input_exits_2,
     database_option,
     depth_line,
     dump_json,
@@ -29,7 +29,6 @@ from aicmo.cli.common import (
     run_summary,
     table,
     term,
-    term_lines,
 )
 from aicmo.errors import ValidationError
 from aicmo.workflow import RUN_STATUSES, WaitTimeoutError, WorkflowRunDTO
@@ -99,15 +98,6 @@ def parse_since(text: str) -> datetime:
             raise ValidationError([("--since", f"{text!r} is not a date")]) from None
         return datetime(day.year, day.month, day.day, tzinfo=UTC)
     return _aware(text, "--since")
-
-
-@contextmanager
-def _bad_input_exits_2() -> Iterator[None]:
-    """A ``ValidationError`` is bad input: its message on stderr, exit status 2."""
-    try:
-        yield
-    except ValidationError as exc:
-        raise click.UsageError(term_lines(exc)) from None
 
 
 def _text(value: object) -> str:
@@ -211,7 +201,7 @@ def runs_list(
     """List runs, newest first, and the queue's depth.
 
     A SQLite file that does not exist is refused, not created."""
-    with _bad_input_exits_2():
+    with bad_input_exits_2():
         after = None if since is None else parse_since(since)
     with open_app(database, auto_upgrade=True, must_exist=True) as app:
         found = app.list_runs(
@@ -259,7 +249,7 @@ def runs_list(
 @json_option
 def runs_show(run_id: str, database: str | None, as_json: bool) -> None:
     """Show one run: its ids, artifacts, error, QC issues and attempts."""
-    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
         found = app.find_run(run_id)
         attempts = app.run_attempts(found.workflow_run_id)
     shown = detail(found, attempts)
@@ -277,7 +267,7 @@ def runs_show(run_id: str, database: str | None, as_json: bool) -> None:
 def runs_cancel(run_id: str, reason: str | None, database: str | None, as_json: bool) -> None:
     """Cancel a run: a queued one at once, a running one at its next step boundary
     (its completed steps are compensated). A finished run is refused (exit 1)."""
-    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
         run = app.cancel_run(run_id, reason=reason)
     if as_json:
         echo(dump_json(detail(run, [])))
@@ -311,7 +301,7 @@ def runs_retry(
 ) -> None:
     """Retry a COMPENSATED, FAILED or CANCELLED run: a new attempt from the start, which
     takes its idempotency key over. Queued for `aicmo worker` unless --in-process."""
-    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
         run = app.retry_run(run_id, intake=intake, in_process=in_process)
     if as_json:
         echo(dump_json(summary(run)))
@@ -338,7 +328,7 @@ def runs_retry(
 def runs_wait(run_id: str, timeout: float | None, database: str | None, as_json: bool) -> None:
     """Wait until a run is finished, whoever drives it. Exit 0 only if it COMPLETED;
     1 if it ended otherwise, 3 if --timeout ran out."""
-    with open_app(database, auto_upgrade=True, must_exist=True) as app, _bad_input_exits_2():
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
         try:
             run = app.wait_run(run_id, timeout=timeout)
         except WaitTimeoutError as exc:

@@ -28,6 +28,7 @@ from aicmo.testing.production import ProductionParityMachine, ProductionReposito
 from aicmo.testing.qc import QcParityMachine, QcRepositoryContract
 from aicmo.testing.store import ArtifactStoreContract
 from aicmo.testing.strategy import StrategyParityMachine, StrategyRepositoryContract
+from aicmo.testing.webhooks import WebhookParityMachine, WebhookRepositoryContract
 from aicmo.testing.workflow import WorkflowRunParityMachine, WorkflowRunRepositoryContract
 
 __all__ = [
@@ -46,6 +47,8 @@ __all__ = [
     "RepositoryContract",
     "StrategyParityMachine",
     "StrategyRepositoryContract",
+    "WebhookParityMachine",
+    "WebhookRepositoryContract",
     "WorkflowRunParityMachine",
     "WorkflowRunRepositoryContract",
 ]

@@ -92,6 +92,7 @@ from aicmo.workflow.steps import (
     QcFailedError,
     Services,
     Step,
+    notice_of,
     package_id_of,
     report_package_id_of,
 )
@@ -503,13 +504,15 @@ class WorkflowService:
         """
         run = self.resolve(run_id)
         asked_by = _who() if by is None else by
-        request = functools.partial(
-            self.runs.request_cancel,
-            run.workflow_run_id,
-            reason=reason,
-            by=asked_by,
-            now=self._lease_now(),
-        )
+
+        def request() -> WorkflowRunDTO:
+            stored = self.runs.request_cancel(
+                run.workflow_run_id, reason=reason, by=asked_by, now=self._lease_now()
+            )
+            if stored.status == "CANCELLED":  # a queued run, cancelled at once: its end
+                self._s.webhooks.announce_run(stored.status, notice_of(stored))
+            return stored
+
         return self.transaction(request)
 
     def retry(
@@ -1058,6 +1061,8 @@ class WorkflowService:
             self.runs.release(
                 run.workflow_run_id, claim.token, retry_after=retry, now=self._lease_now()
             )
+            # The outbox: run.completed/compensated/cancelled, committed with the end.
+            self._s.webhooks.announce_run(run.status, notice_of(run))
 
         self.transaction(tx)
 

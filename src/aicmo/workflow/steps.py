@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from aicmo.production import ContentDraftDTO, ProductionService
     from aicmo.qc import QcService
     from aicmo.strategy import StrategyService
+    from aicmo.webhooks import WebhookService
     from aicmo.workflow.dtos import WorkflowRunDTO
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Step",
     "fault_points",
     "in_transaction",
+    "notice_of",
     "package_id_of",
     "report_package_id_of",
 ]
@@ -67,6 +69,8 @@ class Services(Protocol):
     def qc(self) -> QcService: ...
     @property
     def delivery(self) -> DeliveryService: ...
+    @property
+    def webhooks(self) -> WebhookService: ...
 
 
 class Saga(Protocol):
@@ -144,6 +148,23 @@ class QcFailedError(AicmoError):
     def __init__(self, message: str, issues: list[dict[str, Any]]):
         super().__init__(message)
         self.issues = issues
+
+
+def notice_of(run: WorkflowRunDTO) -> dict[str, Any]:
+    """The run as a webhook notification tells of it (the ``run`` member of the payload,
+    see ``aicmo.webhooks``): written inside the transaction of the delivery or the end."""
+    return {
+        "workflow_run_id": run.workflow_run_id,
+        "client_id": run.client_id,
+        "status": run.status,
+        "attempt": run.attempt,
+        "retry_of": run.retry_of,
+        "error": run.error,
+        "package_ids": list(run.package_ids),
+        "completed_at": None
+        if run.completed_at is None
+        else run.completed_at.isoformat().replace("+00:00", "Z"),
+    }
 
 
 def _gone(what: str, run: WorkflowRunDTO) -> NotFoundError:
@@ -328,6 +349,10 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
             "package_ids": tuple(i.package.package_id for i in staged),
             "artifact_dirs": tuple(i.final_location for i in staged),
         }
+        # The outbox: a package.delivered per package, committed with the package rows
+        # (the fault point "delivery", in the commit, lies between this write and COMMIT).
+        notice = {**notice_of(run), "package_ids": list(progress["package_ids"])}
+        s.webhooks.announce_packages(notice, [i.package for i in staged])
         return saga.commit(run, step, progress)
 
     try:

@@ -1,0 +1,6 @@
+DROP INDEX ix_webhooks_notifications_subscription;
+DROP INDEX ix_webhooks_notifications_occurred;
+DROP INDEX ix_webhooks_notifications_due;
+DROP TABLE webhooks_notifications;
+DROP INDEX ix_webhooks_subscriptions_created;
+DROP TABLE webhooks_subscriptions;
