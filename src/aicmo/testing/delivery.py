@@ -489,14 +489,21 @@ _times = (
     st.sampled_from([T0, T0.astimezone(NEPAL), T0 + timedelta(microseconds=1)]) | aware_datetimes
 )
 
+_versions_pool = st.integers(min_value=1, max_value=4) | st.sampled_from([2**63 - 1])
+
+_runs = st.none() | st.sampled_from(["run-1", "run-2"]) | ids
+
 packages = st.builds(
     DeliveryPackageDTO,
     package_id=ids,
     draft_id=_drafts,
     artifacts=_artifact_lists,
     created_at=_times,
+    version=_versions_pool,
+    workflow_run_id=_runs,
 )
-"""Valid packages with nasty values; ids, drafts and creation times collide often."""
+"""Valid package versions with nasty values; ids, versions, drafts and creation times
+collide often."""
 
 
 def _unlike(
@@ -517,7 +524,8 @@ class DeliveryParityMachine(ParityMachine):
         self.drafts: set[str] = set()
 
     def seen(self, op: Op) -> None:
-        for arg in op.args:
+        args = [a for arg in op.args for a in (arg if isinstance(arg, list) else [arg])]
+        for arg in args:
             if isinstance(arg, DeliveryPackageDTO):
                 self.package_ids.add(arg.package_id)
                 self.drafts.add(arg.draft_id)
@@ -539,14 +547,79 @@ class DeliveryParityMachine(ParityMachine):
                 )
             ),
             (ids | known).map(lambda i: Op("delivery", "delete_package", (i,))),
+            st.tuples(ids | known, _versions_pool).map(
+                lambda a: Op("delivery", "delete_package_version", a)
+            ),
+            self._batches().map(lambda batch: Op("delivery", "save_packages", (batch,))),
         )
 
     def observe(self, app: aicmo.App) -> Any:
         repo = app.repos.delivery
+        known = sorted(self.package_ids)
         return (
-            [(i, repo.get_package(i)) for i in sorted(self.package_ids)],
+            [(i, repo.get_package(i), repo.list_versions(i)) for i in known],
             [(d, repo.list_by_draft(d)) for d in sorted(self.drafts)],
+            repo.get_packages(known),
         )
+
+    def _batches(self) -> st.SearchStrategy[list[Any]]:
+        """Lists of package versions whose keys often repeat (in the batch and with stored
+        ones), sometimes with an item that is not a package (the call must write nothing)."""
+        moved = st.tuples(packages, self._known()).map(
+            lambda pair: attrs.evolve(pair[0], package_id=pair[1])  # type: ignore[misc]
+        )
+        valid = st.lists(packages | moved, max_size=5)
+        repeated: st.SearchStrategy[list[Any]] = st.tuples(
+            st.lists(packages | moved, min_size=1, max_size=3), packages
+        ).map(  # the first key again, with other content, at the end
+            lambda pair: [
+                *pair[0],
+                attrs.evolve(  # type: ignore[misc]
+                    pair[1], package_id=pair[0][0].package_id, version=pair[0][0].version
+                ),
+            ]
+        )
+        with_bad_item: st.SearchStrategy[list[Any]] = st.tuples(
+            st.lists(packages | moved, max_size=3), st.sampled_from([None, "pkg", {}])
+        ).map(lambda pair: [*pair[0], pair[1]])
+        return valid | repeated | with_bad_item
+
+    @rule(data=st.data())
+    def save_packages(self, data: st.DataObject) -> None:
+        """The bulk save: the same result as saving one version after another (last wins)."""
+        batch = data.draw(self._batches(), label="batch")
+        self.both(Op("delivery", "save_packages", (batch,)))
+
+    @rule(data=st.data())
+    def save_next_version(self, data: st.DataObject) -> None:
+        """Deliver a stored package again: its latest version plus one, other artifacts."""
+        current = self._draw_stored(data)
+        new_artifacts = data.draw(
+            _artifact_lists.map(lambda a: _unlike(a, current.artifacts)), label="artifacts"
+        )
+        run = data.draw(_runs, label="workflow_run_id")
+        again = attrs.evolve(  # type: ignore[misc]
+            current,
+            version=min(current.version + 1, 2**63 - 1),
+            artifacts=tuple(new_artifacts),
+            workflow_run_id=run,
+        )
+        self.both(Op("delivery", "save_package", (again,)))
+
+    get_package_version = read_rule(
+        "delivery", "get_package_version", lambda m: m._known() | ids, _versions_pool
+    )
+
+    list_versions = read_rule("delivery", "list_versions", lambda m: m._known() | ids)
+
+    get_packages = read_rule(
+        "delivery", "get_packages", lambda m: st.lists(m._known() | ids, max_size=6)
+    )
+
+    @rule(data=st.data())
+    def delete_package_version(self, data: st.DataObject) -> None:
+        current = self._draw_stored(data)
+        self.both(Op("delivery", "delete_package_version", (current.package_id, current.version)))
 
     def _stored(self) -> list[DeliveryPackageDTO]:
         """The packages stored now (read from the memory app, which the SQL one matches)."""
@@ -575,6 +648,8 @@ class DeliveryParityMachine(ParityMachine):
             draft_id=draft_id,
             artifacts=tuple(new_artifacts),
             created_at=created_at,
+            version=current.version,
+            workflow_run_id=data.draw(_runs, label="workflow_run_id"),
         )
         self.both(Op("delivery", "save_package", (package,)))
 
