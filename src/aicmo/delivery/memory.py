@@ -7,7 +7,14 @@ from operator import attrgetter
 
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.delivery.dtos import DeliveryPackageDTO
-from aicmo.delivery.rules import key_arg, keys_arg, package_arg, packages_arg, version_arg
+from aicmo.delivery.rules import (
+    key_arg,
+    keys_arg,
+    package_arg,
+    packages_arg,
+    version_arg,
+    version_taken,
+)
 
 __all__ = ["InMemoryDeliveryRepository"]
 
@@ -44,6 +51,16 @@ class InMemoryDeliveryRepository:
         package = package_arg(package)
         with self._db.transaction():
             self._put(package)
+
+    def add_package(self, package: DeliveryPackageDTO) -> None:
+        package = package_arg(package)
+        with self._db.transaction():
+            versions: Versions = self._packages.get(package.package_id) or ()
+            stored = next((v for v in versions if v.version == package.version), None)
+            if stored is None:
+                self._put(package)
+            elif stored != package:
+                raise version_taken(package, stored)
 
     def save_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
         batch = packages_arg(packages)

@@ -34,6 +34,18 @@ class DeliveryRepository(Protocol):
         """
         ...
 
+    def add_package(self, package: DeliveryPackageDTO) -> None:
+        """Insert version ``package.version`` of ``package.package_id``, never replacing
+        a stored one: the write of a new delivery.
+
+        Repeatable: when that version is stored already and equals ``package`` (a commit
+        whose reply was lost, done again) nothing changes. When it is stored with any
+        other field or artifact (delivered meanwhile by someone else) ``ConflictError``
+        naming the package and the version is raised and nothing is written; concurrent
+        callers adding one version each see one of them win and the others conflict.
+        """
+        ...
+
     def save_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
         """Save many package versions in one transaction: all of them, or (on any error)
         none.

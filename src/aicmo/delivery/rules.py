@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from aicmo.delivery.dtos import DeliveryPackageDTO, version_number
+from aicmo.errors import ConflictError
 from aicmo.values import argument, instance, key_arg, text, tuple_of
 
-__all__ = ["key_arg", "keys_arg", "package_arg", "packages_arg", "version_arg"]
+__all__ = [
+    "key_arg",
+    "keys_arg",
+    "package_arg",
+    "packages_arg",
+    "version_arg",
+    "version_taken",
+]
 
 _package = instance(DeliveryPackageDTO)
 _packages = tuple_of(_package, "DeliveryPackageDTO")
@@ -39,3 +47,13 @@ def version_arg(value: object) -> int:
     """A version number argument: an integer from 1."""
     result: int = argument(version_number, value, "version")
     return result
+
+
+def version_taken(package: DeliveryPackageDTO, stored: DeliveryPackageDTO) -> ConflictError:
+    """``add_package`` found the version stored with other content."""
+    by = f"by run {stored.workflow_run_id!r}" if stored.workflow_run_id else "outside a run"
+    return ConflictError(
+        f"version {package.version} of package {package.package_id!r} was delivered "
+        f"already ({by}, created {stored.created_at.isoformat()}) with other content; "
+        "nothing was written: deliver it again to make the next version"
+    )

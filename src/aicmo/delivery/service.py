@@ -1,11 +1,14 @@
 """Delivery service: package a draft's files as real files under an artifact root.
 
-A package lives in ``<root>/<package_id>/``: one file per artifact plus ``manifest.json``
-(package id, draft id, creation time, and each file's name, size and SHA-256). Files are
-never written there directly. The saga's order is:
+A package version lives in ``<root>/<name>/`` (:func:`~aicmo.delivery.naming.package_folder`:
+``<package_id>`` for version 1, ``<package_id>@v<N>`` for version N): one file per artifact
+plus ``manifest.json`` (package id, version, draft id, creation time, and each file's name,
+size and SHA-256). Delivering a package again (:meth:`DeliveryService.deliver`, or
+``stage(version=service.next_version(...))``) makes a new version beside the earlier ones.
+Files are never written there directly. The saga's order is:
 
 1. :meth:`DeliveryService.stage` writes every file and the manifest into a new folder
-   ``<root>/.staging/<package_id>.<uuid4 hex>/`` (each file and the folder fsynced) and
+   ``<root>/.staging/<name>.<uuid4 hex>/`` (each file and the folder fsynced) and
    returns the package row to save, whose artifact URLs already point at the final folder;
 2. :meth:`~DeliveryService.save` writes the row inside the caller's transaction;
 3. after the commit :meth:`~DeliveryService.publish` renames the staging folder into place
@@ -45,18 +48,20 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from aicmo.content import DeliverablePlan, Templates
-from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
+from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO, version_number
+from aicmo.delivery.naming import package_folder
 from aicmo.delivery.ports import DeliveryRepository
 from aicmo.delivery.report import Piece, report_files
 from aicmo.errors import BackendError, NotFoundError, ValidationError
-from aicmo.values import Invalid, identifier, shown, utc_datetime
+from aicmo.delivery.rules import version_arg
+from aicmo.values import Invalid, identifier, optional, shown, utc_datetime
 
 __all__ = [
     "MANIFEST_NAME",
@@ -119,11 +124,14 @@ def _safe_name(value: Any, path: str) -> str:
     return value
 
 
-_STAGING_SUFFIX = re.compile(r"\.[0-9a-f]{32}")
+_optional_identifier = optional(identifier)
+
+_STAGING_SUFFIX = re.compile(r"(?:@v[1-9][0-9]*)?\.[0-9a-f]{32}")
 
 
 def _is_staging_name(name: str, package_id: str) -> bool:
-    """``name`` is ``<package_id>.<32 hex digits>``, as ``_new_staging_dir`` makes.
+    """``name`` is ``<package_id>.<32 hex digits>`` or ``<package_id>@v<N>.<32 hex
+    digits>`` (a later version's), as ``_new_staging_dir`` makes.
 
     Checked without a pattern built per package id: those would fill ``re``'s cache with
     one entry per package ever published (and push out the patterns that repeat).
@@ -229,13 +237,14 @@ class DeliveryService:
         """``path`` resolves (following any link) to a direct child of ``parent``."""
         return path.resolve().parent == parent and parent.resolve() == parent
 
-    def _final_dir(self, package_id: Any, what: str = "package_id") -> Path:
-        """The final folder of a package id that is safe and stays inside the root."""
+    def _final_dir(self, package_id: Any, what: str = "package_id", version: int = 1) -> Path:
+        """The final folder of a version of a package id that is safe and stays inside the
+        root (its name: :func:`~aicmo.delivery.naming.package_folder`)."""
         try:
             name = _safe_name(package_id, what)
         except Invalid as exc:
             raise ValidationError(exc.problems, subject="argument") from None
-        final = self._root / name
+        final = self._root / package_folder(name, version)
         if not self._inside(final, self._root):
             raise ValidationError(
                 [(what, f"{str(final)!r} resolves outside the artifact root {str(self._root)!r}")],
@@ -251,7 +260,7 @@ class DeliveryService:
                 subject="argument",
             )
         package_id = staged.package.package_id
-        final = self._final_dir(package_id, "staged.package.package_id")
+        final = self._final_dir(package_id, "staged.package.package_id", staged.package.version)
         staging = staged.staging_dir
         problems = []
         if staged.final_dir != final:
@@ -260,12 +269,13 @@ class DeliveryService:
             not isinstance(staging, Path)
             or staging.parent != self._staging_root
             or not _is_staging_name(staging.name, package_id)
+            or staging.name[: -len(".") - 32] != final.name
             or not self._inside(staging, self._staging_root)
         ):
             problems.append(
                 (
                     "staged.staging_dir",
-                    f"must be a folder '{package_id}.<32 hex digits>' in "
+                    f"must be a folder '{final.name}.<32 hex digits>' in "
                     f"{str(self._staging_root)!r}, as stage() makes",
                 )
             )
@@ -273,7 +283,7 @@ class DeliveryService:
             raise ValidationError(problems, subject="argument")
         return staged
 
-    def _new_staging_dir(self, package_id: str) -> Path:
+    def _new_staging_dir(self, name: str) -> Path:
         """Make the staging root (and the artifact root) and a new, empty folder inside it."""
         staging_root = self._staging_root
         with _io(f"create the staging folder {str(staging_root)!r}"):
@@ -282,7 +292,7 @@ class DeliveryService:
             raise BackendError(
                 f"the staging folder {str(staging_root)!r} resolves outside the artifact root"
             )
-        folder = staging_root / f"{package_id}.{uuid.uuid4().hex}"
+        folder = staging_root / f"{name}.{uuid.uuid4().hex}"
         with _io(f"create the staging folder {str(folder)!r}"):
             folder.mkdir()
         return folder
@@ -295,12 +305,17 @@ class DeliveryService:
         files: Mapping[str, bytes],
         *,
         created_at: datetime,
+        version: int = 1,
+        workflow_run_id: str | None = None,
     ) -> StagedPackage:
         """Write ``files`` and the manifest to a new staging folder; return the package row.
 
+        ``version`` is the version this delivery makes (1 for a first delivery; to deliver
+        a package again, :meth:`next_version`); ``workflow_run_id`` the run making it.
         Every argument is checked first (all problems at once, ``ValidationError``), so
         bad input writes nothing. The package's artifacts are the files in the order given,
-        then ``manifest.json``; their URLs are the ``file://`` URIs of the final folder.
+        then ``manifest.json``; their URLs are the ``file://`` URIs of the version's final
+        folder.
         """
         problems: list[tuple[str, str]] = []
         checked: dict[str, Any] = {}
@@ -308,6 +323,8 @@ class DeliveryService:
             ("package_id", _safe_name, package_id),
             ("draft_id", identifier, draft_id),
             ("created_at", utc_datetime, created_at),
+            ("version", version_number, version),
+            ("workflow_run_id", _optional_identifier, workflow_run_id),
         ):
             try:
                 checked[name] = check(value, name)
@@ -316,11 +333,12 @@ class DeliveryService:
         contents = self._check_files(files, problems)
         if problems:
             raise ValidationError(problems, subject="argument")
-        final = self._final_dir(package_id)
+        final = self._final_dir(package_id, version=version)
         created: datetime = checked["created_at"]
 
         manifest = {
             "package_id": package_id,
+            "version": version,
             "draft_id": checked["draft_id"],
             "created_at": created.isoformat(),
             "files": [
@@ -340,9 +358,11 @@ class DeliveryService:
                 for name in names
             ),
             created_at=created,
+            version=version,
+            workflow_run_id=workflow_run_id,
         )
 
-        staging = self._new_staging_dir(package_id)
+        staging = self._new_staging_dir(final.name)
         try:
             with _io(f"write package {package_id!r} to {str(staging)!r}"):
                 _write_files(staging, [*contents.items(), (MANIFEST_NAME, manifest_bytes)])
@@ -385,8 +405,12 @@ class DeliveryService:
         return contents
 
     def save(self, staged: StagedPackage) -> None:
-        """Save the staged package's row (the caller holds the transaction)."""
-        self.repo.save_package(self._checked(staged).package)
+        """Save the staged package version's row (the caller holds the transaction).
+
+        Repeatable (the same staged package saved again changes nothing); a version stored
+        already with other content (delivered meanwhile by someone else) raises
+        ``ConflictError`` and writes nothing: stage again at :meth:`next_version`."""
+        self.repo.add_package(self._checked(staged).package)
 
     def publish(self, staged: StagedPackage) -> None:
         """Move the staging folder into place (after the row is committed).
@@ -398,6 +422,7 @@ class DeliveryService:
         staged = self._checked(staged)
         staging, final = staged.staging_dir, staged.final_dir
         package_id = staged.package.package_id
+        name = final.name
         if not staging.is_dir():
             if not self.missing_files(staged.package):
                 return
@@ -408,7 +433,7 @@ class DeliveryService:
         with _io(f"publish package {package_id!r} to {str(final)!r}"):
             old: Path | None = None
             if final.exists() or final.is_symlink():
-                old = self._staging_root / f"{package_id}.{uuid.uuid4().hex}"
+                old = self._staging_root / f"{name}.{uuid.uuid4().hex}"
                 os.replace(final, old)
             os.replace(staging, final)
             _fsync_dir(self._root)
@@ -453,13 +478,15 @@ class DeliveryService:
                 [("package", f"expected DeliveryPackageDTO, got {type(package).__name__}")],
                 subject="argument",
             )
-        final = self._final_dir(package.package_id, "package.package_id")
+        final = self._final_dir(package.package_id, "package.package_id", package.version)
         try:
             manifest = json.loads((final / MANIFEST_NAME).read_bytes())
             recorded = {
                 entry["name"]: (entry["bytes"], entry["sha256"]) for entry in manifest["files"]
             }
             if manifest["package_id"] != package.package_id:
+                return True
+            if manifest.get("version", 1) != package.version:  # 1: written before versions
                 return True
         except (OSError, ValueError, TypeError, KeyError):
             return True
@@ -477,15 +504,25 @@ class DeliveryService:
                 return True
         return False
 
-    def remove_files(self, package_id: str) -> None:
-        """Remove the package's final folder; nothing if there is none."""
-        final = self._final_dir(package_id)
+    def remove_files(self, package_id: str, *, version: int | None = None) -> None:
+        """Remove the final folder of version ``version`` of the package (``None``: of
+        every version stored, and version 1's); nothing where there is none."""
+        if version is None:
+            self._final_dir(package_id)
+            stored = {p.version for p in self.repo.list_versions(package_id)}
+            for each in sorted(stored | {1}):
+                self._remove_folder(package_id, each)
+        else:
+            self._remove_folder(package_id, version_arg(version))
+
+    def _remove_folder(self, package_id: str, version: int) -> None:
+        final = self._final_dir(package_id, version=version)
         if not (final.exists() or final.is_symlink()):
             return
         with _io(f"remove the files of package {package_id!r} in {str(final)!r}"):
             # Move it aside first, so the folder vanishes at once rather than file by file.
             self._staging_root.mkdir(parents=True, exist_ok=True)
-            aside = self._staging_root / f"{package_id}.{uuid.uuid4().hex}"
+            aside = self._staging_root / f"{final.name}.{uuid.uuid4().hex}"
             try:
                 os.replace(final, aside)
             except FileNotFoundError:
@@ -493,25 +530,99 @@ class DeliveryService:
             _fsync_dir(self._root)
             _remove_tree(aside)
 
-    def get_package(self, package_id: str) -> DeliveryPackageDTO | None:
-        """The stored package, or ``None``."""
-        return self.repo.get_package(package_id)
+    def get_package(
+        self, package_id: str, *, version: int | None = None
+    ) -> DeliveryPackageDTO | None:
+        """The stored package's latest version (or version ``version``), or ``None``."""
+        return self.repo.get_package(package_id, version=version)
 
-    def retract(self, package_id: str) -> bool:
-        """Remove the package's files, then its row (the saga's undo, inside the
-        transaction that records it): if removing the files fails, the row stays, so no
-        file is ever left without its package row. ``True`` if a row was deleted."""
-        self.remove_files(package_id)
-        return self.repo.delete_package(package_id)
+    def list_versions(self, package_id: str) -> list[DeliveryPackageDTO]:
+        """Every stored version of the package, oldest first."""
+        return self.repo.list_versions(package_id)
+
+    def next_version(self, package_id: str, *, workflow_run_id: str | None = None) -> int:
+        """The version a delivery of ``package_id`` makes now: the latest stored one plus
+        one (1 for a package never delivered). With ``workflow_run_id``, the version that
+        run made already if it made one, so a run's delivery done again (after a crash)
+        makes no second version."""
+        versions = self.repo.list_versions(package_id)
+        if workflow_run_id is not None:
+            made = [v.version for v in versions if v.workflow_run_id == workflow_run_id]
+            if made:
+                return made[-1]
+        return versions[-1].version + 1 if versions else 1
+
+    def made_by(self, package_id: str, workflow_run_id: str) -> list[DeliveryPackageDTO]:
+        """The versions of the package that the run ``workflow_run_id`` made: those
+        recording it, and version 1 when it records no run (delivered before versions
+        were recorded, when a run's packages were its own), oldest first."""
+        return [
+            v
+            for v in self.repo.list_versions(package_id)
+            if v.workflow_run_id == workflow_run_id
+            or (v.version == 1 and v.workflow_run_id is None)
+        ]
+
+    def deliver(
+        self,
+        package_id: str,
+        draft_id: str,
+        files: Mapping[str, bytes],
+        *,
+        created_at: datetime | None = None,
+        workflow_run_id: str | None = None,
+    ) -> DeliveryPackageDTO:
+        """Deliver ``files`` as a new version of ``package_id`` (version 1 the first
+        time), keeping the earlier versions; return the version's row.
+
+        Stages the files, saves the row in a transaction of its own (or the caller's)
+        and publishes the folder; on a failure before the commit the staged files are
+        removed. ``created_at`` defaults to now. Two callers delivering the same package
+        at once: one of them gets ``ConflictError`` and writes nothing (deliver again).
+        """
+        version = self.next_version(package_id, workflow_run_id=workflow_run_id)
+        staged = self.stage(
+            package_id,
+            draft_id,
+            files,
+            created_at=datetime.now(UTC) if created_at is None else created_at,
+            version=version,
+            workflow_run_id=workflow_run_id,
+        )
+        try:
+            self.save(staged)
+        except BaseException:
+            self.abandon(staged)
+            raise
+        self.publish(staged)
+        return staged.package
+
+    def retract(self, package_id: str, *, workflow_run_id: str | None = None) -> bool:
+        """Remove the package's files, then its rows (the saga's undo, inside the
+        transaction that records it): if removing the files fails, the rows stay, so no
+        file is ever left without its package row. Every version, or with
+        ``workflow_run_id`` only the versions that run made (:meth:`made_by`); the other
+        versions and their files stay. ``True`` if a row was deleted."""
+        if workflow_run_id is None:
+            self.remove_files(package_id)
+            return self.repo.delete_package(package_id)
+        removed = False
+        for version in self.made_by(package_id, workflow_run_id):
+            self.remove_files(package_id, version=version.version)
+            removed = self.repo.delete_package_version(package_id, version.version) or removed
+        return removed
 
     def discard(self, package_id: str) -> bool:
-        """Delete the package row, then its files; ``True`` if a row was deleted.
+        """Delete every version's row, then their files; ``True`` if a row was deleted.
 
-        Idempotent: files left without a row are removed too.
+        Idempotent: files left without a row are removed too (version 1's, and those of
+        the versions stored when it was called).
         """
         self._final_dir(package_id)
+        versions = [p.version for p in self.repo.list_versions(package_id)]
         removed = self.repo.delete_package(package_id)
-        self.remove_files(package_id)
+        for version in sorted({1, *versions}):
+            self._remove_folder(package_id, version)
         return removed
 
     def clean_staging(
@@ -530,6 +641,7 @@ class DeliveryService:
         """
         staging_root = self._staging_root
         cutoff = time.time() - older_than.total_seconds()
+        # Every version's leftovers: _is_staging_name takes `<id>@v<N>.<hex>` too.
         only = None if package_ids is None else [self._final_dir(p).name for p in package_ids]
         removed = 0
         with _io(f"clean the staging folder {str(staging_root)!r}"):

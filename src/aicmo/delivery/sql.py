@@ -17,9 +17,16 @@ from functools import cache
 from aicmo.db.base import SqlDatabase
 from aicmo.db.children import Children
 from aicmo.db.mapping import RowMapper, columns
-from aicmo.db.statement import Sql, upsert
+from aicmo.db.statement import Sql, insert, upsert
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
-from aicmo.delivery.rules import key_arg, keys_arg, package_arg, packages_arg, version_arg
+from aicmo.delivery.rules import (
+    key_arg,
+    keys_arg,
+    package_arg,
+    packages_arg,
+    version_arg,
+    version_taken,
+)
 
 __all__ = ["IN_BATCH", "SqlDeliveryRepository"]
 
@@ -31,6 +38,14 @@ SAVE_PACKAGE = upsert(
     key="package_id, version",
     keep=("package_id", "version"),
     stamps=("updated_at",),
+)
+
+# A new version only: a stored one is left alone (add_package compares it).
+ADD_PACKAGE = insert(
+    "delivery_packages",
+    _PACKAGE,
+    stamps=("updated_at",),
+    rest="ON CONFLICT (package_id, version) DO NOTHING",
 )
 
 # A re-save replaces the version's artifacts as a whole, in the same transaction as its
@@ -94,6 +109,18 @@ class SqlDeliveryRepository:
         with self._db.transaction():
             self._db.execute(SAVE_PACKAGE, row)
             ARTIFACTS.replace(self._db, row, artifacts)
+
+    def add_package(self, package: DeliveryPackageDTO) -> None:
+        package = package_arg(package)
+        row = self._packages.to_row(package, now=self._db.now())
+        artifacts = ARTIFACTS.split(row)
+        with self._db.transaction():
+            if self._db.write(ADD_PACKAGE, row) > 0:
+                ARTIFACTS.replace(self._db, row, artifacts)
+                return
+            stored = self.get_package(package.package_id, version=package.version)
+            if stored is not None and stored != package:
+                raise version_taken(package, stored)
 
     def save_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
         batch = packages_arg(packages)

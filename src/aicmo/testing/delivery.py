@@ -12,7 +12,7 @@ from hypothesis.stateful import rule
 
 import aicmo
 from aicmo.delivery import DeliveryArtifactDTO, DeliveryPackageDTO
-from aicmo.errors import ValidationError
+from aicmo.errors import ConflictError, ValidationError
 from aicmo.testing.base import TIED_IDS, Kind, Listing, RepositoryContract, tied
 from aicmo.testing.parity import (
     Boom,
@@ -344,6 +344,42 @@ class DeliveryRepositoryContract(RepositoryContract):
             repo.get_package("pkg-1", version=2**63)
         assert repo.list_versions("pkg-1") == []
 
+    def test_add_package_inserts_a_new_version_and_never_replaces_one(
+        self, app: aicmo.App
+    ) -> None:
+        repo = app.repos.delivery
+        first = make_package(workflow_run_id="run-1")
+        repo.add_package(first)
+        repo.add_package(first)  # the same version again (a lost reply): nothing changes
+        assert_same([first], repo.list_versions("pkg-1"))
+        second = make_package(version=2, artifacts=(make_artifact("v2"),), workflow_run_id="run-2")
+        repo.add_package(second)
+        assert_same([first, second], repo.list_versions("pkg-1"))
+        for other in (
+            attrs.evolve(second, workflow_run_id="run-3"),  # type: ignore[misc]
+            attrs.evolve(second, artifacts=()),  # type: ignore[misc]
+            attrs.evolve(second, created_at=T0 + timedelta(seconds=1)),  # type: ignore[misc]
+        ):
+            with pytest.raises(
+                ConflictError, match=r"version 2 of package 'pkg-1' was delivered already \(by run 'run-2'"
+            ):
+                repo.add_package(other)
+        assert_same([first, second], repo.list_versions("pkg-1"))
+        with pytest.raises(ValidationError, match="package: expected DeliveryPackageDTO"):
+            repo.add_package(None)  # type: ignore[arg-type]
+
+    def test_add_package_that_conflicts_inside_a_transaction_writes_nothing(
+        self, app: aicmo.App
+    ) -> None:
+        repo = app.repos.delivery
+        repo.add_package(make_package())
+        with pytest.raises(ConflictError, match="outside a run"):
+            with app.transaction():
+                repo.add_package(make_package("other"))
+                repo.add_package(make_package(artifacts=()))
+        assert repo.get_package("other") is None
+        assert_same(make_package(), repo.get_package("pkg-1"))
+
     # -- bulk ----------------------------------------------------------------------------
     def test_save_packages_stores_every_package_exactly(self, app: aicmo.App) -> None:
         repo = app.repos.delivery
@@ -551,6 +587,13 @@ class DeliveryParityMachine(ParityMachine):
                 lambda a: Op("delivery", "delete_package_version", a)
             ),
             self._batches().map(lambda batch: Op("delivery", "save_packages", (batch,))),
+            st.tuples(known, packages).map(
+                lambda a: Op(
+                    "delivery",
+                    "add_package",
+                    (attrs.evolve(a[1], package_id=a[0]),),  # type: ignore[misc]
+                )
+            ),
         )
 
     def observe(self, app: aicmo.App) -> Any:
@@ -605,6 +648,22 @@ class DeliveryParityMachine(ParityMachine):
             workflow_run_id=run,
         )
         self.both(Op("delivery", "save_package", (again,)))
+
+    @rule(data=st.data(), package=packages)
+    def add_package(self, data: st.DataObject, package: DeliveryPackageDTO) -> None:
+        """Add a version: a new one, a stored one again (nothing changes) or a stored one
+        with other content (``ConflictError`` from both)."""
+        current = self._draw_stored(data)
+        choice = data.draw(st.sampled_from(["new", "same", "other"]), label="which")
+        if choice == "new":
+            added = attrs.evolve(package, package_id=current.package_id)  # type: ignore[misc]
+        elif choice == "same":
+            added = current
+        else:
+            added = attrs.evolve(  # type: ignore[misc]
+                package, package_id=current.package_id, version=current.version
+            )
+        self.both(Op("delivery", "add_package", (added,)))
 
     get_package_version = read_rule(
         "delivery", "get_package_version", lambda m: m._known() | ids, _versions_pool

@@ -318,7 +318,15 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     if run.artifact_root is None:  # recorded before the first file is written
         run = saga.record(run, artifact_root=str(saga.delivery_of(run).artifact_root))
     delivery = saga.delivery_of(run)
-    contents = saga.read(lambda: [(p, d, files()) for p, d, files in _packages(s, run)])
+    run_id = run.workflow_run_id
+    # The version each package gets: the one this run made already (a delivery done again
+    # after a crash makes no second version), else the package's next one.
+    contents = saga.read(
+        lambda: [
+            (p, d, files(), delivery.next_version(p, workflow_run_id=run_id))
+            for p, d, files in _packages(s, run)
+        ]
+    )
     staged: list[StagedPackage] = []
 
     def tx() -> WorkflowRunDTO:
@@ -333,8 +341,17 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     try:
         # The package is made now: after the QC step committed (updated_at), so after the
         # evaluation its files hold (run.created_at came before it).
-        for package_id, draft_id, files in contents:
-            staged.append(delivery.stage(package_id, draft_id, files, created_at=run.updated_at))
+        for package_id, draft_id, files, version in contents:
+            staged.append(
+                delivery.stage(
+                    package_id,
+                    draft_id,
+                    files,
+                    created_at=run.updated_at,
+                    version=version,
+                    workflow_run_id=run_id,
+                )
+            )
         run = saga.transaction(tx)
         saga.fault("delivery:publish")
 
@@ -359,10 +376,18 @@ def _publish_missing(saga: Saga, run: WorkflowRunDTO) -> None:
         for package_id, draft_id, files_of in _packages(saga.services, run):
             if package_id not in run.package_ids:
                 continue  # a run delivered before report packages existed has none
-            package = delivery.get_package(package_id)
+            made = delivery.made_by(package_id, run.workflow_run_id)
+            package = made[-1] if made else None
             if package is not None and delivery.missing_files(package):
                 files = files_of()
-                staged = delivery.stage(package_id, draft_id, files, created_at=package.created_at)
+                staged = delivery.stage(
+                    package_id,
+                    draft_id,
+                    files,
+                    created_at=package.created_at,
+                    version=package.version,
+                    workflow_run_id=package.workflow_run_id,
+                )
                 try:
                     delivery.publish(staged)
                 except BaseException:
@@ -375,10 +400,11 @@ def _publish_missing(saga: Saga, run: WorkflowRunDTO) -> None:
 def _undo_delivery(saga: Saga, run: WorkflowRunDTO) -> None:
     # Files first, inside the transaction: if removing them fails (or the process dies),
     # the rows stay, the step stays pending and it is done again later; never a file left
-    # without its package row.
+    # without its package row. Only the versions this run made: a package delivered again
+    # keeps its earlier versions.
     delivery = saga.delivery_of(run)
     for package_id in run.package_ids:
-        delivery.retract(package_id)
+        delivery.retract(package_id, workflow_run_id=run.workflow_run_id)
 
 
 SAGA: tuple[Step, ...] = (

@@ -1,0 +1,23 @@
+"""The final name of a package version: the one place that says where a version lives.
+
+The file side (the artifact store: a folder under the artifact root, or an object-store
+prefix) calls :func:`package_folder` for every path it builds from a package id.
+"""
+
+from __future__ import annotations
+
+__all__ = ["VERSION_MARK", "package_folder"]
+
+VERSION_MARK = "@v"
+"""What separates a package id from its version number in a later version's name. ``@`` is
+no part of any package id (``service.SAFE_NAME``), so no package's folder can take the name
+of another package's version."""
+
+
+def package_folder(package_id: str, version: int = 1) -> str:
+    """The final name of version ``version`` of ``package_id`` under the artifact root:
+    ``<package_id>`` for version 1 (the folder every package had before versions, so
+    their files stay where they were), ``<package_id>@v<version>`` for later versions
+    (``pkg-7@v2``). The caller has checked ``package_id`` (a safe name) and ``version``
+    (an integer from 1)."""
+    return package_id if version == 1 else f"{package_id}{VERSION_MARK}{version}"
