@@ -611,15 +611,42 @@ def test_retract_by_run_removes_only_that_runs_versions(app: aicmo.App, root: Pa
     legacy = svc.deliver("pkg-1", "draft-1", FILES)  # version 1, no run: as before 0016
     by_1 = svc.deliver("pkg-1", "draft-1", {"one.md": b"1"}, workflow_run_id="run-1")
     by_2 = svc.deliver("pkg-1", "draft-1", {"two.md": b"2"}, workflow_run_id="run-2")
-    assert svc.made_by("pkg-1", "run-2") == [legacy, by_2]  # version 1 of no run counts
     with app.transaction():
         assert svc.retract("pkg-1", workflow_run_id="run-2") is True
-    assert svc.list_versions("pkg-1") == [by_1]
-    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1@v2"]
+    assert svc.list_versions("pkg-1") == [legacy, by_1]
+    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1", "pkg-1@v2"]
     assert svc.retract("pkg-1", workflow_run_id="run-2") is False  # repeatable
-    assert svc.retract("pkg-1", workflow_run_id="run-9") is False
-    assert svc.list_versions("pkg-1") == [by_1]
+    assert svc.retract("pkg-1", workflow_run_id="run-1", version=3) is False
+    assert svc.list_versions("pkg-1") == [legacy, by_1]
     assert svc.missing_files(by_1) is False
+    assert svc.missing_files(legacy) is False
+    # The run whose recorded folder is version 1's, which records no run, made it (before
+    # versions were recorded, a run's packages were its own).
+    assert svc.version_at("pkg-1", root / "pkg-1") == 1
+    assert svc.retract("pkg-1", workflow_run_id="run-9", version=1) is True
+    assert svc.list_versions("pkg-1") == [by_1]
+    assert svc.retract("pkg-1", workflow_run_id="run-9", version=1) is False
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        ("pkg-1", 1),
+        ("pkg-1@v2", 2),
+        ("pkg-1@v10", 10),
+        ("pkg-1@v1", None),
+        ("pkg-1@v02", None),
+        ("pkg-1@v", None),
+        ("pkg-1@v2x", None),
+        ("pkg-1@v\u0663", None),
+        ("pkg-10", None),
+        ("pkg-1.v2", None),
+    ],
+)
+def test_version_at_reads_the_version_from_its_folder(
+    svc: DeliveryService, root: Path, name: str, version: int | None
+) -> None:
+    assert svc.version_at("pkg-1", root / name) == version
 
 
 def test_discard_and_remove_files_take_every_version(app: aicmo.App, root: Path) -> None:

@@ -98,6 +98,10 @@ def assert_completed(app: aicmo.App, run: WorkflowRunDTO) -> None:
         for artifact in package.artifacts:
             assert artifact.url.startswith("file://")
             assert artifact.url.endswith(f"/{package_id}/{artifact.name}")
+        # Exactly one version, made by this run: a delivery done again after a crash
+        # makes no second one.
+        versions = app.repos.delivery.list_versions(package_id)
+        assert [(v.version, v.workflow_run_id) for v in versions] == [(1, run.workflow_run_id)]
 
 
 def assert_left_nothing(
@@ -296,3 +300,46 @@ def test_intake_forms_mappings_and_paths_are_accepted(wf_app: aicmo.App) -> None
     by_str = wf_app.run_workflow(str(PASSING))
     for run in (by_form, by_mapping, by_str):
         assert_completed(wf_app, run)
+
+
+def _deliver_report_first(app: aicmo.App) -> tuple[WorkflowRunDTO, str]:
+    """A queued run whose report package someone delivered (version 1) before it ran."""
+    queued = app.workflow.submit(PASSING)
+    report = f"pkg-{queued.workflow_run_id}-report"
+    app.delivery.deliver(report, "by-hand", {"note.md": b"delivered by hand\n"})
+    return queued, report
+
+
+def test_a_run_delivering_a_package_again_makes_the_next_version(wf_app: aicmo.App) -> None:
+    queued, report = _deliver_report_first(wf_app)
+    [worked] = wf_app.workflow.work(max_runs=1, stop_when_idle=True, heartbeat=False)
+    run = wf_app.get_run(queued.workflow_run_id)
+    assert run is not None
+    assert run.status == "COMPLETED", run.error
+    first, second = wf_app.delivery.list_versions(report)
+    assert (first.version, first.workflow_run_id, first.draft_id) == (1, None, "by-hand")
+    assert (second.version, second.workflow_run_id) == (2, run.workflow_run_id)
+    assert wf_app.delivery.get_package(report) == second
+    assert run.artifact_dirs[-1] == str(wf_app.delivery.artifact_root / f"{report}@v2")
+    assert wf_app.delivery.missing_files(first) is False
+    assert wf_app.delivery.missing_files(second) is False
+
+
+def test_compensation_removes_only_the_versions_its_run_made(wf_app: aicmo.App) -> None:
+    queued, report = _deliver_report_first(wf_app)
+    [by_hand] = wf_app.delivery.list_versions(report)
+    files = artifact_files(wf_app)
+
+    def fail(at: str) -> None:
+        if at == "complete":
+            raise RuntimeError("injected: the last moment of the run fails")
+
+    wf_app.workflow.fault_hook = fail
+    wf_app.workflow.work(max_runs=1, stop_when_idle=True, heartbeat=False)
+    run = wf_app.get_run(queued.workflow_run_id)
+    assert run is not None
+    assert run.status == "COMPENSATED", run.error
+    assert run.artifact_dirs[-1].endswith(f"{report}@v2")  # it did make version 2
+    assert wf_app.delivery.list_versions(report) == [by_hand]
+    assert artifact_files(wf_app) == files
+    assert wf_app.delivery.missing_files(by_hand) is False

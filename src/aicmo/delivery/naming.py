@@ -6,7 +6,7 @@ prefix) calls :func:`package_folder` for every path it builds from a package id.
 
 from __future__ import annotations
 
-__all__ = ["VERSION_MARK", "package_folder"]
+__all__ = ["VERSION_MARK", "package_folder", "version_in"]
 
 VERSION_MARK = "@v"
 """What separates a package id from its version number in a later version's name. ``@`` is
@@ -21,3 +21,17 @@ def package_folder(package_id: str, version: int = 1) -> str:
     (``pkg-7@v2``). The caller has checked ``package_id`` (a safe name) and ``version``
     (an integer from 1)."""
     return package_id if version == 1 else f"{package_id}{VERSION_MARK}{version}"
+
+
+def version_in(package_id: str, name: str) -> int | None:
+    """The version whose final name (:func:`package_folder`) is ``name``, or ``None`` when
+    ``name`` names no version of ``package_id``: the inverse the saga uses to read which
+    version a run made from the folder it recorded."""
+    if name == package_id:
+        return 1
+    prefix = f"{package_id}{VERSION_MARK}"
+    digits = name[len(prefix) :]
+    if not name.startswith(prefix) or not digits.isascii() or not digits.isdigit():
+        return None
+    version = int(digits)
+    return version if version > 1 and package_folder(package_id, version) == name else None

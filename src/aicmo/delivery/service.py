@@ -56,7 +56,7 @@ import attrs
 
 from aicmo.content import DeliverablePlan, Templates
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO, version_number
-from aicmo.delivery.naming import package_folder
+from aicmo.delivery.naming import package_folder, version_in
 from aicmo.delivery.ports import DeliveryRepository
 from aicmo.delivery.report import Piece, report_files
 from aicmo.errors import BackendError, NotFoundError, ValidationError
@@ -552,16 +552,10 @@ class DeliveryService:
                 return made[-1]
         return versions[-1].version + 1 if versions else 1
 
-    def made_by(self, package_id: str, workflow_run_id: str) -> list[DeliveryPackageDTO]:
-        """The versions of the package that the run ``workflow_run_id`` made: those
-        recording it, and version 1 when it records no run (delivered before versions
-        were recorded, when a run's packages were its own), oldest first."""
-        return [
-            v
-            for v in self.repo.list_versions(package_id)
-            if v.workflow_run_id == workflow_run_id
-            or (v.version == 1 and v.workflow_run_id is None)
-        ]
+    def version_at(self, package_id: str, final_dir: str | os.PathLike[str]) -> int | None:
+        """The version of ``package_id`` whose final folder is ``final_dir`` (a run's
+        recorded ``artifact_dirs`` entry), or ``None`` if it names none."""
+        return version_in(package_id, Path(final_dir).name)
 
     def deliver(
         self,
@@ -597,19 +591,34 @@ class DeliveryService:
         self.publish(staged)
         return staged.package
 
-    def retract(self, package_id: str, *, workflow_run_id: str | None = None) -> bool:
+    def retract(
+        self,
+        package_id: str,
+        *,
+        workflow_run_id: str | None = None,
+        version: int | None = None,
+    ) -> bool:
         """Remove the package's files, then its rows (the saga's undo, inside the
         transaction that records it): if removing the files fails, the rows stay, so no
-        file is ever left without its package row. Every version, or with
-        ``workflow_run_id`` only the versions that run made (:meth:`made_by`); the other
-        versions and their files stay. ``True`` if a row was deleted."""
-        if workflow_run_id is None:
+        file is ever left without its package row. ``True`` if a row was deleted.
+
+        Every version; with ``workflow_run_id``, only the versions that run made (those
+        recording it); with ``version`` too, that version if it records the run, or, for
+        version 1, if it records no run (delivered before versions were recorded, when a
+        run's packages were its own). The other versions and their files stay.
+        """
+        if workflow_run_id is None and version is None:
             self.remove_files(package_id)
             return self.repo.delete_package(package_id)
+        wanted = None if version is None else version_arg(version)
         removed = False
-        for version in self.made_by(package_id, workflow_run_id):
-            self.remove_files(package_id, version=version.version)
-            removed = self.repo.delete_package_version(package_id, version.version) or removed
+        for stored in self.repo.list_versions(package_id):
+            ours = stored.workflow_run_id == workflow_run_id or (
+                stored.version == 1 and stored.workflow_run_id is None and wanted == 1
+            )
+            if (wanted is None or stored.version == wanted) and ours:
+                self.remove_files(package_id, version=stored.version)
+                removed = self.repo.delete_package_version(package_id, stored.version) or removed
         return removed
 
     def discard(self, package_id: str) -> bool:

@@ -368,16 +368,29 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     return run
 
 
+def _made(delivery: DeliveryService, run: WorkflowRunDTO) -> dict[str, int]:
+    """The version of each package the run made, read from the folders its delivery
+    recorded (``artifact_dirs``, in ``package_ids`` order); packages whose folder names no
+    version of them are left out."""
+    made = {}
+    for package_id, folder in zip(run.package_ids, run.artifact_dirs, strict=False):
+        version = delivery.version_at(package_id, folder)
+        if version is not None:
+            made[package_id] = version
+    return made
+
+
 def _publish_missing(saga: Saga, run: WorkflowRunDTO) -> None:
     """Re-publish package files a crash lost between the commit and the move."""
     delivery = saga.delivery_of(run)
+    made = _made(delivery, run)
 
     def republish() -> None:
         for package_id, draft_id, files_of in _packages(saga.services, run):
             if package_id not in run.package_ids:
                 continue  # a run delivered before report packages existed has none
-            made = delivery.made_by(package_id, run.workflow_run_id)
-            package = made[-1] if made else None
+            version = made.get(package_id)
+            package = None if version is None else delivery.get_package(package_id, version=version)
             if package is not None and delivery.missing_files(package):
                 files = files_of()
                 staged = delivery.stage(
@@ -403,8 +416,8 @@ def _undo_delivery(saga: Saga, run: WorkflowRunDTO) -> None:
     # without its package row. Only the versions this run made: a package delivered again
     # keeps its earlier versions.
     delivery = saga.delivery_of(run)
-    for package_id in run.package_ids:
-        delivery.retract(package_id, workflow_run_id=run.workflow_run_id)
+    for package_id, version in _made(delivery, run).items():
+        delivery.retract(package_id, workflow_run_id=run.workflow_run_id, version=version)
 
 
 SAGA: tuple[Step, ...] = (
