@@ -563,11 +563,11 @@ def test_delivering_again_keeps_the_earlier_versions(app: aicmo.App, root: Path)
     assert svc.get_package("pkg-1", version=1) == first
     assert svc.list_versions("pkg-1") == [first, second, third]
     # Version 1 keeps the folder packages always had; later ones sit beside it.
-    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1", "pkg-1@v2", "pkg-1@v3"]
+    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1", "pkg-1~v2", "pkg-1~v3"]
     assert tree(root / "pkg-1") == sorted([*FILES, MANIFEST_NAME])
-    assert (root / "pkg-1@v3" / "draft.md").read_bytes() == b"# v3\n"
-    assert {url_path(a.url).parent.name for a in third.artifacts} == {"pkg-1@v3"}
-    assert json.loads((root / "pkg-1@v2" / MANIFEST_NAME).read_bytes())["version"] == 2
+    assert (root / "pkg-1~v3" / "draft.md").read_bytes() == b"# v3\n"
+    assert {url_path(a.url).parent.name for a in third.artifacts} == {"pkg-1~v3"}
+    assert json.loads((root / "pkg-1~v2" / MANIFEST_NAME).read_bytes())["version"] == 2
     for version in (first, second, third):
         assert svc.missing_files(version) is False
     assert tree(root / ".staging") == []
@@ -602,7 +602,7 @@ def test_two_deliveries_of_one_version_the_second_conflicts_and_leaves_nothing(
         svc.save(b)
     svc.abandon(b)
     assert svc.get_package("pkg-1") == a.package
-    assert tree(root / "pkg-1@v2") == ["a.md", MANIFEST_NAME]
+    assert tree(root / "pkg-1~v2") == ["a.md", MANIFEST_NAME]
     assert tree(root / ".staging") == []
 
 
@@ -614,7 +614,7 @@ def test_retract_by_run_removes_only_that_runs_versions(app: aicmo.App, root: Pa
     with app.transaction():
         assert svc.retract("pkg-1", workflow_run_id="run-2") is True
     assert svc.list_versions("pkg-1") == [legacy, by_1]
-    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1", "pkg-1@v2"]
+    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1", "pkg-1~v2"]
     assert svc.retract("pkg-1", workflow_run_id="run-2") is False  # repeatable
     assert svc.retract("pkg-1", workflow_run_id="run-1", version=3) is False
     assert svc.list_versions("pkg-1") == [legacy, by_1]
@@ -632,13 +632,13 @@ def test_retract_by_run_removes_only_that_runs_versions(app: aicmo.App, root: Pa
     ("name", "version"),
     [
         ("pkg-1", 1),
-        ("pkg-1@v2", 2),
-        ("pkg-1@v10", 10),
-        ("pkg-1@v1", None),
-        ("pkg-1@v02", None),
-        ("pkg-1@v", None),
-        ("pkg-1@v2x", None),
-        ("pkg-1@v\u0663", None),
+        ("pkg-1~v2", 2),
+        ("pkg-1~v10", 10),
+        ("pkg-1~v1", None),
+        ("pkg-1~v02", None),
+        ("pkg-1~v", None),
+        ("pkg-1~v2x", None),
+        ("pkg-1~v\u0663", None),
         ("pkg-10", None),
         ("pkg-1.v2", None),
     ],
@@ -655,7 +655,7 @@ def test_discard_and_remove_files_take_every_version(app: aicmo.App, root: Path)
         svc.deliver("pkg-1", "draft-1", {f"{n}.md": b"x"})
     svc.deliver("pkg-2", "draft-1", FILES)
     svc.remove_files("pkg-1", version=2)
-    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1", "pkg-1@v3", "pkg-2"]
+    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1", "pkg-1~v3", "pkg-2"]
     svc.remove_files("pkg-1")
     assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-2"]
     assert len(svc.list_versions("pkg-1")) == 3  # rows stay: only files were asked for
@@ -678,7 +678,7 @@ def test_clean_staging_of_a_package_takes_its_versions_leftovers(
         for v in (1, 2, 12)
     ]
     other = svc.stage("pkg-10", "draft-1", FILES, created_at=T0, version=2).staging_dir
-    assert [p.name.rsplit(".", 1)[0] for p in left] == ["pkg-1", "pkg-1@v2", "pkg-1@v12"]
+    assert [p.name.rsplit(".", 1)[0] for p in left] == ["pkg-1", "pkg-1~v2", "pkg-1~v12"]
     assert svc.clean_staging(package_ids=["pkg-1"]) == 3
     assert [p.name for p in (root / ".staging").iterdir()] == [other.name]
 
@@ -686,8 +686,8 @@ def test_clean_staging_of_a_package_takes_its_versions_leftovers(
 def test_a_staged_version_cannot_be_published_as_another(svc: DeliveryService) -> None:
     staged = svc.stage("pkg-1", "draft-1", FILES, created_at=T0, version=2)
     forged = attrs.evolve(staged, package=attrs.evolve(staged.package, version=3))
-    with pytest.raises(ValidationError, match=r"staged.final_dir: must be .*pkg-1@v3"):
+    with pytest.raises(ValidationError, match=r"staged.final_dir: must be .*pkg-1~v3"):
         svc.publish(forged)
-    moved = attrs.evolve(staged, final_dir=staged.final_dir.parent / "pkg-1@v3")
+    moved = attrs.evolve(staged, final_dir=staged.final_dir.parent / "pkg-1~v3")
     with pytest.raises(ValidationError, match="staged.final_dir"):
         svc.publish(moved)

@@ -320,7 +320,7 @@ def test_a_run_delivering_a_package_again_makes_the_next_version(wf_app: aicmo.A
     assert (first.version, first.workflow_run_id, first.draft_id) == (1, None, "by-hand")
     assert (second.version, second.workflow_run_id) == (2, run.workflow_run_id)
     assert wf_app.delivery.get_package(report) == second
-    assert run.artifact_dirs[-1] == str(wf_app.delivery.artifact_root / f"{report}@v2")
+    assert run.artifact_dirs[-1] == str(wf_app.delivery.artifact_root / f"{report}~v2")
     assert wf_app.delivery.missing_files(first) is False
     assert wf_app.delivery.missing_files(second) is False
 
@@ -339,7 +339,7 @@ def test_compensation_removes_only_the_versions_its_run_made(wf_app: aicmo.App) 
     run = wf_app.get_run(queued.workflow_run_id)
     assert run is not None
     assert run.status == "COMPENSATED", run.error
-    assert run.artifact_dirs[-1].endswith(f"{report}@v2")  # it did make version 2
+    assert run.artifact_dirs[-1].endswith(f"{report}~v2")  # it did make version 2
     assert wf_app.delivery.list_versions(report) == [by_hand]
     assert artifact_files(wf_app) == files
     assert wf_app.delivery.missing_files(by_hand) is False

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 __all__ = ["VERSION_MARK", "package_folder", "version_in"]
 
-VERSION_MARK = "@v"
-"""What separates a package id from its version number in a later version's name. ``@`` is
+VERSION_MARK = "~v"
+"""What separates a package id from its version number in a later version's name. ``~`` is
 no part of any package id (``service.SAFE_NAME``), so no package's folder can take the name
-of another package's version."""
+of another package's version; and it is the one such character a URI keeps as it is
+(``file:///srv/artifacts/pkg-7~v2/draft.md``, not ``%40``)."""
 
 
 def package_folder(package_id: str, version: int = 1) -> str:
     """The final name of version ``version`` of ``package_id`` under the artifact root:
     ``<package_id>`` for version 1 (the folder every package had before versions, so
-    their files stay where they were), ``<package_id>@v<version>`` for later versions
-    (``pkg-7@v2``). The caller has checked ``package_id`` (a safe name) and ``version``
+    their files stay where they were), ``<package_id>~v<version>`` for later versions
+    (``pkg-7~v2``). The caller has checked ``package_id`` (a safe name) and ``version``
     (an integer from 1)."""
     return package_id if version == 1 else f"{package_id}{VERSION_MARK}{version}"
 

@@ -1,7 +1,7 @@
 """Delivery service: package a draft's files as real files under an artifact root.
 
 A package version lives in ``<root>/<name>/`` (:func:`~aicmo.delivery.naming.package_folder`:
-``<package_id>`` for version 1, ``<package_id>@v<N>`` for version N): one file per artifact
+``<package_id>`` for version 1, ``<package_id>~v<N>`` for version N): one file per artifact
 plus ``manifest.json`` (package id, version, draft id, creation time, and each file's name,
 size and SHA-256). Delivering a package again (:meth:`DeliveryService.deliver`, or
 ``stage(version=service.next_version(...))``) makes a new version beside the earlier ones.
@@ -126,11 +126,11 @@ def _safe_name(value: Any, path: str) -> str:
 
 _optional_identifier = optional(identifier)
 
-_STAGING_SUFFIX = re.compile(r"(?:@v[1-9][0-9]*)?\.[0-9a-f]{32}")
+_STAGING_SUFFIX = re.compile(r"(?:~v[1-9][0-9]*)?\.[0-9a-f]{32}")
 
 
 def _is_staging_name(name: str, package_id: str) -> bool:
-    """``name`` is ``<package_id>.<32 hex digits>`` or ``<package_id>@v<N>.<32 hex
+    """``name`` is ``<package_id>.<32 hex digits>`` or ``<package_id>~v<N>.<32 hex
     digits>`` (a later version's), as ``_new_staging_dir`` makes.
 
     Checked without a pattern built per package id: those would fill ``re``'s cache with
@@ -650,7 +650,7 @@ class DeliveryService:
         """
         staging_root = self._staging_root
         cutoff = time.time() - older_than.total_seconds()
-        # Every version's leftovers: _is_staging_name takes `<id>@v<N>.<hex>` too.
+        # Every version's leftovers: _is_staging_name takes `<id>~v<N>.<hex>` too.
         only = None if package_ids is None else [self._final_dir(p).name for p in package_ids]
         removed = 0
         with _io(f"clean the staging folder {str(staging_root)!r}"):
