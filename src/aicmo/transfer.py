@@ -474,10 +474,11 @@ _THROUGH_REPOSITORIES: dict[str, tuple[str, _Getter, _Saver] | None] = {
         lambda app, key, value: app.repos.qc.save_result(value),
     ),
     "qc_issues": None,
+    # A package is every one of its versions: one row each in SQL, one record in memory.
     "delivery_packages": (
         "package_id",
-        lambda app, key: app.repos.delivery.get_package(key),
-        lambda app, key, value: app.repos.delivery.save_package(value),
+        lambda app, key: app.repos.delivery.list_versions(key) or None,
+        lambda app, key, value: app.repos.delivery.save_packages(value),
     ),
     "delivery_artifacts": None,
     "workflow_runs": (
