@@ -301,9 +301,7 @@ def test_0016_versions_round_trip_keeps_the_latest_version_of_each_package(
         app.repos.delivery.save_packages([first, latest, other])
         ids = known_migration_ids("sqlite")
         later = ids[ids.index("0016_delivery_versions") :]
-        assert app.downgrade(ids[ids.index("0016_delivery_versions") - 1]) == list(
-            reversed(later)
-        )
+        assert app.downgrade(ids[ids.index("0016_delivery_versions") - 1]) == list(reversed(later))
         assert _rows(fresh_url, "SELECT package_id, position, name FROM delivery_artifacts") == {
             ("p", 0, "v2.zip"),
             *{("q", i, a.name) for i, a in enumerate(other.artifacts)},

@@ -312,7 +312,7 @@ def _deliver_report_first(app: aicmo.App) -> tuple[WorkflowRunDTO, str]:
 
 def test_a_run_delivering_a_package_again_makes_the_next_version(wf_app: aicmo.App) -> None:
     queued, report = _deliver_report_first(wf_app)
-    [worked] = wf_app.workflow.work(max_runs=1, stop_when_idle=True, heartbeat=False)
+    [_worked] = wf_app.workflow.work(max_runs=1, stop_when_idle=True, heartbeat=False)
     run = wf_app.get_run(queued.workflow_run_id)
     assert run is not None
     assert run.status == "COMPLETED", run.error

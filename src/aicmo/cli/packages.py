@@ -39,7 +39,9 @@ def _shown(package: DeliveryPackageDTO, latest: int) -> dict[str, Any]:
         "draft_id": package.draft_id,
         "workflow_run_id": package.workflow_run_id,
         "created_at": iso(package.created_at),
-        "artifacts": [{"name": a.name, "url": a.url, "format": a.format} for a in package.artifacts],
+        "artifacts": [
+            {"name": a.name, "url": a.url, "format": a.format} for a in package.artifacts
+        ],
     }
 
 
@@ -55,7 +57,9 @@ def packages() -> None:
 )
 @database_option
 @json_option
-def packages_show(package_id: str, version: int | None, database: str | None, as_json: bool) -> None:
+def packages_show(
+    package_id: str, version: int | None, database: str | None, as_json: bool
+) -> None:
     """List the versions of a package (oldest first), or show one with --version."""
     with open_app(database, auto_upgrade=True, must_exist=True) as app:
         stored = app.delivery.list_versions(package_id)

@@ -193,7 +193,9 @@ def _show(found: dict[str, Any]) -> None:
         elif key == "package_versions":
             echo("package_versions:" + ("" if value else " -"))
             for v in value:
-                marks = [m for m, on in (("latest", v["latest"]), ("this run", v["this_run"])) if on]
+                marks = [
+                    m for m, on in (("latest", v["latest"]), ("this run", v["this_run"])) if on
+                ]
                 made = f"by {v['workflow_run_id']}" if v["workflow_run_id"] else "outside a run"
                 echo(
                     f"  - {term(v['package_id'])} v{v['version']}  {v['created_at']}  "

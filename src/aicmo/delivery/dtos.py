@@ -6,7 +6,6 @@ Field names follow the original aicmo contracts so code written against it ports
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Any
 
 from aicmo.values import (

@@ -45,7 +45,9 @@ class InMemoryDeliveryRepository:
         )
 
     def _put(self, package: DeliveryPackageDTO) -> None:
-        self._packages.put(package.package_id, _with(self._packages.get(package.package_id), package))
+        self._packages.put(
+            package.package_id, _with(self._packages.get(package.package_id), package)
+        )
 
     def save_package(self, package: DeliveryPackageDTO) -> None:
         package = package_arg(package)

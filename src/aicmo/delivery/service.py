@@ -59,8 +59,8 @@ from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO, version
 from aicmo.delivery.naming import package_folder, version_in
 from aicmo.delivery.ports import DeliveryRepository
 from aicmo.delivery.report import Piece, report_files
-from aicmo.errors import BackendError, NotFoundError, ValidationError
 from aicmo.delivery.rules import version_arg
+from aicmo.errors import BackendError, NotFoundError, ValidationError
 from aicmo.values import Invalid, identifier, optional, shown, utc_datetime
 
 __all__ = [

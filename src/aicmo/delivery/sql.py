@@ -59,7 +59,9 @@ ARTIFACTS = Children(
     present="name",
 )
 
-_LATEST = "p.version = (SELECT MAX(m.version) FROM delivery_packages m WHERE m.package_id = p.package_id)"
+_LATEST = (
+    "p.version = (SELECT MAX(m.version) FROM delivery_packages m WHERE m.package_id = p.package_id)"
+)
 
 GET_PACKAGE = ARTIFACTS.joined(_PACKAGE, where=f"p.package_id = :package_id AND {_LATEST}")
 GET_PACKAGE_VERSION = ARTIFACTS.joined(
@@ -162,9 +164,7 @@ class SqlDeliveryRepository:
         return [found[k] for k in keys if k in found]
 
     def list_versions(self, package_id: str) -> list[DeliveryPackageDTO]:
-        rows = self._db.fetch_all(
-            LIST_VERSIONS, {"package_id": key_arg(package_id, "package_id")}
-        )
+        rows = self._db.fetch_all(LIST_VERSIONS, {"package_id": key_arg(package_id, "package_id")})
         return ARTIFACTS.load(self._packages, rows)
 
     def list_by_draft(self, draft_id: str) -> list[DeliveryPackageDTO]:

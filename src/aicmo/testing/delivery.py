@@ -106,9 +106,7 @@ class DeliveryRepositoryContract(RepositoryContract):
                 make=lambda n: make_package(f"ver-{n}", version=2, workflow_run_id="run-1"),
                 changed=_changed,
                 save=lambda app, p: app.repos.delivery.save_package(p),
-                load=lambda app, p: app.repos.delivery.get_package_version(
-                    p.package_id, p.version
-                ),
+                load=lambda app, p: app.repos.delivery.get_package_version(p.package_id, p.version),
                 keys=("package_id", "version"),
             ),
             Kind(
@@ -116,7 +114,9 @@ class DeliveryRepositoryContract(RepositoryContract):
                 make=lambda n: make_package(f"bulk-{n}", version=n + 1),
                 changed=_changed,
                 save=lambda app, p: app.repos.delivery.save_packages([p]),
-                load=lambda app, p: (app.repos.delivery.get_packages([p.package_id]) or [None])[0],
+                load=lambda app, p: next(
+                    iter(app.repos.delivery.get_packages([p.package_id])), None
+                ),
                 keys=("package_id", "version"),
             ),
         ]
@@ -242,9 +242,7 @@ class DeliveryRepositoryContract(RepositoryContract):
         assert_same(make_package("kept"), repo.get_package("kept"))
 
     # -- versions ----------------------------------------------------------------------
-    def test_a_new_version_keeps_the_earlier_ones_and_is_the_default(
-        self, app: aicmo.App
-    ) -> None:
+    def test_a_new_version_keeps_the_earlier_ones_and_is_the_default(self, app: aicmo.App) -> None:
         repo = app.repos.delivery
         first = make_package(workflow_run_id="run-1")
         second = make_package(
@@ -266,9 +264,7 @@ class DeliveryRepositoryContract(RepositoryContract):
         assert_same([second], repo.get_packages(["pkg-1"]))
         assert repo.list_versions("nope") == []
 
-    def test_the_latest_is_the_highest_number_whatever_the_save_order(
-        self, app: aicmo.App
-    ) -> None:
+    def test_the_latest_is_the_highest_number_whatever_the_save_order(self, app: aicmo.App) -> None:
         repo = app.repos.delivery
         repo.save_package(make_package(version=3, created_at=T0))
         repo.save_package(make_package(version=1, created_at=T0 + timedelta(days=9)))
@@ -340,13 +336,11 @@ class DeliveryRepositoryContract(RepositoryContract):
             repo.get_package_version("pkg-1", "2")  # type: ignore[arg-type]
         with pytest.raises(ValidationError, match="version: must be >= 1"):
             repo.delete_package_version("pkg-1", 0)
-        with pytest.raises(ValidationError, match="version: .*signed 64-bit"):
+        with pytest.raises(ValidationError, match=r"version: .*signed 64-bit"):
             repo.get_package("pkg-1", version=2**63)
         assert repo.list_versions("pkg-1") == []
 
-    def test_add_package_inserts_a_new_version_and_never_replaces_one(
-        self, app: aicmo.App
-    ) -> None:
+    def test_add_package_inserts_a_new_version_and_never_replaces_one(self, app: aicmo.App) -> None:
         repo = app.repos.delivery
         first = make_package(workflow_run_id="run-1")
         repo.add_package(first)
@@ -361,7 +355,8 @@ class DeliveryRepositoryContract(RepositoryContract):
             attrs.evolve(second, created_at=T0 + timedelta(seconds=1)),  # type: ignore[misc]
         ):
             with pytest.raises(
-                ConflictError, match=r"version 2 of package 'pkg-1' was delivered already \(by run 'run-2'"
+                ConflictError,
+                match=r"version 2 of package 'pkg-1' was delivered already \(by run 'run-2'",
             ):
                 repo.add_package(other)
         assert_same([first, second], repo.list_versions("pkg-1"))
@@ -373,10 +368,9 @@ class DeliveryRepositoryContract(RepositoryContract):
     ) -> None:
         repo = app.repos.delivery
         repo.add_package(make_package())
-        with pytest.raises(ConflictError, match="outside a run"):
-            with app.transaction():
-                repo.add_package(make_package("other"))
-                repo.add_package(make_package(artifacts=()))
+        with pytest.raises(ConflictError, match="outside a run"), app.transaction():
+            repo.add_package(make_package("other"))
+            repo.add_package(make_package(artifacts=()))
         assert repo.get_package("other") is None
         assert_same(make_package(), repo.get_package("pkg-1"))
 
@@ -384,23 +378,32 @@ class DeliveryRepositoryContract(RepositoryContract):
     def test_save_packages_stores_every_package_exactly(self, app: aicmo.App) -> None:
         repo = app.repos.delivery
         batch = [
-            make_package(f"p{i}", version=v, artifacts=[make_artifact(f"f{i}-{v}-{j}") for j in range(i)])
+            make_package(
+                f"p{i}", version=v, artifacts=[make_artifact(f"f{i}-{v}-{j}") for j in range(i)]
+            )
             for i in range(5)
             for v in (1, 2)
         ]
         repo.save_packages(batch)
         for i in range(5):
             assert_same([batch[2 * i], batch[2 * i + 1]], repo.list_versions(f"p{i}"))
-        assert_same([batch[2 * i + 1] for i in range(5)], repo.get_packages([f"p{i}" for i in range(5)]))
+        assert_same(
+            [batch[2 * i + 1] for i in range(5)], repo.get_packages([f"p{i}" for i in range(5)])
+        )
 
-    def test_save_packages_is_the_same_as_saving_one_after_another(
-        self, app: aicmo.App
-    ) -> None:
+    def test_save_packages_is_the_same_as_saving_one_after_another(self, app: aicmo.App) -> None:
         repo = app.repos.delivery
         repo.save_package(make_package("old", artifacts=(make_artifact("gone"),)))
         last = make_package("a", artifacts=(make_artifact("last"),), draft_id="draft-9")
         repo.save_packages(
-            iter([make_package("a"), make_package("old", artifacts=()), make_package("a", version=2), last])
+            iter(
+                [
+                    make_package("a"),
+                    make_package("old", artifacts=()),
+                    make_package("a", version=2),
+                    last,
+                ]
+            )
         )
         assert_same([last, make_package("a", version=2)], repo.list_versions("a"))
         assert_same(make_package("old", artifacts=()), repo.get_package("old"))
