@@ -15,6 +15,7 @@ the store keeps the children's unique keys (``MemoryDatabase.table(unique_each=.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from aicmo.db.base import Row, SqlDatabase
@@ -24,6 +25,9 @@ from aicmo.db.statement import Sql, insert, select_list
 __all__ = ["Children"]
 
 T = TypeVar("T")
+
+_NO_KEY: Any = object()
+"""Equal to no key: the key before the first row."""
 
 
 class Children:
@@ -97,11 +101,14 @@ class Children:
         grouped by parent with each parent's children in order): each parent's first row
         (copied) with ``field`` holding its children's rows (the mapper reads only the
         columns it needs)."""
-        keys, field, present = self.keys, self.field, self.present
+        key_of, field, present = itemgetter(*self.keys), self.field, self.present
         heads: list[Row] = []
+        last: Any = _NO_KEY
         for row in rows:
-            if not heads or any(heads[-1][k] != row[k] for k in keys):
+            key = key_of(row)
+            if key != last:
                 heads.append({**row, field: []})  # a copy: no row holds itself
+                last = key
             if row[present] is not None:
                 heads[-1][field].append(row)
         return heads
