@@ -12,12 +12,20 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from aicmo.delivery import DeliveryPackageDTO
 from aicmo.delivery import sql as delivery_sql
 from aicmo.onboarding import sql as onboarding_sql
 from benchmarks.backends import Backend, open_backend, postgres_unreachable
-from benchmarks.data import make_artifact, make_brief, make_package
-from benchmarks.ops import _brief_row, _encode_brief, _executemany, _package_plain, _RawTx, _sql
+from benchmarks.data import make_brief
+from benchmarks.ops import (
+    _brief_row,
+    _encode_brief,
+    _executemany,
+    _package_plain,
+    _package_statements,
+    _packages,
+    _RawTx,
+    _sql,
+)
 
 __all__ = ["batch_get_packages", "batch_save", "batch_save_packages", "point_get_scale"]
 
@@ -133,34 +141,19 @@ def point_get_scale(backend: Backend, sizes: list[int], gets: int = 2000) -> dic
     return out
 
 
-def _batch_packages(prefix: str, count: int) -> list[DeliveryPackageDTO]:
-    """``count`` packages of 3 artifacts each (the single-call benchmark's package)."""
-    return [
-        make_package(
-            f"{prefix}-{k}",
-            draft_id=f"{prefix}-draft",
-            artifacts=tuple(
-                make_artifact(name, url=f"https://delivery.example.com/{prefix}-{k}/{name}")
-                for name in ("content_pack.zip", "strategy_doc.pdf", "assets_bundle.zip")
-            ),
-        )
-        for k in range(count)
-    ]
-
-
 def batch_save_packages(backend: Backend, count: int) -> dict[str, float]:
     """packages/s saving ``count`` new packages (3 artifacts each) in one transaction, three
     ways: ``save_package`` per package inside ``app.transaction()``, one ``save_packages``
     call, and the same three statements through the raw driver's ``executemany`` (the
     package rows, the artifact deletes, the artifact inserts)."""
     repo = backend.app.repos.delivery
-    loop = _batch_packages("bulk-a", count)
+    loop = _packages("bulk-a", count)
     start = time.perf_counter()
     with backend.app.transaction():
         for package in loop:
             repo.save_package(package)
     out = {"aicmo save_package in app.transaction()": count / (time.perf_counter() - start)}
-    many = _batch_packages("bulk-m", count)
+    many = _packages("bulk-m", count)
     start = time.perf_counter()
     repo.save_packages(many)
     out["aicmo save_packages"] = count / (time.perf_counter() - start)
@@ -168,15 +161,8 @@ def batch_save_packages(backend: Backend, count: int) -> dict[str, float]:
         raise RuntimeError("save_packages did not store the packages it was given")
     if backend.raw is None:
         return out
-    plains = [_package_plain(p) for p in _batch_packages("bulk-r", count)]
-    save, delete, insert = (
-        _sql(stmt, backend)
-        for stmt in (
-            delivery_sql.SAVE_PACKAGE,
-            delivery_sql.ARTIFACTS.delete,
-            delivery_sql.ARTIFACTS.insert,
-        )
-    )
+    plains = [_package_plain(p) for p in _packages("bulk-r", count)]
+    save, delete, insert = _package_statements(backend)
     start = time.perf_counter()
     now = backend.encode_dt(datetime.now(UTC))
     heads: list[dict[str, Any]] = []
@@ -200,7 +186,7 @@ def batch_get_packages(backend: Backend, count: int) -> dict[str, float]:
     driver running ``get_packages``'s statements (``IN`` lists of up to
     ``delivery_sql.IN_BATCH`` ids, one round trip each)."""
     repo = backend.app.repos.delivery
-    packages = _batch_packages("bulk-g", count)
+    packages = _packages("bulk-g", count)
     repo.save_packages(packages)
     ids = [p.package_id for p in packages]
     start = time.perf_counter()

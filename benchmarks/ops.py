@@ -1013,7 +1013,8 @@ _PACKAGES = _Family(
 )
 
 
-def _packages(prefix: str) -> list[DeliveryPackageDTO]:
+def _packages(prefix: str, count: int = POOL) -> list[DeliveryPackageDTO]:
+    """``count`` packages of 3 artifacts each."""
     return [
         make_package(
             f"{prefix}-{k}",
@@ -1023,7 +1024,7 @@ def _packages(prefix: str) -> list[DeliveryPackageDTO]:
                 for name in ("content_pack.zip", "strategy_doc.pdf", "assets_bundle.zip")
             ),
         )
-        for k in range(POOL)
+        for k in range(count)
     ]
 
 
@@ -1049,6 +1050,20 @@ def _package_plain(package: DeliveryPackageDTO) -> tuple[dict[str, Any], list[di
     return head, artifacts
 
 
+def _package_statements(backend: Backend) -> tuple[Any, Any, Any]:
+    """What ``save_package`` runs, in the raw driver's form: the package upsert, the
+    artifacts' delete and their insert."""
+    save, delete, insert = (
+        _sql(stmt, backend)
+        for stmt in (
+            delivery_sql.SAVE_PACKAGE,
+            delivery_sql.ARTIFACTS.delete,
+            delivery_sql.ARTIFACTS.insert,
+        )
+    )
+    return save, delete, insert
+
+
 def save_package(backend: Backend) -> Contest:
     """``save_package`` of a package with 3 artifacts (re-saves replace the artifacts)."""
     repo = backend.app.repos.delivery
@@ -1061,14 +1076,7 @@ def save_package(backend: Backend) -> Contest:
         head, artifacts = plain
         return {**head, "created_at": enc(head["created_at"])}, list(artifacts)
 
-    save, delete, insert = (
-        _sql(stmt, backend)
-        for stmt in (
-            delivery_sql.SAVE_PACKAGE,
-            delivery_sql.ARTIFACTS.delete,
-            delivery_sql.ARTIFACTS.insert,
-        )
-    )
+    save, delete, insert = _package_statements(backend)
 
     def raw(plain: Any) -> None:
         now = _now(backend)

@@ -19,6 +19,7 @@ from aicmo.testing.parity import (
     Op,
     ParityMachine,
     assert_same,
+    batches,
     one_of_known,
     other_than,
     read_rule,
@@ -614,21 +615,14 @@ class DeliveryParityMachine(ParityMachine):
         moved = st.tuples(packages, self._known()).map(
             lambda pair: attrs.evolve(pair[0], package_id=pair[1])  # type: ignore[misc]
         )
-        valid = st.lists(packages | moved, max_size=5)
-        repeated: st.SearchStrategy[list[Any]] = st.tuples(
-            st.lists(packages | moved, min_size=1, max_size=3), packages
-        ).map(  # the first key again, with other content, at the end
-            lambda pair: [
-                *pair[0],
-                attrs.evolve(  # type: ignore[misc]
-                    pair[1], package_id=pair[0][0].package_id, version=pair[0][0].version
-                ),
-            ]
+        return batches(
+            packages | moved,
+            packages,
+            lambda package, first: attrs.evolve(
+                package, package_id=first.package_id, version=first.version
+            ),
+            [None, "pkg", {}],
         )
-        with_bad_item: st.SearchStrategy[list[Any]] = st.tuples(
-            st.lists(packages | moved, max_size=3), st.sampled_from([None, "pkg", {}])
-        ).map(lambda pair: [*pair[0], pair[1]])
-        return valid | repeated | with_bad_item
 
     @rule(data=st.data())
     def save_packages(self, data: st.DataObject) -> None:
