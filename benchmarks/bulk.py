@@ -225,22 +225,29 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping postgresql: {reason}")
             continue
         runs: dict[str, list[float]] = {}
+        ratios: dict[str, list[float]] = {}
         for _ in range(args.reps):
             backend = open_backend(name, contenders=False)
             try:
-                for label, rates in (
-                    ("save", batch_save_packages(backend, args.count)),
-                    ("get", batch_get_packages(backend, args.count)),
+                for label, bulk, measured in (
+                    ("save", "aicmo save_packages", batch_save_packages(backend, args.count)),
+                    ("get", "aicmo get_packages", batch_get_packages(backend, args.count)),
                 ):
-                    for way, rate in rates.items():
+                    for way, rate in measured.items():
                         runs.setdefault(f"{label}: {way}", []).append(rate)
+                        # A ratio within one repetition: the ways ran seconds apart, so a
+                        # change of the machine's load between repetitions cancels out.
+                        if way != bulk:
+                            ratios.setdefault(f"{bulk} / {way}", []).append(measured[bulk] / rate)
             finally:
                 backend.close()
         print(
             f"{name}, {args.count:,} packages of 3 artifacts, packages/s (median of {args.reps}):"
         )
         for way, rates in runs.items():
-            print(f"  {way:<48} {statistics.median(rates):>10,.0f}")
+            print(f"  {way:<58} {statistics.median(rates):>10,.0f}")
+        for way, values in ratios.items():
+            print(f"  {way:<58} {statistics.median(values):>9.2f}x")
     return 0
 
 
