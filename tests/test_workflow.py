@@ -312,6 +312,8 @@ def _deliver_report_first(app: aicmo.App) -> tuple[WorkflowRunDTO, str]:
 
 def test_a_run_delivering_a_package_again_makes_the_next_version(wf_app: aicmo.App) -> None:
     queued, report = _deliver_report_first(wf_app)
+    blog = f"pkg-{queued.workflow_run_id}-blog"
+    wf_app.delivery.deliver(blog, "by-hand", {"old.md": b"an earlier blog post\n"})
     [_worked] = wf_app.workflow.work(max_runs=1, stop_when_idle=True, heartbeat=False)
     run = wf_app.get_run(queued.workflow_run_id)
     assert run is not None
@@ -323,6 +325,14 @@ def test_a_run_delivering_a_package_again_makes_the_next_version(wf_app: aicmo.A
     assert run.artifact_dirs[-1] == str(wf_app.delivery.artifact_root / f"{report}~v2")
     assert wf_app.delivery.missing_files(first) is False
     assert wf_app.delivery.missing_files(second) is False
+    # The report links each draft's package as this run delivered it: the blog's version 2.
+    index = (Path(run.artifact_dirs[-1]) / "index.html").read_text()
+    assert f'href="../{blog}~v2/draft.html"' in index
+    assert f'href="../{blog}/' not in index
+    others = [p for p in run.package_ids[:-1] if p != blog]
+    assert others
+    assert all(f'href="../{p}/draft.html"' in index for p in others)
+    assert [v.version for v in wf_app.delivery.list_versions(blog)] == [1, 2]
 
 
 def test_compensation_removes_only_the_versions_its_run_made(wf_app: aicmo.App) -> None:

@@ -282,8 +282,15 @@ def _report_files(s: Services, run: WorkflowRunDTO) -> dict[str, bytes]:
         result = s.qc.get_result(draft_id)
         if result is None:
             raise _gone(f"QC result of draft {draft_id!r}", run)
+        package_id = package_id_of(draft_id)
+        version = s.delivery.next_version(package_id, workflow_run_id=run.workflow_run_id)
         pieces.append(
-            Piece(draft=_draft(s, run, draft_id), result=result, package_id=package_id_of(draft_id))
+            Piece(
+                draft=_draft(s, run, draft_id),
+                result=result,
+                package_id=package_id,
+                version=version,
+            )
         )
     return s.delivery.report_files(
         run_id=run.workflow_run_id,
