@@ -3,6 +3,7 @@
 -- CASCADE) and the runs that made them are dropped. The keys go back to 0005's.
 -- squawk-ignore-file ban-drop-constraint, ban-drop-column
 -- (a rollback drops the columns and constraints its migration added.)
+-- aicmo-losses delivery_packages: SELECT COUNT(*) FROM delivery_packages p WHERE p.version < (SELECT MAX(m.version) FROM delivery_packages m WHERE m.package_id = p.package_id)
 SET LOCAL lock_timeout = '5s';
 
 DELETE FROM delivery_packages p

@@ -1,5 +1,6 @@
 -- Undoing 0016 keeps the latest version of each package (the one every read returned)
 -- and its artifacts; the earlier versions and the runs that made them are dropped.
+-- aicmo-losses delivery_packages: SELECT COUNT(*) FROM delivery_packages p WHERE p.version < (SELECT MAX(m.version) FROM delivery_packages m WHERE m.package_id = p.package_id)
 
 CREATE TABLE delivery_packages_old (
     package_id TEXT NOT NULL PRIMARY KEY,
