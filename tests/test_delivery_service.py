@@ -626,6 +626,10 @@ def test_retract_by_run_removes_only_that_runs_versions(app: aicmo.App, root: Pa
     assert svc.retract("pkg-1", workflow_run_id="run-9", version=1) is True
     assert svc.list_versions("pkg-1") == [by_1]
     assert svc.retract("pkg-1", workflow_run_id="run-9", version=1) is False
+    # A version alone: that version, whoever made it.
+    assert svc.retract("pkg-1", version=2) is True
+    assert svc.list_versions("pkg-1") == []
+    assert sorted(p.name for p in root.iterdir()) == [".staging"]
 
 
 @pytest.mark.parametrize(

@@ -569,10 +569,13 @@ class DeliveryService:
         """Deliver ``files`` as a new version of ``package_id`` (version 1 the first
         time), keeping the earlier versions; return the version's row.
 
-        Stages the files, saves the row in a transaction of its own (or the caller's)
-        and publishes the folder; on a failure before the commit the staged files are
-        removed. ``created_at`` defaults to now. Two callers delivering the same package
-        at once: one of them gets ``ConflictError`` and writes nothing (deliver again).
+        Stages the files, saves the row in a transaction of its own and publishes the
+        folder once that committed; on a failure before the commit the staged files are
+        removed. Call it outside ``app.transaction()``: inside one, the folder would be
+        published before the caller's commit (do ``stage``, ``save`` in the transaction,
+        ``publish`` after it, as the saga does). ``created_at`` defaults to now. Two callers
+        delivering the same package at once: one of them gets ``ConflictError`` and writes
+        nothing (deliver again).
         """
         version = self.next_version(package_id, workflow_run_id=workflow_run_id)
         staged = self.stage(
@@ -602,10 +605,11 @@ class DeliveryService:
         transaction that records it): if removing the files fails, the rows stay, so no
         file is ever left without its package row. ``True`` if a row was deleted.
 
-        Every version; with ``workflow_run_id``, only the versions that run made (those
-        recording it); with ``version`` too, that version if it records the run, or, for
-        version 1, if it records no run (delivered before versions were recorded, when a
-        run's packages were its own). The other versions and their files stay.
+        Every version; with ``version``, only that version; with ``workflow_run_id``, only
+        the versions that run made (those recording it); with both, that version if it
+        records the run, or, for version 1, if it records no run (delivered before versions
+        were recorded, when a run's packages were its own). The other versions and their
+        files stay.
         """
         if workflow_run_id is None and version is None:
             self.remove_files(package_id)
@@ -613,8 +617,10 @@ class DeliveryService:
         wanted = None if version is None else version_arg(version)
         removed = False
         for stored in self.repo.list_versions(package_id):
-            ours = stored.workflow_run_id == workflow_run_id or (
-                stored.version == 1 and stored.workflow_run_id is None and wanted == 1
+            ours = (
+                workflow_run_id is None
+                or stored.workflow_run_id == workflow_run_id
+                or (stored.version == 1 and stored.workflow_run_id is None and wanted == 1)
             )
             if (wanted is None or stored.version == wanted) and ours:
                 self.remove_files(package_id, version=stored.version)
