@@ -8,6 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import attrs
 import psycopg
 import pytest
 
@@ -353,3 +354,33 @@ def test_compensation_removes_only_the_versions_its_run_made(wf_app: aicmo.App) 
     assert wf_app.delivery.list_versions(report) == [by_hand]
     assert artifact_files(wf_app) == files
     assert wf_app.delivery.missing_files(by_hand) is False
+
+
+def test_a_run_delivered_before_versions_is_republished_at_version_1(
+    wf_app: aicmo.App,
+) -> None:
+    """A run whose delivery committed before 0016 (its packages record no run) and whose
+    files a crash lost is finished at version 1, its report linking the version 1 folders."""
+
+    def crash(at: str) -> None:
+        if at == "delivery:publish":
+            raise Crash(at)
+
+    wf_app.workflow.fault_hook = crash
+    with pytest.raises(Crash):
+        wf_app.run_workflow(PASSING)
+    wf_app.workflow.fault_hook = None
+    [stuck] = wf_app.list_runs()
+    repo = wf_app.repos.delivery
+    for package_id in stuck.package_ids:  # as migration 0016 leaves them
+        [made] = repo.list_versions(package_id)
+        repo.save_package(attrs.evolve(made, workflow_run_id=None))
+    [recovered] = wf_app.recover()
+    assert recovered.status == "COMPLETED", recovered.error
+    for package_id, folder in zip(recovered.package_ids, recovered.artifact_dirs, strict=True):
+        assert Path(folder).name == package_id
+        [version] = repo.list_versions(package_id)
+        assert (version.version, version.workflow_run_id) == (1, None)
+        assert wf_app.delivery.missing_files(version) is False
+    index = (Path(recovered.artifact_dirs[-1]) / "index.html").read_text()
+    assert "~v" not in index

@@ -278,12 +278,17 @@ def _report_files(s: Services, run: WorkflowRunDTO) -> dict[str, bytes]:
     if strategy is None:
         raise _gone(f"strategy {run.strategy_id!r}", run)
     pieces = []
+    made = _made(s.delivery, run)
     for draft_id in run.draft_ids:
         result = s.qc.get_result(draft_id)
         if result is None:
             raise _gone(f"QC result of draft {draft_id!r}", run)
         package_id = package_id_of(draft_id)
-        version = s.delivery.next_version(package_id, workflow_run_id=run.workflow_run_id)
+        # The version the run's delivery recorded (re-rendered after a crash), else the one
+        # it is about to make.
+        version = made.get(package_id) or s.delivery.next_version(
+            package_id, workflow_run_id=run.workflow_run_id
+        )
         pieces.append(
             Piece(
                 draft=_draft(s, run, draft_id),
