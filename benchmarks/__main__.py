@@ -27,7 +27,7 @@ from typing import Any
 
 from benchmarks import targets
 from benchmarks.backends import Backend, open_backend, postgres_unreachable
-from benchmarks.bulk import batch_save, point_get_scale
+from benchmarks.bulk import batch_get_packages, batch_save, batch_save_packages, point_get_scale
 from benchmarks.claim import claim_scale
 from benchmarks.dbos_compare import dbos_unavailable
 from benchmarks.ops import CONTENDERS, OPERATIONS, Call
@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     workflow: dict[str, dict[str, Any]] = {}
     batch: dict[str, dict[str, float]] = {}
+    package_batch: dict[str, dict[str, float]] = {}
     scale: dict[str, dict[str, float]] = {}
     checks: dict[str, list[str]] = {}
     for name in backends:
@@ -219,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(_result(name, op_name, measured))
             workflow[name] = _workflow(backend, wf_n, wf_reps, count_runs)
             batch[name] = batch_save(backend, batch_size)
+            package_batch[name] = {
+                **{f"save: {k}": v for k, v in batch_save_packages(backend, batch_size).items()},
+                **{f"get: {k}": v for k, v in batch_get_packages(backend, batch_size).items()},
+            }
             if name in scale_sizes:
                 scale[name] = point_get_scale(backend, scale_sizes[name], scale_gets[name])
         finally:
@@ -257,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         bulk = targets.ratio(rates.get("aicmo save_briefs"), per_call.get(name))
         if bulk is not None:
             print(f"    {'save_briefs / single save_brief calls':<40} {bulk:>9.1f}x")
+    print(f"\nbulk packages, {batch_size:,} packages of 3 artifacts in one call, packages/s:")
+    for name, rates in package_batch.items():
+        print(f"  {name}")
+        for way, rate in rates.items():
+            print(f"    {way:<48} {rate:>10,.0f}")
     if scale:
         print("\nget_brief latency by table size (lookup on the PRIMARY KEY brief_id):")
         for name, by_size in scale.items():
@@ -298,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "workflow": workflow,
         "baseline": baseline,
         "batch_briefs_per_s": batch,
+        "batch_packages_per_s": package_batch,
         "get_brief_us_by_size": scale,
         "claim_us_by_size": claim,
         "workflow_rss": rss,

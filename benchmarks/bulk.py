@@ -1,17 +1,33 @@
-"""Batch path and scale: many briefs in one transaction, and point gets as the table grows."""
+"""Batch path and scale: many briefs (and delivery packages) in one transaction, many
+packages fetched in one call, and point gets as the table grows.
+
+``python -m benchmarks.bulk [--count N] [--backends sqlite,postgresql]`` runs only the
+package batches (the figures in docs/performance.md, "Bulk package operations")."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from datetime import UTC, datetime
+from typing import Any
 
+from aicmo.delivery import sql as delivery_sql
 from aicmo.onboarding import sql as onboarding_sql
-from benchmarks.backends import Backend
+from benchmarks.backends import Backend, open_backend, postgres_unreachable
 from benchmarks.data import make_brief
-from benchmarks.ops import _brief_row, _encode_brief, _sql
+from benchmarks.ops import (
+    _brief_row,
+    _encode_brief,
+    _executemany,
+    _package_plain,
+    _package_statements,
+    _packages,
+    _RawTx,
+    _sql,
+)
 
-__all__ = ["batch_save", "point_get_scale"]
+__all__ = ["batch_get_packages", "batch_save", "batch_save_packages", "point_get_scale"]
 
 
 def batch_save(backend: Backend, count: int) -> dict[str, float]:
@@ -123,3 +139,117 @@ def point_get_scale(backend: Backend, sizes: list[int], gets: int = 2000) -> dic
             samples.append((time.perf_counter() - start) / gets * 1e6)
         out[str(size)] = statistics.median(samples)
     return out
+
+
+def batch_save_packages(backend: Backend, count: int) -> dict[str, float]:
+    """packages/s saving ``count`` new packages (3 artifacts each) in one transaction, three
+    ways: ``save_package`` per package inside ``app.transaction()``, one ``save_packages``
+    call, and the same three statements through the raw driver's ``executemany`` (the
+    package rows, the artifact deletes, the artifact inserts)."""
+    repo = backend.app.repos.delivery
+    loop = _packages("bulk-a", count)
+    start = time.perf_counter()
+    with backend.app.transaction():
+        for package in loop:
+            repo.save_package(package)
+    out = {"aicmo save_package in app.transaction()": count / (time.perf_counter() - start)}
+    many = _packages("bulk-m", count)
+    start = time.perf_counter()
+    repo.save_packages(many)
+    out["aicmo save_packages"] = count / (time.perf_counter() - start)
+    if repo.get_packages([many[0].package_id, many[-1].package_id]) != [many[0], many[-1]]:
+        raise RuntimeError("save_packages did not store the packages it was given")
+    if backend.raw is None:
+        return out
+    plains = [_package_plain(p) for p in _packages("bulk-r", count)]
+    save, delete, insert = _package_statements(backend)
+    start = time.perf_counter()
+    now = backend.encode_dt(datetime.now(UTC))
+    heads: list[dict[str, Any]] = []
+    keys: list[dict[str, Any]] = []
+    children: list[dict[str, Any]] = []
+    for head, artifacts in plains:
+        heads.append({**head, "created_at": backend.encode_dt(head["created_at"]), "now": now})
+        keys.append({"package_id": head["package_id"], "version": head["version"]})
+        children.extend(artifacts)
+    with _RawTx(backend) as conn:
+        _executemany(conn, save, heads)
+        _executemany(conn, delete, keys)
+        _executemany(conn, insert, children)
+    out["raw executemany"] = count / (time.perf_counter() - start)
+    return out
+
+
+def batch_get_packages(backend: Backend, count: int) -> dict[str, float]:
+    """packages/s fetching ``count`` stored packages (3 artifacts each, their latest
+    versions), three ways: ``get_package`` per id, one ``get_packages`` call, and the raw
+    driver running ``get_packages``'s statements (``IN`` lists of up to
+    ``delivery_sql.IN_BATCH`` ids, one round trip each)."""
+    repo = backend.app.repos.delivery
+    packages = _packages("bulk-g", count)
+    repo.save_packages(packages)
+    ids = [p.package_id for p in packages]
+    start = time.perf_counter()
+    single = [repo.get_package(i) for i in ids]
+    out = {"aicmo get_package per id": count / (time.perf_counter() - start)}
+    start = time.perf_counter()
+    many = repo.get_packages(ids)
+    out["aicmo get_packages"] = count / (time.perf_counter() - start)
+    if many != single or many != packages:
+        raise RuntimeError("get_packages did not read what get_package reads")
+    if backend.raw is None:
+        return out
+    conn = backend.raw
+    rows = 0
+    start = time.perf_counter()
+    for first in range(0, count, delivery_sql.IN_BATCH):
+        chunk = ids[first : first + delivery_sql.IN_BATCH]
+        size = 1 << (len(chunk) - 1).bit_length()
+        stmt = _sql(delivery_sql.get_packages_statement(size), backend)
+        params = {f"k{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
+        rows += len(conn.execute(stmt, params).fetchall())
+    out["raw, the same statements"] = count / (time.perf_counter() - start)
+    if rows != 3 * count:
+        raise RuntimeError(f"the raw reads found {rows} artifact rows, not {3 * count}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bulk", description=__doc__)
+    parser.add_argument("--count", type=int, default=10_000, help="packages per batch")
+    parser.add_argument("--reps", type=int, default=3, help="runs of each (median shown)")
+    parser.add_argument("--backends", default="memory,sqlite,postgresql")
+    args = parser.parse_args(argv)
+    for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        if name == "postgresql" and (reason := postgres_unreachable()) is not None:
+            print(f"skipping postgresql: {reason}")
+            continue
+        runs: dict[str, list[float]] = {}
+        ratios: dict[str, list[float]] = {}
+        for _ in range(args.reps):
+            backend = open_backend(name, contenders=False)
+            try:
+                for label, bulk, measured in (
+                    ("save", "aicmo save_packages", batch_save_packages(backend, args.count)),
+                    ("get", "aicmo get_packages", batch_get_packages(backend, args.count)),
+                ):
+                    for way, rate in measured.items():
+                        runs.setdefault(f"{label}: {way}", []).append(rate)
+                        # A ratio within one repetition: the ways ran seconds apart, so a
+                        # change of the machine's load between repetitions cancels out.
+                        if way != bulk:
+                            ratios.setdefault(f"{bulk} / {way}", []).append(measured[bulk] / rate)
+            finally:
+                backend.close()
+        print(
+            f"{name}, {args.count:,} packages of 3 artifacts, packages/s (median of {args.reps}):"
+        )
+        for way, rates in runs.items():
+            print(f"  {way:<58} {statistics.median(rates):>10,.0f}")
+        for way, values in ratios.items():
+            print(f"  {way:<58} {statistics.median(values):>9.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -628,6 +628,9 @@ class _Family:
     """The children's column that names their parent (and the delete's key)."""
     keep: tuple[str, ...] = ("created_at",)
     """Parent columns an upsert leaves alone."""
+    more_keys: tuple[str, ...] = ()
+    """Columns that name a parent together with ``parent_key`` (in both tables, under the
+    same names): delivery's ``version``."""
 
 
 def _family_writers(
@@ -648,13 +651,23 @@ def _family_writers(
     from sqlalchemy import bindparam, delete, insert
 
     child_t = backend.tables[family.child]
-    upsert = _upsert(backend, family.parent, [family.parent_key], keep=family.keep)
-    delete_children = delete(child_t).where(child_t.c[family.child_key] == bindparam("key"))
+    more = family.more_keys
+    upsert = _upsert(backend, family.parent, [family.parent_key, *more], keep=family.keep)
+    delete_children = delete(child_t).where(
+        child_t.c[family.child_key] == bindparam("key"),
+        *(child_t.c[k] == bindparam(k) for k in more),
+    )
     insert_children = insert(child_t)
     parent_cls = backend.orm_classes[family.parent]
     child_cls = backend.orm_classes[family.child]
-    orm_delete = delete(child_cls).where(getattr(child_cls, family.child_key) == bindparam("key"))
+    orm_delete = delete(child_cls).where(
+        getattr(child_cls, family.child_key) == bindparam("key"),
+        *(getattr(child_cls, k) == bindparam(k) for k in more),
+    )
     session, su = backend.orm_long, backend.sqlite_utils
+
+    def key_of(head: dict[str, Any]) -> dict[str, Any]:
+        return {"key": head[family.parent_key], **{k: head[k] for k in more}}
 
     def stamped(plain: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         now = _now(backend)
@@ -669,7 +682,7 @@ def _family_writers(
             if "core" in before:
                 before["core"](conn, head)
             conn.execute(upsert, head)
-            conn.execute(delete_children, {"key": head[family.parent_key]})
+            conn.execute(delete_children, key_of(head))
             if children:
                 conn.execute(insert_children, children)
 
@@ -682,7 +695,7 @@ def _family_writers(
             s.merge(parent_cls(**head))
         else:
             orm_parent(s, head)
-        s.execute(orm_delete, {"key": head[family.parent_key]})
+        s.execute(orm_delete, key_of(head))
         s.add_all([child_cls(**c) for c in children])
         s.commit()
 
@@ -698,8 +711,9 @@ def _family_writers(
             with su.atomic():
                 if "sqlite-utils" in before:
                     before["sqlite-utils"](su, head)
-                su_parent.upsert(head, pk=family.parent_key)
-                su_child.delete_where(f"{family.child_key} = ?", [head[family.parent_key]])
+                su_parent.upsert(head, pk=(family.parent_key, *more) if more else family.parent_key)
+                where = " AND ".join(f"{k} = ?" for k in (family.child_key, *more))
+                su_child.delete_where(where, list(key_of(head).values()))
                 su_child.insert_all(children)
 
         writers["sqlite-utils"] = _Writer(prepare, sqlite_utils)
@@ -989,10 +1003,18 @@ def save_qc_result(backend: Backend) -> Contest:
 
 # -- delivery: a package of 3 artifacts ------------------------------------------------------
 
-_PACKAGES = _Family("delivery_packages", "package_id", "delivery_artifacts", "package_id", keep=())
+_PACKAGES = _Family(
+    "delivery_packages",
+    "package_id",
+    "delivery_artifacts",
+    "package_id",
+    keep=(),
+    more_keys=("version",),
+)
 
 
-def _packages(prefix: str) -> list[DeliveryPackageDTO]:
+def _packages(prefix: str, count: int = POOL) -> list[DeliveryPackageDTO]:
+    """``count`` packages of 3 artifacts each."""
     return [
         make_package(
             f"{prefix}-{k}",
@@ -1002,7 +1024,7 @@ def _packages(prefix: str) -> list[DeliveryPackageDTO]:
                 for name in ("content_pack.zip", "strategy_doc.pdf", "assets_bundle.zip")
             ),
         )
-        for k in range(POOL)
+        for k in range(count)
     ]
 
 
@@ -1011,10 +1033,13 @@ def _package_plain(package: DeliveryPackageDTO) -> tuple[dict[str, Any], list[di
         "package_id": package.package_id,
         "draft_id": package.draft_id,
         "created_at": package.created_at,
+        "version": package.version,
+        "workflow_run_id": package.workflow_run_id,
     }
     artifacts = [
         {
             "package_id": package.package_id,
+            "version": package.version,
             "position": position,
             "name": a.name,
             "url": a.url,
@@ -1023,6 +1048,20 @@ def _package_plain(package: DeliveryPackageDTO) -> tuple[dict[str, Any], list[di
         for position, a in enumerate(package.artifacts)
     ]
     return head, artifacts
+
+
+def _package_statements(backend: Backend) -> tuple[Any, Any, Any]:
+    """What ``save_package`` runs, in the raw driver's form: the package upsert, the
+    artifacts' delete and their insert."""
+    save, delete, insert = (
+        _sql(stmt, backend)
+        for stmt in (
+            delivery_sql.SAVE_PACKAGE,
+            delivery_sql.ARTIFACTS.delete,
+            delivery_sql.ARTIFACTS.insert,
+        )
+    )
+    return save, delete, insert
 
 
 def save_package(backend: Backend) -> Contest:
@@ -1037,21 +1076,14 @@ def save_package(backend: Backend) -> Contest:
         head, artifacts = plain
         return {**head, "created_at": enc(head["created_at"])}, list(artifacts)
 
-    save, delete, insert = (
-        _sql(stmt, backend)
-        for stmt in (
-            delivery_sql.SAVE_PACKAGE,
-            delivery_sql.ARTIFACTS.delete,
-            delivery_sql.ARTIFACTS.insert,
-        )
-    )
+    save, delete, insert = _package_statements(backend)
 
     def raw(plain: Any) -> None:
         now = _now(backend)
         head, artifacts = encode(plain, now)
         with _RawTx(backend) as conn:
             conn.execute(save, {**head, "now": now})
-            conn.execute(delete, {"package_id": head["package_id"]})
+            conn.execute(delete, {"package_id": head["package_id"], "version": head["version"]})
             _executemany(conn, insert, artifacts)
 
     from sqlalchemy import delete as sa_delete
@@ -1066,7 +1098,10 @@ def save_package(backend: Backend) -> Contest:
         with factory() as session:
             session.merge(package_cls(**head, updated_at=_now(backend)))
             session.execute(
-                sa_delete(artifact_cls).where(artifact_cls.package_id == head["package_id"])
+                sa_delete(artifact_cls).where(
+                    artifact_cls.package_id == head["package_id"],
+                    artifact_cls.version == head["version"],
+                )
             )
             for artifact in artifacts:
                 session.merge(artifact_cls(**artifact))
@@ -1107,40 +1142,73 @@ def get_package(backend: Backend) -> Contest:
     stmt = _sql(delivery_sql.GET_PACKAGE, backend)
     conn = backend.raw
 
+    # The latest version's row: package_id, draft_id, created_at, version, workflow_run_id.
+    head = len(delivery_sql.ARTIFACTS.columns)
+
     def raw(i: int) -> object:
         rows = conn.execute(stmt, {"package_id": ids[i % POOL]}).fetchall()
-        return list(rows[0][:3]), [list(row[3:]) for row in rows]
+        return list(rows[0][:-head]), [list(row[-head:]) for row in rows]
 
-    from sqlalchemy import bindparam, select
+    from sqlalchemy import and_, bindparam, func, select
 
     p, a = backend.tables["delivery_packages"], backend.tables["delivery_artifacts"]
+    m = p.alias("m")
+    latest = select(func.max(m.c.version)).where(m.c.package_id == p.c.package_id).scalar_subquery()
     query = (
-        select(p.c.package_id, p.c.draft_id, p.c.created_at, a.c.name, a.c.url, a.c.format)
-        .select_from(p.outerjoin(a, a.c.package_id == p.c.package_id))
-        .where(p.c.package_id == bindparam("package_id"))
+        select(
+            p.c.package_id,
+            p.c.draft_id,
+            p.c.created_at,
+            p.c.version,
+            p.c.workflow_run_id,
+            a.c.name,
+            a.c.url,
+            a.c.format,
+        )
+        .select_from(
+            p.outerjoin(a, and_(a.c.package_id == p.c.package_id, a.c.version == p.c.version))
+        )
+        .where(p.c.package_id == bindparam("package_id"), p.c.version == latest)
         .order_by(a.c.position)
     )
 
     def core(i: int) -> object:
         with backend.engine.connect() as c:
             rows = c.execute(query, {"package_id": ids[i % POOL]}).all()
-        return list(rows[0][:3]), [list(row[3:]) for row in rows]
+        return list(rows[0][:-head]), [list(row[-head:]) for row in rows]
 
     package_cls = backend.orm_classes["delivery_packages"]
     artifact_cls = backend.orm_classes["delivery_artifacts"]
+    newest = (
+        select(package_cls)
+        .where(package_cls.package_id == bindparam("package_id"))
+        .order_by(package_cls.version.desc())
+        .limit(1)
+    )
     children = (
         select(artifact_cls)
-        .where(artifact_cls.package_id == bindparam("package_id"))
+        .where(
+            artifact_cls.package_id == bindparam("package_id"),
+            artifact_cls.version == bindparam("version"),
+        )
         .order_by(artifact_cls.position)
     )
     session, factory = backend.orm_long, backend.orm_session
     assert factory is not None
 
     def orm_in(s: Any, package_id: str) -> object:
-        package = s.get(package_cls, package_id)
-        artifacts = s.scalars(children, {"package_id": package_id}).all()
+        package = s.scalars(newest, {"package_id": package_id}).one()
+        artifacts = s.scalars(
+            children, {"package_id": package_id, "version": package.version}
+        ).all()
         return (
-            [package.package_id, package.draft_id, package.created_at],
+            [
+                package.package_id,
+                package.draft_id,
+                package.created_at,
+                package.version,
+                package.workflow_run_id,
+            ],
             [[x.name, x.url, x.format] for x in artifacts],
         )
 
@@ -1161,12 +1229,23 @@ def get_package(backend: Backend) -> Contest:
         su_artifacts = backend.sqlite_utils["delivery_artifacts"]
 
         def sqlite_utils(i: int) -> object:
-            package = su_packages.get(ids[i % POOL])
+            [package] = su_packages.rows_where(
+                "package_id = ?", [ids[i % POOL]], order_by="version DESC", limit=1
+            )
             rows = su_artifacts.rows_where(
-                "package_id = ?", [ids[i % POOL]], order_by="position", select="name, url, format"
+                "package_id = ? AND version = ?",
+                [ids[i % POOL], package["version"]],
+                order_by="position",
+                select="name, url, format",
             )
             return (
-                [package["package_id"], package["draft_id"], package["created_at"]],
+                [
+                    package["package_id"],
+                    package["draft_id"],
+                    package["created_at"],
+                    package["version"],
+                    package["workflow_run_id"],
+                ],
                 [[r["name"], r["url"], r["format"]] for r in rows],
             )
 

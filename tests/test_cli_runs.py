@@ -159,3 +159,44 @@ def test_submit_priority_and_not_before_are_checked_and_nothing_is_written(
     assert code == 0, err
     code, out, err = invoke(tmp_path, "runs", "show", run_id, "--json")
     assert json.loads(out)["status"] == "QUEUED"
+
+
+def test_packages_deliver_again_and_runs_show_lists_the_versions(tmp_path: Path) -> None:
+    code, out, err = invoke(tmp_path, "run", str(PASSING[0]), "--json")
+    assert code == 0, err
+    run = json.loads(out)[0]["run"]
+    report = run["package_ids"][-1]
+    note = tmp_path / "note.md"
+    note.write_bytes(b"# corrected\n")
+    code, out, err = invoke(tmp_path, "packages", "deliver", report, str(note), "--draft", "d-1")
+    assert code == 0, err
+    assert out == f"{report} v2: 2 artifact(s)\n"
+    code, out, err = invoke(tmp_path, "runs", "show", run["workflow_run_id"], "--json")
+    assert code == 0, err
+    shown = json.loads(out)["package_versions"]
+    assert [(v["package_id"], v["version"], v["latest"], v["this_run"]) for v in shown] == [
+        *[(p, 1, True, True) for p in run["package_ids"][:-1]],
+        (report, 1, False, True),
+        (report, 2, True, False),
+    ]
+    code, out, err = invoke(tmp_path, "runs", "show", run["workflow_run_id"])
+    assert code == 0, err
+    assert f"  - {report} v1  " in out
+    assert f"by {run['workflow_run_id']}  (this run)\n" in out
+    assert f"  - {report} v2  " in out
+    assert "outside a run  (latest)\n" in out
+    code, out, err = invoke(tmp_path, "packages", "show", report, "--json")
+    assert code == 0, err
+    versions = json.loads(out)
+    assert [(v["version"], v["latest"]) for v in versions] == [(1, False), (2, True)]
+    assert [a["name"] for a in versions[1]["artifacts"]] == ["note.md", "manifest.json"]
+    assert versions[1]["artifacts"][0]["url"].endswith(f"/{report}~v2/note.md")
+    code, out, err = invoke(tmp_path, "packages", "show", report, "--version", "1")
+    assert code == 0, err
+    assert out.startswith(f"{report} v1  ")
+    code, out, err = invoke(tmp_path, "packages", "show", report, "--version", "3")
+    assert code == 1
+    assert f"no version 3 of package '{report}'" in err
+    code, out, err = invoke(tmp_path, "packages", "deliver", "../x", str(note), "--draft", "d")
+    assert code == 2
+    assert "package_id" in err

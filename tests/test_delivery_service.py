@@ -22,7 +22,7 @@ from aicmo.delivery.service import (
     StagedPackage,
     artifact_format,
 )
-from aicmo.errors import BackendError, NotFoundError, ValidationError
+from aicmo.errors import BackendError, ConflictError, NotFoundError, ValidationError
 
 T0 = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 
@@ -103,6 +103,7 @@ def test_stage_save_publish_round_trip(app: aicmo.App, root: Path) -> None:
     manifest = json.loads(manifest_bytes)
     assert manifest == {
         "package_id": "pkg-1",
+        "version": 1,
         "draft_id": "draft-1",
         "created_at": "2025-03-14T09:30:00+00:00",
         "files": [
@@ -397,13 +398,19 @@ def test_forged_staged_packages_cannot_touch_other_folders(
 def test_republish_replaces_the_folder_as_a_whole(svc: DeliveryService, root: Path) -> None:
     first = deliver(svc)
     (root / "pkg-1" / "stray.tmp").write_bytes(b"left by hand")
-    second = deliver(svc, **{"draft.md": b"# Second version\n"})
+    # The same version staged and published again (as recovery does), other files.
+    second = svc.stage("pkg-1", "draft-1", {"draft.md": b"# Second version\n"}, created_at=T0)
+    svc.publish(second)
     assert sorted(p.name for p in (root / "pkg-1").iterdir()) == ["draft.md", MANIFEST_NAME]
     assert (root / "pkg-1" / "draft.md").read_bytes() == b"# Second version\n"
     assert svc.missing_files(second.package) is False
     assert svc.missing_files(first.package) is True  # its other files are gone
-    assert svc.repo.get_package("pkg-1") == second.package
+    assert svc.repo.get_package("pkg-1") == first.package
     assert tree(root / ".staging") == []
+    # Saving it would replace the stored version: refused, nothing written.
+    with pytest.raises(ConflictError, match="version 1 of package 'pkg-1' was delivered already"):
+        svc.save(second)
+    assert svc.repo.list_versions("pkg-1") == [first.package]
 
 
 def test_publishing_twice_does_nothing_the_second_time(svc: DeliveryService, root: Path) -> None:
@@ -546,3 +553,149 @@ def test_clean_staging_can_spare_recent_folders(svc: DeliveryService, root: Path
     assert recent.staging_dir.is_dir()
     svc.publish(recent)
     assert svc.missing_files(recent.package) is False
+
+
+# -- versions ------------------------------------------------------------------------------
+def test_delivering_again_keeps_the_earlier_versions(app: aicmo.App, root: Path) -> None:
+    svc = make_service(app, root)
+    first = svc.deliver("pkg-1", "draft-1", FILES, created_at=T0)
+    second = svc.deliver("pkg-1", "draft-1", {"draft.md": b"# v2\n"}, workflow_run_id="run-2")
+    third = svc.deliver("pkg-1", "draft-1", {"draft.md": b"# v3\n"}, created_at=T0)
+    assert [first.version, second.version, third.version] == [1, 2, 3]
+    assert second.workflow_run_id == "run-2"
+    assert svc.get_package("pkg-1") == third
+    assert svc.get_package("pkg-1", version=1) == first
+    assert svc.list_versions("pkg-1") == [first, second, third]
+    # Version 1 keeps the folder packages always had; later ones sit beside it.
+    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1", "pkg-1~v2", "pkg-1~v3"]
+    assert tree(root / "pkg-1") == sorted([*FILES, MANIFEST_NAME])
+    assert (root / "pkg-1~v3" / "draft.md").read_bytes() == b"# v3\n"
+    assert {url_path(a.url).parent.name for a in third.artifacts} == {"pkg-1~v3"}
+    assert json.loads((root / "pkg-1~v2" / MANIFEST_NAME).read_bytes())["version"] == 2
+    for version in (first, second, third):
+        assert svc.missing_files(version) is False
+    assert tree(root / ".staging") == []
+
+
+def test_next_version_is_the_runs_own_when_it_made_one(app: aicmo.App, root: Path) -> None:
+    svc = make_service(app, root)
+    assert svc.next_version("pkg-1") == 1
+    assert svc.next_version("pkg-1", workflow_run_id="run-1") == 1
+    svc.deliver("pkg-1", "draft-1", FILES, workflow_run_id="run-1")
+    svc.deliver("pkg-1", "draft-1", FILES, workflow_run_id="run-2", created_at=T0)
+    assert svc.next_version("pkg-1") == 3
+    assert svc.next_version("pkg-1", workflow_run_id="run-1") == 1
+    assert svc.next_version("pkg-1", workflow_run_id="run-2") == 2
+    assert svc.next_version("pkg-1", workflow_run_id="run-3") == 3
+    # The run's delivery done again makes no second version.
+    again = svc.deliver("pkg-1", "draft-1", FILES, workflow_run_id="run-2", created_at=T0)
+    assert [v.version for v in svc.list_versions("pkg-1")] == [1, 2]
+    assert again == svc.get_package("pkg-1", version=2)
+
+
+def test_two_deliveries_of_one_version_the_second_conflicts_and_leaves_nothing(
+    app: aicmo.App, root: Path
+) -> None:
+    svc = make_service(app, root)
+    svc.deliver("pkg-1", "draft-1", FILES, created_at=T0)
+    a = svc.stage("pkg-1", "draft-1", {"a.md": b"a"}, created_at=T0, version=2)
+    b = svc.stage("pkg-1", "draft-1", {"b.md": b"b"}, created_at=T0, version=2)
+    svc.save(a)
+    svc.publish(a)
+    with pytest.raises(ConflictError, match="version 2 of package 'pkg-1' was delivered already"):
+        svc.save(b)
+    svc.abandon(b)
+    assert svc.get_package("pkg-1") == a.package
+    assert tree(root / "pkg-1~v2") == ["a.md", MANIFEST_NAME]
+    assert tree(root / ".staging") == []
+
+
+def test_retract_by_run_removes_only_that_runs_versions(app: aicmo.App, root: Path) -> None:
+    svc = make_service(app, root)
+    legacy = svc.deliver("pkg-1", "draft-1", FILES)  # version 1, no run: as before 0016
+    by_1 = svc.deliver("pkg-1", "draft-1", {"one.md": b"1"}, workflow_run_id="run-1")
+    svc.deliver("pkg-1", "draft-1", {"two.md": b"2"}, workflow_run_id="run-2")
+    with app.transaction():
+        assert svc.retract("pkg-1", workflow_run_id="run-2") is True
+    assert svc.list_versions("pkg-1") == [legacy, by_1]
+    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1", "pkg-1~v2"]
+    assert svc.retract("pkg-1", workflow_run_id="run-2") is False  # repeatable
+    assert svc.retract("pkg-1", workflow_run_id="run-1", version=3) is False
+    assert svc.list_versions("pkg-1") == [legacy, by_1]
+    assert svc.missing_files(by_1) is False
+    assert svc.missing_files(legacy) is False
+    # The run whose recorded folder is version 1's, which records no run, made it (before
+    # versions were recorded, a run's packages were its own).
+    assert svc.version_at("pkg-1", root / "pkg-1") == 1
+    assert svc.retract("pkg-1", workflow_run_id="run-9", version=1) is True
+    assert svc.list_versions("pkg-1") == [by_1]
+    assert svc.retract("pkg-1", workflow_run_id="run-9", version=1) is False
+    # A version alone: that version, whoever made it.
+    assert svc.retract("pkg-1", version=2) is True
+    assert svc.list_versions("pkg-1") == []
+    assert sorted(p.name for p in root.iterdir()) == [".staging"]
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        ("pkg-1", 1),
+        ("pkg-1~v2", 2),
+        ("pkg-1~v10", 10),
+        ("pkg-1~v1", None),
+        ("pkg-1~v02", None),
+        ("pkg-1~v", None),
+        ("pkg-1~v2x", None),
+        ("pkg-1~v\u0663", None),
+        ("pkg-10", None),
+        ("pkg-1.v2", None),
+    ],
+)
+def test_version_at_reads_the_version_from_its_folder(
+    svc: DeliveryService, root: Path, name: str, version: int | None
+) -> None:
+    assert svc.version_at("pkg-1", root / name) == version
+
+
+def test_discard_and_remove_files_take_every_version(app: aicmo.App, root: Path) -> None:
+    svc = make_service(app, root)
+    for n in range(3):
+        svc.deliver("pkg-1", "draft-1", {f"{n}.md": b"x"})
+    svc.deliver("pkg-2", "draft-1", FILES)
+    svc.remove_files("pkg-1", version=2)
+    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-1", "pkg-1~v3", "pkg-2"]
+    svc.remove_files("pkg-1")
+    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-2"]
+    assert len(svc.list_versions("pkg-1")) == 3  # rows stay: only files were asked for
+    svc.deliver("pkg-1", "draft-1", FILES)
+    assert svc.discard("pkg-1") is True
+    assert svc.list_versions("pkg-1") == []
+    assert sorted(p.name for p in root.iterdir()) == [".staging", "pkg-2"]
+    with pytest.raises(ValidationError, match="version: must be >= 1"):
+        svc.remove_files("pkg-2", version=0)
+    with pytest.raises(ValidationError, match="version: must be >= 1"):
+        svc.stage("pkg-2", "d", FILES, created_at=T0, version=0)
+    assert tree(root / "pkg-2") == sorted([*FILES, MANIFEST_NAME])
+
+
+def test_clean_staging_of_a_package_takes_its_versions_leftovers(
+    svc: DeliveryService, root: Path
+) -> None:
+    left = [
+        svc.stage("pkg-1", "draft-1", FILES, created_at=T0, version=v).staging_dir
+        for v in (1, 2, 12)
+    ]
+    other = svc.stage("pkg-10", "draft-1", FILES, created_at=T0, version=2).staging_dir
+    assert [p.name.rsplit(".", 1)[0] for p in left] == ["pkg-1", "pkg-1~v2", "pkg-1~v12"]
+    assert svc.clean_staging(package_ids=["pkg-1"]) == 3
+    assert [p.name for p in (root / ".staging").iterdir()] == [other.name]
+
+
+def test_a_staged_version_cannot_be_published_as_another(svc: DeliveryService) -> None:
+    staged = svc.stage("pkg-1", "draft-1", FILES, created_at=T0, version=2)
+    forged = attrs.evolve(staged, package=attrs.evolve(staged.package, version=3))
+    with pytest.raises(ValidationError, match=r"staged.final_dir: must be .*pkg-1~v3"):
+        svc.publish(forged)
+    moved = attrs.evolve(staged, final_dir=staged.final_dir.parent / "pkg-1~v3")
+    with pytest.raises(ValidationError, match=r"staged\.final_dir"):
+        svc.publish(moved)

@@ -7,6 +7,7 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import attrs
 import psycopg
 import pytest
 
@@ -285,3 +286,34 @@ def _rows(url: str, sql: str) -> set[tuple[object, ...]]:
             return set(pg.execute(sql.encode()).fetchall())
         except psycopg.errors.UndefinedTable as exc:
             raise SchemaError(str(exc)) from exc
+
+
+def test_0016_versions_round_trip_keeps_the_latest_version_of_each_package(
+    fresh_url: str,
+) -> None:
+    from aicmo.testing.delivery import make_artifact, make_package
+
+    first = make_package("p", artifacts=(make_artifact("v1.zip"),), workflow_run_id="run-1")
+    latest = make_package("p", version=2, artifacts=(make_artifact("v2.zip"),))
+    other = make_package("q", version=3, workflow_run_id="run-3")
+    with aicmo.connect(fresh_url, auto_upgrade=False) as app:
+        app.migrate()
+        app.repos.delivery.save_packages([first, latest, other])
+        ids = known_migration_ids("sqlite")
+        later = ids[ids.index("0016_delivery_versions") :]
+        before = ids[ids.index("0016_delivery_versions") - 1]
+        # `aicmo db downgrade` asks first: the rollback deletes p's version 1 (the one row
+        # of a table it keeps); rolled back to base, the whole table goes, counted once.
+        assert app.downgrade_losses(before).get("delivery_packages") == 1
+        assert app.downgrade_losses("base")["delivery_packages"] == 3
+        assert app.downgrade(before) == list(reversed(later))
+        assert _rows(fresh_url, "SELECT package_id, position, name FROM delivery_artifacts") == {
+            ("p", 0, "v2.zip"),
+            *{("q", i, a.name) for i, a in enumerate(other.artifacts)},
+        }
+        assert app.migrate() == later
+        # What the rollback kept is version 1 again, made by no recorded run.
+        assert app.repos.delivery.list_versions("p") == [attrs.evolve(latest, version=1)]
+        assert app.repos.delivery.list_versions("q") == [
+            attrs.evolve(other, version=1, workflow_run_id=None)
+        ]

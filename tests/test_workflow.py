@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import psycopg
 import pytest
 
@@ -135,6 +136,10 @@ def assert_completed(app: aicmo.App, run: WorkflowRunDTO) -> None:
         for artifact in package.artifacts:
             assert artifact.url.startswith(f"{scheme}://")
             assert artifact.url.endswith(f"/{package_id}/{artifact.name}")
+        # Exactly one version, made by this run: a delivery done again after a crash
+        # makes no second one.
+        versions = app.repos.delivery.list_versions(package_id)
+        assert [(v.version, v.workflow_run_id) for v in versions] == [(1, run.workflow_run_id)]
 
 
 def assert_left_nothing(
@@ -356,3 +361,86 @@ def test_intake_forms_mappings_and_paths_are_accepted(wf_app: aicmo.App) -> None
     by_str = wf_app.run_workflow(str(PASSING))
     for run in (by_form, by_mapping, by_str):
         assert_completed(wf_app, run)
+
+
+def _deliver_report_first(app: aicmo.App) -> tuple[WorkflowRunDTO, str]:
+    """A queued run whose report package someone delivered (version 1) before it ran."""
+    queued = app.workflow.submit(PASSING)
+    report = f"pkg-{queued.workflow_run_id}-report"
+    app.delivery.deliver(report, "by-hand", {"note.md": b"delivered by hand\n"})
+    return queued, report
+
+
+def test_a_run_delivering_a_package_again_makes_the_next_version(wf_app: aicmo.App) -> None:
+    queued, report = _deliver_report_first(wf_app)
+    blog = f"pkg-{queued.workflow_run_id}-blog"
+    wf_app.delivery.deliver(blog, "by-hand", {"old.md": b"an earlier blog post\n"})
+    [_worked] = wf_app.workflow.work(max_runs=1, stop_when_idle=True, heartbeat=False)
+    run = wf_app.get_run(queued.workflow_run_id)
+    assert run is not None
+    assert run.status == "COMPLETED", run.error
+    first, second = wf_app.delivery.list_versions(report)
+    assert (first.version, first.workflow_run_id, first.draft_id) == (1, None, "by-hand")
+    assert (second.version, second.workflow_run_id) == (2, run.workflow_run_id)
+    assert wf_app.delivery.get_package(report) == second
+    assert run.artifact_dirs[-1] == str(wf_app.delivery.artifact_root / f"{report}~v2")
+    assert wf_app.delivery.missing_files(first) is False
+    assert wf_app.delivery.missing_files(second) is False
+    # The report links each draft's package as this run delivered it: the blog's version 2.
+    index = (Path(run.artifact_dirs[-1]) / "index.html").read_text()
+    assert f'href="../{blog}~v2/draft.html"' in index
+    assert f'href="../{blog}/' not in index
+    others = [p for p in run.package_ids[:-1] if p != blog]
+    assert others
+    assert all(f'href="../{p}/draft.html"' in index for p in others)
+    assert [v.version for v in wf_app.delivery.list_versions(blog)] == [1, 2]
+
+
+def test_compensation_removes_only_the_versions_its_run_made(wf_app: aicmo.App) -> None:
+    queued, report = _deliver_report_first(wf_app)
+    [by_hand] = wf_app.delivery.list_versions(report)
+    files = artifact_files(wf_app)
+
+    def fail(at: str) -> None:
+        if at == "complete":
+            raise RuntimeError("injected: the last moment of the run fails")
+
+    wf_app.workflow.fault_hook = fail
+    wf_app.workflow.work(max_runs=1, stop_when_idle=True, heartbeat=False)
+    run = wf_app.get_run(queued.workflow_run_id)
+    assert run is not None
+    assert run.status == "COMPENSATED", run.error
+    assert run.artifact_dirs[-1].endswith(f"{report}~v2")  # it did make version 2
+    assert wf_app.delivery.list_versions(report) == [by_hand]
+    assert artifact_files(wf_app) == files
+    assert wf_app.delivery.missing_files(by_hand) is False
+
+
+def test_a_run_delivered_before_versions_is_republished_at_version_1(
+    wf_app: aicmo.App,
+) -> None:
+    """A run whose delivery committed before 0016 (its packages record no run) and whose
+    files a crash lost is finished at version 1, its report linking the version 1 folders."""
+
+    def crash(at: str) -> None:
+        if at == "delivery:publish":
+            raise Crash(at)
+
+    wf_app.workflow.fault_hook = crash
+    with pytest.raises(Crash):
+        wf_app.run_workflow(PASSING)
+    wf_app.workflow.fault_hook = None
+    [stuck] = wf_app.list_runs()
+    repo = wf_app.repos.delivery
+    for package_id in stuck.package_ids:  # as migration 0016 leaves them
+        [made] = repo.list_versions(package_id)
+        repo.save_package(attrs.evolve(made, workflow_run_id=None))
+    [recovered] = wf_app.recover()
+    assert recovered.status == "COMPLETED", recovered.error
+    for package_id, folder in zip(recovered.package_ids, recovered.artifact_dirs, strict=True):
+        assert Path(folder).name == package_id
+        [version] = repo.list_versions(package_id)
+        assert (version.version, version.workflow_run_id) == (1, None)
+        assert wf_app.delivery.missing_files(version) is False
+    index = (Path(recovered.artifact_dirs[-1]) / "index.html").read_text()
+    assert "~v" not in index

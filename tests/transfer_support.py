@@ -36,7 +36,14 @@ def workload(app: aicmo.App) -> None:
         ["package.delivered", "run.completed", "run.compensated"],
         "s3cret-\u00e9-0123456789",
     )
-    app.run_workflow(PASSING, idempotency_key="done-1")
+    done = app.run_workflow(PASSING, idempotency_key="done-1")
+    # Delivered again: a package with two versions (the second made outside a run).
+    app.delivery.deliver(
+        done.package_ids[0],
+        done.draft_ids[0],
+        {"draft.md": "# v2 ✓\n".encode()},
+        created_at=datetime(2026, 1, 2, 3, 4, 5, 654321, tzinfo=UTC),
+    )
     app.run_workflow(JSON_INTAKE)
     app.run_workflow(FAILING_QC, idempotency_key="compensated-1")
 
@@ -107,6 +114,8 @@ def records(app: aicmo.App, *, clear_leases: bool = False) -> dict[str, Any]:
             by_key = repos.workflow.get_by_key(run.idempotency_key)
             assert by_key is not None
             out[f"by_key {run.idempotency_key}"] = by_key.workflow_run_id
+        for package_id in run.package_ids:
+            out[f"package versions {package_id}"] = repos.delivery.list_versions(package_id)
         brief_id = run.brief_id or f"brief-{run.workflow_run_id}"
         brief = repos.onboarding.get_brief(brief_id)
         out[f"brief {brief_id}"] = brief

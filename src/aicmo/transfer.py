@@ -451,7 +451,8 @@ class _Through:
     keyed: bool = False
 
     def load(self, app: App, key: Any) -> Any:
-        return getattr(getattr(app.repos, self.module), self.get)(key)
+        # `or None`: a read of many (a package's versions) finds nothing as an empty list.
+        return getattr(getattr(app.repos, self.module), self.get)(key) or None
 
     def store(self, app: App, key: Any, value: Any) -> None:
         save = getattr(getattr(app.repos, self.module), self.save)
@@ -470,7 +471,8 @@ _THROUGH_REPOSITORIES: dict[str, _Through | None] = {
     "production_bundle_assets": None,
     "qc_results": _Through("draft_id", "qc", "get_result", "save_result"),
     "qc_issues": None,
-    "delivery_packages": _Through("package_id", "delivery", "get_package", "save_package"),
+    # A package is every one of its versions: one row each in SQL, one record in memory.
+    "delivery_packages": _Through("package_id", "delivery", "list_versions", "save_packages"),
     "delivery_artifacts": None,
     "webhooks_subscriptions": _Through(
         "subscription_id", "webhooks", "get_subscription", "save_subscription"

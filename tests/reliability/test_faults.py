@@ -50,7 +50,7 @@ WRITES = {
     "strategy": ("save", "delete"),
     "production": ("save_draft", "save_bundle", "delete_draft"),
     "qc": ("save_result", "delete_for_draft"),
-    "delivery": ("save_package", "delete_package"),
+    "delivery": ("add_package", "save_package", "delete_package", "delete_package_version"),
     "workflow": ("create", "update"),
 }
 FILE_OPS = ("stage", "publish", "remove_files")
@@ -301,10 +301,10 @@ def test_a_failure_removing_files_in_a_compensation_is_retried_by_recover(
     original = DeliveryService.remove_files
     failures = [Injected("cannot remove the files")]
 
-    def remove_files(self: DeliveryService, package_id: str) -> None:
+    def remove_files(self: DeliveryService, package_id: str, **version: Any) -> None:
         if failures:
             raise failures.pop()
-        original(self, package_id)
+        original(self, package_id, **version)
 
     monkeypatch.setattr(DeliveryService, "remove_files", remove_files)
     with aicmo.connect(url, auto_upgrade=False, artifact_dir=tmp_path / "artifacts") as app:

@@ -30,6 +30,7 @@ from aicmo.cli.common import (
     table,
     term,
 )
+from aicmo.delivery import DeliveryPackageDTO
 from aicmo.errors import ValidationError
 from aicmo.workflow import RUN_STATUSES, WaitTimeoutError, WorkflowRunDTO
 
@@ -123,8 +124,34 @@ def summary(run: WorkflowRunDTO) -> dict[str, Any]:
     }
 
 
-def detail(run: WorkflowRunDTO, attempts: list[WorkflowRunDTO]) -> dict[str, Any]:
-    """A run in ``runs show --json``: every field, and its attempts."""
+def package_versions(
+    run: WorkflowRunDTO, versions: Mapping[str, list[DeliveryPackageDTO]]
+) -> list[dict[str, Any]]:
+    """Every stored version of each of the run's packages (``versions``: by package id),
+    in the run's package order, oldest version first; which one is the latest, and which
+    ones this run made."""
+    return [
+        {
+            "package_id": package_id,
+            "version": v.version,
+            "latest": v is found[-1],
+            "workflow_run_id": v.workflow_run_id,
+            "this_run": v.workflow_run_id == run.workflow_run_id,
+            "created_at": iso(v.created_at),
+        }
+        for package_id in run.package_ids
+        if (found := versions.get(package_id))
+        for v in found
+    ]
+
+
+def detail(
+    run: WorkflowRunDTO,
+    attempts: list[WorkflowRunDTO],
+    versions: Mapping[str, list[DeliveryPackageDTO]] | None = None,
+) -> dict[str, Any]:
+    """A run in ``runs show --json``: every field, its attempts, and the versions of its
+    packages (``versions``, by package id; none when not given)."""
     return {
         **run_detail(run),
         **summary(run),
@@ -140,6 +167,7 @@ def detail(run: WorkflowRunDTO, attempts: list[WorkflowRunDTO]) -> dict[str, Any
             }
             for a in attempts
         ],
+        "package_versions": package_versions(run, versions or {}),
     }
 
 
@@ -151,6 +179,17 @@ def _show(found: dict[str, Any]) -> None:
                 echo(
                     f"  {a['attempt']}. {term(a['workflow_run_id'])}  {a['status']}  "
                     f"{a['created_at']}"
+                )
+        elif key == "package_versions":
+            echo("package_versions:" + ("" if value else " -"))
+            for v in value:
+                marks = [
+                    m for m, on in (("latest", v["latest"]), ("this run", v["this_run"])) if on
+                ]
+                made = f"by {v['workflow_run_id']}" if v["workflow_run_id"] else "outside a run"
+                echo(
+                    f"  - {term(v['package_id'])} v{v['version']}  {v['created_at']}  "
+                    f"{term(made)}" + (f"  ({', '.join(marks)})" if marks else "")
                 )
         elif isinstance(value, list):
             echo(f"{key}:" + ("" if value else " -"))
@@ -252,7 +291,8 @@ def runs_show(run_id: str, database: str | None, as_json: bool) -> None:
     with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
         found = app.find_run(run_id)
         attempts = app.run_attempts(found.workflow_run_id)
-    shown = detail(found, attempts)
+        versions = {p: app.delivery.list_versions(p) for p in found.package_ids}
+    shown = detail(found, attempts, versions)
     if as_json:
         echo(dump_json(shown))
         return

@@ -15,6 +15,7 @@ the store keeps the children's unique keys (``MemoryDatabase.table(unique_each=.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from aicmo.db.base import Row, SqlDatabase
@@ -25,12 +26,16 @@ __all__ = ["Children"]
 
 T = TypeVar("T")
 
+_NO_KEY: Any = object()
+"""Equal to no key: the key before the first row."""
+
 
 class Children:
     """The ordered children of the rows of table ``parent``: rows of ``child`` (a DTO
     class) kept in ``table``.
 
-    ``key``: the parent's key column (also a column of the child table); ``field``: the
+    ``key``: the parent's key column, or its key columns (a tuple), also columns of the
+    child table; ``field``: the
     parent DTO's field holding the children; ``present``: a column of the child DTO that
     is never NULL in a child row, so a joined row with NULL there stands for a parent
     without children. ``renamed`` maps a child field to its column where they differ;
@@ -43,7 +48,7 @@ class Children:
         table: str,
         child: type[Any],
         *,
-        key: str,
+        key: str | tuple[str, ...],
         field: str,
         present: str,
         renamed: Mapping[str, str] | None = None,
@@ -51,14 +56,16 @@ class Children:
     ):
         self.parent = parent
         self.table = table
-        self.key = key
+        self.keys = (key,) if isinstance(key, str) else tuple(key)
+        self.key = self.keys[0]
         self.field = field
         self.columns = columns(child)
         self.present = present
         self.renamed = dict(renamed or {})
-        self.delete = Sql(f"DELETE FROM {table} WHERE {key} = :{key}")  # noqa: S608 - names from aicmo's own code, never from data
+        matches = " AND ".join(f"{k} = :{k}" for k in self.keys)
+        self.delete = Sql(f"DELETE FROM {table} WHERE {matches}")  # noqa: S608 - names from aicmo's own code, never from data
         self.insert = insert(
-            table, (key, "position", *self.columns), renamed=self.renamed, rest=rest
+            table, (*self.keys, "position", *self.columns), renamed=self.renamed, rest=rest
         )
 
     @property
@@ -74,7 +81,7 @@ class Children:
             f"SELECT {select_list(columns, table='p')},\n"
             f"    {select_list(self.columns, table='c', renamed=self.renamed)}\n"
             f"FROM {self.parent} p\n"
-            f"LEFT JOIN {self.table} c ON c.{self.key} = p.{self.key}\n"
+            f"LEFT JOIN {self.table} c ON {' AND '.join(f'c.{k} = p.{k}' for k in self.keys)}\n"
             f"WHERE {where}\n"
             f"ORDER BY {order + ', ' if order else ''}c.position"
         )
@@ -83,9 +90,9 @@ class Children:
     def split(self, row: Row) -> list[Row]:
         """Take the children out of a parent's row (as ``RowMapper.to_row`` wrote it) and
         return them as child rows: their columns, the parent's key and their position."""
-        key = row[self.key]
+        keys = {k: row[k] for k in self.keys}
         return [
-            {**child, self.key: key, "position": position}
+            {**child, **keys, "position": position}
             for position, child in enumerate(row.pop(self.field))
         ]
 
@@ -94,11 +101,14 @@ class Children:
         grouped by parent with each parent's children in order): each parent's first row
         (copied) with ``field`` holding its children's rows (the mapper reads only the
         columns it needs)."""
-        key, field, present = self.key, self.field, self.present
+        key_of, field, present = itemgetter(*self.keys), self.field, self.present
         heads: list[Row] = []
+        last: Any = _NO_KEY
         for row in rows:
-            if not heads or heads[-1][key] != row[key]:
+            key = key_of(row)
+            if key != last:
                 heads.append({**row, field: []})  # a copy: no row holds itself
+                last = key
             if row[present] is not None:
                 heads[-1][field].append(row)
         return heads
@@ -115,6 +125,20 @@ class Children:
     def replace(self, db: SqlDatabase, key: Any, children: Sequence[Row]) -> int:
         """Replace the children of the parent ``key`` with ``children`` (rows of
         :meth:`split`) in the caller's transaction; return how many rows were inserted
-        (fewer than given when ``rest`` skips some)."""
-        db.execute(self.delete, {self.key: key})
+        (fewer than given when ``rest`` skips some). With several key columns ``key`` is
+        the parent's row (or any mapping holding them)."""
+        db.execute(self.delete, self._key_params(key))
+        return db.execute_many(self.insert, children) if children else 0
+
+    def _key_params(self, key: Any) -> Row:
+        if len(self.keys) == 1 and not isinstance(key, Mapping):
+            return {self.key: key}
+        return {k: key[k] for k in self.keys}
+
+    def replace_many(self, db: SqlDatabase, parents: Sequence[Row], children: Sequence[Row]) -> int:
+        """Replace the children of every parent in ``parents`` (rows holding the key
+        columns) with ``children`` (their rows of :meth:`split`, all together), in two
+        batched statements in the caller's transaction; return how many were inserted."""
+        if parents:
+            db.execute_many(self.delete, [self._key_params(p) for p in parents])
         return db.execute_many(self.insert, children) if children else 0

@@ -421,6 +421,9 @@ def _rolled_back(applied: list[str], to: str | None) -> list[str]:
 
 _CREATE_TABLE = re.compile(r"\bCREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(\w+)", re.IGNORECASE)
 _SQL_COMMENT = re.compile(r"--[^\n]*")
+_ROW_LOSSES = re.compile(r"^-- aicmo-losses (\w+): (SELECT [^\n]+)$", re.MULTILINE)
+"""A rollback that deletes rows of a table it keeps says so in a line of its own:
+``-- aicmo-losses <table>: SELECT COUNT(*) ...`` (the rows it deletes)."""
 
 
 def downgrade_losses(db: SqlDatabase, to: str | None = None) -> dict[str, int]:
@@ -429,22 +432,36 @@ def downgrade_losses(db: SqlDatabase, to: str | None = None) -> dict[str, int]:
 
     A migration's rollback drops the tables its migration created, so those are the
     tables created by the migrations to roll back that exist now (a table a migration
-    only rebuilds keeps its rows through the rollback).
+    only rebuilds keeps its rows through the rollback). A rollback that deletes some rows
+    of a table it keeps counts them in an ``-- aicmo-losses`` line (0016: every version of
+    a package but the latest).
     """
     known = _known_target(db, to)
     applied = sorted((m for m in _applied(db) if m in known), reverse=True)
     losses: dict[str, int] = {}
     with migrations_dir(db.dialect) as folder:
-        for migration_id in _rolled_back(applied, to):
-            sql = _SQL_COMMENT.sub("", (folder / f"{migration_id}.sql").read_text())
-            for table in _CREATE_TABLE.findall(sql):
-                if not db.table_exists(table):
-                    continue
-                # A table name (\w+ only) from aicmo's own migration files, never input.
-                count = f'SELECT COUNT(*) FROM "{table}"'  # noqa: S608
-                rows = db.raw_fetch_all(count)
-                if rows[0][0]:
-                    losses[table] = int(rows[0][0])
+        rolled_back = _rolled_back(applied, to)
+        dropped = [
+            table
+            for migration_id in rolled_back
+            for table in _CREATE_TABLE.findall(
+                _SQL_COMMENT.sub("", (folder / f"{migration_id}.sql").read_text())
+            )
+            if db.table_exists(table)
+        ]
+        # A table name (\w+ only) from aicmo's own migration files, never input.
+        counts = [(t, f'SELECT COUNT(*) FROM "{t}"') for t in dropped]  # noqa: S608
+        for migration_id in rolled_back:  # rows deleted from tables that stay (0016's)
+            rollback = (folder / f"{migration_id}.rollback.sql").read_text()
+            counts += [
+                (table, count)
+                for table, count in _ROW_LOSSES.findall(rollback)
+                if table not in dropped and db.table_exists(table)
+            ]
+        for table, count in counts:
+            rows = db.raw_fetch_all(count)
+            if rows[0][0]:
+                losses[table] = losses.get(table, 0) + int(rows[0][0])
     return losses
 
 

@@ -5,6 +5,7 @@ Public names only; the repositories behind ``app.repos.delivery`` are wired by
 """
 
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
+from aicmo.delivery.naming import package_folder
 from aicmo.delivery.ports import DeliveryRepository
 from aicmo.delivery.report import REPORT_FILES, Piece
 from aicmo.delivery.service import DeliveryService, StagedPackage, final_name
@@ -24,4 +25,5 @@ __all__ = [
     "final_name",
     "mask_url",
     "open_store",
+    "package_folder",
 ]

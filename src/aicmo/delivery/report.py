@@ -26,6 +26,7 @@ import attrs
 
 from aicmo.channels import CHANNELS
 from aicmo.content import DeliverablePlan, Templates
+from aicmo.delivery.naming import package_folder
 
 __all__ = ["REPORT_FILES", "Piece", "report_files"]
 
@@ -41,6 +42,13 @@ class Piece:
     result: Any  # aicmo.qc.QcResultDTO
     package_id: str
     files: tuple[str, ...] = ("draft.html", "draft.md", "qc-report.json")
+    version: int = 1
+    """The version of the package the run delivers (its folder is the link target:
+    ``aicmo.delivery.naming.package_folder``)."""
+
+
+def _folder(piece: Piece) -> str:
+    return package_folder(piece.package_id, piece.version)
 
 
 def _number(value: float) -> str:
@@ -155,8 +163,8 @@ def report_files(
                 "passed": p.result.passed,
                 "score": p.result.score,
                 "issues": [i.reason for i in p.result.issues],
-                "links": [(name, f"../{p.package_id}/{name}") for name in p.files]
-                + [("manifest", f"../{p.package_id}/manifest.json")],
+                "links": [(name, f"../{_folder(p)}/{name}") for name in p.files]
+                + [("manifest", f"../{_folder(p)}/manifest.json")],
             }
         )
     index = templates.render(

@@ -1,12 +1,16 @@
 """Delivery service: package a draft's files in an artifact store.
 
-A package lives under its final name ``<package_id>`` in the store (:mod:`aicmo.delivery.store`:
-a local folder ``<root>/<package_id>/``, or objects ``s3://bucket/prefix/<package_id>/...``):
-one file per artifact plus ``manifest.json`` (package id, draft id, creation time, and each
-file's name, size and SHA-256). Files are never written there directly. The saga's order is:
+A package version lives under its final name in the store (:func:`final_name`, that is
+:func:`~aicmo.delivery.naming.package_folder`: ``<package_id>`` for version 1,
+``<package_id>~v<N>`` for version N; :mod:`aicmo.delivery.store`: a local folder
+``<root>/<name>/``, or objects ``s3://bucket/prefix/<name>/...``): one file per artifact plus
+``manifest.json`` (package id, version, draft id, creation time, and each file's name, size
+and SHA-256). Delivering a package again (:meth:`DeliveryService.deliver`, or
+``stage(version=service.next_version(...))``) makes a new version beside the earlier ones.
+Files are never written there directly. The saga's order is:
 
 1. :meth:`DeliveryService.stage` writes every file and the manifest (last) into a new
-   staging entry ``.staging/<package_id>.<uuid4 hex>/`` and returns the package row to
+   staging entry ``.staging/<name>.<uuid4 hex>/`` and returns the package row to
    save, whose artifact URLs already name the final files (``file://`` or ``s3://``);
 2. :meth:`~DeliveryService.save` writes the row inside the caller's transaction;
 3. after the commit :meth:`~DeliveryService.publish` puts the staged files under the final
@@ -49,16 +53,18 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from aicmo.content import DeliverablePlan, Templates
-from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
+from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO, version_number
+from aicmo.delivery.naming import package_folder, version_in
 from aicmo.delivery.ports import DeliveryRepository
 from aicmo.delivery.report import Piece, report_files
+from aicmo.delivery.rules import version_arg
 from aicmo.delivery.store import (
     MANIFEST_NAME,
     STAGING_DIR,
@@ -68,7 +74,7 @@ from aicmo.delivery.store import (
     open_store,
 )
 from aicmo.errors import ConfigurationError, NotFoundError, TransientError, ValidationError
-from aicmo.values import Invalid, identifier, shown, utc_datetime
+from aicmo.values import Invalid, identifier, optional, shown, utc_datetime
 
 __all__ = [
     "MANIFEST_NAME",
@@ -98,10 +104,14 @@ def artifact_format(name: str) -> str:
     return _FORMATS.get(extension, extension)
 
 
-def final_name(package_id: str) -> str:
-    """The name a package's files are published under in the store: the one place that
-    decides it (today the package id itself)."""
-    return package_id
+def final_name(package_id: str, version: int = 1) -> str:
+    """The name a package version's files are published under in the store
+    (:func:`~aicmo.delivery.naming.package_folder`: the package id for version 1,
+    ``<package_id>~v<N>`` for a later version)."""
+    return package_folder(package_id, version)
+
+
+_optional_identifier = optional(identifier)
 
 
 @attrs.frozen
@@ -208,10 +218,11 @@ class DeliveryService:
         self._usable = True
 
     # -- names ---------------------------------------------------------------------------
-    def _final(self, package_id: Any, what: str = "package_id") -> str:
-        """The final name of a package id that is safe and stays inside the store."""
+    def _final(self, package_id: Any, what: str = "package_id", version: int = 1) -> str:
+        """The final name of a version of a package id that is safe and stays inside the
+        store."""
         try:
-            name = final_name(_safe_name(package_id, what))
+            name = final_name(_safe_name(package_id, what), version)
             self.store.package_location(name)
         except Invalid as exc:
             raise ValidationError(exc.problems, subject="argument") from None
@@ -226,7 +237,9 @@ class DeliveryService:
                 [("staged", f"expected StagedPackage, got {type(staged).__name__}")],
                 subject="argument",
             )
-        final = self._final(staged.package.package_id, "staged.package.package_id")
+        final = self._final(
+            staged.package.package_id, "staged.package.package_id", staged.package.version
+        )
         problems = []
         if staged.final_location != self.store.package_location(final):
             problems.append(
@@ -237,6 +250,7 @@ class DeliveryService:
             good = (
                 isinstance(staging, str)
                 and is_staging_name(staging, final)
+                and staging[: -len(".") - 32] == final
                 and staged.staging_location == self.store.staging_location(staging)
             )
             if good and isinstance(self.store, LocalStore):
@@ -263,12 +277,17 @@ class DeliveryService:
         files: Mapping[str, bytes],
         *,
         created_at: datetime,
+        version: int = 1,
+        workflow_run_id: str | None = None,
     ) -> StagedPackage:
-        """Write ``files`` and the manifest to a new staging folder; return the package row.
+        """Write ``files`` and the manifest to a new staging entry; return the package row.
 
+        ``version`` is the version this delivery makes (1 for a first delivery; to deliver
+        a package again, :meth:`next_version`); ``workflow_run_id`` the run making it.
         Every argument is checked first (all problems at once, ``ValidationError``), so
         bad input writes nothing. The package's artifacts are the files in the order given,
-        then ``manifest.json``; their URLs are the ``file://`` URIs of the final folder.
+        then ``manifest.json``; their URLs name the version's final files in the store
+        (``file://`` or ``s3://``).
         """
         problems: list[tuple[str, str]] = []
         checked: dict[str, Any] = {}
@@ -276,6 +295,8 @@ class DeliveryService:
             ("package_id", _safe_name, package_id),
             ("draft_id", identifier, draft_id),
             ("created_at", utc_datetime, created_at),
+            ("version", version_number, version),
+            ("workflow_run_id", _optional_identifier, workflow_run_id),
         ):
             try:
                 checked[name] = check(value, name)
@@ -284,11 +305,12 @@ class DeliveryService:
         contents = self._check_files(files, problems)
         if problems:
             raise ValidationError(problems, subject="argument")
-        final = self._final(package_id)
+        final = self._final(package_id, version=version)
         created: datetime = checked["created_at"]
 
         manifest = {
             "package_id": package_id,
+            "version": version,
             "draft_id": checked["draft_id"],
             "created_at": created.isoformat(),
             "files": [
@@ -310,6 +332,8 @@ class DeliveryService:
                 for name in names
             ),
             created_at=created,
+            version=version,
+            workflow_run_id=workflow_run_id,
         )
 
         staging = self.store.stage(final, [*contents.items(), (MANIFEST_NAME, manifest_bytes)])
@@ -352,8 +376,12 @@ class DeliveryService:
         return contents
 
     def save(self, staged: StagedPackage) -> None:
-        """Save the staged package's row (the caller holds the transaction)."""
-        self.repo.save_package(self._checked(staged).package)
+        """Save the staged package version's row (the caller holds the transaction).
+
+        Repeatable (the same staged package saved again changes nothing); a version stored
+        already with other content (delivered meanwhile by someone else) raises
+        ``ConflictError`` and writes nothing: stage again at :meth:`next_version`."""
+        self.repo.add_package(self._checked(staged).package)
 
     def publish(self, staged: StagedPackage) -> None:
         """Put the staged files under the package's final name (after the row is committed).
@@ -362,7 +390,7 @@ class DeliveryService:
         package already in place (its staging entry gone, its files intact) does nothing.
         """
         staged = self._checked(staged)
-        final = self._final(staged.package.package_id)
+        final = self._final(staged.package.package_id, version=staged.package.version)
         if not self.store.is_staged(staged.staging):
             if not self.missing_files(staged.package):
                 return
@@ -407,13 +435,15 @@ class DeliveryService:
                 [("package", f"expected DeliveryPackageDTO, got {type(package).__name__}")],
                 subject="argument",
             )
-        final = self._final(package.package_id, "package.package_id")
+        final = self._final(package.package_id, "package.package_id", package.version)
         try:
             manifest = json.loads(self.store.read(final, MANIFEST_NAME) or b"")
             recorded = {
                 entry["name"]: (entry["bytes"], entry["sha256"]) for entry in manifest["files"]
             }
             if manifest["package_id"] != package.package_id:
+                return True
+            if manifest.get("version", 1) != package.version:  # 1: written before versions
                 return True
         except (ValueError, TypeError, KeyError):
             return True
@@ -430,29 +460,126 @@ class DeliveryService:
                 return True
         return False
 
-    def remove_files(self, package_id: str) -> None:
-        """Remove the package's published files; nothing if there are none."""
-        self.store.remove(self._final(package_id))
+    def remove_files(self, package_id: str, *, version: int | None = None) -> None:
+        """Remove the published files of version ``version`` of the package (``None``: of
+        every version stored, and version 1's); nothing where there are none."""
+        if version is None:
+            self._final(package_id)
+            stored = {p.version for p in self.repo.list_versions(package_id)}
+            for each in sorted(stored | {1}):
+                self.store.remove(self._final(package_id, version=each))
+        else:
+            self.store.remove(self._final(package_id, version=version_arg(version)))
 
-    def get_package(self, package_id: str) -> DeliveryPackageDTO | None:
-        """The stored package, or ``None``."""
-        return self.repo.get_package(package_id)
+    def get_package(
+        self, package_id: str, *, version: int | None = None
+    ) -> DeliveryPackageDTO | None:
+        """The stored package's latest version (or version ``version``), or ``None``."""
+        return self.repo.get_package(package_id, version=version)
 
-    def retract(self, package_id: str) -> bool:
-        """Remove the package's files, then its row (the saga's undo, inside the
-        transaction that records it): if removing the files fails, the row stays, so no
-        file is ever left without its package row. ``True`` if a row was deleted."""
-        self.remove_files(package_id)
-        return self.repo.delete_package(package_id)
+    def list_versions(self, package_id: str) -> list[DeliveryPackageDTO]:
+        """Every stored version of the package, oldest first."""
+        return self.repo.list_versions(package_id)
+
+    def next_version(self, package_id: str, *, workflow_run_id: str | None = None) -> int:
+        """The version a delivery of ``package_id`` makes now: the latest stored one plus
+        one (1 for a package never delivered). With ``workflow_run_id``, the version that
+        run made already if it made one, so a run's delivery done again (after a crash)
+        makes no second version."""
+        versions = self.repo.list_versions(package_id)
+        if workflow_run_id is not None:
+            made = [v.version for v in versions if v.workflow_run_id == workflow_run_id]
+            if made:
+                return made[-1]
+        return versions[-1].version + 1 if versions else 1
+
+    def version_at(self, package_id: str, final_location: str | os.PathLike[str]) -> int | None:
+        """The version of ``package_id`` whose final location is ``final_location`` (a
+        run's recorded ``artifact_dirs`` entry: a folder or an ``s3://`` URL), or ``None``
+        if it names none."""
+        return version_in(package_id, Path(final_location).name)
+
+    def deliver(
+        self,
+        package_id: str,
+        draft_id: str,
+        files: Mapping[str, bytes],
+        *,
+        created_at: datetime | None = None,
+        workflow_run_id: str | None = None,
+    ) -> DeliveryPackageDTO:
+        """Deliver ``files`` as a new version of ``package_id`` (version 1 the first
+        time), keeping the earlier versions; return the version's row.
+
+        Stages the files, saves the row in a transaction of its own and publishes them
+        once that committed; on a failure before the commit the staged files are removed.
+        Call it outside ``app.transaction()``: inside one, the files would be published
+        before the caller's commit (do ``stage``, ``save`` in the transaction, ``publish``
+        after it, as the saga does). ``created_at`` defaults to now. Two callers delivering
+        the same package at once: one of them gets ``ConflictError`` and writes nothing
+        (deliver again).
+        """
+        version = self.next_version(package_id, workflow_run_id=workflow_run_id)
+        staged = self.stage(
+            package_id,
+            draft_id,
+            files,
+            created_at=datetime.now(UTC) if created_at is None else created_at,
+            version=version,
+            workflow_run_id=workflow_run_id,
+        )
+        try:
+            self.save(staged)
+        except BaseException:
+            self.abandon(staged)
+            raise
+        self.publish(staged)
+        return staged.package
+
+    def retract(
+        self,
+        package_id: str,
+        *,
+        workflow_run_id: str | None = None,
+        version: int | None = None,
+    ) -> bool:
+        """Remove the package's files, then its rows (the saga's undo, inside the
+        transaction that records it): if removing the files fails, the rows stay, so no
+        file is ever left without its package row. ``True`` if a row was deleted.
+
+        Every version; with ``version``, only that version; with ``workflow_run_id``, only
+        the versions that run made (those recording it); with both, that version if it
+        records the run, or, for version 1, if it records no run (delivered before versions
+        were recorded, when a run's packages were its own). The other versions and their
+        files stay.
+        """
+        if workflow_run_id is None and version is None:
+            self.remove_files(package_id)
+            return self.repo.delete_package(package_id)
+        wanted = None if version is None else version_arg(version)
+        removed = False
+        for stored in self.repo.list_versions(package_id):
+            ours = (
+                workflow_run_id is None
+                or stored.workflow_run_id == workflow_run_id
+                or (stored.version == 1 and stored.workflow_run_id is None and wanted == 1)
+            )
+            if (wanted is None or stored.version == wanted) and ours:
+                self.remove_files(package_id, version=stored.version)
+                removed = self.repo.delete_package_version(package_id, stored.version) or removed
+        return removed
 
     def discard(self, package_id: str) -> bool:
-        """Delete the package row, then its files; ``True`` if a row was deleted.
+        """Delete every version's row, then their files; ``True`` if a row was deleted.
 
-        Idempotent: files left without a row are removed too.
+        Idempotent: files left without a row are removed too (version 1's, and those of
+        the versions stored when it was called).
         """
         self._final(package_id)
+        versions = [p.version for p in self.repo.list_versions(package_id)]
         removed = self.repo.delete_package(package_id)
-        self.remove_files(package_id)
+        for version in sorted({1, *versions}):
+            self.store.remove(self._final(package_id, version=version))
         return removed
 
     def clean_staging(
@@ -470,5 +597,6 @@ class DeliveryService:
         workflow removes a run's leftovers once it holds the run's lease.
         """
         cutoff = time.time() - older_than.total_seconds()
+        # Every version's leftovers: is_staging_name takes `<id>~v<N>.<hex>` too.
         only = None if package_ids is None else [self._final(p) for p in package_ids]
         return self.store.clean_staging(cutoff=cutoff, package_ids=only)

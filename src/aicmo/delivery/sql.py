@@ -1,44 +1,101 @@
 """SQL ``DeliveryRepository``: the same statements on SQLite and PostgreSQL.
 
-A package is one ``delivery_packages`` row; its artifacts are ``delivery_artifacts`` rows
-keyed by ``(package_id, position)``, deleted with their package (``ON DELETE CASCADE``).
-Reads are one ``LEFT JOIN`` statement each (:class:`~aicmo.db.children.Children`), so they
-are consistent without a snapshot and cost one round trip however many artifacts there are.
+A package version is one ``delivery_packages`` row keyed by ``(package_id, version)``; its
+artifacts are ``delivery_artifacts`` rows keyed by ``(package_id, version, position)``,
+deleted with their version (``ON DELETE CASCADE``). The latest version of a package is
+its row with the highest version (the primary key's index finds it). Reads are one
+``LEFT JOIN`` statement each (:class:`~aicmo.db.children.Children`), so they are
+consistent without a snapshot and cost one round trip however many artifacts there are;
+``get_packages`` reads up to :data:`IN_BATCH` ids a statement.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import cache
+
 from aicmo.db.base import SqlDatabase
 from aicmo.db.children import Children
 from aicmo.db.mapping import RowMapper, columns
-from aicmo.db.statement import Sql, upsert
+from aicmo.db.statement import Sql, insert, upsert
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
-from aicmo.delivery.rules import key_arg, package_arg
+from aicmo.delivery.rules import (
+    key_arg,
+    keys_arg,
+    package_arg,
+    packages_arg,
+    version_arg,
+    version_taken,
+)
 
-__all__ = ["SqlDeliveryRepository"]
+__all__ = ["IN_BATCH", "SqlDeliveryRepository"]
 
 _PACKAGE = columns(DeliveryPackageDTO, without=("artifacts",))
 
-SAVE_PACKAGE = upsert("delivery_packages", _PACKAGE, key="package_id", stamps=("updated_at",))
+SAVE_PACKAGE = upsert(
+    "delivery_packages",
+    _PACKAGE,
+    key="package_id, version",
+    keep=("package_id", "version"),
+    stamps=("updated_at",),
+)
 
-# A re-save replaces the artifacts as a whole, in the same transaction as the package row.
-# Artifact names are NOT NULL, so a NULL name in a joined row means "no artifact".
+# A new version only: a stored one is left alone (add_package compares it).
+ADD_PACKAGE = insert(
+    "delivery_packages",
+    _PACKAGE,
+    stamps=("updated_at",),
+    rest="ON CONFLICT (package_id, version) DO NOTHING",
+)
+
+# A re-save replaces the version's artifacts as a whole, in the same transaction as its
+# row. Artifact names are NOT NULL, so a NULL name in a joined row means "no artifact".
 ARTIFACTS = Children(
     "delivery_packages",
     "delivery_artifacts",
     DeliveryArtifactDTO,
-    key="package_id",
+    key=("package_id", "version"),
     field="artifacts",
     present="name",
 )
 
-GET_PACKAGE = ARTIFACTS.joined(_PACKAGE, where="p.package_id = :package_id")
-LIST_PACKAGES_BY_DRAFT = ARTIFACTS.joined(
-    _PACKAGE, where="p.draft_id = :draft_id", order="p.created_at, p.package_id"
+_LATEST = (
+    "p.version = (SELECT MAX(m.version) FROM delivery_packages m WHERE m.package_id = p.package_id)"
 )
 
-# The artifacts go with their package: ON DELETE CASCADE.
+GET_PACKAGE = ARTIFACTS.joined(_PACKAGE, where=f"p.package_id = :package_id AND {_LATEST}")
+GET_PACKAGE_VERSION = ARTIFACTS.joined(
+    _PACKAGE, where="p.package_id = :package_id AND p.version = :version"
+)
+LIST_VERSIONS = ARTIFACTS.joined(_PACKAGE, where="p.package_id = :package_id", order="p.version")
+LIST_PACKAGES_BY_DRAFT = ARTIFACTS.joined(
+    _PACKAGE, where=f"p.draft_id = :draft_id AND {_LATEST}", order="p.created_at, p.package_id"
+)
+
+# The artifacts go with their version: ON DELETE CASCADE.
 DELETE_PACKAGE = Sql("DELETE FROM delivery_packages WHERE package_id = :package_id")
+DELETE_PACKAGE_VERSION = Sql(
+    "DELETE FROM delivery_packages WHERE package_id = :package_id AND version = :version"
+)
+
+IN_BATCH = 256
+"""The most ids one ``get_packages`` statement takes (far below SQLite's and psycopg's
+parameter limits)."""
+
+
+@cache
+def get_packages_statement(size: int) -> Sql:
+    """``GET_PACKAGES`` for ``size`` ids (``:k0`` ... ): the latest version of each. Sizes
+    are powers of two (the ids padded by repeating the last), so a few statements serve
+    every batch."""
+    keys = ", ".join(f":k{i}" for i in range(size))
+    return ARTIFACTS.joined(
+        _PACKAGE, where=f"p.package_id IN ({keys}) AND {_LATEST}", order="p.package_id"
+    )
+
+
+def _padded(size: int) -> int:
+    return 1 << (size - 1).bit_length()
 
 
 class SqlDeliveryRepository:
@@ -53,11 +110,62 @@ class SqlDeliveryRepository:
         artifacts = ARTIFACTS.split(row)
         with self._db.transaction():
             self._db.execute(SAVE_PACKAGE, row)
-            ARTIFACTS.replace(self._db, row["package_id"], artifacts)
+            ARTIFACTS.replace(self._db, row, artifacts)
 
-    def get_package(self, package_id: str) -> DeliveryPackageDTO | None:
-        rows = self._db.fetch_all(GET_PACKAGE, {"package_id": key_arg(package_id, "package_id")})
+    def add_package(self, package: DeliveryPackageDTO) -> None:
+        package = package_arg(package)
+        row = self._packages.to_row(package, now=self._db.now())
+        artifacts = ARTIFACTS.split(row)
+        with self._db.transaction():
+            if self._db.write(ADD_PACKAGE, row) > 0:
+                ARTIFACTS.replace(self._db, row, artifacts)
+                return
+            stored = self.get_package(package.package_id, version=package.version)
+            if stored is not None and stored != package:
+                raise version_taken(package, stored)
+
+    def save_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
+        batch = packages_arg(packages)
+        if not batch:
+            return
+        now = self._db.now()
+        rows = [self._packages.to_row(package, now=now) for package in batch]
+        artifacts = [a for row in rows for a in ARTIFACTS.split(row)]
+        with self._db.transaction():
+            # Three statements, many parameter sets each (sqlite3's executemany, psycopg's
+            # pipelined executemany); (package_id, version) are distinct (packages_arg
+            # keeps the last).
+            self._db.execute_many(SAVE_PACKAGE, rows)
+            ARTIFACTS.replace_many(self._db, rows, artifacts)
+
+    def get_package(
+        self, package_id: str, *, version: int | None = None
+    ) -> DeliveryPackageDTO | None:
+        params: dict[str, object] = {"package_id": key_arg(package_id, "package_id")}
+        if version is None:
+            rows = self._db.fetch_all(GET_PACKAGE, params)
+        else:
+            params["version"] = version_arg(version)
+            rows = self._db.fetch_all(GET_PACKAGE_VERSION, params)
         return ARTIFACTS.load_one(self._packages, rows)
+
+    def get_package_version(self, package_id: str, version: int) -> DeliveryPackageDTO | None:
+        return self.get_package(package_id, version=version_arg(version))
+
+    def get_packages(self, package_ids: Iterable[str]) -> list[DeliveryPackageDTO]:
+        keys = keys_arg(package_ids)
+        found: dict[str, DeliveryPackageDTO] = {}
+        for start in range(0, len(keys), IN_BATCH):
+            chunk = keys[start : start + IN_BATCH]
+            size = _padded(len(chunk))
+            params = {f"k{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
+            rows = self._db.fetch_all(get_packages_statement(size), params)
+            found.update((p.package_id, p) for p in ARTIFACTS.load(self._packages, rows))
+        return [found[k] for k in keys if k in found]
+
+    def list_versions(self, package_id: str) -> list[DeliveryPackageDTO]:
+        rows = self._db.fetch_all(LIST_VERSIONS, {"package_id": key_arg(package_id, "package_id")})
+        return ARTIFACTS.load(self._packages, rows)
 
     def list_by_draft(self, draft_id: str) -> list[DeliveryPackageDTO]:
         rows = self._db.fetch_all(
@@ -68,3 +176,7 @@ class SqlDeliveryRepository:
     def delete_package(self, package_id: str) -> bool:
         key = {"package_id": key_arg(package_id, "package_id")}
         return self._db.write(DELETE_PACKAGE, key) > 0
+
+    def delete_package_version(self, package_id: str, version: int) -> bool:
+        key = {"package_id": key_arg(package_id, "package_id"), "version": version_arg(version)}
+        return self._db.write(DELETE_PACKAGE_VERSION, key) > 0

@@ -60,12 +60,14 @@ MANIFEST_NAME = "manifest.json"
 STAGING_DIR = ".staging"
 """Staging area under the root; it starts with a dot, so no package id can name it."""
 
-_STAGING_SUFFIX = re.compile(r"\.[0-9a-f]{32}")
+_STAGING_SUFFIX = re.compile(r"(?:~v[1-9][0-9]*)?\.[0-9a-f]{32}")
 _CHUNK = 1 << 20
 
 
 def is_staging_name(name: str, package_id: str) -> bool:
-    """``name`` is ``<package_id>.<32 hex digits>``, as a store's ``stage`` makes.
+    """``name`` is ``<package_id>.<32 hex digits>``, or ``<package_id>~v<N>.<32 hex
+    digits>`` (a later version's, :func:`~aicmo.delivery.naming.package_folder`), as a
+    store's ``stage`` makes.
 
     Checked without a pattern built per package id: those would fill ``re``'s cache with
     one entry per package ever published (and push out the patterns that repeat).

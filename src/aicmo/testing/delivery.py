@@ -12,13 +12,14 @@ from hypothesis.stateful import rule
 
 import aicmo
 from aicmo.delivery import DeliveryArtifactDTO, DeliveryPackageDTO
-from aicmo.errors import ValidationError
-from aicmo.testing.base import BadCall, Kind, Listing, RepositoryContract, tied
+from aicmo.errors import ConflictError, ValidationError
+from aicmo.testing.base import TIED_IDS, BadCall, Kind, Listing, RepositoryContract, tied
 from aicmo.testing.parity import (
     Boom,
     Op,
     ParityMachine,
     assert_same,
+    batches,
     one_of_known,
     other_than,
     read_rule,
@@ -74,10 +75,16 @@ def _names(package: DeliveryPackageDTO | None) -> list[str]:
 def _changed(package: DeliveryPackageDTO) -> DeliveryPackageDTO:
     return make_package(
         package.package_id,
+        version=package.version,
         draft_id="draft-2",
         artifacts=(make_artifact("only.pdf", url="https://new", format="pdf"),),
         created_at=T0 + timedelta(days=3),
+        workflow_run_id="run-2" if package.workflow_run_id != "run-2" else "run-3",
     )
+
+
+def _versions(packages: list[DeliveryPackageDTO]) -> list[tuple[str, int]]:
+    return [(p.package_id, p.version) for p in packages]
 
 
 class DeliveryRepositoryContract(RepositoryContract):
@@ -93,8 +100,26 @@ class DeliveryRepositoryContract(RepositoryContract):
                 changed=_changed,
                 save=lambda app, p: app.repos.delivery.save_package(p),
                 load=lambda app, p: app.repos.delivery.get_package(p.package_id),
-                keys=("package_id",),
-            )
+                keys=("package_id", "version"),
+            ),
+            Kind(
+                "package version",
+                make=lambda n: make_package(f"ver-{n}", version=2, workflow_run_id="run-1"),
+                changed=_changed,
+                save=lambda app, p: app.repos.delivery.save_package(p),
+                load=lambda app, p: app.repos.delivery.get_package_version(p.package_id, p.version),
+                keys=("package_id", "version"),
+            ),
+            Kind(
+                "package (bulk)",
+                make=lambda n: make_package(f"bulk-{n}", version=n + 1),
+                changed=_changed,
+                save=lambda app, p: app.repos.delivery.save_packages([p]),
+                load=lambda app, p: next(
+                    iter(app.repos.delivery.get_packages([p.package_id])), None
+                ),
+                keys=("package_id", "version"),
+            ),
         ]
 
     def listings(self) -> list[Listing]:
@@ -217,6 +242,221 @@ class DeliveryRepositoryContract(RepositoryContract):
         assert_same(fresh, repo.get_package("pkg-1"))
         assert_same(make_package("kept"), repo.get_package("kept"))
 
+    # -- versions ----------------------------------------------------------------------
+    def test_a_new_version_keeps_the_earlier_ones_and_is_the_default(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        first = make_package(workflow_run_id="run-1")
+        second = make_package(
+            version=2,
+            artifacts=(make_artifact("v2.zip"),),
+            created_at=T0 + timedelta(days=1),
+            workflow_run_id="run-2",
+        )
+        repo.save_package(first)
+        repo.save_package(second)
+        assert_same(second, repo.get_package("pkg-1"))
+        assert_same(first, repo.get_package("pkg-1", version=1))
+        assert_same(first, repo.get_package_version("pkg-1", 1))
+        assert_same(second, repo.get_package_version("pkg-1", 2))
+        assert repo.get_package_version("pkg-1", 3) is None
+        assert repo.get_package("nope", version=1) is None
+        assert_same([first, second], repo.list_versions("pkg-1"))
+        assert_same([second], repo.list_by_draft("draft-1"))
+        assert_same([second], repo.get_packages(["pkg-1"]))
+        assert repo.list_versions("nope") == []
+
+    def test_the_latest_is_the_highest_number_whatever_the_save_order(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        repo.save_package(make_package(version=3, created_at=T0))
+        repo.save_package(make_package(version=1, created_at=T0 + timedelta(days=9)))
+        got = repo.get_package("pkg-1")
+        assert got is not None
+        assert got.version == 3
+        assert [p.version for p in repo.list_versions("pkg-1")] == [1, 3]
+        assert _versions(repo.list_by_draft("draft-1")) == [("pkg-1", 3)]
+
+    def test_list_by_draft_follows_the_latest_version(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        repo.save_package(make_package("a", draft_id="draft-1"))
+        repo.save_package(make_package("a", version=2, draft_id="draft-2"))
+        assert repo.list_by_draft("draft-1") == []
+        assert _versions(repo.list_by_draft("draft-2")) == [("a", 2)]
+        assert repo.delete_package_version("a", 2) is True
+        assert _versions(repo.list_by_draft("draft-1")) == [("a", 1)]
+        assert repo.list_by_draft("draft-2") == []
+
+    def test_resaving_a_version_replaces_only_that_version(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        first = make_package()
+        repo.save_package(first)
+        repo.save_package(make_package(version=2))
+        changed = _changed(make_package(version=2))
+        repo.save_package(changed)
+        assert_same([first, changed], repo.list_versions("pkg-1"))
+
+    def test_delete_a_version_keeps_the_others(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        versions = [make_package(version=v, artifacts=(make_artifact(f"v{v}"),)) for v in (1, 2, 3)]
+        for package in versions:
+            repo.save_package(package)
+        assert repo.delete_package_version("pkg-1", 3) is True
+        assert repo.delete_package_version("pkg-1", 3) is False
+        assert repo.delete_package_version("nope", 1) is False
+        assert_same(versions[1], repo.get_package("pkg-1"))
+        assert repo.delete_package_version("pkg-1", 1) is True
+        assert_same([versions[1]], repo.list_versions("pkg-1"))
+        assert repo.delete_package_version("pkg-1", 2) is True
+        assert repo.get_package("pkg-1") is None
+        assert repo.list_versions("pkg-1") == []
+        # A version saved again after its deletion has exactly its new artifacts.
+        again = make_package(version=3, artifacts=(make_artifact("again"),))
+        repo.save_package(again)
+        assert_same([again], repo.list_versions("pkg-1"))
+
+    def test_delete_package_removes_every_version(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        for v in (1, 2):
+            repo.save_package(make_package(version=v))
+        repo.save_package(make_package("kept", version=2))
+        assert repo.delete_package("pkg-1") is True
+        assert repo.list_versions("pkg-1") == []
+        assert repo.get_package("pkg-1", version=1) is None
+        assert _versions(repo.list_versions("kept")) == [("kept", 2)]
+
+    def test_bad_versions_are_refused_and_write_nothing(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        with pytest.raises(ValidationError, match="version: must be >= 1, got 0"):
+            make_package(version=0)
+        with pytest.raises(ValidationError, match="version: expected an integer, got bool"):
+            make_package(version=True)
+        with pytest.raises(ValidationError, match="workflow_run_id: must not be empty"):
+            make_package(workflow_run_id="")
+        with pytest.raises(ValidationError, match="version: must be >= 1, got -1"):
+            repo.get_package("pkg-1", version=-1)
+        with pytest.raises(ValidationError, match="version: expected an integer, got str"):
+            repo.get_package_version("pkg-1", "2")  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="version: must be >= 1"):
+            repo.delete_package_version("pkg-1", 0)
+        with pytest.raises(ValidationError, match=r"version: .*signed 64-bit"):
+            repo.get_package("pkg-1", version=2**63)
+        assert repo.list_versions("pkg-1") == []
+
+    def test_add_package_inserts_a_new_version_and_never_replaces_one(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        first = make_package(workflow_run_id="run-1")
+        repo.add_package(first)
+        repo.add_package(first)  # the same version again (a lost reply): nothing changes
+        assert_same([first], repo.list_versions("pkg-1"))
+        second = make_package(version=2, artifacts=(make_artifact("v2"),), workflow_run_id="run-2")
+        repo.add_package(second)
+        assert_same([first, second], repo.list_versions("pkg-1"))
+        for other in (
+            attrs.evolve(second, workflow_run_id="run-3"),  # type: ignore[misc]
+            attrs.evolve(second, artifacts=()),  # type: ignore[misc]
+            attrs.evolve(second, created_at=T0 + timedelta(seconds=1)),  # type: ignore[misc]
+        ):
+            with pytest.raises(
+                ConflictError,
+                match=r"version 2 of package 'pkg-1' was delivered already \(by run 'run-2'",
+            ):
+                repo.add_package(other)
+        assert_same([first, second], repo.list_versions("pkg-1"))
+        with pytest.raises(ValidationError, match="package: expected DeliveryPackageDTO"):
+            repo.add_package(None)  # type: ignore[arg-type]
+
+    def test_add_package_that_conflicts_inside_a_transaction_writes_nothing(
+        self, app: aicmo.App
+    ) -> None:
+        repo = app.repos.delivery
+        repo.add_package(make_package())
+        with pytest.raises(ConflictError, match="outside a run"), app.transaction():
+            repo.add_package(make_package("other"))
+            repo.add_package(make_package(artifacts=()))
+        assert repo.get_package("other") is None
+        assert_same(make_package(), repo.get_package("pkg-1"))
+
+    # -- bulk ----------------------------------------------------------------------------
+    def test_save_packages_stores_every_package_exactly(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        batch = [
+            make_package(
+                f"p{i}", version=v, artifacts=[make_artifact(f"f{i}-{v}-{j}") for j in range(i)]
+            )
+            for i in range(5)
+            for v in (1, 2)
+        ]
+        repo.save_packages(batch)
+        for i in range(5):
+            assert_same([batch[2 * i], batch[2 * i + 1]], repo.list_versions(f"p{i}"))
+        assert_same(
+            [batch[2 * i + 1] for i in range(5)], repo.get_packages([f"p{i}" for i in range(5)])
+        )
+
+    def test_save_packages_is_the_same_as_saving_one_after_another(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        repo.save_package(make_package("old", artifacts=(make_artifact("gone"),)))
+        last = make_package("a", artifacts=(make_artifact("last"),), draft_id="draft-9")
+        repo.save_packages(
+            iter(
+                [
+                    make_package("a"),
+                    make_package("old", artifacts=()),
+                    make_package("a", version=2),
+                    last,
+                ]
+            )
+        )
+        assert_same([last, make_package("a", version=2)], repo.list_versions("a"))
+        assert_same(make_package("old", artifacts=()), repo.get_package("old"))
+
+    def test_save_packages_of_nothing_writes_nothing(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        repo.save_packages([])
+        repo.save_packages(())
+        assert repo.get_packages([]) == []
+        assert repo.list_by_draft("draft-1") == []
+
+    def test_save_packages_checks_every_item_before_writing_any(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        batch: list[Any] = [make_package("a"), make_package("b"), {"package_id": "c"}]
+        with pytest.raises(ValidationError, match=r"packages\[2\]: expected DeliveryPackageDTO"):
+            repo.save_packages(batch)
+        with pytest.raises(ValidationError, match="packages: expected a sequence"):
+            repo.save_packages(make_package())  # type: ignore[arg-type]
+        assert repo.get_packages(["a", "b"]) == []
+
+    def test_save_packages_is_one_transaction(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        kept = make_package("k")
+        repo.save_package(kept)
+        with pytest.raises(Boom), app.transaction():
+            repo.save_packages([make_package("a"), make_package("k", version=2)])
+            raise Boom
+        assert repo.get_packages(["a", "k"]) == [kept]
+
+    def test_get_packages_keeps_the_order_given(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        ids = list(TIED_IDS)
+        repo.save_packages([make_package(i, version=2 if i < "b" else 1) for i in ids])
+        wanted = [*reversed(ids), "missing", ids[0], ids[3]]
+        got = repo.get_packages(wanted)
+        assert [p.package_id for p in got] == list(reversed(ids))
+        assert all(p.version == (2 if p.package_id < "b" else 1) for p in got)
+
+    def test_get_packages_reads_batches_larger_than_one_statement(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        batch = [make_package(f"p{i:04}", artifacts=(make_artifact(str(i)),)) for i in range(600)]
+        repo.save_packages(batch)
+        assert_same(batch, repo.get_packages(p.package_id for p in batch))
+        assert_same(batch[::-7], repo.get_packages([p.package_id for p in batch][::-7]))
+
+    def test_get_packages_refuses_what_is_not_text(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        with pytest.raises(ValidationError, match=r"package_ids\[1\]: expected text"):
+            repo.get_packages(["a", 1])  # type: ignore[list-item]
+        with pytest.raises(ValidationError, match="package_ids: expected a sequence"):
+            repo.get_packages("abc")
+
     # -- arguments ---------------------------------------------------------------------
     def bad_calls(self) -> list[BadCall]:
         return [
@@ -289,14 +529,21 @@ _times = (
     st.sampled_from([T0, T0.astimezone(NEPAL), T0 + timedelta(microseconds=1)]) | aware_datetimes
 )
 
+_versions_pool = st.integers(min_value=1, max_value=4) | st.sampled_from([2**63 - 1])
+
+_runs = st.none() | st.sampled_from(["run-1", "run-2"]) | ids
+
 packages = st.builds(
     DeliveryPackageDTO,
     package_id=ids,
     draft_id=_drafts,
     artifacts=_artifact_lists,
     created_at=_times,
+    version=_versions_pool,
+    workflow_run_id=_runs,
 )
-"""Valid packages with nasty values; ids, drafts and creation times collide often."""
+"""Valid package versions with nasty values; ids, versions, drafts and creation times
+collide often."""
 
 
 def _unlike(
@@ -317,7 +564,8 @@ class DeliveryParityMachine(ParityMachine):
         self.drafts: set[str] = set()
 
     def seen(self, op: Op) -> None:
-        for arg in op.args:
+        args = [a for arg in op.args for a in (arg if isinstance(arg, list) else [arg])]
+        for arg in args:
             if isinstance(arg, DeliveryPackageDTO):
                 self.package_ids.add(arg.package_id)
                 self.drafts.add(arg.draft_id)
@@ -339,14 +587,95 @@ class DeliveryParityMachine(ParityMachine):
                 )
             ),
             (ids | known).map(lambda i: Op("delivery", "delete_package", (i,))),
+            st.tuples(ids | known, _versions_pool).map(
+                lambda a: Op("delivery", "delete_package_version", a)
+            ),
+            self._batches().map(lambda batch: Op("delivery", "save_packages", (batch,))),
+            st.tuples(known, packages).map(
+                lambda a: Op(
+                    "delivery",
+                    "add_package",
+                    (attrs.evolve(a[1], package_id=a[0]),),  # type: ignore[misc]
+                )
+            ),
         )
 
     def observe(self, app: aicmo.App) -> Any:
         repo = app.repos.delivery
+        known = sorted(self.package_ids)
         return (
-            [(i, repo.get_package(i)) for i in sorted(self.package_ids)],
+            [(i, repo.get_package(i), repo.list_versions(i)) for i in known],
             [(d, repo.list_by_draft(d)) for d in sorted(self.drafts)],
+            repo.get_packages(known),
         )
+
+    def _batches(self) -> st.SearchStrategy[list[Any]]:
+        """Lists of package versions whose keys often repeat (in the batch and with stored
+        ones), sometimes with an item that is not a package (the call must write nothing)."""
+        moved = st.tuples(packages, self._known()).map(
+            lambda pair: attrs.evolve(pair[0], package_id=pair[1])  # type: ignore[misc]
+        )
+        return batches(
+            packages | moved,
+            packages,
+            lambda package, first: attrs.evolve(
+                package, package_id=first.package_id, version=first.version
+            ),
+            [None, "pkg", {}],
+        )
+
+    @rule(data=st.data())
+    def save_packages(self, data: st.DataObject) -> None:
+        """The bulk save: the same result as saving one version after another (last wins)."""
+        batch = data.draw(self._batches(), label="batch")
+        self.both(Op("delivery", "save_packages", (batch,)))
+
+    @rule(data=st.data())
+    def save_next_version(self, data: st.DataObject) -> None:
+        """Deliver a stored package again: its latest version plus one, other artifacts."""
+        current = self._draw_stored(data)
+        new_artifacts = data.draw(
+            _artifact_lists.map(lambda a: _unlike(a, current.artifacts)), label="artifacts"
+        )
+        run = data.draw(_runs, label="workflow_run_id")
+        again = attrs.evolve(  # type: ignore[misc]
+            current,
+            version=min(current.version + 1, 2**63 - 1),
+            artifacts=tuple(new_artifacts),
+            workflow_run_id=run,
+        )
+        self.both(Op("delivery", "save_package", (again,)))
+
+    @rule(data=st.data(), package=packages)
+    def add_package(self, data: st.DataObject, package: DeliveryPackageDTO) -> None:
+        """Add a version: a new one, a stored one again (nothing changes) or a stored one
+        with other content (``ConflictError`` from both)."""
+        current = self._draw_stored(data)
+        choice = data.draw(st.sampled_from(["new", "same", "other"]), label="which")
+        if choice == "new":
+            added = attrs.evolve(package, package_id=current.package_id)  # type: ignore[misc]
+        elif choice == "same":
+            added = current
+        else:
+            added = attrs.evolve(  # type: ignore[misc]
+                package, package_id=current.package_id, version=current.version
+            )
+        self.both(Op("delivery", "add_package", (added,)))
+
+    get_package_version = read_rule(
+        "delivery", "get_package_version", lambda m: m._known() | ids, _versions_pool
+    )
+
+    list_versions = read_rule("delivery", "list_versions", lambda m: m._known() | ids)
+
+    get_packages = read_rule(
+        "delivery", "get_packages", lambda m: st.lists(m._known() | ids, max_size=6)
+    )
+
+    @rule(data=st.data())
+    def delete_package_version(self, data: st.DataObject) -> None:
+        current = self._draw_stored(data)
+        self.both(Op("delivery", "delete_package_version", (current.package_id, current.version)))
 
     def _stored(self) -> list[DeliveryPackageDTO]:
         """The packages stored now (read from the memory app, which the SQL one matches)."""
@@ -375,6 +704,8 @@ class DeliveryParityMachine(ParityMachine):
             draft_id=draft_id,
             artifacts=tuple(new_artifacts),
             created_at=created_at,
+            version=current.version,
+            workflow_run_id=data.draw(_runs, label="workflow_run_id"),
         )
         self.both(Op("delivery", "save_package", (package,)))
 

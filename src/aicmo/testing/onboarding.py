@@ -14,7 +14,15 @@ import aicmo
 from aicmo.errors import NotFoundError, ValidationError
 from aicmo.onboarding import ChannelPreferenceDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
 from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve, tied
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, read_rule
+from aicmo.testing.parity import (
+    Boom,
+    Op,
+    ParityMachine,
+    assert_same,
+    batches,
+    one_of_known,
+    read_rule,
+)
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
 
 __all__ = ["BriefParityMachine", "BriefRepositoryContract", "briefs", "intakes", "make_brief"]
@@ -364,16 +372,12 @@ class BriefParityMachine(ParityMachine):
         sometimes with an item that is not a brief (the whole call must write nothing)."""
         known = one_of_known(self.brief_ids)
         moved = st.tuples(briefs, known).map(lambda pair: evolve(pair[0], brief_id=pair[1]))
-        valid = st.lists(briefs | moved, max_size=5)
-        repeated: st.SearchStrategy[list[Any]] = st.tuples(
-            st.lists(briefs | moved, min_size=1, max_size=3), briefs
-        ).map(  # the first id again, with other content, at the end
-            lambda pair: [*pair[0], evolve(pair[1], brief_id=pair[0][0].brief_id)]
+        return batches(
+            briefs | moved,
+            briefs,
+            lambda brief, first: evolve(brief, brief_id=first.brief_id),
+            [None, "brief", {}],
         )
-        with_bad_item: st.SearchStrategy[list[Any]] = st.tuples(
-            st.lists(briefs | moved, max_size=3), st.sampled_from([None, "brief", {}])
-        ).map(lambda pair: [*pair[0], pair[1]])
-        return valid | repeated | with_bad_item
 
     @rule(data=st.data())
     def save_briefs(self, data: st.DataObject) -> None:

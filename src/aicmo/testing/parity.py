@@ -25,6 +25,7 @@ __all__ = [
     "Op",
     "ParityMachine",
     "assert_same",
+    "batches",
     "one_of_known",
     "other_than",
     "outcome",
@@ -49,6 +50,26 @@ def read_rule(module: str, method: str, *pools: Pool) -> Any:
 
     read.__name__ = read.__qualname__ = method
     return read
+
+
+def batches(
+    items: st.SearchStrategy[Any],
+    fresh: st.SearchStrategy[Any],
+    same_key: Callable[[Any, Any], Any],
+    not_items: Collection[Any],
+) -> st.SearchStrategy[list[Any]]:
+    """Lists for a bulk save (``save_briefs``, ``save_packages``): lists of ``items``
+    (whose keys often repeat stored ones), lists whose last item is a ``fresh`` record
+    under the key of the first (``same_key(record, first)``: the last of a key must win),
+    and lists ending with one of ``not_items`` (the whole call must write nothing)."""
+    valid = st.lists(items, max_size=5)
+    repeated: st.SearchStrategy[list[Any]] = st.tuples(
+        st.lists(items, min_size=1, max_size=3), fresh
+    ).map(lambda pair: [*pair[0], same_key(pair[1], pair[0][0])])
+    with_bad_item: st.SearchStrategy[list[Any]] = st.tuples(
+        st.lists(items, max_size=3), st.sampled_from(list(not_items))
+    ).map(lambda pair: [*pair[0], pair[1]])
+    return valid | repeated | with_bad_item
 
 
 def other_than(strategy: st.SearchStrategy[str], taken: Collection[str]) -> st.SearchStrategy[str]:

@@ -299,12 +299,24 @@ def _report_files(s: Services, run: WorkflowRunDTO) -> dict[str, bytes]:
     if strategy is None:
         raise _gone(f"strategy {run.strategy_id!r}", run)
     pieces = []
+    made = _made(s.delivery, run)
     for draft_id in run.draft_ids:
         result = s.qc.get_result(draft_id)
         if result is None:
             raise _gone(f"QC result of draft {draft_id!r}", run)
+        package_id = package_id_of(draft_id)
+        # The version the run's delivery recorded (re-rendered after a crash), else the one
+        # it is about to make.
+        version = made.get(package_id) or s.delivery.next_version(
+            package_id, workflow_run_id=run.workflow_run_id
+        )
         pieces.append(
-            Piece(draft=_draft(s, run, draft_id), result=result, package_id=package_id_of(draft_id))
+            Piece(
+                draft=_draft(s, run, draft_id),
+                result=result,
+                package_id=package_id,
+                version=version,
+            )
         )
     return s.delivery.report_files(
         run_id=run.workflow_run_id,
@@ -339,7 +351,15 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     if run.artifact_root is None:  # recorded before the first file is written
         run = saga.record(run, artifact_root=saga.delivery_of(run).artifact_location)
     delivery = saga.delivery_of(run)
-    contents = saga.read(lambda: [(p, d, files()) for p, d, files in _packages(s, run)])
+    run_id = run.workflow_run_id
+    # The version each package gets: the one this run made already (a delivery done again
+    # after a crash makes no second version), else the package's next one.
+    contents = saga.read(
+        lambda: [
+            (p, d, files(), delivery.next_version(p, workflow_run_id=run_id))
+            for p, d, files in _packages(s, run)
+        ]
+    )
     staged: list[StagedPackage] = []
 
     def tx() -> WorkflowRunDTO:
@@ -358,8 +378,17 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     try:
         # The package is made now: after the QC step committed (updated_at), so after the
         # evaluation its files hold (run.created_at came before it).
-        for package_id, draft_id, files in contents:
-            staged.append(delivery.stage(package_id, draft_id, files, created_at=run.updated_at))
+        for package_id, draft_id, files, version in contents:
+            staged.append(
+                delivery.stage(
+                    package_id,
+                    draft_id,
+                    files,
+                    created_at=run.updated_at,
+                    version=version,
+                    workflow_run_id=run_id,
+                )
+            )
         run = saga.transaction(tx)
         saga.fault("delivery:publish")
 
@@ -376,18 +405,39 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     return run
 
 
+def _made(delivery: DeliveryService, run: WorkflowRunDTO) -> dict[str, int]:
+    """The version of each package the run made, read from the folders its delivery
+    recorded (``artifact_dirs``, in ``package_ids`` order); packages whose folder names no
+    version of them are left out."""
+    made = {}
+    for package_id, folder in zip(run.package_ids, run.artifact_dirs, strict=False):
+        version = delivery.version_at(package_id, folder)
+        if version is not None:
+            made[package_id] = version
+    return made
+
+
 def _publish_missing(saga: Saga, run: WorkflowRunDTO) -> None:
     """Re-publish package files a crash lost between the commit and the move."""
     delivery = saga.delivery_of(run)
+    made = _made(delivery, run)
 
     def republish() -> None:
         for package_id, draft_id, files_of in _packages(saga.services, run):
             if package_id not in run.package_ids:
                 continue  # a run delivered before report packages existed has none
-            package = delivery.get_package(package_id)
+            version = made.get(package_id)
+            package = None if version is None else delivery.get_package(package_id, version=version)
             if package is not None and delivery.missing_files(package):
                 files = files_of()
-                staged = delivery.stage(package_id, draft_id, files, created_at=package.created_at)
+                staged = delivery.stage(
+                    package_id,
+                    draft_id,
+                    files,
+                    created_at=package.created_at,
+                    version=package.version,
+                    workflow_run_id=package.workflow_run_id,
+                )
                 try:
                     delivery.publish(staged)
                 except BaseException:
@@ -400,10 +450,11 @@ def _publish_missing(saga: Saga, run: WorkflowRunDTO) -> None:
 def _undo_delivery(saga: Saga, run: WorkflowRunDTO) -> None:
     # Files first, inside the transaction: if removing them fails (or the process dies),
     # the rows stay, the step stays pending and it is done again later; never a file left
-    # without its package row.
+    # without its package row. Only the versions this run made: a package delivered again
+    # keeps its earlier versions.
     delivery = saga.delivery_of(run)
-    for package_id in run.package_ids:
-        delivery.retract(package_id)
+    for package_id, version in _made(delivery, run).items():
+        delivery.retract(package_id, workflow_run_id=run.workflow_run_id, version=version)
 
 
 SAGA: tuple[Step, ...] = (
