@@ -170,8 +170,11 @@ def test_abandon_removes_the_staging_entry_and_publishes_nothing(
 
 
 def test_republish_replaces_the_package_as_a_whole(svc: DeliveryService, side: Side) -> None:
+    """Publishing again under a final name that holds files (a version staged again after
+    a crash, its row saved already) leaves exactly the new files."""
     first = deliver(svc)
-    second = deliver(svc, **{"other.md": b"# Second\n"})
+    second = svc.stage("pkg-1", "draft-1", {"other.md": b"# Second\n"}, created_at=T0)
+    svc.publish(second)
     assert sorted(side.final()) == ["pkg-1/manifest.json", "pkg-1/other.md"]
     check_manifest(side, "pkg-1")
     assert svc.missing_files(second.package) is False

@@ -694,8 +694,8 @@ def test_clean_staging_of_a_package_takes_its_versions_leftovers(
 def test_a_staged_version_cannot_be_published_as_another(svc: DeliveryService) -> None:
     staged = svc.stage("pkg-1", "draft-1", FILES, created_at=T0, version=2)
     forged = attrs.evolve(staged, package=attrs.evolve(staged.package, version=3))
-    with pytest.raises(ValidationError, match=r"staged.final_dir: must be .*pkg-1~v3"):
+    with pytest.raises(ValidationError, match=r"staged.final_location: must be .*pkg-1~v3"):
         svc.publish(forged)
-    moved = attrs.evolve(staged, final_dir=staged.final_dir.parent / "pkg-1~v3")
-    with pytest.raises(ValidationError, match=r"staged\.final_dir"):
+    moved = attrs.evolve(staged, final_location=str(staged.final_dir.parent / "pkg-1~v3"))
+    with pytest.raises(ValidationError, match=r"staged\.final_location"):
         svc.publish(moved)
