@@ -181,6 +181,31 @@ def test_republish_replaces_the_package_as_a_whole(svc: DeliveryService, side: S
     assert svc.missing_files(first.package) is True
 
 
+def test_a_package_delivered_again_keeps_its_earlier_version(
+    svc: DeliveryService, side: Side
+) -> None:
+    """Versions on every store: version 2 sits beside version 1 under its own final name
+    (``<id>~v2``), each matching its own manifest, and retracting one leaves the other."""
+    first = svc.deliver("pkg-1", "draft-1", FILES, created_at=T0)
+    second = svc.deliver("pkg-1", "draft-1", {"other.md": b"# Second\n"}, created_at=T0)
+    assert (first.version, second.version) == (1, 2)
+    held = sorted(side.final())
+    assert "pkg-1/manifest.json" in held
+    assert sorted(k for k in held if k.startswith("pkg-1~v2/")) == [
+        "pkg-1~v2/manifest.json",
+        "pkg-1~v2/other.md",
+    ]
+    check_manifest(side, "pkg-1")
+    check_manifest(side, "pkg-1~v2")
+    assert svc.missing_files(first) is False
+    assert svc.missing_files(second) is False
+    assert all("pkg-1~v2/" in a.url for a in second.artifacts)
+    assert svc.retract("pkg-1", version=2) is True
+    assert not [k for k in side.final() if k.startswith("pkg-1~v2/")]
+    assert svc.missing_files(first) is False
+    assert [p.version for p in svc.list_versions("pkg-1")] == [1]
+
+
 @pytest.mark.parametrize("damage", ["manifest", "file", "bytes"])
 def test_a_half_published_package_counts_as_missing(
     svc: DeliveryService, side: Side, damage: str
