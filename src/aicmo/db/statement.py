@@ -102,14 +102,19 @@ def to_pyformat(sql: str) -> str:
 
 class Sql:
     """One statement: ``text`` as written, ``sqlite`` as SQLite runs it, and ``pyformat``
-    as psycopg runs it (built on first use)."""
+    as psycopg runs it (built on first use). ``read_only``: a plain ``SELECT``, which a
+    backend may run again on another connection when its connection was found dropped.
+    ``pg_names`` caches the column names of its PostgreSQL result (the PostgreSQL backend
+    fills it on first use)."""
 
-    __slots__ = ("_pyformat", "sqlite", "text")
+    __slots__ = ("_pyformat", "pg_names", "read_only", "sqlite", "text")
 
     def __init__(self, text: str):
         self.text = text.strip()
         self.sqlite = without_row_locks(self.text)
         self._pyformat: bytes | None = None
+        self.read_only = self.text[:7].upper() in ("SELECT ", "SELECT\n")
+        self.pg_names: list[str] | None = None
 
     @property
     def pyformat(self) -> bytes:
