@@ -19,11 +19,15 @@ from typing import Any, TypeVar
 
 from aicmo.db.base import Row, SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
-from aicmo.db.statement import Sql, insert, select_list
+from aicmo.db.statement import Sql, insert, numbered, select_list
 
 __all__ = ["Children"]
 
 T = TypeVar("T")
+
+BATCH = 32
+"""Children inserted per statement (at most): one statement for a parent's children, up
+to this many (far below SQLite's and PostgreSQL's parameter limits); more take several."""
 
 
 class Children:
@@ -57,14 +61,17 @@ class Children:
         self.present = present
         self.renamed = dict(renamed or {})
         self.delete = Sql(f"DELETE FROM {table} WHERE {key} = :{key}")  # noqa: S608 - names from aicmo's own code, never from data
+        self.rest = rest
         self.insert = insert(
             table, (key, "position", *self.columns), renamed=self.renamed, rest=rest
         )
+        self._inserts: dict[int, Sql] = {1: self.insert}
 
     @property
     def statements(self) -> tuple[Sql, ...]:
-        """The statements this helper issues (the table-ownership test reads them)."""
-        return (self.delete, self.insert)
+        """The statements this helper issues (the table-ownership test reads them): the
+        delete, the one-row insert and the insert of every count up to :data:`BATCH`."""
+        return (self.delete, *(self.insert_of(n) for n in range(1, BATCH + 1)))
 
     def joined(self, columns: Iterable[str], *, where: str, order: str = "") -> Sql:
         """``SELECT`` the parent's ``columns`` and its children's, ``parent p LEFT JOIN``
@@ -112,9 +119,26 @@ class Children:
         parents = self.load(mapper, rows)
         return parents[0] if parents else None
 
+    def insert_of(self, count: int) -> Sql:
+        """The statement inserting ``count`` children at once (made once per count)."""
+        stmt = self._inserts.get(count)
+        if stmt is None:
+            fields = (self.key, "position", *self.columns)
+            stmt = insert(self.table, fields, renamed=self.renamed, rest=self.rest, rows=count)
+            self._inserts[count] = stmt
+        return stmt
+
     def replace(self, db: SqlDatabase, key: Any, children: Sequence[Row]) -> int:
         """Replace the children of the parent ``key`` with ``children`` (rows of
         :meth:`split`) in the caller's transaction; return how many rows were inserted
-        (fewer than given when ``rest`` skips some)."""
+        (fewer than given when ``rest`` skips some). Two statements for up to
+        :data:`BATCH` children (the delete, one multi-row insert), not one per child."""
         db.execute(self.delete, {self.key: key})
-        return db.execute_many(self.insert, children) if children else 0
+        inserted = 0
+        for start in range(0, len(children), BATCH):
+            chunk = children[start : start + BATCH]
+            if len(chunk) == 1:
+                inserted += db.execute(self.insert, chunk[0])
+            else:
+                inserted += db.execute(self.insert_of(len(chunk)), numbered(chunk))
+        return inserted
