@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -25,24 +24,19 @@ import aicmo
 from aicmo.errors import BackendError, TransientError
 from aicmo.onboarding import NormalizedBriefDTO, ScopeDTO
 
-from ..conftest import new_postgres_schema
 from ..tcp_proxy import TcpProxy
+from ..test_worker_outage import proxied  # noqa: F401 - the fixture: a proxy before a new schema
 
 pytestmark = [pytest.mark.reliability]
 
 
 @pytest.fixture
-def proxied(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TcpProxy, str]]:
-    """A TCP proxy in front of a new, migrated schema, and the URL through the proxy."""
-    direct = new_postgres_schema()
-    with aicmo.connect(direct) as app:
-        app.migrate()
-    parts = urlsplit(direct)
-    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    proxy.up()
-    monkeypatch.setenv("AICMO_DB_POOL_TIMEOUT", "1")
-    yield proxy, proxy.url_for(direct)
-    proxy.down()
+def cut(proxied: tuple[TcpProxy, str]) -> Iterator[tuple[TcpProxy, aicmo.App]]:  # noqa: F811 - the imported fixture
+    """The proxy, and an app reaching a new, migrated schema through it, with brief ``b-1``."""
+    proxy, direct = proxied
+    with aicmo.connect(proxy.url_for(direct), auto_upgrade=False) as app:
+        app.repos.onboarding.save_brief(_brief("b-1"))
+        yield proxy, app
 
 
 def _brief(brief_id: str, client: str = "acme") -> NormalizedBriefDTO:
@@ -63,75 +57,73 @@ def _cut(proxy: TcpProxy) -> None:
 
 
 def _pool_stats(app: aicmo.App) -> dict[str, int]:
-    return app._sql._pool.get_stats()  # type: ignore[union-attr]
+    stats: dict[str, int] = app._sql._pool.get_stats()  # type: ignore[union-attr]
+    return stats
 
 
 def test_a_read_on_a_connection_cut_while_briefly_idle_gets_the_right_answer(
-    proxied: tuple[TcpProxy, str],
+    cut: tuple[TcpProxy, aicmo.App],
 ) -> None:
-    proxy, url = proxied
-    with aicmo.connect(url, auto_upgrade=False) as app:
-        app.repos.onboarding.save_brief(_brief("b-1"))
-        assert app.repos.onboarding.get_brief("b-1") == _brief("b-1")
-        bad_before = _pool_stats(app).get("returns_bad", 0)
-        _cut(proxy)
-        # Idle for far less than check_after_idle: lent unchecked, found cut by the
-        # SELECT, which is sent once more on a checked (new) connection.
-        assert app.repos.onboarding.get_brief("b-1") == _brief("b-1")
-        assert app.repos.onboarding.get_brief("b-2") is None
-        assert _pool_stats(app).get("returns_bad", 0) > bad_before  # the cut one, dropped
+    proxy, app = cut
+    assert app.repos.onboarding.get_brief("b-1") == _brief("b-1")
+    bad_before = _pool_stats(app).get("returns_bad", 0)
+    _cut(proxy)
+    # Idle for far less than check_after_idle: lent unchecked, found cut by the SELECT,
+    # which is sent once more on a checked (new) connection.
+    assert app.repos.onboarding.get_brief("b-1") == _brief("b-1")
+    assert app.repos.onboarding.get_brief("b-2") is None
+    assert _pool_stats(app).get("returns_bad", 0) > bad_before  # the cut one, dropped
 
 
 def test_a_transaction_whose_begin_meets_a_cut_connection_runs_once_on_a_new_one(
-    proxied: tuple[TcpProxy, str],
+    cut: tuple[TcpProxy, aicmo.App],
 ) -> None:
-    proxy, url = proxied
-    with aicmo.connect(url, auto_upgrade=False) as app:
-        app.repos.onboarding.save_brief(_brief("b-1"))
-        _cut(proxy)
-        with app.transaction():  # its BEGIN finds the connection cut: sent again
-            app.repos.onboarding.save_brief(_brief("b-2", client="globex"))
-        _cut(proxy)
-        app.repos.onboarding.save_brief(_brief("b-3"))  # a write's own transaction too
-        assert [b.brief_id for b in app.repos.onboarding.list_by_client("acme")] == ["b-1", "b-3"]
-        assert app.repos.onboarding.get_brief("b-2") == _brief("b-2", client="globex")
+    proxy, app = cut
+    _cut(proxy)
+    with app.transaction():  # its BEGIN finds the connection cut: sent again
+        app.repos.onboarding.save_brief(_brief("b-2", client="globex"))
+    _cut(proxy)
+    app.repos.onboarding.save_brief(_brief("b-3"))  # a write's own transaction too
+    assert [b.brief_id for b in app.repos.onboarding.list_by_client("acme")] == ["b-1", "b-3"]
+    assert app.repos.onboarding.get_brief("b-2") == _brief("b-2", client="globex")
 
 
 def test_a_connection_cut_inside_a_transaction_is_a_transient_error_and_writes_nothing(
-    proxied: tuple[TcpProxy, str],
+    cut: tuple[TcpProxy, aicmo.App],
 ) -> None:
-    proxy, url = proxied
-    with aicmo.connect(url, auto_upgrade=False) as app:
-        with pytest.raises(TransientError) as info, app.transaction():
-            app.repos.onboarding.save_brief(_brief("b-1"))
+    proxy, app = cut
+    with pytest.raises(TransientError) as info, app.transaction():
+        app.repos.onboarding.save_brief(_brief("b-2"))
+        _cut(proxy)
+        app.repos.onboarding.save_brief(_brief("b-3"))
+    assert "retry the transaction" in str(info.value)
+    assert app.repos.onboarding.get_brief("b-2") is None  # rolled back whole
+    assert app.repos.onboarding.get_brief("b-3") is None
+    # run_transaction retries it whole: the second attempt commits both.
+    cuts: list[int] = []
+
+    def body() -> None:
+        app.repos.onboarding.save_brief(_brief("b-2"))
+        if not cuts:
+            cuts.append(1)
             _cut(proxy)
-            app.repos.onboarding.save_brief(_brief("b-2"))
-        assert "retry the transaction" in str(info.value)
-        assert app.repos.onboarding.get_brief("b-1") is None  # rolled back whole
-        assert app.repos.onboarding.get_brief("b-2") is None
-        # run_transaction retries it whole: the second attempt commits both.
-        cuts: list[int] = []
+        app.repos.onboarding.save_brief(_brief("b-3"))
 
-        def body() -> None:
-            app.repos.onboarding.save_brief(_brief("b-1"))
-            if not cuts:
-                cuts.append(1)
-                _cut(proxy)
-            app.repos.onboarding.save_brief(_brief("b-2"))
-
-        app.run_transaction(body)
-        assert cuts == [1]
-        assert [b.brief_id for b in app.repos.onboarding.list_by_client("acme")] == ["b-1", "b-2"]
+    app.run_transaction(body)
+    assert cuts == [1]
+    assert [b.brief_id for b in app.repos.onboarding.list_by_client("acme")] == [
+        "b-1",
+        "b-2",
+        "b-3",
+    ]
 
 
 def test_a_read_while_the_server_stays_away_fails_as_a_backend_error(
-    proxied: tuple[TcpProxy, str],
+    cut: tuple[TcpProxy, aicmo.App],
 ) -> None:
-    proxy, url = proxied
-    with aicmo.connect(url, auto_upgrade=False) as app:
-        app.repos.onboarding.save_brief(_brief("b-1"))
-        proxy.down()  # cut, and no new connection accepted
-        with pytest.raises(BackendError):  # the retry's checked connection cannot be had
-            app.repos.onboarding.get_brief("b-1")
-        proxy.up()
-        assert app.repos.onboarding.get_brief("b-1") == _brief("b-1")
+    proxy, app = cut
+    proxy.down()  # cut, and no new connection accepted
+    with pytest.raises(BackendError):  # the retry's checked connection cannot be had
+        app.repos.onboarding.get_brief("b-1")
+    proxy.up()
+    assert app.repos.onboarding.get_brief("b-1") == _brief("b-1")
