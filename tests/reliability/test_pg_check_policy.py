@@ -86,6 +86,10 @@ def test_a_transaction_whose_begin_meets_a_cut_connection_runs_once_on_a_new_one
     app.repos.onboarding.save_brief(_brief("b-3"))  # a write's own transaction too
     assert [b.brief_id for b in app.repos.onboarding.list_by_client("acme")] == ["b-1", "b-3"]
     assert app.repos.onboarding.get_brief("b-2") == _brief("b-2", client="globex")
+    _cut(proxy)
+    assert app._sql is not None
+    with app._sql.snapshot():  # a read-only snapshot's BEGIN too (export, backup)
+        assert app.repos.onboarding.get_brief("b-1") == _brief("b-1")
 
 
 def test_a_connection_cut_inside_a_transaction_is_a_transient_error_and_writes_nothing(

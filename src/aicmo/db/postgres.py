@@ -127,6 +127,16 @@ def _connection_lost(exc: psycopg.Error) -> bool:
     return (state.startswith("08") and state != "08P01") or state in ("57P01", "57P02", "57P03")
 
 
+@contextmanager
+def _read_only_snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A read-only transaction of one snapshot on ``conn`` (``snapshot()``)."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
 def _milliseconds(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
@@ -502,15 +512,20 @@ class PostgresDatabase(SqlDatabase):
         except psycopg.Error as exc:
             self._translate(exc)
 
-    def _begin(self, stack: contextlib.ExitStack[Any]) -> psycopg.Connection[Any]:
-        """A pooled connection with a transaction begun on it, both held by ``stack``. A
-        ``BEGIN`` that finds its connection dropped (lent unchecked: see
-        :meth:`_check_pooled`) ran nothing, so it is sent once more on a checked one."""
+    def _begin(
+        self,
+        stack: contextlib.ExitStack[Any],
+        begin: Callable[[psycopg.Connection[Any]], AbstractContextManager[Any]] | None = None,
+    ) -> psycopg.Connection[Any]:
+        """A pooled connection with a transaction begun on it (``begin``, default
+        ``conn.transaction()``), both held by ``stack``. A ``BEGIN`` that finds its
+        connection dropped (lent unchecked: see :meth:`_check_pooled`) ran nothing, so it
+        is sent once more on a checked one."""
         for last in (False, True):
             attempt = contextlib.ExitStack()
             conn = attempt.enter_context(self._connection())
             try:
-                attempt.enter_context(conn.transaction())
+                attempt.enter_context(conn.transaction() if begin is None else begin(conn))
             except psycopg.Error as exc:
                 attempt.close()  # the pool drops the broken connection
                 if last or not _connection_lost(exc):
@@ -534,14 +549,10 @@ class PostgresDatabase(SqlDatabase):
             yield
             return
         try:
-            with self._connection() as conn:
-                state.conn = conn
+            with contextlib.ExitStack() as stack:
+                state.conn = self._begin(stack, _read_only_snapshot)
                 try:
-                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    try:
-                        yield
-                    finally:
-                        conn.execute("COMMIT")
+                    yield
                 finally:
                     state.conn = None
         except psycopg.Error as exc:
