@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aicmo.db.statement import numbered
 from aicmo.delivery import DeliveryPackageDTO
 from aicmo.delivery import sql as delivery_sql
 from aicmo.onboarding import NormalizedBriefDTO
@@ -121,11 +122,16 @@ class _RawTx:
             self._tx.__exit__(exc_type, exc, tb)
 
 
-def _executemany(conn: Any, stmt: Any, rows: list[dict[str, Any]]) -> int:
-    """The raw driver's executemany; the rows it changed."""
-    cursor = conn.cursor()
-    cursor.executemany(stmt, rows)
-    return int(cursor.rowcount)
+def _insert_children(conn: Any, backend: Backend, children: Any, rows: list[dict[str, Any]]) -> int:
+    """A parent's children inserted as the repository inserts them: one multi-row
+    ``INSERT`` (``Children.insert_of``; at most ``BATCH`` rows, which no benchmark input
+    exceeds); the rows it changed."""
+    if not rows:
+        return 0
+    if len(rows) == 1:
+        return int(conn.execute(_sql(children.insert, backend), rows[0]).rowcount)
+    stmt = _sql(children.insert_of(len(rows)), backend)
+    return int(conn.execute(stmt, numbered(rows)).rowcount)
 
 
 def _upsert(backend: Backend, table: str, keys: Sequence[str], keep: Sequence[str] = ()) -> Any:
@@ -789,13 +795,8 @@ def save_bundle(backend: Backend) -> Contest:
             rows.append(r)
         return row, rows
 
-    save, delete, insert = (
-        _sql(stmt, backend)
-        for stmt in (
-            production_sql.SAVE_BUNDLE,
-            production_sql.ASSETS.delete,
-            production_sql.ASSETS.insert,
-        )
+    save, delete = (
+        _sql(stmt, backend) for stmt in (production_sql.SAVE_BUNDLE, production_sql.ASSETS.delete)
     )
 
     def raw(plain: Any) -> None:
@@ -805,7 +806,7 @@ def save_bundle(backend: Backend) -> Contest:
             if conn.execute(save, {**head, "now": now}).rowcount == 0:
                 raise RuntimeError("no draft")
             conn.execute(delete, {"bundle_id": head["bundle_id"]})
-            if _executemany(conn, insert, rows) != len(rows):
+            if _insert_children(conn, backend, production_sql.ASSETS, rows) != len(rows):
                 raise RuntimeError("asset taken")
 
     from sqlalchemy import delete as sa_delete
@@ -907,14 +908,9 @@ def save_qc_result(backend: Backend) -> Contest:
         }
         return row, list(issues)
 
-    find, upsert, delete, insert = (
+    find, upsert, delete = (
         _sql(stmt, backend)
-        for stmt in (
-            qc_sql.FIND_RESULT_ID,
-            qc_sql.UPSERT_RESULT,
-            qc_sql.ISSUES.delete,
-            qc_sql.ISSUES.insert,
-        )
+        for stmt in (qc_sql.FIND_RESULT_ID, qc_sql.UPSERT_RESULT, qc_sql.ISSUES.delete)
     )
 
     def id_taken(head: dict[str, Any], holder: str | None) -> None:
@@ -929,7 +925,7 @@ def save_qc_result(backend: Backend) -> Contest:
             id_taken(head, None if found is None else found[0])
             conn.execute(upsert, {**head, "now": now})
             conn.execute(delete, {"draft_id": head["draft_id"]})
-            _executemany(conn, insert, issues)
+            _insert_children(conn, backend, qc_sql.ISSUES, issues)
 
     from sqlalchemy import bindparam, select
     from sqlalchemy import delete as sa_delete
@@ -1076,7 +1072,7 @@ def save_package(backend: Backend) -> Contest:
         head, artifacts = plain
         return {**head, "created_at": enc(head["created_at"])}, list(artifacts)
 
-    save, delete, insert = _package_statements(backend)
+    save, delete, _ = _package_statements(backend)
 
     def raw(plain: Any) -> None:
         now = _now(backend)
@@ -1084,7 +1080,7 @@ def save_package(backend: Backend) -> Contest:
         with _RawTx(backend) as conn:
             conn.execute(save, {**head, "now": now})
             conn.execute(delete, {"package_id": head["package_id"], "version": head["version"]})
-            _executemany(conn, insert, artifacts)
+            _insert_children(conn, backend, delivery_sql.ARTIFACTS, artifacts)
 
     from sqlalchemy import delete as sa_delete
 

@@ -56,10 +56,12 @@ def test_no_target_without_a_raw_figure() -> None:
     assert single_call_target({"aicmo": 1000.0}) is None
 
 
-def _count(url: str, tmp_path: Path) -> list[object]:
+def _count(url: str, tmp_path: Path, *, check_every_checkout: bool = False) -> list[object]:
     with Wire() as wire:
         app = aicmo.connect(url, artifact_dir=tmp_path / "artifacts")
     try:
+        if check_every_checkout:  # the pool checks every connection it lends
+            app._sql.check_after_idle = -1.0  # type: ignore[union-attr]
         app.migrate()
         app.repos.onboarding.get_brief("warm-up")  # the schema check runs once, before
         wire.start()
@@ -84,6 +86,16 @@ def test_wire_counts_sqlite_statements(tmp_path: Path) -> None:
 
 def test_wire_counts_postgres_statements_round_trips_and_pool_checks(tmp_path: Path) -> None:
     read, write, _ = _count(session_postgres_url(), tmp_path)
+    # A connection used a moment ago is lent unchecked: one SELECT, one round trip.
+    assert (read.statements, dict(read.by_kind), read.checks, read.round_trips) == (
+        1,
+        {"SELECT": 1},
+        0,
+        1,
+    )
+    assert dict(write.by_kind) == {"BEGIN": 1, "DELETE": 1, "COMMIT": 1}
+    assert (write.checks, write.round_trips) == (0, 3)
+    read, write, _ = _count(session_postgres_url(), tmp_path, check_every_checkout=True)
     # One SELECT, after the pool's check of the connection: two round trips.
     assert (read.statements, dict(read.by_kind), read.checks, read.round_trips) == (
         1,
@@ -91,5 +103,4 @@ def test_wire_counts_postgres_statements_round_trips_and_pool_checks(tmp_path: P
         1,
         2,
     )
-    assert dict(write.by_kind) == {"BEGIN": 1, "DELETE": 1, "COMMIT": 1}
     assert (write.checks, write.round_trips) == (1, 4)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import attrs
 import pytest
 
-from aicmo.db.children import Children
+from aicmo.db.children import BATCH, Children
 from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.db.sqlite import SQLiteDatabase
@@ -88,7 +88,13 @@ def test_columns_come_from_the_mapper() -> None:
     assert LINES.delete.text == "DELETE FROM shop_lines WHERE order_id = :order_id"
     assert "c.quantity AS qty" in BY_CUSTOMER.text
     assert BY_CUSTOMER.text.endswith("ORDER BY p.order_id, c.position")
-    assert LINES.statements == (LINES.delete, LINES.insert)
+    assert LINES.statements[:2] == (LINES.delete, LINES.insert)
+    assert len(LINES.statements) == 1 + BATCH
+    assert LINES.insert_of(2).text == (
+        "INSERT INTO shop_lines (order_id, position, sku, quantity)\n"
+        "VALUES (:order_id_0, :position_0, :sku_0, :qty_0),\n"
+        "    (:order_id_1, :position_1, :sku_1, :qty_1)"
+    )
 
 
 def test_split_gives_children_their_key_and_position() -> None:
@@ -132,6 +138,18 @@ def test_replace_keeps_order_and_drops_what_a_resave_leaves_out(db: SQLiteDataba
     rows = db.fetch_all(BY_CUSTOMER, {"customer": "c1"})
     assert LINES.load(mapper, rows)[0] == order("o1", "b")
     assert LINES.load_one(mapper, db.fetch_all(BY_CUSTOMER, {"customer": "nobody"})) is None
+
+
+def test_more_children_than_one_statement_takes_go_in_order(db: SQLiteDatabase) -> None:
+    mapper = RowMapper(Order, "sqlite")
+    skus = [f"s{i:03}" for i in range(2 * BATCH + 3)]  # three statements: full, full, 3
+    assert save(db, mapper, order("o1", *skus)) == len(skus)
+    rows = db.fetch_all(BY_CUSTOMER, {"customer": "c1"})
+    assert LINES.load(mapper, rows) == [order("o1", *skus)]
+    assert save(db, mapper, order("o1", *skus[:BATCH])) == BATCH  # exactly one statement
+    assert LINES.load(mapper, db.fetch_all(BY_CUSTOMER, {"customer": "c1"})) == [
+        order("o1", *skus[:BATCH])
+    ]
 
 
 def test_a_failed_replace_leaves_the_old_children(db: SQLiteDatabase) -> None:

@@ -251,7 +251,7 @@ class PythonFenceOnly(SqlWorkflowRunRepository):
         (
             "postgresql",
             PythonFenceOnly,
-            "test_a_claim_between_read_and_write_stops_the_stale_writer",
+            "test_a_claim_from_another_connection_stops_the_stale_writer",
         ),
     ],
 )

@@ -60,13 +60,13 @@ class TransientOnce:
         original = app.transaction
 
         @contextmanager
-        def transaction() -> Iterator[None]:
+        def transaction(**options: bool) -> Iterator[None]:
             if not self._counting():
-                with original():
+                with original(**options):
                     yield
                 return
             n = self._point("transaction")
-            with original():
+            with original(**options):
                 yield
                 self.done.add(n)
                 self._fire(n, "inside")

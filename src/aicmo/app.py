@@ -442,29 +442,50 @@ class App:
     def __repr__(self) -> str:
         return f"<aicmo.App {self.url}{' closed' if self._closed else ''}>"
 
-    def transaction(self) -> AbstractContextManager[None]:
+    def transaction(
+        self, *, savepoints: bool = True, defer_lock: bool = False
+    ) -> AbstractContextManager[None]:
         """Make every repository write inside the block atomic (a savepoint when nested).
 
         On an exception the block's writes are undone, on every backend (memory too),
-        and the exception propagates.
+        and the exception propagates. ``savepoints=False`` and ``defer_lock=True`` make
+        the outermost block cheaper for code that lets every exception leave it, see
+        ``SqlDatabase.transaction`` (the saga's steps use both).
         """
         self._check_open()
         if self._memory is not None:
             return self._memory.transaction()
         assert self._sql is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
-        return self._sql.transaction()
+        return self._sql.transaction(savepoints=savepoints, defer_lock=defer_lock)
 
-    def run_transaction(self, fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS) -> T:
+    def before_commit(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` inside the open transaction just before it commits (see
+        ``SqlDatabase.before_commit``): a place for writes batched at the end of a
+        transaction. Outside a transaction ``fn`` runs now, in one of its own."""
+        self._check_open()
+        db = self._sql if self._sql is not None else self._memory
+        assert db is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
+        db.before_commit(fn)
+
+    def run_transaction(
+        self,
+        fn: Callable[[], T],
+        *,
+        attempts: int = DEFAULT_ATTEMPTS,
+        savepoints: bool = True,
+        defer_lock: bool = False,
+    ) -> T:
         """Run ``fn`` inside :meth:`transaction` and return its result, running the whole
         transaction again (up to ``attempts`` tries, with backoff) when the database
         raises ``TransientError`` (locked too long, serialization failure, deadlock,
         dropped connection). Inside an outer transaction it runs once: only the outer
-        block can be retried as a whole.
+        block can be retried as a whole. ``savepoints`` and ``defer_lock``: as for
+        :meth:`transaction`.
         """
         self._check_open()
 
         def once() -> T:
-            with self.transaction():
+            with self.transaction(savepoints=savepoints, defer_lock=defer_lock):
                 return fn()
 
         db = self._sql if self._sql is not None else self._memory

@@ -57,7 +57,7 @@ def test_a_dropped_idle_connection_is_replaced_on_the_next_call(target: Target) 
     with aicmo.connect(target.url, auto_upgrade=False) as app:
         assert app.list_runs() == []
         assert target.kill_sessions() >= 1
-        assert app.list_runs() == []  # the pool checked the connection and replaced it
+        assert app.list_runs() == []  # its SELECT found it dropped: sent again on a new one
         run = app.run_workflow(PASSING)
         assert run.status == "COMPLETED"
 

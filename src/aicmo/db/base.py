@@ -94,10 +94,52 @@ class SqlDatabase(ABC):
         schema check and the migration runner use it)."""
 
     # -- transactions --------------------------------------------------------------------
-    def transaction(self) -> AbstractContextManager[None]:
-        """A write transaction (a savepoint when nested)."""
+    def transaction(
+        self, *, savepoints: bool = True, defer_lock: bool = False
+    ) -> AbstractContextManager[None]:
+        """A write transaction (a savepoint when nested).
+
+        ``savepoints=False`` on the outermost block: every block nested in it joins it
+        without a savepoint (two statements fewer each). Only for a block that lets every
+        exception raised inside leave it (then the whole transaction rolls back, as with
+        savepoints); a caller that catches an error inside and carries on needs the
+        savepoints (the saga's step transactions never do).
+
+        ``defer_lock=True`` on the outermost block (SQLite): ``BEGIN IMMEDIATE``, which
+        takes the database's one write lock, is sent at the block's first write or first
+        nested block (a repository's write), not at its start, so what the block reads
+        and computes before that runs without holding other writers back. Those reads
+        are then each on their own, not in the transaction's snapshot: only for a block
+        whose writes do not depend on them being consistent with each other (the saga's
+        steps: their writes are fenced by the lease, and a repository's own
+        read-then-write runs inside its nested block). PostgreSQL takes row locks only
+        as statements need them: there it changes nothing."""
         self.check_schema()
-        return self._transaction()
+        return self._transaction(savepoints, defer_lock)
+
+    def before_commit(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` inside the open transaction just before it commits, after every
+        statement of the block, in the order asked (a callback may ask for more); if
+        ``fn`` raises, the transaction rolls back. Asked inside a savepoint that rolls
+        back, it is dropped with it. Outside a transaction ``fn`` runs now, in one of its
+        own. For writes that are cheaper batched at the end of a transaction (one
+        ``executemany`` of everything the block gathered) than sent one by one."""
+        queue = self._precommit_queue()
+        if queue is None:
+            with self.transaction():
+                fn()
+        else:
+            queue.append(fn)
+
+    @abstractmethod
+    def _precommit_queue(self) -> list[Callable[[], object]] | None:
+        """The open transaction's :meth:`before_commit` callbacks (``None``: none open)."""
+
+    @staticmethod
+    def _run_precommit(queue: list[Callable[[], object]]) -> None:
+        """Run and empty ``queue`` (callbacks may add to it while it runs)."""
+        while queue:
+            queue.pop(0)()
 
     def snapshot(self) -> AbstractContextManager[None]:
         """A consistent read of several statements (joins an open transaction)."""
@@ -105,7 +147,7 @@ class SqlDatabase(ABC):
         return self._snapshot()
 
     @abstractmethod
-    def _transaction(self) -> AbstractContextManager[None]: ...
+    def _transaction(self, savepoints: bool, defer_lock: bool) -> AbstractContextManager[None]: ...
 
     @abstractmethod
     def _snapshot(self) -> AbstractContextManager[None]: ...

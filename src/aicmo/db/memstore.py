@@ -168,6 +168,7 @@ class MemoryDatabase:
         self._lock = threading.RLock()
         self._tables: dict[str, MemoryTable[Any, Any]] = {}
         self._undo: list[tuple[MemoryTable[Any, Any], Any, Any]] | None = None
+        self._precommit: list[Callable[[], object]] = []
         self._closed = False
         self._reader = _Read(self)
 
@@ -188,9 +189,24 @@ class MemoryDatabase:
                 self._tables[name] = table
             return table
 
-    def transaction(self) -> AbstractContextManager[None]:
-        """Make every table write inside atomic; nested blocks roll back only their own writes."""
+    def transaction(
+        self, *, savepoints: bool = True, defer_lock: bool = False
+    ) -> AbstractContextManager[None]:
+        """Make every table write inside atomic; nested blocks roll back only their own
+        writes. (``savepoints`` and ``defer_lock`` are the SQL kernel's, see
+        ``SqlDatabase.transaction``; a nested block costs nothing here, and the lock is
+        this process's.)"""
         return _Transaction(self)
+
+    def before_commit(self, fn: Callable[[], object]) -> None:
+        """As ``SqlDatabase.before_commit``: ``fn`` runs inside the open transaction just
+        before it ends (if it raises, the transaction rolls back); outside one, now."""
+        with self._lock:
+            if self.in_transaction():
+                self._precommit.append(fn)
+                return
+        with self.transaction():
+            fn()
 
     def in_transaction(self) -> bool:
         """Whether the calling thread is inside :meth:`transaction`."""
@@ -256,12 +272,13 @@ class _Read:
 class _Transaction(_Read):
     """One (possibly nested) transaction: undoes its own writes if its block raises."""
 
-    __slots__ = ("_mark", "_outer")
+    __slots__ = ("_mark", "_outer", "_queued")
 
     def __init__(self, db: MemoryDatabase):
         self._db = db
         self._outer = False
         self._mark = 0
+        self._queued = 0
 
     def __enter__(self) -> None:
         db = self._db  # _Read.__enter__, inlined: every memory write enters here
@@ -273,15 +290,25 @@ class _Transaction(_Read):
         if self._outer:
             db._undo = []
         self._mark = len(db._undo)  # type: ignore[arg-type]
+        self._queued = len(db._precommit)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         db = self._db
         try:
+            if exc_type is None and self._outer and db._precommit:
+                try:
+                    while db._precommit:
+                        db._precommit.pop(0)()
+                except BaseException:
+                    db._rollback_to(self._mark)
+                    raise
             if exc_type is not None or db._closed:  # nothing commits once the app is closed
                 db._rollback_to(self._mark)
+                del db._precommit[self._queued :]
         finally:
             if self._outer:
                 db._undo = None
+                db._precommit.clear()
             db._lock.release()
         if exc_type is None:
             db._check_open()

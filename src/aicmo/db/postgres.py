@@ -13,6 +13,8 @@ import functools
 import hashlib
 import secrets
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
@@ -35,6 +37,10 @@ T = TypeVar("T")
 
 class _ThreadState(threading.local):
     conn: psycopg.Connection[Any] | None = None
+    flat: bool = False  # the open transaction has no savepoints (transaction(savepoints=False))
+
+    def __init__(self) -> None:
+        self.precommit: list[Callable[[], object]] = []
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -105,6 +111,32 @@ def _is_transient(exc: psycopg.Error) -> bool:
     return state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES
 
 
+CHECK_AFTER_IDLE = 10.0
+"""Seconds a pooled connection may sit idle and still be lent without a check (one empty
+query, a round trip). A connection dropped sooner is found by the statement that uses
+it: see :meth:`PostgresDatabase._run` and :meth:`PostgresDatabase._begin`."""
+
+
+def _connection_lost(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` says the connection itself is gone (cut, or its session ended by
+    the server): nothing more can run on it, and another connection may do better."""
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    # 08P01 (protocol violation) is also what a pooler's lost prepared statement gives.
+    return (state.startswith("08") and state != "08P01") or state in ("57P01", "57P02", "57P03")
+
+
+@contextmanager
+def _read_only_snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A read-only transaction of one snapshot on ``conn`` (``snapshot()``)."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
 def _milliseconds(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
@@ -140,8 +172,13 @@ class PostgresDatabase(SqlDatabase):
         prepare_threshold: int | None = 5,
         lock_timeout: float = 0.0,
         idle_in_transaction_timeout: float = 0.0,
+        check_after_idle: float = CHECK_AFTER_IDLE,
     ):
-        """``lock_timeout`` and ``idle_in_transaction_timeout`` (seconds; 0: none) become
+        """``check_after_idle`` (seconds): a pooled connection idle longer than that is
+        checked (an empty query) before it is lent; one used more recently is lent as it
+        is (see :meth:`_check_pooled`).
+
+        ``lock_timeout`` and ``idle_in_transaction_timeout`` (seconds; 0: none) become
         the pooled sessions' ``lock_timeout`` and ``idle_in_transaction_session_timeout``:
         a statement that waits longer for a row lock fails as ``TransientError`` (and its
         transaction is retried), and the server ends a session left idle inside a
@@ -163,6 +200,13 @@ class PostgresDatabase(SqlDatabase):
         self._closed = False
         self._in_use = 0  # pooled connections lent to this process's threads
         self._in_use_lock = threading.Lock()
+        self.check_after_idle = check_after_idle
+        # When each pooled connection was last given back, and the moment a connection was
+        # last found dropped: every connection idle since before then is checked.
+        self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._suspect_before = 0.0
         # Fail fast, with the reason, when the server cannot be reached.
         probe = self.open_raw_connection()
         probe.close()
@@ -173,7 +217,7 @@ class PostgresDatabase(SqlDatabase):
                 max_size=max(1, pool_size),
                 kwargs=self._connect_kwargs,
                 configure=self._configure_pooled,
-                check=psycopg_pool.ConnectionPool.check_connection,
+                check=self._check_pooled,
                 timeout=pool_timeout,
                 open=True,
                 name="aicmo",
@@ -190,6 +234,29 @@ class PostgresDatabase(SqlDatabase):
             ) from exc
 
     # -- connections ---------------------------------------------------------------------
+    def _check_pooled(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's check of a connection it is about to lend: an empty query (a round
+        trip; a broken connection raises, and the pool drops it and lends another), but
+        only for a connection idle longer than :attr:`check_after_idle` or since before a
+        connection was last found dropped. A fresh one (just configured) is lent as it is.
+
+        The trade-off: a connection the server dropped while it sat idle for less than
+        that is lent unchecked. Its first statement then fails; a plain ``SELECT``
+        outside a transaction and a transaction's ``BEGIN`` (which ran nothing yet) are
+        sent once more, on a checked connection; any other statement's failure is a
+        ``TransientError`` (retried whole by ``app.run_transaction``), never a wrong answer.
+        """
+        returned = self._returned_at.get(conn)
+        if returned is None:
+            return
+        if returned < self._suspect_before or time.monotonic() - returned > self.check_after_idle:
+            psycopg_pool.ConnectionPool.check_connection(conn)
+
+    def _found_dropped(self) -> None:
+        """A connection was found dropped: check every connection idle since before now
+        (the others may have been cut with it: a server restart, a network outage)."""
+        self._suspect_before = time.monotonic()
+
     def _configure_pooled(self, conn: psycopg.Connection[Any]) -> None:
         """A new pooled session: UTC, and the lock and idle-in-transaction timeouts."""
         settings = self._session_settings
@@ -281,6 +348,7 @@ class PostgresDatabase(SqlDatabase):
                 finally:
                     with self._in_use_lock:
                         self._in_use -= 1
+                    self._returned_at[pooled] = time.monotonic()
         except psycopg_pool.PoolClosed:
             raise self._closed_error() from None
         except psycopg_pool.PoolTimeout as exc:
@@ -311,15 +379,23 @@ class PostgresDatabase(SqlDatabase):
             "opened). The pool keeps reconnecting; check the server and the network, then retry"
         )
 
-    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, read_only: bool = False) -> T:
         """``work`` on this thread's connection, driver errors translated. A statement
-        outside a transaction that a pooler's lost prepared statement broke runs once more
-        (nothing ran, and preparing is off from now on)."""
+        outside a transaction runs once more, on another connection, when a pooler's lost
+        prepared statement broke it (nothing ran, and preparing is off from now on) or,
+        for a ``read_only`` one, when its connection was found dropped (a read repeated
+        changes nothing; the retry's connection is checked, see :meth:`_check_pooled`)."""
         try:
             with self._connection() as conn:
                 return work(conn)
         except psycopg.Error as exc:
-            if not (self._prepared_statement_lost(exc) and self._state.conn is None):
+            if self._state.conn is not None:
+                self._translate(exc)
+            if _connection_lost(exc):
+                self._found_dropped()
+                if not read_only:
+                    self._translate(exc)
+            elif not self._prepared_statement_lost(exc):
                 self._translate(exc)
         try:
             with self._connection() as conn:
@@ -383,15 +459,22 @@ class PostgresDatabase(SqlDatabase):
             rows = cursor.fetchall()
             if not rows:
                 return []
-            assert cursor.description is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
-            names = [d.name for d in cursor.description]
+            # The column names of a statement's result are the same every time: read
+            # from the result once (cursor.description builds an object per column).
+            names = stmt.pg_names
+            if names is None or len(names) != len(rows[0]):
+                assert cursor.description is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
+                names = stmt.pg_names = [d.name for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in rows]
 
-        return self._run(work)
+        return self._run(work, read_only=stmt.read_only)
 
     def raw_fetch_all(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
         """A query in psycopg's own parameter style that skips the schema check."""
-        return self._run(lambda conn: conn.execute(sql.encode(), params).fetchall())
+        return self._run(
+            lambda conn: conn.execute(sql.encode(), params).fetchall(),
+            read_only=sql.lstrip()[:6].upper() == "SELECT",
+        )
 
     def table_exists(self, name: str) -> bool:
         rows = self.raw_fetch_all("SELECT to_regclass(%(name)s) IS NOT NULL", {"name": name})
@@ -399,24 +482,62 @@ class PostgresDatabase(SqlDatabase):
 
     # -- transactions --------------------------------------------------------------------
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, savepoints: bool = True, defer_lock: bool = False) -> Iterator[None]:
         state = self._state
         try:
             if state.conn is not None:
-                with state.conn.transaction():
+                if state.flat or not savepoints:
                     yield
-                return
-            with self._connection() as conn:
-                state.conn = conn
+                    return
+                mark = len(state.precommit)
                 try:
-                    with conn.transaction():
+                    with state.conn.transaction():
                         yield
-                        if self._closed:  # never commit once the app is closed
-                            raise self._closed_error()
+                except BaseException:
+                    del state.precommit[mark:]  # what the savepoint's block asked for is undone
+                    raise
+                return
+            with contextlib.ExitStack() as stack:
+                state.conn = self._begin(stack)
+                state.flat = not savepoints
+                try:
+                    yield
+                    self._run_precommit(state.precommit)
+                    if self._closed:  # never commit once the app is closed
+                        raise self._closed_error()
                 finally:
                     state.conn = None
+                    state.flat = False
+                    state.precommit.clear()
         except psycopg.Error as exc:
             self._translate(exc)
+
+    def _begin(
+        self,
+        stack: contextlib.ExitStack[Any],
+        begin: Callable[[psycopg.Connection[Any]], AbstractContextManager[Any]] | None = None,
+    ) -> psycopg.Connection[Any]:
+        """A pooled connection with a transaction begun on it (``begin``, default
+        ``conn.transaction()``), both held by ``stack``. A ``BEGIN`` that finds its
+        connection dropped (lent unchecked: see :meth:`_check_pooled`) ran nothing, so it
+        is sent once more on a checked one."""
+        for last in (False, True):
+            attempt = contextlib.ExitStack()
+            conn = attempt.enter_context(self._connection())
+            try:
+                attempt.enter_context(conn.transaction() if begin is None else begin(conn))
+            except psycopg.Error as exc:
+                attempt.close()  # the pool drops the broken connection
+                if last or not _connection_lost(exc):
+                    raise
+                self._found_dropped()
+                continue
+            stack.enter_context(attempt)
+            return conn
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _precommit_queue(self) -> list[Callable[[], object]] | None:
+        return self._state.precommit if self._state.conn is not None else None
 
     def in_transaction(self) -> bool:
         return self._state.conn is not None
@@ -428,14 +549,10 @@ class PostgresDatabase(SqlDatabase):
             yield
             return
         try:
-            with self._connection() as conn:
-                state.conn = conn
+            with contextlib.ExitStack() as stack:
+                state.conn = self._begin(stack, _read_only_snapshot)
                 try:
-                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    try:
-                        yield
-                    finally:
-                        conn.execute("COMMIT")
+                    yield
                 finally:
                     state.conn = None
         except psycopg.Error as exc:

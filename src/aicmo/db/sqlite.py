@@ -81,6 +81,11 @@ class _ThreadState(threading.local):
     conn: _Conn | None = None
     pid: int = 0
     depth: int = 0
+    flat: bool = False  # the open transaction has no savepoints (transaction(savepoints=False))
+    unbegun: bool = False  # opened with defer_lock: BEGIN IMMEDIATE not sent yet
+
+    def __init__(self) -> None:
+        self.precommit: list[Callable[[], object]] = []
 
 
 def _read_only(where: str, detail: str) -> BackendError:
@@ -372,7 +377,8 @@ class SQLiteDatabase(SqlDatabase):
             conn.close()  # a statement running when close() gave up waiting has ended
             raise self._closed_error()
         raw = conn.raw
-        if self._state.depth and not raw.in_transaction:
+        state = self._state
+        if state.depth and not state.unbegun and not raw.in_transaction:
             # SQLite already rolled this transaction back (a full disk, an I/O error) and
             # the caller caught the error: running on would write outside any transaction.
             raise BackendError(
@@ -416,18 +422,24 @@ class SQLiteDatabase(SqlDatabase):
     def _execute(self, stmt: Sql, params: Params | None) -> int:
         with self._serial:
             conn = self._conn()
+            if self._state.unbegun:
+                self._begin(conn)
             with conn.lock:
                 return int(self._run(conn, stmt.sqlite, params or {}).rowcount)
 
     def _execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
         with self._serial:
             conn = self._conn()
+            if self._state.unbegun:
+                self._begin(conn)
             with conn.lock:
                 return int(self._run(conn, stmt.sqlite, params, many=True).rowcount)
 
     def _fetch_all(self, stmt: Sql, params: Params | None) -> list[Row]:
         with self._serial:
             conn = self._conn()
+            if self._state.unbegun and not stmt.read_only:
+                self._begin(conn)  # UPDATE ... RETURNING
             with conn.lock:
                 cursor = self._run(conn, stmt.sqlite, params or {})
                 rows = self._call(cursor.fetchall)
@@ -460,30 +472,63 @@ class SQLiteDatabase(SqlDatabase):
         with conn.lock:
             self._run(conn, sql, ())
 
+    def _begin(self, conn: _Conn) -> None:
+        """Send the ``BEGIN IMMEDIATE`` a ``defer_lock`` transaction put off."""
+        self._control(conn, "BEGIN IMMEDIATE")
+        self._state.unbegun = False
+
+    def _end(self, state: _ThreadState) -> None:
+        state.depth = 0
+        state.flat = state.unbegun = False
+        state.precommit.clear()
+
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, savepoints: bool = True, defer_lock: bool = False) -> Iterator[None]:
         with self._serial:
             conn = self._conn()
             state = self._state
             if state.depth == 0:
-                self._control(conn, "BEGIN IMMEDIATE")
+                if defer_lock:
+                    state.unbegun = True
+                else:
+                    self._control(conn, "BEGIN IMMEDIATE")
                 state.depth = 1
+                state.flat = not savepoints
                 try:
                     yield
+                    self._run_precommit(state.precommit)
                 except BaseException:
-                    state.depth = 0
-                    conn.rollback()
+                    begun = not state.unbegun
+                    self._end(state)
+                    if begun:
+                        conn.rollback()
                     raise
-                state.depth = 0
-                self._commit(conn)
+                begun = not state.unbegun
+                self._end(state)
+                if begun:
+                    self._commit(conn)
+                elif self._closed:
+                    raise self._closed_error()
+            elif state.flat or not savepoints:
+                if state.unbegun:
+                    self._begin(conn)  # a nested block is a repository's write
+                state.depth += 1
+                try:
+                    yield
+                finally:
+                    state.depth -= 1
             else:
+                if state.unbegun:
+                    self._begin(conn)
                 name = f"aicmo_sp{state.depth}"
                 self._control(conn, f"SAVEPOINT {name}")
                 state.depth += 1
+                mark = len(state.precommit)
                 try:
                     yield
                 except BaseException:
                     state.depth -= 1
+                    del state.precommit[mark:]
                     # After some errors (a full disk, an I/O error) SQLite has already rolled
                     # back the whole transaction, savepoints included: then re-raise the
                     # error itself, not "no such savepoint". A closed app rolls back whole.
@@ -517,6 +562,9 @@ class SQLiteDatabase(SqlDatabase):
 
     def in_transaction(self) -> bool:
         return self._state.depth > 0 and self._state.pid == os.getpid()
+
+    def _precommit_queue(self) -> list[Callable[[], object]] | None:
+        return self._state.precommit if self.in_transaction() else None
 
     @contextmanager
     def _snapshot(self) -> Iterator[None]:

@@ -20,6 +20,7 @@ __all__ = [
     "Sql",
     "assignments",
     "insert",
+    "numbered",
     "returning",
     "select",
     "select_list",
@@ -102,14 +103,19 @@ def to_pyformat(sql: str) -> str:
 
 class Sql:
     """One statement: ``text`` as written, ``sqlite`` as SQLite runs it, and ``pyformat``
-    as psycopg runs it (built on first use)."""
+    as psycopg runs it (built on first use). ``read_only``: a plain ``SELECT``, which a
+    backend may run again on another connection when its connection was found dropped.
+    ``pg_names`` caches the column names of its PostgreSQL result (the PostgreSQL backend
+    fills it on first use)."""
 
-    __slots__ = ("_pyformat", "sqlite", "text")
+    __slots__ = ("_pyformat", "pg_names", "read_only", "sqlite", "text")
 
     def __init__(self, text: str):
         self.text = text.strip()
         self.sqlite = without_row_locks(self.text)
         self._pyformat: bytes | None = None
+        self.read_only = self.text[:7].upper() in ("SELECT ", "SELECT\n")
+        self.pg_names: list[str] | None = None
 
     @property
     def pyformat(self) -> bytes:
@@ -163,17 +169,33 @@ def insert(
     stamps: Iterable[str] = (),
     where: str = "",
     rest: str = "",
+    rows: int = 1,
 ) -> Sql:
     """``INSERT INTO table (<columns>) VALUES (:<field>, ...) <rest>``. ``values`` gives
     another expression for some columns; each of ``stamps`` (``created_at``,
     ``updated_at``) is set to ``:now``; with ``where``, the row is inserted only if it
-    holds (``SELECT ... WHERE``: e.g. the parent row exists)."""
+    holds (``SELECT ... WHERE``: e.g. the parent row exists). ``rows`` above 1: that many
+    rows in one statement, ``VALUES (:<field>_0, ...), (:<field>_1, ...)`` (see
+    :func:`numbered`), without ``where``."""
     fields = [*columns, *stamps]
     given = {**dict.fromkeys(stamps, ":now"), **values}
     names = ", ".join(renamed.get(f, f) for f in fields)
-    params = ", ".join(given.get(f, f":{f}") for f in fields)
-    source = f"SELECT {params} WHERE {where}" if where else f"VALUES ({params})"
+    if rows > 1:
+        if where:
+            raise ValueError("insert(rows=...) takes no where")
+        source = "VALUES " + ",\n    ".join(
+            "(" + ", ".join(given.get(f, f":{f}_{i}") for f in fields) + ")" for i in range(rows)
+        )
+    else:
+        params = ", ".join(given.get(f, f":{f}") for f in fields)
+        source = f"SELECT {params} WHERE {where}" if where else f"VALUES ({params})"
     return Sql(f"INSERT INTO {table} ({names})\n{source}\n{rest}")
+
+
+def numbered(rows: Iterable[Mapping[str, object]]) -> dict[str, object]:
+    """The parameters of ``rows`` for a statement of :func:`insert` with ``rows=len(rows)``:
+    each row's ``field`` as ``field_<its index>``."""
+    return {f"{name}_{i}": value for i, row in enumerate(rows) for name, value in row.items()}
 
 
 def upsert(

@@ -185,7 +185,9 @@ class WorkflowRunRepositoryContract(RepositoryContract):
         assert_same(theirs, repo.get("r"))
 
     @only_on("postgresql")
-    def test_a_claim_between_read_and_write_stops_the_stale_writer(self, app: aicmo.App) -> None:
+    def test_a_claim_from_another_connection_stops_the_stale_writer(self, app: aicmo.App) -> None:
+        # The update has no read before its write (its WHERE holds the fence): a claim
+        # another connection committed just before it, read or not, stops it.
         if app.backend != "postgresql":
             pytest.skip("PostgreSQL: READ COMMITTED lets another connection claim meanwhile")
         repo = app.repos.workflow
@@ -201,6 +203,7 @@ class WorkflowRunRepositoryContract(RepositoryContract):
                     taken.append(other.repos.workflow.claim("w2", now=T0 + lease, lease=lease))
 
             blind = _StaleReads.wrap(repo, mine, claim_elsewhere)
+            claim_elsewhere()
             with pytest.raises(LeaseLostError):
                 blind.update(evolve(mine, status="COMPLETED"), token=mine.lease_token)
         assert taken

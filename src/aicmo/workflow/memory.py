@@ -21,7 +21,6 @@ from aicmo.workflow.rules import (
     ListArgs,
     claimable_queued,
     key_arg,
-    lease_lost,
     not_cancellable,
     prefix_arg,
     queue_order,
@@ -77,15 +76,15 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
         """This machine's clock (the memory backend's only users are this process)."""
         return datetime.now(UTC)
 
-    def _update(self, run: WorkflowRunDTO, old: WorkflowRunDTO, fence: int | None) -> None:
-        # The fence again on the stored run itself, as the SQL statement's WHERE does: the
-        # pre-check read ``old`` through ``get``, which a subclass may answer otherwise.
-        stored = self._runs.get(run.workflow_run_id)
-        if stored is None:
-            raise run_not_found(run.workflow_run_id)
-        if fence is not None and stored.lease_token != fence:
-            raise lease_lost(run.workflow_run_id, fence, stored)
-        old = stored
+    def _update(self, run: WorkflowRunDTO, fence: int | None) -> bool:
+        # The conditions on the stored run itself, as the SQL statement's WHERE has them.
+        old = self._runs.get(run.workflow_run_id)
+        if (
+            old is None
+            or (fence is not None and old.lease_token != fence)
+            or old.idempotency_key != run.idempotency_key
+        ):
+            return False
         kept = _evolve(
             run,
             claimed_by=old.claimed_by,
@@ -98,6 +97,7 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
             retry_of=old.retry_of,
         )
         self._runs.put(run.workflow_run_id, kept)
+        return True
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         return self._runs.find(key_arg(workflow_run_id, "workflow_run_id"))

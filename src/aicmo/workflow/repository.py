@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Unpack
 
+from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import WorkflowRunDTO
 from aicmo.workflow.ports import RunFilters
 from aicmo.workflow.rules import (
@@ -53,8 +54,10 @@ class RunRepositoryBase(ABC):
         """The backend's clock, for lease times the caller gives no ``now`` for."""
 
     @abstractmethod
-    def _update(self, run: WorkflowRunDTO, old: WorkflowRunDTO, fence: int | None) -> None:
-        """Write ``run`` over ``old`` (checked: same key; held under ``fence`` if given)."""
+    def _update(self, run: WorkflowRunDTO, fence: int | None) -> bool:
+        """Write ``run`` over the stored run in one step if that run exists, has the same
+        idempotency key and, with a ``fence``, holds that lease token; return whether it
+        did (``False``: nothing written)."""
 
     @abstractmethod
     def _claim(self, args: ClaimArgs, workflow_run_id: str | None) -> WorkflowRunDTO | None: ...
@@ -129,9 +132,13 @@ class RunRepositoryBase(ABC):
     def _release(self, workflow_run_id: str, token: int, retry_at: datetime | None) -> bool: ...
 
     def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
+        # The write comes first, its conditions in its WHERE (one statement, no read
+        # before it); only a write that matched nothing reads the run, to say why.
         run = run_arg(run)
         fence = None if token is None else token_arg(token)
         with self._transaction():
+            if self._update(run, fence):
+                return
             old = self.get(run.workflow_run_id)
             if old is None:
                 raise run_not_found(run.workflow_run_id)
@@ -139,7 +146,14 @@ class RunRepositoryBase(ABC):
                 raise lease_lost(run.workflow_run_id, fence, old)
             if old.idempotency_key != run.idempotency_key:
                 raise key_changed(run.workflow_run_id)
-            self._update(run, old, fence)
+            # The run changed between the write and the read (another connection took
+            # the lease and gave it back): this writer's view of it is not the stored one.
+            if fence is not None:
+                raise lease_lost(run.workflow_run_id, fence, old)
+            raise ConflictError(
+                f"workflow run {run.workflow_run_id!r} changed while it was written; "
+                "nothing was written: read it again and retry"
+            )
 
     def claim(
         self,

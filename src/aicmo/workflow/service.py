@@ -304,7 +304,9 @@ class _Services(Services, Protocol):
 
     def transaction(self) -> AbstractContextManager[None]: ...
 
-    def run_transaction(self, fn: Callable[[], T]) -> T: ...
+    def run_transaction(
+        self, fn: Callable[[], T], *, savepoints: bool = ..., defer_lock: bool = ...
+    ) -> T: ...
 
 
 def _describe(exc: BaseException) -> str:
@@ -983,8 +985,15 @@ class WorkflowService:
         return self._s
 
     def transaction(self, fn: Callable[[], T]) -> T:
-        """One transaction of the saga, retried on ``TransientError`` (bounded)."""
-        return self._s.run_transaction(fn)
+        """One transaction of the saga, retried on ``TransientError`` (bounded).
+
+        Every exception raised inside leaves it (the saga never catches one inside a
+        transaction), so the repositories' nested blocks need no savepoints; and on
+        SQLite the write lock is taken at the first write, so a step computes its rows
+        (and reads what it needs) without holding other workers back
+        (``savepoints=False, defer_lock=True``, see ``SqlDatabase.transaction``). Writes
+        batched until just before the commit go through ``app.before_commit``."""
+        return self._s.run_transaction(fn, savepoints=False, defer_lock=True)
 
     @staticmethod
     def read(fn: Callable[[], T]) -> T:

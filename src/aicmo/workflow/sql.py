@@ -27,7 +27,6 @@ from aicmo.workflow.rules import (
     ListArgs,
     attempt_conflict,
     key_arg,
-    lease_lost,
     not_cancellable,
     prefix_arg,
     run_arg,
@@ -57,12 +56,15 @@ _NO_LIMIT = 2**62
 # ON CONFLICT DO NOTHING covers both keys; the caller then tells which one clashed.
 CREATE_RUN = insert("workflow_runs", _RUN, rest="ON CONFLICT DO NOTHING")
 
-# A fenced update (a non-null :fence) writes only while the caller's lease token is the
-# stored one; the CAST gives PostgreSQL the parameter's type when it is null.
+# One statement, no read before it: a fenced update (a non-null :fence) writes only while
+# the caller's lease token is the stored one, and never over another idempotency key (the
+# key never moves); the CASTs give PostgreSQL the parameters' types when they are null.
 UPDATE_RUN = Sql(
     f"UPDATE workflow_runs SET {assignments(c for c in _RUN if c not in _KEPT)}\n"  # noqa: S608 - column names from the DTO, never from data
     "WHERE workflow_run_id = :workflow_run_id\n"
-    "    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)"
+    "    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)\n"
+    "    AND (idempotency_key = :idempotency_key\n"
+    "        OR (idempotency_key IS NULL AND CAST(:idempotency_key AS TEXT) IS NULL))"
 )
 
 GET_RUN = select(_RUN, "FROM workflow_runs WHERE workflow_run_id = :workflow_run_id")
@@ -241,13 +243,11 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
     def _clock(self) -> datetime:
         return self._db.clock()
 
-    def _update(self, run: WorkflowRunDTO, old: WorkflowRunDTO, fence: int | None) -> None:
-        changed = self._db.execute(UPDATE_RUN, {**self._runs.to_row(run), "fence": fence})
-        # PostgreSQL: the row lock and the token check are taken by that statement, so a
-        # claim that committed after the read of ``old`` is seen there (READ COMMITTED
-        # re-checks the WHERE on the newest row version).
-        if fence is not None and changed != 1:
-            raise lease_lost(run.workflow_run_id, fence, self.get(run.workflow_run_id))
+    def _update(self, run: WorkflowRunDTO, fence: int | None) -> bool:
+        # PostgreSQL: the row lock and the token check are taken by this one statement, so
+        # a claim that committed before it is seen (READ COMMITTED re-checks the WHERE on
+        # the newest row version).
+        return self._db.execute(UPDATE_RUN, {**self._runs.to_row(run), "fence": fence}) == 1
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         row = self._db.fetch_one(
