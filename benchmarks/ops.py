@@ -134,6 +134,13 @@ def _insert_children(conn: Any, backend: Backend, children: Any, rows: list[dict
     return int(conn.execute(stmt, numbered(rows)).rowcount)
 
 
+def _executemany(conn: Any, stmt: Any, rows: list[dict[str, Any]]) -> int:
+    """The raw driver's executemany; the rows it changed."""
+    cursor = conn.cursor()
+    cursor.executemany(stmt, rows)
+    return int(cursor.rowcount)
+
+
 def _upsert(backend: Backend, table: str, keys: Sequence[str], keep: Sequence[str] = ()) -> Any:
     """Core's ``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column but ``keep``."""
     if backend.name == "sqlite":
