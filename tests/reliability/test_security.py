@@ -56,8 +56,8 @@ ALLOWED: dict[tuple[str, str], str] = {
         "db/migrations.py",
         "f'INSERT INTO {LOCK_TABLE} (locked, ctime, pid) VALUES (1, :when, :pid)'",
     ): "LOCK_TABLE is the module constant 'yoyo_lock'",
-    ("db/migrations.py", "f'SELECT COUNT(*) FROM \"{table}\"'"): (
-        "table is a CREATE TABLE name (\\w+ only) read from aicmo's own migration files"
+    ("db/migrations.py", "f'SELECT COUNT(*) FROM \"{t}\"'"): (
+        "t is a CREATE TABLE name (\\w+ only) read from aicmo's own migration files"
     ),
     ("transfer.py", "f'SELECT {cols} FROM {_quote(table.name)}'"): (
         "a name read from the live schema's catalogue, checked by _check_name and quoted"
@@ -82,11 +82,11 @@ ALLOWED: dict[tuple[str, str], str] = {
     ),
     (
         "db/children.py",
-        "f\"SELECT {select_list(columns, table='p')},\\n    {select_list(self.columns, table='c', renamed=self.renamed)}\\nFROM {self.parent} p\\nLEFT JOIN {self.table} c ON c.{self.key} = p.{self.key}\\nWHERE {where}\\nORDER BY {(order + ', ' if order else '')}c.position\"",  # noqa: E501
+        "f\"SELECT {select_list(columns, table='p')},\\n    {select_list(self.columns, table='c', renamed=self.renamed)}\\nFROM {self.parent} p\\nLEFT JOIN {self.table} c ON {' AND '.join((f'c.{k} = p.{k}' for k in self.keys))}\\nWHERE {where}\\nORDER BY {(order + ', ' if order else '')}c.position\"",  # noqa: E501
     ): (
         "table and key names are the module's constants and the columns come from the DTO's attrs fields (RowMapper), fixed at import"  # noqa: E501
     ),
-    ("db/children.py", "f'DELETE FROM {table} WHERE {key} = :{key}'"): (
+    ("db/children.py", "f'DELETE FROM {table} WHERE {matches}'"): (
         "table and key names are the module's constants and the columns come from the DTO's attrs fields (RowMapper), fixed at import"  # noqa: E501
     ),
     (
@@ -103,8 +103,15 @@ ALLOWED: dict[tuple[str, str], str] = {
     ),
     (
         "workflow/sql.py",
-        "f'UPDATE workflow_runs SET {assignments((c for c in _RUN if c not in _KEPT))}\\nWHERE workflow_run_id = :workflow_run_id\\n    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)'",  # noqa: E501
+        "f'UPDATE workflow_runs SET {assignments((c for c in _RUN if c not in _KEPT))}\\nWHERE workflow_run_id = :workflow_run_id\\n    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)\\n    AND (idempotency_key = :idempotency_key\\n        OR (idempotency_key IS NULL AND CAST(:idempotency_key AS TEXT) IS NULL))'",  # noqa: E501
     ): ("the column names come from WorkflowRunDTO's attrs fields, fixed at import"),
+    (
+        "webhooks/sql.py",
+        "f'UPDATE webhooks_notifications SET {_SET}, updated_at = :now\\nWHERE notification_id = :notification_id\\n    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)'",  # noqa: E501
+    ): ("the column names come from NotificationDTO's attrs fields, fixed at import"),
+    ("testing/base.py", "f'SELECT COUNT(*) FROM \"{name}\"'"): (
+        "test-only: a table name of the module under test, read from the registry or the schema's catalogue"  # noqa: E501
+    ),
     ("testing/base.py", "f'SELECT updated_at FROM \"{name}\"'"): (
         "test-only: a table or index name of the module under test, read from the registry or the schema's catalogue; a setting name from a fixed tuple"  # noqa: E501
     ),
