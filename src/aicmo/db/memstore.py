@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
-from aicmo.db.base import closed_error
+from aicmo.db.base import TransactionHook, closed_error
 from aicmo.errors import ConflictError
 
 __all__ = ["MemoryDatabase", "MemoryTable"]
@@ -170,6 +170,9 @@ class MemoryDatabase:
         self._undo: list[tuple[MemoryTable[Any, Any], Any, Any]] | None = None
         self._closed = False
         self._reader = _Read(self)
+        #: Wraps every :meth:`transaction` (nested ones too), when set (see
+        #: :data:`aicmo.db.base.TransactionHook`).
+        self.transaction_hook: TransactionHook | None = None
 
     def table(
         self,
@@ -190,7 +193,8 @@ class MemoryDatabase:
 
     def transaction(self) -> AbstractContextManager[None]:
         """Make every table write inside atomic; nested blocks roll back only their own writes."""
-        return _Transaction(self)
+        hook = self.transaction_hook
+        return _Transaction(self) if hook is None else hook(_Transaction(self))
 
     def in_transaction(self) -> bool:
         """Whether the calling thread is inside :meth:`transaction`."""
