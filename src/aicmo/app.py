@@ -19,9 +19,9 @@ import attrs
 
 from aicmo import observability
 from aicmo.audit import (
+    Audited,
     AuditRepository,
     AuditService,
-    Audited,
     Collector,
     Write,
     as_list,
@@ -129,7 +129,10 @@ MODULES: tuple[Module[Any], ...] = (
         InMemoryStrategyRepository,
         SqlStrategyRepository,
         ("strategy_document",),
-        {"save": _save("strategy", "doc", "strategy_id"), "delete": _delete("strategy", "strategy_id")},
+        {
+            "save": _save("strategy", "doc", "strategy_id"),
+            "delete": _delete("strategy", "strategy_id"),
+        },
     ),
     Module[ProductionRepository](
         "production",
@@ -181,7 +184,9 @@ MODULES: tuple[Module[Any], ...] = (
             ),
         },
     ),
-    Module[AuditRepository]("audit", InMemoryAuditRepository, SqlAuditRepository, ("audit_entries",)),
+    Module[AuditRepository](
+        "audit", InMemoryAuditRepository, SqlAuditRepository, ("audit_entries",)
+    ),
 )
 """aicmo's modules in pipeline order (the saga's runs, then the audit trail, last)."""
 
@@ -226,9 +231,7 @@ class Repositories:
             }
         )
 
-    def audited(
-        self, db: MemoryDatabase | SqlDatabase, collector: Collector
-    ) -> Repositories:
+    def audited(self, db: MemoryDatabase | SqlDatabase, collector: Collector) -> Repositories:
         """These repositories with every declared write (:attr:`Module.writes`) recorded
         in the audit trail through ``collector`` (installed on ``db``)."""
         writes = {m.name: m.writes for m in MODULES if m.writes}

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 import attrs
 
 from aicmo.errors import ConfigurationError
-from aicmo.values import DEFAULT_MAX_INTAKE_BYTES
+from aicmo.values import DEFAULT_MAX_INTAKE_BYTES, Invalid, actor_name
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings", "resolve_settings"]
 
@@ -92,9 +92,6 @@ def _actor(env: Mapping[str, str]) -> str | None:
     raw = env.get("AICMO_ACTOR")
     if raw is None or raw == "":
         return None
-    from aicmo.audit.dtos import actor_name
-    from aicmo.values import Invalid
-
     try:
         return actor_name(raw, "AICMO_ACTOR")
     except Invalid as exc:

@@ -9,8 +9,8 @@ recorded (:class:`Audited`, :class:`Collector`). Read it with ``app.audit.list(.
 from aicmo.audit.dtos import ACTIONS, MAX_ACTOR_LENGTH, AuditEntryDTO
 from aicmo.audit.ports import AuditRepository
 from aicmo.audit.service import (
-    AuditService,
     Audited,
+    AuditService,
     Call,
     Collector,
     Write,

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from aicmo.values import Invalid, dto, field, identifier, nonempty_text, optional, utc_datetime
+from aicmo.values import (
+    MAX_ACTOR_LENGTH,
+    Invalid,
+    actor_name,
+    dto,
+    field,
+    identifier,
+    nonempty_text,
+    optional,
+    utc_datetime,
+)
 
 __all__ = ["ACTIONS", "MAX_ACTOR_LENGTH", "AuditEntryDTO", "actor_name"]
 
@@ -22,24 +32,6 @@ ACTIONS: tuple[str, ...] = (
 new version of one, which the repositories cannot tell apart without another read),
 ``update`` (an existing record only), ``delete``, and the workflow queue's ``claim``,
 ``release`` and ``cancel`` (a cancel request)."""
-
-MAX_ACTOR_LENGTH = 200
-"""The longest actor name (``connect(actor=...)``, ``AICMO_ACTOR``, ``--actor``)."""
-
-
-def actor_name(value: Any, path: str) -> str:
-    """Who writes: non-empty text of at most :data:`MAX_ACTOR_LENGTH` characters, without
-    control characters (a name or ``user@host``, shown on one line)."""
-    result = nonempty_text(value, path)
-    if not result.strip():
-        raise Invalid([(path, "must not be blank; give a user or service name")])
-    if len(result) > MAX_ACTOR_LENGTH:
-        raise Invalid(
-            [(path, f"is {len(result)} characters long; an actor has at most {MAX_ACTOR_LENGTH}")]
-        )
-    if any(ord(c) < 32 or ord(c) == 127 for c in result):
-        raise Invalid([(path, "contains a control character (a newline, a tab...); remove it")])
-    return result
 
 
 def action(value: Any, path: str) -> str:

@@ -69,12 +69,16 @@ _entry = instance(AuditEntryDTO)
 def entries_arg(value: object) -> list[AuditEntryDTO]:
     """The entries of ``record``: a sequence of ``AuditEntryDTO`` with distinct ids."""
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        raise ValidationError([("entries", "expected a sequence of AuditEntryDTO")], subject="argument")
+        raise ValidationError(
+            [("entries", "expected a sequence of AuditEntryDTO")], subject="argument"
+        )
     entries = [argument(_entry, e, f"entries[{n}]") for n, e in enumerate(value)]
     seen: set[str] = set()
     for entry in entries:
         if entry.entry_id in seen:
-            raise ConflictError(f"audit entry {entry.entry_id!r} is given twice; entry ids are unique")
+            raise ConflictError(
+                f"audit entry {entry.entry_id!r} is given twice; entry ids are unique"
+            )
         seen.add(entry.entry_id)
     return entries
 

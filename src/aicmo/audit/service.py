@@ -55,7 +55,7 @@ def default_actor() -> str:
     system cannot name it (a container without a passwd entry), else ``unknown``."""
     try:
         name = getpass.getuser()
-    except Exception:  # noqa: BLE001 - getuser raises OSError, KeyError or ImportError by platform
+    except Exception:
         name = ""
     if name and name.strip():
         return name[:200]
@@ -266,7 +266,9 @@ def if_true(name: str) -> Callable[[Call], list[str]]:
 def created(name: str, key: str) -> Callable[[Call], list[str]]:
     """The id ``key`` of the record passed as argument ``name``, when the call returned
     that record (and not one stored before under the same idempotency key)."""
-    return lambda call: [getattr(call.result, key)] if call.result == _argument(call, 0, name) else []
+    return lambda call: (
+        [getattr(call.result, key)] if call.result == _argument(call, 0, name) else []
+    )
 
 
 def returned(key: str) -> Callable[[Call], list[str]]:
@@ -314,4 +316,3 @@ class AuditService:
             limit=limit,
             newest_first=newest_first,
         )
-

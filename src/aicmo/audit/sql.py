@@ -10,7 +10,7 @@ from aicmo.audit.dtos import AuditEntryDTO
 from aicmo.audit.ports import entries_arg, key_arg, query_args
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
-from aicmo.db.statement import Sql, insert, select
+from aicmo.db.statement import insert, select
 from aicmo.errors import ConflictError
 
 __all__ = ["SqlAuditRepository"]
