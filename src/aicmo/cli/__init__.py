@@ -3,7 +3,7 @@
 One module per command group; importing them registers their commands on :data:`main`.
 """
 
-from aicmo.cli import db, queue, runs, transfer, workflow
+from aicmo.cli import audit, db, queue, runs, transfer, workflow
 from aicmo.cli.common import main
 
-__all__ = ["db", "main", "queue", "runs", "transfer", "workflow"]
+__all__ = ["audit", "db", "main", "queue", "runs", "transfer", "workflow"]

@@ -18,6 +18,7 @@ import click
 
 import aicmo
 from aicmo import observability
+from aicmo.audit import resolve_actor
 from aicmo.errors import AicmoError, BackendError, ConfigurationError, ValidationError
 from aicmo.settings import Settings, redact, resolve_settings
 from aicmo.workflow import WorkflowRunDTO
@@ -240,6 +241,7 @@ def open_app(
                     auto_upgrade=auto_upgrade,
                     artifact_dir=artifacts,
                     templates_dir=_templates_dir(),
+                    actor=command_actor(),
                 )
                 break
             except BackendError as exc:
@@ -298,8 +300,15 @@ def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
     show_default=True,
     help="Log lines as text or as one JSON object per line (also AICMO_LOG_FORMAT).",
 )
+@click.option(
+    "--actor",
+    metavar="NAME",
+    default=None,
+    help="Who the command's writes are by in the audit trail (default: AICMO_ACTOR, "
+    "else the OS user).",
+)
 @click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: int, log_format: str) -> None:
+def main(ctx: click.Context, verbose: int, quiet: int, log_format: str, actor: str | None) -> None:
     """Run and persist the client-to-delivery marketing workflow.
 
     Exit status: 0 done, 1 a failed operation, 2 bad usage or configuration (`aicmo db
@@ -312,8 +321,33 @@ def main(ctx: click.Context, verbose: int, quiet: int, log_format: str) -> None:
         level = observability.log_level(verbose, quiet)
     except ConfigurationError as exc:
         raise click.UsageError(term_lines(exc)) from None
-    ctx.obj = {"log_level": level, "log_format": log_format, "driver_logs": verbose >= 2}
+    if actor is not None:
+        try:
+            actor = resolve_actor(actor, "--actor")
+        except ValidationError as exc:
+            raise click.UsageError(term_lines(exc)) from None
+    use_actor(actor)
+    ctx.obj = {
+        "log_level": level,
+        "log_format": log_format,
+        "driver_logs": verbose >= 2,
+        "actor": actor,
+    }
     ctx.with_resource(log_to_stderr(level, log_format, driver_logs=verbose >= 2))
+
+
+_actor: list[str | None] = [None]
+
+
+def use_actor(actor: str | None) -> None:
+    """The ``--actor`` of the running command (a `worker -c N` child is given its
+    parent's): the actor of the apps :func:`open_app` connects."""
+    _actor[0] = actor
+
+
+def command_actor() -> str | None:
+    """The ``--actor`` given (``None``: AICMO_ACTOR, else the OS user)."""
+    return _actor[0]
 
 
 def log_settings() -> dict[str, Any]:
