@@ -4,6 +4,7 @@ entries every module's writes leave (in the transaction of the write)."""
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import sqlite3
 from datetime import UTC
@@ -12,9 +13,11 @@ from pathlib import Path
 import attrs
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 import aicmo
 from aicmo.audit import Audited, default_actor
+from aicmo.cli import main
 from aicmo.errors import AicmoError, ConfigurationError, ConflictError, ValidationError
 from aicmo.testing.audit import AuditParityMachine, AuditRepositoryContract, trail
 from aicmo.testing.base import only_on
@@ -352,3 +355,74 @@ def test_the_trail_can_be_turned_off(app: aicmo.App, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("AICMO_AUDIT")
     with pytest.raises(ValidationError, match="audit"):
         aicmo.connect(url, audit="no")  # type: ignore[arg-type]
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def invoke(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(
+        main,
+        list(args),
+        env={
+            "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+            "AICMO_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+            "AICMO_PERSISTENCE_MODE": "db",
+            **(env or {}),
+        },
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_cli_records_its_actor_and_lists_the_trail(tmp_path: Path) -> None:
+    code, out, err = invoke(tmp_path, "--actor", "alice", "run", str(PASSING), "--json")
+    assert code == 0, err
+    run_id = json.loads(out)[0]["run"]["workflow_run_id"]
+    code, out, err = invoke(tmp_path, "audit", "list", "--run", run_id[:8], "--json")
+    assert code == 0, err
+    entries = json.loads(out)
+    assert entries, "a run writes"
+    assert {e["actor"] for e in entries} == {"alice"}
+    assert {e["run_id"] for e in entries} == {run_id}
+    assert entries[0]["action"] == "release"  # newest first
+    assert entries[-1]["action"] == "create"
+    assert set(entries[0]) == {
+        "entry_id", "at", "actor", "module", "entity", "entity_id", "action", "run_id"
+    }  # fmt: skip
+    code, out, err = invoke(tmp_path, "audit", "list", "--oldest-first", "--limit", "2", "--json")
+    assert [e["action"] for e in json.loads(out)] == ["create", "claim"]
+    brief = f"brief-{run_id}"
+    code, out, err = invoke(tmp_path, "audit", "list", "--entity", brief)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["at", "actor", "module", "entity", "id", "action", "run"]
+    assert len(lines) == 3  # the header, the brief and its intake
+    assert all(brief in line and "alice" in line for line in lines[1:])
+    # The environment names the actor when --actor is not given.
+    code, out, err = invoke(
+        tmp_path, "submit", str(PASSING), "--json", env={"AICMO_ACTOR": "cron@build-7"}
+    )
+    assert code == 0, err
+    code, out, err = invoke(tmp_path, "audit", "list", "--limit", "1", "--json")
+    assert json.loads(out)[0]["actor"] == "cron@build-7"
+    code, out, err = invoke(tmp_path, "audit", "list", "--since", "2999-01-01", "--json")
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_the_cli_refuses_a_bad_actor_and_bad_filters(tmp_path: Path) -> None:
+    code, _, err = invoke(tmp_path, "--actor", "", "audit", "list")
+    assert code == 2
+    assert "--actor: must not be empty" in err
+    code, _, err = invoke(tmp_path, "--actor", "x" * 201, "runs", "list")
+    assert code == 2
+    assert "at most 200" in err
+    invoke(tmp_path, "submit", str(PASSING))
+    code, _, err = invoke(tmp_path, "audit", "list", "--since", "yesterday")
+    assert code == 2
+    assert "--since" in err
+    code, _, err = invoke(tmp_path, "audit", "list", "--run", "no-such-run")
+    assert code == 1
+    assert "no-such-run" in err
+    code, _, err = invoke(tmp_path, "audit", "list", "-d", f"sqlite:///{tmp_path / 'missing.db'}")
+    assert code != 0
+    assert not (tmp_path / "missing.db").exists()
