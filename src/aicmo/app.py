@@ -23,6 +23,7 @@ from aicmo.audit import (
     AuditRepository,
     AuditService,
     Collector,
+    Ids,
     Write,
     as_list,
     created,
@@ -107,7 +108,7 @@ def _delete(entity: str, arg: str) -> tuple[Write, ...]:
     return (Write(entity, "delete", if_true(arg)),)
 
 
-def _run(action: str, ids: Callable[..., Any]) -> tuple[Write, ...]:
+def _run(action: str, ids: Ids) -> tuple[Write, ...]:
     return (Write("run", action, ids, names_run=True),)
 
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import functools
 import getpass
+import itertools
 import os
+import secrets
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ __all__ = [
     "Audited",
     "Call",
     "Collector",
+    "Ids",
     "Write",
     "as_list",
     "created",
@@ -82,6 +84,16 @@ class Call:
 
 
 @attrs.frozen
+class Ids:
+    """Which records a call wrote: ``of(call)``; ``after``: they are known only from the
+    call's result (a delete that found something, a claim that took a run). Otherwise they
+    are known from the arguments, before the call (see :class:`Audited`)."""
+
+    of: Callable[[Call], Iterable[str]]
+    after: bool = False
+
+
+@attrs.frozen
 class Write:
     """What a repository method writes: records of ``entity`` (``ids`` of the call: none,
     one or several), each with ``action``. ``names_run``: the records are workflow runs
@@ -90,12 +102,32 @@ class Write:
 
     entity: str
     action: str
-    ids: Callable[[Call], Iterable[str]]
+    ids: Ids
     names_run: bool = False
     prepare: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
 
 
 _build_entry = trusted_builder(AuditEntryDTO)  # every value below is checked already
+
+
+class _EntryIds:
+    """Entry ids: a random prefix per process (64 bits, drawn again after a fork) and a
+    counter: unique without a system call per entry (``uuid4`` reads the OS's random
+    source each time, which cost more than the rest of an entry)."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        if self._pid != os.getpid():
+            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
+            self._count = itertools.count()
+        return f"{self._prefix}{next(self._count):012x}"
+
+
+_entry_id = _EntryIds()
 
 
 class _Depth(threading.local):
@@ -125,11 +157,11 @@ class Collector:
         pending = self._state.pending
         at = datetime.now(UTC)
         current = observability.current_run_id()
-        for entity_id in write.ids(call):
+        for entity_id in write.ids.of(call):
             run_id = entity_id if write.names_run else current
             pending.append(
                 _build_entry(
-                    uuid.uuid4().hex,
+                    _entry_id(),
                     at,
                     self.actor,
                     module,
@@ -157,7 +189,9 @@ class _Collecting:
         state = self._collector._state
         state.depth += 1
         self._outer = state.depth == 1
-        self._mark = len(state.pending)
+        # The outermost transaction owns every pending entry (a call outside any
+        # transaction adds its entries just before it opens its own, see Audited).
+        self._mark = 0 if self._outer else len(state.pending)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
         state = self._collector._state
@@ -217,8 +251,10 @@ class Audited:
         return wrapped
 
     def _wrap(self, fn: Callable[..., Any], writes: tuple[Write, ...]) -> Callable[..., Any]:
-        db, add, module = self._db, self._collector.add, self._module
+        db, collector, module = self._db, self._collector, self._module
+        add, state = collector.add, collector._state
         prepares = [w.prepare for w in writes if w.prepare is not None]
+        from_result = any(w.ids.after for w in writes)
 
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -230,11 +266,38 @@ class Audited:
                 for write in writes:
                     add(module, write, done)
                 return result
+            if not from_result:
+                # Known from the arguments: added first, they are written by the call's
+                # own transaction just before it commits (no savepoint, no extra one).
+                try:
+                    given = Call(args, kwargs, None)
+                    for write in writes:
+                        add(module, write, given)
+                except Exception:
+                    state.pending.clear()
+                else:
+                    return solo(args, kwargs)
+            # The records are known once the call returns: one transaction around it (the
+            # call's own becomes a savepoint) holds its writes and their entries.
             with db.transaction():
                 result = fn(*args, **kwargs)
                 done = Call(args, kwargs, result)
                 for write in writes:
                     add(module, write, done)
+            return result
+
+        def solo(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException:
+                state.pending.clear()  # rolled back with the call's transaction, or none ran
+                raise
+            if state.pending:
+                # The call committed no transaction of its own (a repository writing
+                # outside db.transaction(), which aicmo's never do): the entries then
+                # get a transaction of their own, after the write.
+                with db.transaction():
+                    pass
             return result
 
         return call
@@ -247,38 +310,39 @@ def _argument(call: Call, index: int, name: str) -> Any:
     return call.args[index] if len(call.args) > index else call.kwargs[name]
 
 
-def saved(name: str, key: str) -> Callable[[Call], list[str]]:
+def saved(name: str, key: str) -> Ids:
     """The id ``key`` of the record passed as argument ``name`` (the first)."""
-    return lambda call: [getattr(_argument(call, 0, name), key)]
+    return Ids(lambda call: [getattr(_argument(call, 0, name), key)])
 
 
-def given(name: str) -> Callable[[Call], list[str]]:
+def given(name: str) -> Ids:
     """The id passed as argument ``name`` (the first)."""
-    return lambda call: [_argument(call, 0, name)]
+    return Ids(lambda call: [_argument(call, 0, name)])
 
 
-def if_true(name: str) -> Callable[[Call], list[str]]:
+def if_true(name: str) -> Ids:
     """The id passed as argument ``name`` (the first), when the call returned ``True``
     (it deleted or released something)."""
-    return lambda call: [_argument(call, 0, name)] if call.result is True else []
+    return Ids(lambda call: [_argument(call, 0, name)] if call.result is True else [], after=True)
 
 
-def created(name: str, key: str) -> Callable[[Call], list[str]]:
+def created(name: str, key: str) -> Ids:
     """The id ``key`` of the record passed as argument ``name``, when the call returned
     that record (and not one stored before under the same idempotency key)."""
-    return lambda call: (
-        [getattr(call.result, key)] if call.result == _argument(call, 0, name) else []
+    return Ids(
+        lambda call: [getattr(call.result, key)] if call.result == _argument(call, 0, name) else [],
+        after=True,
     )
 
 
-def returned(key: str) -> Callable[[Call], list[str]]:
+def returned(key: str) -> Ids:
     """The id ``key`` of the record the call returned, if it returned one."""
-    return lambda call: [] if call.result is None else [getattr(call.result, key)]
+    return Ids(lambda call: [] if call.result is None else [getattr(call.result, key)], after=True)
 
 
-def listed(name: str, key: str) -> Callable[[Call], list[str]]:
+def listed(name: str, key: str) -> Ids:
     """The distinct ids ``key`` of the records of the sequence argument ``name``."""
-    return lambda call: list(dict.fromkeys(getattr(r, key) for r in _argument(call, 0, name)))
+    return Ids(lambda call: list(dict.fromkeys(getattr(r, key) for r in _argument(call, 0, name))))
 
 
 def as_list(args: tuple[Any, ...]) -> tuple[Any, ...]:
