@@ -6,7 +6,11 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC
 from pathlib import Path
 
@@ -426,3 +430,50 @@ def test_the_cli_refuses_a_bad_actor_and_bad_filters(tmp_path: Path) -> None:
     code, _, err = invoke(tmp_path, "audit", "list", "-d", f"sqlite:///{tmp_path / 'missing.db'}")
     assert code != 0
     assert not (tmp_path / "missing.db").exists()
+
+
+# -- kill -9 ------------------------------------------------------------------------------
+
+_WRITER = """
+import sys
+import aicmo
+from aicmo.testing.onboarding import make_brief
+with aicmo.connect(sys.argv[1], actor="writer") as app:
+    n = 0
+    while True:
+        if n % 3 == 0:
+            app.repos.onboarding.save_brief(make_brief(f"b-{n}"))
+            n += 1
+        else:
+            with app.transaction():
+                app.repos.onboarding.save_brief(make_brief(f"b-{n}"))
+                app.repos.onboarding.save_brief(make_brief(f"b-{n + 1}"))
+            n += 2
+"""
+
+
+@only_on("sqlite", "postgresql")
+def test_kill_9_mid_writes_leaves_an_entry_for_every_committed_write_and_no_other(
+    app: aicmo.App,
+) -> None:
+    """A writer killed with SIGKILL at some moment: every brief it committed has exactly
+    one entry, and no entry names a brief that is not stored."""
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, app.settings.url])
+    try:
+        deadline = time.monotonic() + 60
+        while len(app.audit.list(limit=200)) < 200 and time.monotonic() < deadline:
+            assert writer.poll() is None, "the writer died on its own"
+            time.sleep(0.05)
+        time.sleep(0.137)  # a moment not tied to a commit
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    stored = [b.brief_id for b in app.repos.onboarding.list_by_client("client-1")]
+    entries = trail(app)
+    assert len(stored) >= 200
+    assert sorted(stored) == sorted(e[3] for e in entries)  # one entry each, none other
+    assert {e[:3] + e[4:] for e in entries} == {("writer", "onboarding", "brief", "save", None)}

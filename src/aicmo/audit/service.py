@@ -74,13 +74,15 @@ def resolve_actor(actor: object, where: str = "actor") -> str:
     return name
 
 
-@attrs.frozen
 class Call:
-    """A repository call that returned: its arguments and its result."""
+    """A repository call: its arguments and its result (``None`` before it returns)."""
 
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    result: Any
+    __slots__ = ("args", "kwargs", "result")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any):
+        self.args = args
+        self.kwargs = kwargs
+        self.result = result
 
 
 @attrs.frozen
@@ -141,7 +143,9 @@ class _Depth(threading.local):
 class Collector:
     """Collects the entries of each thread's transaction; ``flush`` appends them inside
     the outermost transaction just before its commit. Install it as the database's
-    ``transaction_hook``."""
+    ``transaction_hook`` (on every backend: entries recorded directly with
+    ``AuditRepository.record`` inside a transaction then come before that transaction's
+    collected ones everywhere)."""
 
     def __init__(self, actor: str, flush: Callable[[Sequence[AuditEntryDTO]], None]):
         self.actor = actor
@@ -245,6 +249,8 @@ class Audited:
         attr = getattr(self._inner, name)
         writes = self._writes.get(name)
         if writes is None:
+            if callable(attr) and not name.startswith("_"):
+                setattr(self, name, attr)  # a read: the next lookup skips __getattr__
             return attr
         wrapped = self._wrap(attr, writes)
         setattr(self, name, wrapped)  # the next lookup skips __getattr__
