@@ -17,11 +17,9 @@ from pathlib import Path
 import attrs
 import psycopg
 import pytest
-from click.testing import CliRunner
 
 import aicmo
 from aicmo.audit import Audited, default_actor
-from aicmo.cli import main
 from aicmo.errors import AicmoError, ConfigurationError, ConflictError, ValidationError
 from aicmo.testing.audit import AuditParityMachine, AuditRepositoryContract, trail
 from aicmo.testing.base import only_on
@@ -34,6 +32,7 @@ from aicmo.testing.strategy import make_strategy
 from aicmo.testing.workflow import make_run
 
 from .conftest import parity_test_cases
+from .test_cli_runs import invoke
 
 
 class TestAuditRepository(AuditRepositoryContract):
@@ -362,20 +361,6 @@ def test_the_trail_can_be_turned_off(app: aicmo.App, monkeypatch: pytest.MonkeyP
 
 
 # -- the command line ---------------------------------------------------------------------
-
-
-def invoke(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(
-        main,
-        list(args),
-        env={
-            "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-            "AICMO_ARTIFACT_DIR": str(tmp_path / "artifacts"),
-            "AICMO_PERSISTENCE_MODE": "db",
-            **(env or {}),
-        },
-    )
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_the_cli_records_its_actor_and_lists_the_trail(tmp_path: Path) -> None:

@@ -262,16 +262,19 @@ class Audited:
         prepares = [w.prepare for w in writes if w.prepare is not None]
         from_result = any(w.ids.after for w in writes)
 
+        def run_and_add(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            result = fn(*args, **kwargs)
+            done = Call(args, kwargs, result)
+            for write in writes:
+                add(module, write, done)
+            return result
+
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
             for prepare in prepares:
                 args = prepare(args)
             if db.in_transaction():
-                result = fn(*args, **kwargs)
-                done = Call(args, kwargs, result)
-                for write in writes:
-                    add(module, write, done)
-                return result
+                return run_and_add(args, kwargs)
             if not from_result:
                 # Known from the arguments: added first, they are written by the call's
                 # own transaction just before it commits (no savepoint, no extra one).
@@ -286,11 +289,7 @@ class Audited:
             # The records are known once the call returns: one transaction around it (the
             # call's own becomes a savepoint) holds its writes and their entries.
             with db.transaction():
-                result = fn(*args, **kwargs)
-                done = Call(args, kwargs, result)
-                for write in writes:
-                    add(module, write, done)
-            return result
+                return run_and_add(args, kwargs)
 
         def solo(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             try:

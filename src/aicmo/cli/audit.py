@@ -13,8 +13,11 @@ from aicmo.cli.common import (
     echo,
     iso,
     json_option,
+    limit_option,
     main,
+    oldest_first_option,
     open_app,
+    since_option,
     table,
 )
 from aicmo.cli.runs import _bad_input_exits_2, parse_since
@@ -53,16 +56,9 @@ def entry_json(entry: AuditEntryDTO) -> dict[str, Any]:
 @click.option(
     "--entity", "entity_id", metavar="ID", default=None, help="Only the entries of this record id."
 )
-@click.option(
-    "--since",
-    metavar="DATE",
-    default=None,
-    help="Only entries at or after DATE (YYYY-MM-DD, UTC; or ISO 8601 with a zone).",
-)
-@click.option(
-    "--limit", type=click.IntRange(min=1), default=None, metavar="N", help="At most N entries."
-)
-@click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
+@since_option("entries")
+@limit_option("entries")
+@oldest_first_option
 @json_option
 def audit_list(
     database: str | None,

@@ -10,9 +10,9 @@ import re
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -23,6 +23,8 @@ from aicmo.errors import AicmoError, BackendError, ConfigurationError, Validatio
 from aicmo.settings import Settings, redact, resolve_settings
 from aicmo.workflow import WorkflowRunDTO
 from aicmo.workflow.backoff import OutageBackoff
+
+FC = TypeVar("FC", bound=Callable[..., Any])
 
 database_option = click.option(
     "--database",
@@ -367,6 +369,28 @@ artifacts_option = click.option(
 )
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout)."
+)
+
+
+def since_option(what: str) -> Callable[[FC], FC]:
+    """``--since DATE`` of a list command (parsed by ``aicmo.cli.runs.parse_since``)."""
+    return click.option(
+        "--since",
+        metavar="DATE",
+        default=None,
+        help=f"Only {what} at or after DATE (YYYY-MM-DD, UTC; or ISO 8601 with a zone).",
+    )
+
+
+def limit_option(what: str) -> Callable[[FC], FC]:
+    """``--limit N`` of a list command."""
+    return click.option(
+        "--limit", type=click.IntRange(min=1), default=None, metavar="N", help=f"At most N {what}."
+    )
+
+
+oldest_first_option = click.option(
+    "--oldest-first", is_flag=True, help="Oldest first (default: newest first)."
 )
 
 _TEMPLATES_KEY = "aicmo.templates_dir"
