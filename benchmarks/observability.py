@@ -17,6 +17,11 @@ interleaved round after round; every figure is the median over the rounds:
 - ``log-debug``: as ``off``, every record (DEBUG) into a file;
 - ``otel-sdk``: the OpenTelemetry SDK recording every span and metric in memory.
 
+``--paired`` instead measures the audit trail alone, in one process per backend: an app with
+it on and one with it off, on databases of their own, run ``run_workflow`` in turn (4 runs
+each, the order swapped every round), so the machine's load drifts over both alike; reported:
+the median runs/s of each and their ratio.
+
 Reported: ops/s of a repository read (``workflow.get``) and write (``onboarding.save_brief``
 of a stored brief, an upsert), runs/s of ``run_workflow``, and each mode's ratio to
 ``off`` (and ``off``'s to ``baseline``). Nothing is asserted.
@@ -122,6 +127,39 @@ def _postgres_schema(base: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
 
 
+def paired(backend: str, rounds: int, postgres_url: str) -> dict[str, float]:
+    """runs/s of ``run_workflow`` with the audit trail on and off, alternating in this
+    process (see the module docstring)."""
+    import aicmo
+
+    folder = tempfile.mkdtemp(prefix="aicmo-audit-bench-")
+    with contextlib.ExitStack() as stack:
+        apps = {}
+        for mode in ("off", "audit"):
+            if backend == "memory":
+                url = "memory://"
+            elif backend == "sqlite":
+                url = f"sqlite:///{folder}/{mode}.db"
+            else:
+                url = stack.enter_context(_postgres_schema(postgres_url))
+            app = stack.enter_context(
+                aicmo.connect(url, audit=mode == "audit", artifact_dir=f"{folder}/{mode}")
+            )
+            app.migrate()
+            app.run_workflow(str(EXAMPLE))  # warm
+            apps[mode] = app
+        rates: dict[str, list[float]] = {m: [] for m in apps}
+        for r in range(rounds):
+            for mode in ("off", "audit") if r % 2 == 0 else ("audit", "off"):
+                start = time.perf_counter()
+                for _ in range(4):
+                    apps[mode].run_workflow(str(EXAMPLE))
+                rates[mode].append(4 / (time.perf_counter() - start))
+    medians = {m: statistics.median(v) for m, v in rates.items()}
+    return {"off_runs_s": medians["off"], "audit_runs_s": medians["audit"],
+            "ratio": medians["audit"] / medians["off"]}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.observability")
     parser.add_argument("--quick", action="store_true")
@@ -137,7 +175,21 @@ def main(argv: list[str] | None = None) -> None:
         "(created and dropped here)",
     )
     parser.add_argument("--child", nargs=4, metavar=("MODE", "BACKEND", "N", "RUNS"))
+    parser.add_argument("--paired", action="store_true", help="the audit trail, in-process")
     args = parser.parse_args(argv)
+    if args.paired:
+        figures = {
+            backend: paired(backend, args.rounds or (6 if args.quick else 30), args.postgres_url)
+            for backend in args.backends.split(",")
+        }
+        for backend, f in figures.items():
+            print(
+                f"{backend}: run_workflow runs/s, audit off {f['off_runs_s']:.2f}, "
+                f"on {f['audit_runs_s']:.2f}, ratio {f['ratio']:.3f}"
+            )
+        if args.json_path:
+            Path(args.json_path).write_text(json.dumps(figures, indent=2))
+        return
     if args.child:
         mode, backend, n, runs = args.child
         print(json.dumps(child(mode, backend, int(n), int(runs))))

@@ -653,8 +653,9 @@ def connect(
     function given the app's database (a ``MemoryDatabase`` or ``SqlDatabase``) that
     returns the :class:`Repositories`, e.g. ``lambda db:
     Repositories.default(db).replace(onboarding=MyBriefRepository(db))``; the services,
-    the workflow and ``app.transaction()`` then use them. Run ``aicmo.testing``'s contract
-    suites against such an app to prove they behave like ours.
+    the workflow and ``app.transaction()`` then use them, wrapped by the audit trail like
+    ours (``inspect.unwrap(app.repos.onboarding)`` is yours). Run ``aicmo.testing``'s
+    contract suites against such an app to prove they behave like ours.
 
     ``actor``: who this app's writes are by in the audit trail (default: ``AICMO_ACTOR``,
     else the OS user); non-empty, at most 200 characters, no control characters

@@ -18,6 +18,7 @@ Your own repository implementation runs the same suites through the app it plugs
     app = aicmo.connect("memory://", repositories=mine)  # or any URL
 """
 
+from aicmo.testing.audit import AuditParityMachine, AuditRepositoryContract
 from aicmo.testing.base import Kind, Listing, RepositoryContract
 from aicmo.testing.delivery import DeliveryParityMachine, DeliveryRepositoryContract
 from aicmo.testing.onboarding import BriefParityMachine, BriefRepositoryContract
@@ -28,6 +29,8 @@ from aicmo.testing.strategy import StrategyParityMachine, StrategyRepositoryCont
 from aicmo.testing.workflow import WorkflowRunParityMachine, WorkflowRunRepositoryContract
 
 __all__ = [
+    "AuditParityMachine",
+    "AuditRepositoryContract",
     "BriefParityMachine",
     "BriefRepositoryContract",
     "DeliveryParityMachine",
