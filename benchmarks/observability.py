@@ -82,7 +82,7 @@ def child(mode: str, backend: str, n: int, runs: int) -> dict[str, Any]:
     import aicmo
 
     url = {"memory": "memory://", "sqlite": f"sqlite:///{folder}/bench.db"}.get(
-        backend, os.environ.get("AICMO_BENCH_POSTGRES_URL", "")
+        backend, os.environ.get("AICMO_OBS_BENCH_URL", "")
     )
     with aicmo.connect(url, artifact_dir=os.path.join(folder, "artifacts")) as app:
         app.migrate()
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
                 cmd = [sys.executable, "-m", "benchmarks.observability", "--child", mode]
                 with _postgres_schema(args.postgres_url if backend == "postgresql" else "") as pg:
                     if pg:
-                        env["AICMO_BENCH_POSTGRES_URL"] = pg
+                        env["AICMO_OBS_BENCH_URL"] = pg
                     out = subprocess.run(  # noqa: S603 - our own interpreter and arguments
                         [*cmd, backend, str(n), str(runs)],
                         env=env,
