@@ -181,6 +181,16 @@ def allow(app: aicmo.App) -> None:
         pg.execute("DROP FUNCTION no_audit()")
 
 
+@only_on("sqlite", "postgresql")
+def test_rolling_the_migration_back_names_the_trail_it_drops(app: aicmo.App) -> None:
+    app.repos.onboarding.save_brief(make_brief("b-1"))
+    app.repos.onboarding.delete_brief("b-1")
+    assert app.downgrade_losses() == {"audit_entries": 2}
+    assert app.downgrade() == ["0014_audit"]
+    assert app.migrate() == ["0014_audit"]
+    assert app.audit.list() == []
+
+
 # -- workflow runs ----------------------------------------------------------------------
 
 
