@@ -31,6 +31,12 @@ PG_BASE_URL = os.environ.get(
     "AICMO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
+AUDIT = os.environ.get("AICMO_AUDIT", "off").strip().lower() in ("1", "on", "true", "yes")
+"""Whether the harness's apps keep the audit trail: off unless ``AICMO_AUDIT=on``. The
+harness compares aicmo's repository calls with the raw driver (and the other libraries)
+running the same statements; the trail adds statements of its own, whose cost
+``benchmarks/observability.py`` measures (docs/performance.md)."""
+
 
 def with_schema(url: str, schema: str) -> str:
     option = quote(f"-csearch_path={schema}", safe="")
@@ -138,7 +144,7 @@ def open_backend(name: str, *, contenders: bool = True) -> Backend:
     aicmo app on it and, with ``contenders``, every other contender's handle."""
     artifact_dir = tempfile.mkdtemp(prefix="aicmo-bench-artifacts-")
     if name == "memory":
-        app = aicmo.connect("memory://", artifact_dir=artifact_dir)
+        app = aicmo.connect("memory://", artifact_dir=artifact_dir, audit=AUDIT)
         backend = Backend(name, app, "memory://", artifact_dir)
         backend._cleanup.append(lambda: shutil.rmtree(artifact_dir, ignore_errors=True))
         backend._cleanup.append(app.close)
@@ -166,7 +172,8 @@ def _open_sqlite(artifact_dir: str, contenders: bool) -> Backend:
         lambda: shutil.rmtree(artifact_dir, ignore_errors=True),
     ]
     try:
-        backend.app = aicmo.connect(url, artifact_dir=artifact_dir)  # upgrades, turns WAL on
+        # upgrades, turns WAL on
+        backend.app = aicmo.connect(url, artifact_dir=artifact_dir, audit=AUDIT)
         backend._cleanup.append(backend.app.close)
         raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         backend._cleanup.append(raw.close)
@@ -207,7 +214,7 @@ def _open_postgres(artifact_dir: str, contenders: bool) -> Backend:
     try:
         url = with_schema(PG_BASE_URL, schema)
         backend.url = url
-        backend.app = aicmo.connect(url, artifact_dir=artifact_dir)
+        backend.app = aicmo.connect(url, artifact_dir=artifact_dir, audit=AUDIT)
         backend._cleanup.append(backend.app.close)
         backend.app.migrate()
         raw = psycopg.connect(url, autocommit=True)

@@ -16,7 +16,7 @@ from aicmo.testing.workflow import make_run
 from .test_cli_workflow import FAILING, PASSING
 
 
-def invoke(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+def invoke(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(
         main,
         list(args),
@@ -24,6 +24,7 @@ def invoke(tmp_path: Path, *args: str) -> tuple[int, str, str]:
             "AICMO_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
             "AICMO_ARTIFACT_DIR": str(tmp_path / "artifacts"),
             "AICMO_PERSISTENCE_MODE": "db",
+            **(env or {}),
         },
     )
     return result.exit_code, result.stdout, result.stderr

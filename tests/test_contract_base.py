@@ -4,6 +4,7 @@ wrong (each wrong repository below is a real subclass on a real backend)."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -67,7 +68,7 @@ class TestAPluggedInRepositoryRunsTheSuite(BriefRepositoryContract):
 
         with aicmo.connect("memory://", repositories=mine) as app:
             yield app
-        assert isinstance(app.repos.onboarding, CountingBriefRepository)
+        assert isinstance(inspect.unwrap(app.repos.onboarding), CountingBriefRepository)
 
 
 def test_the_plugged_repository_is_the_one_the_app_and_its_services_use() -> None:
@@ -75,7 +76,7 @@ def test_the_plugged_repository_is_the_one_the_app_and_its_services_use() -> Non
         return Repositories.default(db).replace(onboarding=CountingBriefRepository(db))
 
     with aicmo.connect("memory://", repositories=mine) as app:
-        repo = app.repos.onboarding
+        repo = inspect.unwrap(app.repos.onboarding)  # under the audit trail's wrapper
         assert isinstance(repo, CountingBriefRepository)
         app.run_workflow(Path(__file__).parent.parent / "examples" / "acme-saas.toml")
         assert repo.saved == 1

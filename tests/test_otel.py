@@ -199,7 +199,7 @@ def test_without_opentelemetry_the_repositories_are_not_wrapped(setup: str) -> N
         "import aicmo\n"
         "from aicmo import observability\n"
         "from aicmo.workflow.memory import InMemoryWorkflowRunRepository\n"
-        "with aicmo.connect('memory://') as app:\n"
+        "with aicmo.connect('memory://', audit=False) as app:  # (the audit trail wraps too)\n"
         "    assert type(app.repos.workflow) is InMemoryWorkflowRunRepository\n"
         "    assert not observability.otel_enabled()\n"
         "    with observability.span('x') as s:\n"
@@ -217,10 +217,10 @@ def test_with_opentelemetry_the_repositories_are_wrapped() -> None:
         "from opentelemetry import trace\n"
         "from opentelemetry.sdk.trace import TracerProvider\n"
         "from aicmo.workflow.memory import InMemoryWorkflowRunRepository\n"
-        "with aicmo.connect('memory://') as app:\n"
+        "with aicmo.connect('memory://', audit=False) as app:  # (the audit trail wraps too)\n"
         "    assert type(app.repos.workflow) is InMemoryWorkflowRunRepository  # nothing records\n"
         "trace.set_tracer_provider(TracerProvider())\n"
-        "with aicmo.connect('memory://') as app:\n"
+        "with aicmo.connect('memory://', audit=False) as app:  # (the audit trail wraps too)\n"
         "    print(type(app.repos.workflow) is InMemoryWorkflowRunRepository)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -72,6 +72,7 @@ def test_positions_have_one_type_on_postgresql() -> None:
             "ORDER BY table_name"
         ).fetchall()
     assert types == [
+        ("audit_entries", "bigint"),
         ("delivery_artifacts", "bigint"),
         ("production_bundle_assets", "bigint"),
         ("qc_issues", "bigint"),

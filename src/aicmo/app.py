@@ -18,6 +18,26 @@ from typing import Any, Generic, TypeVar, Unpack
 import attrs
 
 from aicmo import observability
+from aicmo.audit import (
+    Audited,
+    AuditRepository,
+    AuditService,
+    Collector,
+    Ids,
+    Write,
+    as_list,
+    created,
+    given,
+    if_true,
+    listed,
+    resolve_actor,
+    returned,
+    returned_each,
+    saved,
+    saved_if_true,
+)
+from aicmo.audit.memory import InMemoryAuditRepository
+from aicmo.audit.sql import SqlAuditRepository
 from aicmo.content import Templates
 from aicmo.db import migrations
 from aicmo.db.base import SqlDatabase, closed_error
@@ -29,7 +49,7 @@ from aicmo.delivery.memory import InMemoryDeliveryRepository
 from aicmo.delivery.service import DeliveryService
 from aicmo.delivery.sql import SqlDeliveryRepository
 from aicmo.delivery.store import open_store
-from aicmo.errors import BackendError, ConfigurationError, SchemaError
+from aicmo.errors import BackendError, ConfigurationError, SchemaError, ValidationError
 from aicmo.onboarding import BriefRepository
 from aicmo.onboarding.memory import InMemoryBriefRepository
 from aicmo.onboarding.service import IntakeSource, OnboardingService
@@ -75,13 +95,28 @@ RepositoriesFactory = Callable[[MemoryDatabase | SqlDatabase], "Repositories"]
 @attrs.frozen
 class Module(Generic[R]):
     """One module as the app wires it: its ``name`` (the attribute of ``app.repos``), its
-    repository on the memory backend and on a SQL one, and the tables it owns (its SQL
-    touches no other table; the memory store's tables carry the same names)."""
+    repository on the memory backend and on a SQL one, the tables it owns (its SQL
+    touches no other table; the memory store's tables carry the same names), and
+    ``writes``: which of its repository's methods write what (the audit trail records
+    them; a method not listed records nothing)."""
 
     name: str
     memory: Callable[[MemoryDatabase], R]
     sql: Callable[[SqlDatabase], R]
     tables: tuple[str, ...]
+    writes: dict[str, tuple[Write, ...]] = attrs.field(factory=dict)
+
+
+def _save(entity: str, arg: str, key: str) -> tuple[Write, ...]:
+    return (Write(entity, "save", saved(arg, key)),)
+
+
+def _delete(entity: str, arg: str) -> tuple[Write, ...]:
+    return (Write(entity, "delete", if_true(arg)),)
+
+
+def _run(action: str, ids: Ids) -> tuple[Write, ...]:
+    return (Write("run", action, ids, names_run=True),)
 
 
 MODULES: tuple[Module[Any], ...] = (
@@ -90,34 +125,99 @@ MODULES: tuple[Module[Any], ...] = (
         InMemoryBriefRepository,
         SqlBriefRepository,
         ("onboarding_brief", "onboarding_intake"),
+        {
+            "save_brief": _save("brief", "brief", "brief_id"),
+            "save_briefs": (Write("brief", "save", listed("briefs", "brief_id"), prepare=as_list),),
+            "delete_brief": _delete("brief", "brief_id"),
+            "save_intake": (Write("intake", "save", given("brief_id")),),
+        },
     ),
     Module[StrategyRepository](
-        "strategy", InMemoryStrategyRepository, SqlStrategyRepository, ("strategy_document",)
+        "strategy",
+        InMemoryStrategyRepository,
+        SqlStrategyRepository,
+        ("strategy_document",),
+        {
+            "save": _save("strategy", "doc", "strategy_id"),
+            "delete": _delete("strategy", "strategy_id"),
+        },
     ),
     Module[ProductionRepository](
         "production",
         InMemoryProductionRepository,
         SqlProductionRepository,
         ("production_drafts", "production_bundles", "production_bundle_assets"),
+        {
+            "save_draft": _save("draft", "draft", "draft_id"),
+            "delete_draft": _delete("draft", "draft_id"),
+            "save_bundle": _save("bundle", "bundle", "bundle_id"),
+        },
     ),
-    Module[QcRepository]("qc", InMemoryQcRepository, SqlQcRepository, ("qc_results", "qc_issues")),
+    Module[QcRepository](
+        "qc",
+        InMemoryQcRepository,
+        SqlQcRepository,
+        ("qc_results", "qc_issues"),
+        # A draft has one result (the latest evaluation): the record's id is its draft's.
+        {
+            "save_result": _save("result", "result", "draft_id"),
+            "delete_for_draft": _delete("result", "draft_id"),
+        },
+    ),
     Module[DeliveryRepository](
         "delivery",
         InMemoryDeliveryRepository,
         SqlDeliveryRepository,
         ("delivery_packages", "delivery_artifacts"),
+        {
+            "save_package": _save("package", "package", "package_id"),
+            "add_package": _save("package", "package", "package_id"),
+            "save_packages": (
+                Write("package", "save", listed("packages", "package_id"), prepare=as_list),
+            ),
+            "delete_package": _delete("package", "package_id"),
+            "delete_package_version": _delete("package", "package_id"),
+        },
     ),
     Module[WebhookRepository](
         "webhooks",
         InMemoryWebhookRepository,
         SqlWebhookRepository,
         ("webhooks_subscriptions", "webhooks_notifications"),
+        # A notification's claim and outcome are changes of the outbox row: recorded.
+        {
+            "save_subscription": _save("subscription", "subscription", "subscription_id"),
+            "remove_subscription": _delete("subscription", "subscription_id"),
+            "enqueue": (
+                Write("notification", "create", saved_if_true("notification", "notification_id")),
+            ),
+            "claim": (Write("notification", "claim", returned_each("notification_id")),),
+            "update_notification": _save("notification", "notification", "notification_id"),
+        },
     ),
     Module[WorkflowRunRepository](
-        "workflow", InMemoryWorkflowRunRepository, SqlWorkflowRunRepository, ("workflow_runs",)
+        "workflow",
+        InMemoryWorkflowRunRepository,
+        SqlWorkflowRunRepository,
+        ("workflow_runs",),
+        # A lease's renewal (the heartbeat) is not a change of the run: not recorded.
+        {
+            "create": _run("create", created("run", "workflow_run_id")),
+            "update": _run("update", saved("run", "workflow_run_id")),
+            "claim": _run("claim", returned("workflow_run_id")),
+            "release": _run("release", if_true("workflow_run_id")),
+            "request_cancel": _run("cancel", returned("workflow_run_id")),
+            "add_attempt": (
+                *_run("update", returned("retry_of")),
+                *_run("create", returned("workflow_run_id")),
+            ),
+        },
+    ),
+    Module[AuditRepository](
+        "audit", InMemoryAuditRepository, SqlAuditRepository, ("audit_entries",)
     ),
 )
-"""aicmo's modules in pipeline order (the saga's runs last)."""
+"""aicmo's modules in pipeline order (the saga's runs, then the audit trail, last)."""
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -132,6 +232,7 @@ class Repositories:
     delivery: DeliveryRepository
     webhooks: WebhookRepository
     workflow: WorkflowRunRepository
+    audit: AuditRepository
 
     @classmethod
     def default(cls, db: MemoryDatabase | SqlDatabase) -> Repositories:
@@ -157,6 +258,17 @@ class Repositories:
             **{
                 f.name: wrap(getattr(self, f.name), f.name, system)
                 for f in attrs.fields(Repositories)
+            }
+        )
+
+    def audited(self, db: MemoryDatabase | SqlDatabase, collector: Collector) -> Repositories:
+        """These repositories with every declared write (:attr:`Module.writes`) recorded
+        in the audit trail through ``collector`` (installed on ``db``)."""
+        writes = {m.name: m.writes for m in MODULES if m.writes}
+        return self.replace(
+            **{
+                name: Audited(getattr(self, name), name, spec, db, collector)
+                for name, spec in writes.items()
             }
         )
 
@@ -211,9 +323,10 @@ class App:
         self._lock = threading.Lock()
         self._sql: SqlDatabase | None = None
         self._memory: MemoryDatabase | None = None
+        self.actor = resolve_actor(settings.actor)
         if settings.kind == "memory":
             self._memory = MemoryDatabase()
-            self.repos = build(self._memory).instrumented("memory")
+            self.repos = self._audited(build(self._memory), self._memory).instrumented("memory")
             self._services()
             return
         db = _open_sql(settings)
@@ -224,14 +337,23 @@ class App:
                 # A newer database is left alone: the first repository call says so.
                 with contextlib.suppress(SchemaError):
                     migrations.upgrade(db)
-            self.repos = build(db).instrumented(db.dialect)
+            self.repos = self._audited(build(db), db).instrumented(db.dialect)
             self._services()
         except BaseException:
             db.close()
             raise
 
+    def _audited(self, repos: Repositories, db: MemoryDatabase | SqlDatabase) -> Repositories:
+        """``repos`` recording their writes in the audit trail, unless it is off."""
+        if not self.settings.audit:
+            return repos
+        collector = Collector(self.actor, repos.audit.append)
+        db.transaction_hook = collector
+        return repos.audited(db, collector)
+
     def _services(self) -> None:
         repos, tx = self.repos, self.transaction
+        self.audit = AuditService(repos.audit, actor=self.actor, enabled=self.settings.audit)
         self.onboarding = OnboardingService(
             repos.onboarding, tx, max_intake_bytes=self.settings.max_intake_bytes
         )
@@ -560,6 +682,8 @@ def connect(
     templates_dir: str | os.PathLike[str] | None = None,
     repositories: RepositoriesFactory | None = None,
     artifacts: str | os.PathLike[str] | None = None,
+    actor: str | None = None,
+    audit: bool | None = None,
 ) -> App:
     """Open aicmo on ``url`` (see :mod:`aicmo.settings` for the forms and the defaults).
 
@@ -573,17 +697,30 @@ def connect(
     function given the app's database (a ``MemoryDatabase`` or ``SqlDatabase``) that
     returns the :class:`Repositories`, e.g. ``lambda db:
     Repositories.default(db).replace(onboarding=MyBriefRepository(db))``; the services,
-    the workflow and ``app.transaction()`` then use them. Run ``aicmo.testing``'s contract
-    suites against such an app to prove they behave like ours.
+    the workflow and ``app.transaction()`` then use them, wrapped by the audit trail like
+    ours (``inspect.unwrap(app.repos.onboarding)`` is yours). Run ``aicmo.testing``'s
+    contract suites against such an app to prove they behave like ours.
 
     ``artifacts``: where package files go, a folder or a store URL (``file:///folder``,
     ``s3://bucket/prefix?endpoint=...``; see :mod:`aicmo.delivery.store`), over
     ``AICMO_ARTIFACT_URL`` and ``AICMO_ARTIFACT_DIR``. ``artifact_dir`` is the older name
     for a folder (give one of the two).
+
+    ``actor``: who this app's writes are by in the audit trail (default: ``AICMO_ACTOR``,
+    else the OS user); non-empty, at most 200 characters, no control characters
+    (``ValidationError`` naming ``actor``). ``audit=False`` (or ``AICMO_AUDIT=off``)
+    records nothing: every create, update and delete of every module is otherwise
+    recorded in its own transaction (read it with ``app.audit.list()``).
     """
     settings = resolve_settings(url)
     if artifact_dir is not None and artifacts is not None:
         raise ConfigurationError("connect(): give artifacts or artifact_dir, not both")
+    if actor is not None:
+        settings = attrs.evolve(settings, actor=resolve_actor(actor))
+    if audit is not None:
+        if not isinstance(audit, bool):
+            raise ValidationError([("audit", f"expected True or False, got {audit!r:.80}")])
+        settings = attrs.evolve(settings, audit=audit)
     if artifact_dir is not None:
         settings = attrs.evolve(
             settings, artifact_dir=os.path.abspath(artifact_dir), artifact_url=None

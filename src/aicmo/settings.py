@@ -25,7 +25,7 @@ from urllib.parse import unquote
 import attrs
 
 from aicmo.errors import ConfigurationError
-from aicmo.values import DEFAULT_MAX_INTAKE_BYTES
+from aicmo.values import DEFAULT_MAX_INTAKE_BYTES, Invalid, actor_name
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings", "resolve_settings"]
 
@@ -69,11 +69,42 @@ class Settings:
     max_intake_bytes: int = DEFAULT_MAX_INTAKE_BYTES
     #: A folder of Jinja2 templates overriding the shipped ones (``AICMO_TEMPLATES_DIR``).
     templates_dir: str | None = None
+    #: Who this app's writes are by in the audit trail (``AICMO_ACTOR``); ``None``: the
+    #: OS user running the process.
+    actor: str | None = None
+    #: Whether writes are recorded in the audit trail (``AICMO_AUDIT``, default on).
+    audit: bool = True
 
     @property
     def artifacts(self) -> str:
         """Where package files go: ``artifact_url`` if set, else the folder ``artifact_dir``."""
         return self.artifact_url if self.artifact_url is not None else self.artifact_dir
+
+
+_SWITCH = {"1": True, "on": True, "true": True, "yes": True}
+_SWITCH.update({"0": False, "off": False, "false": False, "no": False})
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """``on``/``off`` (also ``1``/``0``, ``true``/``false``, ``yes``/``no``, any case)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value = _SWITCH.get(raw.lower())
+    if value is None:
+        raise ConfigurationError(f"{name}={raw!r} is not valid; use on or off (1 or 0)")
+    return value
+
+
+def _actor(env: Mapping[str, str]) -> str | None:
+    raw = env.get("AICMO_ACTOR")
+    if raw is None or raw == "":
+        return None
+    try:
+        return actor_name(raw, "AICMO_ACTOR")
+    except Invalid as exc:
+        problem = "; ".join(p for _, p in exc.problems)
+        raise ConfigurationError(f"AICMO_ACTOR={raw!r:.80} {problem}") from None
 
 
 def _number(
@@ -184,6 +215,8 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
     templates_dir = env.get("AICMO_TEMPLATES_DIR", "").strip() or None
     if templates_dir is not None:
         templates_dir = os.path.abspath(templates_dir)
+    actor = _actor(env)
+    audit = _switch(env, "AICMO_AUDIT", True)
 
     def settings(kind: Kind, path: str | None = None) -> Settings:
         return Settings(
@@ -201,6 +234,8 @@ def resolve_settings(url: str | None = None, env: Mapping[str, str] | None = Non
             qc_threshold=qc_threshold,
             max_intake_bytes=max_intake_bytes,
             templates_dir=templates_dir,
+            actor=actor,
+            audit=audit,
         )
 
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -74,7 +75,7 @@ from typing import Any, Literal, cast
 
 import attrs
 
-from aicmo.app import App, connect
+from aicmo.app import App, Repositories, connect
 from aicmo.db import migrations
 from aicmo.db.base import SqlDatabase
 from aicmo.db.statement import Sql
@@ -442,13 +443,14 @@ def _fmt(summary: tuple[int, int]) -> tuple[int, str]:
 class _Through:
     """How one table's records move through a repository: ``key`` is the column that
     keys them, ``get`` and ``save`` are methods of ``app.repos.<module>`` (``save`` takes
-    the key too when ``keyed``)."""
+    the key too when ``keyed``, a list of the one record when ``listed``)."""
 
     key: str
     module: str
     get: str
     save: str
     keyed: bool = False
+    listed: bool = False
 
     def load(self, app: App, key: Any) -> Any:
         # `or None`: a read of many (a package's versions) finds nothing as an empty list.
@@ -458,6 +460,8 @@ class _Through:
         save = getattr(getattr(app.repos, self.module), self.save)
         if self.keyed:
             save(key, value)
+        elif self.listed:
+            save([value])
         else:
             save(value)
 
@@ -481,7 +485,26 @@ _THROUGH_REPOSITORIES: dict[str, _Through | None] = {
         "notification_id", "webhooks", "get_notification", "enqueue"
     ),
     "workflow_runs": _Through("workflow_run_id", "workflow", "get", "create"),
+    # Entries are recorded in the order they are read (the order of the trail).
+    "audit_entries": _Through("entry_id", "audit", "get", "record", listed=True),
 }
+
+
+class _Unaudited:
+    """An app whose ``repos`` are its repositories without the audit trail's wrapper: a
+    copy moves the source's audit entries; it adds none of its own."""
+
+    def __init__(self, app: App):
+        self.repos = app.repos.replace(
+            **{
+                f.name: inspect.unwrap(getattr(app.repos, f.name))
+                for f in attrs.fields(Repositories)
+            }
+        )
+
+
+def _unaudited(app: App) -> App:
+    return cast(App, _Unaudited(app))
 
 
 def _sql_of(app: App) -> SqlDatabase:
@@ -505,7 +528,7 @@ def _stage_memory(app: App) -> App:
     """A private ``sqlite://`` app holding every record of the memory app ``app``."""
     memory = app._memory
     assert memory is not None  # noqa: S101 - narrows a type for mypy
-    staging = connect("sqlite://")
+    staging = connect("sqlite://", audit=False)  # a copy is no new write of the records
     try:
         staged = _repository_io(live_tables(_sql_of(staging)))
         with memory.transaction():  # one consistent view (the memory lock)
@@ -545,7 +568,7 @@ def _into_memory(
     held = {n: len(t) for n, t in memory._tables.items() if len(t)}
     if held and if_exists == "fail":
         raise _holds_records(target.url, held)
-    with connect("sqlite://") as staging:
+    with connect("sqlite://", audit=False) as staging:
         report = fill(staging)
         db = _sql_of(staging)
         with target.transaction():
@@ -557,7 +580,7 @@ def _into_memory(
                         if if_exists == "skip" and through.load(target, key) is not None:
                             continue
                         value = through.load(staging, key)
-                        through.store(target, key, value)
+                        through.store(_unaudited(target), key, value)
                         written.append((key, value))
                 # Read back through the repositories (row bookkeeping such as created_at
                 # is no part of a memory record).
@@ -869,7 +892,27 @@ def _transfer(
                 )
             )
             log.debug("%s: %d row(s) written to %s", table.name, written, target_url)
+        _advance_identities(target_db)
     return reports, cleared
+
+
+def _advance_identities(db: SqlDatabase) -> None:
+    """On PostgreSQL: move each identity column's sequence past the rows copied in with
+    their values (the audit trail's ``position``), so the next insert does not reuse one.
+    SQLite's rowid keys carry on from the largest by themselves."""
+    if db.dialect != "postgresql":
+        return
+    for table, column in _raw(
+        db,
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND is_identity = 'YES' ORDER BY table_name",
+    ):
+        name, col = _quote(_check_name(str(table), db.describe)), _quote(str(column))
+        _raw(
+            db,
+            f"SELECT setval(pg_get_serial_sequence('{name}', '{column}'), max({col})) "  # noqa: S608 - names from the catalog, checked
+            f"FROM {name} HAVING max({col}) IS NOT NULL",
+        )
 
 
 def _keep_session(db: SqlDatabase) -> None:

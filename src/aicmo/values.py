@@ -29,12 +29,14 @@ from aicmo.errors import ValidationError
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "MAX_ACTOR_LENGTH",
     "MAX_ID_LENGTH",
     "MAX_JSON_DEPTH",
     "MAX_SHOWN",
     "Check",
     "FrozenDict",
     "Invalid",
+    "actor_name",
     "argument",
     "boolean",
     "distinct",
@@ -64,6 +66,9 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_JSON_DEPTH = 64
 MAX_ID_LENGTH = 255
+MAX_ACTOR_LENGTH = 200
+"""The longest actor name: who writes, in the audit trail (``connect(actor=...)``,
+``AICMO_ACTOR``, ``--actor``)."""
 DEFAULT_MAX_INTAKE_BYTES = 1024 * 1024
 """The largest intake file read by default (``AICMO_MAX_INTAKE_BYTES`` changes it): a form
 of answers is a few kB; a file of many MB is a mistake that would fill the database."""
@@ -186,6 +191,19 @@ def identifier(value: Any, path: str) -> str:
         _fail(path, "must not be empty; give the record an id")
     if len(result) > MAX_ID_LENGTH:
         _fail(path, f"is {len(result)} characters long; ids have at most {MAX_ID_LENGTH}")
+    return result
+
+
+def actor_name(value: Any, path: str) -> str:
+    """Who writes: non-empty text of at most :data:`MAX_ACTOR_LENGTH` characters, without
+    control characters (a name or ``user@host``, shown on one line)."""
+    result = nonempty_text(value, path)
+    if not result.strip():
+        _fail(path, "must not be blank; give a user or service name")
+    if len(result) > MAX_ACTOR_LENGTH:
+        _fail(path, f"is {len(result)} characters long; an actor has at most {MAX_ACTOR_LENGTH}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in result):
+        _fail(path, "contains a control character (a newline, a tab...); remove it")
     return result
 
 

@@ -3,7 +3,7 @@
 One module per command group; importing them registers their commands on :data:`main`.
 """
 
-from aicmo.cli import db, packages, queue, runs, transfer, webhooks, workflow
+from aicmo.cli import audit, db, packages, queue, runs, transfer, webhooks, workflow
 from aicmo.cli.common import main
 
-__all__ = ["db", "main", "packages", "queue", "runs", "transfer", "webhooks", "workflow"]
+__all__ = ["audit", "db", "main", "packages", "queue", "runs", "transfer", "webhooks", "workflow"]

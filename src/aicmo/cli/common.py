@@ -18,6 +18,7 @@ import click
 
 import aicmo
 from aicmo import observability
+from aicmo.audit import resolve_actor
 from aicmo.delivery import open_store
 from aicmo.errors import AicmoError, BackendError, ConfigurationError, ValidationError
 from aicmo.settings import Settings, redact, resolve_settings
@@ -25,6 +26,7 @@ from aicmo.workflow import WorkflowRunDTO
 from aicmo.workflow.backoff import OutageBackoff
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+FC = TypeVar("FC", bound=Callable[..., Any])
 
 database_option = click.option(
     "--database",
@@ -263,6 +265,7 @@ def open_app(
                     auto_upgrade=auto_upgrade,
                     artifacts=artifacts,
                     templates_dir=_templates_dir(),
+                    actor=command_actor(),
                 )
                 break
             except BackendError as exc:
@@ -330,8 +333,15 @@ def validation_problems(exc: ValidationError) -> list[dict[str, str]]:
     show_default=True,
     help="Log lines as text or as one JSON object per line (also AICMO_LOG_FORMAT).",
 )
+@click.option(
+    "--actor",
+    metavar="NAME",
+    default=None,
+    help="Who the command's writes are by in the audit trail (default: AICMO_ACTOR, "
+    "else the OS user).",
+)
 @click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: int, log_format: str) -> None:
+def main(ctx: click.Context, verbose: int, quiet: int, log_format: str, actor: str | None) -> None:
     """Run and persist the client-to-delivery marketing workflow.
 
     Exit status: 0 done, 1 a failed operation, 2 bad usage or configuration (`aicmo db
@@ -344,8 +354,33 @@ def main(ctx: click.Context, verbose: int, quiet: int, log_format: str) -> None:
         level = observability.log_level(verbose, quiet)
     except ConfigurationError as exc:
         raise click.UsageError(term_lines(exc)) from None
-    ctx.obj = {"log_level": level, "log_format": log_format, "driver_logs": verbose >= 2}
+    if actor is not None:
+        try:
+            actor = resolve_actor(actor, "--actor")
+        except ValidationError as exc:
+            raise click.UsageError(term_lines(exc)) from None
+    use_actor(actor)
+    ctx.obj = {
+        "log_level": level,
+        "log_format": log_format,
+        "driver_logs": verbose >= 2,
+        "actor": actor,
+    }
     ctx.with_resource(log_to_stderr(level, log_format, driver_logs=verbose >= 2))
+
+
+_actor: list[str | None] = [None]
+
+
+def use_actor(actor: str | None) -> None:
+    """The ``--actor`` of the running command (a `worker -c N` child is given its
+    parent's): the actor of the apps :func:`open_app` connects."""
+    _actor[0] = actor
+
+
+def command_actor() -> str | None:
+    """The ``--actor`` given (``None``: AICMO_ACTOR, else the OS user)."""
+    return _actor[0]
 
 
 def log_settings() -> dict[str, Any]:
@@ -368,6 +403,28 @@ artifacts_option = click.option(
 )
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable output (JSON on stdout)."
+)
+
+
+def since_option(what: str) -> Callable[[FC], FC]:
+    """``--since DATE`` of a list command (parsed by ``aicmo.cli.runs.parse_since``)."""
+    return click.option(
+        "--since",
+        metavar="DATE",
+        default=None,
+        help=f"Only {what} at or after DATE (YYYY-MM-DD, UTC; or ISO 8601 with a zone).",
+    )
+
+
+def limit_option(what: str) -> Callable[[FC], FC]:
+    """``--limit N`` of a list command."""
+    return click.option(
+        "--limit", type=click.IntRange(min=1), default=None, metavar="N", help=f"At most N {what}."
+    )
+
+
+oldest_first_option = click.option(
+    "--oldest-first", is_flag=True, help="Oldest first (default: newest first)."
 )
 
 _TEMPLATES_KEY = "aicmo.templates_dir"

@@ -41,6 +41,7 @@ from aicmo.cli.common import (
     table,
     term,
     term_lines,
+    use_actor,
     validation_problems,
 )
 from aicmo.cli.runs import parse_not_before
@@ -292,6 +293,7 @@ def _work_in_child(
     if os.environ.get(observability.MULTIPROCESS_FLAG):
         observability.enable_prometheus()  # into the parent's multiprocess folder
     logs = logs or {}
+    use_actor(logs.get("actor"))
     level, fmt = logs.get("log_level", logging.INFO), logs.get("log_format", "text")
     with log_to_stderr(level, fmt, driver_logs=bool(logs.get("driver_logs"))):
         _work(database, artifacts, worker_id, options, progress, report, lines_to_stderr)

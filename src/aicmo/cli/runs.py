@@ -23,10 +23,13 @@ from aicmo.cli.common import (
     echo,
     iso,
     json_option,
+    limit_option,
     main,
+    oldest_first_option,
     open_app,
     run_detail,
     run_summary,
+    since_option,
     table,
     term,
 )
@@ -217,16 +220,9 @@ def runs() -> None:
     help="Only runs with this status (any case).",
 )
 @click.option("--client", "client_id", metavar="ID", default=None, help="Only this client's runs.")
-@click.option(
-    "--since",
-    metavar="DATE",
-    default=None,
-    help="Only runs created at or after DATE (YYYY-MM-DD, UTC; or ISO 8601 with a zone).",
-)
-@click.option(
-    "--limit", type=click.IntRange(min=1), default=None, metavar="N", help="At most N runs."
-)
-@click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
+@since_option("runs created")
+@limit_option("runs")
+@oldest_first_option
 @json_option
 def runs_list(
     database: str | None,

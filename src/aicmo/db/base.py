@@ -13,7 +13,16 @@ from typing import Any
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, SchemaError
 
-__all__ = ["NOTICE_AFTER", "LockWait", "Params", "Row", "SqlDatabase", "closed_error", "log"]
+__all__ = [
+    "NOTICE_AFTER",
+    "LockWait",
+    "Params",
+    "Row",
+    "SqlDatabase",
+    "TransactionHook",
+    "closed_error",
+    "log",
+]
 
 log = logging.getLogger("aicmo.db")
 """What the kernel tells an operator (a wait on a lock, a pooler that lost a prepared
@@ -26,6 +35,9 @@ NOTICE_AFTER = 2.0
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
+TransactionHook = Callable[[AbstractContextManager[None]], AbstractContextManager[None]]
+"""Wraps every transaction of a database (the one it is given, not yet entered), e.g. to
+write what the transaction collected just before it commits (the audit trail)."""
 LockWait = Callable[[Callable[[], tuple[str, str]]], None]
 """Called by a migration after each failed try for a lock, with what tells what it waits
 for and what to do (``(what, todo)``); sleeps before the next try, raises at the deadline."""
@@ -50,6 +62,8 @@ class SqlDatabase(ABC):
         self._schema_checked = False
         self._schema_lock = threading.Lock()
         self.schema_check: Callable[[SqlDatabase], None] | None = None
+        #: Wraps every :meth:`transaction` (savepoints too), when set.
+        self.transaction_hook: TransactionHook | None = None
 
     # -- statements ----------------------------------------------------------------------
     # The public calls check the schema (:meth:`check_schema`: once, then a flag test) and
@@ -115,7 +129,9 @@ class SqlDatabase(ABC):
         read-then-write runs inside its nested block). PostgreSQL takes row locks only
         as statements need them: there it changes nothing."""
         self.check_schema()
-        return self._transaction(savepoints, defer_lock)
+        hook = self.transaction_hook
+        tx = self._transaction(savepoints, defer_lock)
+        return tx if hook is None else hook(tx)
 
     def before_commit(self, fn: Callable[[], object]) -> None:
         """Call ``fn`` inside the open transaction just before it commits, after every

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
-from aicmo.db.base import closed_error
+from aicmo.db.base import TransactionHook, closed_error
 from aicmo.errors import ConflictError
 
 __all__ = ["MemoryDatabase", "MemoryTable"]
@@ -171,6 +171,9 @@ class MemoryDatabase:
         self._precommit: list[Callable[[], object]] = []
         self._closed = False
         self._reader = _Read(self)
+        #: Wraps every :meth:`transaction` (nested ones too), when set (see
+        #: :data:`aicmo.db.base.TransactionHook`).
+        self.transaction_hook: TransactionHook | None = None
 
     def table(
         self,
@@ -196,7 +199,8 @@ class MemoryDatabase:
         writes. (``savepoints`` and ``defer_lock`` are the SQL kernel's, see
         ``SqlDatabase.transaction``; a nested block costs nothing here, and the lock is
         this process's.)"""
-        return _Transaction(self)
+        hook = self.transaction_hook
+        return _Transaction(self) if hook is None else hook(_Transaction(self))
 
     def before_commit(self, fn: Callable[[], object]) -> None:
         """As ``SqlDatabase.before_commit``: ``fn`` runs inside the open transaction just

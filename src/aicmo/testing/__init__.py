@@ -20,6 +20,7 @@ Your own repository implementation runs the same suites through the app it plugs
     app = aicmo.connect("memory://", repositories=mine)  # or any URL
 """
 
+from aicmo.testing.audit import AuditParityMachine, AuditRepositoryContract
 from aicmo.testing.base import Kind, Listing, RepositoryContract
 from aicmo.testing.delivery import DeliveryParityMachine, DeliveryRepositoryContract
 from aicmo.testing.onboarding import BriefParityMachine, BriefRepositoryContract
@@ -33,6 +34,8 @@ from aicmo.testing.workflow import WorkflowRunParityMachine, WorkflowRunReposito
 
 __all__ = [
     "ArtifactStoreContract",
+    "AuditParityMachine",
+    "AuditRepositoryContract",
     "BriefParityMachine",
     "BriefRepositoryContract",
     "DeliveryParityMachine",

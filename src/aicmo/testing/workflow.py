@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -89,6 +90,7 @@ class _StaleReads:
 
     @classmethod
     def wrap(cls, repo: Any, stale: WorkflowRunDTO, between: Any = None) -> Any:
+        repo = inspect.unwrap(repo)  # the repository itself, without the app's wrappers
         blind = copy.copy(repo)
 
         class Stale(type(repo)):  # type: ignore[misc]

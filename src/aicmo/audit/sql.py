@@ -1,0 +1,87 @@
+"""SQL ``AuditRepository``: the same statements on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import datetime
+
+from aicmo.audit.dtos import AuditEntryDTO
+from aicmo.audit.ports import entries_arg, key_arg, query_args
+from aicmo.db.base import SqlDatabase
+from aicmo.db.mapping import RowMapper, columns
+from aicmo.db.statement import insert, select
+from aicmo.errors import ConflictError
+
+__all__ = ["SqlAuditRepository"]
+
+_ENTRY = columns(AuditEntryDTO)
+
+# position is the database's (SQLite's rowid, PostgreSQL's identity): the order of recording.
+RECORD = insert("audit_entries", _ENTRY)
+
+GET = select(_ENTRY, "FROM audit_entries WHERE entry_id = :entry_id")
+
+_FILTERED = """FROM audit_entries
+WHERE (:any_run = 1 OR run_id = :run_id)
+    AND (:any_entity = 1 OR entity_id = :entity_id)
+    AND (:any_since = 1 OR at >= :since)
+"""
+LIST = select(_ENTRY, _FILTERED + "ORDER BY position\nLIMIT :limit")
+LIST_NEWEST = select(_ENTRY, _FILTERED + "ORDER BY position DESC\nLIMIT :limit")
+
+_NO_LIMIT = 2**62
+
+
+class SqlAuditRepository:
+    """``AuditRepository`` over a :class:`~aicmo.db.base.SqlDatabase`: every entry of a
+    ``record`` in one ``executemany``."""
+
+    def __init__(self, db: SqlDatabase):
+        self._db = db
+        self._entries = RowMapper(AuditEntryDTO, db.dialect)
+
+    def record(self, entries: Sequence[AuditEntryDTO]) -> None:
+        checked = entries_arg(entries)
+        if not checked:
+            return
+        rows = [self._entries.to_row(e) for e in checked]
+        try:
+            with self._db.transaction():
+                self._db.execute_many(RECORD, rows)
+        except ConflictError as exc:
+            raise ConflictError(
+                "an audit entry of this batch is recorded already; entries are never "
+                f"replaced, give each new one its own entry_id ({exc})"
+            ) from exc
+
+    def append(self, entries: Sequence[AuditEntryDTO]) -> None:
+        self._db.execute_many(RECORD, [self._entries.to_row(e) for e in entries])
+
+    def get(self, entry_id: str) -> AuditEntryDTO | None:
+        row = self._db.fetch_one(GET, {"entry_id": key_arg(entry_id, "entry_id")})
+        return self._entries.maybe(row)
+
+    def list(
+        self,
+        *,
+        run_id: str | None = None,
+        entity_id: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> builtins.list[AuditEntryDTO]:
+        q = query_args(
+            run_id=run_id, entity_id=entity_id, since=since, limit=limit, newest_first=newest_first
+        )
+        params = {
+            "any_run": 1 if q.run_id is None else 0,
+            "run_id": q.run_id,
+            "any_entity": 1 if q.entity_id is None else 0,
+            "entity_id": q.entity_id,
+            "any_since": 1 if q.since is None else 0,
+            "since": None if q.since is None else self._db.encode_datetime(q.since),
+            "limit": _NO_LIMIT if q.limit is None else q.limit,
+        }
+        rows = self._db.fetch_all(LIST_NEWEST if q.newest_first else LIST, params)
+        return self._entries.from_rows(rows)

@@ -1,0 +1,105 @@
+"""`aicmo audit list`: who created, updated or deleted which record, when, in which run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from aicmo.audit import AuditEntryDTO
+from aicmo.cli.common import (
+    bad_input_exits_2,
+    database_option,
+    dump_json,
+    echo,
+    iso,
+    json_option,
+    limit_option,
+    main,
+    oldest_first_option,
+    open_app,
+    since_option,
+    table,
+)
+from aicmo.cli.runs import parse_since
+
+__all__ = ["audit", "entry_json"]
+
+
+@main.group()
+def audit() -> None:
+    """Read the audit trail (every create, update and delete of every module)."""
+
+
+def entry_json(entry: AuditEntryDTO) -> dict[str, Any]:
+    """An entry in ``audit list --json``."""
+    return {
+        "entry_id": entry.entry_id,
+        "at": iso(entry.at),
+        "actor": entry.actor,
+        "module": entry.module,
+        "entity": entry.entity,
+        "entity_id": entry.entity_id,
+        "action": entry.action,
+        "run_id": entry.run_id,
+    }
+
+
+@audit.command("list")
+@database_option
+@click.option(
+    "--run",
+    "run_id",
+    metavar="ID",
+    default=None,
+    help="Only the entries of this workflow run (its id or a unique prefix).",
+)
+@click.option(
+    "--entity", "entity_id", metavar="ID", default=None, help="Only the entries of this record id."
+)
+@since_option("entries")
+@limit_option("entries")
+@oldest_first_option
+@json_option
+def audit_list(
+    database: str | None,
+    run_id: str | None,
+    entity_id: str | None,
+    since: str | None,
+    limit: int | None,
+    oldest_first: bool,
+    as_json: bool,
+) -> None:
+    """List audit entries, newest first: when, who, the module, the record, what, the run.
+
+    A SQLite file that does not exist is refused, not created."""
+    with bad_input_exits_2():
+        after = None if since is None else parse_since(since)
+    with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
+        if run_id is not None:
+            run_id = app.find_run(run_id).workflow_run_id
+        found = app.audit.list(
+            run_id=run_id,
+            entity_id=entity_id,
+            since=after,
+            limit=limit,
+            newest_first=not oldest_first,
+        )
+    if as_json:
+        echo(dump_json([entry_json(e) for e in found]))
+        return
+    table(
+        [
+            [
+                e.at.isoformat(timespec="seconds"),
+                e.actor,
+                e.module,
+                e.entity,
+                e.entity_id,
+                e.action,
+                e.run_id or "-",
+            ]
+            for e in found
+        ],
+        ["at", "actor", "module", "entity", "id", "action", "run"],
+    )
