@@ -25,6 +25,7 @@ import pytest
 import aicmo
 from aicmo import values
 from aicmo.app import MODULES
+from aicmo.audit import AuditEntryDTO
 from aicmo.delivery import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.errors import ValidationError
 from aicmo.onboarding import (
@@ -43,6 +44,7 @@ from aicmo.strategy import (
     StrategyInputDTO,
     TimelineDTO,
 )
+from aicmo.testing.audit import make_entry
 from aicmo.testing.delivery import make_package
 from aicmo.testing.onboarding import make_brief, make_intake
 from aicmo.testing.production import make_asset, make_bundle, make_draft
@@ -351,6 +353,12 @@ TARGETS: dict[str, Target] = {
         _direct(lambda n, **c: make_notification(**({"notification_id": f"n-{n}"} | c))),
         lambda app, n: app.repos.webhooks.enqueue(n),
         lambda app, n: app.repos.webhooks.get_notification(n.notification_id),
+    ),
+    "AuditEntryDTO": Target(
+        AuditEntryDTO,
+        _direct(lambda n, **c: make_entry(**({"entry_id": f"e-{n}"} | c))),
+        lambda app, e: app.repos.audit.record([e]),
+        lambda app, e: app.repos.audit.get(e.entry_id),
     ),
     "WorkflowRunDTO": Target(
         WorkflowRunDTO,

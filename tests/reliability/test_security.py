@@ -77,6 +77,12 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("transfer.py", "f'DELETE FROM {_quote(table.name)}'"): (
         "a name read from the live schema's catalogue, checked by _check_name and quoted"
     ),
+    (
+        "transfer.py",
+        "f\"SELECT setval(pg_get_serial_sequence('{name}', '{column}'), max({col})) FROM {name} HAVING max({col}) IS NOT NULL\"",  # noqa: E501
+    ): (
+        "table and identity column names read from the live schema's catalogue (information_schema), the table checked by _check_name; both quoted as identifiers"  # noqa: E501
+    ),
     ("transfer.py", "f'PRAGMA busy_timeout = {busy}'"): (
         "a PRAGMA takes no parameters; busy is an int of milliseconds"
     ),
