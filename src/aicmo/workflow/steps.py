@@ -341,6 +341,16 @@ def _qc(s: Services, m: Memo, run: WorkflowRunDTO) -> Progress:
     return {"qc_result_ids": tuple(r.result_id for r in results)}
 
 
+def _qc_step(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
+    """QC in one transaction, whose commit also records the run's artifact root (where
+    delivery writes its files, recorded before the first one is): one transaction fewer
+    than recording it at the start of delivery."""
+    if run.artifact_root is None:
+        root = saga.delivery_of(run).artifact_location
+        run = attrs.evolve(run, artifact_root=root)  # type: ignore[misc]
+    return _memoized(_qc)(saga, step, run)
+
+
 def _undo_qc(saga: Saga, run: WorkflowRunDTO) -> None:
     for draft_id in run.draft_ids:
         saga.services.qc.discard(draft_id)
@@ -439,7 +449,7 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     then move the files into place under the lease. A failure part-way abandons what
     was staged; a crash after the commit is mended by :func:`_publish_missing`."""
     s = saga.services
-    if run.artifact_root is None:  # recorded before the first file is written
+    if run.artifact_root is None:  # a run whose QC step did not record it (older runs)
         run = saga.record(run, artifact_root=saga.delivery_of(run).artifact_location)
     delivery = saga.delivery_of(run)
     run_id = run.workflow_run_id
@@ -569,7 +579,7 @@ SAGA: tuple[Step, ...] = (
         undo=_undo_production,
         fills=("draft_ids",),
     ),
-    Step("qc", do=_memoized(_qc), undo=_undo_qc, fills=("qc_result_ids",)),
+    Step("qc", do=_qc_step, undo=_undo_qc, fills=("qc_result_ids",)),
     Step(
         "delivery",
         do=_deliver,
