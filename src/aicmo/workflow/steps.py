@@ -230,42 +230,39 @@ def _gone(what: str, run: WorkflowRunDTO) -> NotFoundError:
     return NotFoundError(f"{what} of run {run.workflow_run_id!r} is gone")
 
 
+def _known(
+    m: Memo,
+    kind: str,
+    key: str | None,
+    load: Callable[[str], T | None],
+    what: str,
+    run: WorkflowRunDTO,
+) -> T:
+    """The ``kind`` ``key`` this drive knows, else ``load(key)``; ``NotFoundError`` (named
+    ``what``) when the run names none or it is gone."""
+    value = None if key is None else m.get(kind, key, functools.partial(load, key))
+    if value is None:
+        raise _gone(what, run)
+    return value
+
+
 def _brief(s: Services, m: Memo, run: WorkflowRunDTO) -> NormalizedBriefDTO:
     brief_id = run.brief_id
-    brief = (
-        None
-        if brief_id is None
-        else m.get("brief", brief_id, lambda: s.onboarding.get_brief(brief_id))
-    )
-    if brief is None:
-        raise _gone(f"brief {run.brief_id!r}", run)
-    return brief
+    return _known(m, "brief", brief_id, s.onboarding.get_brief, f"brief {brief_id!r}", run)
 
 
 def _strategy_of(s: Services, m: Memo, run: WorkflowRunDTO) -> StrategyDocDTO:
     strategy_id = run.strategy_id
-    strategy = (
-        None
-        if strategy_id is None
-        else m.get("strategy", strategy_id, lambda: s.strategy.get(strategy_id))
-    )
-    if strategy is None:
-        raise _gone(f"strategy {run.strategy_id!r}", run)
-    return strategy
+    return _known(m, "strategy", strategy_id, s.strategy.get, f"strategy {strategy_id!r}", run)
 
 
 def _draft(s: Services, m: Memo, run: WorkflowRunDTO, draft_id: str) -> ContentDraftDTO:
-    draft = m.get("draft", draft_id, lambda: s.production.get_draft(draft_id))
-    if draft is None:
-        raise _gone(f"draft {draft_id!r}", run)
-    return draft
+    return _known(m, "draft", draft_id, s.production.get_draft, f"draft {draft_id!r}", run)
 
 
 def _result(s: Services, m: Memo, run: WorkflowRunDTO, draft_id: str) -> QcResultDTO:
-    result = m.get("result", draft_id, lambda: s.qc.get_result(draft_id))
-    if result is None:
-        raise _gone(f"QC result of draft {draft_id!r}", run)
-    return result
+    what = f"QC result of draft {draft_id!r}"
+    return _known(m, "result", draft_id, s.qc.get_result, what, run)
 
 
 # -- onboard ------------------------------------------------------------------------------
