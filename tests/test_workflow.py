@@ -17,6 +17,7 @@ import aicmo
 from aicmo.app import MODULES
 from aicmo.delivery import REPORT_FILES, ArtifactStore, LocalStore, S3Store
 from aicmo.workflow import STEPS, WorkflowRunDTO, fault_points
+from aicmo.workflow.steps import Memo
 from tests import s3_support
 
 s3_server = s3_support.s3_server
@@ -446,3 +447,16 @@ def test_a_run_delivered_before_versions_is_republished_at_version_1(
         assert wf_app.delivery.missing_files(version) is False
     index = (Path(recovered.artifact_dirs[-1]) / "index.html").read_text()
     assert "~v" not in index
+
+
+def test_memo_keeps_a_transaction_s_reads_only_once_merged() -> None:
+    memo = Memo()
+    memo.put("brief", "b1", "committed")
+    child = memo.child()
+    child.put("brief", "b2", "written in the transaction")
+    assert child.get("brief", "b1", lambda: "read again") == "committed"
+    assert memo.get("brief", "b2", lambda: None) is None  # not merged: not known
+    assert memo.get("brief", "b3", lambda: None) is None
+    assert memo.get("brief", "b3", lambda: "loaded") == "loaded"  # None is not kept
+    memo.merge(child)
+    assert memo.get("brief", "b2", lambda: "read again") == "written in the transaction"

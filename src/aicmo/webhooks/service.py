@@ -287,7 +287,17 @@ class WebhookService:
         transaction that runs again writes no second row (the ids derive from ``key``)."""
         if event not in EVENTS:
             raise ValidationError([("event", f"unknown event {event!r}; use one of {EVENTS}")])
-        wanted = [s for s in self.repo.list_subscriptions() if event in s.events]
+        return self._announce(event, key, payload, self.repo.list_subscriptions())
+
+    def _announce(
+        self,
+        event: str,
+        key: str,
+        payload: Mapping[str, Any],
+        subscriptions: Iterable[SubscriptionDTO],
+    ) -> int:
+        """:meth:`announce` to ``subscriptions`` (read once by the caller)."""
+        wanted = [s for s in subscriptions if event in s.events]
         if not wanted:
             return 0
         now = self.clock()
@@ -310,6 +320,7 @@ class WebhookService:
         """``package.delivered`` for each of ``packages`` of ``run`` (its summary: at
         least ``workflow_run_id``), in the delivery's transaction."""
         written = 0
+        subscriptions = self.repo.list_subscriptions()  # once for all of them
         for package in packages:
             payload = {
                 "run": dict(run),
@@ -324,7 +335,7 @@ class WebhookService:
                 },
             }
             key = f"{run['workflow_run_id']}/{package.package_id}"
-            written += self.announce("package.delivered", key, payload)
+            written += self._announce("package.delivered", key, payload, subscriptions)
         return written
 
     def announce_run(self, status: str, run: Mapping[str, Any]) -> int:

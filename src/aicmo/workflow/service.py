@@ -88,6 +88,7 @@ from aicmo.workflow.dtos import (
 from aicmo.workflow.ports import WorkflowRunRepository
 from aicmo.workflow.steps import (
     SAGA,
+    Memo,
     Progress,
     QcFailedError,
     Services,
@@ -294,6 +295,8 @@ class _Claim:
     # A worker's claim: a step that fails only because the database stayed unavailable
     # (``TransientError`` after its retries) gives the run back instead of compensating it.
     requeue_on_outage: bool = False
+    # What this drive read and committed (steps read earlier steps' rows from here).
+    memo: Memo = attrs.field(factory=Memo)
 
 
 class _Services(Services, Protocol):
@@ -1093,6 +1096,11 @@ class WorkflowService:
         run = self._evolve(run, step=step.name, **progress)
         self.runs.update(run, token=self._claim().token)
         return run
+
+    @property
+    def memo(self) -> Memo:
+        """What this thread's drive of its run read and committed (one per claim)."""
+        return self._claim().memo
 
     def delivery_of(self, run: WorkflowRunDTO) -> DeliveryService:
         """The delivery service for ``run``'s files: under the root the run recorded (a run

@@ -31,13 +31,14 @@ if TYPE_CHECKING:
     from aicmo.delivery import DeliveryService, StagedPackage
     from aicmo.onboarding import NormalizedBriefDTO, OnboardingService
     from aicmo.production import ContentDraftDTO, ProductionService
-    from aicmo.qc import QcService
-    from aicmo.strategy import StrategyService
+    from aicmo.qc import QcResultDTO, QcService
+    from aicmo.strategy import StrategyDocDTO, StrategyService
     from aicmo.webhooks import WebhookService
     from aicmo.workflow.dtos import WorkflowRunDTO
 
 __all__ = [
     "SAGA",
+    "Memo",
     "Progress",
     "QcFailedError",
     "Saga",
@@ -110,6 +111,46 @@ class Saga(Protocol):
         """The delivery service writing under ``run``'s artifact root."""
         ...
 
+    @property
+    def memo(self) -> Memo:
+        """What this drive of the run has read and committed (see :class:`Memo`)."""
+        ...
+
+
+class Memo:
+    """What one drive of a run read or committed, by kind and id: a step reads what
+    earlier steps of the same drive wrote from here instead of from the database.
+
+    Only the driver holding the run's lease writes the run's rows, so what it committed
+    is what the database holds for the rest of the drive. A step's transaction writes into
+    a :meth:`child`, merged (:meth:`merge`) only once the transaction committed, so a
+    rolled-back or retried transaction leaves nothing behind. Each drive (a claim) starts
+    empty: a run resumed after a crash or a takeover reads everything again."""
+
+    def __init__(self, known: Mapping[tuple[str, str], object] | None = None):
+        self._known: dict[tuple[str, str], object] = dict(known or {})
+
+    def get(self, kind: str, key: str, load: Callable[[], T | None]) -> T | None:
+        """The ``kind`` ``key`` known to this drive, else ``load()`` (kept unless ``None``)."""
+        if (kind, key) in self._known:
+            return self._known[kind, key]  # type: ignore[return-value]
+        value = load()
+        if value is not None:
+            self._known[kind, key] = value
+        return value
+
+    def put(self, kind: str, key: str, value: object) -> None:
+        """Remember ``value`` as the ``kind`` ``key`` (written by this drive)."""
+        self._known[kind, key] = value
+
+    def child(self) -> Memo:
+        """A copy for one transaction (see :meth:`merge`)."""
+        return Memo(self._known)
+
+    def merge(self, child: Memo) -> None:
+        """Keep what ``child``'s transaction read and wrote (call after its commit)."""
+        self._known.update(child._known)
+
 
 @attrs.frozen
 class Step:
@@ -138,6 +179,24 @@ def in_transaction(
 
     def do(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
         return saga.transaction(lambda: saga.commit(run, step, work(saga.services, run)))
+
+    return do
+
+
+def _memoized(
+    work: Callable[[Services, Memo, WorkflowRunDTO], Progress],
+) -> Callable[[Saga, Step, WorkflowRunDTO], WorkflowRunDTO]:
+    """:func:`in_transaction` for a ``work`` that reads and records through the drive's
+    :class:`Memo` (kept only once the transaction committed)."""
+
+    def do(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
+        def tx() -> tuple[WorkflowRunDTO, Memo]:
+            memo = saga.memo.child()
+            return saga.commit(run, step, work(saga.services, memo, run)), memo
+
+        done, memo = saga.transaction(tx)
+        saga.memo.merge(memo)
+        return done
 
     return do
 
@@ -171,24 +230,45 @@ def _gone(what: str, run: WorkflowRunDTO) -> NotFoundError:
     return NotFoundError(f"{what} of run {run.workflow_run_id!r} is gone")
 
 
-def _brief(s: Services, run: WorkflowRunDTO) -> NormalizedBriefDTO:
-    brief = None if run.brief_id is None else s.onboarding.get_brief(run.brief_id)
-    if brief is None:
-        raise _gone(f"brief {run.brief_id!r}", run)
-    return brief
+def _known(
+    m: Memo,
+    kind: str,
+    key: str | None,
+    load: Callable[[str], T | None],
+    what: str,
+    run: WorkflowRunDTO,
+) -> T:
+    """The ``kind`` ``key`` this drive knows, else ``load(key)``; ``NotFoundError`` (named
+    ``what``) when the run names none or it is gone."""
+    value = None if key is None else m.get(kind, key, functools.partial(load, key))
+    if value is None:
+        raise _gone(what, run)
+    return value
 
 
-def _draft(s: Services, run: WorkflowRunDTO, draft_id: str) -> ContentDraftDTO:
-    draft = s.production.get_draft(draft_id)
-    if draft is None:
-        raise _gone(f"draft {draft_id!r}", run)
-    return draft
+def _brief(s: Services, m: Memo, run: WorkflowRunDTO) -> NormalizedBriefDTO:
+    brief_id = run.brief_id
+    return _known(m, "brief", brief_id, s.onboarding.get_brief, f"brief {brief_id!r}", run)
+
+
+def _strategy_of(s: Services, m: Memo, run: WorkflowRunDTO) -> StrategyDocDTO:
+    strategy_id = run.strategy_id
+    return _known(m, "strategy", strategy_id, s.strategy.get, f"strategy {strategy_id!r}", run)
+
+
+def _draft(s: Services, m: Memo, run: WorkflowRunDTO, draft_id: str) -> ContentDraftDTO:
+    return _known(m, "draft", draft_id, s.production.get_draft, f"draft {draft_id!r}", run)
+
+
+def _result(s: Services, m: Memo, run: WorkflowRunDTO, draft_id: str) -> QcResultDTO:
+    what = f"QC result of draft {draft_id!r}"
+    return _known(m, "result", draft_id, s.qc.get_result, what, run)
 
 
 # -- onboard ------------------------------------------------------------------------------
-def _onboard(s: Services, run: WorkflowRunDTO) -> Progress:
+def _onboard(s: Services, m: Memo, run: WorkflowRunDTO) -> Progress:
     brief_id = f"brief-{run.workflow_run_id}"
-    s.onboarding.onboard(run.intake, brief_id=brief_id)
+    m.put("brief", brief_id, s.onboarding.onboard(run.intake, brief_id=brief_id))
     return {"brief_id": brief_id}
 
 
@@ -198,9 +278,9 @@ def _undo_onboard(saga: Saga, run: WorkflowRunDTO) -> None:
 
 
 # -- strategy -----------------------------------------------------------------------------
-def _strategy(s: Services, run: WorkflowRunDTO) -> Progress:
+def _strategy(s: Services, m: Memo, run: WorkflowRunDTO) -> Progress:
     strategy_id = f"strategy-{run.workflow_run_id}"
-    s.strategy.generate(_brief(s, run), strategy_id=strategy_id)
+    m.put("strategy", strategy_id, s.strategy.generate(_brief(s, m, run), strategy_id=strategy_id))
     return {"strategy_id": strategy_id}
 
 
@@ -210,13 +290,13 @@ def _undo_strategy(saga: Saga, run: WorkflowRunDTO) -> None:
 
 
 # -- production ---------------------------------------------------------------------------
-def _production(s: Services, run: WorkflowRunDTO) -> Progress:
-    strategy = None if run.strategy_id is None else s.strategy.get(run.strategy_id)
-    if strategy is None:
-        raise _gone(f"strategy {run.strategy_id!r}", run)
+def _production(s: Services, m: Memo, run: WorkflowRunDTO) -> Progress:
+    strategy = _strategy_of(s, m, run)
     drafts = s.production.produce(
-        _brief(s, run), strategy, id_prefix=f"draft-{run.workflow_run_id}"
+        _brief(s, m, run), strategy, id_prefix=f"draft-{run.workflow_run_id}"
     )
+    for draft in drafts:
+        m.put("draft", draft.draft_id, draft)
     return {"draft_ids": tuple(d.draft_id for d in drafts)}
 
 
@@ -226,14 +306,16 @@ def _undo_production(saga: Saga, run: WorkflowRunDTO) -> None:
 
 
 # -- qc -----------------------------------------------------------------------------------
-def _qc(s: Services, run: WorkflowRunDTO) -> Progress:
-    brief = _brief(s, run)
+def _qc(s: Services, m: Memo, run: WorkflowRunDTO) -> Progress:
+    brief = _brief(s, m, run)
     results = [
         s.qc.evaluate(
-            _draft(s, run, draft_id), brief, result_id=draft_id.replace("draft-", "qc-", 1)
+            _draft(s, m, run, draft_id), brief, result_id=draft_id.replace("draft-", "qc-", 1)
         )
         for draft_id in run.draft_ids
     ]
+    for result in results:
+        m.put("result", result.draft_id, result)
     failed = [r for r in results if not r.passed]
     if failed:
         issues = [
@@ -256,6 +338,16 @@ def _qc(s: Services, run: WorkflowRunDTO) -> Progress:
     return {"qc_result_ids": tuple(r.result_id for r in results)}
 
 
+def _qc_step(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
+    """QC in one transaction, whose commit also records the run's artifact root (where
+    delivery writes its files, recorded before the first one is): one transaction fewer
+    than recording it at the start of delivery."""
+    if run.artifact_root is None:
+        root = saga.delivery_of(run).artifact_location
+        run = attrs.evolve(run, artifact_root=root)  # type: ignore[misc]
+    return _memoized(_qc)(saga, step, run)
+
+
 def _undo_qc(saga: Saga, run: WorkflowRunDTO) -> None:
     for draft_id in run.draft_ids:
         saga.services.qc.discard(draft_id)
@@ -267,11 +359,9 @@ def package_id_of(draft_id: str) -> str:
     return draft_id.replace("draft-", "pkg-", 1)
 
 
-def _package_files(s: Services, run: WorkflowRunDTO, draft_id: str) -> dict[str, bytes]:
-    draft = _draft(s, run, draft_id)
-    result = s.qc.get_result(draft_id)
-    if result is None:
-        raise _gone(f"QC result of draft {draft_id!r}", run)
+def _package_files(s: Services, m: Memo, run: WorkflowRunDTO, draft_id: str) -> dict[str, bytes]:
+    draft = _draft(s, m, run, draft_id)
+    result = _result(s, m, run, draft_id)
     report = {
         "workflow_run_id": run.workflow_run_id,
         "draft_id": draft_id,
@@ -293,26 +383,21 @@ def report_package_id_of(run: WorkflowRunDTO) -> str:
     return f"pkg-{run.workflow_run_id}-report"
 
 
-def _report_files(s: Services, run: WorkflowRunDTO) -> dict[str, bytes]:
-    brief = _brief(s, run)
-    strategy = None if run.strategy_id is None else s.strategy.get(run.strategy_id)
-    if strategy is None:
-        raise _gone(f"strategy {run.strategy_id!r}", run)
+def _report_files(
+    s: Services, m: Memo, run: WorkflowRunDTO, versions: Mapping[str, int]
+) -> dict[str, bytes]:
+    brief = _brief(s, m, run)
+    strategy = _strategy_of(s, m, run)
     pieces = []
-    made = _made(s.delivery, run)
     for draft_id in run.draft_ids:
-        result = s.qc.get_result(draft_id)
-        if result is None:
-            raise _gone(f"QC result of draft {draft_id!r}", run)
+        result = _result(s, m, run, draft_id)
         package_id = package_id_of(draft_id)
-        # The version the run's delivery recorded (re-rendered after a crash), else the one
-        # it is about to make.
-        version = made.get(package_id) or s.delivery.next_version(
+        version = versions.get(package_id) or s.delivery.next_version(
             package_id, workflow_run_id=run.workflow_run_id
         )
         pieces.append(
             Piece(
-                draft=_draft(s, run, draft_id),
+                draft=_draft(s, m, run, draft_id),
                 result=result,
                 package_id=package_id,
                 version=version,
@@ -329,18 +414,31 @@ def _report_files(s: Services, run: WorkflowRunDTO) -> dict[str, bytes]:
 
 
 def _packages(
-    s: Services, run: WorkflowRunDTO
+    s: Services, m: Memo, run: WorkflowRunDTO, versions: Mapping[str, int]
 ) -> list[tuple[str, str, Callable[[], dict[str, bytes]]]]:
     """``(package id, draft id, its files)`` of every package of the run: one per draft,
-    then the report, whose draft id is the run's strategy (the document it delivers)."""
+    then the report, whose draft id is the run's strategy (the document it delivers).
+    ``versions``: the version of each draft's package the report names (those the
+    delivery makes or made; a package missing there: its next version)."""
     packages: list[tuple[str, str, Callable[[], dict[str, bytes]]]] = [
-        (package_id_of(d), d, functools.partial(_package_files, s, run, d)) for d in run.draft_ids
+        (package_id_of(d), d, functools.partial(_package_files, s, m, run, d))
+        for d in run.draft_ids
     ]
     if run.strategy_id is not None:
         packages.append(
-            (report_package_id_of(run), run.strategy_id, functools.partial(_report_files, s, run))
+            (
+                report_package_id_of(run),
+                run.strategy_id,
+                functools.partial(_report_files, s, m, run, versions),
+            )
         )
     return packages
+
+
+def _package_ids(run: WorkflowRunDTO) -> list[str]:
+    """The ids of the packages a delivery of ``run`` makes (in :func:`_packages` order)."""
+    ids = [package_id_of(d) for d in run.draft_ids]
+    return ids if run.strategy_id is None else [*ids, report_package_id_of(run)]
 
 
 def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
@@ -348,18 +446,20 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     then move the files into place under the lease. A failure part-way abandons what
     was staged; a crash after the commit is mended by :func:`_publish_missing`."""
     s = saga.services
-    if run.artifact_root is None:  # recorded before the first file is written
+    if run.artifact_root is None:  # a run whose QC step did not record it (older runs)
         run = saga.record(run, artifact_root=saga.delivery_of(run).artifact_location)
     delivery = saga.delivery_of(run)
     run_id = run.workflow_run_id
+
     # The version each package gets: the one this run made already (a delivery done again
     # after a crash makes no second version), else the package's next one.
-    contents = saga.read(
-        lambda: [
-            (p, d, files(), delivery.next_version(p, workflow_run_id=run_id))
-            for p, d, files in _packages(s, run)
+    def contents_of() -> list[tuple[str, str, dict[str, bytes], int]]:
+        versions = {p: delivery.next_version(p, workflow_run_id=run_id) for p in _package_ids(run)}
+        return [
+            (p, d, files(), versions[p]) for p, d, files in _packages(s, saga.memo, run, versions)
         ]
-    )
+
+    contents = saga.read(contents_of)
     staged: list[StagedPackage] = []
 
     def tx() -> WorkflowRunDTO:
@@ -401,6 +501,8 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
         for item in staged:  # what was published has no staging folder left
             delivery.abandon(item)
         raise
+    # Every file is in place: this drive's completion has nothing to publish again.
+    saga.memo.put("published", run_id, run.package_ids)
     saga.fault("delivery:committed")
     return run
 
@@ -418,12 +520,15 @@ def _made(delivery: DeliveryService, run: WorkflowRunDTO) -> dict[str, int]:
 
 
 def _publish_missing(saga: Saga, run: WorkflowRunDTO) -> None:
-    """Re-publish package files a crash lost between the commit and the move."""
+    """Re-publish package files a crash lost between the commit and the move (nothing to
+    do when this drive's delivery published them)."""
+    if saga.memo.get("published", run.workflow_run_id, lambda: None) == run.package_ids:
+        return
     delivery = saga.delivery_of(run)
     made = _made(delivery, run)
 
     def republish() -> None:
-        for package_id, draft_id, files_of in _packages(saga.services, run):
+        for package_id, draft_id, files_of in _packages(saga.services, saga.memo, run, made):
             if package_id not in run.package_ids:
                 continue  # a run delivered before report packages existed has none
             version = made.get(package_id)
@@ -458,20 +563,20 @@ def _undo_delivery(saga: Saga, run: WorkflowRunDTO) -> None:
 
 
 SAGA: tuple[Step, ...] = (
-    Step("onboard", do=in_transaction(_onboard), undo=_undo_onboard, fills=("brief_id",)),
+    Step("onboard", do=_memoized(_onboard), undo=_undo_onboard, fills=("brief_id",)),
     Step(
         "strategy",
-        do=in_transaction(_strategy),
+        do=_memoized(_strategy),
         undo=_undo_strategy,
         fills=("strategy_id",),
     ),
     Step(
         "production",
-        do=in_transaction(_production),
+        do=_memoized(_production),
         undo=_undo_production,
         fills=("draft_ids",),
     ),
-    Step("qc", do=in_transaction(_qc), undo=_undo_qc, fills=("qc_result_ids",)),
+    Step("qc", do=_qc_step, undo=_undo_qc, fills=("qc_result_ids",)),
     Step(
         "delivery",
         do=_deliver,
