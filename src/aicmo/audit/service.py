@@ -48,7 +48,9 @@ __all__ = [
     "listed",
     "resolve_actor",
     "returned",
+    "returned_each",
     "saved",
+    "saved_if_true",
 ]
 
 
