@@ -6,48 +6,10 @@ Public names only; the repositories behind ``app.repos.audit`` are wired by
 recorded (:class:`Audited`, :class:`Collector`). Read it with ``app.audit.list(...)``.
 """
 
+from aicmo.audit import service
 from aicmo.audit.dtos import ACTIONS, MAX_ACTOR_LENGTH, AuditEntryDTO
 from aicmo.audit.ports import AuditRepository
-from aicmo.audit.service import (
-    Audited,
-    AuditService,
-    Call,
-    Collector,
-    Ids,
-    Write,
-    as_list,
-    created,
-    default_actor,
-    given,
-    if_true,
-    listed,
-    resolve_actor,
-    returned,
-    returned_each,
-    saved,
-    saved_if_true,
-)
+from aicmo.audit.service import *  # noqa: F403  (the names of service.__all__)
 
-__all__ = [
-    "ACTIONS",
-    "MAX_ACTOR_LENGTH",
-    "AuditEntryDTO",
-    "AuditRepository",
-    "AuditService",
-    "Audited",
-    "Call",
-    "Collector",
-    "Ids",
-    "Write",
-    "as_list",
-    "created",
-    "default_actor",
-    "given",
-    "if_true",
-    "listed",
-    "resolve_actor",
-    "returned",
-    "returned_each",
-    "saved",
-    "saved_if_true",
-]
+__all__ = ["ACTIONS", "MAX_ACTOR_LENGTH", "AuditEntryDTO", "AuditRepository"]
+__all__ += service.__all__

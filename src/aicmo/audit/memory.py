@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from datetime import datetime
 
 from aicmo.audit.dtos import AuditEntryDTO
-from aicmo.audit.ports import entries_arg, entry_taken, key_arg, query_args
+from aicmo.audit.ports import AuditQuery, ListsByQuery, entries_arg, entry_taken, key_arg
 from aicmo.db.memstore import MemoryDatabase
 
 __all__ = ["InMemoryAuditRepository"]
 
 
-class InMemoryAuditRepository:
+class InMemoryAuditRepository(ListsByQuery):
     """Keeps frozen entries keyed by ``entry_id`` in the app's memory database, in the
     order they were recorded (the table keeps insertion order; entries are never
     replaced, so an entry never moves)."""
@@ -38,18 +37,7 @@ class InMemoryAuditRepository:
     def get(self, entry_id: str) -> AuditEntryDTO | None:
         return self._entries.find(key_arg(entry_id, "entry_id"))
 
-    def list(
-        self,
-        *,
-        run_id: str | None = None,
-        entity_id: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-    ) -> builtins.list[AuditEntryDTO]:
-        q = query_args(
-            run_id=run_id, entity_id=entity_id, since=since, limit=limit, newest_first=newest_first
-        )
+    def select(self, q: AuditQuery) -> builtins.list[AuditEntryDTO]:
         with self._db.read():
             entries = self._entries.values()
         if q.newest_first:

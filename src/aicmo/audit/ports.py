@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -20,7 +21,15 @@ from aicmo.values import (
     utc_datetime,
 )
 
-__all__ = ["AuditQuery", "AuditRepository", "entries_arg", "entry_taken", "key_arg", "query_args"]
+__all__ = [
+    "AuditQuery",
+    "AuditRepository",
+    "ListsByQuery",
+    "entries_arg",
+    "entry_taken",
+    "key_arg",
+    "query_args",
+]
 
 
 class AuditRepository(Protocol):
@@ -57,9 +66,10 @@ class AuditRepository(Protocol):
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[AuditEntryDTO]:
-        """Entries (only those of the run ``run_id``, of the record ``entity_id``, at or
-        after ``since``, each if given) in the order they were recorded (``newest_first``:
-        the reverse), at most ``limit`` of them (1 or more)."""
+        """Entries (only those of the workflow run ``run_id``, of the record ``entity_id``,
+        at or after ``since`` (a timezone-aware datetime), each if given) in the order they
+        were recorded (``newest_first``: the reverse), at most ``limit`` of them (1 or
+        more)."""
         ...
 
 
@@ -137,3 +147,33 @@ def query_args(
     if problems:
         raise ValidationError(problems, subject="argument")
     return AuditQuery(newest_first=bool(newest_first), **checked)  # type: ignore[arg-type]
+
+
+class ListsByQuery:
+    """The ``list`` of every audit reader (each repository, and ``app.audit``): the
+    filters checked one way (:func:`query_args`), then handed to :meth:`select`, which
+    each reader implements. Its contract is :meth:`AuditRepository.list`."""
+
+    def list(
+        self,
+        *,
+        run_id: str | None = None,
+        entity_id: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> builtins.list[AuditEntryDTO]:
+        """See :meth:`AuditRepository.list`."""
+        return self.select(
+            query_args(
+                run_id=run_id,
+                entity_id=entity_id,
+                since=since,
+                limit=limit,
+                newest_first=newest_first,
+            )
+        )
+
+    def select(self, q: AuditQuery) -> builtins.list[AuditEntryDTO]:
+        """The entries ``q`` (checked already) chooses, as ``list`` returns them."""
+        raise NotImplementedError

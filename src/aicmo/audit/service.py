@@ -30,7 +30,7 @@ import attrs
 
 from aicmo import observability
 from aicmo.audit.dtos import AuditEntryDTO, actor_name
-from aicmo.audit.ports import AuditRepository
+from aicmo.audit.ports import AuditQuery, AuditRepository, ListsByQuery
 from aicmo.values import argument, trusted_builder
 
 __all__ = [
@@ -48,7 +48,9 @@ __all__ = [
     "listed",
     "resolve_actor",
     "returned",
+    "returned_each",
     "saved",
+    "saved_if_true",
 ]
 
 
@@ -372,7 +374,7 @@ def as_list(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return args
 
 
-class AuditService:
+class AuditService(ListsByQuery):
     """Reads the audit trail (``app.audit``); ``actor`` is who this app's writes are by."""
 
     def __init__(self, repo: AuditRepository, *, actor: str, enabled: bool):
@@ -380,22 +382,7 @@ class AuditService:
         self.actor = actor
         self.enabled = enabled
 
-    def list(
-        self,
-        *,
-        run_id: str | None = None,
-        entity_id: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-    ) -> list[AuditEntryDTO]:
-        """Entries in the order they were recorded (``newest_first``: the reverse): only
-        those of the workflow run ``run_id``, of the record ``entity_id`` and at or after
-        ``since`` (a timezone-aware datetime), each if given; at most ``limit``."""
-        return self._repo.list(
-            run_id=run_id,
-            entity_id=entity_id,
-            since=since,
-            limit=limit,
-            newest_first=newest_first,
-        )
+    def select(self, q: AuditQuery) -> list[AuditEntryDTO]:
+        """``app.audit.list(...)``: the repository's entries (see
+        :meth:`~aicmo.audit.ports.AuditRepository.list`)."""
+        return self._repo.list(**attrs.asdict(q, recurse=False))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from datetime import datetime
 
 from aicmo.audit.dtos import AuditEntryDTO
-from aicmo.audit.ports import entries_arg, key_arg, query_args
+from aicmo.audit.ports import AuditQuery, ListsByQuery, entries_arg, key_arg
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import insert, select
@@ -33,7 +32,7 @@ LIST_NEWEST = select(_ENTRY, _FILTERED + "ORDER BY position DESC\nLIMIT :limit")
 _NO_LIMIT = 2**62
 
 
-class SqlAuditRepository:
+class SqlAuditRepository(ListsByQuery):
     """``AuditRepository`` over a :class:`~aicmo.db.base.SqlDatabase`: every entry of a
     ``record`` in one ``executemany``."""
 
@@ -62,18 +61,7 @@ class SqlAuditRepository:
         row = self._db.fetch_one(GET, {"entry_id": key_arg(entry_id, "entry_id")})
         return self._entries.maybe(row)
 
-    def list(
-        self,
-        *,
-        run_id: str | None = None,
-        entity_id: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-    ) -> builtins.list[AuditEntryDTO]:
-        q = query_args(
-            run_id=run_id, entity_id=entity_id, since=since, limit=limit, newest_first=newest_first
-        )
+    def select(self, q: AuditQuery) -> builtins.list[AuditEntryDTO]:
         params = {
             "any_run": 1 if q.run_id is None else 0,
             "run_id": q.run_id,

@@ -10,16 +10,14 @@ from aicmo.audit import AuditEntryDTO
 from aicmo.cli.common import (
     bad_input_exits_2,
     database_option,
-    dump_json,
-    echo,
     iso,
     json_option,
     limit_option,
     main,
     oldest_first_option,
     open_app,
+    show_list,
     since_option,
-    table,
 )
 from aicmo.cli.runs import parse_since
 
@@ -85,21 +83,18 @@ def audit_list(
             limit=limit,
             newest_first=not oldest_first,
         )
-    if as_json:
-        echo(dump_json([entry_json(e) for e in found]))
-        return
-    table(
-        [
-            [
-                e.at.isoformat(timespec="seconds"),
-                e.actor,
-                e.module,
-                e.entity,
-                e.entity_id,
-                e.action,
-                e.run_id or "-",
-            ]
-            for e in found
+    show_list(
+        found,
+        as_json,
+        as_dict=entry_json,
+        row=lambda e: [
+            e.at.isoformat(timespec="seconds"),
+            e.actor,
+            e.module,
+            e.entity,
+            e.entity_id,
+            e.action,
+            e.run_id or "-",
         ],
-        ["at", "actor", "module", "entity", "id", "action", "run"],
+        header=["at", "actor", "module", "entity", "id", "action", "run"],
     )

@@ -10,7 +10,7 @@ import re
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from aicmo.workflow import WorkflowRunDTO
 from aicmo.workflow.backoff import OutageBackoff
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 FC = TypeVar("FC", bound=Callable[..., Any])
 
 database_option = click.option(
@@ -39,10 +40,11 @@ database_option = click.option(
 
 
 def seconds_option(
-    name: str, *, minimum: float, default: float, help: str, **extra: Any
+    name: str, *, minimum: float, default: float | None, help: str, **extra: Any
 ) -> Callable[[_F], _F]:
     """A ``--name SECONDS`` option: a number of seconds of ``minimum`` or more, its default
-    shown (``extra``: more ``click.option`` settings, e.g. ``envvar``, ``show_default``)."""
+    shown (``None``: no default, the option is then ``None``; ``extra``: more
+    ``click.option`` settings, e.g. ``envvar``, ``show_default``)."""
     extra.setdefault("show_default", True)
     return click.option(
         name,
@@ -499,6 +501,22 @@ def table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(c) for c in col) for col in zip(*cells, strict=True)]
     for row in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def show_list(
+    found: Sequence[_T],
+    as_json: bool,
+    *,
+    as_dict: Callable[[_T], dict[str, Any]],
+    row: Callable[[_T], list[str]],
+    header: list[str],
+) -> None:
+    """What a list command prints: with ``--json`` a JSON array of ``as_dict`` of each
+    item, else a :func:`table` of ``row`` of each under ``header``."""
+    if as_json:
+        echo(dump_json([as_dict(item) for item in found]))
+    else:
+        table([row(item) for item in found], header)
 
 
 def summary_row(label: str, run: WorkflowRunDTO | None, error: str = "") -> list[str]:

@@ -22,9 +22,11 @@ from aicmo.cli.common import (
     echo,
     iso,
     json_option,
+    limit_option,
     main,
     open_app,
-    table,
+    seconds_option,
+    show_list,
     term,
 )
 from aicmo.webhooks import (
@@ -116,21 +118,18 @@ def webhooks_list(database: str | None, as_json: bool) -> None:
     """Every subscription, oldest first (secrets masked)."""
     with open_app(database, auto_upgrade=True, must_exist=True) as app:
         found = app.webhooks.subscriptions()
-    if as_json:
-        echo(dump_json([subscription_json(s) for s in found]))
-        return
-    table(
-        [
-            [
-                s.subscription_id,
-                s.url,
-                ",".join(s.events),
-                mask_secret(s.secret),
-                iso(s.created_at) or "-",
-            ]
-            for s in found
+    show_list(
+        found,
+        as_json,
+        as_dict=subscription_json,
+        row=lambda s: [
+            s.subscription_id,
+            s.url,
+            ",".join(s.events),
+            mask_secret(s.secret),
+            iso(s.created_at) or "-",
         ],
-        ["id", "url", "events", "secret", "created"],
+        header=["id", "url", "events", "secret", "created"],
     )
 
 
@@ -158,7 +157,7 @@ def notifications() -> None:
     default=None,
     help="Only those with this status.",
 )
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N, oldest first.")
+@limit_option("notifications (oldest first)")
 @database_option
 @json_option
 def notifications_list(
@@ -170,23 +169,20 @@ def notifications_list(
     wanted = "DEAD" if dead else status
     with open_app(database, auto_upgrade=True, must_exist=True) as app:
         found = app.webhooks.notifications(wanted, limit=limit)
-    if as_json:
-        echo(dump_json([notification_json(n) for n in found]))
-        return
-    table(
-        [
-            [
-                n.notification_id,
-                n.event,
-                n.status,
-                str(n.attempts),
-                "-" if n.status != "PENDING" else (iso(n.next_attempt_at) or "-"),
-                n.subscription_id,
-                n.last_error or "-",
-            ]
-            for n in found
+    show_list(
+        found,
+        as_json,
+        as_dict=notification_json,
+        row=lambda n: [
+            n.notification_id,
+            n.event,
+            n.status,
+            str(n.attempts),
+            "-" if n.status != "PENDING" else (iso(n.next_attempt_at) or "-"),
+            n.subscription_id,
+            n.last_error or "-",
         ],
-        ["id", "event", "status", "attempts", "next", "webhook", "last error"],
+        header=["id", "event", "status", "attempts", "next", "webhook", "last error"],
     )
 
 
@@ -208,13 +204,10 @@ def notifications_retry(notification_id: str, database: str | None, as_json: boo
 # -- notify ----------------------------------------------------------------------------------
 def dispatch_options(f: Any) -> Any:
     """The options of a dispatcher (`aicmo notify`, `aicmo worker`)."""
-    f = click.option(
+    f = seconds_option(
         "--notify-timeout",
-        "notify_timeout",
-        type=click.FloatRange(min=0.01),
+        minimum=0.01,
         default=DEFAULT_TIMEOUT,
-        show_default=True,
-        metavar="SECONDS",
         help="How long a webhook POST may take (to connect, and to answer).",
     )(f)
     f = click.option(
@@ -225,12 +218,10 @@ def dispatch_options(f: Any) -> Any:
         metavar="N",
         help="A notification is DEAD after N failed attempts.",
     )(f)
-    return click.option(
+    return seconds_option(
         "--retry-base",
-        type=click.FloatRange(min=0.001),
+        minimum=0.001,
         default=RetryPolicy().base,
-        show_default=True,
-        metavar="SECONDS",
         help="The wait after a first failed attempt, doubled after each (up to an hour, "
         "50-100% of it at random).",
     )(f)
@@ -251,19 +242,16 @@ def counts_line(label: str, counts: DispatchCounts) -> str:
 @main.command()
 @click.option("--drain", is_flag=True, help="Send what is due now, then exit.")
 @dispatch_options
-@click.option(
+@seconds_option(
     "--lease",
-    type=click.FloatRange(min=0.1),
+    minimum=0.1,
     default=None,
-    metavar="SECONDS",
     help="How long a claim on a notification lasts (default: 2 x the timeout + 30).",
 )
-@click.option(
+@seconds_option(
     "--poll",
-    type=click.FloatRange(min=0.01),
+    minimum=0.01,
     default=1.0,
-    show_default=True,
-    metavar="SECONDS",
     help="Without --drain: how often to look for due notifications.",
 )
 @database_option

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import builtins
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
@@ -12,15 +13,13 @@ import attrs
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.webhooks.dtos import NotificationDTO, SubscriptionDTO
 from aicmo.webhooks.ports import (
-    claim_args,
+    ChecksNotificationArgs,
+    ClaimArgs,
     key_arg,
-    limit_arg,
     notification_arg,
     notification_lost,
     notification_not_found,
-    status_arg,
     subscription_arg,
-    token_arg,
 )
 
 __all__ = ["InMemoryWebhookRepository"]
@@ -35,7 +34,7 @@ def _evolve(notification: NotificationDTO, **changes: Any) -> NotificationDTO:
     return result
 
 
-class InMemoryWebhookRepository:
+class InMemoryWebhookRepository(ChecksNotificationArgs):
     """Subscriptions and notifications in the app's memory database (atomic with
     ``app.transaction()``)."""
 
@@ -84,10 +83,9 @@ class InMemoryWebhookRepository:
     def get_notification(self, notification_id: str) -> NotificationDTO | None:
         return self._notifications.find(key_arg(notification_id, "notification_id"))
 
-    def list_notifications(
-        self, status: str | None = None, *, limit: int | None = None
+    def select_notifications(
+        self, wanted: str | None, count: int | None
     ) -> builtins.list[NotificationDTO]:
-        wanted, count = status_arg(status), limit_arg(limit)
         with self._db.read():
             rows = (
                 self._notifications.values()
@@ -97,15 +95,8 @@ class InMemoryWebhookRepository:
             found = sorted(rows, key=_notification_order)
         return found if count is None else found[:count]
 
-    def claim(
-        self,
-        dispatcher_id: str,
-        *,
-        lease: timedelta,
-        limit: int = 1,
-        now: datetime | None = None,
-    ) -> builtins.list[NotificationDTO]:
-        args = claim_args(dispatcher_id, lease=lease, limit=limit, now=now, clock=self.now)
+    def take(self, check: Callable[[], ClaimArgs]) -> builtins.list[NotificationDTO]:
+        args = check()
         with self._db.transaction():
             due = [
                 n
@@ -129,11 +120,7 @@ class InMemoryWebhookRepository:
                 claimed.append(taken)
             return claimed
 
-    def update_notification(
-        self, notification: NotificationDTO, *, token: int | None = None
-    ) -> None:
-        notification = notification_arg(notification)
-        fence = None if token is None else token_arg(token)
+    def store_notification(self, notification: NotificationDTO, fence: int | None) -> None:
         with self._db.transaction():
             stored = self._notifications.get(notification.notification_id)
             if stored is None:

@@ -22,6 +22,7 @@ from aicmo.values import (
 from aicmo.webhooks.dtos import NOTIFICATION_STATUSES, NotificationDTO, SubscriptionDTO
 
 __all__ = [
+    "ChecksNotificationArgs",
     "ClaimArgs",
     "WebhookRepository",
     "claim_args",
@@ -188,6 +189,56 @@ def claim_args(
             [("lease", f"{lease} after {at.isoformat()} is out of range")]
         ) from None
     return ClaimArgs(who, at, until, count)
+
+
+class ChecksNotificationArgs:
+    """The notification methods of :class:`WebhookRepository` whose arguments every backend
+    checks the same way (``status_arg`` and ``limit_arg``, ``claim_args``, ``token_arg``),
+    each handing the checked values to a hook the backend implements. Their contracts are
+    the port's."""
+
+    def now(self) -> datetime:
+        raise NotImplementedError
+
+    def list_notifications(
+        self, status: str | None = None, *, limit: int | None = None
+    ) -> list[NotificationDTO]:
+        """See :meth:`WebhookRepository.list_notifications`."""
+        return self.select_notifications(status_arg(status), limit_arg(limit))
+
+    def claim(
+        self,
+        dispatcher_id: str,
+        *,
+        lease: timedelta,
+        limit: int = 1,
+        now: datetime | None = None,
+    ) -> list[NotificationDTO]:
+        """See :meth:`WebhookRepository.claim`."""
+        return self.take(
+            lambda: claim_args(dispatcher_id, lease=lease, limit=limit, now=now, clock=self.now)
+        )
+
+    def update_notification(
+        self, notification: NotificationDTO, *, token: int | None = None
+    ) -> None:
+        """See :meth:`WebhookRepository.update_notification`."""
+        checked = notification_arg(notification)
+        self.store_notification(checked, None if token is None else token_arg(token))
+
+    def select_notifications(self, wanted: str | None, count: int | None) -> list[NotificationDTO]:
+        """``list_notifications`` of the checked status (``wanted``) and limit (``count``)."""
+        raise NotImplementedError
+
+    def take(self, check: Callable[[], ClaimArgs]) -> list[NotificationDTO]:
+        """``claim``: ``check()`` gives its checked arguments (raising ``ValidationError``
+        for bad ones), reading the backend's clock when no ``now`` was given; the backend
+        calls it where that read belongs (the SQL one inside its transaction)."""
+        raise NotImplementedError
+
+    def store_notification(self, notification: NotificationDTO, fence: int | None) -> None:
+        """``update_notification`` of the checked ``notification`` and token (``fence``)."""
+        raise NotImplementedError
 
 
 def notification_not_found(notification_id: str) -> NotFoundError:

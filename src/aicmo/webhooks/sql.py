@@ -10,22 +10,21 @@ IMMEDIATE``, one writer at a time.
 from __future__ import annotations
 
 import builtins
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime
 
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import Sql, assignments, insert, returning, select, upsert
 from aicmo.webhooks.dtos import NotificationDTO, SubscriptionDTO
 from aicmo.webhooks.ports import (
-    claim_args,
+    ChecksNotificationArgs,
+    ClaimArgs,
     key_arg,
-    limit_arg,
     notification_arg,
     notification_lost,
     notification_not_found,
-    status_arg,
     subscription_arg,
-    token_arg,
 )
 
 __all__ = ["SqlWebhookRepository"]
@@ -96,7 +95,7 @@ WHERE notification_id IN (
 )
 
 
-class SqlWebhookRepository:
+class SqlWebhookRepository(ChecksNotificationArgs):
     """``WebhookRepository`` over a :class:`~aicmo.db.base.SqlDatabase`."""
 
     def __init__(self, db: SqlDatabase):
@@ -136,10 +135,9 @@ class SqlWebhookRepository:
         params = {"notification_id": key_arg(notification_id, "notification_id")}
         return self._notifications.maybe(self._db.fetch_one(GET_NOTIFICATION, params))
 
-    def list_notifications(
-        self, status: str | None = None, *, limit: int | None = None
+    def select_notifications(
+        self, wanted: str | None, count: int | None
     ) -> builtins.list[NotificationDTO]:
-        wanted, count = status_arg(status), limit_arg(limit)
         params = {
             "any_status": 1 if wanted is None else 0,
             "status": wanted,
@@ -147,16 +145,9 @@ class SqlWebhookRepository:
         }
         return self._notifications.from_rows(self._db.fetch_all(LIST_NOTIFICATIONS, params))
 
-    def claim(
-        self,
-        dispatcher_id: str,
-        *,
-        lease: timedelta,
-        limit: int = 1,
-        now: datetime | None = None,
-    ) -> builtins.list[NotificationDTO]:
+    def take(self, check: Callable[[], ClaimArgs]) -> builtins.list[NotificationDTO]:
         with self._db.transaction():
-            args = claim_args(dispatcher_id, lease=lease, limit=limit, now=now, clock=self.now)
+            args = check()
             encode = self._db.encode_datetime
             params = {
                 "dispatcher_id": args.dispatcher_id,
@@ -169,11 +160,7 @@ class SqlWebhookRepository:
         # RETURNING gives no order: the order they were due in.
         return sorted(claimed, key=lambda n: (n.next_attempt_at, n.notification_id))
 
-    def update_notification(
-        self, notification: NotificationDTO, *, token: int | None = None
-    ) -> None:
-        notification = notification_arg(notification)
-        fence = None if token is None else token_arg(token)
+    def store_notification(self, notification: NotificationDTO, fence: int | None) -> None:
         row = self._notifications.to_row(notification, now=self._db.now(), fence=fence)
         with self._db.transaction():
             if self._db.execute(UPDATE_NOTIFICATION, row) == 1:
