@@ -321,13 +321,13 @@ class Repositories:
             }
         )
 
-    def audited(self, db: MemoryDatabase | SqlDatabase, collector: Collector) -> Repositories:
+    def audited(self, collector: Collector) -> Repositories:
         """These repositories with every declared write (:attr:`Module.writes`) recorded
-        in the audit trail through ``collector`` (installed on ``db``)."""
+        in the audit trail through ``collector``."""
         writes = {m.name: m.writes for m in MODULES if m.writes}
         return self.replace(
             **{
-                name: Audited(getattr(self, name), name, spec, db, collector)
+                name: Audited(getattr(self, name), name, spec, collector)
                 for name, spec in writes.items()
             }
         )
@@ -407,9 +407,7 @@ class App:
         """``repos`` recording their writes in the audit trail, unless it is off."""
         if not self.settings.audit:
             return repos
-        collector = Collector(self.actor, repos.audit.append)
-        db.transaction_hook = collector
-        return repos.audited(db, collector)
+        return repos.audited(Collector(self.actor, repos.audit.append, db))
 
     def _services(self) -> None:
         repos, tx = self.repos, self.transaction
