@@ -351,14 +351,14 @@ def _is_write(operation: str) -> bool:
 class _Instrumented(Wrapper):
     """A repository whose public calls are timed, counted and traced."""
 
-    label = "instrumented"
+    _label = "instrumented"
 
     def __init__(self, inner: object, module: str, system: str):
         super().__init__(inner)
         self._module = module
         self._system = system
 
-    def wrap(self, operation: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap(self, operation: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         module, system, write = self._module, self._system, _is_write(operation)
         labels = {"aicmo.module": module, "db.operation": operation}
 

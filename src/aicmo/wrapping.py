@@ -16,7 +16,7 @@ class Wrapper:
     own; :func:`inspect.unwrap` finds the repository (``__wrapped__``)."""
 
     #: What ``repr`` calls the wrapper (``audited(...)``).
-    label = "wrapped"
+    _label = "wrapped"
 
     def __init__(self, inner: object):
         self._inner = inner
@@ -26,7 +26,7 @@ class Wrapper:
         """The repository this one wraps."""
         return self._inner
 
-    def wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any] | None:
+    def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any] | None:
         """The wrapped form of the public method ``name`` (``None``: leave it as it is)."""
         return None
 
@@ -37,11 +37,11 @@ class Wrapper:
         attr = getattr(inner, name)
         if name.startswith("_") or not callable(attr):
             return attr
-        wrapped = self.wrap(name, attr)
+        wrapped = self._wrap(name, attr)
         if wrapped is not None:
             attr = wrapped
         setattr(self, name, attr)  # the next lookup skips __getattr__
         return attr
 
     def __repr__(self) -> str:
-        return f"{self.label}({self._inner!r})"
+        return f"{self._label}({self._inner!r})"

@@ -173,7 +173,7 @@ class Audited(Wrapper):
     """A module's repository whose declared writes record audit entries (see the module
     docstring); every other attribute is the repository's own."""
 
-    label = "audited"
+    _label = "audited"
 
     def __init__(
         self,
@@ -187,7 +187,7 @@ class Audited(Wrapper):
         self._writes = writes
         self._collector = collector
 
-    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any] | None:
+    def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any] | None:
         writes = self._writes.get(name)
         if writes is None:
             return None
