@@ -4,6 +4,7 @@ entries every module's writes leave (in the transaction of the write)."""
 from __future__ import annotations
 
 import getpass
+import inspect
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import psycopg
 import pytest
 
 import aicmo
-from aicmo.audit import Audited, default_actor
+from aicmo.audit import Audited, AuditEntryDTO, default_actor
 from aicmo.errors import AicmoError, ConfigurationError, ConflictError, ValidationError
 from aicmo.testing.audit import AuditParityMachine, AuditRepositoryContract, trail
 from aicmo.testing.base import only_on
@@ -130,6 +132,33 @@ def test_a_rolled_back_write_leaves_no_entry_and_a_committed_one_has_one(
     assert [(t[3], t[4]) for t in trail(app)] == [("kept", "save"), ("later", "save")]
     assert briefs.get_brief("kept") is not None
     assert briefs.get_brief("inner") is None
+
+
+def test_a_transaction_appends_its_entries_in_one_call(
+    app: aicmo.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``executemany`` per transaction, whatever it writes (nested blocks included),
+    and none for a transaction that records nothing."""
+    repository = type(inspect.unwrap(app.repos.audit))
+    append, appended = repository.append, []
+
+    def spy(self: object, entries: Sequence[AuditEntryDTO]) -> None:
+        appended.append([e.entity_id for e in entries])
+        append(self, entries)
+
+    monkeypatch.setattr(repository, "append", spy)
+    with aicmo.connect(app.url) as spied:  # wired after the spy: its trail calls it
+        briefs = spied.repos.onboarding
+        with spied.transaction():
+            briefs.save_brief(make_brief("b-1"))
+            with spied.transaction():
+                briefs.save_brief(make_brief("b-2"))
+            briefs.delete_brief("b-1")
+            assert appended == []
+        with spied.transaction():
+            briefs.get_brief("b-2")
+        briefs.save_brief(make_brief("b-3"))
+        assert appended == [["b-1", "b-2", "b-1"], ["b-3"]]
 
 
 @only_on("sqlite", "postgresql")

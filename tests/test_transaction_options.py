@@ -1,6 +1,7 @@
 """The transaction options the saga uses, on every backend: ``before_commit`` (writes
-batched at the end of a transaction), ``savepoints=False`` (nested blocks join the outer
-one) and, on SQLite, ``defer_lock=True`` (the write lock taken at the first write)."""
+batched at the end of a transaction; ``batch_before_commit``, the audit trail's),
+``savepoints=False`` (nested blocks join the outer one) and, on SQLite, ``defer_lock=True``
+(the write lock taken at the first write)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,35 @@ def test_before_commit_asked_in_a_rolled_back_savepoint_is_dropped(app: aicmo.Ap
 def test_before_commit_outside_a_transaction_runs_now(app: aicmo.App) -> None:
     app.before_commit(lambda: app.repos.onboarding.save_brief(_brief("b-1")))
     assert _ids(app) == ["b-1"]
+
+
+def test_batched_items_go_to_one_call_at_the_place_of_the_first(app: aicmo.App) -> None:
+    # The audit trail's entries: one append (one executemany) per transaction.
+    db = app._sql if app._sql is not None else app._memory
+    assert db is not None
+    calls: list[object] = []
+
+    def flush(items: list[object]) -> None:
+        calls.append(items)
+        if items == [1, 2, 3]:  # an item asked while the batch runs: a call of its own
+            db.batch_before_commit(flush, "late")
+
+    with app.transaction():
+        db.batch_before_commit(flush, 1)
+        app.before_commit(lambda: calls.append("other"))
+        with pytest.raises(Boom), app.transaction():
+            db.batch_before_commit(flush, "dropped with its savepoint")
+            raise Boom
+        db.batch_before_commit(flush, 2)
+        with app.transaction():
+            db.batch_before_commit(flush, 3)
+        assert calls == []
+    assert calls == [[1, 2, 3], "other", ["late"]]
+    with pytest.raises(Boom), app.transaction():
+        db.batch_before_commit(flush, "rolled back")
+        raise Boom
+    db.batch_before_commit(flush, 4)  # outside a transaction: now, in one of its own
+    assert calls == [[1, 2, 3], "other", ["late"], [4]]
 
 
 @pytest.mark.parametrize("savepoints", [True, False])

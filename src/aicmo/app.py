@@ -83,7 +83,15 @@ from aicmo.workflow.memory import InMemoryWorkflowRunRepository
 from aicmo.workflow.service import DEFAULT_IDLE_LOG
 from aicmo.workflow.sql import SqlWorkflowRunRepository
 
-__all__ = ["MODULES", "App", "Module", "Repositories", "RepositoriesFactory", "connect"]
+__all__ = [
+    "MODULES",
+    "App",
+    "Module",
+    "Repositories",
+    "RepositoriesFactory",
+    "Through",
+    "connect",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -93,17 +101,49 @@ RepositoriesFactory = Callable[[MemoryDatabase | SqlDatabase], "Repositories"]
 
 
 @attrs.frozen
+class Through:
+    """How a copy to or from ``memory://`` moves one table's records through the module's
+    repository (a memory app keeps records, not rows): ``key`` is the column that keys
+    them in both backends, ``get`` and ``save`` name the repository's read and save of
+    one record (``save`` takes the key too when ``keyed``, a list of the one record when
+    ``listed``)."""
+
+    key: str
+    get: str
+    save: str
+    keyed: bool = False
+    listed: bool = False
+
+    def load(self, repository: object, key: Any) -> Any:
+        """The record keyed ``key``, or ``None``."""
+        # `or None`: a read of many (a package's versions) finds nothing as an empty list.
+        return getattr(repository, self.get)(key) or None
+
+    def store(self, repository: object, key: Any, value: Any) -> None:
+        """Save ``value``, the record keyed ``key``."""
+        save = getattr(repository, self.save)
+        if self.keyed:
+            save(key, value)
+        elif self.listed:
+            save([value])
+        else:
+            save(value)
+
+
+@attrs.frozen
 class Module(Generic[R]):
     """One module as the app wires it: its ``name`` (the attribute of ``app.repos``), its
     repository on the memory backend and on a SQL one, the tables it owns (its SQL
-    touches no other table; the memory store's tables carry the same names), and
-    ``writes``: which of its repository's methods write what (the audit trail records
-    them; a method not listed records nothing)."""
+    touches no other table; the memory store's tables carry the same names), each with
+    how a copy through ``memory://`` moves its records (:class:`Through`; ``None``: the
+    table holds a record's children, saved with it), and ``writes``: which of its
+    repository's methods write what (the audit trail records them; a method not listed
+    records nothing)."""
 
     name: str
     memory: Callable[[MemoryDatabase], R]
     sql: Callable[[SqlDatabase], R]
-    tables: tuple[str, ...]
+    tables: dict[str, Through | None]
     writes: dict[str, tuple[Write, ...]] = attrs.field(factory=dict)
 
 
@@ -124,7 +164,10 @@ MODULES: tuple[Module[Any], ...] = (
         "onboarding",
         InMemoryBriefRepository,
         SqlBriefRepository,
-        ("onboarding_brief", "onboarding_intake"),
+        {
+            "onboarding_brief": Through("brief_id", "get_brief", "save_brief"),
+            "onboarding_intake": Through("brief_id", "get_intake", "save_intake", keyed=True),
+        },
         {
             "save_brief": _save("brief", "brief", "brief_id"),
             "save_briefs": (Write("brief", "save", listed("briefs", "brief_id"), prepare=as_list),),
@@ -136,7 +179,7 @@ MODULES: tuple[Module[Any], ...] = (
         "strategy",
         InMemoryStrategyRepository,
         SqlStrategyRepository,
-        ("strategy_document",),
+        {"strategy_document": Through("strategy_id", "get", "save")},
         {
             "save": _save("strategy", "doc", "strategy_id"),
             "delete": _delete("strategy", "strategy_id"),
@@ -146,7 +189,11 @@ MODULES: tuple[Module[Any], ...] = (
         "production",
         InMemoryProductionRepository,
         SqlProductionRepository,
-        ("production_drafts", "production_bundles", "production_bundle_assets"),
+        {
+            "production_drafts": Through("draft_id", "get_draft", "save_draft"),
+            "production_bundles": Through("bundle_id", "get_bundle", "save_bundle"),
+            "production_bundle_assets": None,
+        },
         {
             "save_draft": _save("draft", "draft", "draft_id"),
             "delete_draft": _delete("draft", "draft_id"),
@@ -157,7 +204,7 @@ MODULES: tuple[Module[Any], ...] = (
         "qc",
         InMemoryQcRepository,
         SqlQcRepository,
-        ("qc_results", "qc_issues"),
+        {"qc_results": Through("draft_id", "get_result", "save_result"), "qc_issues": None},
         # A draft has one result (the latest evaluation): the record's id is its draft's.
         {
             "save_result": _save("result", "result", "draft_id"),
@@ -168,7 +215,11 @@ MODULES: tuple[Module[Any], ...] = (
         "delivery",
         InMemoryDeliveryRepository,
         SqlDeliveryRepository,
-        ("delivery_packages", "delivery_artifacts"),
+        {
+            # A package is every one of its versions: one row each in SQL, one record in memory.
+            "delivery_packages": Through("package_id", "list_versions", "save_packages"),
+            "delivery_artifacts": None,
+        },
         {
             "save_package": _save("package", "package", "package_id"),
             "add_package": _save("package", "package", "package_id"),
@@ -183,7 +234,12 @@ MODULES: tuple[Module[Any], ...] = (
         "webhooks",
         InMemoryWebhookRepository,
         SqlWebhookRepository,
-        ("webhooks_subscriptions", "webhooks_notifications"),
+        {
+            "webhooks_subscriptions": Through(
+                "subscription_id", "get_subscription", "save_subscription"
+            ),
+            "webhooks_notifications": Through("notification_id", "get_notification", "enqueue"),
+        },
         # A notification's claim and outcome are changes of the outbox row: recorded.
         {
             "save_subscription": _save("subscription", "subscription", "subscription_id"),
@@ -199,7 +255,7 @@ MODULES: tuple[Module[Any], ...] = (
         "workflow",
         InMemoryWorkflowRunRepository,
         SqlWorkflowRunRepository,
-        ("workflow_runs",),
+        {"workflow_runs": Through("workflow_run_id", "get", "create")},
         # A lease's renewal (the heartbeat) is not a change of the run: not recorded.
         {
             "create": _run("create", created("run", "workflow_run_id")),
@@ -214,7 +270,11 @@ MODULES: tuple[Module[Any], ...] = (
         },
     ),
     Module[AuditRepository](
-        "audit", InMemoryAuditRepository, SqlAuditRepository, ("audit_entries",)
+        "audit",
+        InMemoryAuditRepository,
+        SqlAuditRepository,
+        # Entries are recorded in the order they are read (the order of the trail).
+        {"audit_entries": Through("entry_id", "get", "record", listed=True)},
     ),
 )
 """aicmo's modules in pipeline order (the saga's runs, then the audit trail, last)."""
@@ -261,13 +321,13 @@ class Repositories:
             }
         )
 
-    def audited(self, db: MemoryDatabase | SqlDatabase, collector: Collector) -> Repositories:
+    def audited(self, collector: Collector) -> Repositories:
         """These repositories with every declared write (:attr:`Module.writes`) recorded
-        in the audit trail through ``collector`` (installed on ``db``)."""
+        in the audit trail through ``collector``."""
         writes = {m.name: m.writes for m in MODULES if m.writes}
         return self.replace(
             **{
-                name: Audited(getattr(self, name), name, spec, db, collector)
+                name: Audited(getattr(self, name), name, spec, collector)
                 for name, spec in writes.items()
             }
         )
@@ -347,9 +407,7 @@ class App:
         """``repos`` recording their writes in the audit trail, unless it is off."""
         if not self.settings.audit:
             return repos
-        collector = Collector(self.actor, repos.audit.append)
-        db.transaction_hook = collector
-        return repos.audited(db, collector)
+        return repos.audited(Collector(self.actor, repos.audit.append, db))
 
     def _services(self) -> None:
         repos, tx = self.repos, self.transaction

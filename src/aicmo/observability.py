@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from aicmo.wrapping import Wrapper
+
 __all__ = [
     "INSTRUMENTS",
     "MULTIPROCESS_FLAG",
@@ -346,28 +348,15 @@ def _is_write(operation: str) -> bool:
     return operation.startswith(_WRITES)
 
 
-class _Instrumented:
+class _Instrumented(Wrapper):
     """A repository whose public calls are timed, counted and traced."""
 
+    _label = "instrumented"
+
     def __init__(self, inner: object, module: str, system: str):
-        self._inner = inner
+        super().__init__(inner)
         self._module = module
         self._system = system
-
-    @property
-    def __wrapped__(self) -> object:
-        """The repository whose calls this one traces."""
-        return self._inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("_inner", "_module", "_system"):  # not set yet (a copy being made)
-            raise AttributeError(name)
-        attr = getattr(self._inner, name)
-        if name.startswith("_") or not callable(attr):
-            return attr
-        wrapped = self._wrap(name, attr)
-        setattr(self, name, wrapped)  # the next lookup skips __getattr__
-        return wrapped
 
     def _wrap(self, operation: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         module, system, write = self._module, self._system, _is_write(operation)
@@ -398,9 +387,6 @@ class _Instrumented:
             return result
 
         return call
-
-    def __repr__(self) -> str:
-        return f"instrumented({self._inner!r})"
 
 
 def instrument(repository: Any, module: str, system: str) -> Any:

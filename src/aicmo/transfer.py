@@ -75,7 +75,7 @@ from typing import Any, Literal, cast
 
 import attrs
 
-from aicmo.app import App, Repositories, connect
+from aicmo.app import MODULES, App, Repositories, Through, connect
 from aicmo.db import migrations
 from aicmo.db.base import SqlDatabase
 from aicmo.db.statement import Sql
@@ -435,58 +435,31 @@ def _fmt(summary: tuple[int, int]) -> tuple[int, str]:
 # -- memory apps (for tests) --------------------------------------------------------------
 # A memory:// app keeps DTOs, not rows: its records go through the repositories' own
 # reads and saves, one table at a time, into (or out of) a private sqlite:// database,
-# and the row-level copy does the rest. Each SQL table is named with the column that keys
-# its records in both backends and the repository's read and save of one record; None: the
-# table holds a record's children, saved with it. A table missing here is refused (never
+# and the row-level copy does the rest. Each module names, with each table it owns, how
+# its records move (aicmo.app.Module.tables); a table no module owns is refused (never
 # silently left out); tests/test_transfer.py copies every table through memory.
 @attrs.frozen
 class _Through:
-    """How one table's records move through a repository: ``key`` is the column that
-    keys them, ``get`` and ``save`` are methods of ``app.repos.<module>`` (``save`` takes
-    the key too when ``keyed``, a list of the one record when ``listed``)."""
+    """How one table's records move: ``through`` the repository ``app.repos.<module>``."""
 
-    key: str
     module: str
-    get: str
-    save: str
-    keyed: bool = False
-    listed: bool = False
+    through: Through
+
+    @property
+    def key(self) -> str:
+        return self.through.key
 
     def load(self, app: App, key: Any) -> Any:
-        # `or None`: a read of many (a package's versions) finds nothing as an empty list.
-        return getattr(getattr(app.repos, self.module), self.get)(key) or None
+        return self.through.load(getattr(app.repos, self.module), key)
 
     def store(self, app: App, key: Any, value: Any) -> None:
-        save = getattr(getattr(app.repos, self.module), self.save)
-        if self.keyed:
-            save(key, value)
-        elif self.listed:
-            save([value])
-        else:
-            save(value)
+        self.through.store(getattr(app.repos, self.module), key, value)
 
 
 _THROUGH_REPOSITORIES: dict[str, _Through | None] = {
-    "onboarding_brief": _Through("brief_id", "onboarding", "get_brief", "save_brief"),
-    "onboarding_intake": _Through("brief_id", "onboarding", "get_intake", "save_intake", True),
-    "strategy_document": _Through("strategy_id", "strategy", "get", "save"),
-    "production_drafts": _Through("draft_id", "production", "get_draft", "save_draft"),
-    "production_bundles": _Through("bundle_id", "production", "get_bundle", "save_bundle"),
-    "production_bundle_assets": None,
-    "qc_results": _Through("draft_id", "qc", "get_result", "save_result"),
-    "qc_issues": None,
-    # A package is every one of its versions: one row each in SQL, one record in memory.
-    "delivery_packages": _Through("package_id", "delivery", "list_versions", "save_packages"),
-    "delivery_artifacts": None,
-    "webhooks_subscriptions": _Through(
-        "subscription_id", "webhooks", "get_subscription", "save_subscription"
-    ),
-    "webhooks_notifications": _Through(
-        "notification_id", "webhooks", "get_notification", "enqueue"
-    ),
-    "workflow_runs": _Through("workflow_run_id", "workflow", "get", "create"),
-    # Entries are recorded in the order they are read (the order of the trail).
-    "audit_entries": _Through("entry_id", "audit", "get", "record", listed=True),
+    table: None if through is None else _Through(m.name, through)
+    for m in MODULES
+    for table, through in m.tables.items()
 }
 
 
@@ -519,7 +492,7 @@ def _repository_io(tables: Sequence[Table]) -> list[tuple[Table, _Through]]:
     if unknown:
         raise SchemaError(
             f"copying to or from memory:// does not know the tables {', '.join(unknown)}; "
-            "add them to aicmo.transfer._THROUGH_REPOSITORIES (or use sqlite://)"
+            "name them in their module's tables in aicmo.app.MODULES (or use sqlite://)"
         )
     return [(t, io) for t in tables if (io := _THROUGH_REPOSITORIES[t.name]) is not None]
 

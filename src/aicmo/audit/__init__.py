@@ -3,7 +3,8 @@ and in which workflow run, recorded in the transaction of the write itself.
 
 Public names only; the repositories behind ``app.repos.audit`` are wired by
 :mod:`aicmo.app`, which also wraps every module's repository so that its writes are
-recorded (:class:`Audited`, :class:`Collector`). Read it with ``app.audit.list(...)``.
+recorded (:class:`Audited`, :class:`Collector`, through the kernel's
+``batch_before_commit``). Read it with ``app.audit.list(...)``.
 """
 
 from aicmo.audit import service

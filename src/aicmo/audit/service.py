@@ -4,13 +4,14 @@ collector that appends the entries of a transaction just before it commits.
 How an entry gets written (one place, whatever the module or backend):
 
 1. :class:`Audited` wraps a module's repository. A call of one of its declared
-   :class:`Write` methods that returns normally adds its entries to the
-   :class:`Collector` of the calling thread's open transaction (outside any, it opens one
-   around the call, so the call's own writes and its entries commit together).
-2. The collector wraps every transaction of the app's database (the kernel's
-   ``transaction_hook``). A savepoint that rolls back drops the entries added inside it;
-   the outermost transaction appends what is left with one statement (``executemany``)
-   just before it commits. A rolled-back write leaves no entry; a committed one has its.
+   :class:`Write` methods that returns normally hands its entries to the
+   :class:`Collector`, inside the calling thread's open transaction (outside any, it
+   opens one around the call, so the call's own writes and its entries commit together).
+2. The collector queues each entry with the kernel's ``batch_before_commit``: a
+   savepoint that rolls back drops the entries queued inside it; the outermost
+   transaction appends what is left with one statement (``executemany``) just before it
+   commits, and rolls back if that insert fails. A rolled-back write leaves no entry; a
+   committed one has its.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import getpass
 import itertools
 import os
 import secrets
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from aicmo import observability
 from aicmo.audit.dtos import AuditEntryDTO, actor_name
 from aicmo.audit.ports import AuditQuery, AuditRepository, ListsByQuery
 from aicmo.values import argument, trusted_builder
+from aicmo.wrapping import Wrapper
 
 __all__ = [
     "AuditService",
@@ -134,135 +135,69 @@ class _EntryIds:
 _entry_id = _EntryIds()
 
 
-class _Depth(threading.local):
-    depth: int = 0
-    pending: list[AuditEntryDTO]
+class _Database(Protocol):
+    def transaction(self, *, savepoints: bool = True) -> AbstractContextManager[None]: ...
 
-    def __init__(self) -> None:
-        self.pending = []
+    def in_transaction(self) -> bool: ...
+
+    def batch_before_commit(self, fn: Callable[[list[Any]], object], item: object) -> None: ...
 
 
 class Collector:
-    """Collects the entries of each thread's transaction; ``flush`` appends them inside
-    the outermost transaction just before its commit. Install it as the database's
-    ``transaction_hook`` (on every backend: entries recorded directly with
+    """Makes the entries of each audited call and queues them on ``db`` (its
+    ``batch_before_commit``), so that ``flush`` appends each transaction's entries in one
+    call just before it commits (on every backend: entries recorded directly with
     ``AuditRepository.record`` inside a transaction then come before that transaction's
     collected ones everywhere)."""
 
-    def __init__(self, actor: str, flush: Callable[[Sequence[AuditEntryDTO]], None]):
+    def __init__(self, actor: str, flush: Callable[[Sequence[AuditEntryDTO]], None], db: _Database):
         self.actor = actor
         self._flush = flush
-        self._state = _Depth()
-
-    def __call__(self, tx: AbstractContextManager[None]) -> AbstractContextManager[None]:
-        return _Collecting(self, tx)
+        self._db = db
 
     def add(self, module: str, write: Write, call: Call) -> None:
         """The entries of ``call`` (a call of a ``write`` method of ``module``), added to
         the calling thread's open transaction."""
-        pending = self._state.pending
+        queue, flush = self._db.batch_before_commit, self._flush
         at = datetime.now(UTC)
         current = observability.current_run_id()
         for entity_id in write.ids.of(call):
             run_id = entity_id if write.names_run else current
-            pending.append(
-                _build_entry(
-                    _entry_id(),
-                    at,
-                    self.actor,
-                    module,
-                    write.entity,
-                    entity_id,
-                    write.action,
-                    run_id,
-                )
+            entry = _build_entry(
+                _entry_id(), at, self.actor, module, write.entity, entity_id, write.action, run_id
             )
+            queue(flush, entry)
 
 
-class _Collecting:
-    """One (possibly nested) transaction of a collecting database."""
-
-    __slots__ = ("_collector", "_mark", "_outer", "_tx")
-
-    def __init__(self, collector: Collector, tx: AbstractContextManager[None]):
-        self._collector = collector
-        self._tx = tx
-        self._mark = 0
-        self._outer = False
-
-    def __enter__(self) -> None:
-        self._tx.__enter__()
-        state = self._collector._state
-        state.depth += 1
-        self._outer = state.depth == 1
-        # The outermost transaction owns every pending entry (a call outside any
-        # transaction adds its entries just before it opens its own, see Audited).
-        self._mark = 0 if self._outer else len(state.pending)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
-        state = self._collector._state
-        state.depth -= 1
-        if exc_type is not None:
-            del state.pending[self._mark :]
-            return self._tx.__exit__(exc_type, exc, tb)
-        if self._outer and state.pending:
-            batch, state.pending = state.pending, []
-            try:
-                self._collector._flush(batch)
-            except BaseException as failed:  # the transaction rolls back with its entries
-                if not self._tx.__exit__(type(failed), failed, failed.__traceback__):
-                    raise
-                return None
-        return self._tx.__exit__(None, None, None)
-
-
-class _Database(Protocol):
-    def transaction(self) -> AbstractContextManager[None]: ...
-
-    def in_transaction(self) -> bool: ...
-
-
-class Audited:
+class Audited(Wrapper):
     """A module's repository whose declared writes record audit entries (see the module
     docstring); every other attribute is the repository's own."""
+
+    _label = "audited"
 
     def __init__(
         self,
         inner: object,
         module: str,
         writes: dict[str, tuple[Write, ...]],
-        db: _Database,
         collector: Collector,
     ):
-        self._inner = inner
+        super().__init__(inner)
         self._module = module
         self._writes = writes
-        self._db = db
         self._collector = collector
 
-    @property
-    def __wrapped__(self) -> object:
-        """The repository whose writes this one records."""
-        return self._inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("_inner", "_module", "_writes", "_db", "_collector"):
-            raise AttributeError(name)  # not set yet (a copy being made)
-        attr = getattr(self._inner, name)
+    def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any] | None:
         writes = self._writes.get(name)
         if writes is None:
-            if callable(attr) and not name.startswith("_"):
-                setattr(self, name, attr)  # a read: the next lookup skips __getattr__
-            return attr
-        wrapped = self._wrap(attr, writes)
-        setattr(self, name, wrapped)  # the next lookup skips __getattr__
-        return wrapped
-
-    def _wrap(self, fn: Callable[..., Any], writes: tuple[Write, ...]) -> Callable[..., Any]:
-        db, collector, module = self._db, self._collector, self._module
-        add, state = collector.add, collector._state
+            return None
+        collector, module = self._collector, self._module
+        db, add = collector._db, collector.add
         prepares = [w.prepare for w in writes if w.prepare is not None]
-        from_result = any(w.ids.after for w in writes)
+        # Known from the arguments: the call's own transaction, begun by the wrapper, holds
+        # the entries too (no savepoint: as many statements as the call alone). Known once
+        # the call returns: one transaction around it (the call's own becomes a savepoint).
+        savepoints = any(w.ids.after for w in writes)
 
         def run_and_add(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             result = fn(*args, **kwargs)
@@ -277,40 +212,10 @@ class Audited:
                 args = prepare(args)
             if db.in_transaction():
                 return run_and_add(args, kwargs)
-            if not from_result:
-                # Known from the arguments: added first, they are written by the call's
-                # own transaction just before it commits (no savepoint, no extra one).
-                try:
-                    given = Call(args, kwargs, None)
-                    for write in writes:
-                        add(module, write, given)
-                except Exception:
-                    state.pending.clear()
-                else:
-                    return solo(args, kwargs)
-            # The records are known once the call returns: one transaction around it (the
-            # call's own becomes a savepoint) holds its writes and their entries.
-            with db.transaction():
+            with db.transaction(savepoints=savepoints):
                 return run_and_add(args, kwargs)
 
-        def solo(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException:
-                state.pending.clear()  # rolled back with the call's transaction, or none ran
-                raise
-            if state.pending:
-                # The call committed no transaction of its own (a repository writing
-                # outside db.transaction(), which aicmo's never do): the entries then
-                # get a transaction of their own, after the write.
-                with db.transaction():
-                    pass
-            return result
-
         return call
-
-    def __repr__(self) -> str:
-        return f"audited({self._inner!r})"
 
 
 def _argument(call: Call, index: int, name: str) -> Any:

@@ -19,9 +19,9 @@ __all__ = [
     "Params",
     "Row",
     "SqlDatabase",
-    "TransactionHook",
     "closed_error",
     "log",
+    "run_precommit",
 ]
 
 log = logging.getLogger("aicmo.db")
@@ -35,12 +35,41 @@ NOTICE_AFTER = 2.0
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
-TransactionHook = Callable[[AbstractContextManager[None]], AbstractContextManager[None]]
-"""Wraps every transaction of a database (the one it is given, not yet entered), e.g. to
-write what the transaction collected just before it commits (the audit trail)."""
 LockWait = Callable[[Callable[[], tuple[str, str]]], None]
 """Called by a migration after each failed try for a lock, with what tells what it waits
 for and what to do (``(what, todo)``); sleeps before the next try, raises at the deadline."""
+
+
+class Batched:
+    """One item of a :meth:`SqlDatabase.batch_before_commit` batch, as queued."""
+
+    __slots__ = ("fn", "item")
+
+    def __init__(self, fn: Callable[[list[Any]], object], item: object):
+        self.fn = fn
+        self.item = item
+
+    def __call__(self) -> None:
+        self.fn([self.item])
+
+
+def run_precommit(queue: list[Callable[[], object]]) -> None:
+    """Run and empty a transaction's :meth:`~SqlDatabase.before_commit` ``queue``
+    (callbacks may add to it while it runs); the :class:`Batched` items of one function
+    go to one call of it, at the place of the first (every backend runs its queue here)."""
+    while queue:
+        first = queue.pop(0)
+        if type(first) is not Batched:
+            first()
+            continue
+        items, rest = [first.item], []
+        for queued in queue:
+            if type(queued) is Batched and queued.fn == first.fn:
+                items.append(queued.item)
+            else:
+                rest.append(queued)
+        queue[:] = rest
+        first.fn(items)
 
 
 class SqlDatabase(ABC):
@@ -62,8 +91,6 @@ class SqlDatabase(ABC):
         self._schema_checked = False
         self._schema_lock = threading.Lock()
         self.schema_check: Callable[[SqlDatabase], None] | None = None
-        #: Wraps every :meth:`transaction` (savepoints too), when set.
-        self.transaction_hook: TransactionHook | None = None
 
     # -- statements ----------------------------------------------------------------------
     # The public calls check the schema (:meth:`check_schema`: once, then a flag test) and
@@ -129,9 +156,7 @@ class SqlDatabase(ABC):
         read-then-write runs inside its nested block). PostgreSQL takes row locks only
         as statements need them: there it changes nothing."""
         self.check_schema()
-        hook = self.transaction_hook
-        tx = self._transaction(savepoints, defer_lock)
-        return tx if hook is None else hook(tx)
+        return self._transaction(savepoints, defer_lock)
 
     def before_commit(self, fn: Callable[[], object]) -> None:
         """Call ``fn`` inside the open transaction just before it commits, after every
@@ -147,15 +172,21 @@ class SqlDatabase(ABC):
         else:
             queue.append(fn)
 
+    def batch_before_commit(self, fn: Callable[[list[Any]], object], item: object) -> None:
+        """:meth:`before_commit` for one ``item`` of a batch: ``fn`` is called once, with
+        every item asked for it in the transaction (in the order asked), at the place of
+        the first; an item asked inside a savepoint that rolls back is dropped with it.
+        Outside a transaction ``fn([item])`` runs now, in one of its own. For one
+        ``executemany`` of what a block gathered (the audit trail's entries)."""
+        self.before_commit(Batched(fn, item))
+
     @abstractmethod
     def _precommit_queue(self) -> list[Callable[[], object]] | None:
         """The open transaction's :meth:`before_commit` callbacks (``None``: none open)."""
 
     @staticmethod
     def _run_precommit(queue: list[Callable[[], object]]) -> None:
-        """Run and empty ``queue`` (callbacks may add to it while it runs)."""
-        while queue:
-            queue.pop(0)()
+        run_precommit(queue)
 
     def snapshot(self) -> AbstractContextManager[None]:
         """A consistent read of several statements (joins an open transaction)."""

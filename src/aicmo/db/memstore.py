@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
-from aicmo.db.base import TransactionHook, closed_error
+from aicmo.db.base import Batched, closed_error, run_precommit
 from aicmo.errors import ConflictError
 
 __all__ = ["MemoryDatabase", "MemoryTable"]
@@ -171,9 +171,6 @@ class MemoryDatabase:
         self._precommit: list[Callable[[], object]] = []
         self._closed = False
         self._reader = _Read(self)
-        #: Wraps every :meth:`transaction` (nested ones too), when set (see
-        #: :data:`aicmo.db.base.TransactionHook`).
-        self.transaction_hook: TransactionHook | None = None
 
     def table(
         self,
@@ -199,8 +196,7 @@ class MemoryDatabase:
         writes. (``savepoints`` and ``defer_lock`` are the SQL kernel's, see
         ``SqlDatabase.transaction``; a nested block costs nothing here, and the lock is
         this process's.)"""
-        hook = self.transaction_hook
-        return _Transaction(self) if hook is None else hook(_Transaction(self))
+        return _Transaction(self)
 
     def before_commit(self, fn: Callable[[], object]) -> None:
         """As ``SqlDatabase.before_commit``: ``fn`` runs inside the open transaction just
@@ -211,6 +207,10 @@ class MemoryDatabase:
                 return
         with self.transaction():
             fn()
+
+    def batch_before_commit(self, fn: Callable[[list[Any]], object], item: object) -> None:
+        """As ``SqlDatabase.batch_before_commit``."""
+        self.before_commit(Batched(fn, item))
 
     def in_transaction(self) -> bool:
         """Whether the calling thread is inside :meth:`transaction`."""
@@ -301,8 +301,7 @@ class _Transaction(_Read):
         try:
             if exc_type is None and self._outer and db._precommit:
                 try:
-                    while db._precommit:
-                        db._precommit.pop(0)()
+                    run_precommit(db._precommit)
                 except BaseException:
                     db._rollback_to(self._mark)
                     raise

@@ -52,18 +52,17 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from aicmo.content import DeliverablePlan, Templates
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO, version_number
 from aicmo.delivery.naming import package_folder, version_in
 from aicmo.delivery.ports import DeliveryRepository
-from aicmo.delivery.report import Piece, report_files
+from aicmo.delivery.report import report_files
 from aicmo.delivery.rules import version_arg
 from aicmo.delivery.store import (
     MANIFEST_NAME,
@@ -405,26 +404,9 @@ class DeliveryService:
         self.store.discard(self._checked(staged).staging)
 
     # -- the run report ------------------------------------------------------------------
-    def report_files(
-        self,
-        *,
-        run_id: str,
-        brief: Any,
-        strategy: Any,
-        plan: DeliverablePlan,
-        pieces: Sequence[Piece],
-        templates: Templates,
-    ) -> dict[str, bytes]:
-        """The files of a run's report package (``index.html``, the strategy document,
-        the brief sheet, ``deliverables.json``; see :mod:`aicmo.delivery.report`). Pure."""
-        return report_files(
-            run_id=run_id,
-            brief=brief,
-            strategy=strategy,
-            plan=plan,
-            pieces=pieces,
-            templates=templates,
-        )
+    #: The files of a run's report package (``index.html``, the strategy document, the
+    #: brief sheet, ``deliverables.json``; see :mod:`aicmo.delivery.report`). Pure.
+    report_files = staticmethod(report_files)
 
     # -- checks and clean-up -------------------------------------------------------------
     def missing_files(self, package: DeliveryPackageDTO) -> bool:
