@@ -19,6 +19,7 @@ intake that fails QC), with exactly its own rows and files, for a run driven in-
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,7 +76,9 @@ class TransientOnce:
         monkeypatch.setattr(app, "transaction", transaction)
         for module in MODULES:
             repo = getattr(app.repos, module)
-            for name in dir(type(repo)):
+            # The methods are the repository's own: a wrapper (the audit trail's) finds
+            # them on the repository it wraps, not on its own class.
+            for name in dir(type(inspect.unwrap(repo))):
                 if not name.startswith("_") and callable(getattr(repo, name)):
                     monkeypatch.setattr(
                         repo, name, self._wrap(f"{module}.{name}", getattr(repo, name))
