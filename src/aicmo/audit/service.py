@@ -9,7 +9,7 @@ How an entry gets written (one place, whatever the module or backend):
    around the call, so the call's own writes and its entries commit together).
 2. The collector wraps every transaction of the app's database (the kernel's
    ``transaction_hook``). A savepoint that rolls back drops the entries added inside it;
-   the outermost transaction appends what is left with one statement (``executemany``)
+   the outermost transaction appends what is left with one statement (a multi-row ``INSERT``)
    just before it commits. A rolled-back write leaves no entry; a committed one has its.
 """
 
