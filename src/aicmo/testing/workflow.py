@@ -600,6 +600,48 @@ class WorkflowRunRepositoryContract(RepositoryContract):
         assert (done.status, done.claimed_by) == ("COMPLETED", "w2")
         assert issubclass(LeaseLostError, ConflictError)
 
+    def test_finish_updates_and_releases_in_one_call_fenced(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        lease = timedelta(seconds=10)
+        repo.create(make_run("r", status="QUEUED", idempotency_key="k"))
+        mine = repo.claim("w1", now=T0, lease=lease)
+        assert mine is not None
+        # The run's fields as given, the lease fields as a release leaves them; what is
+        # returned is what is stored.
+        ended = evolve(mine, status="COMPLETED", step="delivery", claimed_by="x", lease_token=9)
+        done = repo.finish(ended, token=mine.lease_token, now=T0)
+        expected = evolve(
+            mine, status="COMPLETED", step="delivery", claimed_by=None, lease_expires_at=None
+        )
+        assert done == expected
+        assert repo.get("r") == expected
+        # Released: the token fences nothing any more, but still writes (as update does).
+        assert repo.release("r", mine.lease_token) is False
+        # A stale token writes nothing, and says so as update does.
+        theirs = repo.claim("w2", now=T0, lease=lease, workflow_run_id="r")
+        assert theirs is None  # a COMPLETED run is claimed by nobody
+        with pytest.raises(LeaseLostError, match="token 2 is no longer held"):
+            repo.finish(evolve(expected, status="FAILED"), token=2)
+        with pytest.raises(NotFoundError):
+            repo.finish(make_run("ghost"), token=1)
+        assert repo.get("r") == expected
+        # A FAILED run with compensations left keeps a lease until its retry time; a
+        # RUNNING one goes back to the queue.
+        repo.create(make_run("f", status="QUEUED"))
+        held = repo.claim("w3", now=T0, lease=lease, workflow_run_id="f")
+        assert held is not None
+        failed = evolve(held, status="FAILED", pending_compensations=("onboard",))
+        retry = timedelta(seconds=30)
+        stored = repo.finish(failed, token=held.lease_token, retry_after=retry, now=T0)
+        assert stored == evolve(failed, claimed_by=None, lease_expires_at=T0 + retry)
+        assert repo.get("f") == stored
+        repo.create(make_run("q", status="QUEUED"))
+        running = repo.claim("w4", now=T0, lease=lease, workflow_run_id="q")
+        assert running is not None
+        back = repo.finish(evolve(running, step="onboard"), token=running.lease_token)
+        assert (back.status, back.step, back.claimed_by) == ("QUEUED", "onboard", None)
+        assert repo.get("q") == back
+
     def test_queue_arguments_are_checked(self, app: aicmo.App) -> None:
         repo = app.repos.workflow
         repo.create(make_run("r", status="QUEUED"))
@@ -989,6 +1031,23 @@ class WorkflowRunParityMachine(ParityMachine):
         key = current.idempotency_key if current is not None else run.idempotency_key
         changed = evolve(run, workflow_run_id=run_id, idempotency_key=key)
         self.both(_Call("workflow", "update", (changed,), {"token": token}))
+
+    @rule(data=st.data(), run=runs, token=small_ints, retry_after=st.none() | _leases, now=_times)
+    def finish(
+        self,
+        data: st.DataObject,
+        run: WorkflowRunDTO,
+        token: int,
+        retry_after: timedelta | None,
+        now: datetime,
+    ) -> None:
+        run_id = data.draw(one_of_known(self.run_ids), label="run_id")
+        current = self.memory.repos.workflow.get(run_id)
+        token = self._token(data, run_id, token)
+        key = current.idempotency_key if current is not None else run.idempotency_key
+        changed = evolve(run, workflow_run_id=run_id, idempotency_key=key)
+        kwargs = {"token": token, "retry_after": retry_after, "now": now}
+        self.both(_Call("workflow", "finish", (changed,), kwargs))
 
     # -- operating runs (issue 13) ---------------------------------------------------------
     @rule(

@@ -42,6 +42,20 @@ class WorkflowRunRepository(Protocol):
         (inside a transaction, the caller's other writes roll back with it)."""
         ...
 
+    def finish(
+        self,
+        run: WorkflowRunDTO,
+        *,
+        token: int,
+        retry_after: timedelta | None = None,
+        now: datetime | None = None,
+    ) -> WorkflowRunDTO:
+        """``update(run, token=token)`` and ``release(run's id, token, retry_after=...,
+        now=...)`` in one step (one statement on SQL), fenced alike (``LeaseLostError``,
+        nothing written); return the run as stored afterwards: what a driver does when
+        it ends a run, without reading it back."""
+        ...
+
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         """The run, or ``None``."""
         ...
