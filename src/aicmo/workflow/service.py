@@ -625,11 +625,18 @@ class WorkflowService:
     ) -> tuple[WorkflowRunDTO, bool]:
         """Store ``fresh`` (claimed for ``claim_for``, in the same transaction, if given);
         return it and ``True``, or the run holding its key and ``False``. Repeatable: an
-        attempt that committed and lost its reply left the run, which the retry finds."""
+        attempt that committed and lost its reply left the run, which the retry finds (the
+        insert comes first: a first attempt, whose id is new, reads nothing)."""
         run_id = fresh.workflow_run_id
 
         def tx() -> tuple[WorkflowRunDTO, bool]:
-            stored = self.runs.get(run_id) or self.runs.create(fresh)
+            try:
+                stored = self.runs.create(fresh)
+            except ConflictError:  # the id is taken: by this run, if an attempt committed
+                found = self.runs.get(run_id)
+                if found is None:
+                    raise
+                stored = found
             if stored.workflow_run_id != run_id:
                 return stored, False  # another caller created the key's run first
             if claim_for is None:
