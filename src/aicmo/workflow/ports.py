@@ -8,7 +8,7 @@ from typing import Protocol, TypedDict, Unpack
 
 from aicmo.workflow.dtos import WorkflowRunDTO
 
-__all__ = ["RunFilters", "WorkflowRunRepository"]
+__all__ = ["ReleaseOptions", "RunFilters", "WorkflowRunRepository"]
 
 
 class RunFilters(TypedDict, total=False):
@@ -20,6 +20,14 @@ class RunFilters(TypedDict, total=False):
     since: datetime | None
     limit: int | None
     newest_first: bool
+
+
+class ReleaseOptions(TypedDict, total=False):
+    """The keyword options of ``WorkflowRunRepository.finish`` (those of ``release``):
+    ``lease_expires_at`` becomes ``now + retry_after`` (``None``: no lease)."""
+
+    retry_after: timedelta | None
+    now: datetime | None
 
 
 class WorkflowRunRepository(Protocol):
@@ -43,12 +51,7 @@ class WorkflowRunRepository(Protocol):
         ...
 
     def finish(
-        self,
-        run: WorkflowRunDTO,
-        *,
-        token: int,
-        retry_after: timedelta | None = None,
-        now: datetime | None = None,
+        self, run: WorkflowRunDTO, *, token: int, **options: Unpack[ReleaseOptions]
     ) -> WorkflowRunDTO:
         """``update(run, token=token)`` and ``release(run's id, token, retry_after=...,
         now=...)`` in one step (one statement on SQL), fenced alike (``LeaseLostError``,

@@ -12,7 +12,7 @@ from typing import NoReturn, Unpack
 
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import WorkflowRunDTO
-from aicmo.workflow.ports import RunFilters
+from aicmo.workflow.ports import ReleaseOptions, RunFilters
 from aicmo.workflow.rules import (
     RETRYABLE,
     CancelArgs,
@@ -148,15 +148,10 @@ class RunRepositoryBase(ABC):
                 self._missed(run, fence)
 
     def finish(
-        self,
-        run: WorkflowRunDTO,
-        *,
-        token: int,
-        retry_after: timedelta | None = None,
-        now: datetime | None = None,
+        self, run: WorkflowRunDTO, *, token: int, **options: Unpack[ReleaseOptions]
     ) -> WorkflowRunDTO:
         run, fence = run_arg(run), token_arg(token)
-        retry_at = retry_time(retry_after, now, self._clock)
+        retry_at = retry_time(options.get("retry_after"), options.get("now"), self._clock)
         with self._transaction():
             stored = self._finish(run, fence, retry_at)
             if stored is None:
