@@ -630,6 +630,11 @@ class WorkflowRunRepositoryContract(RepositoryContract):
             repo.finish(evolve(expected, status="FAILED"), token=2)
         with pytest.raises(NotFoundError):
             repo.finish(make_run("ghost"), token=1)
+        # A keyword neither takes is refused, as a plain signature would refuse it.
+        with pytest.raises(TypeError, match="unexpected keyword argument 'retry'"):
+            repo.finish(expected, token=1, retry=timedelta(0))  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="unexpected keyword argument 'retry'"):
+            repo.release("r", 1, retry=timedelta(0))  # type: ignore[call-arg]
         assert repo.get("r") == expected
         # A FAILED run with compensations left keeps a lease until its retry time; a
         # RUNNING one goes back to the queue.

@@ -163,14 +163,7 @@ class WorkflowRunRepository(Protocol):
         the run is held; ``False`` (and nothing written) otherwise: the lease is lost."""
         ...
 
-    def release(
-        self,
-        workflow_run_id: str,
-        token: int,
-        *,
-        retry_after: timedelta | None = None,
-        now: datetime | None = None,
-    ) -> bool:
+    def release(self, workflow_run_id: str, token: int, **options: Unpack[ReleaseOptions]) -> bool:
         """Give the run back: no holder, and a ``RUNNING`` run back to ``QUEUED`` with its
         progress kept. ``lease_expires_at`` becomes ``now + retry_after``: when a
         ``FAILED`` run with compensations left may be claimed again (``None``: no lease;

@@ -151,7 +151,7 @@ class RunRepositoryBase(ABC):
         self, run: WorkflowRunDTO, *, token: int, **options: Unpack[ReleaseOptions]
     ) -> WorkflowRunDTO:
         run, fence = run_arg(run), token_arg(token)
-        retry_at = retry_time(options.get("retry_after"), options.get("now"), self._clock)
+        retry_at = self._retry_at("finish", options)
         with self._transaction():
             stored = self._finish(run, fence, retry_at)
             if stored is None:
@@ -204,13 +204,14 @@ class RunRepositoryBase(ABC):
         run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
         return self._renew(run_id, held, lease_until(lease, now, self._clock))
 
-    def release(
-        self,
-        workflow_run_id: str,
-        token: int,
-        *,
-        retry_after: timedelta | None = None,
-        now: datetime | None = None,
-    ) -> bool:
+    def release(self, workflow_run_id: str, token: int, **options: Unpack[ReleaseOptions]) -> bool:
         run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
-        return self._release(run_id, held, retry_time(retry_after, now, self._clock))
+        return self._release(run_id, held, self._retry_at("release", options))
+
+    def _retry_at(self, method: str, options: ReleaseOptions) -> datetime | None:
+        """``now + retry_after`` of ``options`` (see ``release``), checked; ``TypeError``
+        for a keyword ``method`` does not take, as a plain signature would say."""
+        unknown = sorted(set(options) - set(ReleaseOptions.__annotations__))
+        if unknown:
+            raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+        return retry_time(options.get("retry_after"), options.get("now"), self._clock)
