@@ -68,6 +68,8 @@ def statements_of(module: ModuleType) -> list[Sql]:
             found.append(value)
         elif isinstance(value, Children):
             found += value.statements
+        elif isinstance(value, tuple) and value and all(isinstance(v, Sql) for v in value):
+            found += value  # a family of statements (audit's RECORD_ROWS: 1 to 32 rows)
     return found
 
 

@@ -168,6 +168,21 @@ def test_happy_path(wf_app: aicmo.App) -> None:
         assert result.passed
 
 
+def test_the_qc_step_checks_every_draft_before_its_first_save(
+    wf_app: aicmo.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first save takes SQLite's write lock: no draft is checked while it is held.
+    calls: list[str] = []
+    check, save = wf_app.qc.check, wf_app.qc.save
+    monkeypatch.setattr(wf_app.qc, "check", lambda *a: calls.append("check") or check(*a))
+    monkeypatch.setattr(wf_app.qc, "save", lambda r: calls.append("save") or save(r))
+    run = wf_app.run_workflow(PASSING)
+    assert_completed(wf_app, run)
+    drafts = len(run.draft_ids)
+    assert drafts > 1
+    assert calls == ["check"] * drafts + ["save"] * drafts
+
+
 def test_qc_failure_compensates_and_keeps_the_issues(wf_app: aicmo.App) -> None:
     done = wf_app.run_workflow(PASSING)
     rows, files = module_rows(wf_app), artifact_files(wf_app)

@@ -262,6 +262,10 @@ MODULES: tuple[Module[Any], ...] = (
             "update": _run("update", saved("run", "workflow_run_id")),
             "claim": _run("claim", returned("workflow_run_id")),
             "release": _run("release", if_true("workflow_run_id")),
+            "finish": (
+                *_run("update", saved("run", "workflow_run_id")),
+                *_run("release", saved("run", "workflow_run_id")),
+            ),
             "request_cancel": _run("cancel", returned("workflow_run_id")),
             "add_attempt": (
                 *_run("update", returned("retry_of")),

@@ -51,7 +51,7 @@ WRITES = {
     "production": ("save_draft", "save_bundle", "delete_draft"),
     "qc": ("save_result", "delete_for_draft"),
     "delivery": ("add_package", "save_package", "delete_package", "delete_package_version"),
-    "workflow": ("create", "update"),
+    "workflow": ("create", "update", "finish"),
 }
 FILE_OPS = ("stage", "publish", "remove_files")
 

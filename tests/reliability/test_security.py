@@ -112,6 +112,10 @@ ALLOWED: dict[tuple[str, str], str] = {
         "f'UPDATE workflow_runs SET {assignments((c for c in _RUN if c not in _KEPT))}\\nWHERE workflow_run_id = :workflow_run_id\\n    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)\\n    AND (idempotency_key = :idempotency_key\\n        OR (idempotency_key IS NULL AND CAST(:idempotency_key AS TEXT) IS NULL))'",  # noqa: E501
     ): ("the column names come from WorkflowRunDTO's attrs fields, fixed at import"),
     (
+        "workflow/sql.py",
+        "f\"UPDATE workflow_runs SET {_FINISHED_FIELDS},\\n    status = CASE WHEN claimed_by IS NOT NULL AND :status = 'RUNNING' THEN 'QUEUED'\\n        ELSE :status END,\\n    lease_expires_at = CASE WHEN claimed_by IS NOT NULL THEN :retry_at\\n        ELSE lease_expires_at END,\\n    claimed_by = NULL\\nWHERE workflow_run_id = :workflow_run_id AND lease_token = :fence\\n    AND (idempotency_key = :idempotency_key\\n        OR (idempotency_key IS NULL AND CAST(:idempotency_key AS TEXT) IS NULL))\"",  # noqa: E501
+    ): ("the column names come from WorkflowRunDTO's attrs fields, fixed at import"),
+    (
         "webhooks/sql.py",
         "f'UPDATE webhooks_notifications SET {_SET}, updated_at = :now\\nWHERE notification_id = :notification_id\\n    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)'",  # noqa: E501
     ): ("the column names come from NotificationDTO's attrs fields, fixed at import"),

@@ -9,7 +9,7 @@ How an entry gets written (one place, whatever the module or backend):
    opens one around the call, so the call's own writes and its entries commit together).
 2. The collector queues each entry with the kernel's ``batch_before_commit``: a
    savepoint that rolls back drops the entries queued inside it; the outermost
-   transaction appends what is left with one statement (``executemany``) just before it
+   transaction appends what is left with one multi-row ``INSERT`` (per 32 entries) just before it
    commits, and rolls back if that insert fails. A rolled-back write leaves no entry; a
    committed one has its.
 """

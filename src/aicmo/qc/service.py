@@ -476,8 +476,18 @@ class QcService:
         """Check the draft, save the result as the draft's one result (latest wins) and
         return it. Raises ``ValidationError`` for bad input and ``ConflictError`` when
         ``result_id`` is another draft's result; nothing is written then."""
+        result = self.result_of(draft, brief, result_id=result_id)
+        self.save(result)
+        return result
+
+    def result_of(
+        self, draft: ContentDraftDTO, brief: NormalizedBriefDTO, *, result_id: str
+    ) -> QcResultDTO:
+        """The result :meth:`evaluate` saves (the draft checked, ``evaluated_at`` now),
+        without saving it: a caller checks every draft before its first write (the saga's
+        QC step, so SQLite's write lock is not held while drafts are checked)."""
         issues, score, passed = self.check(draft, brief)
-        result = QcResultDTO(
+        return QcResultDTO(
             result_id=result_id,
             draft_id=draft.draft_id,
             passed=passed,
@@ -485,8 +495,11 @@ class QcService:
             issues=tuple(issues),
             evaluated_at=self._clock(),
         )
+
+    def save(self, result: QcResultDTO) -> None:
+        """Save ``result`` as its draft's one result (latest wins); ``ConflictError`` when
+        its ``result_id`` is another draft's result (nothing written)."""
         self.repo.save_result(result)  # one repository call: atomic on its own
-        return result
 
     def get_result(self, draft_id: str) -> QcResultDTO | None:
         """The draft's stored result, or ``None``."""

@@ -212,6 +212,14 @@ class AuditRepositoryContract(RepositoryContract):
             app.repos.audit.record([make_entry("e-2"), make_entry("e-2")])
         assert_same([taken], app.repos.audit.list())
 
+    def test_a_large_batch_is_recorded_whole_in_order(self, app: aicmo.App) -> None:
+        # More entries than one statement of the SQL repository takes (its BATCH, 32):
+        # every one is stored, in the order given, whatever the statements it takes.
+        entries = [make_entry(f"e-{n:03}") for n in range(70)]
+        app.repos.audit.record(entries)
+        assert [e.entry_id for e in app.repos.audit.list()] == [e.entry_id for e in entries]
+        assert_same(entries, app.repos.audit.list())
+
     def test_a_conflict_inside_a_transaction_does_not_spoil_it(self, app: aicmo.App) -> None:
         first, second = make_entry("e-0"), make_entry("e-1")
         with app.transaction():

@@ -48,6 +48,17 @@ def make_run(workflow_run_id: str = "run-1", **changes: Any) -> WorkflowRunDTO:
     )
 
 
+def _claimed(repo: Any, run_id: str, **changes: Any) -> WorkflowRunDTO:
+    """A new queued run ``run_id`` (with ``changes``), claimed by ``w1`` at ``T0`` for
+    ten seconds."""
+    repo.create(make_run(run_id, status="QUEUED", **changes))
+    claimed: WorkflowRunDTO | None = repo.claim(
+        "w1", now=T0, lease=timedelta(seconds=10), workflow_run_id=run_id
+    )
+    assert claimed is not None
+    return claimed
+
+
 def _changed(run: WorkflowRunDTO) -> WorkflowRunDTO:
     return evolve(
         run,
@@ -569,9 +580,7 @@ class WorkflowRunRepositoryContract(RepositoryContract):
     def test_a_fenced_update_writes_only_with_the_current_token(self, app: aicmo.App) -> None:
         repo = app.repos.workflow
         lease = timedelta(seconds=10)
-        repo.create(make_run("r", status="QUEUED", idempotency_key="k"))
-        mine = repo.claim("w1", now=T0, lease=lease)
-        assert mine is not None
+        mine = _claimed(repo, "r", idempotency_key="k")
         # update() never writes the lease fields: they stay as the repository set them.
         repo.update(evolve(mine, step="onboard", claimed_by="x", lease_token=99), token=1)
         stepped = repo.get("r")
@@ -599,6 +608,46 @@ class WorkflowRunRepositoryContract(RepositoryContract):
         assert done is not None
         assert (done.status, done.claimed_by) == ("COMPLETED", "w2")
         assert issubclass(LeaseLostError, ConflictError)
+
+    def test_finish_updates_and_releases_in_one_call_fenced(self, app: aicmo.App) -> None:
+        repo = app.repos.workflow
+        mine = _claimed(repo, "r", idempotency_key="k")
+        # The run's fields as given, the lease fields as a release leaves them; what is
+        # returned is what is stored.
+        ended = evolve(mine, status="COMPLETED", step="delivery", claimed_by="x", lease_token=9)
+        done = repo.finish(ended, token=mine.lease_token, now=T0)
+        expected = evolve(
+            mine, status="COMPLETED", step="delivery", claimed_by=None, lease_expires_at=None
+        )
+        assert done == expected
+        assert repo.get("r") == expected
+        # Released: the token fences nothing any more, but still writes (as update does).
+        assert repo.release("r", mine.lease_token) is False
+        # A stale token writes nothing, and says so as update does.
+        lease = timedelta(seconds=10)
+        assert repo.claim("w2", now=T0, lease=lease, workflow_run_id="r") is None  # COMPLETED
+        with pytest.raises(LeaseLostError, match="token 2 is no longer held"):
+            repo.finish(evolve(expected, status="FAILED"), token=2)
+        with pytest.raises(NotFoundError):
+            repo.finish(make_run("ghost"), token=1)
+        # A keyword neither takes is refused, as a plain signature would refuse it.
+        with pytest.raises(TypeError, match="unexpected keyword argument 'retry'"):
+            repo.finish(expected, token=1, retry=timedelta(0))  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="unexpected keyword argument 'retry'"):
+            repo.release("r", 1, retry=timedelta(0))  # type: ignore[call-arg]
+        assert repo.get("r") == expected
+        # A FAILED run with compensations left keeps a lease until its retry time; a
+        # RUNNING one goes back to the queue.
+        held = _claimed(repo, "f")
+        failed = evolve(held, status="FAILED", pending_compensations=("onboard",))
+        retry = timedelta(seconds=30)
+        stored = repo.finish(failed, token=held.lease_token, retry_after=retry, now=T0)
+        assert stored == evolve(failed, claimed_by=None, lease_expires_at=T0 + retry)
+        assert repo.get("f") == stored
+        running = _claimed(repo, "q")
+        back = repo.finish(evolve(running, step="onboard"), token=running.lease_token)
+        assert (back.status, back.step, back.claimed_by) == ("QUEUED", "onboard", None)
+        assert repo.get("q") == back
 
     def test_queue_arguments_are_checked(self, app: aicmo.App) -> None:
         repo = app.repos.workflow
@@ -989,6 +1038,23 @@ class WorkflowRunParityMachine(ParityMachine):
         key = current.idempotency_key if current is not None else run.idempotency_key
         changed = evolve(run, workflow_run_id=run_id, idempotency_key=key)
         self.both(_Call("workflow", "update", (changed,), {"token": token}))
+
+    @rule(data=st.data(), run=runs, token=small_ints, retry_after=st.none() | _leases, now=_times)
+    def finish(
+        self,
+        data: st.DataObject,
+        run: WorkflowRunDTO,
+        token: int,
+        retry_after: timedelta | None,
+        now: datetime,
+    ) -> None:
+        run_id = data.draw(one_of_known(self.run_ids), label="run_id")
+        current = self.memory.repos.workflow.get(run_id)
+        token = self._token(data, run_id, token)
+        key = current.idempotency_key if current is not None else run.idempotency_key
+        changed = evolve(run, workflow_run_id=run_id, idempotency_key=key)
+        kwargs = {"token": token, "retry_after": retry_after, "now": now}
+        self.both(_Call("workflow", "finish", (changed,), kwargs))
 
     # -- operating runs (issue 13) ---------------------------------------------------------
     @rule(

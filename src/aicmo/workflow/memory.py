@@ -99,6 +99,14 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
         self._runs.put(run.workflow_run_id, kept)
         return True
 
+    def _finish(
+        self, run: WorkflowRunDTO, fence: int, retry_at: datetime | None
+    ) -> WorkflowRunDTO | None:
+        if not self._update(run, fence):
+            return None
+        self._release(run.workflow_run_id, fence, retry_at)
+        return self._runs.find(run.workflow_run_id)
+
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         return self._runs.find(key_arg(workflow_run_id, "workflow_run_id"))
 

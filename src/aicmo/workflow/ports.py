@@ -8,7 +8,7 @@ from typing import Protocol, TypedDict, Unpack
 
 from aicmo.workflow.dtos import WorkflowRunDTO
 
-__all__ = ["RunFilters", "WorkflowRunRepository"]
+__all__ = ["ReleaseOptions", "RunFilters", "WorkflowRunRepository"]
 
 
 class RunFilters(TypedDict, total=False):
@@ -20,6 +20,14 @@ class RunFilters(TypedDict, total=False):
     since: datetime | None
     limit: int | None
     newest_first: bool
+
+
+class ReleaseOptions(TypedDict, total=False):
+    """The keyword options of ``WorkflowRunRepository.finish`` (those of ``release``):
+    ``lease_expires_at`` becomes ``now + retry_after`` (``None``: no lease)."""
+
+    retry_after: timedelta | None
+    now: datetime | None
 
 
 class WorkflowRunRepository(Protocol):
@@ -40,6 +48,15 @@ class WorkflowRunRepository(Protocol):
         With ``token`` the update is *fenced*: it writes only while the stored
         ``lease_token`` is ``token``, else raises ``LeaseLostError`` and writes nothing
         (inside a transaction, the caller's other writes roll back with it)."""
+        ...
+
+    def finish(
+        self, run: WorkflowRunDTO, *, token: int, **options: Unpack[ReleaseOptions]
+    ) -> WorkflowRunDTO:
+        """``update(run, token=token)`` and ``release(run's id, token, retry_after=...,
+        now=...)`` in one step (one statement on SQL), fenced alike (``LeaseLostError``,
+        nothing written); return the run as stored afterwards: what a driver does when
+        it ends a run, without reading it back."""
         ...
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
@@ -146,14 +163,7 @@ class WorkflowRunRepository(Protocol):
         the run is held; ``False`` (and nothing written) otherwise: the lease is lost."""
         ...
 
-    def release(
-        self,
-        workflow_run_id: str,
-        token: int,
-        *,
-        retry_after: timedelta | None = None,
-        now: datetime | None = None,
-    ) -> bool:
+    def release(self, workflow_run_id: str, token: int, **options: Unpack[ReleaseOptions]) -> bool:
         """Give the run back: no holder, and a ``RUNNING`` run back to ``QUEUED`` with its
         progress kept. ``lease_expires_at`` becomes ``now + retry_after``: when a
         ``FAILED`` run with compensations left may be claimed again (``None``: no lease;

@@ -8,11 +8,11 @@ import builtins
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Unpack
+from typing import NoReturn, Unpack
 
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import WorkflowRunDTO
-from aicmo.workflow.ports import RunFilters
+from aicmo.workflow.ports import ReleaseOptions, RunFilters
 from aicmo.workflow.rules import (
     RETRYABLE,
     CancelArgs,
@@ -131,29 +131,50 @@ class RunRepositoryBase(ABC):
     @abstractmethod
     def _release(self, workflow_run_id: str, token: int, retry_at: datetime | None) -> bool: ...
 
+    @abstractmethod
+    def _finish(
+        self, run: WorkflowRunDTO, fence: int, retry_at: datetime | None
+    ) -> WorkflowRunDTO | None:
+        """``_update(run, fence)`` and then ``_release`` of the run in one step; the run as
+        stored after, or ``None`` when the update matched nothing (nothing written)."""
+
     def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
         # The write comes first, its conditions in its WHERE (one statement, no read
         # before it); only a write that matched nothing reads the run, to say why.
         run = run_arg(run)
         fence = None if token is None else token_arg(token)
         with self._transaction():
-            if self._update(run, fence):
-                return
-            old = self.get(run.workflow_run_id)
-            if old is None:
-                raise run_not_found(run.workflow_run_id)
-            if fence is not None and old.lease_token != fence:
-                raise lease_lost(run.workflow_run_id, fence, old)
-            if old.idempotency_key != run.idempotency_key:
-                raise key_changed(run.workflow_run_id)
-            # The run changed between the write and the read (another connection took
-            # the lease and gave it back): this writer's view of it is not the stored one.
-            if fence is not None:
-                raise lease_lost(run.workflow_run_id, fence, old)
-            raise ConflictError(
-                f"workflow run {run.workflow_run_id!r} changed while it was written; "
-                "nothing was written: read it again and retry"
-            )
+            if not self._update(run, fence):
+                self._missed(run, fence)
+
+    def finish(
+        self, run: WorkflowRunDTO, *, token: int, **options: Unpack[ReleaseOptions]
+    ) -> WorkflowRunDTO:
+        run, fence = run_arg(run), token_arg(token)
+        retry_at = self._retry_at("finish", options)
+        with self._transaction():
+            stored = self._finish(run, fence, retry_at)
+            if stored is None:
+                self._missed(run, fence)
+            return stored
+
+    def _missed(self, run: WorkflowRunDTO, fence: int | None) -> NoReturn:
+        """Why a write of ``run`` (fenced by ``fence``) matched nothing, as the error."""
+        old = self.get(run.workflow_run_id)
+        if old is None:
+            raise run_not_found(run.workflow_run_id)
+        if fence is not None and old.lease_token != fence:
+            raise lease_lost(run.workflow_run_id, fence, old)
+        if old.idempotency_key != run.idempotency_key:
+            raise key_changed(run.workflow_run_id)
+        # The run changed between the write and the read (another connection took
+        # the lease and gave it back): this writer's view of it is not the stored one.
+        if fence is not None:
+            raise lease_lost(run.workflow_run_id, fence, old)
+        raise ConflictError(
+            f"workflow run {run.workflow_run_id!r} changed while it was written; "
+            "nothing was written: read it again and retry"
+        )
 
     def claim(
         self,
@@ -183,13 +204,14 @@ class RunRepositoryBase(ABC):
         run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
         return self._renew(run_id, held, lease_until(lease, now, self._clock))
 
-    def release(
-        self,
-        workflow_run_id: str,
-        token: int,
-        *,
-        retry_after: timedelta | None = None,
-        now: datetime | None = None,
-    ) -> bool:
+    def release(self, workflow_run_id: str, token: int, **options: Unpack[ReleaseOptions]) -> bool:
         run_id, held = key_arg(workflow_run_id, "workflow_run_id"), token_arg(token)
-        return self._release(run_id, held, retry_time(retry_after, now, self._clock))
+        return self._release(run_id, held, self._retry_at("release", options))
+
+    def _retry_at(self, method: str, options: ReleaseOptions) -> datetime | None:
+        """``now + retry_after`` of ``options`` (see ``release``), checked; ``TypeError``
+        for a keyword ``method`` does not take, as a plain signature would say."""
+        unknown = sorted(set(options) - set(ReleaseOptions.__annotations__))
+        if unknown:
+            raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+        return retry_time(options.get("retry_after"), options.get("now"), self._clock)

@@ -625,11 +625,18 @@ class WorkflowService:
     ) -> tuple[WorkflowRunDTO, bool]:
         """Store ``fresh`` (claimed for ``claim_for``, in the same transaction, if given);
         return it and ``True``, or the run holding its key and ``False``. Repeatable: an
-        attempt that committed and lost its reply left the run, which the retry finds."""
+        attempt that committed and lost its reply left the run, which the retry finds (the
+        insert comes first: a first attempt, whose id is new, reads nothing)."""
         run_id = fresh.workflow_run_id
 
         def tx() -> tuple[WorkflowRunDTO, bool]:
-            stored = self.runs.get(run_id) or self.runs.create(fresh)
+            try:
+                stored = self.runs.create(fresh)
+            except ConflictError:  # the id is taken: by this run, if an attempt committed
+                found = self.runs.get(run_id)
+                if found is None:
+                    raise
+                stored = found
             if stored.workflow_run_id != run_id:
                 return stored, False  # another caller created the key's run first
             if claim_for is None:
@@ -883,9 +890,11 @@ class WorkflowService:
             observability.span("aicmo.run", **{"aicmo.run_id": run_id, "aicmo.worker": worker}),
         ):
             beat = _Heartbeat(self, claim) if heartbeat else None
+            ended: WorkflowRunDTO | None = None  # as stored by the end record (_finish)
             try:
                 self._take_over_files(claimed)
-                outcome = self._resume(claimed).status
+                ended = self._resume(claimed)
+                outcome = ended.status
             except LeaseLostError as exc:
                 outcome = "LEASE_LOST"
                 observability.lease_lost()
@@ -911,7 +920,9 @@ class WorkflowService:
                 if beat is not None:
                     beat.finish()
                 self._local.claim = previous
-        stored = self.read(functools.partial(self.runs.get, run_id)) or claimed
+        if ended is None:
+            ended = self.read(functools.partial(self.runs.get, run_id)) or claimed
+        stored = ended
         seconds = time.monotonic() - started
         observability.run_ended(outcome)
         log.debug(
@@ -1043,8 +1054,7 @@ class WorkflowService:
             self._raise_if_outage(exc)
             return self._fail(run, SAGA[-1].name, exc)
         run = self._evolve(run, status="COMPLETED", completed_at=self.clock())
-        self._finish(run)
-        return run
+        return self._finish(run)
 
     def _raise_if_outage(self, exc: Exception) -> None:
         """Under a worker's claim, a step that failed on a database outage is not failed:
@@ -1062,21 +1072,22 @@ class WorkflowService:
         """Store ``run`` on its own, fenced by this thread's lease."""
         self.transaction(functools.partial(self.runs.update, run, token=self._claim().token))
 
-    def _finish(self, run: WorkflowRunDTO) -> None:
+    def _finish(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         """Store the run's end state and give its lease back in the same transaction (a
-        ``FAILED`` one with compensations left may be claimed again a lease later)."""
+        ``FAILED`` one with compensations left may be claimed again a lease later), in one
+        statement (``runs.finish``); return the run as stored."""
         claim = self._claim()
         retry = claim.lease if run.status == "FAILED" and run.pending_compensations else None
 
-        def tx() -> None:
-            self.runs.update(run, token=claim.token)
-            self.runs.release(
-                run.workflow_run_id, claim.token, retry_after=retry, now=self._lease_now()
+        def tx() -> WorkflowRunDTO:
+            stored = self.runs.finish(
+                run, token=claim.token, retry_after=retry, now=self._lease_now()
             )
             # The outbox: run.completed/compensated/cancelled, committed with the end.
             self._s.webhooks.announce_run(run.status, notice_of(run))
+            return stored
 
-        self.transaction(tx)
+        return self.transaction(tx)
 
     def commit(self, run: WorkflowRunDTO, step: Step, progress: Progress) -> WorkflowRunDTO:
         """Record ``step`` as done with ``progress`` (inside the step's transaction,
@@ -1236,8 +1247,7 @@ class WorkflowService:
         if status == "COMPENSATED" and self._cancel_requested(run.workflow_run_id):
             status = "CANCELLED"
         run = self._evolve(run, status=status, error=error or None)
-        self._finish(run)
-        return run
+        return self._finish(run)
 
 
 class _Heartbeat:

@@ -67,6 +67,24 @@ UPDATE_RUN = Sql(
     "        OR (idempotency_key IS NULL AND CAST(:idempotency_key AS TEXT) IS NULL))"
 )
 
+# ``UPDATE_RUN`` and ``RELEASE_LEASE`` in one statement (``finish``): the run's fields,
+# then no holder, a RUNNING run back to QUEUED and the lease at :retry_at (a run held by
+# nobody keeps its lease fields, as a release that finds it so writes nothing); the run as
+# stored comes back, so the driver ending it reads nothing more.
+_FINISHED_FIELDS = assignments(c for c in _RUN if c not in (*_KEPT, "status"))
+FINISH_RUN = returning(
+    f"UPDATE workflow_runs SET {_FINISHED_FIELDS},\n"  # noqa: S608 - column names from the DTO, never from data
+    """    status = CASE WHEN claimed_by IS NOT NULL AND :status = 'RUNNING' THEN 'QUEUED'
+        ELSE :status END,
+    lease_expires_at = CASE WHEN claimed_by IS NOT NULL THEN :retry_at
+        ELSE lease_expires_at END,
+    claimed_by = NULL
+WHERE workflow_run_id = :workflow_run_id AND lease_token = :fence
+    AND (idempotency_key = :idempotency_key
+        OR (idempotency_key IS NULL AND CAST(:idempotency_key AS TEXT) IS NULL))""",
+    _RUN,
+)
+
 GET_RUN = select(_RUN, "FROM workflow_runs WHERE workflow_run_id = :workflow_run_id")
 GET_RUN_BY_KEY = select(_RUN, "FROM workflow_runs WHERE idempotency_key = :idempotency_key")
 LIST_RUNS = select(_RUN, "FROM workflow_runs ORDER BY created_at, workflow_run_id")
@@ -248,6 +266,13 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
         # a claim that committed before it is seen (READ COMMITTED re-checks the WHERE on
         # the newest row version).
         return self._db.execute(UPDATE_RUN, {**self._runs.to_row(run), "fence": fence}) == 1
+
+    def _finish(
+        self, run: WorkflowRunDTO, fence: int, retry_at: datetime | None
+    ) -> WorkflowRunDTO | None:
+        retry = None if retry_at is None else self._db.encode_datetime(retry_at)
+        params = {**self._runs.to_row(run), "fence": fence, "retry_at": retry}
+        return self._runs.maybe(self._db.fetch_one(FINISH_RUN, params))
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         row = self._db.fetch_one(

@@ -308,13 +308,16 @@ def _undo_production(saga: Saga, run: WorkflowRunDTO) -> None:
 # -- qc -----------------------------------------------------------------------------------
 def _qc(s: Services, m: Memo, run: WorkflowRunDTO) -> Progress:
     brief = _brief(s, m, run)
+    # Every draft is checked before the first save (which takes SQLite's write lock): the
+    # same saves in the same order as evaluate() per draft, without the checks between.
     results = [
-        s.qc.evaluate(
+        s.qc.result_of(
             _draft(s, m, run, draft_id), brief, result_id=draft_id.replace("draft-", "qc-", 1)
         )
         for draft_id in run.draft_ids
     ]
     for result in results:
+        s.qc.save(result)
         m.put("result", result.draft_id, result)
     failed = [r for r in results if not r.passed]
     if failed:
