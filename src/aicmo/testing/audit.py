@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -16,10 +16,12 @@ from aicmo import observability
 from aicmo.audit import ACTIONS, MAX_ACTOR_LENGTH, AuditEntryDTO
 from aicmo.errors import ConflictError, ValidationError
 from aicmo.testing.base import (
+    T0,
     Kind,
     Listing,
     RepositoryContract,
     _updated_at,
+    maker,
     only_on,
     tied,
     unchanged_fields,
@@ -38,23 +40,19 @@ __all__ = [
     "trail",
 ]
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
-
-def make_entry(entry_id: str = "entry-1", **changes: Any) -> AuditEntryDTO:
-    """A valid entry; keyword arguments replace fields."""
-    fields: dict[str, Any] = {
-        "entry_id": entry_id,
-        "at": T0,
-        "actor": "alice",
-        "module": "onboarding",
-        "entity": "brief",
-        "entity_id": "brief-1",
-        "action": "save",
-        "run_id": None,
-    }
-    fields.update(changes)
-    return AuditEntryDTO(**fields)
+make_entry = maker(
+    AuditEntryDTO,
+    "``make_entry(entry_id='entry-1', **changes)``: a valid entry.",
+    entry_id="entry-1",
+    at=T0,
+    actor="alice",
+    module="onboarding",
+    entity="brief",
+    entity_id="brief-1",
+    action="save",
+    run_id=None,
+)
 
 
 def _changed(entry: AuditEntryDTO) -> AuditEntryDTO:

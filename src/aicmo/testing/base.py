@@ -24,6 +24,8 @@ reads return many rows (:class:`Listing`). The base then runs, against every bac
 from __future__ import annotations
 
 import copy
+import functools
+import operator
 import pickle
 import sqlite3
 import time
@@ -48,6 +50,7 @@ __all__ = [
     "RepositoryContract",
     "build",
     "evolve",
+    "maker",
     "mutable_parts",
     "only_on",
     "reversed_unordered_selects",
@@ -56,9 +59,17 @@ __all__ = [
 ]
 
 
+def _repo(app: aicmo.App, module: str) -> Any:
+    return getattr(app.repos, module)
+
+
 @attrs.frozen
 class Kind:
-    """One kind of record a repository stores, as the shared tests drive it."""
+    """One kind of record a repository stores, as the shared tests drive it.
+
+    Most records are saved by one method and read back by another from their id:
+    :meth:`by_id` declares those from the method names. Any other kind gives ``save``
+    and ``load`` itself."""
 
     name: str
     make: Callable[[int], Any]
@@ -70,12 +81,68 @@ class Kind:
     load: Callable[[aicmo.App, Any], Any]
     """Read the record back by its key (``None`` when it is not stored)."""
     keys: tuple[str, ...] = ()
-    """Field names that name the record: :attr:`changed` keeps them."""
+    """Field names that name the record: :attr:`changed` keeps them. The first is its id
+    (:meth:`Listing.tied` orders by it)."""
+    module: str = ""
+    """The attribute of ``app.repos`` the record is stored through (:class:`Listing` s
+    built from this kind read there)."""
+
+    @classmethod
+    def by_id(
+        cls,
+        name: str,
+        make: Callable[[int], Any],
+        changed: Callable[[Any], Any],
+        *,
+        module: str,
+        save: str | Callable[[aicmo.App, Any], object] = "",
+        get: str = "",
+        keys: tuple[str, ...] = (),
+        parent: tuple[Kind, Callable[[Any], Any]] | None = None,
+    ) -> Kind:
+        """A record stored by ``app.repos.<module>.<save>(record)`` and read back by
+        ``<get>(record.<keys[0]>)``: by default ``save_<name>``, ``get_<name>`` and
+        ``(<name>_id,)``. ``save`` may be a function of the app and the record instead (a
+        store that inserts or re-saves). ``parent``: the kind of record this one needs
+        stored first and how to make it from this one; it is saved only when missing."""
+        keys = keys or (f"{name}_id",)
+        save_it = save if callable(save) else _call_with_record(module, save or f"save_{name}")
+        if parent is not None:
+            save_it = parent[0].parent_of(parent[1], save_it)
+        get_it, key = get or f"get_{name}", keys[0]
+
+        def load(app: aicmo.App, record: Any) -> Any:
+            return getattr(_repo(app, module), get_it)(getattr(record, key))
+
+        return cls(name, make, changed, save_it, load, keys, module)
+
+    def parent_of(
+        self, make_parent: Callable[[Any], Any], save: Callable[[aicmo.App, Any], object]
+    ) -> Callable[[aicmo.App, Any], None]:
+        """``save``, after storing ``make_parent(record)`` as this kind unless one is stored
+        under its key already (a child needs its parent; a stored one stays as it is)."""
+
+        def save_child(app: aicmo.App, record: Any) -> None:
+            parent = make_parent(record)
+            if self.load(app, parent) is None:
+                self.save(app, parent)
+            save(app, record)
+
+        return save_child
+
+
+def _call_with_record(module: str, method: str) -> Callable[[aicmo.App, Any], object]:
+    def call(app: aicmo.App, record: Any) -> object:
+        return getattr(_repo(app, module), method)(record)
+
+    return call
 
 
 @attrs.frozen
 class Listing:
-    """A read that returns many rows, and the order it promises."""
+    """A read that returns many rows, and the order it promises.
+
+    Most reads are ordered by a time and then the id: :meth:`tied` declares those."""
 
     name: str
     records: Callable[[], list[Any]]
@@ -84,6 +151,29 @@ class Listing:
     read: Callable[[aicmo.App], list[Any]]
     order: Callable[[Any], Any]
     """The sort key of the promised order (Python compares text by code point)."""
+
+    @classmethod
+    def tied(
+        cls,
+        kind: Kind,
+        call: str,
+        *args: Any,
+        make: Callable[..., Any],
+        at: str,
+        name: str = "",
+        **kwargs: Any,
+    ) -> Listing:
+        """``app.repos.<kind.module>.<call>(*args, **kwargs)``, which promises the order
+        of ``(record.<at>, record.<kind.keys[0]>)``, read after saving (as ``kind``)
+        ``make(id, <at>=time)`` for ids that share times (:func:`tied`)."""
+        module = kind.module
+
+        def read(app: aicmo.App) -> list[Any]:
+            found: list[Any] = getattr(_repo(app, module), call)(*args, **kwargs)
+            return found
+
+        records = functools.partial(tied, lambda i, t: make(i, **{at: t}))
+        return cls(name or call, records, kind.save, read, operator.attrgetter(at, kind.keys[0]))
 
 
 @attrs.frozen
@@ -94,6 +184,14 @@ class BadCall:
     match: str
     """What the ``ValidationError``'s message must hold (a ``re.search`` pattern)."""
     call: Callable[[Any], object]
+
+    @classmethod
+    def as_dict(cls, method: str, argument: str, record: Any) -> BadCall:
+        """``<method>(attrs.asdict(record))``: the record's fields as a dict in place of
+        the record, refused as ``<argument>: expected <the record's class>``."""
+        fields = attrs.asdict(record)
+        expected = f"{argument}: expected {type(record).__name__}"
+        return cls(expected, lambda repo: getattr(repo, method)(fields))
 
 
 TIED_IDS = ("b", "\u00e9", "a", "B", "A", "a10", "a2", "\U0001f600", "Z", "e\u0301", "a1", "_")
@@ -109,6 +207,22 @@ def build(cls: Callable[..., R], changes: Mapping[str, Any], **defaults: Any) ->
     """A valid record for a test: ``cls(**defaults)`` with ``changes`` replacing fields
     (the ``make_...`` helpers of every contract)."""
     return cls(**{**defaults, **changes})
+
+
+def maker(cls: Callable[..., R], doc: str, **defaults: Any) -> Callable[..., R]:
+    """A ``make_...`` helper: ``make(*values, **changes)`` is the valid record
+    ``cls(**defaults)`` with ``values`` in the first fields of ``defaults`` (in the order
+    they are given) and ``changes`` replacing any field. ``doc`` is its docstring."""
+    order = list(defaults)
+
+    def make(*values: Any, **changes: Any) -> R:
+        given = dict(zip(order, values, strict=False))
+        if len(values) > len(order) or given.keys() & changes.keys():
+            raise TypeError(f"make {cls.__name__}: {values!r} and {changes!r} overlap")
+        return cls(**{**defaults, **given, **changes})
+
+    make.__doc__ = doc
+    return make
 
 
 def evolve(record: R, **changes: Any) -> R:

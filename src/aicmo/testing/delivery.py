@@ -13,16 +13,17 @@ from hypothesis.stateful import rule
 import aicmo
 from aicmo.delivery import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.errors import ConflictError, ValidationError
-from aicmo.testing.base import TIED_IDS, BadCall, Kind, Listing, RepositoryContract, tied
+from aicmo.testing.base import T0, TIED_IDS, BadCall, Kind, Listing, RepositoryContract, maker
 from aicmo.testing.parity import (
     Boom,
     Op,
     ParityMachine,
     assert_same,
     batches,
+    call_rule,
+    calls,
     one_of_known,
     other_than,
-    read_rule,
 )
 from aicmo.testing.strategies import aware_datetimes, ids, nasty_text
 from aicmo.values import MAX_ID_LENGTH
@@ -36,7 +37,6 @@ __all__ = [
     "packages",
 ]
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 NEPAL = timezone(timedelta(hours=5, minutes=45))
 
 
@@ -51,20 +51,16 @@ def make_artifact(name: str = "content_pack.zip", **changes: Any) -> DeliveryArt
     return DeliveryArtifactDTO(**fields)
 
 
-def make_package(package_id: str = "pkg-1", **changes: Any) -> DeliveryPackageDTO:
-    """A valid package with three artifacts; keyword arguments replace fields."""
-    fields: dict[str, Any] = {
-        "package_id": package_id,
-        "draft_id": "draft-1",
-        "artifacts": (
-            make_artifact("content_pack.zip"),
-            make_artifact("strategy_doc.pdf"),
-            make_artifact("assets_bundle.zip"),
-        ),
-        "created_at": T0,
-    }
-    fields.update(changes)
-    return DeliveryPackageDTO(**fields)
+make_package = maker(
+    DeliveryPackageDTO,
+    "``make_package(package_id='pkg-1', **changes)``: a valid package with three artifacts.",
+    package_id="pkg-1",
+    draft_id="draft-1",
+    artifacts=tuple(
+        map(make_artifact, ("content_pack.zip", "strategy_doc.pdf", "assets_bundle.zip"))
+    ),
+    created_at=T0,
+)
 
 
 def _names(package: DeliveryPackageDTO | None) -> list[str]:
@@ -93,44 +89,34 @@ class DeliveryRepositoryContract(RepositoryContract):
     module = "delivery"
 
     def kinds(self) -> list[Kind]:
+        keys = ("package_id", "version")
+        package = Kind.by_id(
+            "package", lambda n: make_package(f"pkg-{n}"), _changed, module=self.module, keys=keys
+        )
         return [
-            Kind(
-                "package",
-                make=lambda n: make_package(f"pkg-{n}"),
-                changed=_changed,
-                save=lambda app, p: app.repos.delivery.save_package(p),
-                load=lambda app, p: app.repos.delivery.get_package(p.package_id),
-                keys=("package_id", "version"),
-            ),
+            package,
             Kind(
                 "package version",
                 make=lambda n: make_package(f"ver-{n}", version=2, workflow_run_id="run-1"),
                 changed=_changed,
-                save=lambda app, p: app.repos.delivery.save_package(p),
+                save=package.save,
                 load=lambda app, p: app.repos.delivery.get_package_version(p.package_id, p.version),
-                keys=("package_id", "version"),
+                keys=keys,
             ),
             Kind(
                 "package (bulk)",
                 make=lambda n: make_package(f"bulk-{n}", version=n + 1),
                 changed=_changed,
                 save=lambda app, p: app.repos.delivery.save_packages([p]),
-                load=lambda app, p: next(
-                    iter(app.repos.delivery.get_packages([p.package_id])), None
-                ),
-                keys=("package_id", "version"),
+                load=package.load,
+                keys=keys,
             ),
         ]
 
     def listings(self) -> list[Listing]:
+        package = self.kinds()[0]
         return [
-            Listing(
-                "list_by_draft",
-                records=lambda: tied(lambda i, t: make_package(i, created_at=t)),
-                save=lambda app, p: app.repos.delivery.save_package(p),
-                read=lambda app: app.repos.delivery.list_by_draft("draft-1"),
-                order=lambda p: (p.created_at, p.package_id),
-            )
+            Listing.tied(package, "list_by_draft", "draft-1", make=make_package, at="created_at")
         ]
 
     # -- the DTOs ----------------------------------------------------------------------
@@ -460,10 +446,7 @@ class DeliveryRepositoryContract(RepositoryContract):
     # -- arguments ---------------------------------------------------------------------
     def bad_calls(self) -> list[BadCall]:
         return [
-            BadCall(
-                "package: expected DeliveryPackageDTO",
-                lambda r: r.save_package(attrs.asdict(make_package())),  # type: ignore[arg-type]
-            ),
+            BadCall.as_dict("save_package", "package", make_package()),
             BadCall("package_id: expected text", lambda r: r.get_package(123)),
             BadCall(r"draft_id: .*NUL", lambda r: r.list_by_draft("a\x00b")),
             BadCall("package_id: expected text", lambda r: r.delete_package(None)),
@@ -558,46 +541,25 @@ def _unlike(
 class DeliveryParityMachine(ParityMachine):
     """Memory vs SQL ``DeliveryRepository``. Subclass and define ``make_sql_app``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.package_ids: set[str] = set()
-        self.drafts: set[str] = set()
-
-    def seen(self, op: Op) -> None:
-        args = [a for arg in op.args for a in (arg if isinstance(arg, list) else [arg])]
-        for arg in args:
-            if isinstance(arg, DeliveryPackageDTO):
-                self.package_ids.add(arg.package_id)
-                self.drafts.add(arg.draft_id)
-            elif isinstance(arg, str):
-                (self.drafts if op.method == "list_by_draft" else self.package_ids).add(arg)
+    module = "delivery"
+    known = {"package_ids": "package_id", "drafts": "draft_id"}
+    text_args = {"list_by_draft": "drafts"}
+    package_ids: set[str]
+    drafts: set[str]
 
     def _known(self) -> st.SearchStrategy[str]:
         return one_of_known(self.package_ids)
 
     def write_ops(self) -> st.SearchStrategy[Op]:
         known = self._known()
-        return st.one_of(
-            packages.map(lambda p: Op("delivery", "save_package", (p,))),
-            st.tuples(known, packages).map(
-                lambda a: Op(
-                    "delivery",
-                    "save_package",
-                    (attrs.evolve(a[1], package_id=a[0]),),  # type: ignore[misc]
-                )
-            ),
-            (ids | known).map(lambda i: Op("delivery", "delete_package", (i,))),
-            st.tuples(ids | known, _versions_pool).map(
-                lambda a: Op("delivery", "delete_package_version", a)
-            ),
-            self._batches().map(lambda batch: Op("delivery", "save_packages", (batch,))),
-            st.tuples(known, packages).map(
-                lambda a: Op(
-                    "delivery",
-                    "add_package",
-                    (attrs.evolve(a[1], package_id=a[0]),),  # type: ignore[misc]
-                )
-            ),
+        moved = st.builds(lambda p, i: attrs.evolve(p, package_id=i), packages, known)
+        return calls(
+            self.module,
+            save_package=packages | moved,
+            delete_package=ids | known,
+            delete_package_version=st.tuples(ids | known, _versions_pool),
+            save_packages=self._batches(),
+            add_package=moved,
         )
 
     def observe(self, app: aicmo.App) -> Any:
@@ -662,13 +624,13 @@ class DeliveryParityMachine(ParityMachine):
             )
         self.both(Op("delivery", "add_package", (added,)))
 
-    get_package_version = read_rule(
+    get_package_version = call_rule(
         "delivery", "get_package_version", lambda m: m._known() | ids, _versions_pool
     )
 
-    list_versions = read_rule("delivery", "list_versions", lambda m: m._known() | ids)
+    list_versions = call_rule("delivery", "list_versions", lambda m: m._known() | ids)
 
-    get_packages = read_rule(
+    get_packages = call_rule(
         "delivery", "get_packages", lambda m: st.lists(m._known() | ids, max_size=6)
     )
 
@@ -687,9 +649,7 @@ class DeliveryParityMachine(ParityMachine):
             self.both(Op("delivery", "save_package", (data.draw(packages, label="first"),)))
         return data.draw(st.sampled_from(self._stored()), label="stored")
 
-    @rule(package=packages)
-    def save_package(self, package: DeliveryPackageDTO) -> None:
-        self.both(Op("delivery", "save_package", (package,)))
+    save_package = call_rule("delivery", "save_package", packages)
 
     @rule(data=st.data(), created_at=_times)
     def resave_existing(self, data: st.DataObject, created_at: datetime) -> None:
@@ -729,9 +689,9 @@ class DeliveryParityMachine(ParityMachine):
         moved = attrs.evolve(current, artifacts=reordered, draft_id=draft_id)  # type: ignore[misc]
         self.both(Op("delivery", "save_package", (moved,)))
 
-    get_package = read_rule("delivery", "get_package", lambda m: m._known() | ids)
+    get_package = call_rule("delivery", "get_package", lambda m: m._known() | ids)
 
-    list_by_draft = read_rule(
+    list_by_draft = call_rule(
         "delivery", "list_by_draft", lambda m: one_of_known(m.drafts, _drafts) | _drafts
     )
 

@@ -13,51 +13,45 @@ from hypothesis.stateful import rule
 import aicmo
 from aicmo.errors import NotFoundError, ValidationError
 from aicmo.onboarding import ChannelPreferenceDTO, IntakeFormDTO, NormalizedBriefDTO, ScopeDTO
-from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve, tied
+from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, evolve, maker
 from aicmo.testing.parity import (
     Boom,
     Op,
     ParityMachine,
     assert_same,
     batches,
+    call_rule,
+    calls,
     one_of_known,
-    read_rule,
 )
-from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
+from aicmo.testing.strategies import EDGE_JSON, aware_datetimes, ids, json_objects, nasty_text
 
 __all__ = ["BriefParityMachine", "BriefRepositoryContract", "briefs", "intakes", "make_brief"]
 
 
-def make_brief(brief_id: str = "brief-1", **changes: Any) -> NormalizedBriefDTO:
-    """A valid brief; keyword arguments replace fields."""
-    return build(
-        NormalizedBriefDTO,
-        changes,
-        brief_id=brief_id,
-        client_id="client-1",
-        scope=ScopeDTO(
-            deliverables=("blog post", "landing page"), exclusions=("video",), timeline_weeks=8
-        ),
-        objectives=("grow signups", "launch in EU"),
-        target_audience="Ops leads at 50-500 person SaaS companies",
-        brand_guidelines={"tone": "plain", "banned": ["synergy"], "cta": {"text": "Try it"}},
-        normalized_at=T0,
-        client_name="Acme Analytics",
-        industry="B2B SaaS",
-        channels=(
-            ChannelPreferenceDTO(name="blog", weight=2.0),
-            ChannelPreferenceDTO(name="email"),
-        ),
-    )
+make_brief = maker(
+    NormalizedBriefDTO,
+    "``make_brief(brief_id='brief-1', **changes)``: a valid brief.",
+    brief_id="brief-1",
+    client_id="client-1",
+    scope=ScopeDTO(
+        deliverables=("blog post", "landing page"), exclusions=("video",), timeline_weeks=8
+    ),
+    objectives=("grow signups", "launch in EU"),
+    target_audience="Ops leads at 50-500 person SaaS companies",
+    brand_guidelines={"tone": "plain", "banned": ["synergy"], "cta": {"text": "Try it"}},
+    normalized_at=T0,
+    client_name="Acme Analytics",
+    industry="B2B SaaS",
+    channels=(ChannelPreferenceDTO(name="blog", weight=2.0), ChannelPreferenceDTO(name="email")),
+)
 
-
-def make_intake(**changes: Any) -> IntakeFormDTO:
-    return build(
-        IntakeFormDTO,
-        changes,
-        responses={"company": "Acme", "budget": 12000.5, "channels": ["email", "seo"]},
-        submitted_at=T0 - timedelta(days=1),
-    )
+make_intake = maker(
+    IntakeFormDTO,
+    "``make_intake(**changes)``: a valid intake form.",
+    responses={"company": "Acme", "budget": 12000.5, "channels": ["email", "seo"]},
+    submitted_at=T0 - timedelta(days=1),
+)
 
 
 def _changed_brief(brief: NormalizedBriefDTO) -> NormalizedBriefDTO:
@@ -75,45 +69,33 @@ def _changed_brief(brief: NormalizedBriefDTO) -> NormalizedBriefDTO:
     )
 
 
-def _save_intake(app: aicmo.App, intake: IntakeFormDTO) -> None:
-    if app.repos.onboarding.get_brief("with-intake") is None:
-        app.repos.onboarding.save_brief(make_brief("with-intake"))
-    app.repos.onboarding.save_intake("with-intake", intake)
-
-
 class BriefRepositoryContract(RepositoryContract):
     """Behaviour every ``BriefRepository`` must have. Needs an ``app`` fixture (empty DB)."""
 
     module = "onboarding"
 
     def kinds(self) -> list[Kind]:
+        brief = Kind.by_id(
+            "brief", lambda n: make_brief(f"brief-{n}"), _changed_brief, module=self.module
+        )
         return [
-            Kind(
-                "brief",
-                make=lambda n: make_brief(f"brief-{n}"),
-                changed=_changed_brief,
-                save=lambda app, b: app.repos.onboarding.save_brief(b),
-                load=lambda app, b: app.repos.onboarding.get_brief(b.brief_id),
-                keys=("brief_id",),
-            ),
+            brief,
             Kind(
                 "intake",
                 make=lambda n: make_intake(),
                 changed=lambda i: make_intake(responses={"other": [1]}, submitted_at=T0),
-                save=_save_intake,
+                save=brief.parent_of(
+                    lambda i: make_brief("with-intake"),
+                    lambda app, i: app.repos.onboarding.save_intake("with-intake", i),
+                ),
                 load=lambda app, i: app.repos.onboarding.get_intake("with-intake"),
             ),
         ]
 
     def listings(self) -> list[Listing]:
+        brief = self.kinds()[0]
         return [
-            Listing(
-                "list_by_client",
-                records=lambda: tied(lambda i, t: make_brief(i, normalized_at=t)),
-                save=lambda app, b: app.repos.onboarding.save_brief(b),
-                read=lambda app: app.repos.onboarding.list_by_client("client-1"),
-                order=lambda b: (b.normalized_at, b.brief_id),
-            )
+            Listing.tied(brief, "list_by_client", "client-1", make=make_brief, at="normalized_at")
         ]
 
     def test_get_missing_brief_is_none(self, app: aicmo.App) -> None:
@@ -127,14 +109,7 @@ class BriefRepositoryContract(RepositoryContract):
             scope=ScopeDTO(deliverables=(), exclusions=(), timeline_weeks=0),
             objectives=("", "\U0001f600 \u65e5\u672c", "e\u0301", "x" * 100_000),
             target_audience="",
-            brand_guidelines={
-                "floats": [1e308, 1e23, 0.1, -0.0, 5e-324],
-                "big": 2**63 - 1,
-                "neg": -(2**63),
-                "nested": {"b": {"a": [None, True, False]}},
-                "z": 1,
-                "a": 2,
-            },
+            brand_guidelines=EDGE_JSON,
             normalized_at=datetime(1, 1, 1, tzinfo=UTC),
         )
         app.repos.onboarding.save_brief(brief)
@@ -142,7 +117,7 @@ class BriefRepositoryContract(RepositoryContract):
         assert_same(brief, got)
         assert got is not None
         assert got.scope.timeline_weeks == 0
-        assert list(got.brand_guidelines) == ["floats", "big", "neg", "nested", "z", "a"]
+        assert list(got.brand_guidelines) == list(EDGE_JSON)
 
     def test_longest_ids_are_stored_by_every_backend(self, app: aicmo.App) -> None:
         longest = "\U0001f600" * 255  # 1020 bytes of UTF-8, twice in one index entry
@@ -187,10 +162,7 @@ class BriefRepositoryContract(RepositoryContract):
 
     def bad_calls(self) -> list[BadCall]:
         return [
-            BadCall(
-                "brief: expected NormalizedBriefDTO",
-                lambda r: r.save_brief(attrs.asdict(make_brief())),  # type: ignore[arg-type]
-            ),
+            BadCall.as_dict("save_brief", "brief", make_brief()),
             BadCall("brief_id", lambda r: r.get_brief(123)),
             BadCall("NUL", lambda r: r.list_by_client("a\x00b")),
             BadCall("must not be empty", lambda r: r.save_intake("", make_intake())),
@@ -343,11 +315,12 @@ class BriefParityMachine(ParityMachine):
 
     def write_ops(self) -> st.SearchStrategy[Op]:
         known = one_of_known(self.brief_ids)
-        return st.one_of(
-            briefs.map(lambda b: Op("onboarding", "save_brief", (b,))),
-            self._batches().map(lambda batch: Op("onboarding", "save_briefs", (batch,))),
-            (ids | known).map(lambda i: Op("onboarding", "delete_brief", (i,))),
-            st.tuples(ids | known, intakes).map(lambda a: Op("onboarding", "save_intake", a)),
+        return calls(
+            self.module,
+            save_brief=briefs,
+            save_briefs=self._batches(),
+            delete_brief=ids | known,
+            save_intake=st.tuples(ids | known, intakes),
         )
 
     def observe(self, app: aicmo.App) -> Any:
@@ -357,9 +330,7 @@ class BriefParityMachine(ParityMachine):
             [(c, repo.list_by_client(c)) for c in sorted(self.clients)],
         )
 
-    @rule(brief=briefs)
-    def save_brief(self, brief: NormalizedBriefDTO) -> None:
-        self.both(Op("onboarding", "save_brief", (brief,)))
+    save_brief = call_rule("onboarding", "save_brief", briefs)
 
     @rule(data=st.data(), brief=briefs)
     def resave_existing(self, data: st.DataObject, brief: NormalizedBriefDTO) -> None:
@@ -385,9 +356,9 @@ class BriefParityMachine(ParityMachine):
         batch = data.draw(self._batches(), label="batch")
         self.both(Op("onboarding", "save_briefs", (batch,)))
 
-    get_brief = read_rule("onboarding", "get_brief", ids)
+    get_brief = call_rule("onboarding", "get_brief", ids)
 
-    list_by_client = read_rule("onboarding", "list_by_client", _clients)
+    list_by_client = call_rule("onboarding", "list_by_client", _clients)
 
     @rule(data=st.data())
     def delete_brief(self, data: st.DataObject) -> None:
@@ -400,4 +371,4 @@ class BriefParityMachine(ParityMachine):
         brief_id = data.draw(known | ids, label="brief_id")
         self.both(Op("onboarding", "save_intake", (brief_id, intake)))
 
-    get_intake = read_rule("onboarding", "get_intake", ids)
+    get_intake = call_rule("onboarding", "get_intake", ids)

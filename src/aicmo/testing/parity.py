@@ -9,6 +9,7 @@ both apps must be the same too.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -26,6 +27,8 @@ __all__ = [
     "ParityMachine",
     "assert_same",
     "batches",
+    "call_rule",
+    "calls",
     "one_of_known",
     "other_than",
     "outcome",
@@ -36,20 +39,34 @@ Pool = st.SearchStrategy[Any] | Callable[[Any], st.SearchStrategy[Any]]
 """Where a rule draws an argument from: a strategy, or one built from the machine."""
 
 
-def read_rule(module: str, method: str, *pools: Pool) -> Any:
+def call_rule(module: str, method: str, *pools: Pool) -> Any:
     """A rule that calls ``app.repos.<module>.<method>(...)`` on both apps, each argument
-    drawn from its pool, and compares what they return."""
+    drawn from its pool, and compares what they return (and then their state)."""
 
     @rule(data=st.data())
-    def read(self: ParityMachine, data: st.DataObject) -> None:
+    def call(self: ParityMachine, data: st.DataObject) -> None:
         args = tuple(
             data.draw(pool if isinstance(pool, st.SearchStrategy) else pool(self), label=f"#{n}")
             for n, pool in enumerate(pools)
         )
         self.both(Op(module, method, args))
 
-    read.__name__ = read.__qualname__ = method
-    return read
+    call.__name__ = call.__qualname__ = method
+    return call
+
+
+read_rule = call_rule
+"""The same as :func:`call_rule` (the name the read rules have always used)."""
+
+
+def calls(module: str, **pools: st.SearchStrategy[Any]) -> st.SearchStrategy[Op]:
+    """Calls of ``app.repos.<module>.<method>`` for each ``method=pool``: a value drawn
+    from the pool is the call's one argument, or, if it is a tuple, its arguments."""
+
+    def call(method: str, value: Any) -> Op:
+        return Op(module, method, value if isinstance(value, tuple) else (value,))
+
+    return st.one_of(*(pool.map(functools.partial(call, m)) for m, pool in pools.items()))
 
 
 def batches(
@@ -149,8 +166,8 @@ class ParityMachine(RuleBasedStateMachine):
     """The sets of ids :meth:`seen` fills, each an attribute (empty at the start), with the
     field it takes from every record an operation passes (if the record has it as text)."""
     text_args: ClassVar[Mapping[str, str]] = {}
-    """By method: the set of ``known`` its text arguments go to (any other method's: the
-    first set of ``known``)."""
+    """By method: the set of ``known`` its text arguments go to (``""``: none; any other
+    method's: the first set of ``known``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -177,10 +194,11 @@ class ParityMachine(RuleBasedStateMachine):
         sets ``known`` declares."""
         if not self.known:
             return
-        text_pool = self.text_args.get(op.method) or next(iter(self.known))
+        text_pool = self.text_args.get(op.method, next(iter(self.known)))
         for arg in _flat(op.args):
             if isinstance(arg, str):
-                getattr(self, text_pool).add(arg)
+                if text_pool:
+                    getattr(self, text_pool).add(arg)
             elif attrs.has(type(arg)):
                 for name, field in self.known.items():
                     value = getattr(arg, field, None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
@@ -13,17 +12,18 @@ from hypothesis.stateful import initialize, precondition, rule
 import aicmo
 from aicmo.errors import ConflictError, NotFoundError
 from aicmo.production import AssetDTO, ContentDraftDTO, DraftBundleDTO
-from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve, tied
+from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve, maker
 from aicmo.testing.parity import (
     Boom,
     Op,
     ParityMachine,
     assert_same,
+    call_rule,
     one_of_known,
     other_than,
-    read_rule,
 )
 from aicmo.testing.strategies import (
+    EDGE_JSON,
     SQL_LOOKING,
     aware_datetimes,
     ids,
@@ -44,18 +44,16 @@ __all__ = [
 ]
 
 
-def make_draft(draft_id: str = "draft-1", **changes: Any) -> ContentDraftDTO:
-    """A valid draft; keyword arguments replace fields."""
-    return build(
-        ContentDraftDTO,
-        changes,
-        draft_id=draft_id,
-        strategy_id="strategy-1",
-        content_type="blog_post",
-        body="# Launch\n\nEverything you need to know.",
-        metadata={"word_count": 7, "tags": ["launch", "eu"], "score": 0.1},
-        created_at=T0,
-    )
+make_draft = maker(
+    ContentDraftDTO,
+    "``make_draft(draft_id='draft-1', **changes)``: a valid draft.",
+    draft_id="draft-1",
+    strategy_id="strategy-1",
+    content_type="blog_post",
+    body="# Launch\n\nEverything you need to know.",
+    metadata={"word_count": 7, "tags": ["launch", "eu"], "score": 0.1},
+    created_at=T0,
+)
 
 
 def make_asset(asset_id: str, **changes: Any) -> AssetDTO:
@@ -89,10 +87,20 @@ def _asset_ids(bundle: DraftBundleDTO | None) -> list[str]:
     return [a.asset_id for a in bundle.assets]
 
 
-def _save_bundle(app: aicmo.App, bundle: DraftBundleDTO) -> None:
-    if app.repos.production.get_draft(bundle.draft_id) is None:
-        app.repos.production.save_draft(make_draft(bundle.draft_id))
-    app.repos.production.save_bundle(bundle)
+def _changed_draft(draft: ContentDraftDTO) -> ContentDraftDTO:
+    return evolve(
+        draft,
+        strategy_id="strategy-2",
+        content_type="email",
+        body="",
+        metadata={},
+        created_at=T0 - timedelta(days=30),
+    )
+
+
+def _changed_bundle(bundle: DraftBundleDTO) -> DraftBundleDTO:
+    new = make_bundle(asset_ids=("new", "img-0")).assets
+    return evolve(bundle, assets=new, draft_id="draft-2", assembled_at=T0 + timedelta(days=2))
 
 
 class ProductionRepositoryContract(RepositoryContract):
@@ -101,52 +109,28 @@ class ProductionRepositoryContract(RepositoryContract):
     module = "production"
 
     def kinds(self) -> list[Kind]:
-        return [
-            Kind(
-                "draft",
-                make=lambda n: make_draft(f"draft-{n}"),
-                changed=lambda d: make_draft(
-                    d.draft_id,
-                    strategy_id="strategy-2",
-                    content_type="email",
-                    body="",
-                    metadata={},
-                    created_at=T0 - timedelta(days=30),
-                ),
-                save=lambda app, d: app.repos.production.save_draft(d),
-                load=lambda app, d: app.repos.production.get_draft(d.draft_id),
-                keys=("draft_id",),
-            ),
-            Kind(
-                "bundle",
-                make=lambda n: make_bundle(f"bundle-{n}", (f"img-{n}", f"pdf-{n}")),
-                changed=lambda b: make_bundle(
-                    b.bundle_id,
-                    ("new", "img-0"),
-                    draft_id="draft-2",
-                    assembled_at=T0 + timedelta(days=2),
-                ),
-                save=_save_bundle,
-                load=lambda app, b: app.repos.production.get_bundle(b.bundle_id),
-                keys=("bundle_id",),
-            ),
-        ]
+        draft = Kind.by_id(
+            "draft", lambda n: make_draft(f"draft-{n}"), _changed_draft, module=self.module
+        )
+        bundle = Kind.by_id(
+            "bundle",
+            lambda n: make_bundle(f"bundle-{n}", (f"img-{n}", f"pdf-{n}")),
+            _changed_bundle,
+            module=self.module,
+            parent=(draft, lambda b: make_draft(b.draft_id)),
+        )
+        return [draft, bundle]
 
     def listings(self) -> list[Listing]:
+        draft, bundle = self.kinds()
         return [
-            Listing(
-                "list_drafts",
-                records=lambda: tied(lambda i, t: make_draft(i, created_at=t)),
-                save=lambda app, d: app.repos.production.save_draft(d),
-                read=lambda app: app.repos.production.list_drafts("strategy-1"),
-                order=lambda d: (d.created_at, d.draft_id),
-            ),
-            Listing(
+            Listing.tied(draft, "list_drafts", "strategy-1", make=make_draft, at="created_at"),
+            Listing.tied(
+                bundle,
                 "list_bundles",
-                records=lambda: tied(lambda i, t: make_bundle(i, (f"x-{i}",), assembled_at=t)),
-                save=_save_bundle,
-                read=lambda app: app.repos.production.list_bundles("draft-1"),
-                order=lambda b: (b.assembled_at, b.bundle_id),
+                "draft-1",
+                make=lambda i, **at: make_bundle(i, (f"x-{i}",), **at),
+                at="assembled_at",
             ),
         ]
 
@@ -176,14 +160,7 @@ class ProductionRepositoryContract(RepositoryContract):
             strategy_id="%(strategy_id)s :strategy_id ::text 100%",
             content_type="",
             body="\U0001f600 \u65e5\u672c e\u0301 \r\n\t" + "x" * 100_000,
-            metadata={
-                "floats": [1e308, 1e23, 0.1, -0.0, 5e-324],
-                "big": 2**63 - 1,
-                "neg": -(2**63),
-                "nested": {"b": {"a": [None, True, False]}},
-                "z": 1,
-                "a": 2,
-            },
+            metadata=EDGE_JSON,
             created_at=datetime(1, 1, 1, tzinfo=UTC),
         )
         repo.save_draft(draft)
@@ -192,7 +169,7 @@ class ProductionRepositoryContract(RepositoryContract):
         got = repo.get_draft(draft.draft_id)
         assert_same(draft, got)
         assert got is not None
-        assert list(got.metadata) == ["floats", "big", "neg", "nested", "z", "a"]
+        assert list(got.metadata) == list(EDGE_JSON)
         assert_same([draft], repo.list_drafts(draft.strategy_id))
         assert_same(far, repo.get_draft("far"))
 
@@ -356,10 +333,7 @@ class ProductionRepositoryContract(RepositoryContract):
     # -- arguments, immutability, transactions -------------------------------------------
     def bad_calls(self) -> list[BadCall]:
         return [
-            BadCall(
-                "draft: expected ContentDraftDTO",
-                lambda r: r.save_draft(attrs.asdict(make_draft())),  # type: ignore[arg-type]
-            ),
+            BadCall.as_dict("save_draft", "draft", make_draft()),
             BadCall("bundle: expected DraftBundleDTO", lambda r: r.save_bundle(make_draft())),
             BadCall("draft_id", lambda r: r.get_draft(123)),
             BadCall(r"strategy_id.*NUL", lambda r: r.list_drafts("a\x00b")),
@@ -576,9 +550,9 @@ class ProductionParityMachine(ParityMachine):
         again = evolve(draft, draft_id=draft_id)
         self.both(Op("production", "save_draft", (again,)))
 
-    get_draft = read_rule("production", "get_draft", lambda m: ids | m._known(m.draft_ids))
+    get_draft = call_rule("production", "get_draft", lambda m: ids | m._known(m.draft_ids))
 
-    list_drafts = read_rule(
+    list_drafts = call_rule(
         "production", "list_drafts", lambda m: _strategy_ids | m._known(m.strategy_ids)
     )
 
@@ -667,6 +641,6 @@ class ProductionParityMachine(ParityMachine):
         outcome = self.both(Op("production", "save_bundle", (bundle,)))
         assert outcome == ("error", "NotFoundError"), outcome
 
-    get_bundle = read_rule("production", "get_bundle", lambda m: ids | m._known(m.bundle_ids))
+    get_bundle = call_rule("production", "get_bundle", lambda m: ids | m._known(m.bundle_ids))
 
-    list_bundles = read_rule("production", "list_bundles", lambda m: ids | m._known(m.draft_ids))
+    list_bundles = call_rule("production", "list_bundles", lambda m: ids | m._known(m.draft_ids))

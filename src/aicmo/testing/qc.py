@@ -6,7 +6,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
@@ -14,15 +13,15 @@ from hypothesis.stateful import rule
 import aicmo
 from aicmo.errors import ConflictError
 from aicmo.qc import SEVERITIES, QcIssueDTO, QcResultDTO
-from aicmo.testing.base import T0, BadCall, Kind, RepositoryContract, build, evolve
+from aicmo.testing.base import T0, BadCall, Kind, RepositoryContract, build, evolve, maker
 from aicmo.testing.parity import (
     Boom,
     Op,
     ParityMachine,
     assert_same,
+    call_rule,
     one_of_known,
     other_than,
-    read_rule,
 )
 from aicmo.testing.strategies import aware_datetimes, ids, nasty_text
 
@@ -47,23 +46,20 @@ def make_issue(severity: str = "major", section: str = "content", **changes: Any
     )
 
 
-def make_result(
-    result_id: str = "result-1", draft_id: str = "draft-1", **changes: Any
-) -> QcResultDTO:
-    """A valid failing result with two issues; keyword arguments replace fields."""
-    return build(
-        QcResultDTO,
-        changes,
-        result_id=result_id,
-        draft_id=draft_id,
-        passed=False,
-        score=0.5,
-        issues=(
-            make_issue("critical", "content", reason="Failed quality threshold"),
-            make_issue("minor", "headline"),
-        ),
-        evaluated_at=T0,
-    )
+make_result = maker(
+    QcResultDTO,
+    "``make_result(result_id='result-1', draft_id='draft-1', **changes)``: a valid failing "
+    "result with two issues.",
+    result_id="result-1",
+    draft_id="draft-1",
+    passed=False,
+    score=0.5,
+    issues=(
+        make_issue("critical", "content", reason="Failed quality threshold"),
+        make_issue("minor", "headline"),
+    ),
+    evaluated_at=T0,
+)
 
 
 def _changed(result: QcResultDTO) -> QcResultDTO:
@@ -83,13 +79,12 @@ class QcRepositoryContract(RepositoryContract):
 
     def kinds(self) -> list[Kind]:
         return [
-            Kind(
+            Kind.by_id(
                 "result",
-                make=lambda n: make_result(f"result-{n}", f"draft-{n}"),
-                changed=_changed,
-                save=lambda app, r: app.repos.qc.save_result(r),
-                load=lambda app, r: app.repos.qc.get_result(r.draft_id),
-                keys=("result_id", "draft_id"),
+                lambda n: make_result(f"result-{n}", f"draft-{n}"),
+                _changed,
+                module=self.module,
+                keys=("draft_id", "result_id"),  # read back by its draft
             )
         ]
 
@@ -265,10 +260,7 @@ class QcRepositoryContract(RepositoryContract):
     # -- validation ----------------------------------------------------------------------
     def bad_calls(self) -> list[BadCall]:
         return [
-            BadCall(
-                "result: expected QcResultDTO",
-                lambda r: r.save_result(attrs.asdict(make_result())),  # type: ignore[arg-type]
-            ),
+            BadCall.as_dict("save_result", "result", make_result()),
             BadCall("result: expected QcResultDTO", lambda r: r.save_result(None)),
             BadCall("draft_id", lambda r: r.get_result(123)),
             BadCall(r"result_id.*NUL", lambda r: r.get_by_id("a\x00b")),
@@ -412,9 +404,7 @@ class QcParityMachine(ParityMachine):
             [(r, repo.get_by_id(r)) for r in sorted(self.result_ids)],
         )
 
-    @rule(result=qc_results)
-    def save_result(self, result: QcResultDTO) -> None:
-        self.both(Op("qc", "save_result", (result,)))
+    save_result = call_rule("qc", "save_result", qc_results)
 
     @rule(data=st.data(), result=qc_results)
     def resave_same_result_id(self, data: st.DataObject, result: QcResultDTO) -> None:
@@ -446,9 +436,9 @@ class QcParityMachine(ParityMachine):
         thief = evolve(result, result_id=victim.result_id, draft_id=draft_id)
         assert self.both(Op("qc", "save_result", (thief,))) == ("error", "ConflictError")
 
-    get_result = read_rule("qc", "get_result", lambda m: m._known_drafts() | ids)
+    get_result = call_rule("qc", "get_result", lambda m: m._known_drafts() | ids)
 
-    get_by_id = read_rule("qc", "get_by_id", lambda m: m._known_results() | ids)
+    get_by_id = call_rule("qc", "get_by_id", lambda m: m._known_results() | ids)
 
     @rule(data=st.data())
     def delete_for_draft(self, data: st.DataObject) -> None:

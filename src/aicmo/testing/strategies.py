@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from aicmo.values import INT64_MAX, INT64_MIN
 
 __all__ = [
+    "EDGE_JSON",
     "aware_datetimes",
     "ids",
     "json_objects",
@@ -19,6 +20,17 @@ __all__ = [
 ]
 
 #: Text that has broken SQL layers before: quotes, parameter markers, casts, comments.
+EDGE_JSON = {
+    "floats": [1e308, 1e23, 0.1, -0.0, 5e-324],
+    "big": 2**63 - 1,
+    "neg": -(2**63),
+    "nested": {"b": {"a": [None, True, False]}},
+    "z": 1,
+    "a": 2,
+}
+"""A JSON object at the edges (extreme and signed-zero floats, 64-bit bounds, nesting,
+keys out of sorted order): what a JSON column must give back exactly, order included."""
+
 SQL_LOOKING = (
     "",
     " ",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
@@ -19,15 +18,15 @@ from aicmo.strategy import (
     StrategyVersionDTO,
     TimelineDTO,
 )
-from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve
+from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, evolve, maker
 from aicmo.testing.parity import (
     Boom,
     Op,
     ParityMachine,
     assert_same,
+    call_rule,
     one_of_known,
     other_than,
-    read_rule,
 )
 from aicmo.testing.strategies import aware_datetimes, ids, nasty_text
 from aicmo.values import INT64_MAX, MAX_ID_LENGTH, FrozenDict
@@ -41,36 +40,34 @@ __all__ = [
 ]
 
 
-def make_strategy(strategy_id: str = "strat-1", **changes: Any) -> StrategyDocDTO:
-    """A valid strategy document; keyword arguments replace fields."""
-    return build(
-        StrategyDocDTO,
-        changes,
-        strategy_id=strategy_id,
-        brief_id="brief-1",
-        version=1,
-        kpis=(
-            KpiDTO(name="signups", target_value=1500.0, unit="users", timeframe_days=90),
-            KpiDTO(name="cac", target_value=42.5, unit="USD", timeframe_days=30),
+make_strategy = maker(
+    StrategyDocDTO,
+    "``make_strategy(strategy_id='strat-1', **changes)``: a valid strategy document.",
+    strategy_id="strat-1",
+    brief_id="brief-1",
+    version=1,
+    kpis=(
+        KpiDTO(name="signups", target_value=1500.0, unit="users", timeframe_days=90),
+        KpiDTO(name="cac", target_value=42.5, unit="USD", timeframe_days=30),
+    ),
+    channels=(
+        ChannelPlanDTO(
+            channel="seo", budget_allocation_pct=60.0, tactics=("pillar pages", "backlinks")
         ),
-        channels=(
-            ChannelPlanDTO(
-                channel="seo", budget_allocation_pct=60.0, tactics=("pillar pages", "backlinks")
-            ),
-            ChannelPlanDTO(channel="email", budget_allocation_pct=40.0, tactics=("drip",)),
+        ChannelPlanDTO(channel="email", budget_allocation_pct=40.0, tactics=("drip",)),
+    ),
+    timeline=TimelineDTO(
+        milestones=(
+            FrozenDict(name="kickoff", week="1"),
+            FrozenDict(name="launch", week="6"),
         ),
-        timeline=TimelineDTO(
-            milestones=(
-                FrozenDict(name="kickoff", week="1"),
-                FrozenDict(name="launch", week="6"),
-            ),
-            duration_weeks=12,
-        ),
-        executive_summary="Win mid-market ops leads through search and email.",
-        is_approved=False,
-        created_at=T0,
-        approved_at=None,
-    )
+        duration_weeks=12,
+    ),
+    executive_summary="Win mid-market ops leads through search and email.",
+    is_approved=False,
+    created_at=T0,
+    approved_at=None,
+)
 
 
 def _ids(docs: list[StrategyDocDTO]) -> list[str]:
@@ -100,13 +97,13 @@ class StrategyRepositoryContract(RepositoryContract):
 
     def kinds(self) -> list[Kind]:
         return [
-            Kind(
+            Kind.by_id(
                 "strategy",
-                make=lambda n: make_strategy(f"strat-{n}", version=n + 1),
-                changed=_changed,
-                save=lambda app, doc: app.repos.strategy.save(doc),
-                load=lambda app, doc: app.repos.strategy.get(doc.strategy_id),
-                keys=("strategy_id",),
+                lambda n: make_strategy(f"strat-{n}", version=n + 1),
+                _changed,
+                module=self.module,
+                save="save",
+                get="get",
             )
         ]
 
@@ -116,7 +113,7 @@ class StrategyRepositoryContract(RepositoryContract):
             Listing(
                 "list_by_brief",
                 records=lambda: [make_strategy(f"s{v}", version=v) for v in versions],
-                save=lambda app, doc: app.repos.strategy.save(doc),
+                save=self.kinds()[0].save,
                 read=lambda app: app.repos.strategy.list_by_brief("brief-1"),
                 order=lambda doc: doc.version,
             )
@@ -313,10 +310,7 @@ class StrategyRepositoryContract(RepositoryContract):
     # -- validation ------------------------------------------------------------------------
     def bad_calls(self) -> list[BadCall]:
         return [
-            BadCall(
-                "doc: expected StrategyDocDTO",
-                lambda r: r.save(attrs.asdict(make_strategy())),  # type: ignore[arg-type]
-            ),
+            BadCall.as_dict("save", "doc", make_strategy()),
             BadCall("strategy_id", lambda r: r.get(123)),
             BadCall(r"brief_id.*NUL", lambda r: r.list_by_brief("a\x00b")),
             BadCall("brief_id", lambda r: r.list_versions(None)),
@@ -475,9 +469,7 @@ class StrategyParityMachine(ParityMachine):
         )
 
     # -- save ------------------------------------------------------------------------------
-    @rule(doc=strategy_docs)
-    def save(self, doc: StrategyDocDTO) -> None:
-        self.both(Op("strategy", "save", (doc,)))
+    save = call_rule("strategy", "save", strategy_docs)
 
     @rule(data=st.data(), doc=strategy_docs)
     def resave_existing(self, data: st.DataObject, doc: StrategyDocDTO) -> None:
@@ -512,11 +504,11 @@ class StrategyParityMachine(ParityMachine):
         assert self.both(Op("strategy", "save", (intruder,))) == ("error", "ConflictError")
 
     # -- reads and delete ------------------------------------------------------------------
-    get = read_rule("strategy", "get", lambda m: one_of_known(m.strategy_ids) | ids)
+    get = call_rule("strategy", "get", lambda m: one_of_known(m.strategy_ids) | ids)
 
-    list_by_brief = read_rule("strategy", "list_by_brief", lambda m: m._briefs_seen())
+    list_by_brief = call_rule("strategy", "list_by_brief", lambda m: m._briefs_seen())
 
-    list_versions = read_rule("strategy", "list_versions", lambda m: m._briefs_seen())
+    list_versions = call_rule("strategy", "list_versions", lambda m: m._briefs_seen())
 
     @rule(data=st.data())
     def delete(self, data: st.DataObject) -> None:

@@ -14,8 +14,8 @@ from hypothesis.stateful import rule
 
 import aicmo
 from aicmo.errors import LeaseLostError, NotFoundError, ValidationError
-from aicmo.testing.base import Kind, Listing, RepositoryContract, tied
-from aicmo.testing.parity import Op, ParityMachine, assert_same, one_of_known, read_rule
+from aicmo.testing.base import T0, Kind, Listing, RepositoryContract, evolve, maker
+from aicmo.testing.parity import Op, ParityMachine, assert_same, call_rule, calls, one_of_known
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text
 from aicmo.webhooks import EVENTS, NOTIFICATION_STATUSES, NotificationDTO, SubscriptionDTO
 
@@ -29,56 +29,45 @@ __all__ = [
     "subscriptions",
 ]
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 
 
-def make_subscription(subscription_id: str = "wh-1", **changes: Any) -> SubscriptionDTO:
-    """A valid subscription to every event; keyword arguments replace fields."""
-    fields: dict[str, Any] = {
-        "subscription_id": subscription_id,
-        "url": "https://hooks.example.com/aicmo?team=1",
-        "events": EVENTS,
-        "secret": "0123456789abcdef-secret",
-        "created_at": T0,
-    }
-    fields.update(changes)
-    return SubscriptionDTO(**fields)
+make_subscription = maker(
+    SubscriptionDTO,
+    "``make_subscription(subscription_id='wh-1', **changes)``: a valid subscription to every "
+    "event.",
+    subscription_id="wh-1",
+    url="https://hooks.example.com/aicmo?team=1",
+    events=EVENTS,
+    secret="0123456789abcdef-secret",
+    created_at=T0,
+)
 
-
-def make_notification(
-    notification_id: str = "n-1", subscription_id: str = "wh-1", **changes: Any
-) -> NotificationDTO:
-    """A valid pending notification due at ``T0``; keyword arguments replace fields."""
-    fields: dict[str, Any] = {
-        "notification_id": notification_id,
-        "subscription_id": subscription_id,
-        "event": "run.completed",
-        "payload": {"run": {"workflow_run_id": "run-1", "status": "COMPLETED"}},
-        "occurred_at": T0,
-        "next_attempt_at": T0,
-    }
-    fields.update(changes)
-    return NotificationDTO(**fields)
-
-
-def _evolve(value: Any, **changes: Any) -> Any:
-    return attrs.evolve(value, **changes)
+make_notification = maker(
+    NotificationDTO,
+    "``make_notification(notification_id='n-1', subscription_id='wh-1', **changes)``: a valid "
+    "pending notification due at ``T0``.",
+    notification_id="n-1",
+    subscription_id="wh-1",
+    event="run.completed",
+    payload={"run": {"workflow_run_id": "run-1", "status": "COMPLETED"}},
+    occurred_at=T0,
+    next_attempt_at=T0,
+)
 
 
 def _changed_subscription(s: SubscriptionDTO) -> SubscriptionDTO:
-    result: SubscriptionDTO = _evolve(
+    return evolve(
         s,
         url=s.url + "/changed",
         events=("package.delivered",),
         secret=s.secret + "-rotated",
         created_at=s.created_at + timedelta(hours=1),
     )
-    return result
 
 
 def _changed_notification(n: NotificationDTO) -> NotificationDTO:
-    result: NotificationDTO = _evolve(
+    return evolve(
         n,
         subscription_id=n.subscription_id + "-other",
         event="package.delivered" if n.event != "package.delivered" else "run.completed",
@@ -93,7 +82,6 @@ def _changed_notification(n: NotificationDTO) -> NotificationDTO:
         lease_expires_at=T0 + timedelta(days=2) if n.lease_expires_at is None else None,
         lease_token=n.lease_token + 7,
     )
-    return result
 
 
 @attrs.frozen
@@ -128,48 +116,37 @@ class WebhookRepositoryContract(RepositoryContract):
 
     def kinds(self) -> list[Kind]:
         return [
-            Kind(
+            Kind.by_id(
                 "subscription",
-                make=lambda n: make_subscription(f"wh-{n}"),
-                changed=_changed_subscription,
-                save=lambda app, s: app.repos.webhooks.save_subscription(s),
-                load=lambda app, s: app.repos.webhooks.get_subscription(s.subscription_id),
-                keys=("subscription_id",),
+                lambda n: make_subscription(f"wh-{n}"),
+                _changed_subscription,
+                module=self.module,
             ),
-            Kind(
+            Kind.by_id(
                 "notification",
-                make=lambda n: make_notification(f"n-{n}", f"wh-{n}"),
-                changed=_changed_notification,
+                lambda n: make_notification(f"n-{n}", f"wh-{n}"),
+                _changed_notification,
+                module=self.module,
                 save=_store_notification,
-                load=lambda app, n: app.repos.webhooks.get_notification(n.notification_id),
-                keys=("notification_id",),
             ),
         ]
 
     def listings(self) -> list[Listing]:
+        subscription, notification = self.kinds()
+        at, make = "occurred_at", make_notification
         return [
-            Listing(
-                "list_subscriptions",
-                records=lambda: tied(lambda i, t: make_subscription(i, created_at=t)),
-                save=lambda app, s: app.repos.webhooks.save_subscription(s),
-                read=lambda app: app.repos.webhooks.list_subscriptions(),
-                order=lambda s: (s.created_at, s.subscription_id),
+            Listing.tied(
+                subscription, "list_subscriptions", make=make_subscription, at="created_at"
             ),
-            *(
-                Listing(
-                    f"list_notifications{label}",
-                    records=lambda: tied(lambda i, t: make_notification(i, occurred_at=t)),
-                    save=lambda app, n: app.repos.webhooks.enqueue(n),
-                    read=read,
-                    order=lambda n: (n.occurred_at, n.notification_id),
-                )
-                for label, read in (
-                    ("", lambda app: app.repos.webhooks.list_notifications()),
-                    (
-                        "(status, limit)",
-                        lambda a: a.repos.webhooks.list_notifications("PENDING", limit=99),
-                    ),
-                )
+            Listing.tied(notification, "list_notifications", make=make, at=at),
+            Listing.tied(
+                notification,
+                "list_notifications",
+                "PENDING",
+                limit=99,
+                make=make,
+                at=at,
+                name="list_notifications(status, limit)",
             ),
         ]
 
@@ -254,11 +231,11 @@ class WebhookRepositoryContract(RepositoryContract):
         repo.enqueue(make_notification())
         [mine] = repo.claim("d1", lease=LEASE, now=T0)
         [theirs] = repo.claim("d2", lease=LEASE, now=T0 + LEASE)
-        sent = _evolve(mine, status="SENT", sent_at=T0, claimed_by=None, lease_expires_at=None)
+        sent = evolve(mine, status="SENT", sent_at=T0, claimed_by=None, lease_expires_at=None)
         with pytest.raises(LeaseLostError, match=r"'n-1'.*token 1.*token 2.*d2"):
             repo.update_notification(sent, token=mine.lease_token)
         assert_same(theirs, repo.get_notification("n-1"))
-        done = _evolve(theirs, status="SENT", sent_at=T0, claimed_by=None, lease_expires_at=None)
+        done = evolve(theirs, status="SENT", sent_at=T0, claimed_by=None, lease_expires_at=None)
         repo.update_notification(done, token=theirs.lease_token)
         assert_same(done, repo.get_notification("n-1"))
         assert repo.claim("d3", lease=LEASE, now=T0 + timedelta(days=1)) == []
@@ -367,18 +344,11 @@ notifications = st.builds(
 class WebhookParityMachine(ParityMachine):
     """Memory vs SQL ``WebhookRepository``. Subclass and define ``make_sql_app``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.subscription_ids: set[str] = set()
-        self.notification_ids: set[str] = set()
-
-    def seen(self, op: Op) -> None:
-        for arg in op.args:
-            if isinstance(arg, SubscriptionDTO):
-                self.subscription_ids.add(arg.subscription_id)
-            elif isinstance(arg, NotificationDTO):
-                self.notification_ids.add(arg.notification_id)
-                self.subscription_ids.add(arg.subscription_id)
+    module = "webhooks"
+    known = {"subscription_ids": "subscription_id", "notification_ids": "notification_id"}
+    text_args = {"get_notification": "notification_ids", "claim": "", "list_notifications": ""}
+    subscription_ids: set[str]
+    notification_ids: set[str]
 
     def _subscription_ids(self) -> st.SearchStrategy[str]:
         return one_of_known(self.subscription_ids) | ids
@@ -388,7 +358,7 @@ class WebhookParityMachine(ParityMachine):
 
     def _aimed_notifications(self) -> st.SearchStrategy[NotificationDTO]:
         return st.builds(
-            lambda n, i, s: _evolve(n, notification_id=i, subscription_id=s),
+            lambda n, i, s: evolve(n, notification_id=i, subscription_id=s),
             notifications,
             self._notification_ids(),
             self._subscription_ids(),
@@ -405,12 +375,15 @@ class WebhookParityMachine(ParityMachine):
 
     def write_ops(self) -> st.SearchStrategy[Op]:
         aimed_subscriptions = st.builds(
-            lambda s, i: _evolve(s, subscription_id=i), subscriptions, self._subscription_ids()
+            lambda s, i: evolve(s, subscription_id=i), subscriptions, self._subscription_ids()
         )
         return st.one_of(
-            aimed_subscriptions.map(lambda s: Op("webhooks", "save_subscription", (s,))),
-            self._subscription_ids().map(lambda i: Op("webhooks", "remove_subscription", (i,))),
-            self._aimed_notifications().map(lambda n: Op("webhooks", "enqueue", (n,))),
+            calls(
+                self.module,
+                save_subscription=aimed_subscriptions,
+                remove_subscription=self._subscription_ids(),
+                enqueue=self._aimed_notifications(),
+            ),
             self._claims(),
             st.builds(
                 lambda n, t: _call("update_notification", n, token=t),
@@ -437,7 +410,7 @@ class WebhookParityMachine(ParityMachine):
     def enqueue_pending(self, data: st.DataObject) -> None:
         """A few fresh notifications, due at instants claims use (so claims meet ties)."""
         for n in data.draw(st.lists(self._aimed_notifications(), min_size=1, max_size=3)):
-            fresh = _evolve(
+            fresh = evolve(
                 n,
                 status="PENDING",
                 claimed_by=None,
@@ -454,7 +427,7 @@ class WebhookParityMachine(ParityMachine):
         if outcome[0] != "ok" or not outcome[1]:
             return
         taken = data.draw(st.sampled_from(outcome[1]), label="taken")
-        done = _evolve(
+        done = evolve(
             taken,
             status=data.draw(st.sampled_from(NOTIFICATION_STATUSES), label="status"),
             claimed_by=None,
@@ -464,8 +437,8 @@ class WebhookParityMachine(ParityMachine):
         token = data.draw(st.sampled_from([taken.lease_token, taken.lease_token - 1]))
         self.both(_call("update_notification", done, token=token))
 
-    get_subscription = read_rule("webhooks", "get_subscription", lambda m: m._subscription_ids())
-    get_notification = read_rule("webhooks", "get_notification", lambda m: m._notification_ids())
+    get_subscription = call_rule("webhooks", "get_subscription", lambda m: m._subscription_ids())
+    get_notification = call_rule("webhooks", "get_notification", lambda m: m._notification_ids())
 
     @rule(
         status=st.none() | st.sampled_from(NOTIFICATION_STATUSES),

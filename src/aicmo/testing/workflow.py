@@ -22,30 +22,27 @@ from aicmo.testing.base import (
     Kind,
     Listing,
     RepositoryContract,
-    build,
     evolve,
+    maker,
     only_on,
-    tied,
 )
-from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, one_of_known, read_rule
+from aicmo.testing.parity import Boom, Op, ParityMachine, assert_same, call_rule, one_of_known
 from aicmo.testing.strategies import aware_datetimes, ids, json_objects, nasty_text, small_ints
-from aicmo.workflow import RUN_STATUSES, STEPS, WorkflowRunDTO
+from aicmo.workflow import KEPT_BY_UPDATE, RUN_STATUSES, STEPS, WorkflowRunDTO
 
 __all__ = ["WorkflowRunParityMachine", "WorkflowRunRepositoryContract", "make_run", "runs"]
 
 
-def make_run(workflow_run_id: str = "run-1", **changes: Any) -> WorkflowRunDTO:
-    """A valid run; keyword arguments replace fields."""
-    return build(
-        WorkflowRunDTO,
-        changes,
-        workflow_run_id=workflow_run_id,
-        status="RUNNING",
-        intake={"client": {"id": "acme", "name": "Acme"}, "timeline_weeks": 6},
-        created_at=T0,
-        updated_at=T0,
-        client_id="acme",
-    )
+make_run = maker(
+    WorkflowRunDTO,
+    "``make_run(workflow_run_id='run-1', **changes)``: a valid run.",
+    workflow_run_id="run-1",
+    status="RUNNING",
+    intake={"client": {"id": "acme", "name": "Acme"}, "timeline_weeks": 6},
+    created_at=T0,
+    updated_at=T0,
+    client_id="acme",
+)
 
 
 def _claimed(repo: Any, run_id: str, **changes: Any) -> WorkflowRunDTO:
@@ -132,31 +129,14 @@ class WorkflowRunRepositoryContract(RepositoryContract):
                 load=lambda app, run: app.repos.workflow.get(run.workflow_run_id),
                 # The lease fields, the cancel request and the attempt's place are the
                 # repository's own (claim, request_cancel, add_attempt): update() keeps them.
-                keys=(
-                    "workflow_run_id",
-                    "idempotency_key",
-                    "claimed_by",
-                    "lease_expires_at",
-                    "lease_token",
-                    "cancel_requested_at",
-                    "cancel_reason",
-                    "cancelled_by",
-                    "attempt",
-                    "retry_of",
-                ),
+                keys=KEPT_BY_UPDATE,
+                module=self.module,
             )
         ]
 
     def listings(self) -> list[Listing]:
-        return [
-            Listing(
-                "list",
-                records=lambda: tied(lambda i, t: make_run(i, created_at=t)),
-                save=_save,
-                read=lambda app: app.repos.workflow.list(),
-                order=lambda run: (run.created_at, run.workflow_run_id),
-            )
-        ]
+        run = self.kinds()[0]
+        return [Listing.tied(run, "list", make=make_run, at="created_at")]
 
     def failing_call(self, app: aicmo.App) -> object:
         return app.repos.workflow.create({"workflow_run_id": "x"})  # type: ignore[arg-type]
@@ -185,11 +165,8 @@ class WorkflowRunRepositoryContract(RepositoryContract):
         assert repo.claim("late", now=at, lease=lease) is None
 
     def test_the_sql_fence_alone_stops_a_stale_writer(self, app: aicmo.App) -> None:
-        repo = app.repos.workflow
-        lease = timedelta(seconds=10)
-        repo.create(make_run("r", status="QUEUED"))
-        mine = repo.claim("w1", now=T0, lease=lease)
-        assert mine is not None
+        repo, lease = app.repos.workflow, timedelta(seconds=10)
+        mine = _claimed(repo, "r")
         theirs = repo.claim("w2", now=T0 + lease, lease=lease)
         assert theirs is not None
         blind = _StaleReads.wrap(repo, mine)
@@ -203,11 +180,8 @@ class WorkflowRunRepositoryContract(RepositoryContract):
         # another connection committed just before it, read or not, stops it.
         if app.backend != "postgresql":
             pytest.skip("PostgreSQL: READ COMMITTED lets another connection claim meanwhile")
-        repo = app.repos.workflow
-        lease = timedelta(seconds=10)
-        repo.create(make_run("r", status="QUEUED"))
-        mine = repo.claim("w1", now=T0, lease=lease)
-        assert mine is not None
+        repo, lease = app.repos.workflow, timedelta(seconds=10)
+        mine = _claimed(repo, "r")
         taken: list[WorkflowRunDTO | None] = []
         with aicmo.connect(app.settings.url) as other:
 
@@ -392,11 +366,8 @@ class WorkflowRunRepositoryContract(RepositoryContract):
         assert repo.get("q1") == make_run("q1", status="QUEUED")
 
     def test_renew_and_release_need_the_current_token(self, app: aicmo.App) -> None:
-        repo = app.repos.workflow
-        lease = timedelta(seconds=10)
-        repo.create(make_run("r", status="QUEUED"))
-        run = repo.claim("w1", now=T0, lease=lease)
-        assert run is not None
+        repo, lease = app.repos.workflow, timedelta(seconds=10)
+        run = _claimed(repo, "r")
         later = T0 + timedelta(minutes=5)
         assert repo.renew("r", run.lease_token, lease=lease, now=later - lease) is True
         assert repo.get("r") == evolve(run, lease_expires_at=later)
@@ -951,9 +922,7 @@ class WorkflowRunParityMachine(ParityMachine):
             repo.count_by_status(),
         )
 
-    @rule(run=runs)
-    def create(self, run: WorkflowRunDTO) -> None:
-        self.both(Op("workflow", "create", (run,)))
+    create = call_rule("workflow", "create", runs)
 
     @rule(data=st.data(), run=runs)
     def update_existing(self, data: st.DataObject, run: WorkflowRunDTO) -> None:
@@ -963,17 +932,15 @@ class WorkflowRunParityMachine(ParityMachine):
         changed = evolve(run, workflow_run_id=run_id, idempotency_key=key)
         self.both(Op("workflow", "update", (changed,)))
 
-    @rule(run=runs)
-    def update_any(self, run: WorkflowRunDTO) -> None:
-        self.both(Op("workflow", "update", (run,)))
+    update_any = call_rule("workflow", "update", runs)
 
-    get = read_rule("workflow", "get", ids)
+    get = call_rule("workflow", "get", ids)
 
-    get_by_key = read_rule("workflow", "get_by_key", ids)
+    get_by_key = call_rule("workflow", "get_by_key", ids)
 
-    list = read_rule("workflow", "list", st.none() | st.sampled_from(RUN_STATUSES))
+    list = call_rule("workflow", "list", st.none() | st.sampled_from(RUN_STATUSES))
 
-    count_by_status = read_rule("workflow", "count_by_status")
+    count_by_status = call_rule("workflow", "count_by_status")
 
     # -- the queue -------------------------------------------------------------------------
     @rule(

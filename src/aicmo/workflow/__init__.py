@@ -9,7 +9,7 @@ from aicmo.workflow.dtos import (
     WorkflowRunDTO,
     intake_fingerprint,
 )
-from aicmo.workflow.ports import RunFilters, WorkflowRunRepository
+from aicmo.workflow.ports import KEPT_BY_UPDATE, RunFilters, WorkflowRunRepository
 from aicmo.workflow.service import (
     DEFAULT_KEY_WAIT,
     DEFAULT_LEASE,
@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_KEY_WAIT",
     "DEFAULT_LEASE",
     "FINISHED_STATUSES",
+    "KEPT_BY_UPDATE",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
     "RUN_STATUSES",

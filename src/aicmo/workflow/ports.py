@@ -8,7 +8,23 @@ from typing import Protocol, TypedDict, Unpack
 
 from aicmo.workflow.dtos import WorkflowRunDTO
 
-__all__ = ["ReleaseOptions", "RunFilters", "WorkflowRunRepository"]
+__all__ = ["KEPT_BY_UPDATE", "ReleaseOptions", "RunFilters", "WorkflowRunRepository"]
+
+KEPT_BY_UPDATE = (
+    "workflow_run_id",
+    "idempotency_key",
+    "claimed_by",
+    "lease_expires_at",
+    "lease_token",
+    "cancel_requested_at",
+    "cancel_reason",
+    "cancelled_by",
+    "attempt",
+    "retry_of",
+)
+"""The fields ``WorkflowRunRepository.update`` keeps as stored: the key (which never
+moves), what a claim or a lease call sets, the cancel request (set by ``request_cancel``
+only) and the attempt's place (``add_attempt``)."""
 
 
 class RunFilters(TypedDict, total=False):

@@ -20,6 +20,7 @@ from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import Sql, assignments, insert, returning, select
 from aicmo.errors import ConflictError
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
+from aicmo.workflow.ports import KEPT_BY_UPDATE as _KEPT
 from aicmo.workflow.repository import RunRepositoryBase
 from aicmo.workflow.rules import (
     CancelArgs,
@@ -37,20 +38,6 @@ __all__ = ["SqlWorkflowRunRepository"]
 
 
 _RUN = columns(WorkflowRunDTO)
-# What an update keeps as stored: what a claim or a lease call sets, the key (which never
-# moves), the cancel request (set by ``request_cancel`` only) and the attempt's place.
-_KEPT = (
-    "workflow_run_id",
-    "idempotency_key",
-    "claimed_by",
-    "lease_expires_at",
-    "lease_token",
-    "cancel_requested_at",
-    "cancel_reason",
-    "cancelled_by",
-    "attempt",
-    "retry_of",
-)
 _NO_LIMIT = 2**62
 
 # ON CONFLICT DO NOTHING covers both keys; the caller then tells which one clashed.
