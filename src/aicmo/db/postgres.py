@@ -201,9 +201,13 @@ class PostgresDatabase(SqlDatabase):
         self._in_use = 0  # pooled connections lent to this process's threads
         self._in_use_lock = threading.Lock()
         self.check_after_idle = check_after_idle
-        # When each pooled connection was last given back, and the moment a connection was
-        # last found dropped: every connection idle since before then is checked.
+        # When each pooled connection was last given back (and when each was opened), and
+        # the moment a connection was last found dropped: every connection idle since
+        # before then is checked.
         self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._opened_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
         self._suspect_before = 0.0
@@ -238,7 +242,8 @@ class PostgresDatabase(SqlDatabase):
         """The pool's check of a connection it is about to lend: an empty query (a round
         trip; a broken connection raises, and the pool drops it and lends another), but
         only for a connection idle longer than :attr:`check_after_idle` or since before a
-        connection was last found dropped. A fresh one (just configured) is lent as it is.
+        connection was last found dropped. "Idle since" is when it was last given back,
+        or, for one never lent yet, when it was opened.
 
         The trade-off: a connection the server dropped while it sat idle for less than
         that is lent unchecked. Its first statement then fails; a plain ``SELECT``
@@ -246,20 +251,35 @@ class PostgresDatabase(SqlDatabase):
         sent once more, on a checked connection; any other statement's failure is a
         ``TransientError`` (retried whole by ``app.run_transaction``), never a wrong answer.
         """
-        returned = self._returned_at.get(conn)
-        if returned is None:
-            return
-        if returned < self._suspect_before or time.monotonic() - returned > self.check_after_idle:
+        idle_since = self._returned_at.get(conn)
+        if idle_since is None:
+            idle_since = self._opened_at.get(conn)
+            if idle_since is None:
+                return
+        if (
+            idle_since < self._suspect_before
+            or time.monotonic() - idle_since > self.check_after_idle
+        ):
             psycopg_pool.ConnectionPool.check_connection(conn)
 
     def _found_dropped(self) -> None:
-        """A connection was found dropped: check every connection idle since before now
-        (the others may have been cut with it: a server restart, a network outage)."""
+        """A connection was found dropped: the others may have been cut with it (a server
+        restart, a network outage). Check every connection idle in the pool now, the ones
+        never lent included (the pool drops the broken ones and opens others), and every
+        connection idle since before now when it is next lent.
+
+        Checking them here, not one by one as they are lent, matters: when the pool's check
+        of a connection it is about to lend fails, the pool waits (its reconnect backoff,
+        about a second) before it lends another, so the one retry of a ``SELECT`` or a
+        ``BEGIN`` would fail on a pool timeout instead of running on a good connection."""
         self._suspect_before = time.monotonic()
+        with contextlib.suppress(psycopg_pool.PoolClosed):
+            self._pool.check()
 
     def _configure_pooled(self, conn: psycopg.Connection[Any]) -> None:
         """A new pooled session: UTC, and the lock and idle-in-transaction timeouts."""
         settings = self._session_settings
+        self._opened_at[conn] = time.monotonic()  # idle since it opened, until first lent
         _unique_statement_names(conn)
         conn.execute(
             "SELECT set_config('TimeZone', 'UTC', false), "
