@@ -25,7 +25,7 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from aicmo.db.base import LockWait, Params, Row, SqlDatabase, closed_error, log, schema_mismatch
+from aicmo.db.base import LockWait, Params, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError, TransientError
 from aicmo.settings import redact
@@ -472,20 +472,22 @@ class PostgresDatabase(SqlDatabase):
 
         return self._run(work)
 
-    def _fetch_all(self, stmt: Sql, params: Params | None) -> list[Row]:
+    def _fetch_rows(
+        self, stmt: Sql, params: Params | None
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
 
-        def work(conn: psycopg.Connection[Any]) -> list[Row]:
+        def work(conn: psycopg.Connection[Any]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
             cursor = conn.execute(stmt.pyformat, params)
             rows = cursor.fetchall()
             if not rows:
-                return []
+                return (), rows
             # The column names of a statement's result are the same every time: read
             # from the result once (cursor.description builds an object per column).
             names = stmt.pg_names
             if names is None or len(names) != len(rows[0]):
                 assert cursor.description is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
-                names = stmt.pg_names = [d.name for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in rows]
+                names = stmt.pg_names = tuple(d.name for d in cursor.description)
+            return names, rows
 
         return self._run(work, read_only=stmt.read_only)
 
