@@ -374,6 +374,37 @@ class PostgresDatabase(SqlDatabase):
         except psycopg_pool.PoolTimeout as exc:
             raise self._pool_timeout_error() from exc
 
+    def _lend(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work`` on this thread's connection: :meth:`_connection` without its two
+        generator-based context managers (the pool's and ours), for the statements outside
+        a transaction (each call of a read). The pool's ``getconn`` and ``putconn`` are what
+        its ``connection()`` calls; an autocommit connection has nothing to commit."""
+        if self._closed:
+            raise self._closed_error()
+        conn = self._state.conn
+        if conn is not None:
+            return work(conn)
+        pool = self._pool
+        try:
+            pooled = pool.getconn()
+        except psycopg_pool.PoolClosed:
+            raise self._closed_error() from None
+        except psycopg_pool.PoolTimeout as exc:
+            raise self._pool_timeout_error() from exc
+        try:
+            if pooled.prepare_threshold != self.prepare_threshold:
+                pooled.prepare_threshold = self.prepare_threshold
+            with self._in_use_lock:
+                self._in_use += 1
+            try:
+                return work(pooled)
+            finally:
+                with self._in_use_lock:
+                    self._in_use -= 1
+                self._returned_at[pooled] = time.monotonic()
+        finally:
+            pool.putconn(pooled)
+
     def _pool_timeout_error(self) -> BackendError:
         """Why no connection came within the timeout: every connection is busy (lent to
         this process's threads), or none could be made or kept; the pool's own statistics
@@ -406,8 +437,7 @@ class PostgresDatabase(SqlDatabase):
         for a ``read_only`` one, when its connection was found dropped (a read repeated
         changes nothing; the retry's connection is checked, see :meth:`_check_pooled`)."""
         try:
-            with self._connection() as conn:
-                return work(conn)
+            return self._lend(work)
         except psycopg.Error as exc:
             if self._state.conn is not None:
                 self._translate(exc)
@@ -418,8 +448,7 @@ class PostgresDatabase(SqlDatabase):
             elif not self._prepared_statement_lost(exc):
                 self._translate(exc)
         try:
-            with self._connection() as conn:
-                return work(conn)
+            return self._lend(work)
         except psycopg.Error as exc:
             self._translate(exc)
 
