@@ -257,23 +257,22 @@ def main(argv: list[str] | None = None) -> int:
     summary = _summary(results)
     for line in summary["lines"]:
         print(line)
+    mode = "quick" if quick else "full"
+    head: dict[str, Any] = {
+        "date": started.isoformat(),
+        "mode": mode,
+        "calls_per_sample": n,
+        "repetitions": reps,
+        "machine": machine_info(pg_version),
+        "skipped": skipped,
+        "contenders": list(CONTENDERS),
+        "checks": checks,
+        "results": results,
+        "summary": summary["figures"],
+    }
     if args.single_calls:
-        return _write(
-            args.json,
-            {
-                "date": started.isoformat(),
-                "finished": datetime.now(UTC).isoformat(),
-                "mode": ("quick" if quick else "full") + ", single calls only",
-                "calls_per_sample": n,
-                "repetitions": reps,
-                "machine": machine_info(pg_version),
-                "skipped": skipped,
-                "contenders": list(CONTENDERS),
-                "checks": checks,
-                "results": results,
-                "summary": summary["figures"],
-            },
-        )
+        head["mode"] = f"{mode}, single calls only"
+        return _write(args.json, {**head, "finished": datetime.now(UTC).isoformat()})
 
     print_workflow(workflow)
     baseline = None
@@ -330,17 +329,9 @@ def main(argv: list[str] | None = None) -> int:
 
     goals = print_targets(results, workflow, baseline, claim)
     payload = {
-        "date": started.isoformat(),
+        **head,
         "finished": datetime.now(UTC).isoformat(),
-        "mode": "quick" if quick else "full",
-        "calls_per_sample": n,
-        "repetitions": reps,
-        "machine": machine_info(pg_version),
-        "skipped": skipped,
-        "contenders": list(CONTENDERS),
-        "checks": checks,
-        "results": results,
-        "summary": summary["figures"],
+        "machine": machine_info(pg_version),  # the load average at the end of the run
         "workflow": workflow,
         "baseline": baseline,
         "batch_briefs_per_s": batch,
