@@ -1,5 +1,5 @@
 """``python -m benchmarks [--quick] [--json PATH] [--backends memory,sqlite,postgresql]
-[--no-profile] [--no-dbos] [--baseline REF]``.
+[--no-profile] [--no-dbos] [--baseline REF] [--single-calls] [--ops NAME,...] [--reps N]``.
 
 Every figure is the median of several repetitions after a warm-up; the contenders of one
 operation run interleaved (round-robin per repetition, the first rotating) in the same
@@ -176,10 +176,27 @@ def main(argv: list[str] | None = None) -> int:
         metavar="REF",
         help="also run run_workflow of commit REF (git archive) in turns with this one",
     )
+    parser.add_argument(
+        "--single-calls",
+        action="store_true",
+        help="only the single-call section (the contenders' ratios and targets), then stop",
+    )
+    parser.add_argument(
+        "--ops",
+        default="",
+        help="only these single-call operations (comma-separated names, e.g. 'get brief')",
+    )
+    parser.add_argument("--reps", type=int, help="repetitions of each single-call sample")
     args = parser.parse_args(argv)
 
     quick = args.quick
     n, reps = (30, 3) if quick else (100, 21)
+    reps = args.reps or reps
+    wanted = [o.strip() for o in args.ops.split(",") if o.strip()]
+    unknown = sorted(set(wanted) - set(OPERATIONS))
+    if unknown:
+        parser.error(f"unknown --ops {unknown}; known: {sorted(OPERATIONS)}")
+    operations = {k: v for k, v in OPERATIONS.items() if not wanted or k in wanted}
     wf_n, wf_reps = (2, 3) if quick else (10, 5)
     count_runs = 2 if quick else 10
     batch_size = 1_000 if quick else 10_000
@@ -211,13 +228,15 @@ def main(argv: list[str] | None = None) -> int:
         pg_version = backend.server_version or pg_version
         try:
             factor = 10 if name == "memory" else 1  # memory calls are fast: time more of them
-            for op_name, op in OPERATIONS.items():
+            for op_name, op in operations.items():
                 contest = op(backend)
                 for contender, check in contest.checks.items():
                     check()  # raises CheckFailed: the figures would mean nothing
                     checks.setdefault(name, []).append(f"{op_name}: {contender}")
                 measured = measure(contest.calls, n=n * factor, reps=reps)
                 results.append(_result(name, op_name, measured))
+            if args.single_calls:
+                continue
             workflow[name] = _workflow(backend, wf_n, wf_reps, count_runs)
             batch[name] = batch_save(backend, batch_size)
             package_batch[name] = {
@@ -238,6 +257,22 @@ def main(argv: list[str] | None = None) -> int:
     summary = _summary(results)
     for line in summary["lines"]:
         print(line)
+    mode = "quick" if quick else "full"
+    head: dict[str, Any] = {
+        "date": started.isoformat(),
+        "mode": mode,
+        "calls_per_sample": n,
+        "repetitions": reps,
+        "machine": machine_info(pg_version),
+        "skipped": skipped,
+        "contenders": list(CONTENDERS),
+        "checks": checks,
+        "results": results,
+        "summary": summary["figures"],
+    }
+    if args.single_calls:
+        head["mode"] = f"{mode}, single calls only"
+        return _write(args.json, {**head, "finished": datetime.now(UTC).isoformat()})
 
     print_workflow(workflow)
     baseline = None
@@ -294,17 +329,9 @@ def main(argv: list[str] | None = None) -> int:
 
     goals = print_targets(results, workflow, baseline, claim)
     payload = {
-        "date": started.isoformat(),
+        **head,
         "finished": datetime.now(UTC).isoformat(),
-        "mode": "quick" if quick else "full",
-        "calls_per_sample": n,
-        "repetitions": reps,
-        "machine": machine_info(pg_version),
-        "skipped": skipped,
-        "contenders": list(CONTENDERS),
-        "checks": checks,
-        "results": results,
-        "summary": summary["figures"],
+        "machine": machine_info(pg_version),  # the load average at the end of the run
         "workflow": workflow,
         "baseline": baseline,
         "batch_briefs_per_s": batch,
@@ -316,7 +343,11 @@ def main(argv: list[str] | None = None) -> int:
         "dbos": dbos,
         "targets": goals,
     }
-    path = Path(args.json)
+    return _write(args.json, payload)
+
+
+def _write(where: str, payload: dict[str, Any]) -> int:
+    path = Path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nresults written to {path}")

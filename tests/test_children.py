@@ -108,18 +108,19 @@ def test_split_gives_children_their_key_and_position() -> None:
 
 
 def test_fold_groups_rows_and_reads_a_null_child_as_none() -> None:
+    names = ("order_id", "customer", "sku", "qty")
     rows = [
-        {"order_id": "o1", "customer": "c", "sku": "b", "qty": 1},
-        {"order_id": "o1", "customer": "c", "sku": "a", "qty": 2},
-        {"order_id": "o2", "customer": "c", "sku": None, "qty": None},
-        {"order_id": "o3", "customer": "c", "sku": "z", "qty": 3},
+        ("o1", "c", "b", 1),
+        ("o1", "c", "a", 2),
+        ("o2", "c", None, None),
+        ("o3", "c", "z", 3),
     ]
-    heads = LINES.fold(rows)
-    assert [h["order_id"] for h in heads] == ["o1", "o2", "o3"]
-    assert [c["sku"] for c in heads[0]["lines"]] == ["b", "a"]  # the rows' order is kept
-    assert heads[1]["lines"] == []
-    assert heads[0] is not rows[0]  # a copy: no row holds itself
-    assert "lines" not in rows[0]
+    heads = LINES.fold(names, rows)
+    assert [h[0] for h in heads] == ["o1", "o2", "o3"]
+    assert [c[2] for c in heads[0][4]] == ["b", "a"]  # the rows' order is kept
+    assert heads[1][4] == []
+    assert heads[0][:4] == rows[0]  # the parent's row, and one more value: its children
+    assert len(rows[0]) == 4
 
 
 def test_replace_keeps_order_and_drops_what_a_resave_leaves_out(db: SQLiteDatabase) -> None:
@@ -128,26 +129,26 @@ def test_replace_keeps_order_and_drops_what_a_resave_leaves_out(db: SQLiteDataba
     assert save(db, mapper, order("o1", "c", "a", "b")) == 3
     assert save(db, mapper, order("o3")) == 0
     assert save(db, mapper, order("o4", "q", customer="c2")) == 1
-    rows = db.fetch_all(BY_CUSTOMER, {"customer": "c1"})
+    rows = db.fetch_rows(BY_CUSTOMER, {"customer": "c1"})
     assert LINES.load(mapper, rows) == [
         order("o1", "c", "a", "b"),
         order("o2", "x", "y", "z"),
         order("o3"),
     ]
     assert save(db, mapper, order("o1", "b")) == 1  # re-saved with fewer lines
-    rows = db.fetch_all(BY_CUSTOMER, {"customer": "c1"})
+    rows = db.fetch_rows(BY_CUSTOMER, {"customer": "c1"})
     assert LINES.load(mapper, rows)[0] == order("o1", "b")
-    assert LINES.load_one(mapper, db.fetch_all(BY_CUSTOMER, {"customer": "nobody"})) is None
+    assert LINES.load_one(mapper, db.fetch_rows(BY_CUSTOMER, {"customer": "nobody"})) is None
 
 
 def test_more_children_than_one_statement_takes_go_in_order(db: SQLiteDatabase) -> None:
     mapper = RowMapper(Order, "sqlite")
     skus = [f"s{i:03}" for i in range(2 * BATCH + 3)]  # three statements: full, full, 3
     assert save(db, mapper, order("o1", *skus)) == len(skus)
-    rows = db.fetch_all(BY_CUSTOMER, {"customer": "c1"})
+    rows = db.fetch_rows(BY_CUSTOMER, {"customer": "c1"})
     assert LINES.load(mapper, rows) == [order("o1", *skus)]
     assert save(db, mapper, order("o1", *skus[:BATCH])) == BATCH  # exactly one statement
-    assert LINES.load(mapper, db.fetch_all(BY_CUSTOMER, {"customer": "c1"})) == [
+    assert LINES.load(mapper, db.fetch_rows(BY_CUSTOMER, {"customer": "c1"})) == [
         order("o1", *skus[:BATCH])
     ]
 
@@ -157,7 +158,7 @@ def test_a_failed_replace_leaves_the_old_children(db: SQLiteDatabase) -> None:
     save(db, mapper, order("o1", "a", "b"))
     with pytest.raises(ConflictError):
         save(db, mapper, order("o2", "c", "a"))  # "a" is o1's (UNIQUE)
-    rows = db.fetch_all(BY_CUSTOMER, {"customer": "c1"})
+    rows = db.fetch_rows(BY_CUSTOMER, {"customer": "c1"})
     assert LINES.load(mapper, rows) == [order("o1", "a", "b")]
 
 

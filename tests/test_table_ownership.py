@@ -152,7 +152,7 @@ def test_every_statement_a_run_issues_is_found_by_introspection(
         for s in statements_of(importlib.import_module(f"aicmo.{m.name}.sql"))
     }
     ran: dict[int, Sql] = {}
-    for name in ("_execute", "_execute_many", "_fetch_all"):
+    for name in ("_execute", "_execute_many", "_fetch_rows"):
         original = getattr(SQLiteDatabase, name)
 
         def record(

@@ -93,6 +93,36 @@ def test_a_transaction_whose_begin_meets_a_cut_connection_runs_once_on_a_new_one
         assert app.repos.onboarding.get_brief("b-1") == _brief("b-1")
 
 
+def _with_a_never_lent_connection(app: aicmo.App) -> None:
+    """Grow the pool by a second connection, opened and never lent: the pool lends the
+    one it has held since the app opened first (it lends the longest idle), then that one."""
+    pool = app._sql._pool  # type: ignore[union-attr]
+    pool.resize(min_size=2, max_size=pool.max_size)
+    pool.wait(timeout=10)
+    assert pool.get_stats()["pool_available"] == 2
+
+
+@pytest.mark.parametrize("what", ["read", "transaction"])
+def test_a_connection_never_lent_is_checked_once_another_is_found_cut(
+    cut: tuple[TcpProxy, aicmo.App], what: str
+) -> None:
+    # Both of the pool's connections are cut; the first one lent finds it. The retry's
+    # connection is the never-lent one, cut too: it must be checked (and replaced) before
+    # it is lent, not lent unchecked because it was never given back (a TransientError
+    # for a call that should have succeeded), and without the pool's backoff after a
+    # failed check (a pool timeout).
+    proxy, app = cut
+    _with_a_never_lent_connection(app)
+    _cut(proxy)
+    if what == "read":
+        assert app.repos.onboarding.get_brief("b-1") == _brief("b-1")
+    else:
+        with app.transaction():
+            app.repos.onboarding.save_brief(_brief("b-2"))
+        assert app.repos.onboarding.get_brief("b-2") == _brief("b-2")
+    assert _pool_stats(app).get("connections_lost", 0) >= 1  # the never-lent one, dropped
+
+
 def test_a_connection_cut_inside_a_transaction_is_a_transient_error_and_writes_nothing(
     cut: tuple[TcpProxy, aicmo.App],
 ) -> None:

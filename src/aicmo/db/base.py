@@ -8,10 +8,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, SchemaError
+
+if TYPE_CHECKING:
+    from aicmo.db.mapping import RowMapper
+
+T = TypeVar("T")
 
 __all__ = [
     "NOTICE_AFTER",
@@ -108,7 +113,32 @@ class SqlDatabase(ABC):
     def fetch_all(self, stmt: Sql, params: Params | None = None) -> list[Row]:
         """Run a query; return its rows as dicts keyed by column name."""
         self.check_schema()
-        return self._fetch_all(stmt, params)
+        names, rows = self._fetch_rows(stmt, params)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def fetch_rows(
+        self, stmt: Sql, params: Params | None = None
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        """Run a query; return its column names and its rows as tuples (no dict per row:
+        the read path of the repositories, see :meth:`load_all`)."""
+        self.check_schema()
+        return self._fetch_rows(stmt, params)
+
+    def load_all(self, stmt: Sql, params: Params | None, mapper: RowMapper[T]) -> list[T]:
+        """The DTOs ``mapper`` builds from the rows of a query (``mapper.positional``:
+        each value read at its column's position, compiled once per statement)."""
+        self.check_schema()
+        names, rows = self._fetch_rows(stmt, params)
+        if not rows:
+            return []
+        load = mapper.positional(names)
+        return [load(row) for row in rows]
+
+    def load_one(self, stmt: Sql, params: Params | None, mapper: RowMapper[T]) -> T | None:
+        """The DTO of the first row of a query, or ``None``."""
+        self.check_schema()
+        names, rows = self._fetch_rows(stmt, params)
+        return mapper.positional(names)(rows[0]) if rows else None
 
     def write(self, stmt: Sql, params: Params) -> int:
         """:meth:`execute` in a transaction of its own (or the caller's)."""
@@ -127,7 +157,10 @@ class SqlDatabase(ABC):
     def _execute_many(self, stmt: Sql, params: Sequence[Params]) -> int: ...
 
     @abstractmethod
-    def _fetch_all(self, stmt: Sql, params: Params | None) -> list[Row]: ...
+    def _fetch_rows(
+        self, stmt: Sql, params: Params | None
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        """The column names (``()`` when there are no rows) and the rows of a query."""
 
     @abstractmethod
     def raw_fetch_all(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:

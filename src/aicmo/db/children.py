@@ -14,7 +14,7 @@ the store keeps the children's unique keys (``MemoryDatabase.table(unique_each=.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -73,6 +73,8 @@ class Children:
             table, (*self.keys, "position", *self.columns), renamed=self.renamed, rest=rest
         )
         self._inserts: dict[int, Sql] = {1: self.insert}
+        # The last statement's columns read, and what reads them (see load).
+        self._last: tuple[Any, ...] = (None, None, None, 0, None)
 
     @property
     def statements(self) -> tuple[Sql, ...]:
@@ -103,30 +105,60 @@ class Children:
             for position, child in enumerate(row.pop(self.field))
         ]
 
-    def fold(self, rows: Iterable[Row]) -> list[Row]:
-        """The parents in joined ``rows`` (one per child, or one with NULL child columns,
-        grouped by parent with each parent's children in order): each parent's first row
-        (copied) with ``field`` holding its children's rows (the mapper reads only the
-        columns it needs)."""
-        key_of, field, present = itemgetter(*self.keys), self.field, self.present
-        heads: list[Row] = []
+    def fold(self, names: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The parents in joined ``rows`` (tuples of the columns ``names``: one per child,
+        or one with NULL child columns, grouped by parent with each parent's children in
+        order): each parent's first row with one more value, the list of its children's
+        rows (the mapper reads only the columns it needs)."""
+        return self._fold(rows, *self._positions(tuple(names)))
+
+    def _positions(self, names: tuple[str, ...]) -> tuple[Callable[[Any], Any], int]:
+        """Where the parent's key (a getter) and the ``present`` column are in ``names``."""
+        at = [names.index(k) for k in self.keys]  # the parent's: its columns come first
+        present = len(names) - len(self.columns) + self.columns.index(self.present)
+        return itemgetter(*at), present
+
+    @staticmethod
+    def _fold(
+        rows: Iterable[tuple[Any, ...]], key_of: Callable[[Any], Any], present: int
+    ) -> list[tuple[Any, ...]]:
+        heads: list[tuple[Any, ...]] = []
         last: Any = _NO_KEY
+        children: list[tuple[Any, ...]] = []
         for row in rows:
             key = key_of(row)
             if key != last:
-                heads.append({**row, field: []})  # a copy: no row holds itself
+                children = []
+                heads.append((*row, children))
                 last = key
             if row[present] is not None:
-                heads[-1][field].append(row)
+                children.append(row)
         return heads
 
-    def load(self, mapper: RowMapper[T], rows: Iterable[Row]) -> list[T]:
-        """The parent DTOs in joined ``rows`` (see :meth:`fold`)."""
-        return mapper.from_rows(self.fold(rows))
+    def load(
+        self, mapper: RowMapper[T], found: tuple[tuple[str, ...], Sequence[tuple[Any, ...]]]
+    ) -> list[T]:
+        """The parent DTOs in the joined rows of ``found`` (``SqlDatabase.fetch_rows`` of a
+        statement of :meth:`joined`; see :meth:`fold`), each built from its row tuple by
+        ``mapper.positional``, its children from their part of their rows."""
+        names, rows = found
+        if not rows:
+            return []
+        plan = self._last
+        if plan[0] is not names or plan[1] is not mapper:  # a statement's names are one object
+            key_of, present = self._positions(names)
+            offset = len(names) - len(self.columns)
+            load = mapper.positional((*names, self.field), (self.field, self.columns, offset))
+            plan = self._last = (names, mapper, key_of, present, load)
+        _, _, key_of, present, load = plan
+        return [load(parent) for parent in self._fold(rows, key_of, present)]
 
-    def load_one(self, mapper: RowMapper[T], rows: Iterable[Row]) -> T | None:
-        """The one parent DTO in joined ``rows``, or ``None`` when there are none."""
-        parents = self.load(mapper, rows)
+    def load_one(
+        self, mapper: RowMapper[T], found: tuple[tuple[str, ...], Sequence[tuple[Any, ...]]]
+    ) -> T | None:
+        """The one parent DTO in the joined rows of ``found``, or ``None`` when there are
+        none."""
+        parents = self.load(mapper, found)
         return parents[0] if parents else None
 
     def insert_of(self, count: int) -> Sql:

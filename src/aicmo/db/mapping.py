@@ -24,7 +24,7 @@ import functools
 import json
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -157,6 +157,7 @@ class _LoaderCompiler:
         in_json: bool,
         is_json: bool = False,
         json: frozenset[str] = frozenset(),
+        positions: Mapping[str, int] | None = None,
     ) -> _Convert:
         """The converter for a value of type ``tp``. ``is_json``: the column holds JSON
         text; ``json``: the JSON columns of nested DTOs built from a child table's rows."""
@@ -187,14 +188,14 @@ class _LoaderCompiler:
             return freeze
         item = _sequence_item(tp)
         if item is not None:
-            each = self.convert(item, in_json=in_json, json=json)
+            each = self.convert(item, in_json=in_json, json=json, positions=positions)
             if each is None:
                 return tuple
             if each is freeze:
                 return freeze  # freezes the list and its items
             return lambda items: tuple([each(v) for v in items])
         if attrs.has(tp):
-            return self.loader(tp, in_json=in_json, json=json)
+            return self.loader(tp, in_json=in_json, json=json, positions=positions)
         raise TypeError(f"RowMapper cannot load a field of type {tp!r}")
 
     def loader(
@@ -204,17 +205,23 @@ class _LoaderCompiler:
         in_json: bool,
         json: frozenset[str] = frozenset(),
         flatten: frozenset[str] = frozenset(),
-    ) -> Callable[[Mapping[str, Any]], Any]:
+        positions: Mapping[str, int] | None = None,
+        children: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> Callable[[Any], Any]:
         """``load(mapping) -> cls``: one generated function, field accesses inlined.
 
         ``json`` names the fields held as JSON text, dotted for nested DTOs' fields;
         ``flatten`` the nested DTOs whose fields are columns of the same mapping.
+        ``positions``: read a row *tuple* instead, each column at its position (a field
+        missing from it is a ``TypeError``); ``children`` gives, for a field holding a
+        tuple of nested DTOs, the positions of their columns in each of its child rows.
         """
         attrs.resolve_types(cls)
         namespace: dict[str, Any] = {"build": trusted_builder(cls)}
         namespace["__builtins__"] = {}
         args = [
-            self._argument(f, "m", namespace, in_json, json, flatten) for f in attrs.fields(cls)
+            self._argument(f, "m", namespace, in_json, json, flatten, positions, children or {})
+            for f in attrs.fields(cls)
         ]
         source = f"def load(m):\n    return build({', '.join(args)})\n"
         exec(source, namespace)  # noqa: S102 - source built from attrs field names, never from data
@@ -229,13 +236,15 @@ class _LoaderCompiler:
         in_json: bool,
         json: frozenset[str],
         flatten: frozenset[str],
+        positions: Mapping[str, int] | None,
+        children: Mapping[str, Mapping[str, int]],
     ) -> str:
         index = len(namespace)
         prefix = f"{f.name}."
         below = frozenset(p[len(prefix) :] for p in json if p.startswith(prefix))
         if f.name in flatten:
             nested_cls: Any = f.type
-            nested = self.loader(nested_cls, in_json=False, json=below)
+            nested = self.loader(nested_cls, in_json=False, json=below, positions=positions)
             namespace[f"nested{index}"] = nested
             return f"nested{index}({source})"
         default: Any = f.default
@@ -247,9 +256,19 @@ class _LoaderCompiler:
             else:
                 namespace[f"default{index}"] = default
                 access = f"{source}.get({f.name!r}, default{index})"
+        elif positions is not None and not in_json:
+            if f.name not in positions:
+                raise TypeError(f"the row has no column {f.name!r} for {f.name!r}")
+            access = f"{source}[{positions[f.name]}]"
         else:
             access = f"{source}[{f.name!r}]"
-        convert = self.convert(f.type, in_json=in_json, is_json=f.name in json, json=below)
+        convert = self.convert(
+            f.type,
+            in_json=in_json,
+            is_json=f.name in json,
+            json=below,
+            positions=children.get(f.name) if positions is not None else None,
+        )
         if convert is None:
             return access
         namespace[f"convert{index}"] = convert
@@ -307,6 +326,30 @@ def _compile(
     return converter, tuple(flattened), columns, load
 
 
+@functools.cache
+def _positional(
+    key: tuple[type[Any], str, frozenset[str], tuple[str, ...]],
+    names: tuple[str, ...],
+    children: tuple[str, tuple[str, ...], int] | None,
+) -> Callable[[Sequence[Any]], Any]:
+    cls, dialect, json_fields, flatten = key
+    positions: dict[str, int] = {}
+    for i, name in enumerate(names):
+        positions.setdefault(name, i)  # the first: a joined child's columns come after
+    nested: dict[str, dict[str, int]] = {}
+    if children is not None:
+        field, child_names, offset = children
+        nested[field] = {name: offset + i for i, name in enumerate(child_names)}
+    return _LoaderCompiler(dialect).loader(
+        cls,
+        in_json=False,
+        json=json_fields,
+        flatten=frozenset(flatten),
+        positions=positions,
+        children=nested,
+    )
+
+
 def columns(
     cls: type[Any], *, flatten: Iterable[str] = (), without: Iterable[str] = ()
 ) -> tuple[str, ...]:
@@ -346,14 +389,12 @@ class RowMapper(Generic[T]):
         flatten: Iterable[str] = (),
     ):
         self.cls = cls
+        self._key = (cls, dialect, frozenset(json), tuple(flatten))
         # Built once per (class, dialect, mapping) in the process: every connect() of every
         # app shares it (it holds nothing that changes).
-        self._converter, self._flatten, self._columns, self._load = _compile(
-            cls,  # type: ignore[arg-type]  # a class is hashable; mypy's typeshed disagrees
-            dialect,
-            frozenset(json),
-            tuple(flatten),
-        )
+        self._converter, self._flatten, self._columns, self._load = _compile(*self._key)  # type: ignore[arg-type]  # a class is hashable; mypy's typeshed disagrees
+        self._positional: dict[Any, Callable[[Any], T]] = {}
+        self._last: tuple[Any, Any, Callable[[Any], T]] = (object(), None, self._load)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -383,3 +424,21 @@ class RowMapper(Generic[T]):
         """:meth:`from_row` of each row, in order."""
         load = self._load
         return [load(row) for row in rows]
+
+    def positional(
+        self, names: tuple[str, ...], children: tuple[str, tuple[str, ...], int] | None = None
+    ) -> Callable[[Sequence[Any]], T]:
+        """:meth:`from_row` of a row *tuple* whose columns are ``names`` (a statement's
+        result columns): each value read at its position, no dict built per row.
+        ``children``: ``(field, names, offset)``, the field holding a tuple of child DTOs
+        (read from the row's own position for it), each child row a tuple in which child
+        column ``names[i]`` is at ``offset + i``. Compiled once per ``names``."""
+        last = self._last
+        if last[0] is names and last[1] is children:  # a statement's names are one object
+            return last[2]
+        key = (names, children)
+        load = self._positional.get(key)
+        if load is None:
+            load = self._positional[key] = _positional(self._key, names, children)
+        self._last = (names, children, load)
+        return load

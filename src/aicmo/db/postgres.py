@@ -25,7 +25,7 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from aicmo.db.base import LockWait, Params, Row, SqlDatabase, closed_error, log, schema_mismatch
+from aicmo.db.base import LockWait, Params, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError, TransientError
 from aicmo.settings import redact
@@ -201,9 +201,13 @@ class PostgresDatabase(SqlDatabase):
         self._in_use = 0  # pooled connections lent to this process's threads
         self._in_use_lock = threading.Lock()
         self.check_after_idle = check_after_idle
-        # When each pooled connection was last given back, and the moment a connection was
-        # last found dropped: every connection idle since before then is checked.
+        # When each pooled connection was last given back (and when each was opened), and
+        # the moment a connection was last found dropped: every connection idle since
+        # before then is checked.
         self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._opened_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
         self._suspect_before = 0.0
@@ -238,7 +242,8 @@ class PostgresDatabase(SqlDatabase):
         """The pool's check of a connection it is about to lend: an empty query (a round
         trip; a broken connection raises, and the pool drops it and lends another), but
         only for a connection idle longer than :attr:`check_after_idle` or since before a
-        connection was last found dropped. A fresh one (just configured) is lent as it is.
+        connection was last found dropped. "Idle since" is when it was last given back,
+        or, for one never lent yet, when it was opened.
 
         The trade-off: a connection the server dropped while it sat idle for less than
         that is lent unchecked. Its first statement then fails; a plain ``SELECT``
@@ -246,20 +251,35 @@ class PostgresDatabase(SqlDatabase):
         sent once more, on a checked connection; any other statement's failure is a
         ``TransientError`` (retried whole by ``app.run_transaction``), never a wrong answer.
         """
-        returned = self._returned_at.get(conn)
-        if returned is None:
-            return
-        if returned < self._suspect_before or time.monotonic() - returned > self.check_after_idle:
+        idle_since = self._returned_at.get(conn)
+        if idle_since is None:
+            idle_since = self._opened_at.get(conn)
+            if idle_since is None:
+                return
+        if (
+            idle_since < self._suspect_before
+            or time.monotonic() - idle_since > self.check_after_idle
+        ):
             psycopg_pool.ConnectionPool.check_connection(conn)
 
     def _found_dropped(self) -> None:
-        """A connection was found dropped: check every connection idle since before now
-        (the others may have been cut with it: a server restart, a network outage)."""
+        """A connection was found dropped: the others may have been cut with it (a server
+        restart, a network outage). Check every connection idle in the pool now, the ones
+        never lent included (the pool drops the broken ones and opens others), and every
+        connection idle since before now when it is next lent.
+
+        Checking them here, not one by one as they are lent, matters: when the pool's check
+        of a connection it is about to lend fails, the pool waits (its reconnect backoff,
+        about a second) before it lends another, so the one retry of a ``SELECT`` or a
+        ``BEGIN`` would fail on a pool timeout instead of running on a good connection."""
         self._suspect_before = time.monotonic()
+        with contextlib.suppress(psycopg_pool.PoolClosed):
+            self._pool.check()
 
     def _configure_pooled(self, conn: psycopg.Connection[Any]) -> None:
         """A new pooled session: UTC, and the lock and idle-in-transaction timeouts."""
         settings = self._session_settings
+        self._opened_at[conn] = time.monotonic()  # idle since it opened, until first lent
         _unique_statement_names(conn)
         conn.execute(
             "SELECT set_config('TimeZone', 'UTC', false), "
@@ -354,6 +374,37 @@ class PostgresDatabase(SqlDatabase):
         except psycopg_pool.PoolTimeout as exc:
             raise self._pool_timeout_error() from exc
 
+    def _lend(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work`` on this thread's connection: :meth:`_connection` without its two
+        generator-based context managers (the pool's and ours), for the statements outside
+        a transaction (each call of a read). The pool's ``getconn`` and ``putconn`` are what
+        its ``connection()`` calls; an autocommit connection has nothing to commit."""
+        if self._closed:
+            raise self._closed_error()
+        conn = self._state.conn
+        if conn is not None:
+            return work(conn)
+        pool = self._pool
+        try:
+            pooled = pool.getconn()
+        except psycopg_pool.PoolClosed:
+            raise self._closed_error() from None
+        except psycopg_pool.PoolTimeout as exc:
+            raise self._pool_timeout_error() from exc
+        try:
+            if pooled.prepare_threshold != self.prepare_threshold:
+                pooled.prepare_threshold = self.prepare_threshold
+            with self._in_use_lock:
+                self._in_use += 1
+            try:
+                return work(pooled)
+            finally:
+                with self._in_use_lock:
+                    self._in_use -= 1
+                self._returned_at[pooled] = time.monotonic()
+        finally:
+            pool.putconn(pooled)
+
     def _pool_timeout_error(self) -> BackendError:
         """Why no connection came within the timeout: every connection is busy (lent to
         this process's threads), or none could be made or kept; the pool's own statistics
@@ -386,8 +437,7 @@ class PostgresDatabase(SqlDatabase):
         for a ``read_only`` one, when its connection was found dropped (a read repeated
         changes nothing; the retry's connection is checked, see :meth:`_check_pooled`)."""
         try:
-            with self._connection() as conn:
-                return work(conn)
+            return self._lend(work)
         except psycopg.Error as exc:
             if self._state.conn is not None:
                 self._translate(exc)
@@ -398,8 +448,7 @@ class PostgresDatabase(SqlDatabase):
             elif not self._prepared_statement_lost(exc):
                 self._translate(exc)
         try:
-            with self._connection() as conn:
-                return work(conn)
+            return self._lend(work)
         except psycopg.Error as exc:
             self._translate(exc)
 
@@ -452,20 +501,22 @@ class PostgresDatabase(SqlDatabase):
 
         return self._run(work)
 
-    def _fetch_all(self, stmt: Sql, params: Params | None) -> list[Row]:
+    def _fetch_rows(
+        self, stmt: Sql, params: Params | None
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
 
-        def work(conn: psycopg.Connection[Any]) -> list[Row]:
+        def work(conn: psycopg.Connection[Any]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
             cursor = conn.execute(stmt.pyformat, params)
             rows = cursor.fetchall()
             if not rows:
-                return []
+                return (), rows
             # The column names of a statement's result are the same every time: read
             # from the result once (cursor.description builds an object per column).
             names = stmt.pg_names
             if names is None or len(names) != len(rows[0]):
                 assert cursor.description is not None  # noqa: S101 - narrows a type for mypy; no input check relies on it
-                names = stmt.pg_names = [d.name for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in rows]
+                names = stmt.pg_names = tuple(d.name for d in cursor.description)
+            return names, rows
 
         return self._run(work, read_only=stmt.read_only)
 

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, NoReturn
 
-from aicmo.db.base import NOTICE_AFTER, Params, Row, SqlDatabase, closed_error, log, schema_mismatch
+from aicmo.db.base import NOTICE_AFTER, Params, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import AicmoError, BackendError, ConflictError, SchemaError, TransientError
 
@@ -435,18 +435,24 @@ class SQLiteDatabase(SqlDatabase):
             with conn.lock:
                 return int(self._run(conn, stmt.sqlite, params, many=True).rowcount)
 
-    def _fetch_all(self, stmt: Sql, params: Params | None) -> list[Row]:
+    def _fetch_rows(
+        self, stmt: Sql, params: Params | None
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         with self._serial:
             conn = self._conn()
             if self._state.unbegun and not stmt.read_only:
                 self._begin(conn)  # UPDATE ... RETURNING
             with conn.lock:
                 cursor = self._run(conn, stmt.sqlite, params or {})
-                rows = self._call(cursor.fetchall)
+                rows: list[tuple[Any, ...]] = self._call(cursor.fetchall)
                 if not rows:
-                    return []
-                names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+                    return (), rows
+                # A statement's result columns are the same every time: read them from
+                # the result once (cursor.description builds a tuple per column).
+                names = stmt.sqlite_names
+                if names is None or len(names) != len(rows[0]):
+                    names = stmt.sqlite_names = tuple(d[0] for d in cursor.description)
+        return names, rows
 
     def raw_fetch_all(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
         """A query that skips the schema check (used by the schema check itself)."""

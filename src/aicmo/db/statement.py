@@ -105,17 +105,19 @@ class Sql:
     """One statement: ``text`` as written, ``sqlite`` as SQLite runs it, and ``pyformat``
     as psycopg runs it (built on first use). ``read_only``: a plain ``SELECT``, which a
     backend may run again on another connection when its connection was found dropped.
-    ``pg_names`` caches the column names of its PostgreSQL result (the PostgreSQL backend
-    fills it on first use)."""
+    ``pg_names`` and ``sqlite_names`` cache the column names of its result on each
+    dialect (the backend fills them on first use: ``cursor.description`` builds an object
+    per column on every call)."""
 
-    __slots__ = ("_pyformat", "pg_names", "read_only", "sqlite", "text")
+    __slots__ = ("_pyformat", "pg_names", "read_only", "sqlite", "sqlite_names", "text")
 
     def __init__(self, text: str):
         self.text = text.strip()
         self.sqlite = without_row_locks(self.text)
         self._pyformat: bytes | None = None
         self.read_only = self.text[:7].upper() in ("SELECT ", "SELECT\n")
-        self.pg_names: list[str] | None = None
+        self.pg_names: tuple[str, ...] | None = None
+        self.sqlite_names: tuple[str, ...] | None = None
 
     @property
     def pyformat(self) -> bytes:

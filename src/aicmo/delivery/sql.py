@@ -143,11 +143,11 @@ class SqlDeliveryRepository:
     ) -> DeliveryPackageDTO | None:
         params: dict[str, object] = {"package_id": key_arg(package_id, "package_id")}
         if version is None:
-            rows = self._db.fetch_all(GET_PACKAGE, params)
+            found = self._db.fetch_rows(GET_PACKAGE, params)
         else:
             params["version"] = version_arg(version)
-            rows = self._db.fetch_all(GET_PACKAGE_VERSION, params)
-        return ARTIFACTS.load_one(self._packages, rows)
+            found = self._db.fetch_rows(GET_PACKAGE_VERSION, params)
+        return ARTIFACTS.load_one(self._packages, found)
 
     def get_package_version(self, package_id: str, version: int) -> DeliveryPackageDTO | None:
         return self.get_package(package_id, version=version_arg(version))
@@ -159,19 +159,21 @@ class SqlDeliveryRepository:
             chunk = keys[start : start + IN_BATCH]
             size = _padded(len(chunk))
             params = {f"k{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
-            rows = self._db.fetch_all(get_packages_statement(size), params)
+            rows = self._db.fetch_rows(get_packages_statement(size), params)
             found.update((p.package_id, p) for p in ARTIFACTS.load(self._packages, rows))
         return [found[k] for k in keys if k in found]
 
     def list_versions(self, package_id: str) -> list[DeliveryPackageDTO]:
-        rows = self._db.fetch_all(LIST_VERSIONS, {"package_id": key_arg(package_id, "package_id")})
-        return ARTIFACTS.load(self._packages, rows)
+        found = self._db.fetch_rows(
+            LIST_VERSIONS, {"package_id": key_arg(package_id, "package_id")}
+        )
+        return ARTIFACTS.load(self._packages, found)
 
     def list_by_draft(self, draft_id: str) -> list[DeliveryPackageDTO]:
-        rows = self._db.fetch_all(
+        found = self._db.fetch_rows(
             LIST_PACKAGES_BY_DRAFT, {"draft_id": key_arg(draft_id, "draft_id")}
         )
-        return ARTIFACTS.load(self._packages, rows)
+        return ARTIFACTS.load(self._packages, found)
 
     def delete_package(self, package_id: str) -> bool:
         key = {"package_id": key_arg(package_id, "package_id")}

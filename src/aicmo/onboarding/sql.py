@@ -81,14 +81,12 @@ class SqlBriefRepository:
             self._db.execute_many(SAVE_BRIEF, rows)
 
     def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
-        row = self._db.fetch_one(GET_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")})
-        return self._briefs.maybe(row)
+        params = {"brief_id": key_arg(brief_id, "brief_id")}
+        return self._db.load_one(GET_BRIEF, params, self._briefs)
 
     def list_by_client(self, client_id: str) -> list[NormalizedBriefDTO]:
-        rows = self._db.fetch_all(
-            LIST_BRIEFS_BY_CLIENT, {"client_id": key_arg(client_id, "client_id")}
-        )
-        return self._briefs.from_rows(rows)
+        params = {"client_id": key_arg(client_id, "client_id")}
+        return self._db.load_all(LIST_BRIEFS_BY_CLIENT, params, self._briefs)
 
     def delete_brief(self, brief_id: str) -> bool:
         return self._db.write(DELETE_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")}) > 0
@@ -100,5 +98,5 @@ class SqlBriefRepository:
             raise brief_not_found(brief_id)
 
     def get_intake(self, brief_id: str) -> IntakeFormDTO | None:
-        row = self._db.fetch_one(GET_INTAKE, {"brief_id": key_arg(brief_id, "brief_id")})
-        return self._intakes.maybe(row)
+        params = {"brief_id": key_arg(brief_id, "brief_id")}
+        return self._db.load_one(GET_INTAKE, params, self._intakes)

@@ -85,12 +85,12 @@ class SqlProductionRepository:
         self._db.write(SAVE_DRAFT, self._drafts.to_row(draft_arg(draft), now=self._db.now()))
 
     def get_draft(self, draft_id: str) -> ContentDraftDTO | None:
-        row = self._db.fetch_one(GET_DRAFT, {"draft_id": key_arg(draft_id, "draft_id")})
-        return self._drafts.maybe(row)
+        params = {"draft_id": key_arg(draft_id, "draft_id")}
+        return self._db.load_one(GET_DRAFT, params, self._drafts)
 
     def list_drafts(self, strategy_id: str) -> list[ContentDraftDTO]:
-        rows = self._db.fetch_all(LIST_DRAFTS, {"strategy_id": key_arg(strategy_id, "strategy_id")})
-        return self._drafts.from_rows(rows)
+        params = {"strategy_id": key_arg(strategy_id, "strategy_id")}
+        return self._db.load_all(LIST_DRAFTS, params, self._drafts)
 
     def delete_draft(self, draft_id: str) -> bool:
         return self._db.write(DELETE_DRAFT, {"draft_id": key_arg(draft_id, "draft_id")}) > 0
@@ -113,9 +113,9 @@ class SqlProductionRepository:
             raise asset_conflict(bundle.bundle_id, taken)
 
     def get_bundle(self, bundle_id: str) -> DraftBundleDTO | None:
-        rows = self._db.fetch_all(GET_BUNDLE, {"bundle_id": key_arg(bundle_id, "bundle_id")})
-        return ASSETS.load_one(self._bundles, rows)
+        found = self._db.fetch_rows(GET_BUNDLE, {"bundle_id": key_arg(bundle_id, "bundle_id")})
+        return ASSETS.load_one(self._bundles, found)
 
     def list_bundles(self, draft_id: str) -> list[DraftBundleDTO]:
-        rows = self._db.fetch_all(LIST_BUNDLES, {"draft_id": key_arg(draft_id, "draft_id")})
-        return ASSETS.load(self._bundles, rows)
+        found = self._db.fetch_rows(LIST_BUNDLES, {"draft_id": key_arg(draft_id, "draft_id")})
+        return ASSETS.load(self._bundles, found)

@@ -51,13 +51,13 @@ class SqlQcRepository:
 
     def get_result(self, draft_id: str) -> QcResultDTO | None:
         draft_id = key_arg(draft_id, "draft_id")
-        rows = self._db.fetch_all(GET_BY_DRAFT, {"draft_id": draft_id})
-        return ISSUES.load_one(self._results, rows)
+        found = self._db.fetch_rows(GET_BY_DRAFT, {"draft_id": draft_id})
+        return ISSUES.load_one(self._results, found)
 
     def get_by_id(self, result_id: str) -> QcResultDTO | None:
         result_id = key_arg(result_id, "result_id")
-        rows = self._db.fetch_all(GET_BY_ID, {"result_id": result_id})
-        return ISSUES.load_one(self._results, rows)
+        found = self._db.fetch_rows(GET_BY_ID, {"result_id": result_id})
+        return ISSUES.load_one(self._results, found)
 
     def delete_for_draft(self, draft_id: str) -> bool:
         draft_id = key_arg(draft_id, "draft_id")

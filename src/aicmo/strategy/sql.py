@@ -64,16 +64,16 @@ class SqlStrategyRepository:
             self._db.execute(SAVE, row)
 
     def get(self, strategy_id: str) -> StrategyDocDTO | None:
-        row = self._db.fetch_one(GET, {"strategy_id": key_arg(strategy_id, "strategy_id")})
-        return self._docs.maybe(row)
+        params = {"strategy_id": key_arg(strategy_id, "strategy_id")}
+        return self._db.load_one(GET, params, self._docs)
 
     def list_by_brief(self, brief_id: str) -> list[StrategyDocDTO]:
-        rows = self._db.fetch_all(LIST_BY_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")})
-        return self._docs.from_rows(rows)
+        params = {"brief_id": key_arg(brief_id, "brief_id")}
+        return self._db.load_all(LIST_BY_BRIEF, params, self._docs)
 
     def list_versions(self, brief_id: str) -> list[StrategyVersionDTO]:
-        rows = self._db.fetch_all(LIST_VERSIONS, {"brief_id": key_arg(brief_id, "brief_id")})
-        return self._versions.from_rows(rows)
+        params = {"brief_id": key_arg(brief_id, "brief_id")}
+        return self._db.load_all(LIST_VERSIONS, params, self._versions)
 
     def delete(self, strategy_id: str) -> bool:
         return self._db.write(DELETE, {"strategy_id": key_arg(strategy_id, "strategy_id")}) > 0
