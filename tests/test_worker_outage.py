@@ -292,20 +292,41 @@ def test_aicmo_worker_started_in_an_outage_waits_for_the_database(
     }
     argv = [sys.executable, "-c", "import sys; from aicmo.cli import main; sys.exit(main())"]
     argv += ["worker", "-c", concurrency, "--stop-when-idle", "--poll", "0.05", "--worker-id", "w"]
+    names = ["w"] if concurrency == "1" else ["w-1", "w-2"]
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    # stderr is read as it comes: the server comes back only once every worker process has
+    # said it is waiting (under load, starting the processes takes seconds).
+    lines: list[str] = []
+    stderr, stdout = proc.stderr, proc.stdout
+    assert stderr is not None
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")))
+    reader.start()
+
+    def all_waiting() -> bool:
+        said = {ln.split()[2] for ln in list(lines) if "the database is unavailable" in ln}
+        return said >= {f"{n}:" for n in names}
+
     try:
-        time.sleep(3.0)
-        assert proc.poll() is None, proc.communicate()  # waiting, not failed
+        deadline = time.monotonic() + DEADLINE
+        while not all_waiting() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "".join(lines)  # waiting, not failed
+        assert all_waiting(), f"not every worker said it waits:\n{''.join(lines)}"
         proxy.up()
-        out, err = proc.communicate(timeout=DEADLINE)
+        proc.wait(timeout=DEADLINE)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+        reader.join(DEADLINE)
+        out = stdout.read()
+        stdout.close()
+        stderr.close()
+    err = "".join(lines)
     assert proc.returncode == 0, f"rc {proc.returncode}\n{out}\n{err}"
-    names = ["w"] if concurrency == "1" else ["w-1", "w-2"]
     down = [line for line in err.splitlines() if "the database is unavailable" in line]
     back = [line for line in err.splitlines() if "the database is back" in line]
     # "aicmo: worker NAME: the database is ..."

@@ -3,7 +3,8 @@ session of the workers (their own ``application_name``, on the test database onl
 terminated while they drain the queue. No worker process exits, and every run ends as it
 would without the storm: ``COMPLETED``, or ``COMPENSATED`` for the intake that fails QC.
 
-The storm lasts 8 s in the normal run and 60 s under ``AICMO_SOAK=1``.
+The storm starts with the workers' first session and lasts 8 s in the normal run (60 s
+under ``AICMO_SOAK=1``), longer if it has not yet terminated sessions in 4 (30) rounds.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ class Storm:
     """Terminates every session named ``name`` on the test database, every 0.5-1.5 s, on
     its own thread, until stopped."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, seconds: float) -> None:
         self.name = name
+        self.seconds = seconds
         self.rounds = 0
         self.killed = 0
         self._stop = threading.Event()
+        self._storming = threading.Event()
         self._rng = random.Random(11)
         self._thread = threading.Thread(target=self._run, name="pg-storm", daemon=True)
 
@@ -52,8 +55,32 @@ class Storm:
         self._stop.set()
         self._thread.join(30)
 
+    def sessions(self, admin: psycopg.Connection) -> int:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = %s AND datname = current_database()",
+            (self.name,),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def run_until_done(self, deadline: float) -> None:
+        """Return once the storm has run ``seconds`` since the workers' first session and
+        has terminated sessions in as many rounds as the test asks for (under load the
+        workers take seconds to connect, and to reconnect after a round), or at
+        ``deadline`` (``time.monotonic()``)."""
+        self._storming.wait(max(0.0, deadline - time.monotonic()))
+        start = time.monotonic()
+        wanted = self.seconds // 2
+        while time.monotonic() < deadline and (
+            time.monotonic() - start < self.seconds or self.rounds < wanted or self.killed < wanted
+        ):
+            time.sleep(0.2)
+
     def _run(self) -> None:
         with psycopg.connect(postgres_base_url(), autocommit=True) as admin:
+            while self.sessions(admin) == 0 and not self._stop.wait(0.1):
+                pass  # the workers are starting: nothing to terminate yet
+            self._storming.set()
             while not self._stop.wait(self._rng.uniform(0.5, 1.5)):
                 rows = admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -86,14 +113,14 @@ def test_workers_outlive_a_storm_of_terminated_connections(tmp_path: Path) -> No
     }
     argv = [sys.executable, "-c", ENTRY, "worker", "-c", "2", "--worker-id", "storm"]
     argv += ["--lease", "3", "--poll", "0.1", "--progress", "0"]
-    storm = Storm(name)
+    storm = Storm(name, seconds)
     proc = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     depth: dict[str, int] = {}
     try:
-        with storm:
-            time.sleep(seconds)  # the storm runs on its own thread meanwhile
+        with storm:  # the storm runs on its own thread meanwhile
+            storm.run_until_done(deadline=time.monotonic() + seconds + 120)
         survived = proc.poll() is None
         # The storm is over: the workers drain the rest of the queue.
         deadline = time.monotonic() + 300
