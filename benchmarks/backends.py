@@ -6,6 +6,7 @@ PostgreSQL schema dropped at the end."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import sqlite3
@@ -36,6 +37,14 @@ AUDIT = os.environ.get("AICMO_AUDIT", "off").strip().lower() in ("1", "on", "tru
 harness compares aicmo's repository calls with the raw driver (and the other libraries)
 running the same statements; the trail adds statements of its own, whose cost
 ``benchmarks/observability.py`` measures (docs/performance.md)."""
+
+
+def _connect(url: str, **options: Any) -> aicmo.App:
+    """``aicmo.connect`` with the trail as :data:`AUDIT` says, where the aicmo imported has
+    a trail to turn off (a ``--baseline`` checkout from before it has none)."""
+    if "audit" in inspect.signature(aicmo.connect).parameters:
+        options["audit"] = AUDIT
+    return aicmo.connect(url, **options)
 
 
 def with_schema(url: str, schema: str) -> str:
@@ -144,7 +153,7 @@ def open_backend(name: str, *, contenders: bool = True) -> Backend:
     aicmo app on it and, with ``contenders``, every other contender's handle."""
     artifact_dir = tempfile.mkdtemp(prefix="aicmo-bench-artifacts-")
     if name == "memory":
-        app = aicmo.connect("memory://", artifact_dir=artifact_dir, audit=AUDIT)
+        app = _connect("memory://", artifact_dir=artifact_dir)
         backend = Backend(name, app, "memory://", artifact_dir)
         backend._cleanup.append(lambda: shutil.rmtree(artifact_dir, ignore_errors=True))
         backend._cleanup.append(app.close)
@@ -173,7 +182,7 @@ def _open_sqlite(artifact_dir: str, contenders: bool) -> Backend:
     ]
     try:
         # upgrades, turns WAL on
-        backend.app = aicmo.connect(url, artifact_dir=artifact_dir, audit=AUDIT)
+        backend.app = _connect(url, artifact_dir=artifact_dir)
         backend._cleanup.append(backend.app.close)
         raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         backend._cleanup.append(raw.close)
@@ -214,7 +223,7 @@ def _open_postgres(artifact_dir: str, contenders: bool) -> Backend:
     try:
         url = with_schema(PG_BASE_URL, schema)
         backend.url = url
-        backend.app = aicmo.connect(url, artifact_dir=artifact_dir, audit=AUDIT)
+        backend.app = _connect(url, artifact_dir=artifact_dir)
         backend._cleanup.append(backend.app.close)
         backend.app.migrate()
         raw = psycopg.connect(url, autocommit=True)
