@@ -32,10 +32,11 @@ _suppress = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filte
 settings.register_profile(
     "dev", max_examples=40, stateful_step_count=25, deadline=None, suppress_health_check=_suppress
 )
+# CI (.ci/run, 12 minutes on 2 cores): fewer, shorter parity examples; thorough has the long ones.
 settings.register_profile(
     "ci",
-    max_examples=40,
-    stateful_step_count=25,
+    max_examples=30,
+    stateful_step_count=20,
     deadline=None,
     suppress_health_check=_suppress,
     print_blob=True,
@@ -201,8 +202,8 @@ def _long_first(item: pytest.Item) -> int:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip a test marked ``aicmo_backends`` on other backends before its fixtures are
     built (on PostgreSQL building ``app`` costs emptying every table). Then the longest
-    tests go first (a stable sort: each group keeps its order), so that pytest-xdist hands
-    them out at the start and the session does not end waiting on one of them."""
+    tests go first (a stable sort: each group keeps its order), so that they start early
+    and the session ends on short tests that ``--dist worksteal`` spreads over the cores."""
     items.sort(key=_long_first)
     for item in items:
         marker = item.get_closest_marker("aicmo_backends")
@@ -213,6 +214,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    global _session_conn
+    if _session_conn is not None:
+        _session_conn.close()
+        _session_conn = None
     base = os.environ.get("AICMO_TEST_POSTGRES_URL", "").strip()
     if not base or not _schemas:
         return

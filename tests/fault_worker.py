@@ -1,8 +1,10 @@
 """Test-only entry point: the ``aicmo`` command line with a fault injected into the saga.
 
-``AICMO_WORKER_FAULT=POINT@sleep=SECONDS`` or ``POINT@exit`` makes each process sleep (or
-die at once, like ``kill -9``) the first time the saga reaches ``POINT`` (one of
-``aicmo.workflow.fault_points()``); ``AICMO_WORKER_FAULT_FILE`` names a file written then.
+``AICMO_WORKER_FAULT=POINT@sleep=SECONDS``, ``POINT@stop`` or ``POINT@exit`` makes each
+process sleep, freeze itself with SIGSTOP (as ``kill -STOP`` would, but exactly there; a
+SIGCONT resumes it) or die at once (like ``kill -9``) the first time the saga reaches
+``POINT`` (one of ``aicmo.workflow.fault_points()``); ``AICMO_WORKER_FAULT_FILE`` names a
+file written then.
 Without ``AICMO_WORKER_FAULT`` this is exactly ``aicmo``.
 
 Start it as a script, ``python tests/fault_worker.py worker ...`` (see :data:`ARGV`): the
@@ -15,6 +17,7 @@ nothing of it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -38,8 +41,10 @@ def hook_from_env() -> FaultHook | None:
         raise SystemExit(
             f"{FAULT_ENV}: {point!r} is not a fault point; use one of {fault_points()}"
         )
-    if action != "exit" and not action.startswith("sleep="):
-        raise SystemExit(f"{FAULT_ENV}: {action!r} is not an action; use exit or sleep=SECONDS")
+    if action not in ("exit", "stop") and not action.startswith("sleep="):
+        raise SystemExit(
+            f"{FAULT_ENV}: {action!r} is not an action; use exit, stop or sleep=SECONDS"
+        )
     marker = os.environ.get(f"{FAULT_ENV}_FILE")
     fired = threading.Event()
 
@@ -51,6 +56,9 @@ def hook_from_env() -> FaultHook | None:
             Path(marker).write_text(f"{os.getpid()} {at}\n")
         if action == "exit":
             os._exit(70)
+        if action == "stop":
+            os.kill(os.getpid(), signal.SIGSTOP)
+            return
         time.sleep(float(action.removeprefix("sleep=")))
 
     return hook

@@ -163,6 +163,30 @@ def test_a_receiver_that_hangs_past_the_timeout_fails_the_attempt(
     assert pending.last_error == "no answer within 0.3s (timed out)"
 
 
+def test_a_drain_sends_each_notification_once_even_when_its_retry_falls_due_meanwhile(
+    app: aicmo.App, receiver: Receiver
+) -> None:
+    app.webhooks.subscribe(receiver.url, ["run.completed"], SECRET)
+    announce(app, "run-1")
+    receiver.script = [(500, 0.0)]
+    d = dispatcher(app, policy=RetryPolicy(max_attempts=3, base=0.001, cap=0.001))
+    plain = d.post
+
+    def slow_post(*args: Any, **kwargs: Any) -> Any:
+        answer = plain(*args, **kwargs)
+        time.sleep(0.05)  # the retry (at most 1 ms later) is due before the drain goes on
+        return answer
+
+    d.post = slow_post
+    counts = d.drain()
+    assert (counts.sent, counts.failed) == (0, 1)
+    [pending] = app.webhooks.notifications("PENDING")
+    assert (pending.attempts, pending.claimed_by) == (1, None)
+    assert pending.next_attempt_at <= app.webhooks.clock()  # due now: the next drain sends it
+    assert d.drain().sent == 1
+    assert [r.headers["X-Aicmo-Attempt"] for r in receiver.wait_for(2)] == ["1", "2"]
+
+
 def test_a_refused_connection_fails_the_attempt(app: aicmo.App) -> None:
     url = closed_port_url()
     app.webhooks.subscribe(url, ["run.completed"], SECRET)

@@ -81,6 +81,12 @@ def start_worker(
     return proc
 
 
+def is_stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (by a signal: state ``T`` in ``/proc``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] in "Tt"
+
+
 def outcomes(out: str) -> list[str]:
     """The outcome column of a worker's per-run lines."""
     return [line.split()[2] for line in out.splitlines()[:-1]]
@@ -106,15 +112,16 @@ def test_a_worker_frozen_past_its_lease_is_taken_over(
         "frozen",
         "--max-runs",
         "1",
-        AICMO_WORKER_FAULT=f"{point}@sleep=8",
+        # It freezes itself (SIGSTOP) at the point: exactly there, and it goes on at once
+        # when the test sends SIGCONT.
+        AICMO_WORKER_FAULT=f"{point}@stop",
         AICMO_WORKER_FAULT_FILE=str(marker),
     )
     deadline = time.monotonic() + SLACK
-    while not marker.exists():
+    while not (marker.exists() and is_stopped(frozen.pid)):
         assert frozen.poll() is None, frozen.communicate()
-        assert time.monotonic() < deadline, "the worker never reached the fault point"
+        assert time.monotonic() < deadline, "the worker never froze at the fault point"
         time.sleep(0.01)
-    frozen.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
     taker = start_worker(procs, url, artifacts, "--worker-id", "taker", "--stop-when-idle")
     if backend == "sqlite" and point in INSIDE + COMPENSATING:

@@ -460,13 +460,18 @@ class Dispatcher:
         self.lease = lease or timedelta(seconds=2 * self.timeout + 30)
         self.post: Callable[..., Answer] = post
 
-    def _claim(self) -> NotificationDTO | None:
+    def _claim(self, due_by: datetime) -> NotificationDTO | None:
+        """Claim one notification due by ``due_by`` (the start of the drain), leased for
+        :attr:`lease` from now."""
         repo = self.service.repo
         # A read first: an idle dispatcher takes no write lock (SQLite admits one writer).
         if not self.service._transaction(lambda: repo.list_notifications("PENDING", limit=1)):
             return None
+        # Due as of the drain's start, so a retry that falls due during the drain waits for
+        # the next one however slow the attempts are; the lease still runs from this claim.
+        lease = self.lease + max(self.service.clock() - due_by, timedelta(0))
         claimed = self.service._transaction(
-            lambda: repo.claim(self.dispatcher_id, lease=self.lease, limit=1)
+            lambda: repo.claim(self.dispatcher_id, lease=lease, limit=1, now=due_by)
         )
         return claimed[0] if claimed else None
 
@@ -551,11 +556,13 @@ class Dispatcher:
             )
 
     def drain(self, stop: threading.Event | None = None) -> DispatchCounts:
-        """Send every notification due now (each once; one that fails is due again only
-        later), then return; stops early once ``stop`` is set."""
+        """Send every notification due now, each once (one that fails falls due again after
+        the drain began, so the next drain sends it), then return; stops early once
+        ``stop`` is set."""
         counts = DispatchCounts()
+        started = self.service.clock()
         while stop is None or not stop.is_set():
-            notification = self._claim()
+            notification = self._claim(started)
             if notification is None:
                 break
             counts.add(self.send(notification))
