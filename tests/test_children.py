@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import attrs
 import pytest
 
-from aicmo.db.children import BATCH, Children
+from aicmo.db.children import Children
 from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.db.sqlite import SQLiteDatabase
-from aicmo.db.statement import Sql
+from aicmo.db.statement import BATCH, Sql
 from aicmo.errors import ConflictError
 
 
@@ -90,7 +90,7 @@ def test_columns_come_from_the_mapper() -> None:
     assert BY_CUSTOMER.text.endswith("ORDER BY p.order_id, c.position")
     assert LINES.statements[:2] == (LINES.delete, LINES.insert)
     assert len(LINES.statements) == 1 + BATCH
-    assert LINES.insert_of(2).text == (
+    assert LINES.inserts.of(2).text == (
         "INSERT INTO shop_lines (order_id, position, sku, quantity)\n"
         "VALUES (:order_id_0, :position_0, :sku_0, :qty_0),\n"
         "    (:order_id_1, :position_1, :sku_1, :qty_1)"

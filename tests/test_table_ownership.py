@@ -23,7 +23,7 @@ import aicmo
 from aicmo.app import MODULES, Module
 from aicmo.db.children import Children
 from aicmo.db.memstore import MemoryDatabase
-from aicmo.db.statement import Sql
+from aicmo.db.statement import InsertRows, Sql
 
 _ACTIONS = {
     sqlite3.SQLITE_READ: "read",
@@ -66,10 +66,8 @@ def statements_of(module: ModuleType) -> list[Sql]:
     for value in vars(module).values():
         if isinstance(value, Sql):
             found.append(value)
-        elif isinstance(value, Children):
+        elif isinstance(value, Children | InsertRows):
             found += value.statements
-        elif isinstance(value, tuple) and value and all(isinstance(v, Sql) for v in value):
-            found += value  # a family of statements (audit's RECORD_ROWS: 1 to 32 rows)
     return found
 
 

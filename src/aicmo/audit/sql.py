@@ -9,7 +9,7 @@ from aicmo.audit.dtos import AuditEntryDTO
 from aicmo.audit.ports import AuditQuery, ListsByQuery, entries_arg, key_arg
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
-from aicmo.db.statement import insert, numbered, select
+from aicmo.db.statement import InsertRows, select
 from aicmo.errors import ConflictError
 
 __all__ = ["SqlAuditRepository"]
@@ -17,15 +17,9 @@ __all__ = ["SqlAuditRepository"]
 _ENTRY = columns(AuditEntryDTO)
 
 # position is the database's (SQLite's rowid, PostgreSQL's identity): the order of recording.
-RECORD = insert("audit_entries", _ENTRY)
-
-BATCH = 32
-"""Entries inserted per statement (at most): a transaction's entries in one multi-row
-``INSERT`` (their ``VALUES`` in recording order, so ``position`` follows it), not one
-statement per entry as ``executemany`` sends."""
-
-RECORD_ROWS = (RECORD, *(insert("audit_entries", _ENTRY, rows=n) for n in range(2, BATCH + 1)))
-"""``RECORD_ROWS[n - 1]`` inserts ``n`` entries."""
+RECORD = InsertRows("audit_entries", _ENTRY)
+"""A transaction's entries in one multi-row ``INSERT`` per :data:`~aicmo.db.statement.BATCH`
+(their ``VALUES`` in recording order, so ``position`` follows it)."""
 
 GET = select(_ENTRY, "FROM audit_entries WHERE entry_id = :entry_id")
 
@@ -43,7 +37,7 @@ _NO_LIMIT = 2**62
 class SqlAuditRepository(ListsByQuery):
     """``AuditRepository`` over a :class:`~aicmo.db.base.SqlDatabase`: the entries of a
     ``record`` (or of a transaction's ``append``) in one multi-row ``INSERT`` per
-    :data:`BATCH`."""
+    :data:`~aicmo.db.statement.BATCH`."""
 
     def __init__(self, db: SqlDatabase):
         self._db = db
@@ -63,11 +57,7 @@ class SqlAuditRepository(ListsByQuery):
             ) from exc
 
     def append(self, entries: Sequence[AuditEntryDTO]) -> None:
-        rows = [self._entries.to_row(e) for e in entries]
-        for start in range(0, len(rows), BATCH):
-            chunk = rows[start : start + BATCH]
-            params = chunk[0] if len(chunk) == 1 else numbered(chunk)
-            self._db.execute(RECORD_ROWS[len(chunk) - 1], params)
+        RECORD.execute(self._db, [self._entries.to_row(e) for e in entries])
 
     def get(self, entry_id: str) -> AuditEntryDTO | None:
         row = self._db.fetch_one(GET, {"entry_id": key_arg(entry_id, "entry_id")})

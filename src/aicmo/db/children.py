@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from aicmo.db.base import Row, SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
-from aicmo.db.statement import Sql, insert, numbered, select_list
+from aicmo.db.statement import InsertRows, Sql, select_list
 
 __all__ = ["Children"]
 
@@ -28,10 +28,6 @@ T = TypeVar("T")
 
 _NO_KEY: Any = object()
 """Equal to no key: the key before the first row."""
-
-BATCH = 32
-"""Children inserted per statement (at most): one statement for a parent's children, up
-to this many (far below SQLite's and PostgreSQL's parameter limits); more take several."""
 
 
 class Children:
@@ -69,18 +65,19 @@ class Children:
         matches = " AND ".join(f"{k} = :{k}" for k in self.keys)
         self.delete = Sql(f"DELETE FROM {table} WHERE {matches}")  # noqa: S608 - names from aicmo's own code, never from data
         self.rest = rest
-        self.insert = insert(
+        self.inserts = InsertRows(
             table, (*self.keys, "position", *self.columns), renamed=self.renamed, rest=rest
         )
-        self._inserts: dict[int, Sql] = {1: self.insert}
+        self.insert = self.inserts.one
         # The last statement's columns read, and what reads them (see load).
         self._last: tuple[Any, ...] = (None, None, None, 0, None)
 
     @property
     def statements(self) -> tuple[Sql, ...]:
         """The statements this helper issues (the table-ownership test reads them): the
-        delete, the one-row insert and the insert of every count up to :data:`BATCH`."""
-        return (self.delete, *(self.insert_of(n) for n in range(1, BATCH + 1)))
+        delete, and the insert of every count of rows up to
+        :data:`~aicmo.db.statement.BATCH`."""
+        return (self.delete, *self.inserts.statements)
 
     def joined(self, columns: Iterable[str], *, where: str, order: str = "") -> Sql:
         """``SELECT`` the parent's ``columns`` and its children's, ``parent p LEFT JOIN``
@@ -161,33 +158,15 @@ class Children:
         parents = self.load(mapper, found)
         return parents[0] if parents else None
 
-    def insert_of(self, count: int) -> Sql:
-        """The statement inserting ``count`` children at once (made once per count)."""
-        stmt = self._inserts.get(count)
-        if stmt is None:
-            fields = (*self.keys, "position", *self.columns)
-            stmt = insert(self.table, fields, renamed=self.renamed, rest=self.rest, rows=count)
-            self._inserts[count] = stmt
-        return stmt
-
     def replace(self, db: SqlDatabase, key: Any, children: Sequence[Row]) -> int:
         """Replace the children of the parent ``key`` with ``children`` (rows of
         :meth:`split`) in the caller's transaction; return how many rows were inserted
         (fewer than given when ``rest`` skips some). With several key columns ``key`` is
         the parent's row (or any mapping holding them). Two statements for up to
-        :data:`BATCH` children (the delete, one multi-row insert), not one per child."""
+        :data:`~aicmo.db.statement.BATCH` children (the delete, one multi-row insert), not
+        one per child."""
         db.execute(self.delete, self._key_params(key))
-        return self._insert_all(db, children)
-
-    def _insert_all(self, db: SqlDatabase, children: Sequence[Row]) -> int:
-        inserted = 0
-        for start in range(0, len(children), BATCH):
-            chunk = children[start : start + BATCH]
-            if len(chunk) == 1:
-                inserted += db.execute(self.insert, chunk[0])
-            else:
-                inserted += db.execute(self.insert_of(len(chunk)), numbered(chunk))
-        return inserted
+        return self.inserts.execute(db, children)
 
     def _key_params(self, key: Any) -> Row:
         if len(self.keys) == 1 and not isinstance(key, Mapping):

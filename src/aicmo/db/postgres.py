@@ -351,59 +351,57 @@ class PostgresDatabase(SqlDatabase):
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """This thread's connection: its transaction's, or one lent by the pool until the
+        block ends."""
         if self._closed:
             raise self._closed_error()
         conn = self._state.conn
         if conn is not None:
             yield conn
             return
+        pooled = self._checkout()
         try:
-            with self._pool.connection() as pooled:
-                if pooled.prepare_threshold != self.prepare_threshold:
-                    pooled.prepare_threshold = self.prepare_threshold
-                with self._in_use_lock:
-                    self._in_use += 1
-                try:
-                    yield pooled
-                finally:
-                    with self._in_use_lock:
-                        self._in_use -= 1
-                    self._returned_at[pooled] = time.monotonic()
-        except psycopg_pool.PoolClosed:
-            raise self._closed_error() from None
-        except psycopg_pool.PoolTimeout as exc:
-            raise self._pool_timeout_error() from exc
+            yield pooled
+        finally:
+            self._give_back(pooled)
 
     def _lend(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """``work`` on this thread's connection: :meth:`_connection` without its two
-        generator-based context managers (the pool's and ours), for the statements outside
-        a transaction (each call of a read). The pool's ``getconn`` and ``putconn`` are what
-        its ``connection()`` calls; an autocommit connection has nothing to commit."""
+        """``work`` on this thread's connection: :meth:`_connection` without a generator's
+        context manager, for the statements outside a transaction (each call of a read)."""
         if self._closed:
             raise self._closed_error()
         conn = self._state.conn
         if conn is not None:
             return work(conn)
-        pool = self._pool
+        pooled = self._checkout()
         try:
-            pooled = pool.getconn()
+            return work(pooled)
+        finally:
+            self._give_back(pooled)
+
+    def _checkout(self) -> psycopg.Connection[Any]:
+        """A connection lent by the pool (``getconn``; the pool checks it first, see
+        :meth:`_check_pooled`), counted in use until :meth:`_give_back`. The pool's
+        ``connection()`` also commits on the way back, which an autocommit connection
+        never needs: each transaction commits or rolls back itself, and the pool rolls
+        back (or drops) a connection given back in any other state."""
+        try:
+            pooled = self._pool.getconn()
         except psycopg_pool.PoolClosed:
             raise self._closed_error() from None
         except psycopg_pool.PoolTimeout as exc:
             raise self._pool_timeout_error() from exc
-        try:
-            if pooled.prepare_threshold != self.prepare_threshold:
-                pooled.prepare_threshold = self.prepare_threshold
-            with self._in_use_lock:
-                self._in_use += 1
-            try:
-                return work(pooled)
-            finally:
-                with self._in_use_lock:
-                    self._in_use -= 1
-                self._returned_at[pooled] = time.monotonic()
-        finally:
-            pool.putconn(pooled)
+        if pooled.prepare_threshold != self.prepare_threshold:
+            pooled.prepare_threshold = self.prepare_threshold
+        with self._in_use_lock:
+            self._in_use += 1
+        return pooled
+
+    def _give_back(self, pooled: psycopg.Connection[Any]) -> None:
+        with self._in_use_lock:
+            self._in_use -= 1
+        self._returned_at[pooled] = time.monotonic()
+        self._pool.putconn(pooled)
 
     def _pool_timeout_error(self) -> BackendError:
         """Why no connection came within the timeout: every connection is busy (lent to

@@ -14,9 +14,15 @@ is named once, by the DTO's field, however many statements read or write it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aicmo.db.base import Row, SqlDatabase
 
 __all__ = [
+    "BATCH",
+    "InsertRows",
     "Sql",
     "assignments",
     "insert",
@@ -198,6 +204,54 @@ def numbered(rows: Iterable[Mapping[str, object]]) -> dict[str, object]:
     """The parameters of ``rows`` for a statement of :func:`insert` with ``rows=len(rows)``:
     each row's ``field`` as ``field_<its index>``."""
     return {f"{name}_{i}": value for i, row in enumerate(rows) for name, value in row.items()}
+
+
+BATCH = 32
+"""Rows inserted per statement (at most) by :class:`InsertRows`: far below SQLite's and
+PostgreSQL's parameter limits; more rows take several statements."""
+
+
+class InsertRows:
+    """Rows of one table inserted in as few statements as it takes: one multi-row
+    ``INSERT`` (:func:`insert` with ``rows``) per :data:`BATCH` rows, not one statement per
+    row as ``executemany`` sends; their ``VALUES`` in the rows' order. Each statement is
+    made once per row count. ``renamed`` and ``rest``: as for :func:`insert`."""
+
+    def __init__(
+        self,
+        table: str,
+        fields: Iterable[str],
+        *,
+        renamed: Mapping[str, str] = _NONE,
+        rest: str = "",
+    ):
+        self.table, self.fields = table, tuple(fields)
+        self.renamed, self.rest = dict(renamed), rest
+        self.one = insert(table, self.fields, renamed=self.renamed, rest=rest)
+        self._made: dict[int, Sql] = {1: self.one}
+
+    def of(self, count: int) -> Sql:
+        """The statement inserting ``count`` rows at once."""
+        stmt = self._made.get(count)
+        if stmt is None:
+            stmt = insert(self.table, self.fields, renamed=self.renamed, rest=self.rest, rows=count)
+            self._made[count] = stmt
+        return stmt
+
+    @property
+    def statements(self) -> tuple[Sql, ...]:
+        """Every statement this may issue (the table-ownership test reads them)."""
+        return tuple(self.of(n) for n in range(1, BATCH + 1))
+
+    def execute(self, db: SqlDatabase, rows: Sequence[Row]) -> int:
+        """Insert ``rows`` (mappings of the fields) in the caller's transaction; return how
+        many the database inserted (fewer than given when ``rest`` skips some)."""
+        inserted = 0
+        for start in range(0, len(rows), BATCH):
+            chunk = rows[start : start + BATCH]
+            params = chunk[0] if len(chunk) == 1 else numbered(chunk)
+            inserted += db.execute(self.of(len(chunk)), params)
+        return inserted
 
 
 def upsert(
