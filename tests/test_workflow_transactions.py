@@ -31,6 +31,7 @@ import pytest
 
 import aicmo
 from aicmo import app as app_modules
+from aicmo.db.retry import retry_transient
 from aicmo.errors import TransientError
 from aicmo.workflow import WorkflowRunDTO
 
@@ -131,6 +132,10 @@ def test_a_transient_error_once_at_any_transaction_point_changes_nothing(
 ) -> None:
     expected = "COMPLETED" if intake == PASSING else "COMPENSATED"
     flaky = TransientOnce(app, monkeypatch)
+    # Each retry's backoff is recorded, not slept (the test is about what a retry leaves, and
+    # a hundred-odd 0-50 ms sleeps were most of its time): one per injected error.
+    backoffs: list[float] = []
+    monkeypatch.setitem(retry_transient.__kwdefaults__, "sleep", backoffs.append)
     if how == "worker":
         app.submit(intake)
     flaky.arm(None)
@@ -150,8 +155,10 @@ def test_a_transient_error_once_at_any_transaction_point_changes_nothing(
                 flaky.arm(None)
                 app.submit(intake)
             flaky.arm(at, mode)
+            retried = len(backoffs)
             run = drive(app, how, intake)
             assert flaky.fired == [(at, mode, label)], (at, mode, label, flaky.points)
+            assert len(backoffs) == retried + 1, (at, mode, label)
             assert flaky.points[:at] == recorded[:at]
             assert run.status == expected, (at, mode, label, run.error)
             if expected == "COMPLETED":

@@ -15,14 +15,22 @@ import pytest
 
 import aicmo
 
+from .conftest import SOAK
 from .driver import PASSING
 from .support import ROOT, check_consistent, cli, fresh_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+# Each signal on each database under AICMO_SOAK=1; otherwise each signal on one of them.
+CASES = [("sqlite", signal.SIGINT), ("postgresql", signal.SIGTERM)]
+if SOAK:
+    CASES += [("sqlite", signal.SIGTERM), ("postgresql", signal.SIGINT)]
+
+
+@pytest.mark.parametrize(
+    ("backend", "sig"), CASES, ids=[f"{backend}-{sig.name}" for backend, sig in CASES]
+)
 def test_a_signal_stops_aicmo_run_after_the_step_and_prints_the_summary(
     backend: str, sig: signal.Signals, tmp_path: Path
 ) -> None:
