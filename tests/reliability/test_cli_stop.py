@@ -78,3 +78,36 @@ def test_a_signal_stops_aicmo_run_after_the_step_and_prints_the_summary(
     assert f"{stopped}  acme-analytics  COMPLETED" in worked.stdout
     checked = check_consistent(url, artifacts)
     assert (checked.runs, checked.completed) == (2, 2)
+
+
+def test_a_second_ctrl_c_aborts_aicmo_run_at_once(tmp_path: Path) -> None:
+    """The first SIGINT asks for a stop after the step; a second one, while the step still
+    runs (here: dwells for a minute), aborts at once (the lease covers the run)."""
+    url = fresh_database("sqlite", tmp_path)
+    marker = tmp_path / "dwelling"
+    argv = [sys.executable, "-m", "tests.reliability.driver", "cli", "--url", url]
+    argv += ["--out", str(tmp_path / "out.jsonl"), "--dwell", "before:qc=60", "--nth", "1"]
+    argv += ["--marker", str(marker), "--", "run", "--artifacts", str(tmp_path / "a"), str(PASSING)]
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "aicmo run never reached qc"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "SIGINT: stopping after the current step (Ctrl-C again to abort at once)" in line
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=50)  # well before the dwell ends
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert time.monotonic() - asked < 50
+    assert proc.returncode == 1, (out, err)
+    assert "Aborted!" in err, err

@@ -8,7 +8,9 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -544,3 +546,57 @@ def rate_summary(label: str, counts: Counter[str] | dict[str, int], seconds: flo
     rate = total / seconds if seconds > 0 else 0.0
     tail = f": {parts}" if parts else ""
     return f"{label}: {total} run(s) in {seconds:.1f}s ({rate:.2f} runs/s){tail}"
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""The signals that ask a command to stop after its current step."""
+
+
+@contextmanager
+def stop_on_signals(
+    stop: threading.Event,
+    announce: Callable[[signal.Signals], None] | None = None,
+    *,
+    second_interrupt_aborts: bool = False,
+) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGINT set ``stop``; ``announce(signal)`` is called
+    for the first of them (on another thread). With ``second_interrupt_aborts``, a SIGINT
+    after that raises ``KeyboardInterrupt`` in the main thread (abort at once).
+
+    The Python handlers do nothing but that abort: the signal reaches a watcher thread
+    through the wakeup fd (``signal.set_wakeup_fd``), and that thread sets ``stop``. A
+    handler that set the event itself ran in the main thread between any two bytecodes,
+    possibly inside that thread's own ``stop.wait()`` holding the event's lock, which is not
+    reentrant: the process hung for good (seen with `worker -c 2` at SIGTERM). Call from the
+    main thread."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+
+    def handler(signum: int, _frame: Any) -> None:
+        if second_interrupt_aborts and signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+
+    def watch() -> None:
+        while True:
+            for number in os.read(read_end, 64):
+                if number == 0:  # the block ended
+                    return
+                if number in STOP_SIGNALS:
+                    if not stop.is_set() and announce is not None:
+                        announce(signal.Signals(number))
+                    stop.set()
+
+    watcher = threading.Thread(target=watch, name="aicmo-stop-signals", daemon=True)
+    watcher.start()
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        signal.set_wakeup_fd(previous_fd)
+        os.write(write_end, b"\0")
+        watcher.join()
+        os.close(read_end)
+        os.close(write_end)

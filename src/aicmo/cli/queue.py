@@ -22,6 +22,7 @@ import click
 
 from aicmo import observability
 from aicmo.cli.common import (
+    STOP_SIGNALS,
     artifacts_option,
     check_artifact_root,
     check_intakes,
@@ -38,6 +39,7 @@ from aicmo.cli.common import (
     run_summary,
     seconds_option,
     settings_for,
+    stop_on_signals,
     table,
     term,
     term_lines,
@@ -159,17 +161,14 @@ def submit(
         sys.exit(1)
 
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
 def _block_stop_signals() -> None:
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 def _unblock_stop_signals() -> None:
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _work(
@@ -186,46 +185,39 @@ def _work(
     called with each run's outcome as it ends. A database outage, at the start or later,
     is waited out (``aicmo.workflow.backoff``)."""
     stop = threading.Event()
+    with stop_on_signals(
+        stop,
+        # Idempotent on purpose: a worker may get the same stop twice (a terminal's Ctrl-C
+        # reaches every process of the group, and `worker -c N` forwards it too; systemd
+        # signals the whole cgroup). To stop at once, SIGKILL it: the lease covers that.
+        lambda sig: echo(f"worker {worker_id}: {sig.name}, stopping after this step", err=True),
+    ):
+        _unblock_stop_signals()  # a worker process starts with them blocked (see `worker`)
+        counts: Counter[str] = Counter()
+        started = last = time.monotonic()
 
-    # Idempotent on purpose: a worker may get the same stop twice (a terminal's Ctrl-C
-    # reaches every process of the group, and `worker -c N` forwards it too; systemd signals
-    # the whole cgroup). To stop at once, SIGKILL it: the lease covers that.
-    def on_signal(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
+        def log(done: WorkedRun) -> None:
+            nonlocal last
+            counts[done.outcome] += 1
+            if report is not None:
+                report(done.outcome)
             echo(
-                f"worker {worker_id}: {signal.Signals(signum).name}, stopping after this step",
-                err=True,
+                f"{term(done.run.workflow_run_id)}  {term(done.run.client_id or '-')}  "
+                f"{done.outcome}  {done.seconds:.2f}s  {term(worker_id)}",
+                err=lines_to_stderr,
             )
-        stop.set()
+            now = time.monotonic()
+            if progress and now - last >= progress:
+                last = now
+                line = rate_summary(f"progress {worker_id}", counts, now - started)
+                try:
+                    depth = depth_line(app.queue_depth())
+                except BackendError:  # an outage: the worker waits it out, the line goes on
+                    depth = "queue: unknown (the database is unavailable)"
+                echo(f"{line}; {depth}", err=lines_to_stderr)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
-    _unblock_stop_signals()  # a worker process starts with them blocked (see `worker`)
-    counts: Counter[str] = Counter()
-    started = last = time.monotonic()
-
-    def log(done: WorkedRun) -> None:
-        nonlocal last
-        counts[done.outcome] += 1
-        if report is not None:
-            report(done.outcome)
-        echo(
-            f"{term(done.run.workflow_run_id)}  {term(done.run.client_id or '-')}  "
-            f"{done.outcome}  {done.seconds:.2f}s  {term(worker_id)}",
-            err=lines_to_stderr,
-        )
-        now = time.monotonic()
-        if progress and now - last >= progress:
-            last = now
-            line = rate_summary(f"progress {worker_id}", counts, now - started)
-            try:
-                depth = depth_line(app.queue_depth())
-            except BackendError:  # an outage: the worker waits it out, the line goes on
-                depth = "queue: unknown (the database is unavailable)"
-            echo(f"{line}; {depth}", err=lines_to_stderr)
-
-    options = dict(options)
-    notify: dict[str, Any] | None = options.pop("notify", None)
-    try:
+        options = dict(options)
+        notify: dict[str, Any] | None = options.pop("notify", None)
         patience = OutageBackoff(worker_id, stop)
         with open_app(database, auto_upgrade=True, artifacts=artifacts, patience=patience) as app:
             sender = None if notify is None else _Sender(app, worker_id, notify)
@@ -234,10 +226,7 @@ def _work(
             finally:
                 if sender is not None:
                     sender.finish(drain=not stop.is_set())
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return counts
+        return counts
 
 
 class _Sender:
@@ -605,6 +594,7 @@ class _Supervisor:
             return None
         if self._stopping:
             self.failed += 1
+            echo(f"worker {slot.name} ended badly while stopping ({_exit_reason(code)})", err=True)
             return None
         now = time.monotonic()
         recent = [t for t in slot.restarted_at if now - t < RESTART_WINDOW]

@@ -7,7 +7,6 @@ Exit status: 0 on success; 1 for an unknown id, a refused operation, or (``notif
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 from datetime import timedelta
@@ -27,6 +26,7 @@ from aicmo.cli.common import (
     open_app,
     seconds_option,
     show_list,
+    stop_on_signals,
     term,
 )
 from aicmo.webhooks import (
@@ -269,22 +269,13 @@ def notify(
     """Send due webhook notifications: with --drain everything due now, then exit (status 1
     if an attempt failed); without, until SIGTERM or Ctrl-C. `aicmo worker` sends them too."""
     stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: Any) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with open_app(database, auto_upgrade=True, must_exist=True) as app:
-            dispatcher = app.webhooks.dispatcher(
-                timeout=notify_timeout,
-                policy=make_policy(max_attempts, retry_base),
-                lease=None if lease is None else timedelta(seconds=lease),
-            )
-            counts = dispatcher.drain(stop) if drain else dispatcher.run(stop, poll_interval=poll)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signals(stop), open_app(database, auto_upgrade=True, must_exist=True) as app:
+        dispatcher = app.webhooks.dispatcher(
+            timeout=notify_timeout,
+            policy=make_policy(max_attempts, retry_base),
+            lease=None if lease is None else timedelta(seconds=lease),
+        )
+        counts = dispatcher.drain(stop) if drain else dispatcher.run(stop, poll_interval=poll)
     if as_json:
         echo(
             dump_json(

@@ -27,6 +27,7 @@ from aicmo.cli.common import (
     run_summary,
     seconds_option,
     settings_for,
+    stop_on_signals,
     summary_row,
     table,
     templates_option,
@@ -38,8 +39,6 @@ from aicmo.delivery import open_store
 from aicmo.errors import ConfigurationError, ConflictError, ValidationError
 from aicmo.qc import intake_warnings
 from aicmo.workflow import WorkflowRunDTO
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @main.command()
@@ -76,22 +75,15 @@ def run(
         raise click.UsageError("--idempotency-key takes exactly one FILE")
     stop = threading.Event()
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
-            click.echo(
-                f"aicmo run: {signal.Signals(signum).name}: stopping after the current step "
-                "(Ctrl-C again to abort at once)",
-                err=True,
-            )
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        stop.set()
+    def announce(sig: signal.Signals) -> None:
+        click.echo(
+            f"aicmo run: {sig.name}: stopping after the current step "
+            "(Ctrl-C again to abort at once)",
+            err=True,
+        )
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
-    try:
+    with stop_on_signals(stop, announce, second_interrupt_aborts=True):
         results = _run_files(files, database, artifacts, key, as_json, stop)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     _report(results, as_json)
     _report_memory(database, artifacts, results)
     if stop.is_set():
