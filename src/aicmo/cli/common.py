@@ -582,9 +582,10 @@ def stop_on_signals(
                 if number == 0:  # the block ended
                     return
                 if number in STOP_SIGNALS:
-                    if not stop.is_set() and announce is not None:
+                    first = not stop.is_set()
+                    stop.set()  # before the announcement: what follows it sees the stop
+                    if first and announce is not None:
                         announce(signal.Signals(number))
-                    stop.set()
 
     watcher = threading.Thread(target=watch, name="aicmo-stop-signals", daemon=True)
     watcher.start()

@@ -22,7 +22,6 @@ import click
 
 from aicmo import observability
 from aicmo.cli.common import (
-    STOP_SIGNALS,
     artifacts_option,
     check_artifact_root,
     check_intakes,
@@ -161,16 +160,6 @@ def submit(
         sys.exit(1)
 
 
-def _block_stop_signals() -> None:
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-
-
-def _unblock_stop_signals() -> None:
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-
 def _work(
     database: str | None,
     artifacts: str | None,
@@ -192,7 +181,6 @@ def _work(
         # signals the whole cgroup). To stop at once, SIGKILL it: the lease covers that.
         lambda sig: echo(f"worker {worker_id}: {sig.name}, stopping after this step", err=True),
     ):
-        _unblock_stop_signals()  # a worker process starts with them blocked (see `worker`)
         counts: Counter[str] = Counter()
         started = last = time.monotonic()
 
@@ -537,14 +525,7 @@ class _Supervisor:
         proc = self._ctx.Process(
             target=_work_in_child, args=self._child_args(name, child_end), name=name
         )
-        # A child inherits the signal mask: blocked until it has its own handlers
-        # installed, a SIGTERM arriving while it still starts up waits for it instead of
-        # killing it.
-        _block_stop_signals()
-        try:
-            proc.start()
-        finally:
-            _unblock_stop_signals()
+        proc.start()
         child_end.close()  # the child holds the only writing end: its death is EOF here
         if self._stopping and proc.pid is not None:  # a stop came in while it started
             os.kill(proc.pid, signal.SIGTERM)
@@ -593,8 +574,15 @@ class _Supervisor:
         if code == 0:
             return None
         if self._stopping:
-            self.failed += 1
-            echo(f"worker {slot.name} ended badly while stopping ({_exit_reason(code)})", err=True)
+            # A child still starting up (a spawned interpreter, its handlers not yet
+            # installed) dies of the SIGTERM it is forwarded; it held no run, so that is
+            # a clean stop too.
+            if code != -signal.SIGTERM:
+                self.failed += 1
+                echo(
+                    f"worker {slot.name} ended badly while stopping ({_exit_reason(code)})",
+                    err=True,
+                )
             return None
         now = time.monotonic()
         recent = [t for t in slot.restarted_at if now - t < RESTART_WINDOW]
