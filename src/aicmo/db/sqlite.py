@@ -285,7 +285,18 @@ class SQLiteDatabase(SqlDatabase):
     def yoyo_backend_class(self) -> Any:
         from yoyo.backends.core.sqlite3 import SQLiteBackend
 
-        return SQLiteBackend
+        class ImmediateBackend(SQLiteBackend):  # type: ignore[misc]
+            """Every migration transaction takes the write lock when it begins. yoyo's
+            ``BEGIN`` is deferred: a migration that read first and wrote later (a
+            downgrade's ``DROP TABLE IF EXISTS`` after steps that changed nothing) failed
+            at once with "database is locked" when another connection wrote in between,
+            whatever the busy timeout (a read snapshot cannot become a write one)."""
+
+            def begin(self) -> None:
+                self._in_transaction = True
+                self.execute("BEGIN IMMEDIATE")
+
+        return ImmediateBackend
 
     @contextmanager
     def polling_writes(self, backend: Any, poll: float) -> Iterator[None]:
