@@ -35,7 +35,7 @@ settings.register_profile(
 # CI (.ci/run, 12 minutes on 2 cores): fewer, shorter parity examples; thorough has the long ones.
 settings.register_profile(
     "ci",
-    max_examples=30,
+    max_examples=25,
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=_suppress,

@@ -35,7 +35,7 @@ from aicmo.errors import ValidationError
 from aicmo.testing.strategies import SQL_LOOKING
 from tests.reliability.conftest import scale
 
-CHECK_EXAMPLES = scale(2000, 40_000)
+CHECK_EXAMPLES = scale(1000, 40_000)
 ONBOARD_EXAMPLES = scale(100, 3000)
 WORKFLOW_EXAMPLES = scale(12, 300)
 

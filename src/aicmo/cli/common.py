@@ -571,21 +571,34 @@ def stop_on_signals(
     main thread."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
+    abort = [False]  # set by the watcher; a plain flag, as a handler may read nothing else
 
-    def handler(signum: int, _frame: Any) -> None:
-        if second_interrupt_aborts and signum == signal.SIGINT and stop.is_set():
+    def handler(_signum: int, _frame: Any) -> None:
+        if abort[0]:
+            abort[0] = False
             raise KeyboardInterrupt
 
+    main = threading.main_thread().ident or 0
+
     def watch() -> None:
+        # Each signal is one byte here, in order (the handler's calls may merge two).
+        aborting = False
         while True:
             for number in os.read(read_end, 64):
                 if number == 0:  # the block ended
                     return
-                if number in STOP_SIGNALS:
-                    first = not stop.is_set()
-                    stop.set()  # before the announcement: what follows it sees the stop
-                    if first and announce is not None:
-                        announce(signal.Signals(number))
+                if number not in STOP_SIGNALS:
+                    continue
+                first = not stop.is_set()
+                stop.set()  # before the announcement: what follows it sees the stop
+                if first and announce is not None:
+                    announce(signal.Signals(number))
+                second = not first and number == signal.SIGINT and second_interrupt_aborts
+                if second and not aborting:
+                    aborting = True  # the signal sent next comes through here too
+                    abort[0] = True
+                    # A real signal, to the main thread: it ends a sleep there too.
+                    signal.pthread_kill(main, signal.SIGINT)
 
     watcher = threading.Thread(target=watch, name="aicmo-stop-signals", daemon=True)
     watcher.start()
