@@ -124,13 +124,13 @@ class _RawTx:
 
 def _insert_children(conn: Any, backend: Backend, children: Any, rows: list[dict[str, Any]]) -> int:
     """A parent's children inserted as the repository inserts them: one multi-row
-    ``INSERT`` (``Children.insert_of``; at most ``BATCH`` rows, which no benchmark input
+    ``INSERT`` (``Children.inserts.of``; at most ``BATCH`` rows, which no benchmark input
     exceeds); the rows it changed."""
     if not rows:
         return 0
     if len(rows) == 1:
         return int(conn.execute(_sql(children.insert, backend), rows[0]).rowcount)
-    stmt = _sql(children.insert_of(len(rows)), backend)
+    stmt = _sql(children.inserts.of(len(rows)), backend)
     return int(conn.execute(stmt, numbered(rows)).rowcount)
 
 
