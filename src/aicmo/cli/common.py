@@ -600,9 +600,14 @@ def stop_on_signals(
                     # A real signal, to the main thread: it ends a sleep there too.
                     signal.pthread_kill(main, signal.SIGINT)
 
+    try:  # raises ValueError outside the main thread: nothing started yet, nothing left open
+        previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except ValueError:
+        os.close(read_end)
+        os.close(write_end)
+        raise
     watcher = threading.Thread(target=watch, name="aicmo-stop-signals", daemon=True)
     watcher.start()
-    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
