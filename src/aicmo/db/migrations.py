@@ -41,6 +41,7 @@ from typing import Any, Literal
 import attrs
 
 from aicmo.db.base import NOTICE_AFTER, SqlDatabase, log
+from aicmo.db.pids import process_gone
 from aicmo.errors import BackendError, ConfigurationError, SchemaError
 
 __all__ = [
@@ -224,15 +225,7 @@ def _process_alive(pid: int, db: SqlDatabase) -> bool:
     if pid == os.getpid():
         with _HELD_LOCK:
             return _HELD[db.lock_key()] > 1
-    if os.name != "posix":
-        return True  # os.kill(pid, 0) would terminate the process on Windows
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+    return not process_gone(pid)
 
 
 def _stale_lock_error(db: SqlDatabase, holder: tuple[int, Any], why: str) -> SchemaError:
