@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import click
@@ -10,7 +11,7 @@ from aicmo.audit import AuditEntryDTO
 from aicmo.cli.common import (
     bad_input_exits_2,
     database_option,
-    iso,
+    fields_json,
     json_option,
     limit_option,
     main,
@@ -19,7 +20,6 @@ from aicmo.cli.common import (
     show_list,
     since_option,
 )
-from aicmo.cli.runs import parse_since
 
 __all__ = ["audit", "entry_json"]
 
@@ -31,16 +31,9 @@ def audit() -> None:
 
 def entry_json(entry: AuditEntryDTO) -> dict[str, Any]:
     """An entry in ``audit list --json``."""
-    return {
-        "entry_id": entry.entry_id,
-        "at": iso(entry.at),
-        "actor": entry.actor,
-        "module": entry.module,
-        "entity": entry.entity,
-        "entity_id": entry.entity_id,
-        "action": entry.action,
-        "run_id": entry.run_id,
-    }
+    return fields_json(
+        entry, "entry_id", "at", "actor", "module", "entity", "entity_id", "action", "run_id"
+    )
 
 
 @audit.command("list")
@@ -63,7 +56,7 @@ def audit_list(
     database: str | None,
     run_id: str | None,
     entity_id: str | None,
-    since: str | None,
+    since: datetime | None,
     limit: int | None,
     oldest_first: bool,
     as_json: bool,
@@ -71,15 +64,13 @@ def audit_list(
     """List audit entries, newest first: when, who, the module, the record, what, the run.
 
     A SQLite file that does not exist is refused, not created."""
-    with bad_input_exits_2():
-        after = None if since is None else parse_since(since)
     with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
         if run_id is not None:
             run_id = app.find_run(run_id).workflow_run_id
         found = app.audit.list(
             run_id=run_id,
             entity_id=entity_id,
-            since=after,
+            since=since,
             limit=limit,
             newest_first=not oldest_first,
         )

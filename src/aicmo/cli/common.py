@@ -14,6 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import click
@@ -410,12 +411,49 @@ json_option = click.option(
 )
 
 
+def aware_time(text: str, option: str) -> datetime:
+    """An ISO 8601 time with a zone (in UTC), else ``ValidationError`` naming ``option``."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            [(option, f"{text!r:.80} is not an ISO 8601 time, e.g. 2026-12-01T09:00:00+00:00")]
+        ) from None
+    if value.tzinfo is None:
+        raise ValidationError(
+            [
+                (
+                    option,
+                    f"{text!r:.80} has no time zone; add one, e.g. {text}+00:00 or {text}Z",
+                )
+            ]
+        )
+    return value.astimezone(UTC)
+
+
+def parse_since(text: str) -> datetime:
+    """``--since``: a date (midnight UTC) or an ISO 8601 time with a zone."""
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise ValidationError([("--since", f"{text!r} is not a date")]) from None
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return aware_time(text, "--since")
+
+
 def since_option(what: str) -> Callable[[FC], FC]:
-    """``--since DATE`` of a list command (parsed by ``aicmo.cli.runs.parse_since``)."""
+    """``--since DATE`` of a list command, given to it as a UTC datetime (bad: exit 2)."""
+
+    def parsed(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+        with bad_input_exits_2():
+            return None if value is None else parse_since(value)
+
     return click.option(
         "--since",
         metavar="DATE",
         default=None,
+        callback=parsed,
         help=f"Only {what} at or after DATE (YYYY-MM-DD, UTC; or ISO 8601 with a zone).",
     )
 
@@ -458,20 +496,26 @@ templates_option = click.option(
 )
 
 
+def fields_json(record: object, *names: str, **given: Any) -> dict[str, Any]:
+    """The fields ``names`` of a DTO as JSON values, in that order: datetimes in ISO 8601,
+    tuples as lists; a name in ``given`` takes that value instead (a masked secret)."""
+    shown: dict[str, Any] = {}
+    for name in names:
+        value = given[name] if name in given else getattr(record, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, tuple):
+            value = list(value)
+        shown[name] = value
+    return shown
+
+
 def run_summary(run: WorkflowRunDTO) -> dict[str, Any]:
-    return {
-        "workflow_run_id": run.workflow_run_id,
-        "client_id": run.client_id,
-        "status": run.status,
-        "step": run.step,
-        "failed_step": run.failed_step,
-        "error": run.error,
-        "package_ids": list(run.package_ids),
-        "artifact_dirs": list(run.artifact_dirs),
-        "artifact_root": run.artifact_root,
-        "claimed_by": run.claimed_by,
-        "lease_expires_at": iso(run.lease_expires_at),
-    }
+    return fields_json(
+        run,
+        *("workflow_run_id", "client_id", "status", "step", "failed_step", "error"),
+        *("package_ids", "artifact_dirs", "artifact_root", "claimed_by", "lease_expires_at"),
+    )
 
 
 def iso(value: Any) -> str | None:

@@ -7,43 +7,33 @@ import sys
 import click
 
 import aicmo
-from aicmo.cli.common import (
-    EXIT_NEWER,
-    EXIT_PENDING,
-    database_option,
-    dump_json,
-    echo,
-    iso,
-    json_option,
-    main,
-    open_app,
-)
+from aicmo.cli import common
 
 
-@main.group()
+@common.main.group()
 def db() -> None:
     """Inspect and migrate the database schema."""
 
 
 def _no_schema(app: aicmo.App) -> bool:
     if app.backend == "memory":
-        echo("memory:// keeps no schema; nothing to do")
+        common.echo("memory:// keeps no schema; nothing to do")
         return True
     return False
 
 
 @db.command()
-@database_option
+@common.database_option
 def upgrade(database: str | None) -> None:
     """Apply every pending migration."""
-    with open_app(database) as app:
+    with common.open_app(database) as app:
         if _no_schema(app):
             return
         applied = app.migrate()
         for migration_id in applied:
-            echo(f"applied  {migration_id}")
+            common.echo(f"applied  {migration_id}")
         if not applied:
-            echo(f"{app.url} is up to date")
+            common.echo(f"{app.url} is up to date")
 
 
 def _interactive() -> bool:
@@ -57,23 +47,23 @@ def _confirm_losses(what: str, losses: dict[str, int]) -> None:
     total = sum(losses.values())
     tables = ", ".join(f"{table} ({rows} row(s))" for table, rows in losses.items())
     if not _interactive():
-        echo(
+        common.echo(
             f"error: {what} drops {len(losses)} table(s) holding {total} row(s): {tables}. "
             "Nothing was rolled back; pass --yes to drop them without a terminal",
             err=True,
         )
         sys.exit(2)
-    echo(f"{what} drops {len(losses)} table(s) holding {total} row(s), which will be lost:")
+    common.echo(f"{what} drops {len(losses)} table(s) holding {total} row(s), which will be lost:")
     width = max(len(table) for table in losses)
     for table, rows in losses.items():
-        echo(f"  {table:<{width}}  {rows} row(s)")
+        common.echo(f"  {table:<{width}}  {rows} row(s)")
     if not click.confirm("Drop them?", default=False):
-        echo("nothing rolled back")
+        common.echo("nothing rolled back")
         sys.exit(1)
 
 
 @db.command()
-@database_option
+@common.database_option
 @click.option(
     "--to",
     "to",
@@ -93,7 +83,7 @@ def downgrade(database: str | None, to: str | None, yes: bool) -> None:
     A rollback that drops tables holding rows says which (with their row counts) and asks
     first; without a terminal it needs --yes.
     """
-    with open_app(database, must_exist=True) as app:
+    with common.open_app(database, must_exist=True) as app:
         if _no_schema(app):
             return
         losses = app.downgrade_losses(to)
@@ -102,14 +92,14 @@ def downgrade(database: str | None, to: str | None, yes: bool) -> None:
             _confirm_losses(what.get(to, f"rolling back to {to}"), losses)
         rolled_back = app.downgrade(to)
         for migration_id in rolled_back:
-            echo(f"rolled back  {migration_id}")
+            common.echo(f"rolled back  {migration_id}")
         if not rolled_back:
-            echo("nothing to roll back")
+            common.echo("nothing to roll back")
 
 
 @db.command()
-@database_option
-@json_option
+@common.database_option
+@common.json_option
 def status(database: str | None, as_json: bool) -> None:
     """List every migration: applied, pending, or unknown (the database is newer).
 
@@ -117,39 +107,41 @@ def status(database: str | None, as_json: bool) -> None:
     db upgrade`), 4 when the database has migrations this aicmo does not know (upgrade
     aicmo), 1 on an error. A SQLite file that does not exist is refused, not created.
     """
-    with open_app(database, must_exist=True) as app:
+    with common.open_app(database, must_exist=True) as app:
         if app.backend == "memory":
             found = []
             if not as_json:
-                echo("memory:// keeps no schema; nothing to do")
+                common.echo("memory:// keeps no schema; nothing to do")
         else:
             found = app.migration_status()
     states = {m.state for m in found}
     current = "newer" if "unknown" in states else "pending" if "pending" in states else "current"
     if as_json:
         migrations = [
-            {"id": m.id, "state": m.state, "applied_at": iso(m.applied_at)} for m in found
+            {"id": m.id, "state": m.state, "applied_at": common.iso(m.applied_at)} for m in found
         ]
-        echo(dump_json({"database": app.url, "schema": current, "migrations": migrations}))
+        common.echo(
+            common.dump_json({"database": app.url, "schema": current, "migrations": migrations})
+        )
     else:
         for migration in found:
             at = migration.applied_at
             when = at.isoformat(timespec="seconds") if at else ""
-            echo(f"{migration.state:<8} {migration.id}  {when}".rstrip())
+            common.echo(f"{migration.state:<8} {migration.id}  {when}".rstrip())
     if current == "newer":
-        sys.exit(EXIT_NEWER)
+        sys.exit(common.EXIT_NEWER)
     if current == "pending":
-        sys.exit(EXIT_PENDING)
+        sys.exit(common.EXIT_PENDING)
 
 
 @db.command("break-lock")
-@database_option
+@common.database_option
 def break_lock(database: str | None) -> None:
     """Clear a migration lock left by a process that died while migrating."""
-    with open_app(database, must_exist=True) as app:
+    with common.open_app(database, must_exist=True) as app:
         if _no_schema(app):
             return
         if app.break_migration_lock():
-            echo("migration lock cleared")
+            common.echo("migration lock cleared")
         else:
-            echo("no migration lock was held; nothing to clear")
+            common.echo("no migration lock was held; nothing to clear")

@@ -10,23 +10,26 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 
 from aicmo.cli.common import (
+    aware_time,
     bad_input_exits_2,
     database_option,
     depth_line,
     dump_json,
     echo,
+    fields_json,
     iso,
     json_option,
     limit_option,
     main,
     oldest_first_option,
     open_app,
+    parse_since,
     run_detail,
     run_summary,
     since_option,
@@ -66,42 +69,12 @@ def parse_duration(text: str, option: str) -> timedelta:
         raise ValidationError([(option, f"{text!r:.80} is too long")]) from None
 
 
-def _aware(text: str, option: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(
-            [(option, f"{text!r:.80} is not an ISO 8601 time, e.g. 2026-12-01T09:00:00+00:00")]
-        ) from None
-    if value.tzinfo is None:
-        raise ValidationError(
-            [
-                (
-                    option,
-                    f"{text!r:.80} has no time zone; add one, e.g. {text}+00:00 or {text}Z",
-                )
-            ]
-        )
-    return value.astimezone(UTC)
-
-
 def parse_not_before(text: str, *, now: datetime | None = None) -> datetime:
     """``--not-before``: an ISO 8601 time with a zone, or ``+DURATION`` from now."""
     if text.startswith("+"):
         start = now or datetime.now(UTC)
         return start + parse_duration(text[1:], "--not-before")
-    return _aware(text, "--not-before")
-
-
-def parse_since(text: str) -> datetime:
-    """``--since``: a date (midnight UTC) or an ISO 8601 time with a zone."""
-    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
-        try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            raise ValidationError([("--since", f"{text!r} is not a date")]) from None
-        return datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return _aware(text, "--since")
+    return aware_time(text, "--not-before")
 
 
 def _text(value: object) -> str:
@@ -119,11 +92,7 @@ def summary(run: WorkflowRunDTO) -> dict[str, Any]:
     """A run in ``runs list --json`` (and the head of ``runs show --json``)."""
     return {
         **run_summary(run),
-        "created_at": iso(run.created_at),
-        "priority": run.priority,
-        "not_before": iso(run.not_before),
-        "attempt": run.attempt,
-        "retry_of": run.retry_of,
+        **fields_json(run, "created_at", "priority", "not_before", "attempt", "retry_of"),
     }
 
 
@@ -228,7 +197,7 @@ def runs_list(
     database: str | None,
     status: str | None,
     client_id: str | None,
-    since: str | None,
+    since: datetime | None,
     limit: int | None,
     oldest_first: bool,
     as_json: bool,
@@ -236,11 +205,9 @@ def runs_list(
     """List runs, newest first, and the queue's depth.
 
     A SQLite file that does not exist is refused, not created."""
-    with bad_input_exits_2():
-        after = None if since is None else parse_since(since)
     with open_app(database, auto_upgrade=True, must_exist=True) as app:
         found = app.list_runs(
-            status, client_id=client_id, since=after, limit=limit, newest_first=not oldest_first
+            status, client_id=client_id, since=since, limit=limit, newest_first=not oldest_first
         )
         depth = app.queue_depth()
     if as_json:

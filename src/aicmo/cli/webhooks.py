@@ -14,21 +14,7 @@ from typing import Any
 
 import click
 
-from aicmo.cli.common import (
-    bad_input_exits_2,
-    database_option,
-    dump_json,
-    echo,
-    iso,
-    json_option,
-    limit_option,
-    main,
-    open_app,
-    seconds_option,
-    show_list,
-    stop_on_signals,
-    term,
-)
+from aicmo.cli import common
 from aicmo.webhooks import (
     DEFAULT_TIMEOUT,
     EVENTS,
@@ -44,33 +30,23 @@ __all__ = ["notifications", "notify", "webhooks"]
 
 def subscription_json(subscription: SubscriptionDTO) -> dict[str, Any]:
     """A subscription as the CLI shows it: the secret masked."""
-    return {
-        "subscription_id": subscription.subscription_id,
-        "url": subscription.url,
-        "events": list(subscription.events),
-        "secret": mask_secret(subscription.secret),
-        "created_at": iso(subscription.created_at),
-    }
+    return common.fields_json(
+        subscription,
+        *("subscription_id", "url", "events", "secret", "created_at"),
+        secret=mask_secret(subscription.secret),
+    )
 
 
 def notification_json(n: NotificationDTO) -> dict[str, Any]:
-    return {
-        "notification_id": n.notification_id,
-        "subscription_id": n.subscription_id,
-        "event": n.event,
-        "status": n.status,
-        "attempts": n.attempts,
-        "occurred_at": iso(n.occurred_at),
-        "next_attempt_at": iso(n.next_attempt_at),
-        "sent_at": iso(n.sent_at),
-        "last_error": n.last_error,
-        "claimed_by": n.claimed_by,
-        "payload": n.payload,
-    }
+    return common.fields_json(
+        n,
+        *("notification_id", "subscription_id", "event", "status", "attempts", "occurred_at"),
+        *("next_attempt_at", "sent_at", "last_error", "claimed_by", "payload"),
+    )
 
 
 # -- webhooks --------------------------------------------------------------------------------
-@main.group()
+@common.main.group()
 def webhooks() -> None:
     """Webhook subscriptions: where notifications of runs and packages are POSTed."""
 
@@ -94,31 +70,31 @@ def webhooks() -> None:
     help="The HMAC-SHA256 key (16+ characters); else AICMO_WEBHOOK_SECRET, else asked "
     "for (read from stdin when it is not a terminal).",
 )
-@database_option
-@json_option
+@common.database_option
+@common.json_option
 def webhooks_add(
     url: str, events: tuple[str, ...], secret: str, database: str | None, as_json: bool
 ) -> None:
     """Subscribe URL to the given events; print the new subscription (secret masked)."""
-    with open_app(database, auto_upgrade=True) as app, bad_input_exits_2():
+    with common.open_app(database, auto_upgrade=True) as app, common.bad_input_exits_2():
         subscription = app.webhooks.subscribe(url, events, secret)
     if as_json:
-        echo(dump_json(subscription_json(subscription)))
+        common.echo(common.dump_json(subscription_json(subscription)))
         return
-    echo(
-        f"{term(subscription.subscription_id)}: {term(subscription.url)} "
+    common.echo(
+        f"{common.term(subscription.subscription_id)}: {common.term(subscription.url)} "
         f"({', '.join(subscription.events)}; secret {mask_secret(subscription.secret)})"
     )
 
 
 @webhooks.command("list")
-@database_option
-@json_option
+@common.database_option
+@common.json_option
 def webhooks_list(database: str | None, as_json: bool) -> None:
     """Every subscription, oldest first (secrets masked)."""
-    with open_app(database, auto_upgrade=True, must_exist=True) as app:
+    with common.open_app(database, auto_upgrade=True, must_exist=True) as app:
         found = app.webhooks.subscriptions()
-    show_list(
+    common.show_list(
         found,
         as_json,
         as_dict=subscription_json,
@@ -127,7 +103,7 @@ def webhooks_list(database: str | None, as_json: bool) -> None:
             s.url,
             ",".join(s.events),
             mask_secret(s.secret),
-            iso(s.created_at) or "-",
+            common.iso(s.created_at) or "-",
         ],
         header=["id", "url", "events", "secret", "created"],
     )
@@ -135,16 +111,19 @@ def webhooks_list(database: str | None, as_json: bool) -> None:
 
 @webhooks.command("remove")
 @click.argument("subscription_id")
-@database_option
+@common.database_option
 def webhooks_remove(subscription_id: str, database: str | None) -> None:
     """Remove a subscription and its notifications (unknown ID: exit 1)."""
-    with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
+    with (
+        common.open_app(database, auto_upgrade=True, must_exist=True) as app,
+        common.bad_input_exits_2(),
+    ):
         app.webhooks.unsubscribe(subscription_id)
-    echo(f"{term(subscription_id)}: removed")
+    common.echo(f"{common.term(subscription_id)}: removed")
 
 
 # -- notifications ---------------------------------------------------------------------------
-@main.group()
+@common.main.group()
 def notifications() -> None:
     """The outbox: one notification per event and subscription, and its delivery."""
 
@@ -157,9 +136,9 @@ def notifications() -> None:
     default=None,
     help="Only those with this status.",
 )
-@limit_option("notifications (oldest first)")
-@database_option
-@json_option
+@common.limit_option("notifications (oldest first)")
+@common.database_option
+@common.json_option
 def notifications_list(
     dead: bool, status: str | None, limit: int | None, database: str | None, as_json: bool
 ) -> None:
@@ -167,9 +146,9 @@ def notifications_list(
     if dead and status not in (None, "DEAD"):
         raise click.UsageError("--dead and --status are the same filter; give one")
     wanted = "DEAD" if dead else status
-    with open_app(database, auto_upgrade=True, must_exist=True) as app:
+    with common.open_app(database, auto_upgrade=True, must_exist=True) as app:
         found = app.webhooks.notifications(wanted, limit=limit)
-    show_list(
+    common.show_list(
         found,
         as_json,
         as_dict=notification_json,
@@ -178,7 +157,7 @@ def notifications_list(
             n.event,
             n.status,
             str(n.attempts),
-            "-" if n.status != "PENDING" else (iso(n.next_attempt_at) or "-"),
+            "-" if n.status != "PENDING" else (common.iso(n.next_attempt_at) or "-"),
             n.subscription_id,
             n.last_error or "-",
         ],
@@ -188,23 +167,26 @@ def notifications_list(
 
 @notifications.command("retry")
 @click.argument("notification_id")
-@database_option
-@json_option
+@common.database_option
+@common.json_option
 def notifications_retry(notification_id: str, database: str | None, as_json: bool) -> None:
     """Send a DEAD (or pending) notification again, from its first attempt, now; the
     dispatcher (`aicmo worker`, `aicmo notify`) sends it. SENT or unknown: exit 1."""
-    with open_app(database, auto_upgrade=True, must_exist=True) as app, bad_input_exits_2():
+    with (
+        common.open_app(database, auto_upgrade=True, must_exist=True) as app,
+        common.bad_input_exits_2(),
+    ):
         revived = app.webhooks.retry(notification_id)
     if as_json:
-        echo(dump_json(notification_json(revived)))
+        common.echo(common.dump_json(notification_json(revived)))
         return
-    echo(f"{term(revived.notification_id)}: PENDING, due now")
+    common.echo(f"{common.term(revived.notification_id)}: PENDING, due now")
 
 
 # -- notify ----------------------------------------------------------------------------------
 def dispatch_options(f: Any) -> Any:
     """The options of a dispatcher (`aicmo notify`, `aicmo worker`)."""
-    f = seconds_option(
+    f = common.seconds_option(
         "--notify-timeout",
         minimum=0.01,
         default=DEFAULT_TIMEOUT,
@@ -218,7 +200,7 @@ def dispatch_options(f: Any) -> Any:
         metavar="N",
         help="A notification is DEAD after N failed attempts.",
     )(f)
-    return seconds_option(
+    return common.seconds_option(
         "--retry-base",
         minimum=0.001,
         default=RetryPolicy().base,
@@ -239,23 +221,23 @@ def counts_line(label: str, counts: DispatchCounts) -> str:
     )
 
 
-@main.command()
+@common.main.command()
 @click.option("--drain", is_flag=True, help="Send what is due now, then exit.")
 @dispatch_options
-@seconds_option(
+@common.seconds_option(
     "--lease",
     minimum=0.1,
     default=None,
     help="How long a claim on a notification lasts (default: 2 x the timeout + 30).",
 )
-@seconds_option(
+@common.seconds_option(
     "--poll",
     minimum=0.01,
     default=1.0,
     help="Without --drain: how often to look for due notifications.",
 )
-@database_option
-@json_option
+@common.database_option
+@common.json_option
 def notify(
     drain: bool,
     notify_timeout: float,
@@ -269,7 +251,10 @@ def notify(
     """Send due webhook notifications: with --drain everything due now, then exit (status 1
     if an attempt failed); without, until SIGTERM or Ctrl-C. `aicmo worker` sends them too."""
     stop = threading.Event()
-    with stop_on_signals(stop), open_app(database, auto_upgrade=True, must_exist=True) as app:
+    with (
+        common.stop_on_signals(stop),
+        common.open_app(database, auto_upgrade=True, must_exist=True) as app,
+    ):
         dispatcher = app.webhooks.dispatcher(
             timeout=notify_timeout,
             policy=make_policy(max_attempts, retry_base),
@@ -277,8 +262,8 @@ def notify(
         )
         counts = dispatcher.drain(stop) if drain else dispatcher.run(stop, poll_interval=poll)
     if as_json:
-        echo(
-            dump_json(
+        common.echo(
+            common.dump_json(
                 {
                     "sent": counts.sent,
                     "failed": counts.failed,
@@ -288,6 +273,6 @@ def notify(
             )
         )
     else:
-        echo(counts_line(f"notify {dispatcher.dispatcher_id}", counts))
+        common.echo(counts_line(f"notify {dispatcher.dispatcher_id}", counts))
     if drain and counts.failed:
         sys.exit(1)
