@@ -1,8 +1,4 @@
-"""Delivery: packages of artifacts made from production drafts.
-
-Public names only; the repositories behind ``app.repos.delivery`` are wired by
-:mod:`aicmo.app`.
-"""
+"""Delivery: packages of artifacts made from production drafts."""
 
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.delivery.naming import package_folder

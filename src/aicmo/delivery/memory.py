@@ -6,15 +6,8 @@ from collections.abc import Iterable
 from operator import attrgetter
 
 from aicmo.db.memstore import MemoryDatabase
+from aicmo.delivery import rules
 from aicmo.delivery.dtos import DeliveryPackageDTO
-from aicmo.delivery.rules import (
-    key_arg,
-    keys_arg,
-    package_arg,
-    packages_arg,
-    version_arg,
-    version_taken,
-)
 
 __all__ = ["InMemoryDeliveryRepository"]
 
@@ -50,22 +43,22 @@ class InMemoryDeliveryRepository:
         )
 
     def save_package(self, package: DeliveryPackageDTO) -> None:
-        package = package_arg(package)
+        package = rules.package_arg(package)
         with self._db.transaction():
             self._put(package)
 
     def add_package(self, package: DeliveryPackageDTO) -> None:
-        package = package_arg(package)
+        package = rules.package_arg(package)
         with self._db.transaction():
             versions: Versions = self._packages.get(package.package_id) or ()
             stored = next((v for v in versions if v.version == package.version), None)
             if stored is None:
                 self._put(package)
             elif stored != package:
-                raise version_taken(package, stored)
+                raise rules.version_taken(package, stored)
 
     def save_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
-        batch = packages_arg(packages)
+        batch = rules.packages_arg(packages)
         with self._db.transaction():
             for package in batch:
                 self._put(package)
@@ -73,9 +66,9 @@ class InMemoryDeliveryRepository:
     def get_package(
         self, package_id: str, *, version: int | None = None
     ) -> DeliveryPackageDTO | None:
-        package_id = key_arg(package_id, "package_id")
+        package_id = rules.key_arg(package_id, "package_id")
         if version is not None:
-            version = version_arg(version)
+            version = rules.version_arg(version)
         versions: Versions | None = self._packages.find(package_id)
         if versions is None:
             return None
@@ -84,29 +77,29 @@ class InMemoryDeliveryRepository:
         return next((v for v in versions if v.version == version), None)
 
     def get_package_version(self, package_id: str, version: int) -> DeliveryPackageDTO | None:
-        return self.get_package(package_id, version=version_arg(version))
+        return self.get_package(package_id, version=rules.version_arg(version))
 
     def get_packages(self, package_ids: Iterable[str]) -> list[DeliveryPackageDTO]:
-        keys = keys_arg(package_ids)
+        keys = rules.keys_arg(package_ids)
         with self._db.read():
             found = [self._packages.get(k) for k in keys]
         return [versions[-1] for versions in found if versions is not None]
 
     def list_versions(self, package_id: str) -> list[DeliveryPackageDTO]:
-        versions: Versions | None = self._packages.find(key_arg(package_id, "package_id"))
+        versions: Versions | None = self._packages.find(rules.key_arg(package_id, "package_id"))
         return list(versions or ())
 
     def list_by_draft(self, draft_id: str) -> list[DeliveryPackageDTO]:
         with self._db.read():
-            found = self._packages.lookup("draft", key_arg(draft_id, "draft_id"))
+            found = self._packages.lookup("draft", rules.key_arg(draft_id, "draft_id"))
             return sorted((versions[-1] for versions in found), key=_package_order)
 
     def delete_package(self, package_id: str) -> bool:
-        return self._packages.remove(key_arg(package_id, "package_id"))
+        return self._packages.remove(rules.key_arg(package_id, "package_id"))
 
     def delete_package_version(self, package_id: str, version: int) -> bool:
-        package_id = key_arg(package_id, "package_id")
-        version = version_arg(version)
+        package_id = rules.key_arg(package_id, "package_id")
+        version = rules.version_arg(version)
         with self._db.transaction():
             versions: Versions | None = self._packages.get(package_id)
             kept = tuple(v for v in versions or () if v.version != version)

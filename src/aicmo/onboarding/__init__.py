@@ -1,8 +1,4 @@
-"""Onboarding: intake forms and the normalized brief.
-
-Public names only; the repositories behind ``app.repos.onboarding`` are wired by
-:mod:`aicmo.app`.
-"""
+"""Onboarding: intake forms and the normalized brief."""
 
 from aicmo.onboarding.dtos import (
     ChannelPreferenceDTO,

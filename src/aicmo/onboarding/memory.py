@@ -6,15 +6,8 @@ from collections.abc import Iterable
 from operator import attrgetter
 
 from aicmo.db.memstore import MemoryDatabase
+from aicmo.onboarding import rules
 from aicmo.onboarding.dtos import IntakeFormDTO, NormalizedBriefDTO
-from aicmo.onboarding.rules import (
-    brief_arg,
-    brief_id_arg,
-    brief_not_found,
-    briefs_arg,
-    intake_arg,
-    key_arg,
-)
 
 __all__ = ["InMemoryBriefRepository"]
 
@@ -31,34 +24,34 @@ class InMemoryBriefRepository:
         self._intakes = db.table("onboarding_intake")
 
     def save_brief(self, brief: NormalizedBriefDTO) -> None:
-        brief = brief_arg(brief)
+        brief = rules.brief_arg(brief)
         self._briefs.store(brief.brief_id, brief)
 
     def save_briefs(self, briefs: Iterable[NormalizedBriefDTO]) -> None:
-        batch = briefs_arg(briefs)
+        batch = rules.briefs_arg(briefs)
         with self._db.transaction():
             for brief in batch:
                 self._briefs.put(brief.brief_id, brief)
 
     def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
-        return self._briefs.find(key_arg(brief_id, "brief_id"))
+        return self._briefs.find(rules.key_arg(brief_id, "brief_id"))
 
     def list_by_client(self, client_id: str) -> list[NormalizedBriefDTO]:
-        return self._briefs.listed("client", key_arg(client_id, "client_id"), _brief_order)
+        return self._briefs.listed("client", rules.key_arg(client_id, "client_id"), _brief_order)
 
     def delete_brief(self, brief_id: str) -> bool:
-        brief_id = key_arg(brief_id, "brief_id")
+        brief_id = rules.key_arg(brief_id, "brief_id")
         with self._db.transaction():
             self._intakes.delete(brief_id)
             return self._briefs.delete(brief_id)
 
     def save_intake(self, brief_id: str, intake: IntakeFormDTO) -> None:
-        brief_id = brief_id_arg(brief_id)
-        intake = intake_arg(intake)
+        brief_id = rules.brief_id_arg(brief_id)
+        intake = rules.intake_arg(intake)
         with self._db.transaction():
             if self._briefs.get(brief_id) is None:
-                raise brief_not_found(brief_id)
+                raise rules.brief_not_found(brief_id)
             self._intakes.put(brief_id, intake)
 
     def get_intake(self, brief_id: str) -> IntakeFormDTO | None:
-        return self._intakes.find(key_arg(brief_id, "brief_id"))
+        return self._intakes.find(rules.key_arg(brief_id, "brief_id"))

@@ -1,8 +1,4 @@
-"""Production: content drafts and the bundles of assets assembled from them.
-
-Public names only; the repositories behind ``app.repos.production`` are wired by
-:mod:`aicmo.app`.
-"""
+"""Production: content drafts and the bundles of assets assembled from them."""
 
 from aicmo.production.dtos import AssetDTO, ContentDraftDTO, CreativeSpecDTO, DraftBundleDTO
 from aicmo.production.ports import ProductionRepository

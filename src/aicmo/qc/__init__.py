@@ -1,7 +1,4 @@
-"""QC: scored evaluations of production drafts, with the issues found.
-
-Public names only; the repositories behind ``app.repos.qc`` are wired by :mod:`aicmo.app`.
-"""
+"""QC: scored evaluations of production drafts, with the issues found."""
 
 from aicmo.qc.checks import intake_warnings
 from aicmo.qc.dtos import SEVERITIES, QcInputDTO, QcIssueDTO, QcResultDTO

@@ -1,8 +1,4 @@
-"""Strategy: versioned strategy documents for a brief, and their approval state.
-
-Public names only; the repositories behind ``app.repos.strategy`` are wired by
-:mod:`aicmo.app`.
-"""
+"""Strategy: versioned strategy documents for a brief, and their approval state."""
 
 from aicmo.strategy.dtos import (
     ChannelPlanDTO,

@@ -12,16 +12,8 @@ from hypothesis.stateful import initialize, precondition, rule
 import aicmo
 from aicmo.errors import ConflictError, NotFoundError
 from aicmo.production import AssetDTO, ContentDraftDTO, DraftBundleDTO
+from aicmo.testing import parity
 from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve, maker
-from aicmo.testing.parity import (
-    Boom,
-    Op,
-    ParityMachine,
-    assert_same,
-    call_rule,
-    one_of_known,
-    other_than,
-)
 from aicmo.testing.strategies import (
     EDGE_JSON,
     SQL_LOOKING,
@@ -151,7 +143,7 @@ class ProductionRepositoryContract(RepositoryContract):
         got = app.repos.production.get_draft("d")
         assert got is not None
         assert got.metadata == {}
-        assert_same(draft, got)
+        parity.assert_same(draft, got)
 
     def test_draft_edge_values_round_trip(self, app: aicmo.App) -> None:
         repo = app.repos.production
@@ -167,11 +159,11 @@ class ProductionRepositoryContract(RepositoryContract):
         far = make_draft("far", created_at=datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
         repo.save_draft(far)
         got = repo.get_draft(draft.draft_id)
-        assert_same(draft, got)
+        parity.assert_same(draft, got)
         assert got is not None
         assert list(got.metadata) == list(EDGE_JSON)
-        assert_same([draft], repo.list_drafts(draft.strategy_id))
-        assert_same(far, repo.get_draft("far"))
+        parity.assert_same([draft], repo.list_drafts(draft.strategy_id))
+        parity.assert_same(far, repo.get_draft("far"))
 
     def test_delete_draft_removes_its_bundles_and_their_assets(self, app: aicmo.App) -> None:
         repo = app.repos.production
@@ -187,11 +179,11 @@ class ProductionRepositoryContract(RepositoryContract):
         assert repo.get_bundle("b2") is None
         assert repo.list_bundles("draft-1") == []
         assert repo.delete_draft("draft-1") is False
-        assert_same(kept, repo.get_bundle("b3"))
+        parity.assert_same(kept, repo.get_bundle("b3"))
         # The assets went too: their ids are free for another bundle.
         reuse = make_bundle("b4", ("a1", "a2", "a3"), draft_id="draft-2")
         repo.save_bundle(reuse)
-        assert_same(reuse, repo.get_bundle("b4"))
+        parity.assert_same(reuse, repo.get_bundle("b4"))
         # Saving the draft again does not bring its bundles back.
         repo.save_draft(make_draft())
         assert repo.list_bundles("draft-1") == []
@@ -204,8 +196,8 @@ class ProductionRepositoryContract(RepositoryContract):
         repo.save_bundle(bundle)
         got = repo.get_bundle("bundle-1")
         assert got == bundle
-        assert_same(bundle, got)
-        assert_same([bundle], repo.list_bundles("draft-1"))
+        parity.assert_same(bundle, got)
+        parity.assert_same([bundle], repo.list_bundles("draft-1"))
 
     def test_bundle_without_assets_round_trips(self, app: aicmo.App) -> None:
         repo = app.repos.production
@@ -215,8 +207,8 @@ class ProductionRepositoryContract(RepositoryContract):
         got = repo.get_bundle("bundle-1")
         assert got is not None
         assert got.assets == ()
-        assert_same(empty, got)
-        assert_same([empty], repo.list_bundles("draft-1"))
+        parity.assert_same(empty, got)
+        parity.assert_same([empty], repo.list_bundles("draft-1"))
 
     def test_bundle_edge_values_round_trip(self, app: aicmo.App) -> None:
         repo = app.repos.production
@@ -238,11 +230,11 @@ class ProductionRepositoryContract(RepositoryContract):
         )
         repo.save_bundle(bundle)
         got = repo.get_bundle(bundle.bundle_id)
-        assert_same(bundle, got)
+        parity.assert_same(bundle, got)
         assert got is not None
         assert list(got.assets[1].metadata["k"]) == ["z", "a"]
         assert got.assets[0].metadata == {}
-        assert_same([bundle], repo.list_bundles("%s"))
+        parity.assert_same([bundle], repo.list_bundles("%s"))
 
     def test_resave_bundle_replaces_its_asset_set(self, app: aicmo.App) -> None:
         repo = app.repos.production
@@ -250,12 +242,12 @@ class ProductionRepositoryContract(RepositoryContract):
         repo.save_bundle(make_bundle(asset_ids=("a", "b", "c")))
         second = make_bundle(asset_ids=("d", "b"), assembled_at=T0 + timedelta(days=2))
         repo.save_bundle(second)
-        assert_same(second, repo.get_bundle("bundle-1"))
-        assert_same([second], repo.list_bundles("draft-1"))
+        parity.assert_same(second, repo.get_bundle("bundle-1"))
+        parity.assert_same([second], repo.list_bundles("draft-1"))
         # The dropped assets are gone: another bundle may take their ids.
         other = make_bundle("bundle-2", ("a", "c"))
         repo.save_bundle(other)
-        assert_same(other, repo.get_bundle("bundle-2"))
+        parity.assert_same(other, repo.get_bundle("bundle-2"))
         repo.save_bundle(make_bundle(asset_ids=()))
         assert _asset_ids(repo.get_bundle("bundle-1")) == []
 
@@ -271,7 +263,7 @@ class ProductionRepositoryContract(RepositoryContract):
             )
         )
         repo.save_bundle(second)
-        assert_same(second, repo.get_bundle("bundle-1"))
+        parity.assert_same(second, repo.get_bundle("bundle-1"))
         assert _asset_ids(repo.get_bundle("bundle-1")) == ["c", "a", "b"]
 
     def test_bundle_needs_its_draft_and_writes_nothing_without_it(self, app: aicmo.App) -> None:
@@ -287,8 +279,8 @@ class ProductionRepositoryContract(RepositoryContract):
         # An existing bundle re-saved under a missing draft stays as it was.
         with pytest.raises(NotFoundError, match="bundle 'bundle-2'"):
             repo.save_bundle(make_bundle("bundle-2", ("x",), draft_id="ghost"))
-        assert_same(first, repo.get_bundle("bundle-2"))
-        assert_same([first], repo.list_bundles("draft-1"))
+        parity.assert_same(first, repo.get_bundle("bundle-2"))
+        parity.assert_same([first], repo.list_bundles("draft-1"))
 
     def test_resave_bundle_under_another_draft_moves_it(self, app: aicmo.App) -> None:
         repo = app.repos.production
@@ -298,9 +290,9 @@ class ProductionRepositoryContract(RepositoryContract):
         moved = make_bundle(draft_id="draft-2", asset_ids=("pdf", "img", "new"))
         repo.save_bundle(moved)
         assert repo.list_bundles("draft-1") == []
-        assert_same([moved], repo.list_bundles("draft-2"))
+        parity.assert_same([moved], repo.list_bundles("draft-2"))
         assert repo.delete_draft("draft-1") is True
-        assert_same(moved, repo.get_bundle("bundle-1"))
+        parity.assert_same(moved, repo.get_bundle("bundle-1"))
         assert repo.delete_draft("draft-2") is True
         assert repo.get_bundle("bundle-1") is None
 
@@ -317,18 +309,18 @@ class ProductionRepositoryContract(RepositoryContract):
             repo.save_bundle(thief)
         assert repo.get_bundle("thief") is None
         assert repo.list_bundles("draft-2") == []
-        assert_same(holder, repo.get_bundle("holder"))
+        parity.assert_same(holder, repo.get_bundle("holder"))
         # An existing bundle that tries to take an asset keeps its old assets.
         before = make_bundle("other", ("o1", "o2"))
         repo.save_bundle(before)
         with pytest.raises(ConflictError, match="'mine' belongs to bundle 'holder'"):
             repo.save_bundle(make_bundle("other", ("o3", "mine"), draft_id="draft-2"))
-        assert_same(before, repo.get_bundle("other"))
-        assert_same([holder, before], repo.list_bundles("draft-1"))
+        parity.assert_same(before, repo.get_bundle("other"))
+        parity.assert_same([holder, before], repo.list_bundles("draft-1"))
         # The fresh ids of the refused bundles were not taken.
         free = make_bundle("free", ("fresh-1", "fresh-2", "o3"), draft_id="draft-2")
         repo.save_bundle(free)
-        assert_same(free, repo.get_bundle("free"))
+        parity.assert_same(free, repo.get_bundle("free"))
 
     # -- arguments, immutability, transactions -------------------------------------------
     def bad_calls(self) -> list[BadCall]:
@@ -361,22 +353,22 @@ class ProductionRepositoryContract(RepositoryContract):
         assert got_bundle.assets[0].metadata == {"tags": ("a",), "n": 1}
         with pytest.raises(TypeError):
             got_draft.metadata["n"] = 3
-        assert_same(repo.get_bundle("bundle-1"), got_bundle)
+        parity.assert_same(repo.get_bundle("bundle-1"), got_bundle)
 
     def test_a_rolled_back_transaction_gives_the_asset_ids_back(self, app: aicmo.App) -> None:
         repo = app.repos.production
         draft, bundle = make_draft(), make_bundle(asset_ids=("a", "b"))
         repo.save_draft(draft)
         repo.save_bundle(bundle)
-        with pytest.raises(Boom), app.transaction():
+        with pytest.raises(parity.Boom), app.transaction():
             repo.save_draft(make_draft(body="changed"))
             repo.save_bundle(make_bundle(asset_ids=("c",)))
             repo.save_draft(make_draft("draft-2"))
             repo.save_bundle(make_bundle("bundle-2", ("a", "b"), draft_id="draft-2"))
             assert repo.delete_draft("draft-1") is True
-            raise Boom
-        assert_same(draft, repo.get_draft("draft-1"))
-        assert_same(bundle, repo.get_bundle("bundle-1"))
+            raise parity.Boom
+        parity.assert_same(draft, repo.get_draft("draft-1"))
+        parity.assert_same(bundle, repo.get_bundle("bundle-1"))
         assert repo.get_draft("draft-2") is None
         assert repo.get_bundle("bundle-2") is None
         # The asset ownership was rolled back too.
@@ -470,7 +462,7 @@ def bundles(
     )
 
 
-class ProductionParityMachine(ParityMachine):
+class ProductionParityMachine(parity.ParityMachine):
     """Memory vs SQL ``ProductionRepository``. Subclass and define ``make_sql_app``.
 
     The memory app (the reference) is read to pick inputs that hit existing records:
@@ -489,7 +481,7 @@ class ProductionParityMachine(ParityMachine):
         super().__init__()
         self.asset_ids = set()
 
-    def seen(self, op: Op) -> None:
+    def seen(self, op: parity.Op) -> None:
         super().seen(op)
         for arg in op.args:
             if isinstance(arg, DraftBundleDTO):
@@ -510,16 +502,16 @@ class ProductionParityMachine(ParityMachine):
         return self._existing_bundles()
 
     def _known(self, values: set[str]) -> st.SearchStrategy[str]:
-        return one_of_known(values)
+        return parity.one_of_known(values)
 
-    def write_ops(self) -> st.SearchStrategy[Op]:
+    def write_ops(self) -> st.SearchStrategy[parity.Op]:
         known_drafts = self._known(self.draft_ids)
         known_assets = _asset_ids_pool | self._known(self.asset_ids)
         return st.one_of(
-            drafts.map(lambda d: Op("production", "save_draft", (d,))),
-            (ids | known_drafts).map(lambda i: Op("production", "delete_draft", (i,))),
+            drafts.map(lambda d: parity.Op("production", "save_draft", (d,))),
+            (ids | known_drafts).map(lambda i: parity.Op("production", "delete_draft", (i,))),
             bundles(ids | self._known(self.bundle_ids), ids | known_drafts, known_assets).map(
-                lambda b: Op("production", "save_bundle", (b,))
+                lambda b: parity.Op("production", "save_bundle", (b,))
             ),
         )
 
@@ -535,12 +527,12 @@ class ProductionParityMachine(ParityMachine):
     def some_drafts(self, start: list[ContentDraftDTO]) -> None:
         """Every run starts with a few drafts, so bundle rules have drafts to hang on."""
         for draft in start:
-            self.both(Op("production", "save_draft", (draft,)))
+            self.both(parity.Op("production", "save_draft", (draft,)))
 
     # -- drafts --------------------------------------------------------------------------
     @rule(draft=drafts)
     def save_draft(self, draft: ContentDraftDTO) -> None:
-        self.both(Op("production", "save_draft", (draft,)))
+        self.both(parity.Op("production", "save_draft", (draft,)))
 
     @rule(data=st.data(), draft=drafts)
     def resave_draft(self, data: st.DataObject, draft: ContentDraftDTO) -> None:
@@ -548,18 +540,18 @@ class ProductionParityMachine(ParityMachine):
         existing = self._existing_drafts() or sorted(self.draft_ids)
         draft_id = data.draw(st.sampled_from(existing), label="draft_id")
         again = evolve(draft, draft_id=draft_id)
-        self.both(Op("production", "save_draft", (again,)))
+        self.both(parity.Op("production", "save_draft", (again,)))
 
-    get_draft = call_rule("production", "get_draft", lambda m: ids | m._known(m.draft_ids))
+    get_draft = parity.call_rule("production", "get_draft", lambda m: ids | m._known(m.draft_ids))
 
-    list_drafts = call_rule(
+    list_drafts = parity.call_rule(
         "production", "list_drafts", lambda m: _strategy_ids | m._known(m.strategy_ids)
     )
 
     @rule(data=st.data())
     def delete_draft(self, data: st.DataObject) -> None:
-        draft_id = data.draw(one_of_known(self.draft_ids), label="draft_id")
-        self.both(Op("production", "delete_draft", (draft_id,)))
+        draft_id = data.draw(parity.one_of_known(self.draft_ids), label="draft_id")
+        self.both(parity.Op("production", "delete_draft", (draft_id,)))
 
     # -- bundles -------------------------------------------------------------------------
     @rule(data=st.data())
@@ -569,11 +561,11 @@ class ProductionParityMachine(ParityMachine):
         existing = self._existing_drafts()
         if not existing:
             draft = data.draw(drafts, label="draft")
-            self.both(Op("production", "save_draft", (draft,)))
+            self.both(parity.Op("production", "save_draft", (draft,)))
             existing = [draft.draft_id]
         bundle_ids = ids | self._known(self.bundle_ids)
         bundle = data.draw(bundles(bundle_ids, st.sampled_from(existing)), label="bundle")
-        self.both(Op("production", "save_bundle", (bundle,)))
+        self.both(parity.Op("production", "save_bundle", (bundle,)))
 
     @rule(data=st.data())
     def resave_bundle(self, data: st.DataObject) -> None:
@@ -581,11 +573,11 @@ class ProductionParityMachine(ParityMachine):
         (keeping some of its asset ids, dropping others, adding new ones)."""
         old = data.draw(st.sampled_from(self._bundles_or(data)), label="old")
         kept = data.draw(st.sets(st.sampled_from(_asset_ids(old)) if old.assets else st.nothing()))
-        ids_ = one_of_known(kept) | _asset_ids_pool if kept else _asset_ids_pool
+        ids_ = parity.one_of_known(kept) | _asset_ids_pool if kept else _asset_ids_pool
         bundle = data.draw(
             bundles(st.just(old.bundle_id), st.just(old.draft_id), ids_), label="bundle"
         )
-        self.both(Op("production", "save_bundle", (bundle,)))
+        self.both(parity.Op("production", "save_bundle", (bundle,)))
 
     @rule(data=st.data())
     def move_bundle(self, data: st.DataObject) -> None:
@@ -599,7 +591,7 @@ class ProductionParityMachine(ParityMachine):
             bundle = evolve(old, draft_id=target)
         else:
             bundle = data.draw(bundles(st.just(old.bundle_id), st.just(target)), label="bundle")
-        self.both(Op("production", "save_bundle", (bundle,)))
+        self.both(parity.Op("production", "save_bundle", (bundle,)))
 
     @precondition(lambda self: any(b.assets for b in self._existing_bundles()))
     @rule(data=st.data())
@@ -611,14 +603,14 @@ class ProductionParityMachine(ParityMachine):
         stolen = data.draw(st.sampled_from(_asset_ids(holder)), label="stolen")
         others = sorted(self.bundle_ids - {holder.bundle_id})
         bundle_id = data.draw(
-            other_than(one_of_known(others) | ids, {holder.bundle_id}),
+            parity.other_than(parity.one_of_known(others) | ids, {holder.bundle_id}),
             label="bundle_id",
         )
         bundle = data.draw(
             bundles(
                 st.just(bundle_id),
                 st.sampled_from(drafts_),
-                other_than(_asset_ids_pool, {stolen}),
+                parity.other_than(_asset_ids_pool, {stolen}),
             ),
             label="bundle",
         )
@@ -627,7 +619,7 @@ class ProductionParityMachine(ParityMachine):
         with_stolen = evolve(
             bundle, assets=(*bundle.assets[:position], taken, *bundle.assets[position:])
         )
-        outcome = self.both(Op("production", "save_bundle", (with_stolen,)))
+        outcome = self.both(parity.Op("production", "save_bundle", (with_stolen,)))
         assert outcome == ("error", "ConflictError"), outcome
 
     @rule(data=st.data())
@@ -635,12 +627,16 @@ class ProductionParityMachine(ParityMachine):
         """A bundle (new or existing id) whose draft does not exist."""
         existing = set(self._existing_drafts())
         bundle = data.draw(
-            bundles(ids | self._known(self.bundle_ids), other_than(ids, existing)),
+            bundles(ids | self._known(self.bundle_ids), parity.other_than(ids, existing)),
             label="bundle",
         )
-        outcome = self.both(Op("production", "save_bundle", (bundle,)))
+        outcome = self.both(parity.Op("production", "save_bundle", (bundle,)))
         assert outcome == ("error", "NotFoundError"), outcome
 
-    get_bundle = call_rule("production", "get_bundle", lambda m: ids | m._known(m.bundle_ids))
+    get_bundle = parity.call_rule(
+        "production", "get_bundle", lambda m: ids | m._known(m.bundle_ids)
+    )
 
-    list_bundles = call_rule("production", "list_bundles", lambda m: ids | m._known(m.draft_ids))
+    list_bundles = parity.call_rule(
+        "production", "list_bundles", lambda m: ids | m._known(m.draft_ids)
+    )

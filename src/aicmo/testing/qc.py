@@ -13,16 +13,8 @@ from hypothesis.stateful import rule
 import aicmo
 from aicmo.errors import ConflictError
 from aicmo.qc import SEVERITIES, QcIssueDTO, QcResultDTO
+from aicmo.testing import parity
 from aicmo.testing.base import T0, BadCall, Kind, RepositoryContract, build, evolve, maker
-from aicmo.testing.parity import (
-    Boom,
-    Op,
-    ParityMachine,
-    assert_same,
-    call_rule,
-    one_of_known,
-    other_than,
-)
 from aicmo.testing.strategies import aware_datetimes, ids, nasty_text
 
 __all__ = [
@@ -102,8 +94,8 @@ class QcRepositoryContract(RepositoryContract):
         repo = app.repos.qc
         result = make_result()
         repo.save_result(result)
-        assert_same(result, repo.get_result("draft-1"))
-        assert_same(result, repo.get_by_id("result-1"))
+        parity.assert_same(result, repo.get_result("draft-1"))
+        parity.assert_same(result, repo.get_by_id("result-1"))
         assert repo.get_result("result-1") is None
         assert repo.get_by_id("draft-1") is None
 
@@ -112,7 +104,7 @@ class QcRepositoryContract(RepositoryContract):
         result = make_result(passed=True, score=0.85, issues=())
         repo.save_result(result)
         got = repo.get_result("draft-1")
-        assert_same(result, got)
+        parity.assert_same(result, got)
         assert got is not None
         assert got.issues == ()
         assert got.passed is True
@@ -137,8 +129,8 @@ class QcRepositoryContract(RepositoryContract):
                 else datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
             )
             repo.save_result(result)
-            assert_same(result, repo.get_result(result.draft_id))
-            assert_same(result, repo.get_by_id(result.result_id))
+            parity.assert_same(result, repo.get_result(result.draft_id))
+            parity.assert_same(result, repo.get_by_id(result.result_id))
             got = repo.get_result(result.draft_id)
             assert got is not None
             assert repr(got.score) == repr(score)
@@ -171,7 +163,7 @@ class QcRepositoryContract(RepositoryContract):
         for got in (repo.get_result("draft-1"), repo.get_by_id("result-1")):
             assert got is not None
             assert [i.reason for i in got.issues] == [f"r{n}" for n in range(25, 0, -1)]
-            assert_same(result, got)
+            parity.assert_same(result, got)
 
     def test_drafts_are_independent(self, app: aicmo.App) -> None:
         repo = app.repos.qc
@@ -182,12 +174,12 @@ class QcRepositoryContract(RepositoryContract):
         for result in results:
             repo.save_result(result)
         for result in results:
-            assert_same(result, repo.get_result(result.draft_id))
-            assert_same(result, repo.get_by_id(result.result_id))
+            parity.assert_same(result, repo.get_result(result.draft_id))
+            parity.assert_same(result, repo.get_by_id(result.result_id))
         assert repo.delete_for_draft("d2") is True
         for result in results:
             expected = None if result.draft_id == "d2" else result
-            assert_same(expected, repo.get_result(result.draft_id))
+            parity.assert_same(expected, repo.get_result(result.draft_id))
 
     # -- one result per draft ------------------------------------------------------------
     def test_latest_evaluation_wins_under_a_new_result_id(self, app: aicmo.App) -> None:
@@ -201,14 +193,14 @@ class QcRepositoryContract(RepositoryContract):
             evaluated_at=T0 + timedelta(days=1),
         )
         repo.save_result(new)
-        assert_same(new, repo.get_result("draft-1"))
-        assert_same(new, repo.get_by_id("new"))
+        parity.assert_same(new, repo.get_result("draft-1"))
+        parity.assert_same(new, repo.get_by_id("new"))
         assert repo.get_by_id("old") is None
         # The old id is free again, for any draft.
         elsewhere = make_result("old", "draft-2")
         repo.save_result(elsewhere)
-        assert_same(elsewhere, repo.get_by_id("old"))
-        assert_same(new, repo.get_result("draft-1"))
+        parity.assert_same(elsewhere, repo.get_by_id("old"))
+        parity.assert_same(new, repo.get_result("draft-1"))
 
     def test_a_result_id_of_another_draft_is_a_conflict_that_writes_nothing(
         self, app: aicmo.App
@@ -223,10 +215,10 @@ class QcRepositoryContract(RepositoryContract):
             repo.save_result(thief)
         with pytest.raises(ConflictError, match="'shared'"):
             repo.save_result(make_result("shared", "draft-3"))
-        assert_same(first, repo.get_result("draft-1"))
-        assert_same(first, repo.get_by_id("shared"))
-        assert_same(second, repo.get_result("draft-2"))
-        assert_same(second, repo.get_by_id("mine"))
+        parity.assert_same(first, repo.get_result("draft-1"))
+        parity.assert_same(first, repo.get_by_id("shared"))
+        parity.assert_same(second, repo.get_result("draft-2"))
+        parity.assert_same(second, repo.get_by_id("mine"))
         assert repo.get_result("draft-3") is None
 
     def test_delete_removes_the_result_and_its_issues(self, app: aicmo.App) -> None:
@@ -239,12 +231,12 @@ class QcRepositoryContract(RepositoryContract):
         # Nothing of the old issues is left to reappear under a new result.
         fresh = make_result("result-1", issues=[make_issue("major", "new")])
         repo.save_result(fresh)
-        assert_same(fresh, repo.get_result("draft-1"))
+        parity.assert_same(fresh, repo.get_result("draft-1"))
         # The id is free for another draft once its result is deleted.
         repo.delete_for_draft("draft-1")
         moved = make_result("result-1", "draft-9")
         repo.save_result(moved)
-        assert_same(moved, repo.get_by_id("result-1"))
+        parity.assert_same(moved, repo.get_by_id("result-1"))
 
     def test_lookups_match_ids_exactly(self, app: aicmo.App) -> None:
         repo = app.repos.qc
@@ -280,7 +272,7 @@ class QcRepositoryContract(RepositoryContract):
         assert got is not None
         assert [i.severity for i in got.issues] == ["critical", "minor"]
         assert isinstance(got.issues, tuple)
-        assert_same(repo.get_result("draft-1"), got)
+        parity.assert_same(repo.get_result("draft-1"), got)
 
     # -- transactions --------------------------------------------------------------------
     def test_transaction_that_raises_leaves_everything_as_before(self, app: aicmo.App) -> None:
@@ -289,17 +281,17 @@ class QcRepositoryContract(RepositoryContract):
         other = make_result("r2", "d2")
         repo.save_result(before)
         repo.save_result(other)
-        with pytest.raises(Boom), app.transaction():
+        with pytest.raises(parity.Boom), app.transaction():
             repo.save_result(make_result("r1", "d1", issues=[make_issue("minor")]))
             repo.save_result(make_result("r9", "d1", score=1.0))
             repo.save_result(make_result("r1", "d3"))  # r1 was freed above
             assert repo.delete_for_draft("d2") is True
             repo.save_result(make_result("r2", "d4"))
-            raise Boom
-        assert_same(before, repo.get_result("d1"))
-        assert_same(before, repo.get_by_id("r1"))
-        assert_same(other, repo.get_result("d2"))
-        assert_same(other, repo.get_by_id("r2"))
+            raise parity.Boom
+        parity.assert_same(before, repo.get_result("d1"))
+        parity.assert_same(before, repo.get_by_id("r1"))
+        parity.assert_same(other, repo.get_result("d2"))
+        parity.assert_same(other, repo.get_by_id("r2"))
         assert repo.get_by_id("r9") is None
         assert repo.get_result("d3") is None
         assert repo.get_result("d4") is None
@@ -337,7 +329,7 @@ class QcRepositoryContract(RepositoryContract):
         got = repo.get_result("draft-1")
         assert got is not None
         assert got.result_id.endswith("-7")
-        assert_same(candidates[got.result_id], got)
+        parity.assert_same(candidates[got.result_id], got)
         assert repo.get_by_id("start") is None
         assert [i for i in candidates if repo.get_by_id(i) is not None] == [got.result_id]
 
@@ -366,7 +358,7 @@ qc_results = st.builds(
 """Valid results with nasty values; result and draft ids collide often."""
 
 
-class QcParityMachine(ParityMachine):
+class QcParityMachine(parity.ParityMachine):
     """Memory vs SQL ``QcRepository``. Subclass and define ``make_sql_app``."""
 
     module = "qc"
@@ -376,16 +368,16 @@ class QcParityMachine(ParityMachine):
     result_ids: set[str]
 
     def _stored_or(self, data: st.DataObject) -> list[QcResultDTO]:
-        first = qc_results.map(lambda r: Op("qc", "save_result", (r,)))
+        first = qc_results.map(lambda r: parity.Op("qc", "save_result", (r,)))
         return self.stored_or(data, "get_result", self.draft_ids, first)
 
     def _known_drafts(self) -> st.SearchStrategy[str]:
-        return one_of_known(self.draft_ids)
+        return parity.one_of_known(self.draft_ids)
 
     def _known_results(self) -> st.SearchStrategy[str]:
-        return one_of_known(self.result_ids)
+        return parity.one_of_known(self.result_ids)
 
-    def write_ops(self) -> st.SearchStrategy[Op]:
+    def write_ops(self) -> st.SearchStrategy[parity.Op]:
         aimed = st.builds(
             lambda r, d, i: evolve(r, draft_id=d, result_id=i),
             qc_results,
@@ -393,8 +385,8 @@ class QcParityMachine(ParityMachine):
             self._known_results() | ids,
         )
         return st.one_of(
-            (qc_results | aimed).map(lambda r: Op("qc", "save_result", (r,))),
-            (self._known_drafts() | ids).map(lambda d: Op("qc", "delete_for_draft", (d,))),
+            (qc_results | aimed).map(lambda r: parity.Op("qc", "save_result", (r,))),
+            (self._known_drafts() | ids).map(lambda d: parity.Op("qc", "delete_for_draft", (d,))),
         )
 
     def observe(self, app: aicmo.App) -> Any:
@@ -404,7 +396,7 @@ class QcParityMachine(ParityMachine):
             [(r, repo.get_by_id(r)) for r in sorted(self.result_ids)],
         )
 
-    save_result = call_rule("qc", "save_result", qc_results)
+    save_result = parity.call_rule("qc", "save_result", qc_results)
 
     @rule(data=st.data(), result=qc_results)
     def resave_same_result_id(self, data: st.DataObject, result: QcResultDTO) -> None:
@@ -412,18 +404,18 @@ class QcParityMachine(ParityMachine):
         stored = self._stored_or(data)
         current = data.draw(st.sampled_from(stored), label="current")
         again = evolve(result, result_id=current.result_id, draft_id=current.draft_id)
-        assert self.both(Op("qc", "save_result", (again,))) == ("ok", None)
+        assert self.both(parity.Op("qc", "save_result", (again,))) == ("ok", None)
 
     @rule(data=st.data(), result=qc_results)
     def resave_new_result_id(self, data: st.DataObject, result: QcResultDTO) -> None:
         """Re-evaluate a draft under a new result id (free, or another draft's: conflict)."""
         stored = self._stored_or(data)
         current = data.draw(st.sampled_from(stored), label="current")
-        new_id = data.draw(other_than(ids, {current.result_id}), label="new_id")
+        new_id = data.draw(parity.other_than(ids, {current.result_id}), label="new_id")
         again = evolve(result, result_id=new_id, draft_id=current.draft_id)
         holder = self.memory.repos.qc.get_by_id(new_id)
         expected = ("ok", None) if holder is None else ("error", "ConflictError")
-        assert self.both(Op("qc", "save_result", (again,))) == expected
+        assert self.both(parity.Op("qc", "save_result", (again,))) == expected
 
     @rule(data=st.data(), result=qc_results)
     def steal_result_id(self, data: st.DataObject, result: QcResultDTO) -> None:
@@ -431,16 +423,16 @@ class QcParityMachine(ParityMachine):
         stored = self._stored_or(data)
         victim = data.draw(st.sampled_from(stored), label="victim")
         draft_id = data.draw(
-            other_than(self._known_drafts() | ids, {victim.draft_id}), label="draft_id"
+            parity.other_than(self._known_drafts() | ids, {victim.draft_id}), label="draft_id"
         )
         thief = evolve(result, result_id=victim.result_id, draft_id=draft_id)
-        assert self.both(Op("qc", "save_result", (thief,))) == ("error", "ConflictError")
+        assert self.both(parity.Op("qc", "save_result", (thief,))) == ("error", "ConflictError")
 
-    get_result = call_rule("qc", "get_result", lambda m: m._known_drafts() | ids)
+    get_result = parity.call_rule("qc", "get_result", lambda m: m._known_drafts() | ids)
 
-    get_by_id = call_rule("qc", "get_by_id", lambda m: m._known_results() | ids)
+    get_by_id = parity.call_rule("qc", "get_by_id", lambda m: m._known_results() | ids)
 
     @rule(data=st.data())
     def delete_for_draft(self, data: st.DataObject) -> None:
         draft_id = data.draw(self._known_drafts() | ids, label="draft_id")
-        self.both(Op("qc", "delete_for_draft", (draft_id,)))
+        self.both(parity.Op("qc", "delete_for_draft", (draft_id,)))

@@ -1,7 +1,6 @@
 """Webhooks: subscriptions, the transactional outbox of notifications, and their dispatch.
 
-Public names only; the repositories behind ``app.repos.webhooks`` are wired by
-:mod:`aicmo.app`. ``app.webhooks`` is the :class:`WebhookService`.
+``app.webhooks`` is the :class:`WebhookService`.
 """
 
 from aicmo.webhooks.dtos import (

@@ -11,16 +11,8 @@ from typing import Any
 import attrs
 
 from aicmo.db.memstore import MemoryDatabase
+from aicmo.webhooks import ports
 from aicmo.webhooks.dtos import NotificationDTO, SubscriptionDTO
-from aicmo.webhooks.ports import (
-    ChecksNotificationArgs,
-    ClaimArgs,
-    key_arg,
-    notification_arg,
-    notification_lost,
-    notification_not_found,
-    subscription_arg,
-)
 
 __all__ = ["InMemoryWebhookRepository"]
 
@@ -34,7 +26,7 @@ def _evolve(notification: NotificationDTO, **changes: Any) -> NotificationDTO:
     return result
 
 
-class InMemoryWebhookRepository(ChecksNotificationArgs):
+class InMemoryWebhookRepository(ports.ChecksNotificationArgs):
     """Subscriptions and notifications in the app's memory database (atomic with
     ``app.transaction()``)."""
 
@@ -54,18 +46,18 @@ class InMemoryWebhookRepository(ChecksNotificationArgs):
 
     # -- subscriptions -------------------------------------------------------------------
     def save_subscription(self, subscription: SubscriptionDTO) -> None:
-        subscription = subscription_arg(subscription)
+        subscription = ports.subscription_arg(subscription)
         self._subscriptions.store(subscription.subscription_id, subscription)
 
     def get_subscription(self, subscription_id: str) -> SubscriptionDTO | None:
-        return self._subscriptions.find(key_arg(subscription_id, "subscription_id"))
+        return self._subscriptions.find(ports.key_arg(subscription_id, "subscription_id"))
 
     def list_subscriptions(self) -> list[SubscriptionDTO]:
         with self._db.read():
             return sorted(self._subscriptions.values(), key=_subscription_order)
 
     def remove_subscription(self, subscription_id: str) -> bool:
-        subscription_id = key_arg(subscription_id, "subscription_id")
+        subscription_id = ports.key_arg(subscription_id, "subscription_id")
         with self._db.transaction():
             for notification in self._notifications.lookup("subscription_id", subscription_id):
                 self._notifications.delete(notification.notification_id)
@@ -73,7 +65,7 @@ class InMemoryWebhookRepository(ChecksNotificationArgs):
 
     # -- notifications -------------------------------------------------------------------
     def enqueue(self, notification: NotificationDTO) -> bool:
-        notification = notification_arg(notification)
+        notification = ports.notification_arg(notification)
         with self._db.transaction():
             if self._notifications.get(notification.notification_id) is not None:
                 return False
@@ -81,7 +73,7 @@ class InMemoryWebhookRepository(ChecksNotificationArgs):
             return True
 
     def get_notification(self, notification_id: str) -> NotificationDTO | None:
-        return self._notifications.find(key_arg(notification_id, "notification_id"))
+        return self._notifications.find(ports.key_arg(notification_id, "notification_id"))
 
     def select_notifications(
         self, wanted: str | None, count: int | None
@@ -95,7 +87,7 @@ class InMemoryWebhookRepository(ChecksNotificationArgs):
             found = sorted(rows, key=_notification_order)
         return found if count is None else found[:count]
 
-    def take(self, check: Callable[[], ClaimArgs]) -> builtins.list[NotificationDTO]:
+    def take(self, check: Callable[[], ports.ClaimArgs]) -> builtins.list[NotificationDTO]:
         args = check()
         with self._db.transaction():
             due = [
@@ -124,7 +116,7 @@ class InMemoryWebhookRepository(ChecksNotificationArgs):
         with self._db.transaction():
             stored = self._notifications.get(notification.notification_id)
             if stored is None:
-                raise notification_not_found(notification.notification_id)
+                raise ports.notification_not_found(notification.notification_id)
             if fence is not None and stored.lease_token != fence:
-                raise notification_lost(notification.notification_id, fence, stored)
+                raise ports.notification_lost(notification.notification_id, fence, stored)
             self._notifications.put(notification.notification_id, notification)

@@ -9,16 +9,9 @@ from typing import Protocol
 
 import attrs
 
+from aicmo import values
 from aicmo.errors import LeaseLostError, NotFoundError, ValidationError
-from aicmo.values import (
-    argument,
-    identifier,
-    instance,
-    key_arg,
-    non_negative_int64,
-    optional,
-    utc_datetime,
-)
+from aicmo.values import key_arg
 from aicmo.webhooks.dtos import NOTIFICATION_STATUSES, NotificationDTO, SubscriptionDTO
 
 __all__ = [
@@ -117,17 +110,17 @@ class WebhookRepository(Protocol):
         ...
 
 
-_subscription = instance(SubscriptionDTO)
-_notification = instance(NotificationDTO)
+_subscription = values.instance(SubscriptionDTO)
+_notification = values.instance(NotificationDTO)
 
 
 def subscription_arg(value: object) -> SubscriptionDTO:
-    result: SubscriptionDTO = argument(_subscription, value, "subscription")
+    result: SubscriptionDTO = values.argument(_subscription, value, "subscription")
     return result
 
 
 def notification_arg(value: object) -> NotificationDTO:
-    result: NotificationDTO = argument(_notification, value, "notification")
+    result: NotificationDTO = values.argument(_notification, value, "notification")
     return result
 
 
@@ -150,7 +143,7 @@ def limit_arg(value: object) -> int | None:
 
 
 def token_arg(value: object) -> int:
-    result: int = argument(non_negative_int64, value, "token")
+    result: int = values.argument(values.non_negative_int64, value, "token")
     return result
 
 
@@ -173,13 +166,13 @@ def claim_args(
     clock: Callable[[], datetime],
 ) -> ClaimArgs:
     """The checked arguments of ``claim``; ``clock`` (a callable) gives ``now`` if None."""
-    who: str = argument(identifier, dispatcher_id, "dispatcher_id")
+    who: str = values.argument(values.identifier, dispatcher_id, "dispatcher_id")
     if not isinstance(lease, timedelta) or lease <= timedelta(0):
         raise ValidationError([("lease", f"must be a positive timedelta, got {lease!r:.80}")])
     count = limit_arg(limit)
     if count is None:
         raise ValidationError([("limit", "must be an integer of 1 or more, got None")])
-    at: datetime | None = argument(optional(utc_datetime), now, "now")
+    at: datetime | None = values.argument(values.optional(values.utc_datetime), now, "now")
     if at is None:
         at = clock()
     try:

@@ -63,19 +63,11 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from aicmo import observability
+from aicmo import errors, observability
+from aicmo.db.pids import process_gone
 from aicmo.db.retry import retry_transient
 from aicmo.delivery import DeliveryService
-from aicmo.errors import (
-    AicmoError,
-    BackendError,
-    ConfigurationError,
-    ConflictError,
-    LeaseLostError,
-    NotFoundError,
-    TransientError,
-    ValidationError,
-)
+from aicmo.errors import AicmoError, BackendError, ConflictError, LeaseLostError, NotFoundError
 from aicmo.onboarding import IntakeSource
 from aicmo.workflow.backoff import OutageBackoff
 from aicmo.workflow.dtos import (
@@ -157,9 +149,9 @@ def _who() -> str:
 def priority_arg(value: object) -> int:
     """``priority`` checked: an integer from ``MIN_PRIORITY`` to ``MAX_PRIORITY``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError([("priority", f"must be an integer, got {value!r:.80}")])
+        raise errors.ValidationError([("priority", f"must be an integer, got {value!r:.80}")])
     if not MIN_PRIORITY <= value <= MAX_PRIORITY:
-        raise ValidationError(
+        raise errors.ValidationError(
             [
                 (
                     "priority",
@@ -176,9 +168,9 @@ def not_before_arg(value: object) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, datetime):
-        raise ValidationError([("not_before", f"must be a datetime, got {value!r:.80}")])
+        raise errors.ValidationError([("not_before", f"must be a datetime, got {value!r:.80}")])
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationError(
+        raise errors.ValidationError(
             [
                 (
                     "not_before",
@@ -213,22 +205,6 @@ _DRIVING_LOCK = threading.Lock()
 _HOLDER = re.compile(r"(?:.*:)?(?P<host>[^:]+):(?P<pid>[0-9]+):[0-9a-f]{6}")
 
 
-def _process_gone(pid: int) -> bool:
-    """Whether no process ``pid`` runs here (a zombie counts as gone); ``False`` if unsure."""
-    if os.name != "posix":
-        return False  # os.kill(pid, 0) would terminate the process on Windows
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rpartition(")")[2].split()[0] == "Z"
-    return False
-
-
 def _holder_gone(holder: str | None) -> bool:
     """Whether ``holder`` (``[prefix:]host:pid:random``, as :func:`default_worker_id`
     makes) is a driver of this machine that no longer runs: a process that died, or a
@@ -242,7 +218,7 @@ def _holder_gone(holder: str | None) -> bool:
     if pid == os.getpid():
         with _DRIVING_LOCK:
             return _DRIVING[holder] == 0  # type: ignore[index]
-    return _process_gone(pid)
+    return process_gone(pid)
 
 
 @contextlib.contextmanager
@@ -469,7 +445,9 @@ class WorkflowService:
         commit ids). ``NotFoundError`` naming what was given if none does;
         ``ValidationError`` listing the candidates if several do."""
         if not isinstance(run_id, str) or not run_id:
-            raise ValidationError([("run_id", "is empty; give a run id or its first characters")])
+            raise errors.ValidationError(
+                [("run_id", "is empty; give a run id or its first characters")]
+            )
         run = self.read(functools.partial(self.runs.get, run_id))
         if run is not None:
             return run
@@ -480,7 +458,7 @@ class WorkflowService:
             )
         if len(found) > 1:
             shown = ", ".join(found[:10]) + (", ..." if len(found) > 10 else "")
-            raise ValidationError(
+            raise errors.ValidationError(
                 [
                     (
                         "run_id",
@@ -587,7 +565,9 @@ class WorkflowService:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
         ):
-            raise ValidationError([("timeout", f"must be 0 or more seconds, got {timeout!r}")])
+            raise errors.ValidationError(
+                [("timeout", f"must be 0 or more seconds, got {timeout!r}")]
+            )
         run = self.resolve(run_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.01
@@ -726,7 +706,7 @@ class WorkflowService:
                     continue
                 try:
                     done.append(self._work_on(claimed, recoverer, DEFAULT_LEASE).run)
-                except ConfigurationError as exc:
+                except errors.ConfigurationError as exc:
                     refused.append(str(exc))
         # A process driving a run may be staging files under the same root: only entries
         # older than ``stale_after`` (and than a lease, while runs are held) are leftovers
@@ -736,7 +716,7 @@ class WorkflowService:
             older_than=max(stale_after, DEFAULT_LEASE) if live else stale_after
         )
         if refused:
-            raise ConfigurationError(
+            raise errors.ConfigurationError(
                 f"recovered {len(done)} run(s), refused {len(refused)}: " + "; ".join(refused)
             )
         return done
@@ -773,7 +753,7 @@ class WorkflowService:
         ``ConfigurationError`` (the run is released first, for a worker that can reach it).
         """
         if lease <= timedelta(0):
-            raise ValidationError([("lease", f"must be positive, got {lease}")])
+            raise errors.ValidationError([("lease", f"must be positive, got {lease}")])
         worker = worker_id or default_worker_id()
         stop = stop if stop is not None else threading.Event()
         results: list[WorkedRun] = []
@@ -908,7 +888,7 @@ class WorkflowService:
             except _StopRequested:
                 self.transaction(functools.partial(self.runs.release, run_id, claim.token))
                 outcome = "RELEASED"
-            except TransientError:
+            except errors.TransientError:
                 if not requeue_on_outage:
                     raise
                 # Given back for any worker (this one after its back-off): resumed from the
@@ -942,7 +922,7 @@ class WorkflowService:
         staging (the claim fenced them, so nothing there is anyone's work any more)."""
         try:
             delivery = self.delivery_of(run)
-        except ConfigurationError:
+        except errors.ConfigurationError:
             self.transaction(
                 functools.partial(self.runs.release, run.workflow_run_id, self._claim().token)
             )
@@ -1059,7 +1039,7 @@ class WorkflowService:
     def _raise_if_outage(self, exc: Exception) -> None:
         """Under a worker's claim, a step that failed on a database outage is not failed:
         the ``TransientError`` goes up to :meth:`_work_on`, which requeues the run."""
-        if isinstance(exc, TransientError) and self._claim().requeue_on_outage:
+        if isinstance(exc, errors.TransientError) and self._claim().requeue_on_outage:
             raise exc
 
     def record(self, run: WorkflowRunDTO, **changes: Any) -> WorkflowRunDTO:
@@ -1093,7 +1073,7 @@ class WorkflowService:
         """Record ``step`` as done with ``progress`` (inside the step's transaction,
         fenced by the lease). ``progress`` sets exactly the step's ``fills``."""
         if sorted(progress) != sorted(step.fills):
-            raise ValidationError(
+            raise errors.ValidationError(
                 [
                     (
                         f"step {step.name!r}",
@@ -1127,7 +1107,7 @@ class WorkflowService:
         if root is None or root == here or ("://" not in root and Path(root) == Path(here)):
             return own
         if "://" in root or not Path(root).is_dir():
-            raise ConfigurationError(
+            raise errors.ConfigurationError(
                 f"workflow run {run.workflow_run_id!r} keeps its package files under "
                 f"{root!r}, which is not reachable here (this app's artifact store is "
                 f"{own.store.shown!r}); finish it where that store is reachable, "
