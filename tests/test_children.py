@@ -88,8 +88,12 @@ def test_columns_come_from_the_mapper() -> None:
     assert LINES.delete.text == "DELETE FROM shop_lines WHERE order_id = :order_id"
     assert "c.quantity AS qty" in BY_CUSTOMER.text
     assert BY_CUSTOMER.text.endswith("ORDER BY p.order_id, c.position")
-    assert LINES.statements[:2] == (LINES.delete, LINES.insert)
-    assert len(LINES.statements) == 1 + BATCH
+    assert LINES.statements[:2] == (LINES.delete, LINES.delete_of(1))
+    assert LINES.statements[1 + BATCH] == LINES.insert
+    assert len(LINES.statements) == 1 + 2 * BATCH
+    assert LINES.delete_of(2).text == (
+        "DELETE FROM shop_lines WHERE (order_id = :order_id_0) OR (order_id = :order_id_1)"
+    )
     assert LINES.inserts.of(2).text == (
         "INSERT INTO shop_lines (order_id, position, sku, quantity)\n"
         "VALUES (:order_id_0, :position_0, :sku_0, :qty_0),\n"
@@ -151,6 +155,24 @@ def test_more_children_than_one_statement_takes_go_in_order(db: SQLiteDatabase) 
     assert LINES.load(mapper, db.fetch_rows(BY_CUSTOMER, {"customer": "c1"})) == [
         order("o1", *skus[:BATCH])
     ]
+
+
+def test_replace_many_replaces_the_children_of_more_parents_than_one_statement_takes(
+    db: SQLiteDatabase,
+) -> None:
+    mapper = RowMapper(Order, "sqlite")
+    kept = order("keep", "k1", "k2")
+    save(db, mapper, kept)
+    ids = [f"o{i:03}" for i in range(BATCH + 2)]  # two deletes: BATCH parents, then 2
+    for i, order_id in enumerate(ids):
+        save(db, mapper, order(order_id, f"old{i}a", f"old{i}b"))
+    fresh = [order(order_id, *([f"new{i}"] if i % 2 else [])) for i, order_id in enumerate(ids)]
+    rows = [mapper.to_row(o) for o in fresh]
+    children = [child for row in rows for child in LINES.split(row)]
+    with db.transaction():
+        assert LINES.replace_many(db, rows, children) == len(children) == (BATCH + 2) // 2
+    found = LINES.load(mapper, db.fetch_rows(BY_CUSTOMER, {"customer": "c1"}))
+    assert found == sorted([kept, *fresh], key=lambda o: o.order_id)
 
 
 def test_a_failed_replace_leaves_the_old_children(db: SQLiteDatabase) -> None:

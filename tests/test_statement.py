@@ -109,3 +109,31 @@ def test_returning_and_assignments() -> None:
     assert (
         returning("UPDATE t SET a = 1\n", ["a", "b"]).text == "UPDATE t SET a = 1\nRETURNING a, b"
     )
+
+
+def test_many_rows_upserted_in_one_statement_each_with_its_own_stamp() -> None:
+    import sqlite3
+
+    from aicmo.db.statement import InsertRows, numbered, on_conflict
+
+    rows = InsertRows(
+        "t",
+        ["k", "v"],
+        stamps=("created_at", "updated_at"),
+        rest=on_conflict(["k", "v"], key="k", stamps=("created_at", "updated_at")),
+    )
+    assert rows.of(2).text == (
+        "INSERT INTO t (k, v, created_at, updated_at)\n"
+        "VALUES (:k_0, :v_0, :now_0, :now_0),\n    (:k_1, :v_1, :now_1, :now_1)\n"
+        "ON CONFLICT (k) DO UPDATE SET v = excluded.v, updated_at = excluded.updated_at"
+    )
+    assert rows.one.text.startswith("INSERT INTO t (k, v, created_at, updated_at)\nVALUES (:k, ")
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (k PRIMARY KEY, v, created_at, updated_at)")
+    conn.execute("INSERT INTO t VALUES (1, 'old', 'T0', 'T0')")
+    batch = [{"k": 1, "v": "a", "now": "T1"}, {"k": 2, "v": "b", "now": "T2"}]
+    assert conn.execute(rows.of(2).sqlite, numbered(batch)).rowcount == 2
+    assert conn.execute("SELECT * FROM t ORDER BY k").fetchall() == [
+        (1, "a", "T0", "T1"),
+        (2, "b", "T2", "T2"),
+    ]

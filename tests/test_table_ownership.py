@@ -23,7 +23,7 @@ import aicmo
 from aicmo.app import MODULES, Module
 from aicmo.db.children import Children
 from aicmo.db.memstore import MemoryDatabase
-from aicmo.db.statement import InsertRows, Sql
+from aicmo.db.statement import InKeys, InsertRows, Sql
 
 _ACTIONS = {
     sqlite3.SQLITE_READ: "read",
@@ -66,7 +66,7 @@ def statements_of(module: ModuleType) -> list[Sql]:
     for value in vars(module).values():
         if isinstance(value, Sql):
             found.append(value)
-        elif isinstance(value, Children | InsertRows):
+        elif isinstance(value, Children | InsertRows | InKeys):
             found += value.statements
     return found
 

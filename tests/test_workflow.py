@@ -173,14 +173,16 @@ def test_the_qc_step_checks_every_draft_before_its_first_save(
 ) -> None:
     # The first save takes SQLite's write lock: no draft is checked while it is held.
     calls: list[str] = []
-    check, save = wf_app.qc.check, wf_app.qc.save
+    check, save_all = wf_app.qc.check, wf_app.qc.save_all
     monkeypatch.setattr(wf_app.qc, "check", lambda *a: calls.append("check") or check(*a))
-    monkeypatch.setattr(wf_app.qc, "save", lambda r: calls.append("save") or save(r))
+    monkeypatch.setattr(
+        wf_app.qc, "save_all", lambda rs: calls.append(f"save {len(rs)}") or save_all(rs)
+    )
     run = wf_app.run_workflow(PASSING)
     assert_completed(wf_app, run)
     drafts = len(run.draft_ids)
     assert drafts > 1
-    assert calls == ["check"] * drafts + ["save"] * drafts
+    assert calls == ["check"] * drafts + [f"save {drafts}"]  # the results saved as one batch
 
 
 def test_qc_failure_compensates_and_keeps_the_issues(wf_app: aicmo.App) -> None:

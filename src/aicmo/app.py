@@ -208,6 +208,9 @@ MODULES: tuple[Module[Any], ...] = (
         # A draft has one result (the latest evaluation): the record's id is its draft's.
         {
             "save_result": _save("result", "result", "draft_id"),
+            "save_results": (
+                Write("result", "save", listed("results", "draft_id"), prepare=as_list),
+            ),
             "delete_for_draft": _delete("result", "draft_id"),
         },
     ),

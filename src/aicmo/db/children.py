@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from aicmo.db.base import Row, SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
-from aicmo.db.statement import InsertRows, Sql, select_list
+from aicmo.db.statement import BATCH, InsertRows, Sql, numbered, select_list
 
 __all__ = ["Children"]
 
@@ -69,15 +69,20 @@ class Children:
             table, (*self.keys, "position", *self.columns), renamed=self.renamed, rest=rest
         )
         self.insert = self.inserts.one
+        self._deletes: dict[int, Sql] = {}
         # The last statement's columns read, and what reads them (see load).
         self._last: tuple[Any, ...] = (None, None, None, 0, None)
 
     @property
     def statements(self) -> tuple[Sql, ...]:
         """The statements this helper issues (the table-ownership test reads them): the
-        delete, and the insert of every count of rows up to
+        deletes and the inserts of every count of rows up to
         :data:`~aicmo.db.statement.BATCH`."""
-        return (self.delete, *self.inserts.statements)
+        return (
+            self.delete,
+            *(self.delete_of(n) for n in range(1, BATCH + 1)),
+            *self.inserts.statements,
+        )
 
     def joined(self, columns: Iterable[str], *, where: str, order: str = "") -> Sql:
         """``SELECT`` the parent's ``columns`` and its children's, ``parent p LEFT JOIN``
@@ -173,10 +178,24 @@ class Children:
             return {self.key: key}
         return {k: key[k] for k in self.keys}
 
+    def delete_of(self, count: int) -> Sql:
+        """The ``DELETE`` of the children of ``count`` parents at once (parameters: the
+        key columns numbered as :func:`~aicmo.db.statement.numbered` does)."""
+        stmt = self._deletes.get(count)
+        if stmt is None:
+            match = " OR ".join(
+                "(" + " AND ".join(f"{k} = :{k}_{i}" for k in self.keys) + ")" for i in range(count)
+            )
+            stmt = self._deletes[count] = Sql(f"DELETE FROM {self.table} WHERE {match}")  # noqa: S608 - names from aicmo's own code
+        return stmt
+
     def replace_many(self, db: SqlDatabase, parents: Sequence[Row], children: Sequence[Row]) -> int:
         """Replace the children of every parent in ``parents`` (rows holding the key
-        columns) with ``children`` (their rows of :meth:`split`, all together), in two
-        batched statements in the caller's transaction; return how many were inserted."""
-        if parents:
-            db.execute_many(self.delete, [self._key_params(p) for p in parents])
-        return db.execute_many(self.insert, children) if children else 0
+        columns; distinct keys) with ``children`` (their rows of :meth:`split`, all
+        together) in the caller's transaction: one ``DELETE`` and one multi-row ``INSERT``
+        per :data:`~aicmo.db.statement.BATCH` rows, not one statement per row; return how
+        many were inserted."""
+        for start in range(0, len(parents), BATCH):
+            chunk = [self._key_params(p) for p in parents[start : start + BATCH]]
+            db.execute(self.delete_of(len(chunk)), numbered(chunk))
+        return self.inserts.execute(db, children)

@@ -14,7 +14,7 @@ is named once, by the DTO's field, however many statements read or write it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH",
+    "InKeys",
     "InsertRows",
     "Sql",
     "assignments",
     "insert",
     "numbered",
+    "on_conflict",
     "returning",
     "select",
     "select_list",
@@ -184,7 +186,8 @@ def insert(
     ``updated_at``) is set to ``:now``; with ``where``, the row is inserted only if it
     holds (``SELECT ... WHERE``: e.g. the parent row exists). ``rows`` above 1: that many
     rows in one statement, ``VALUES (:<field>_0, ...), (:<field>_1, ...)`` (see
-    :func:`numbered`), without ``where``."""
+    :func:`numbered`; each row's stamps are its own ``:now_<index>``), without ``where``."""
+    stamps = tuple(stamps)
     fields = [*columns, *stamps]
     given = {**dict.fromkeys(stamps, ":now"), **values}
     names = ", ".join(renamed.get(f, f) for f in fields)
@@ -192,7 +195,10 @@ def insert(
         if where:
             raise ValueError("insert(rows=...) takes no where")
         source = "VALUES " + ",\n    ".join(
-            "(" + ", ".join(given.get(f, f":{f}_{i}") for f in fields) + ")" for i in range(rows)
+            "("
+            + ", ".join(values.get(f, f":{'now' if f in stamps else f}_{i}") for f in fields)
+            + ")"
+            for i in range(rows)
         )
     else:
         params = ", ".join(given.get(f, f":{f}") for f in fields)
@@ -223,19 +229,29 @@ class InsertRows:
         fields: Iterable[str],
         *,
         renamed: Mapping[str, str] = _NONE,
+        stamps: Iterable[str] = (),
         rest: str = "",
     ):
-        self.table, self.fields = table, tuple(fields)
+        self.table, self.fields, self.stamps = table, tuple(fields), tuple(stamps)
         self.renamed, self.rest = dict(renamed), rest
-        self.one = insert(table, self.fields, renamed=self.renamed, rest=rest)
+        self.one = self._insert(1)
         self._made: dict[int, Sql] = {1: self.one}
+
+    def _insert(self, rows: int) -> Sql:
+        return insert(
+            self.table,
+            self.fields,
+            renamed=self.renamed,
+            stamps=self.stamps,
+            rest=self.rest,
+            rows=rows,
+        )
 
     def of(self, count: int) -> Sql:
         """The statement inserting ``count`` rows at once."""
         stmt = self._made.get(count)
         if stmt is None:
-            stmt = insert(self.table, self.fields, renamed=self.renamed, rest=self.rest, rows=count)
-            self._made[count] = stmt
+            stmt = self._made[count] = self._insert(count)
         return stmt
 
     @property
@@ -254,6 +270,35 @@ class InsertRows:
         return inserted
 
 
+class InKeys:
+    """A statement over up to :data:`BATCH` values of one parameter at once: ``text`` with
+    ``{keys}`` where the list goes (``:<name>_0, :<name>_1, ...``), one statement made per
+    count. :meth:`chunks` splits any number of values into the statements' parameters."""
+
+    def __init__(self, text: str, name: str):
+        self.text, self.name = text, name
+        self._made: dict[int, Sql] = {}
+
+    def of(self, count: int) -> Sql:
+        """The statement taking ``count`` values."""
+        stmt = self._made.get(count)
+        if stmt is None:
+            keys = ", ".join(f":{self.name}_{i}" for i in range(count))
+            stmt = self._made[count] = Sql(self.text.format(keys=keys))
+        return stmt
+
+    @property
+    def statements(self) -> tuple[Sql, ...]:
+        """Every statement this may issue (the table-ownership test reads them)."""
+        return tuple(self.of(n) for n in range(1, BATCH + 1))
+
+    def chunks(self, values: Sequence[object]) -> Iterator[tuple[Sql, dict[str, object]]]:
+        """``(statement, parameters)`` for ``values``, :data:`BATCH` a statement."""
+        for start in range(0, len(values), BATCH):
+            chunk = values[start : start + BATCH]
+            yield self.of(len(chunk)), {f"{self.name}_{i}": v for i, v in enumerate(chunk)}
+
+
 def upsert(
     table: str,
     columns: Iterable[str],
@@ -268,17 +313,27 @@ def upsert(
     """:func:`insert` that, when ``key`` is taken, updates every other column of the row
     but the ones in ``keep`` and ``created_at`` (``ON CONFLICT (key) DO UPDATE SET c =
     excluded.c``; ``DO NOTHING`` when none is left)."""
+    rest = on_conflict(columns, key=key, keep=keep, renamed=renamed, stamps=stamps)
+    return insert(
+        table, columns, values=values, renamed=renamed, stamps=stamps, where=where, rest=rest
+    )
+
+
+def on_conflict(
+    columns: Iterable[str],
+    *,
+    key: str,
+    keep: Iterable[str] = (),
+    renamed: Mapping[str, str] = _NONE,
+    stamps: Iterable[str] = (),
+) -> str:
+    """The ``ON CONFLICT (key) DO UPDATE SET ...`` clause of :func:`upsert`, also the
+    ``rest`` of an :class:`InsertRows` that upserts many rows a statement (their keys must
+    then be distinct: PostgreSQL updates a row at most once a statement)."""
+    stamps = tuple(stamps)
     fields = [*columns, *stamps]
     kept = {key, "created_at", *keep} if "created_at" in stamps else {key, *keep}
     updates = ", ".join(
         f"{renamed.get(f, f)} = excluded.{renamed.get(f, f)}" for f in fields if f not in kept
     )
-    return insert(
-        table,
-        columns,
-        values=values,
-        renamed=renamed,
-        stamps=stamps,
-        where=where,
-        rest=f"ON CONFLICT ({key}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING"),
-    )
+    return f"ON CONFLICT ({key}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")

@@ -118,7 +118,8 @@ class SqlDeliveryRepository:
         artifacts = ARTIFACTS.split(row)
         with self._db.transaction():
             if self._db.write(ADD_PACKAGE, row) > 0:
-                ARTIFACTS.replace(self._db, row, artifacts)
+                # A version just inserted has no artifacts to replace (they go with it).
+                ARTIFACTS.inserts.execute(self._db, artifacts)
                 return
             stored = self.get_package(package.package_id, version=package.version)
             if stored is not None and stored != package:

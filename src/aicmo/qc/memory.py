@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.qc.dtos import QcResultDTO
-from aicmo.qc.rules import key_arg, result_arg, result_id_taken
+from aicmo.qc.rules import key_arg, result_arg, result_id_taken, results_arg
 
 __all__ = ["InMemoryQcRepository"]
 
@@ -24,6 +26,12 @@ class InMemoryQcRepository:
             if holder is not None and holder != result.draft_id:
                 raise result_id_taken(result, holder)
             self._results.put(result.draft_id, result)
+
+    def save_results(self, results: Iterable[QcResultDTO]) -> None:
+        batch = results_arg(results)
+        with self._db.transaction():
+            for result in batch:
+                self.save_result(result)
 
     def get_result(self, draft_id: str) -> QcResultDTO | None:
         return self._results.find(key_arg(draft_id, "draft_id"))

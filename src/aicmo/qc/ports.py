@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from aicmo.qc.dtos import QcResultDTO
@@ -25,6 +26,14 @@ class QcRepository(Protocol):
         ``ConflictError``, writing nothing, when ``result.result_id`` already belongs to
         the result of another draft.
         """
+        ...
+
+    def save_results(self, results: Iterable[QcResultDTO]) -> None:
+        """Save ``results`` as :meth:`save_result` would, one after another, in one
+        transaction: every result is checked before any is written, and a conflict of
+        any (its ``result_id`` another draft's when its turn comes) writes none of them.
+        The bulk path: a batch of results of distinct drafts, whose ids no other draft
+        holds, costs a few statements whatever its size, not a few per result."""
         ...
 
     def get_result(self, draft_id: str) -> QcResultDTO | None:

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from aicmo.errors import ConflictError
 from aicmo.qc.dtos import QcResultDTO
-from aicmo.values import argument, instance, key_arg
+from aicmo.values import argument, instance, key_arg, tuple_of
 
-__all__ = ["key_arg", "result_arg", "result_id_taken"]
+__all__ = ["key_arg", "result_arg", "result_id_taken", "results_arg"]
 
 _result = instance(QcResultDTO)
+_results = tuple_of(_result, "QC results (QcResultDTO)")
 
 
 def result_arg(value: object) -> QcResultDTO:
     return argument(_result, value, "result")
+
+
+def results_arg(value: object) -> tuple[QcResultDTO, ...]:
+    """The results of one ``save_results`` call, every one checked before any is written
+    (kept in order: they are saved as if one after another)."""
+    checked: tuple[QcResultDTO, ...] = argument(_results, value, "results")
+    return checked
 
 
 def result_id_taken(result: QcResultDTO, holder_draft_id: str) -> ConflictError:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -500,6 +500,11 @@ class QcService:
         """Save ``result`` as its draft's one result (latest wins); ``ConflictError`` when
         its ``result_id`` is another draft's result (nothing written)."""
         self.repo.save_result(result)  # one repository call: atomic on its own
+
+    def save_all(self, results: Iterable[QcResultDTO]) -> None:
+        """:meth:`save` each of ``results``, one after another, atomically: a conflict of
+        any writes none (a batch of distinct drafts is a few statements in all)."""
+        self.repo.save_results(results)
 
     def get_result(self, draft_id: str) -> QcResultDTO | None:
         """The draft's stored result, or ``None``."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aicmo.db.base import SqlDatabase
 from aicmo.db.children import Children
 from aicmo.db.mapping import RowMapper, columns
-from aicmo.db.statement import Sql, upsert
+from aicmo.db.statement import InKeys, InsertRows, Sql, on_conflict, upsert
 from aicmo.qc.dtos import QcIssueDTO, QcResultDTO
-from aicmo.qc.rules import key_arg, result_arg, result_id_taken
+from aicmo.qc.rules import key_arg, result_arg, result_id_taken, results_arg
 
 __all__ = ["SqlQcRepository"]
 
@@ -17,7 +19,19 @@ _RESULT = columns(QcResultDTO, without=("issues",))
 
 # One row per draft: a re-evaluation updates the draft's row in place, under its new
 # result_id. created_at stays the draft's first evaluation; updated_at is the latest.
-UPSERT_RESULT = upsert("qc_results", _RESULT, key="draft_id", stamps=("created_at", "updated_at"))
+_STAMPS = ("created_at", "updated_at")
+UPSERT_RESULT = upsert("qc_results", _RESULT, key="draft_id", stamps=_STAMPS)
+# The bulk path's: many results (of distinct drafts) a statement.
+UPSERT_RESULTS = InsertRows(
+    "qc_results", _RESULT, stamps=_STAMPS, rest=on_conflict(_RESULT, key="draft_id", stamps=_STAMPS)
+)
+
+
+# The drafts holding many result ids at once (the bulk path's check).
+FIND_RESULT_IDS = InKeys(
+    "SELECT result_id, draft_id FROM qc_results WHERE result_id IN ({keys})", "result_id"
+)
+
 
 ISSUES = Children(
     "qc_results", "qc_issues", QcIssueDTO, key="draft_id", field="issues", present="severity"
@@ -48,6 +62,37 @@ class SqlQcRepository:
                 raise result_id_taken(result, holder["draft_id"])
             self._db.execute(UPSERT_RESULT, row)
             ISSUES.replace(self._db, result.draft_id, issues)
+
+    def save_results(self, results: Iterable[QcResultDTO]) -> None:
+        batch = results_arg(results)
+        if not batch:
+            return
+        with self._db.transaction():
+            if not self._each_new_or_its_drafts(batch):
+                # Repeated drafts or ids, or an id another draft holds: one after another,
+                # exactly as save_result (the conflict it raises undoes the batch).
+                for result in batch:
+                    self.save_result(result)
+                return
+            now = self._db.now()
+            rows = [self._results.to_row(result, now=now) for result in batch]
+            issues = [issue for row in rows for issue in ISSUES.split(row)]
+            UPSERT_RESULTS.execute(self._db, rows)
+            ISSUES.replace_many(self._db, rows, issues)
+
+    def _each_new_or_its_drafts(self, batch: tuple[QcResultDTO, ...]) -> bool:
+        """Whether the drafts and the result ids of ``batch`` are distinct and each id is
+        free or its own draft's (so the results can be written in any order at once)."""
+        if len({r.draft_id for r in batch}) < len(batch):
+            return False
+        if len({r.result_id for r in batch}) < len(batch):
+            return False
+        holders: dict[str, str] = {}
+        for stmt, params in FIND_RESULT_IDS.chunks([r.result_id for r in batch]):
+            holders.update(
+                (row["result_id"], row["draft_id"]) for row in self._db.fetch_all(stmt, params)
+            )
+        return all(holders.get(r.result_id, r.draft_id) == r.draft_id for r in batch)
 
     def get_result(self, draft_id: str) -> QcResultDTO | None:
         draft_id = key_arg(draft_id, "draft_id")

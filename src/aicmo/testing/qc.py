@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
 import aicmo
-from aicmo.errors import ConflictError
+from aicmo.db.statement import BATCH
+from aicmo.errors import ConflictError, ValidationError
 from aicmo.qc import SEVERITIES, QcIssueDTO, QcResultDTO
 from aicmo.testing import parity
 from aicmo.testing.base import T0, BadCall, Kind, RepositoryContract, build, evolve, maker
@@ -296,6 +297,66 @@ class QcRepositoryContract(RepositoryContract):
         assert repo.get_result("d3") is None
         assert repo.get_result("d4") is None
 
+    # -- bulk ----------------------------------------------------------------------------
+    def test_save_results_stores_every_result_exactly(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        repo.save_result(make_result("old-id", "d0"))  # re-evaluated in the batch: new id
+        batch = [
+            make_result(f"r{i}", f"d{i}", issues=[make_issue(reason=f"n{j}") for j in range(i % 3)])
+            for i in range(BATCH + 3)  # more than one statement takes
+        ]
+        repo.save_results(batch)
+        for result in batch:
+            parity.assert_same(result, repo.get_result(result.draft_id))
+            parity.assert_same(result, repo.get_by_id(result.result_id))
+        assert repo.get_by_id("old-id") is None
+
+    def test_save_results_is_the_same_as_saving_one_after_another(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        repo.save_result(make_result("x", "d1"))
+        repo.save_result(make_result("y", "d2"))
+        # d1 gives up "x", which d2 then takes; d1 is evaluated twice: the last wins.
+        last = make_result("y", "d1", passed=True, score=1.0, issues=())
+        repo.save_results([make_result("t", "d1"), make_result("x", "d2"), last])
+        parity.assert_same(last, repo.get_result("d1"))
+        parity.assert_same(make_result("x", "d2"), repo.get_result("d2"))
+        assert repo.get_by_id("t") is None
+
+    def test_a_conflict_in_save_results_writes_none_of_them(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        held = make_result("held", "d1")
+        repo.save_result(held)
+        with pytest.raises(ConflictError, match="'held' already belongs to the result of draft"):
+            repo.save_results([make_result("fresh", "d2"), make_result("held", "d3")])
+        assert repo.get_result("d2") is None
+        assert repo.get_result("d3") is None
+        parity.assert_same(held, repo.get_by_id("held"))
+
+    def test_save_results_checks_every_item_before_writing_any(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        batch: list[Any] = [make_result("a", "d1"), {"result_id": "b"}]
+        with pytest.raises(ValidationError, match=r"results\[1\]: expected QcResultDTO"):
+            repo.save_results(batch)
+        with pytest.raises(ValidationError, match="results: expected a sequence"):
+            repo.save_results(make_result())  # type: ignore[arg-type]
+        assert repo.get_result("d1") is None
+
+    def test_save_results_of_nothing_writes_nothing(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        repo.save_results([])
+        repo.save_results(iter(()))
+        assert repo.get_result("draft-1") is None
+
+    def test_save_results_is_one_transaction(self, app: aicmo.App) -> None:
+        repo = app.repos.qc
+        kept = make_result("k", "dk")
+        repo.save_result(kept)
+        with pytest.raises(parity.Boom), app.transaction():
+            repo.save_results([make_result("a", "da"), _changed(kept)])
+            raise parity.Boom
+        assert repo.get_result("da") is None
+        parity.assert_same(kept, repo.get_result("dk"))
+
     # -- concurrency ---------------------------------------------------------------------
     def test_concurrent_reevaluations_of_one_draft_leave_one_whole_result(
         self, app: aicmo.App
@@ -377,15 +438,31 @@ class QcParityMachine(parity.ParityMachine):
     def _known_results(self) -> st.SearchStrategy[str]:
         return parity.one_of_known(self.result_ids)
 
-    def write_ops(self) -> st.SearchStrategy[parity.Op]:
-        aimed = st.builds(
+    def _aimed(self) -> st.SearchStrategy[QcResultDTO]:
+        """Results whose draft and result ids are often stored ones."""
+        return st.builds(
             lambda r, d, i: evolve(r, draft_id=d, result_id=i),
             qc_results,
             self._known_drafts() | ids,
             self._known_results() | ids,
         )
+
+    def _batches(self) -> st.SearchStrategy[list[Any]]:
+        """Batches of distinct drafts and ids (the bulk path), and batches that repeat a
+        draft, take stored ids or end with an item that is not a result."""
+        items = qc_results | self._aimed()
+        distinct = st.lists(
+            items, max_size=5, unique_by=(lambda r: r.draft_id, lambda r: r.result_id)
+        )
+        repeated = parity.batches(
+            items, qc_results, lambda r, first: evolve(r, draft_id=first.draft_id), [None, {}]
+        )
+        return distinct | repeated
+
+    def write_ops(self) -> st.SearchStrategy[parity.Op]:
         return st.one_of(
-            (qc_results | aimed).map(lambda r: parity.Op("qc", "save_result", (r,))),
+            (qc_results | self._aimed()).map(lambda r: parity.Op("qc", "save_result", (r,))),
+            self._batches().map(lambda b: parity.Op("qc", "save_results", (b,))),
             (self._known_drafts() | ids).map(lambda d: parity.Op("qc", "delete_for_draft", (d,))),
         )
 
@@ -427,6 +504,13 @@ class QcParityMachine(parity.ParityMachine):
         )
         thief = evolve(result, result_id=victim.result_id, draft_id=draft_id)
         assert self.both(parity.Op("qc", "save_result", (thief,))) == ("error", "ConflictError")
+
+    @rule(data=st.data())
+    def save_results(self, data: st.DataObject) -> None:
+        """The bulk save: the same as saving the results one after another (a conflict
+        of any: none written)."""
+        batch = data.draw(self._batches(), label="batch")
+        self.both(parity.Op("qc", "save_results", (batch,)))
 
     get_result = parity.call_rule("qc", "get_result", lambda m: m._known_drafts() | ids)
 

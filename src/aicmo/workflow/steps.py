@@ -316,8 +316,8 @@ def _qc(s: Services, m: Memo, run: WorkflowRunDTO) -> Progress:
         )
         for draft_id in run.draft_ids
     ]
+    s.qc.save_all(results)
     for result in results:
-        s.qc.save(result)
         m.put("result", result.draft_id, result)
     failed = [r for r in results if not r.passed]
     if failed:
