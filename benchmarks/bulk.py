@@ -202,12 +202,8 @@ def batch_get_packages(backend: Backend, count: int) -> dict[str, float]:
     conn = backend.raw
     rows = 0
     start = time.perf_counter()
-    for first in range(0, count, delivery_sql.IN_BATCH):
-        chunk = ids[first : first + delivery_sql.IN_BATCH]
-        size = 1 << (len(chunk) - 1).bit_length()
-        stmt = _sql(delivery_sql.get_packages_statement(size), backend)
-        params = {f"k{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
-        rows += len(conn.execute(stmt, params).fetchall())
+    for stmt, params in delivery_sql.GET_PACKAGES.chunks(ids):
+        rows += len(conn.execute(_sql(stmt, backend), params).fetchall())
     out["raw, the same statements"] = count / (time.perf_counter() - start)
     if rows != 3 * count:
         raise RuntimeError(f"the raw reads found {rows} artifact rows, not {3 * count}")

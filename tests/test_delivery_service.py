@@ -593,6 +593,19 @@ def test_next_version_is_the_runs_own_when_it_made_one(app: aicmo.App, root: Pat
     assert again == svc.get_package("pkg-1", version=2)
 
 
+def test_next_versions_are_next_version_of_each_from_one_read(app: aicmo.App, root: Path) -> None:
+    svc = make_service(app, root)
+    svc.deliver("pkg-1", "draft-1", FILES, workflow_run_id="run-1")
+    svc.deliver("pkg-1", "draft-1", FILES, workflow_run_id="run-2", created_at=T0)
+    svc.deliver("pkg-2", "draft-2", FILES)  # outside a run
+    ids = ["new", "pkg-1", "pkg-2", "pkg-1"]
+    for run in (None, "run-1", "run-2", "run-3"):
+        want = {p: svc.next_version(p, workflow_run_id=run) for p in ids}
+        assert svc.next_versions(ids, workflow_run_id=run) == want
+    assert svc.next_versions(ids, workflow_run_id="run-1") == {"new": 1, "pkg-1": 1, "pkg-2": 2}
+    assert svc.next_versions([]) == {}
+
+
 def test_two_deliveries_of_one_version_the_second_conflicts_and_leaves_nothing(
     app: aicmo.App, root: Path
 ) -> None:

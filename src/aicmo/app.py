@@ -226,6 +226,9 @@ MODULES: tuple[Module[Any], ...] = (
         {
             "save_package": _save("package", "package", "package_id"),
             "add_package": _save("package", "package", "package_id"),
+            "add_packages": (
+                Write("package", "save", listed("packages", "package_id"), prepare=as_list),
+            ),
             "save_packages": (
                 Write("package", "save", listed("packages", "package_id"), prepare=as_list),
             ),

@@ -259,6 +259,16 @@ class InsertRows:
         """Every statement this may issue (the table-ownership test reads them)."""
         return tuple(self.of(n) for n in range(1, BATCH + 1))
 
+    def fetch(self, db: SqlDatabase, rows: Sequence[Row]) -> list[Row]:
+        """Insert ``rows`` as :meth:`execute` does, with ``rest`` ending in ``RETURNING``:
+        the rows returned, every statement's together."""
+        returned: list[Row] = []
+        for start in range(0, len(rows), BATCH):
+            chunk = rows[start : start + BATCH]
+            params = chunk[0] if len(chunk) == 1 else numbered(chunk)
+            returned += db.fetch_all(self.of(len(chunk)), params)
+        return returned
+
     def execute(self, db: SqlDatabase, rows: Sequence[Row]) -> int:
         """Insert ``rows`` (mappings of the fields) in the caller's transaction; return how
         many the database inserted (fewer than given when ``rest`` skips some)."""
@@ -271,12 +281,14 @@ class InsertRows:
 
 
 class InKeys:
-    """A statement over up to :data:`BATCH` values of one parameter at once: ``text`` with
+    """A statement over up to ``most`` values of one parameter at once: ``text`` with
     ``{keys}`` where the list goes (``:<name>_0, :<name>_1, ...``), one statement made per
-    count. :meth:`chunks` splits any number of values into the statements' parameters."""
+    count. :meth:`chunks` splits any number of values into the statements' parameters;
+    with ``padded`` their counts are powers of two (the last value repeated), so a few
+    statements serve every count (for a read: a repeated value changes nothing)."""
 
-    def __init__(self, text: str, name: str):
-        self.text, self.name = text, name
+    def __init__(self, text: str, name: str, *, most: int = BATCH, padded: bool = False):
+        self.text, self.name, self.most, self.padded = text, name, most, padded
         self._made: dict[int, Sql] = {}
 
     def of(self, count: int) -> Sql:
@@ -287,16 +299,21 @@ class InKeys:
             stmt = self._made[count] = Sql(self.text.format(keys=keys))
         return stmt
 
+    def _size(self, count: int) -> int:
+        return 1 << (count - 1).bit_length() if self.padded else count
+
     @property
     def statements(self) -> tuple[Sql, ...]:
         """Every statement this may issue (the table-ownership test reads them)."""
-        return tuple(self.of(n) for n in range(1, BATCH + 1))
+        return tuple(self.of(n) for n in sorted({self._size(n) for n in range(1, self.most + 1)}))
 
     def chunks(self, values: Sequence[object]) -> Iterator[tuple[Sql, dict[str, object]]]:
-        """``(statement, parameters)`` for ``values``, :data:`BATCH` a statement."""
-        for start in range(0, len(values), BATCH):
-            chunk = values[start : start + BATCH]
-            yield self.of(len(chunk)), {f"{self.name}_{i}": v for i, v in enumerate(chunk)}
+        """``(statement, parameters)`` for ``values``, ``most`` a statement."""
+        for start in range(0, len(values), self.most):
+            chunk = values[start : start + self.most]
+            size = self._size(len(chunk))
+            params = {f"{self.name}_{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
+            yield self.of(size), params
 
 
 def upsert(

@@ -57,6 +57,12 @@ class InMemoryDeliveryRepository:
             elif stored != package:
                 raise rules.version_taken(package, stored)
 
+    def add_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
+        batch = rules.added_arg(packages)
+        with self._db.transaction():
+            for package in batch:
+                self.add_package(package)
+
     def save_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
         batch = rules.packages_arg(packages)
         with self._db.transaction():

@@ -46,6 +46,14 @@ class DeliveryRepository(Protocol):
         """
         ...
 
+    def add_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
+        """:meth:`add_package` each of ``packages``, one after another, in one transaction:
+        every item is checked first (``ValidationError`` naming its index), and a conflict
+        of any (a version stored with other content) writes none of them. The write of a
+        delivery of many packages: new versions of distinct keys cost a few statements in
+        all on SQL backends, not a few per package."""
+        ...
+
     def save_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
         """Save many package versions in one transaction: all of them, or (on any error)
         none.

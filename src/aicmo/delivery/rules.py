@@ -7,6 +7,7 @@ from aicmo.errors import ConflictError
 from aicmo.values import argument, instance, key_arg, text, tuple_of
 
 __all__ = [
+    "added_arg",
     "key_arg",
     "keys_arg",
     "package_arg",
@@ -34,6 +35,13 @@ def packages_arg(value: object) -> list[DeliveryPackageDTO]:
     """
     checked: tuple[DeliveryPackageDTO, ...] = argument(_packages, value, "packages")
     return list({(p.package_id, p.version): p for p in checked}.values())
+
+
+def added_arg(value: object) -> tuple[DeliveryPackageDTO, ...]:
+    """The packages of one ``add_packages`` call, every one checked before any is written
+    (kept in order: they are added as if one after another)."""
+    checked: tuple[DeliveryPackageDTO, ...] = argument(_packages, value, "packages")
+    return checked
 
 
 def keys_arg(value: object) -> list[str]:

@@ -382,6 +382,11 @@ class DeliveryService:
         ``ConflictError`` and writes nothing: stage again at :meth:`next_version`."""
         self.repo.add_package(self._checked(staged).package)
 
+    def save_all(self, staged: Iterable[StagedPackage]) -> None:
+        """:meth:`save` each staged package, one after another, atomically (a conflict of
+        any writes none); a few statements in all for new versions."""
+        self.repo.add_packages([self._checked(s).package for s in staged])
+
     def publish(self, staged: StagedPackage) -> None:
         """Put the staged files under the package's final name (after the row is committed).
 
@@ -474,6 +479,29 @@ class DeliveryService:
             if made:
                 return made[-1]
         return versions[-1].version + 1 if versions else 1
+
+    def next_versions(
+        self, package_ids: Iterable[str], *, workflow_run_id: str | None = None
+    ) -> dict[str, int]:
+        """:meth:`next_version` of each of ``package_ids``, from one read of their latest
+        versions (a package whose latest version another run made is read whole, for a
+        version ``workflow_run_id`` made before it)."""
+        ids = list(dict.fromkeys(package_ids))
+        latest = {p.package_id: p for p in self.repo.get_packages(ids)}
+        versions = {}
+        for package_id in ids:
+            last = latest.get(package_id)
+            if last is None:
+                versions[package_id] = 1
+            elif workflow_run_id is None:
+                versions[package_id] = last.version + 1
+            elif last.workflow_run_id == workflow_run_id:
+                versions[package_id] = last.version
+            else:
+                versions[package_id] = self.next_version(
+                    package_id, workflow_run_id=workflow_run_id
+                )
+        return versions
 
     def version_at(self, package_id: str, final_location: str | os.PathLike[str]) -> int | None:
         """The version of ``package_id`` whose final location is ``final_location`` (a

@@ -12,14 +12,14 @@ consistent without a snapshot and cost one round trip however many artifacts the
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
 
 from aicmo.db.base import SqlDatabase
 from aicmo.db.children import Children
 from aicmo.db.mapping import RowMapper, columns
-from aicmo.db.statement import Sql, insert, upsert
+from aicmo.db.statement import InKeys, InsertRows, Sql, insert, upsert
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.delivery.rules import (
+    added_arg,
     key_arg,
     keys_arg,
     package_arg,
@@ -46,6 +46,14 @@ ADD_PACKAGE = insert(
     _PACKAGE,
     stamps=("updated_at",),
     rest="ON CONFLICT (package_id, version) DO NOTHING",
+)
+
+# Many new versions a statement (add_packages): the versions inserted come back.
+ADD_PACKAGES = InsertRows(
+    "delivery_packages",
+    _PACKAGE,
+    stamps=("updated_at",),
+    rest="ON CONFLICT (package_id, version) DO NOTHING RETURNING package_id, version",
 )
 
 # A re-save replaces the version's artifacts as a whole, in the same transaction as its
@@ -83,19 +91,15 @@ IN_BATCH = 256
 parameter limits)."""
 
 
-@cache
-def get_packages_statement(size: int) -> Sql:
-    """``GET_PACKAGES`` for ``size`` ids (``:k0`` ... ): the latest version of each. Sizes
-    are powers of two (the ids padded by repeating the last), so a few statements serve
-    every batch."""
-    keys = ", ".join(f":k{i}" for i in range(size))
-    return ARTIFACTS.joined(
-        _PACKAGE, where=f"p.package_id IN ({keys}) AND {_LATEST}", order="p.package_id"
-    )
-
-
-def _padded(size: int) -> int:
-    return 1 << (size - 1).bit_length()
+# The latest version of each of many ids; the counts are powers of two (see InKeys).
+GET_PACKAGES = InKeys(
+    ARTIFACTS.joined(
+        _PACKAGE, where=f"p.package_id IN ({{keys}}) AND {_LATEST}", order="p.package_id"
+    ).text,
+    "package_id",
+    most=IN_BATCH,
+    padded=True,
+)
 
 
 class SqlDeliveryRepository:
@@ -124,6 +128,34 @@ class SqlDeliveryRepository:
             stored = self.get_package(package.package_id, version=package.version)
             if stored is not None and stored != package:
                 raise version_taken(package, stored)
+
+    def add_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
+        batch = added_arg(packages)
+        if not batch:
+            return
+        with self._db.transaction():
+            if len({(p.package_id, p.version) for p in batch}) < len(batch):
+                for package in batch:  # a version given twice: one after another, exactly
+                    self.add_package(package)
+                return
+            now = self._db.now()
+            rows = [self._packages.to_row(package, now=now) for package in batch]
+            artifacts = [ARTIFACTS.split(row) for row in rows]
+            added = {(r["package_id"], r["version"]) for r in ADD_PACKAGES.fetch(self._db, rows)}
+            ARTIFACTS.inserts.execute(
+                self._db,
+                [
+                    a
+                    for package, of in zip(batch, artifacts, strict=True)
+                    if (package.package_id, package.version) in added
+                    for a in of
+                ],
+            )
+            for package in batch:  # stored already: the same, or a conflict (undoes all)
+                if (package.package_id, package.version) not in added:
+                    stored = self.get_package(package.package_id, version=package.version)
+                    if stored is not None and stored != package:
+                        raise version_taken(package, stored)
 
     def save_packages(self, packages: Iterable[DeliveryPackageDTO]) -> None:
         batch = packages_arg(packages)
@@ -156,11 +188,8 @@ class SqlDeliveryRepository:
     def get_packages(self, package_ids: Iterable[str]) -> list[DeliveryPackageDTO]:
         keys = keys_arg(package_ids)
         found: dict[str, DeliveryPackageDTO] = {}
-        for start in range(0, len(keys), IN_BATCH):
-            chunk = keys[start : start + IN_BATCH]
-            size = _padded(len(chunk))
-            params = {f"k{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
-            rows = self._db.fetch_rows(get_packages_statement(size), params)
+        for stmt, params in GET_PACKAGES.chunks(keys):
+            rows = self._db.fetch_rows(stmt, params)
             found.update((p.package_id, p) for p in ARTIFACTS.load(self._packages, rows))
         return [found[k] for k in keys if k in found]
 

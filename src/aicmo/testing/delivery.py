@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
 import aicmo
+from aicmo.db.statement import BATCH
 from aicmo.delivery import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.errors import ConflictError, ValidationError
 from aicmo.testing.base import T0, TIED_IDS, BadCall, Kind, Listing, RepositoryContract, maker
@@ -362,6 +363,55 @@ class DeliveryRepositoryContract(RepositoryContract):
         assert_same(make_package(), repo.get_package("pkg-1"))
 
     # -- bulk ----------------------------------------------------------------------------
+    def test_add_packages_stores_every_new_version_exactly(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        batch = [
+            make_package(f"p{i:02}", artifacts=[make_artifact(f"f{i}-{j}") for j in range(i % 3)])
+            for i in range(BATCH + 3)  # more than one statement takes
+        ]
+        repo.add_packages(batch)
+        assert_same(batch, repo.get_packages([p.package_id for p in batch]))
+
+    def test_add_packages_is_the_same_as_adding_one_after_another(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        stored = make_package("s", workflow_run_id="run-1")
+        repo.add_package(stored)
+        new = make_package("n", artifacts=(make_artifact("only"),))
+        # The stored version again and a version given twice alike: nothing more changes.
+        repo.add_packages([stored, new, make_package("s", version=2), new])
+        assert_same([stored, make_package("s", version=2)], repo.list_versions("s"))
+        assert_same([new], repo.list_versions("n"))
+
+    def test_a_conflict_in_add_packages_writes_none_of_them(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        stored = make_package("s", workflow_run_id="run-1")
+        repo.add_package(stored)
+        for batch in (
+            [make_package("a"), attrs.evolve(stored, artifacts=())],  # type: ignore[misc]
+            [make_package("a"), make_package("a", artifacts=())],  # the same version twice
+        ):
+            with pytest.raises(ConflictError, match="was delivered already"):
+                repo.add_packages(batch)
+            assert repo.get_package("a") is None
+            assert_same([stored], repo.list_versions("s"))
+
+    def test_add_packages_checks_every_item_before_writing_any(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        batch: list[Any] = [make_package("a"), None]
+        with pytest.raises(ValidationError, match=r"packages\[1\]: expected DeliveryPackageDTO"):
+            repo.add_packages(batch)
+        with pytest.raises(ValidationError, match="packages: expected a sequence"):
+            repo.add_packages(make_package())  # type: ignore[arg-type]
+        repo.add_packages([])
+        assert repo.get_package("a") is None
+
+    def test_add_packages_is_one_transaction(self, app: aicmo.App) -> None:
+        repo = app.repos.delivery
+        with pytest.raises(Boom), app.transaction():
+            repo.add_packages([make_package("a"), make_package("b")])
+            raise Boom
+        assert repo.get_packages(["a", "b"]) == []
+
     def test_save_packages_stores_every_package_exactly(self, app: aicmo.App) -> None:
         repo = app.repos.delivery
         batch = [
@@ -560,6 +610,7 @@ class DeliveryParityMachine(ParityMachine):
             delete_package_version=st.tuples(ids | known, _versions_pool),
             save_packages=self._batches(),
             add_package=moved,
+            add_packages=self._added(),
         )
 
     def observe(self, app: aicmo.App) -> Any:
@@ -585,6 +636,27 @@ class DeliveryParityMachine(ParityMachine):
             ),
             [None, "pkg", {}],
         )
+
+    def _added(self) -> st.SearchStrategy[list[Any]]:
+        """Batches for ``add_packages``: new versions, stored ones again (the same, or with
+        other content: a conflict), versions given twice, an item that is not a package."""
+        stored = self._stored()
+        again = st.sampled_from(stored) if stored else packages
+        other = again.flatmap(
+            lambda p: packages.map(
+                lambda q: attrs.evolve(q, package_id=p.package_id, version=p.version)  # type: ignore[misc]
+            )
+        )
+        items = packages | again | other
+        distinct = st.lists(items, max_size=5, unique_by=lambda p: (p.package_id, p.version))
+        return distinct | batches(items, packages, lambda p, first: first, [None, {}])
+
+    @rule(data=st.data())
+    def add_packages(self, data: st.DataObject) -> None:
+        """The bulk add: the same as adding the versions one after another (a conflict of
+        any: none written)."""
+        batch = data.draw(self._added(), label="batch")
+        self.both(Op("delivery", "add_packages", (batch,)))
 
     @rule(data=st.data())
     def save_packages(self, data: st.DataObject) -> None:

@@ -457,7 +457,7 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     # The version each package gets: the one this run made already (a delivery done again
     # after a crash makes no second version), else the package's next one.
     def contents_of() -> list[tuple[str, str, dict[str, bytes], int]]:
-        versions = {p: delivery.next_version(p, workflow_run_id=run_id) for p in _package_ids(run)}
+        versions = delivery.next_versions(_package_ids(run), workflow_run_id=run_id)
         return [
             (p, d, files(), versions[p]) for p, d, files in _packages(s, saga.memo, run, versions)
         ]
@@ -466,8 +466,7 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
     staged: list[StagedPackage] = []
 
     def tx() -> WorkflowRunDTO:
-        for item in staged:
-            delivery.save(item)
+        delivery.save_all(staged)
         progress = {
             "package_ids": tuple(i.package.package_id for i in staged),
             "artifact_dirs": tuple(i.final_location for i in staged),
