@@ -198,6 +198,10 @@ MODULES: tuple[Module[Any], ...] = (
             "save_draft": _save("draft", "draft", "draft_id"),
             "delete_draft": _delete("draft", "draft_id"),
             "save_bundle": _save("bundle", "bundle", "bundle_id"),
+            "save_drafts": (Write("draft", "save", listed("drafts", "draft_id"), prepare=as_list),),
+            "save_bundles": (
+                Write("bundle", "save", listed("bundles", "bundle_id"), prepare=as_list),
+            ),
         },
     ),
     Module[QcRepository](

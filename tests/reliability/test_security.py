@@ -95,6 +95,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("db/children.py", "f'DELETE FROM {table} WHERE {matches}'"): (
         "table and key names are the module's constants and the columns come from the DTO's attrs fields (RowMapper), fixed at import"  # noqa: E501
     ),
+    ("db/children.py", "f'DELETE FROM {self.table} WHERE {match}'"): (
+        "the child table and its key names are the module's constants; each value is a :name parameter"  # noqa: E501
+    ),
     (
         "db/statement.py",
         "f'SELECT {select_list(columns, table=table, renamed=renamed)}\\n{rest}'",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from operator import attrgetter
 
 from aicmo.db.memstore import MemoryDatabase
@@ -10,8 +11,10 @@ from aicmo.production.dtos import ContentDraftDTO, DraftBundleDTO
 from aicmo.production.rules import (
     asset_conflict,
     bundle_arg,
+    bundles_arg,
     draft_arg,
     draft_not_found,
+    drafts_arg,
     key_arg,
 )
 
@@ -42,6 +45,12 @@ class InMemoryProductionRepository:
         draft = draft_arg(draft)
         self._drafts.store(draft.draft_id, draft)
 
+    def save_drafts(self, drafts: Iterable[ContentDraftDTO]) -> None:
+        batch = drafts_arg(drafts)
+        with self._db.transaction():
+            for draft in batch:
+                self._drafts.put(draft.draft_id, draft)
+
     def get_draft(self, draft_id: str) -> ContentDraftDTO | None:
         return self._drafts.find(key_arg(draft_id, "draft_id"))
 
@@ -70,6 +79,12 @@ class InMemoryProductionRepository:
                     and holder != bundle.bundle_id
                 ]
                 raise asset_conflict(bundle.bundle_id, taken) from None
+
+    def save_bundles(self, bundles: Iterable[DraftBundleDTO]) -> None:
+        batch = bundles_arg(bundles)
+        with self._db.transaction():
+            for bundle in batch:
+                self.save_bundle(bundle)
 
     def get_bundle(self, bundle_id: str) -> DraftBundleDTO | None:
         return self._bundles.find(key_arg(bundle_id, "bundle_id"))

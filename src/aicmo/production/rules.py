@@ -7,12 +7,22 @@ from collections.abc import Sequence
 
 from aicmo.errors import ConflictError, NotFoundError
 from aicmo.production.dtos import ContentDraftDTO, DraftBundleDTO
-from aicmo.values import argument, instance, key_arg
+from aicmo.values import argument, instance, key_arg, tuple_of
 
-__all__ = ["asset_conflict", "bundle_arg", "draft_arg", "draft_not_found", "key_arg"]
+__all__ = [
+    "asset_conflict",
+    "bundle_arg",
+    "bundles_arg",
+    "draft_arg",
+    "draft_not_found",
+    "drafts_arg",
+    "key_arg",
+]
 
 _draft = instance(ContentDraftDTO)
 _bundle = instance(DraftBundleDTO)
+_drafts = tuple_of(_draft, "drafts (ContentDraftDTO)")
+_bundles = tuple_of(_bundle, "bundles (DraftBundleDTO)")
 
 
 def draft_arg(value: object) -> ContentDraftDTO:
@@ -21,6 +31,20 @@ def draft_arg(value: object) -> ContentDraftDTO:
 
 def bundle_arg(value: object) -> DraftBundleDTO:
     return argument(_bundle, value, "bundle")
+
+
+def drafts_arg(value: object) -> list[ContentDraftDTO]:
+    """The drafts of one ``save_drafts`` call, every one checked before any is written; a
+    ``draft_id`` given more than once keeps its last draft (as saves one after another)."""
+    checked: tuple[ContentDraftDTO, ...] = argument(_drafts, value, "drafts")
+    return list({d.draft_id: d for d in checked}.values())
+
+
+def bundles_arg(value: object) -> tuple[DraftBundleDTO, ...]:
+    """The bundles of one ``save_bundles`` call, every one checked before any is written
+    (kept in order: they are saved as if one after another)."""
+    checked: tuple[DraftBundleDTO, ...] = argument(_bundles, value, "bundles")
+    return checked
 
 
 def draft_not_found(bundle: DraftBundleDTO) -> NotFoundError:

@@ -331,9 +331,8 @@ class ProductionService:
             for old in self.repo.list_drafts(strategy.strategy_id):
                 if _ours(old.draft_id, id_prefix) and old.draft_id not in keep:
                     self.repo.delete_draft(old.draft_id)
-            for draft, bundle in zip(drafts, bundles, strict=True):
-                self.repo.save_draft(draft)
-                self.repo.save_bundle(bundle)
+            self.repo.save_drafts(drafts)
+            self.repo.save_bundles(bundles)
         return drafts
 
     def render_markdown(self, draft: ContentDraftDTO) -> str:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aicmo.db.base import SqlDatabase
 from aicmo.db.children import Children
 from aicmo.db.mapping import RowMapper, columns
-from aicmo.db.statement import Sql, select, upsert
+from aicmo.db.statement import InKeys, InsertRows, Sql, on_conflict, select, upsert
 from aicmo.production.dtos import AssetDTO, ContentDraftDTO, DraftBundleDTO
 from aicmo.production.rules import (
     asset_conflict,
     bundle_arg,
+    bundles_arg,
     draft_arg,
     draft_not_found,
+    drafts_arg,
     key_arg,
 )
 
@@ -20,8 +24,17 @@ __all__ = ["SqlProductionRepository"]
 _META = {"metadata": "meta"}  # the DTOs' ``metadata`` is the column ``meta``
 _DRAFT = columns(ContentDraftDTO)
 
-SAVE_DRAFT = upsert(
-    "production_drafts", _DRAFT, key="draft_id", stamps=("updated_at",), renamed=_META
+_STAMP = ("updated_at",)
+SAVE_DRAFT = upsert("production_drafts", _DRAFT, key="draft_id", stamps=_STAMP, renamed=_META)
+SAVE_DRAFTS = InsertRows(
+    "production_drafts",
+    _DRAFT,
+    renamed=_META,
+    stamps=_STAMP,
+    rest=on_conflict(_DRAFT, key="draft_id", renamed=_META, stamps=_STAMP),
+)
+FIND_DRAFTS = InKeys(
+    "SELECT draft_id FROM production_drafts WHERE draft_id IN ({keys})", "draft_id"
 )
 
 GET_DRAFT = select(_DRAFT, "FROM production_drafts WHERE draft_id = :draft_id", renamed=_META)
@@ -58,6 +71,19 @@ ASSETS = Children(
     rest="ON CONFLICT (asset_id) DO NOTHING",
 )
 
+# The bulk path's: bundles of drafts known to exist, many a statement; their assets' holders.
+_BUNDLE_STAMPS = ("created_at", "updated_at")
+SAVE_BUNDLES = InsertRows(
+    "production_bundles",
+    _BUNDLE,
+    stamps=_BUNDLE_STAMPS,
+    rest=on_conflict(_BUNDLE, key="bundle_id", stamps=_BUNDLE_STAMPS),
+)
+FIND_ASSET_HOLDERS = InKeys(
+    "SELECT asset_id, bundle_id FROM production_bundle_assets WHERE asset_id IN ({keys})",
+    "asset_id",
+)
+
 GET_ASSET_HOLDER = Sql("""
 SELECT bundle_id FROM production_bundle_assets WHERE asset_id = :asset_id
 """)
@@ -83,6 +109,14 @@ class SqlProductionRepository:
     # -- drafts --------------------------------------------------------------------------
     def save_draft(self, draft: ContentDraftDTO) -> None:
         self._db.write(SAVE_DRAFT, self._drafts.to_row(draft_arg(draft), now=self._db.now()))
+
+    def save_drafts(self, drafts: Iterable[ContentDraftDTO]) -> None:
+        batch = drafts_arg(drafts)
+        if batch:
+            now = self._db.now()
+            rows = [self._drafts.to_row(draft, now=now) for draft in batch]
+            with self._db.transaction():
+                SAVE_DRAFTS.execute(self._db, rows)
 
     def get_draft(self, draft_id: str) -> ContentDraftDTO | None:
         params = {"draft_id": key_arg(draft_id, "draft_id")}
@@ -111,6 +145,43 @@ class SqlProductionRepository:
                 if held is not None and held["bundle_id"] != bundle.bundle_id:
                     taken.append((asset.asset_id, str(held["bundle_id"])))
             raise asset_conflict(bundle.bundle_id, taken)
+
+    def save_bundles(self, bundles: Iterable[DraftBundleDTO]) -> None:
+        batch = bundles_arg(bundles)
+        if not batch:
+            return
+        with self._db.transaction():
+            if self._each_clean(batch):
+                now = self._db.now()
+                rows = [self._bundles.to_row(bundle, now=now) for bundle in batch]
+                assets = [a for row in rows for a in ASSETS.split(row)]
+                SAVE_BUNDLES.execute(self._db, rows)
+                if ASSETS.replace_many(self._db, rows, assets) == len(assets):
+                    return
+            # Not clean (or an asset taken meanwhile): one after another, exactly as
+            # save_bundle, whose error undoes the batch.
+            for bundle in batch:
+                self.save_bundle(bundle)
+
+    def _each_clean(self, batch: tuple[DraftBundleDTO, ...]) -> bool:
+        """Whether the bundles of ``batch`` and their assets are distinct, every draft
+        exists and every asset is free or its own bundle's (so all can be written at once)."""
+        owner = {a.asset_id: b.bundle_id for b in batch for a in b.assets}
+        if len({b.bundle_id for b in batch}) < len(batch):
+            return False
+        if len(owner) < sum(len(b.assets) for b in batch):
+            return False
+        drafts = list(dict.fromkeys(b.draft_id for b in batch))
+        found: set[str] = set()
+        for stmt, params in FIND_DRAFTS.chunks(drafts):
+            found.update(row["draft_id"] for row in self._db.fetch_all(stmt, params))
+        if len(found) < len(drafts):
+            return False
+        for stmt, params in FIND_ASSET_HOLDERS.chunks(list(owner)):
+            for row in self._db.fetch_all(stmt, params):
+                if owner[row["asset_id"]] != row["bundle_id"]:
+                    return False
+        return True
 
     def get_bundle(self, bundle_id: str) -> DraftBundleDTO | None:
         found = self._db.fetch_rows(GET_BUNDLE, {"bundle_id": key_arg(bundle_id, "bundle_id")})

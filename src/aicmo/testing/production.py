@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
 import aicmo
-from aicmo.errors import ConflictError, NotFoundError
+from aicmo.db.statement import BATCH
+from aicmo.errors import ConflictError, NotFoundError, ValidationError
 from aicmo.production import AssetDTO, ContentDraftDTO, DraftBundleDTO
 from aicmo.testing import parity
 from aicmo.testing.base import T0, BadCall, Kind, Listing, RepositoryContract, build, evolve, maker
@@ -322,6 +323,80 @@ class ProductionRepositoryContract(RepositoryContract):
         repo.save_bundle(free)
         parity.assert_same(free, repo.get_bundle("free"))
 
+    # -- bulk ----------------------------------------------------------------------------
+    def test_save_drafts_stores_every_draft_exactly_and_the_last_of_an_id_wins(
+        self, app: aicmo.App
+    ) -> None:
+        repo = app.repos.production
+        repo.save_draft(make_draft("d00", body="old"))
+        repo.save_bundle(make_bundle(draft_id="d00"))
+        batch = [make_draft(f"d{i:02}", body=f"body {i}") for i in range(BATCH + 3)]
+        last = make_draft("d01", body="the last")
+        repo.save_drafts([*batch, last])
+        for draft in batch:
+            want = last if draft.draft_id == "d01" else draft
+            parity.assert_same(want, repo.get_draft(draft.draft_id))
+        parity.assert_same(make_bundle(draft_id="d00"), repo.get_bundle("bundle-1"))  # kept
+        repo.save_drafts([])
+        with pytest.raises(ValidationError, match=r"drafts\[1\]: expected ContentDraftDTO"):
+            repo.save_drafts([make_draft("new"), make_bundle()])  # type: ignore[list-item]
+        assert repo.get_draft("new") is None
+        with pytest.raises(parity.Boom), app.transaction():
+            repo.save_drafts([make_draft("new")])
+            raise parity.Boom
+        assert repo.get_draft("new") is None
+
+    def test_save_bundles_stores_every_bundle_exactly(self, app: aicmo.App) -> None:
+        repo = app.repos.production
+        repo.save_drafts([make_draft(), make_draft("draft-2")])
+        repo.save_bundle(make_bundle("b00", ("old-1", "old-2")))  # re-saved below
+        batch = [
+            make_bundle(f"b{i:02}", tuple(f"a{i}-{j}" for j in range(i % 3)), draft_id=d)
+            for i in range(BATCH + 3)
+            for d in ["draft-1" if i % 2 else "draft-2"]
+        ]
+        repo.save_bundles(batch)
+        for bundle in batch:
+            parity.assert_same(bundle, repo.get_bundle(bundle.bundle_id))
+        repo.save_bundle(make_bundle("b99", ("old-1", "old-2")))  # the old ids are free
+
+    def test_save_bundles_is_the_same_as_saving_one_after_another(self, app: aicmo.App) -> None:
+        repo = app.repos.production
+        repo.save_draft(make_draft())
+        repo.save_bundle(make_bundle("giver", ("x", "y")))
+        # The giver drops "x" before the taker takes it: fine, in this order only.
+        given = [make_bundle("giver", ("y",)), make_bundle("taker", ("x",))]
+        with pytest.raises(ConflictError, match="asset 'x' belongs to bundle 'giver'"):
+            repo.save_bundles(list(reversed(given)))
+        repo.save_bundles(given)
+        parity.assert_same(given, repo.list_bundles("draft-1"))
+        # A bundle given twice ends with its last save.
+        repo.save_bundles([make_bundle("taker", ("z",)), make_bundle("taker", ("x", "w"))])
+        parity.assert_same(make_bundle("taker", ("x", "w")), repo.get_bundle("taker"))
+
+    def test_an_error_in_save_bundles_writes_none_of_them(self, app: aicmo.App) -> None:
+        repo = app.repos.production
+        repo.save_draft(make_draft())
+        holder = make_bundle("holder", ("held",))
+        repo.save_bundle(holder)
+        for batch, error in (
+            (
+                [make_bundle("new", ("n",)), make_bundle("orphan", ("o",), draft_id="nope")],
+                NotFoundError,
+            ),
+            ([make_bundle("new", ("n",)), make_bundle("thief", ("held",))], ConflictError),
+            ([make_bundle("new", ("n",)), make_draft()], ValidationError),
+        ):
+            with pytest.raises(error):
+                repo.save_bundles(batch)  # type: ignore[arg-type]
+            parity.assert_same([holder], repo.list_bundles("draft-1"))
+        repo.save_bundles([])
+        with pytest.raises(parity.Boom), app.transaction():
+            repo.save_bundles([make_bundle("new", ("n",))])
+            raise parity.Boom
+        parity.assert_same([holder], repo.list_bundles("draft-1"))
+        repo.save_bundle(make_bundle("again", ("n", "o")))  # no id was kept taken
+
     # -- arguments, immutability, transactions -------------------------------------------
     def bad_calls(self) -> list[BadCall]:
         return [
@@ -462,6 +537,17 @@ def bundles(
     )
 
 
+def _disjoint(batch: list[DraftBundleDTO]) -> list[DraftBundleDTO]:
+    """``batch`` with each asset id kept by the first bundle listing it only."""
+    taken: set[str] = set()
+    result = []
+    for bundle in batch:
+        kept = tuple(a for a in bundle.assets if a.asset_id not in taken)
+        taken.update(a.asset_id for a in kept)
+        result.append(evolve(bundle, assets=kept))
+    return result
+
+
 class ProductionParityMachine(parity.ParityMachine):
     """Memory vs SQL ``ProductionRepository``. Subclass and define ``make_sql_app``.
 
@@ -484,8 +570,9 @@ class ProductionParityMachine(parity.ParityMachine):
     def seen(self, op: parity.Op) -> None:
         super().seen(op)
         for arg in op.args:
-            if isinstance(arg, DraftBundleDTO):
-                self.asset_ids.update(a.asset_id for a in arg.assets)
+            for item in arg if isinstance(arg, list) else [arg]:
+                if isinstance(item, DraftBundleDTO):
+                    self.asset_ids.update(a.asset_id for a in item.assets)
 
     # -- what exists (read from the memory app) ------------------------------------------
     def _existing_drafts(self) -> list[str]:
@@ -504,11 +591,39 @@ class ProductionParityMachine(parity.ParityMachine):
     def _known(self, values: set[str]) -> st.SearchStrategy[str]:
         return parity.one_of_known(values)
 
+    def _draft_batches(self) -> st.SearchStrategy[list[Any]]:
+        """Batches of drafts whose ids repeat (in the batch and stored ones), sometimes
+        with an item that is not a draft."""
+        known = drafts.flatmap(
+            lambda d: self._known(self.draft_ids).map(lambda i: evolve(d, draft_id=i))
+        )
+        return parity.batches(
+            drafts | known, drafts, lambda d, first: evolve(d, draft_id=first.draft_id), [None]
+        )
+
+    def _bundle_batches(self) -> st.SearchStrategy[list[Any]]:
+        """Batches of distinct bundles with distinct assets under existing drafts (the bulk
+        path), and batches that repeat bundles, take held assets, name missing drafts or
+        end with an item that is not a bundle (one after another, or the call's error)."""
+        existing = self._existing_drafts()
+        under = st.sampled_from(existing) if existing else ids
+        bundle_ids = ids | self._known(self.bundle_ids)
+        items = bundles(bundle_ids, under | ids, _asset_ids_pool | self._known(self.asset_ids))
+        clean = st.lists(
+            bundles(bundle_ids, under), max_size=4, unique_by=lambda b: b.bundle_id
+        ).map(_disjoint)
+        repeated = parity.batches(
+            items, bundles(ids, under), lambda b, first: evolve(b, bundle_id=first.bundle_id), [{}]
+        )
+        return clean | repeated
+
     def write_ops(self) -> st.SearchStrategy[parity.Op]:
         known_drafts = self._known(self.draft_ids)
         known_assets = _asset_ids_pool | self._known(self.asset_ids)
         return st.one_of(
             drafts.map(lambda d: parity.Op("production", "save_draft", (d,))),
+            self._draft_batches().map(lambda b: parity.Op("production", "save_drafts", (b,))),
+            self._bundle_batches().map(lambda b: parity.Op("production", "save_bundles", (b,))),
             (ids | known_drafts).map(lambda i: parity.Op("production", "delete_draft", (i,))),
             bundles(ids | self._known(self.bundle_ids), ids | known_drafts, known_assets).map(
                 lambda b: parity.Op("production", "save_bundle", (b,))
@@ -542,6 +657,12 @@ class ProductionParityMachine(parity.ParityMachine):
         again = evolve(draft, draft_id=draft_id)
         self.both(parity.Op("production", "save_draft", (again,)))
 
+    @rule(data=st.data())
+    def save_drafts(self, data: st.DataObject) -> None:
+        """The bulk save of drafts: as saving them one after another (last of an id wins)."""
+        batch = data.draw(self._draft_batches(), label="batch")
+        self.both(parity.Op("production", "save_drafts", (batch,)))
+
     get_draft = parity.call_rule("production", "get_draft", lambda m: ids | m._known(m.draft_ids))
 
     list_drafts = parity.call_rule(
@@ -566,6 +687,13 @@ class ProductionParityMachine(parity.ParityMachine):
         bundle_ids = ids | self._known(self.bundle_ids)
         bundle = data.draw(bundles(bundle_ids, st.sampled_from(existing)), label="bundle")
         self.both(parity.Op("production", "save_bundle", (bundle,)))
+
+    @rule(data=st.data())
+    def save_bundles(self, data: st.DataObject) -> None:
+        """The bulk save of bundles: as saving them one after another (the error of any:
+        none written)."""
+        batch = data.draw(self._bundle_batches(), label="batch")
+        self.both(parity.Op("production", "save_bundles", (batch,)))
 
     @rule(data=st.data())
     def resave_bundle(self, data: st.DataObject) -> None:
