@@ -91,6 +91,13 @@ class MemoryTable(Generic[K, V]):
         with self._db.transaction():
             self.put(key, value)
 
+    def store_all(self, values: Iterable[V], key: Callable[[V], K]) -> None:
+        """:meth:`put` each of ``values`` under ``key(value)``, in one transaction of its
+        own (or the caller's): a bulk save."""
+        with self._db.transaction():
+            for value in values:
+                self.put(key(value), value)
+
     def remove(self, key: K) -> bool:
         """:meth:`delete` in a transaction of its own (or the caller's)."""
         with self._db.transaction():

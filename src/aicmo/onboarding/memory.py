@@ -28,10 +28,7 @@ class InMemoryBriefRepository:
         self._briefs.store(brief.brief_id, brief)
 
     def save_briefs(self, briefs: Iterable[NormalizedBriefDTO]) -> None:
-        batch = rules.briefs_arg(briefs)
-        with self._db.transaction():
-            for brief in batch:
-                self._briefs.put(brief.brief_id, brief)
+        self._briefs.store_all(rules.briefs_arg(briefs), key=attrgetter("brief_id"))
 
     def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
         return self._briefs.find(rules.key_arg(brief_id, "brief_id"))

@@ -7,16 +7,8 @@ from operator import attrgetter
 
 from aicmo.db.memstore import MemoryDatabase
 from aicmo.errors import ConflictError
+from aicmo.production import rules
 from aicmo.production.dtos import ContentDraftDTO, DraftBundleDTO
-from aicmo.production.rules import (
-    asset_conflict,
-    bundle_arg,
-    bundles_arg,
-    draft_arg,
-    draft_not_found,
-    drafts_arg,
-    key_arg,
-)
 
 __all__ = ["InMemoryProductionRepository"]
 
@@ -42,33 +34,32 @@ class InMemoryProductionRepository:
         )
 
     def save_draft(self, draft: ContentDraftDTO) -> None:
-        draft = draft_arg(draft)
+        draft = rules.draft_arg(draft)
         self._drafts.store(draft.draft_id, draft)
 
     def save_drafts(self, drafts: Iterable[ContentDraftDTO]) -> None:
-        batch = drafts_arg(drafts)
-        with self._db.transaction():
-            for draft in batch:
-                self._drafts.put(draft.draft_id, draft)
+        self._drafts.store_all(rules.drafts_arg(drafts), key=attrgetter("draft_id"))
 
     def get_draft(self, draft_id: str) -> ContentDraftDTO | None:
-        return self._drafts.find(key_arg(draft_id, "draft_id"))
+        return self._drafts.find(rules.key_arg(draft_id, "draft_id"))
 
     def list_drafts(self, strategy_id: str) -> list[ContentDraftDTO]:
-        return self._drafts.listed("strategy", key_arg(strategy_id, "strategy_id"), _draft_order)
+        return self._drafts.listed(
+            "strategy", rules.key_arg(strategy_id, "strategy_id"), _draft_order
+        )
 
     def delete_draft(self, draft_id: str) -> bool:
-        draft_id = key_arg(draft_id, "draft_id")
+        draft_id = rules.key_arg(draft_id, "draft_id")
         with self._db.transaction():
             for bundle in self._bundles.lookup("draft", draft_id):
                 self._bundles.delete(bundle.bundle_id)
             return self._drafts.delete(draft_id)
 
     def save_bundle(self, bundle: DraftBundleDTO) -> None:
-        bundle = bundle_arg(bundle)
+        bundle = rules.bundle_arg(bundle)
         with self._db.transaction():
             if self._drafts.get(bundle.draft_id) is None:
-                raise draft_not_found(bundle)
+                raise rules.draft_not_found(bundle)
             try:
                 self._bundles.put(bundle.bundle_id, bundle)
             except ConflictError:
@@ -78,16 +69,16 @@ class InMemoryProductionRepository:
                     if (holder := self._bundles.holder("asset_id", asset.asset_id)) is not None
                     and holder != bundle.bundle_id
                 ]
-                raise asset_conflict(bundle.bundle_id, taken) from None
+                raise rules.asset_conflict(bundle.bundle_id, taken) from None
 
     def save_bundles(self, bundles: Iterable[DraftBundleDTO]) -> None:
-        batch = bundles_arg(bundles)
+        batch = rules.bundles_arg(bundles)
         with self._db.transaction():
             for bundle in batch:
                 self.save_bundle(bundle)
 
     def get_bundle(self, bundle_id: str) -> DraftBundleDTO | None:
-        return self._bundles.find(key_arg(bundle_id, "bundle_id"))
+        return self._bundles.find(rules.key_arg(bundle_id, "bundle_id"))
 
     def list_bundles(self, draft_id: str) -> list[DraftBundleDTO]:
-        return self._bundles.listed("draft", key_arg(draft_id, "draft_id"), _bundle_order)
+        return self._bundles.listed("draft", rules.key_arg(draft_id, "draft_id"), _bundle_order)
