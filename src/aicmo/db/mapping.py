@@ -409,6 +409,11 @@ class RowMapper(Generic[T]):
             row.update(row.pop(name))
         return row
 
+    def to_rows(self, values: Iterable[T], **extra: Any) -> list[dict[str, Any]]:
+        """:meth:`to_row` of each of ``values`` with the same ``extra`` (a bulk write's
+        ``now``)."""
+        return [self.to_row(value, **extra) for value in values]
+
     def from_row(self, row: Mapping[str, Any]) -> T:
         """The DTO stored in ``row`` (a row of aicmo's own table: its values are not
         checked again). A field holding a tuple of nested DTOs (a child table's rows)

@@ -138,8 +138,7 @@ class SqlDeliveryRepository:
                 for package in batch:  # a version given twice: one after another, exactly
                     self.add_package(package)
                 return
-            now = self._db.now()
-            rows = [self._packages.to_row(package, now=now) for package in batch]
+            rows = self._packages.to_rows(batch, now=self._db.now())
             artifacts = [ARTIFACTS.split(row) for row in rows]
             added = {(r["package_id"], r["version"]) for r in ADD_PACKAGES.fetch(self._db, rows)}
             ARTIFACTS.inserts.execute(
@@ -161,8 +160,7 @@ class SqlDeliveryRepository:
         batch = packages_arg(packages)
         if not batch:
             return
-        now = self._db.now()
-        rows = [self._packages.to_row(package, now=now) for package in batch]
+        rows = self._packages.to_rows(batch, now=self._db.now())
         artifacts = [a for row in rows for a in ARTIFACTS.split(row)]
         with self._db.transaction():
             # Three statements, many parameter sets each (sqlite3's executemany, psycopg's

@@ -73,8 +73,7 @@ class SqlBriefRepository:
         batch = briefs_arg(briefs)
         if not batch:
             return
-        now = self._db.now()
-        rows = [self._briefs.to_row(brief, now=now) for brief in batch]
+        rows = self._briefs.to_rows(batch, now=self._db.now())
         with self._db.transaction():
             # One statement, many parameter sets: sqlite3's executemany, psycopg's
             # pipelined executemany. Ids are distinct (briefs_arg keeps the last).

@@ -113,8 +113,7 @@ class SqlProductionRepository:
     def save_drafts(self, drafts: Iterable[ContentDraftDTO]) -> None:
         batch = drafts_arg(drafts)
         if batch:
-            now = self._db.now()
-            rows = [self._drafts.to_row(draft, now=now) for draft in batch]
+            rows = self._drafts.to_rows(batch, now=self._db.now())
             with self._db.transaction():
                 SAVE_DRAFTS.execute(self._db, rows)
 
@@ -152,8 +151,7 @@ class SqlProductionRepository:
             return
         with self._db.transaction():
             if self._each_clean(batch):
-                now = self._db.now()
-                rows = [self._bundles.to_row(bundle, now=now) for bundle in batch]
+                rows = self._bundles.to_rows(batch, now=self._db.now())
                 assets = [a for row in rows for a in ASSETS.split(row)]
                 SAVE_BUNDLES.execute(self._db, rows)
                 if ASSETS.replace_many(self._db, rows, assets) == len(assets):

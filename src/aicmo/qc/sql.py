@@ -74,8 +74,7 @@ class SqlQcRepository:
                 for result in batch:
                     self.save_result(result)
                 return
-            now = self._db.now()
-            rows = [self._results.to_row(result, now=now) for result in batch]
+            rows = self._results.to_rows(batch, now=self._db.now())
             issues = [issue for row in rows for issue in ISSUES.split(row)]
             UPSERT_RESULTS.execute(self._db, rows)
             ISSUES.replace_many(self._db, rows, issues)
