@@ -60,6 +60,7 @@ while workers write to it. PostgreSQL is backed up with ``pg_dump``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
@@ -526,11 +527,14 @@ def _stage_memory(app: App) -> App:
 
 
 def _into_memory(
-    fill: Callable[[App], TransferReport], target: App, if_exists: str
-) -> TransferReport:
-    """``fill`` a private ``sqlite://`` app (a copy or an import, with all their checks),
-    then move its records into the memory app ``target`` through the repositories, in
-    one transaction, and check that the memory app then holds the same records."""
+    fill: Callable[[App], TransferReport], target: App | str, if_exists: str
+) -> TransferReport | None:
+    """When ``target`` is a memory app: ``fill`` a private ``sqlite://`` app (a copy or an
+    import, with all their checks), then move its records into ``target`` through the
+    repositories, in one transaction, check that it then holds the same records and
+    return the report. Any other target: ``None`` (the caller writes it directly)."""
+    if not isinstance(target, App) or target.backend != "memory":
+        return None
     memory = target._memory
     assert memory is not None  # noqa: S101 - narrows a type for mypy
     if if_exists == "replace":
@@ -966,12 +970,9 @@ def copy(
         raise ConfigurationError(
             f"source and target are the same database ({redact(source_id)}); name another target"
         )
-    if isinstance(target, App) and target.backend == "memory":
-        return _into_memory(
-            lambda staging: copy(source, staging, batch_size=batch_size, progress=progress),
-            target,
-            if_exists,
-        )
+    fill = functools.partial(copy, source, batch_size=batch_size, progress=progress)
+    if (done := _into_memory(fill, target, if_exists)) is not None:
+        return done
     with _opened(source, "source", must_exist=True) as (src, src_url):
         with _side("source", src_url):
             _schema_version(src, "source", src_url, source=True)
@@ -1253,12 +1254,9 @@ def import_from(
             )
             + "; nothing was written"
         )
-    if isinstance(target, App) and target.backend == "memory":
-        return _into_memory(
-            lambda staging: import_from(folder, staging, batch_size=batch_size, progress=progress),
-            target,
-            if_exists,
-        )
+    fill = functools.partial(import_from, folder, batch_size=batch_size, progress=progress)
+    if (done := _into_memory(fill, target, if_exists)) is not None:
+        return done
     with _opened(target, "target", must_exist=False) as (dst, dst_url):
         migrated = _prepare_target(dst, dst_url, reader.tables, if_exists)
         # Written in the target's dependency order (the manifest's order is only advice).
