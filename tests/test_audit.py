@@ -63,6 +63,11 @@ def test_every_module_write_records_one_entry(app: aicmo.App) -> None:
     repos.production.save_bundle(make_bundle("bu-1", draft_id="d-1"))
     repos.qc.save_result(make_result("r-1", "d-1"))
     repos.delivery.save_package(make_package("p-1"))
+    # The bulk writes record one entry per record, as their single calls do.
+    repos.production.save_drafts([make_draft("d-2"), make_draft("d-3")])
+    repos.production.save_bundles([make_bundle("bu-2", ("a-2",), draft_id="d-2")])
+    repos.qc.save_results([make_result("r-2", "d-2"), make_result("r-3", "d-3")])
+    repos.delivery.add_packages([make_package("p-2")])
     run = repos.workflow.create(make_run("run-1"))
     repos.workflow.update(attrs.evolve(run, step="onboard"))  # type: ignore[misc]
     for deleted in (
@@ -84,6 +89,12 @@ def test_every_module_write_records_one_entry(app: aicmo.App) -> None:
         (me, "production", "bundle", "bu-1", "save", None),
         (me, "qc", "result", "d-1", "save", None),
         (me, "delivery", "package", "p-1", "save", None),
+        (me, "production", "draft", "d-2", "save", None),
+        (me, "production", "draft", "d-3", "save", None),
+        (me, "production", "bundle", "bu-2", "save", None),
+        (me, "qc", "result", "d-2", "save", None),
+        (me, "qc", "result", "d-3", "save", None),
+        (me, "delivery", "package", "p-2", "save", None),
         (me, "workflow", "run", "run-1", "create", "run-1"),
         (me, "workflow", "run", "run-1", "update", "run-1"),
         (me, "delivery", "package", "p-1", "delete", None),

@@ -259,25 +259,21 @@ class InsertRows:
         """Every statement this may issue (the table-ownership test reads them)."""
         return tuple(self.of(n) for n in range(1, BATCH + 1))
 
+    def chunks(self, rows: Sequence[Row]) -> Iterator[tuple[Sql, Row]]:
+        """``(statement, parameters)`` for ``rows``, :data:`BATCH` rows a statement."""
+        for start in range(0, len(rows), BATCH):
+            chunk = rows[start : start + BATCH]
+            yield self.of(len(chunk)), chunk[0] if len(chunk) == 1 else numbered(chunk)
+
     def fetch(self, db: SqlDatabase, rows: Sequence[Row]) -> list[Row]:
         """Insert ``rows`` as :meth:`execute` does, with ``rest`` ending in ``RETURNING``:
         the rows returned, every statement's together."""
-        returned: list[Row] = []
-        for start in range(0, len(rows), BATCH):
-            chunk = rows[start : start + BATCH]
-            params = chunk[0] if len(chunk) == 1 else numbered(chunk)
-            returned += db.fetch_all(self.of(len(chunk)), params)
-        return returned
+        return [row for stmt, params in self.chunks(rows) for row in db.fetch_all(stmt, params)]
 
     def execute(self, db: SqlDatabase, rows: Sequence[Row]) -> int:
         """Insert ``rows`` (mappings of the fields) in the caller's transaction; return how
         many the database inserted (fewer than given when ``rest`` skips some)."""
-        inserted = 0
-        for start in range(0, len(rows), BATCH):
-            chunk = rows[start : start + BATCH]
-            params = chunk[0] if len(chunk) == 1 else numbered(chunk)
-            inserted += db.execute(self.of(len(chunk)), params)
-        return inserted
+        return sum(db.execute(stmt, params) for stmt, params in self.chunks(rows))
 
 
 class InKeys:
