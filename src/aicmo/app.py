@@ -8,12 +8,12 @@ own); the app's wiring and every test that goes through all modules derive from 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, Unpack
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, Unpack
 
 import attrs
 
@@ -52,7 +52,7 @@ from aicmo.delivery.store import open_store
 from aicmo.errors import BackendError, ConfigurationError, SchemaError, ValidationError
 from aicmo.onboarding import BriefRepository
 from aicmo.onboarding.memory import InMemoryBriefRepository
-from aicmo.onboarding.service import IntakeSource, OnboardingService
+from aicmo.onboarding.service import OnboardingService
 from aicmo.onboarding.sql import SqlBriefRepository
 from aicmo.production import ProductionRepository
 from aicmo.production.memory import InMemoryProductionRepository
@@ -71,16 +71,12 @@ from aicmo.webhooks import WebhookRepository, WebhookService
 from aicmo.webhooks.memory import InMemoryWebhookRepository
 from aicmo.webhooks.sql import SqlWebhookRepository
 from aicmo.workflow import (
-    DEFAULT_KEY_WAIT,
-    DEFAULT_LEASE,
     RunFilters,
-    WorkedRun,
     WorkflowRunDTO,
     WorkflowRunRepository,
     WorkflowService,
 )
 from aicmo.workflow.memory import InMemoryWorkflowRunRepository
-from aicmo.workflow.service import DEFAULT_IDLE_LOG
 from aicmo.workflow.sql import SqlWorkflowRunRepository
 
 __all__ = [
@@ -378,6 +374,28 @@ def _open_sql(settings: Settings) -> SqlDatabase:
     )
 
 
+P = ParamSpec("P")
+
+
+def _on_workflow(
+    method: Callable[Concatenate[WorkflowService, P], R], doc: str, *, name: str = ""
+) -> Callable[Concatenate[App, P], R]:
+    """The :class:`App` method ``name`` (default: ``method``'s name): ``method`` of the
+    app's ``WorkflowService`` with its parameters (one signature: the service's), called
+    once the app is checked open; ``doc`` is its docstring."""
+
+    @functools.wraps(method)
+    def call(self: App, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        self._check_open()
+        return method(self.workflow, *args, **kwargs)
+
+    call.__module__ = __name__
+    call.__name__ = name or method.__name__
+    call.__qualname__ = f"App.{call.__name__}"
+    call.__doc__ = doc
+    return call
+
+
 class App:
     """One connection to one backend, with its repositories.
 
@@ -441,14 +459,8 @@ class App:
         self.workflow = WorkflowService(self, repos.workflow)
 
     # -- the workflow --------------------------------------------------------------------
-    def run_workflow(
-        self,
-        intake: IntakeSource,
-        *,
-        idempotency_key: str | None = None,
-        stop: threading.Event | None = None,
-        wait: timedelta = DEFAULT_KEY_WAIT,
-    ) -> WorkflowRunDTO:
+    run_workflow = _on_workflow(
+        WorkflowService.run,
         """Run onboarding -> strategy -> production -> QC -> delivery for one intake, in
         this thread; return the run as it ended.
 
@@ -465,9 +477,9 @@ class App:
         different intake raises ``ConflictError`` naming the key and the run, writing
         nothing. ``stop``: once set, the run stops at the next step boundary and is
         returned ``QUEUED`` with its progress, for ``aicmo worker`` or ``recover()``.
-        """
-        self._check_open()
-        return self.workflow.run(intake, idempotency_key=idempotency_key, stop=stop, wait=wait)
+        """,
+        name="run_workflow",
+    )
 
     def get_run(self, workflow_run_id: str) -> WorkflowRunDTO | None:
         """The run, or ``None``."""
@@ -483,22 +495,23 @@ class App:
         self._check_open()
         return self.repos.workflow.list(status, **filters)
 
-    def find_run(self, run_id: str) -> WorkflowRunDTO:
+    find_run = _on_workflow(
+        WorkflowService.resolve,
         """The run whose id is ``run_id`` or starts with it (a unique prefix, as git takes
         commit ids). ``NotFoundError`` if none; ``ValidationError`` listing the candidates
-        if the prefix is ambiguous."""
-        self._check_open()
-        return self.workflow.resolve(run_id)
+        if the prefix is ambiguous.""",
+        name="find_run",
+    )
 
-    def run_attempts(self, run_id: str) -> list[WorkflowRunDTO]:
+    run_attempts = _on_workflow(
+        WorkflowService.attempts,
         """Every attempt of the run ``run_id`` (or a unique prefix) belongs to, linked by
-        ``retry_of`` and numbered by ``attempt``, first attempt first."""
-        self._check_open()
-        return self.workflow.attempts(run_id)
+        ``retry_of`` and numbered by ``attempt``, first attempt first.""",
+        name="run_attempts",
+    )
 
-    def cancel_run(
-        self, run_id: str, *, reason: str | None = None, by: str | None = None
-    ) -> WorkflowRunDTO:
+    cancel_run = _on_workflow(
+        WorkflowService.cancel,
         """Cancel a run (``run_id`` or a unique prefix of it); return it as stored.
 
         A ``QUEUED`` run becomes ``CANCELLED`` at once. A ``RUNNING`` run stops at its
@@ -506,57 +519,44 @@ class App:
         its completed steps are compensated exactly as on a failure and it ends
         ``CANCELLED``, keeping ``reason`` and who asked (``by``, default ``user@host``).
         :meth:`wait_run` waits for that. A finished run raises ``ConflictError`` naming its
-        status; cancelling twice is harmless (the run is returned as it is)."""
-        self._check_open()
-        return self.workflow.cancel(run_id, reason=reason, by=by)
+        status; cancelling twice is harmless (the run is returned as it is).""",
+        name="cancel_run",
+    )
 
-    def retry_run(
-        self,
-        run_id: str,
-        *,
-        intake: IntakeSource | None = None,
-        in_process: bool = False,
-        stop: threading.Event | None = None,
-    ) -> WorkflowRunDTO:
+    retry_run = _on_workflow(
+        WorkflowService.retry,
         """A new attempt of a ``COMPENSATED``, ``FAILED`` or ``CANCELLED`` run, from the
         start, with the same intake (or ``intake``, a corrected one); return it.
 
         The attempt is a new run (``attempt`` numbered from 1, ``retry_of`` the run it
         retries) that takes the idempotency key over. It is queued for the workers, or,
         with ``in_process``, driven in this thread and returned as it ended. A run not
-        finished that way, or retried already, raises ``ConflictError`` (nothing written)."""
-        self._check_open()
-        return self.workflow.retry(run_id, intake=intake, in_process=in_process, stop=stop)
+        finished that way, or retried already, raises ``ConflictError`` (nothing written).""",
+        name="retry_run",
+    )
 
-    def wait_run(
-        self, run_id: str, *, timeout: float | None = None, poll_interval: float = 1.0
-    ) -> WorkflowRunDTO:
+    wait_run = _on_workflow(
+        WorkflowService.wait,
         """Return the run once it is finished (``COMPLETED``, ``COMPENSATED``, ``FAILED``
         or ``CANCELLED``), whoever drives it, polling with backoff up to
         ``poll_interval`` seconds apart. After ``timeout`` seconds raises
-        ``aicmo.workflow.WaitTimeoutError`` (a ``ConflictError``)."""
-        self._check_open()
-        return self.workflow.wait(run_id, timeout=timeout, poll_interval=poll_interval)
+        ``aicmo.workflow.WaitTimeoutError`` (a ``ConflictError``).""",
+        name="wait_run",
+    )
 
-    def recover(self, *, stale_after: timedelta = timedelta(0)) -> list[WorkflowRunDTO]:
+    recover = _on_workflow(
+        WorkflowService.recover,
         """Resume or compensate every unfinished run nobody drives (see
         ``WorkflowService.recover``); return them as they end.
 
         Runs are taken through claims: a run whose holder's lease is live is left alone,
         a run whose holder was a process of this machine that is gone is taken at once.
         Runs are finished under the artifact root they recorded; one whose root is not
-        reachable here is refused (``ConfigurationError``, after the others are done)."""
-        self._check_open()
-        return self.workflow.recover(stale_after=stale_after)
+        reachable here is refused (``ConfigurationError``, after the others are done).""",
+    )
 
-    def submit(
-        self,
-        intake: IntakeSource,
-        *,
-        idempotency_key: str | None = None,
-        priority: int = 0,
-        not_before: datetime | None = None,
-    ) -> WorkflowRunDTO:
+    submit = _on_workflow(
+        WorkflowService.submit,
         """Queue a run of ``intake`` for the workers (:meth:`work`, ``aicmo worker``).
 
         Returns the ``QUEUED`` run. ``intake`` is validated first (an invalid one raises
@@ -567,25 +567,11 @@ class App:
         Workers claim lapsed leases first, then the highest ``priority`` (-1000 to 1000,
         default 0), then the oldest run; never a run before its ``not_before`` (a
         timezone-aware datetime). Out of range or without a zone: ``ValidationError``.
-        """
-        self._check_open()
-        return self.workflow.submit(
-            intake, idempotency_key=idempotency_key, priority=priority, not_before=not_before
-        )
+        """,
+    )
 
-    def work(
-        self,
-        *,
-        worker_id: str | None = None,
-        max_runs: int | None = None,
-        stop_when_idle: bool = False,
-        lease: timedelta = DEFAULT_LEASE,
-        poll_interval: float = 1.0,
-        heartbeat: bool = True,
-        stop: threading.Event | None = None,
-        on_run: Callable[[WorkedRun], None] | None = None,
-        idle_log_interval: float | None = DEFAULT_IDLE_LOG,
-    ) -> list[WorkedRun]:
+    work = _on_workflow(
+        WorkflowService.work,
         """Be a worker: claim queued runs (and runs whose worker's lease lapsed) and drive
         them, one at a time; return what was done with each.
 
@@ -599,19 +585,8 @@ class App:
         to the queue with its progress), or with ``stop_when_idle`` once nothing is queued
         or held. While idle it logs a heartbeat (``aicmo.workflow``, INFO) every
         ``idle_log_interval`` seconds. See ``WorkflowService.work`` and docs/scaling.md.
-        """
-        self._check_open()
-        return self.workflow.work(
-            worker_id=worker_id,
-            max_runs=max_runs,
-            stop_when_idle=stop_when_idle,
-            lease=lease,
-            poll_interval=poll_interval,
-            heartbeat=heartbeat,
-            stop=stop,
-            on_run=on_run,
-            idle_log_interval=idle_log_interval,
-        )
+        """,
+    )
 
     def queue_depth(self) -> dict[str, int]:
         """How many runs have each status (``QUEUED`` ones wait for a worker)."""
