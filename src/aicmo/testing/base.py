@@ -426,6 +426,12 @@ class RepositoryContract:
             kind.save(app, record)
             assert_same(record, kind.load(app, record), f"the {kind.name} read back")
 
+    def test_a_missing_record_reads_as_none_and_a_listing_as_empty(self, app: aicmo.App) -> None:
+        for kind in self.kinds():
+            assert kind.load(app, kind.make(0)) is None, f"a {kind.name} nobody stored"
+        for listing in self.listings():
+            assert listing.read(app) == [], f"{listing.name} of an empty database"
+
     def test_resave_changes_every_field(self, app: aicmo.App) -> None:
         for kind in self.kinds():
             first = kind.make(0)

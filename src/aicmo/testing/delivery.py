@@ -120,12 +120,7 @@ class DeliveryRepositoryContract(RepositoryContract):
             Listing.tied(package, "list_by_draft", "draft-1", make=make_package, at="created_at")
         ]
 
-    # -- the DTOs ----------------------------------------------------------------------
     # -- save and get ------------------------------------------------------------------
-    def test_get_missing_package_is_none(self, app: aicmo.App) -> None:
-        assert app.repos.delivery.get_package("nope") is None
-        assert app.repos.delivery.list_by_draft("nope") == []
-
     def test_edge_values_round_trip(self, app: aicmo.App) -> None:
         package = make_package(
             "'; DROP TABLE delivery_packages; --",

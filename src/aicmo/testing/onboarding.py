@@ -98,10 +98,6 @@ class BriefRepositoryContract(RepositoryContract):
             Listing.tied(brief, "list_by_client", "client-1", make=make_brief, at="normalized_at")
         ]
 
-    def test_get_missing_brief_is_none(self, app: aicmo.App) -> None:
-        assert app.repos.onboarding.get_brief("nope") is None
-        assert app.repos.onboarding.get_intake("nope") is None
-
     def test_edge_values_round_trip(self, app: aicmo.App) -> None:
         brief = make_brief(
             "'; DROP TABLE onboarding_brief; --",
