@@ -922,6 +922,45 @@ def _check_options(if_exists: str, batch_size: int) -> None:
         raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
+def _fill(
+    reader: _Reader,
+    source: str,
+    dst: SqlDatabase,
+    dst_url: str,
+    *,
+    if_exists: str,
+    batch_size: int,
+    progress: Progress | None,
+    expected: dict[str, tuple[int, int]] | None = None,
+) -> TransferReport:
+    """What :func:`copy` and :func:`import_from` do once the source is read: check and
+    migrate the target (:func:`_prepare_target`), write every table in the target's
+    dependency order (a source's own order, an export's manifest included, is only
+    advice) in one transaction (:func:`_transfer`), and report it; errors name the
+    target."""
+    with _side("target", dst_url):
+        migrated = _prepare_target(dst, dst_url, reader.tables, if_exists)
+        order = {t.name: i for i, t in enumerate(live_tables(dst))}
+        reader.tables.sort(key=lambda t: order.get(t.name, len(order)))
+        reports, cleared = _transfer(
+            reader,
+            dst,
+            dst_url,
+            if_exists=if_exists,
+            batch_size=batch_size,
+            progress=progress,
+            expected=expected,
+        )
+    return TransferReport(
+        source=source,
+        target=dst_url,
+        schema_version=_current_version(dst.dialect),
+        tables=tuple(reports),
+        leases_cleared=cleared,
+        migrated=migrated,
+    )
+
+
 def _prepare_target(
     db: SqlDatabase, url: str, tables: Sequence[Table], if_exists: str
 ) -> tuple[str, ...]:
@@ -985,25 +1024,15 @@ def copy(
                 stack.enter_context(src.snapshot())
                 _keep_session(src)
                 reader = _DbReader(src, src_url)
-            with _side("target", dst_url):
-                migrated = _prepare_target(dst, dst_url, reader.tables, if_exists)
-                reports, cleared = _transfer(
-                    reader,
-                    dst,
-                    dst_url,
-                    if_exists=if_exists,
-                    batch_size=batch_size,
-                    progress=progress,
-                )
-            version = _current_version(dst.dialect)
-        return TransferReport(
-            source=src_url,
-            target=dst_url,
-            schema_version=version,
-            tables=tuple(reports),
-            leases_cleared=cleared,
-            migrated=migrated,
-        )
+            return _fill(
+                reader,
+                src_url,
+                dst,
+                dst_url,
+                if_exists=if_exists,
+                batch_size=batch_size,
+                progress=progress,
+            )
 
 
 # -- export and import ---------------------------------------------------------------------
@@ -1258,26 +1287,15 @@ def import_from(
     if (done := _into_memory(fill, target, if_exists)) is not None:
         return done
     with _opened(target, "target", must_exist=False) as (dst, dst_url):
-        migrated = _prepare_target(dst, dst_url, reader.tables, if_exists)
-        # Written in the target's dependency order (the manifest's order is only advice).
-        order = {t.name: i for i, t in enumerate(live_tables(dst))}
-        reader.tables.sort(key=lambda t: order.get(t.name, len(order)))
-        reports, cleared = _transfer(
+        return _fill(
             reader,
+            reader.describe,
             dst,
             dst_url,
             if_exists=if_exists,
             batch_size=batch_size,
             progress=progress,
             expected=reader.expected,
-        )
-        return TransferReport(
-            source=reader.describe,
-            target=dst_url,
-            schema_version=current,
-            tables=tuple(reports),
-            leases_cleared=cleared,
-            migrated=migrated,
         )
 
 
