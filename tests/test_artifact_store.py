@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import pytest
 import aicmo
 from aicmo.delivery import DeliveryService, LocalStore, S3Store, StagedPackage, open_store
 from aicmo.delivery.service import MANIFEST_NAME
-from aicmo.errors import ConfigurationError, TransientError
+from aicmo.errors import ConfigurationError, NotFoundError, TransientError
 from aicmo.testing import ArtifactStoreContract
 from tests import s3_support
 from tests.conftest import new_postgres_schema
@@ -179,6 +180,51 @@ def test_republish_replaces_the_package_as_a_whole(svc: DeliveryService, side: S
     check_manifest(side, "pkg-1")
     assert svc.missing_files(second.package) is False
     assert svc.missing_files(first.package) is True
+
+
+def test_publish_all_publishes_each_and_checks_them_all_first(
+    svc: DeliveryService, side: Side
+) -> None:
+    done = deliver(svc, "pkg-0")  # published already: publish_all leaves it be
+    staged = [svc.stage(p, "draft-1", FILES, created_at=T0) for p in ("pkg-1", "pkg-2")]
+    svc.publish_all([done, *staged])
+    assert side.staging() == []
+    for one in (done, *staged):
+        assert svc.missing_files(one.package) is False
+        check_manifest(side, one.package.package_id)
+    # A package whose staging is gone and whose files are not in place: refused before
+    # the first of the others is published.
+    lost = svc.stage("pkg-3", "draft-1", FILES, created_at=T0)
+    svc.abandon(lost)
+    pending = svc.stage("pkg-4", "draft-1", FILES, created_at=T0)
+    with pytest.raises(NotFoundError, match="'pkg-3' cannot be published: its staging folder"):
+        svc.publish_all([pending, lost])
+    assert svc.missing_files(pending.package) is True
+    assert side.staging() == [pending.staging]
+
+
+def test_a_local_publish_all_fsyncs_its_two_folders_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishing four packages together costs the two folder fsyncs that one costs; each
+    rename is durable when publish_all returns."""
+    store = LocalStore(tmp_path / "artifacts")
+    stagings = [(p, store.stage(p, list(FILES.items()))) for p in ("a", "b", "c", "d")]
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store.publish_all(stagings)
+    root = str(tmp_path / "artifacts")
+    assert sorted(synced) == [root, f"{root}/.staging"]
+    again = store.stage("a", list(FILES.items()))
+    synced.clear()
+    store.publish("a", again)  # replaces "a"
+    assert sorted(synced) == [root, f"{root}/.staging"]
 
 
 def test_a_package_delivered_again_keeps_its_earlier_version(

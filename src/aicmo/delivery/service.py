@@ -25,7 +25,8 @@ needed once):
   can carry them all; then the folder). A published folder can never hold torn files;
 - the rename is durable before ``publish`` returns (fsync of the root, and of the staging
   root so a crash cannot leave the old name behind for ``clean_staging`` to delete), so
-  the saga records the run as complete only over durable files.
+  the saga records the run as complete only over durable files. ``publish_all`` (the
+  saga's) renames every package first and then fsyncs the two folders once for them all.
 
 The staging root itself is not fsynced after a folder is made in it: a staging folder
 lost in a crash is only garbage that was never published.
@@ -69,6 +70,7 @@ from aicmo.delivery.store import (
     STAGING_DIR,
     ArtifactStore,
     LocalStore,
+    PublishesMany,
     is_staging_name,
     open_store,
 )
@@ -393,16 +395,31 @@ class DeliveryService:
         A package already there (a re-publish after a crash) is replaced. Publishing again a
         package already in place (its staging entry gone, its files intact) does nothing.
         """
-        staged = self._checked(staged)
-        final = self._final(staged.package.package_id, version=staged.package.version)
-        if not self.store.is_staged(staged.staging):
-            if not self.missing_files(staged.package):
-                return
-            raise NotFoundError(
-                f"package {staged.package.package_id!r} cannot be published: its staging "
-                f"folder {staged.staging_location!r} is gone; stage it again"
-            )
-        self.store.publish(final, staged.staging)
+        self.publish_all([staged])
+
+    def publish_all(self, staged: Iterable[StagedPackage]) -> None:
+        """:meth:`publish` each staged package, in order, with one durability barrier for
+        them all when the store has one (:class:`~aicmo.delivery.store.PublishesMany`: a
+        local folder's two fsyncs once, not per package). Every package is checked before
+        the first is published: one whose staging entry is gone and whose files are not in
+        place raises ``NotFoundError`` and nothing is published."""
+        items = []
+        for one in staged:
+            one = self._checked(one)
+            if not self.store.is_staged(one.staging):
+                if not self.missing_files(one.package):
+                    continue  # published already
+                raise NotFoundError(
+                    f"package {one.package.package_id!r} cannot be published: its staging "
+                    f"folder {one.staging_location!r} is gone; stage it again"
+                )
+            final = self._final(one.package.package_id, version=one.package.version)
+            items.append((final, one.staging))
+        if isinstance(self.store, PublishesMany):
+            self.store.publish_all(items)
+        else:
+            for final, staging in items:
+                self.store.publish(final, staging)
 
     def abandon(self, staged: StagedPackage) -> None:
         """Remove the staging entry (the commit failed); nothing if it is gone already."""

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from aicmo.errors import AicmoError, BackendError, ConfigurationError, TransientError
@@ -48,6 +48,7 @@ __all__ = [
     "STAGING_DIR",
     "ArtifactStore",
     "LocalStore",
+    "PublishesMany",
     "S3Store",
     "is_staging_name",
     "mask_url",
@@ -146,6 +147,20 @@ class ArtifactStore(Protocol):
     def clean_staging(self, *, cutoff: float, package_ids: Sequence[str] | None) -> int:
         """Remove staging entries last changed at or before ``cutoff`` (epoch seconds),
         only those of ``package_ids`` if given; return how many went."""
+        ...
+
+
+@runtime_checkable
+class PublishesMany(Protocol):
+    """What a store may add to :class:`ArtifactStore`: publishing several packages with
+    one durability barrier (:class:`LocalStore`: one fsync of the root and one of the
+    staging root for all of them, rather than two for each). The delivery service uses
+    it when the store has it, else calls ``publish`` for each package."""
+
+    def publish_all(self, items: Sequence[tuple[str, str]]) -> None:
+        """``publish(package_id, staging)`` for each ``(package_id, staging)``, in order;
+        every one is durable once it returns. A failure part-way raises, leaving the
+        packages before it published (perhaps not yet durably) and the rest staged."""
         ...
 
 
@@ -335,17 +350,41 @@ class LocalStore:
     def publish(self, package_id: str, staging: str) -> None:
         """One ``os.replace`` of the staging folder; a folder already in place is first
         moved aside into the staging root and removed after."""
-        source, final = self.staging_dir(staging), self.final_dir(package_id)
-        with _io(f"publish package {package_id!r} to {str(final)!r}"):
-            old: Path | None = None
-            if final.exists() or final.is_symlink():
-                old = self._staging_root / _new_staging_name(package_id)
-                os.replace(final, old)
-            os.replace(source, final)
-            _fsync_dir(self.root)
-            _fsync_dir(self._staging_root)
-            if old is not None:
+        self.publish_all([(package_id, staging)])
+
+    def publish_all(self, items: Sequence[tuple[str, str]]) -> None:
+        """One ``os.replace`` of each staging folder (a folder already in place moved
+        aside into the staging root first), then one fsync of the root and one of the
+        staging root for them all, then the folders moved aside removed."""
+        aside: list[Path] = []
+        renamed = False
+        try:
+            for package_id, staging in items:
+                source, final = self.staging_dir(staging), self.final_dir(package_id)
+                with _io(f"publish package {package_id!r} to {str(final)!r}"):
+                    if final.exists() or final.is_symlink():
+                        old = self._staging_root / _new_staging_name(package_id)
+                        os.replace(final, old)
+                        aside.append(old)
+                    renamed = True
+                    os.replace(source, final)
+        except BaseException:
+            if renamed:  # what was renamed is made durable all the same, if it can be
+                with suppress(OSError):
+                    self._sync_renames()
+            raise
+        if renamed:
+            with _io(f"make the packages published in {str(self.root)!r} durable"):
+                self._sync_renames()
+        with _io(f"remove the replaced packages in {str(self._staging_root)!r}"):
+            for old in aside:
                 _remove_tree(old)
+
+    def _sync_renames(self) -> None:
+        """Make renames out of the staging root into the root durable (both sides: a
+        crash must not leave the old name behind for ``clean_staging`` to delete)."""
+        _fsync_dir(self.root)
+        _fsync_dir(self._staging_root)
 
     def discard(self, staging: str) -> None:
         folder = self.staging_dir(staging)

@@ -6,7 +6,8 @@ Subclass :class:`ArtifactStoreContract` with a ``store`` fixture that returns an
 nothing is readable under a package's final name before ``publish``; ``publish`` makes all
 of it readable and empties the staging entry; ``discard``, ``remove`` and
 ``clean_staging`` remove exactly what they name; a republish replaces a package as a whole;
-and what ``read`` returns hashes to what ``digest`` says.
+and what ``read`` returns hashes to what ``digest`` says. A store that also has
+``publish_all`` (``PublishesMany``) is checked to do what ``publish`` of each would.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import pytest
 
 from aicmo.delivery import ArtifactStore
-from aicmo.delivery.store import MANIFEST_NAME, is_staging_name
+from aicmo.delivery.store import MANIFEST_NAME, PublishesMany, is_staging_name
 
 __all__ = ["ArtifactStoreContract"]
 
@@ -65,6 +66,19 @@ class ArtifactStoreContract:
         for name, data in FILES:
             assert store.digest("pkg-1", name) == _sha(data)
         assert not store.is_staged(staging)
+        assert store.clean_staging(cutoff=time.time() + 60, package_ids=None) == 0
+
+    def test_publish_all_is_publish_of_each(self, store: ArtifactStore) -> None:
+        if not isinstance(store, PublishesMany):
+            pytest.skip(f"{type(store).__name__} has no publish_all")
+        store.publish("pkg-2", store.stage("pkg-2", [("old.md", b"old"), FILES[-1]]))
+        stagings = [(p, store.stage(p, FILES)) for p in ("pkg-1", "pkg-2", "pkg-3")]
+        store.publish_all(stagings)
+        store.publish_all([])  # nothing to do
+        for package, staging in stagings:
+            assert self.published(store, package) == dict(FILES), package
+            assert not store.is_staged(staging)
+        assert store.read("pkg-2", "old.md") is None  # replaced as a whole
         assert store.clean_staging(cutoff=time.time() + 60, package_ids=None) == 0
 
     def test_discard_removes_only_its_staging_entry(self, store: ArtifactStore) -> None:

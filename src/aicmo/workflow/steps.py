@@ -494,11 +494,7 @@ def _deliver(saga: Saga, step: Step, run: WorkflowRunDTO) -> WorkflowRunDTO:
         run = saga.transaction(tx)
         saga.fault("delivery:publish")
 
-        def publish() -> None:
-            for item in staged:
-                delivery.publish(item)
-
-        saga.under_lease(run, publish)
+        saga.under_lease(run, functools.partial(delivery.publish_all, staged))
     except BaseException:
         for item in staged:  # what was published has no staging folder left
             delivery.abandon(item)
