@@ -242,10 +242,9 @@ class DeliveryService:
             staged.package.package_id, "staged.package.package_id", staged.package.version
         )
         problems = []
-        if staged.final_location != self.store.package_location(final):
-            problems.append(
-                ("staged.final_location", f"must be {self.store.package_location(final)!r}")
-            )
+        location = self.store.package_location(final)
+        if staged.final_location != location:
+            problems.append(("staged.final_location", f"must be {location!r}"))
         staging = staged.staging
         try:
             good = (
