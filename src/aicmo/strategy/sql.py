@@ -5,13 +5,14 @@ from __future__ import annotations
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import Sql, select, upsert
+from aicmo.errors import ConflictError
 from aicmo.strategy.dtos import StrategyDocDTO, StrategyVersionDTO
 from aicmo.strategy.rules import doc_arg, key_arg, version_taken
 
 __all__ = ["SqlStrategyRepository"]
 
-# Who holds (brief_id, version) now: the pre-check that names the conflict precisely
-# (the unique index stays the safety net against a concurrent writer).
+# Who holds (brief_id, version) now: read only when SAVE wrote nothing, to name the
+# conflict precisely.
 VERSION_HOLDER = Sql("""
 SELECT strategy_id FROM strategy_document
 WHERE brief_id = :brief_id AND version = :version
@@ -19,7 +20,16 @@ WHERE brief_id = :brief_id AND version = :version
 
 _DOC = columns(StrategyDocDTO, flatten=("timeline",))
 
-SAVE = upsert("strategy_document", _DOC, key="strategy_id", stamps=("updated_at",))
+# Writes nothing (0 rows) when another document holds the version, so the check costs no
+# statement of its own (the unique index stays the safety net against a concurrent writer).
+SAVE = upsert(
+    "strategy_document",
+    _DOC,
+    key="strategy_id",
+    stamps=("updated_at",),
+    where="NOT EXISTS (SELECT 1 FROM strategy_document WHERE brief_id = :brief_id "
+    "AND version = :version AND strategy_id <> :strategy_id)",
+)
 
 GET = select(_DOC, "FROM strategy_document WHERE strategy_id = :strategy_id")
 
@@ -56,12 +66,18 @@ class SqlStrategyRepository:
         doc = doc_arg(doc)
         row = self._docs.to_row(doc, now=self._db.now())
         with self._db.transaction():
+            if self._db.execute(SAVE, row):
+                return
             holder = self._db.fetch_one(
                 VERSION_HOLDER, {"brief_id": doc.brief_id, "version": doc.version}
             )
-            if holder is not None and holder["strategy_id"] != doc.strategy_id:
-                raise version_taken(doc, holder["strategy_id"])
-            self._db.execute(SAVE, row)
+            if holder is None:  # released between the two statements (READ COMMITTED)
+                raise ConflictError(
+                    f"strategy {doc.strategy_id!r}: version {doc.version} of brief "
+                    f"{doc.brief_id!r} was held by another strategy while it was saved; "
+                    "nothing was written: try again"
+                )
+            raise version_taken(doc, holder["strategy_id"])
 
     def get(self, strategy_id: str) -> StrategyDocDTO | None:
         params = {"strategy_id": key_arg(strategy_id, "strategy_id")}
