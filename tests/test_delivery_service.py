@@ -364,6 +364,25 @@ def test_a_link_out_of_the_root_is_refused(
     assert tree(root) == ["pkg-1"]
 
 
+def test_a_staging_folder_swapped_for_a_link_out_of_the_root_is_refused(
+    svc: DeliveryService, root: Path, tmp_path: Path
+) -> None:
+    """``.staging`` itself replaced by a link to a folder outside (holding a look-alike
+    staging entry): nothing is published from, staged into or removed from there."""
+    staged = svc.stage("pkg-1", "draft-1", FILES, created_at=T0)
+    outside = tmp_path / "outside"
+    (root / ".staging").rename(outside)
+    (root / ".staging").symlink_to(outside, target_is_directory=True)
+    before = tree(outside)
+    for call in (svc.publish, svc.abandon, svc.save):
+        with pytest.raises(ValidationError, match=r"staged\.staging"):
+            call(staged)
+    with pytest.raises(BackendError, match="resolves outside the artifact root"):
+        svc.stage("pkg-2", "draft-1", FILES, created_at=T0)
+    assert tree(outside) == before
+    assert not (root / "pkg-1").exists()
+
+
 def test_forged_staged_packages_cannot_touch_other_folders(
     svc: DeliveryService, root: Path, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -279,10 +280,25 @@ class LocalStore:
     def _staging_root(self) -> Path:
         return self.root / STAGING_DIR
 
-    @staticmethod
-    def _inside(path: Path, parent: Path) -> bool:
-        """``path`` resolves (following any link) to a direct child of ``parent``."""
-        return path.resolve().parent == parent and parent.resolve() == parent
+    def _inside(self, path: Path, parent: Path) -> bool:
+        """``path`` resolves (following any link) to a direct child of ``parent`` (the
+        root or a folder in it), which resolves to itself.
+
+        The root's own ancestors were resolved once, by ``__init__``; below it, a path
+        none of whose parts is a link resolves to itself, which an ``lstat`` of each part
+        (root, ``parent``, ``path``: stopping at the first one missing) tells without
+        walking every component of the path. A part that is a link, or that cannot be
+        looked at, is resolved in full."""
+        for part in dict.fromkeys((self.root, parent, path)):
+            try:
+                mode = os.lstat(part).st_mode
+            except FileNotFoundError:
+                break  # nothing below a missing folder exists to be a link
+            except OSError:
+                mode = stat.S_IFLNK  # cannot tell: resolve in full
+            if stat.S_ISLNK(mode):
+                return path.resolve().parent == parent and parent.resolve() == parent
+        return True
 
     def final_dir(self, package_id: str) -> Path:
         """The package's folder; ``ValueError`` if it resolves outside the root."""
