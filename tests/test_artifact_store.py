@@ -21,7 +21,7 @@ import pytest
 import aicmo
 from aicmo.delivery import DeliveryService, LocalStore, S3Store, StagedPackage, open_store
 from aicmo.delivery.service import MANIFEST_NAME
-from aicmo.errors import ConfigurationError, NotFoundError, TransientError
+from aicmo.errors import BackendError, ConfigurationError, NotFoundError, TransientError
 from aicmo.testing import ArtifactStoreContract
 from tests import s3_support
 from tests.conftest import new_postgres_schema
@@ -225,6 +225,21 @@ def test_a_local_publish_all_fsyncs_its_two_folders_once(
     synced.clear()
     store.publish("a", again)  # replaces "a"
     assert sorted(synced) == [root, f"{root}/.staging"]
+
+
+def test_a_local_publish_all_cut_short_keeps_what_it_published(tmp_path: Path) -> None:
+    """A staging folder removed underneath (another process cleaning staging): publish_all
+    raises ``BackendError`` naming that package; the packages before it are published
+    (and fsynced), the ones after it stay staged."""
+    store = LocalStore(tmp_path / "artifacts")
+    first, gone, last = (store.stage(p, list(FILES.items())) for p in ("a", "b", "c"))
+    store.discard(gone)
+    with pytest.raises(BackendError, match="publish package 'b'"):
+        store.publish_all([("a", first), ("b", gone), ("c", last)])
+    assert store.read("a", "draft.md") == FILES["draft.md"]
+    assert not store.is_staged(first)
+    assert store.read("c", "draft.md") is None
+    assert store.is_staged(last)
 
 
 def test_a_package_delivered_again_keeps_its_earlier_version(
