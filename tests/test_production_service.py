@@ -152,6 +152,28 @@ _phrase = st.lists(_word, min_size=1, max_size=6).map(" ".join)
 _ours = ["the", "we", "it", "this", "on", "is", "for", "your", "with", "and"]
 
 
+def test_the_questions_heading_avoids_a_banned_word() -> None:
+    """Found by the property below: a blog post's questions heading was fixed wording
+    ("Questions we hear") that no banned word was checked against."""
+
+    def blog(banned: list[str]) -> str:
+        return body_for(
+            "blog",
+            brief(
+                client_name="\u00df",
+                industry="",
+                target_audience="\u00df",
+                objectives=[],
+                brand_guidelines={"tone": "", "banned_words": banned, "call_to_action": "\u00df"},
+            ),
+        )
+
+    assert "## Questions we hear" in blog([])
+    body = blog(["we"])
+    assert "## Common questions" in body
+    assert not mentions(body.replace("\u00df", " "), "we")
+
+
 @given(
     channel=st.sampled_from(list(CHANNELS)),
     client=_phrase,

@@ -134,6 +134,10 @@ class DefaultWriter:
         return _Draft(request, sector, ANGLES[angle], voice).copy()
 
 
+_FAQ_HEADINGS = ("Questions we hear", "Common questions", "Questions and answers", "FAQ")
+"""The blog post's questions section heading: the first with no banned word in it."""
+
+
 class _Draft:
     """One piece of copy being put together."""
 
@@ -226,7 +230,9 @@ class _Draft:
         for i, heading in enumerate(s.sections):
             last = i == len(s.sections) - 1
             if last and questions and kind == "blog_post":
-                paragraphs.append("## Questions we hear")
+                # The heading is our wording too: the first one that holds no banned word.
+                faq = next((h for h in _FAQ_HEADINGS if self._clean(h)), "")
+                paragraphs.extend([f"## {faq}"] if faq else [])
                 paragraphs.extend(questions)
             for candidate in (heading, fallback[i % len(fallback)]):
                 if self._clean(candidate):
