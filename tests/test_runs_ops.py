@@ -75,6 +75,42 @@ def test_a_running_run_stops_at_its_next_step_boundary_and_is_compensated(
     assert app.wait_run(run.workflow_run_id, timeout=1) == run
 
 
+def test_a_cancel_asked_after_a_boundary_is_seen_by_the_next_commit_and_acted_on_at_once(
+    app: aicmo.App,
+) -> None:
+    """The driver reads no run between steps: each step's fenced update returns the stored
+    run, cancel request included. A request made after the boundary before production
+    looked is seen by production's commit, and nothing after production runs."""
+    rows, files = module_rows(app), artifact_files(app)
+    seen: list[str] = []
+    reads: list[str] = []
+    get = app.repos.workflow.get
+
+    def counted_get(run_id: str) -> object:
+        reads.append(run_id)
+        return get(run_id)
+
+    def hook(point: str) -> None:
+        seen.append(point)
+        if point == "before:production":  # outside any transaction, after the check
+            app.cancel_run(app.list_runs("RUNNING")[0].workflow_run_id, reason="late", by="ana")
+            reads.clear()
+
+    app.workflow.fault_hook = hook
+    app.repos.workflow.get = counted_get  # type: ignore[method-assign]
+    try:
+        run = app.run_workflow(PASSING)
+    finally:
+        del app.repos.workflow.get
+    assert (run.status, run.step) == ("CANCELLED", "production")
+    assert run.compensated_steps == ("production", "strategy", "onboard")
+    assert run.error == "cancelled by ana: late"
+    assert "before:qc" in seen
+    assert "qc" not in seen
+    assert reads == [], "the driver read the run between steps instead of using its writes"
+    assert_left_nothing(app, run, rows, files)
+
+
 def test_a_worker_acts_on_a_cancel_of_a_run_it_took_back_from_the_queue(
     app: aicmo.App, clock: FakeClock
 ) -> None:

@@ -553,9 +553,12 @@ class WorkflowRunRepositoryContract(RepositoryContract):
         lease = timedelta(seconds=10)
         mine = _claimed(repo, "r", idempotency_key="k")
         # update() never writes the lease fields: they stay as the repository set them.
-        repo.update(evolve(mine, step="onboard", claimed_by="x", lease_token=99), token=1)
-        stepped = repo.get("r")
-        assert stepped == evolve(mine, step="onboard")
+        # It returns the run as stored (what the saga reads a cancel request from).
+        returned = repo.update(
+            evolve(mine, step="onboard", claimed_by="x", lease_token=99), token=1
+        )
+        assert_same(returned, repo.get("r"), "the run update() returned")
+        assert returned == evolve(mine, step="onboard")
         theirs = repo.claim("w2", now=T0 + lease, lease=lease)
         assert theirs is not None
         assert theirs.lease_token == 2
@@ -745,7 +748,8 @@ class WorkflowRunRepositoryContract(RepositoryContract):
         # The holder's fenced updates keep the request.
         running = repo.get("running")
         assert running is not None
-        repo.update(evolve(running, step="onboard", cancel_requested_at=None), token=2)
+        kept = repo.update(evolve(running, step="onboard", cancel_requested_at=None), token=2)
+        assert kept.cancel_requested_at == at, "update() returns the run with the request"
         assert repo.get("running").cancel_requested_at == at  # type: ignore[union-attr]
         with pytest.raises(ConflictError, match="is COMPLETED"):
             repo.request_cancel("done", by="me", now=at)

@@ -76,7 +76,7 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
         """This machine's clock (the memory backend's only users are this process)."""
         return datetime.now(UTC)
 
-    def _update(self, run: WorkflowRunDTO, fence: int | None) -> bool:
+    def _update(self, run: WorkflowRunDTO, fence: int | None) -> WorkflowRunDTO | None:
         # The conditions on the stored run itself, as the SQL statement's WHERE has them.
         old = self._runs.get(run.workflow_run_id)
         if (
@@ -84,7 +84,7 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
             or (fence is not None and old.lease_token != fence)
             or old.idempotency_key != run.idempotency_key
         ):
-            return False
+            return None
         kept = _evolve(
             run,
             claimed_by=old.claimed_by,
@@ -97,12 +97,12 @@ class InMemoryWorkflowRunRepository(RunRepositoryBase):
             retry_of=old.retry_of,
         )
         self._runs.put(run.workflow_run_id, kept)
-        return True
+        return kept
 
     def _finish(
         self, run: WorkflowRunDTO, fence: int, retry_at: datetime | None
     ) -> WorkflowRunDTO | None:
-        if not self._update(run, fence):
+        if self._update(run, fence) is None:
             return None
         self._release(run.workflow_run_id, fence, retry_at)
         return self._runs.find(run.workflow_run_id)

@@ -54,12 +54,14 @@ class WorkflowRunRepository(Protocol):
         ``idempotency_key`` (writing nothing). ``ConflictError`` if its id is taken."""
         ...
 
-    def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
-        """Replace the stored run with the same id; ``NotFoundError`` if there is none.
-        The idempotency key of a run never changes (``ConflictError``). The lease fields
-        (``claimed_by``, ``lease_expires_at``, ``lease_token``), the cancel request
-        (``cancel_requested_at``, ``cancel_reason``, ``cancelled_by``), ``attempt`` and
-        ``retry_of`` keep their stored values.
+    def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> WorkflowRunDTO:
+        """Replace the stored run with the same id and return it as stored afterwards;
+        ``NotFoundError`` if there is none. The idempotency key of a run never changes
+        (``ConflictError``). The lease fields (``claimed_by``, ``lease_expires_at``,
+        ``lease_token``), the cancel request (``cancel_requested_at``, ``cancel_reason``,
+        ``cancelled_by``), ``attempt`` and ``retry_of`` keep their stored values: the run
+        returned has them, so a driver learns of a cancel request from its own write
+        (on SQL, from the same statement).
 
         With ``token`` the update is *fenced*: it writes only while the stored
         ``lease_token`` is ``token``, else raises ``LeaseLostError`` and writes nothing

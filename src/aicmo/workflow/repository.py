@@ -54,10 +54,10 @@ class RunRepositoryBase(ABC):
         """The backend's clock, for lease times the caller gives no ``now`` for."""
 
     @abstractmethod
-    def _update(self, run: WorkflowRunDTO, fence: int | None) -> bool:
+    def _update(self, run: WorkflowRunDTO, fence: int | None) -> WorkflowRunDTO | None:
         """Write ``run`` over the stored run in one step if that run exists, has the same
-        idempotency key and, with a ``fence``, holds that lease token; return whether it
-        did (``False``: nothing written)."""
+        idempotency key and, with a ``fence``, holds that lease token; return the run as
+        stored after (``None``: nothing written)."""
 
     @abstractmethod
     def _claim(self, args: ClaimArgs, workflow_run_id: str | None) -> WorkflowRunDTO | None: ...
@@ -138,14 +138,17 @@ class RunRepositoryBase(ABC):
         """``_update(run, fence)`` and then ``_release`` of the run in one step; the run as
         stored after, or ``None`` when the update matched nothing (nothing written)."""
 
-    def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> None:
+    def update(self, run: WorkflowRunDTO, *, token: int | None = None) -> WorkflowRunDTO:
         # The write comes first, its conditions in its WHERE (one statement, no read
-        # before it); only a write that matched nothing reads the run, to say why.
+        # before it, the stored run back from it); only a write that matched nothing
+        # reads the run, to say why.
         run = run_arg(run)
         fence = None if token is None else token_arg(token)
         with self._transaction():
-            if not self._update(run, fence):
+            stored = self._update(run, fence)
+            if stored is None:
                 self._missed(run, fence)
+            return stored
 
     def finish(
         self, run: WorkflowRunDTO, *, token: int, **options: Unpack[ReleaseOptions]

@@ -255,7 +255,12 @@ class _StopRequested(Exception):
 
 
 class _CancelRequested(Exception):
-    """Someone cancelled the run (``cancel_run``); raised between steps of a claimed run."""
+    """Someone cancelled the run (``cancel_run``); raised between steps of a claimed run,
+    with the run as stored (the request in it)."""
+
+    def __init__(self, stored: WorkflowRunDTO):
+        super().__init__(stored.workflow_run_id)
+        self.stored = stored
 
 
 @attrs.define
@@ -273,6 +278,9 @@ class _Claim:
     requeue_on_outage: bool = False
     # What this drive read and committed (steps read earlier steps' rows from here).
     memo: Memo = attrs.field(factory=Memo)
+    # The run as the database returned it from this drive's latest write (the claim, a
+    # step's fenced update), until a step boundary looks at it for a cancel request.
+    seen: WorkflowRunDTO | None = None
 
 
 class _Services(Services, Protocol):
@@ -853,7 +861,13 @@ class WorkflowService:
         started = time.monotonic()
         run_id = claimed.workflow_run_id
         claim = _Claim(
-            worker, run_id, claimed.lease_token, lease, stop, requeue_on_outage=requeue_on_outage
+            worker,
+            run_id,
+            claimed.lease_token,
+            lease,
+            stop,
+            requeue_on_outage=requeue_on_outage,
+            seen=claimed,
         )
         previous = getattr(self._local, "claim", None)
         self._local.claim = claim
@@ -962,15 +976,21 @@ class WorkflowService:
                 f"workflow run {claim.workflow_run_id!r}: the lease of {claim.worker_id!r} "
                 "could not be renewed; another driver may hold the run now"
             )
-        if self._cancel_requested(claim.workflow_run_id):
-            raise _CancelRequested
+        asked = self._cancel_requested(claim)
+        if asked is not None:
+            raise _CancelRequested(asked)
         if claim.stop is not None and claim.stop.is_set():
             raise _StopRequested
 
-    def _cancel_requested(self, run_id: str) -> bool:
-        """Whether someone asked for the run to be cancelled (one read per step)."""
-        stored = self.read(functools.partial(self.runs.get, run_id))
-        return stored is not None and stored.cancel_requested_at is not None
+    def _cancel_requested(self, claim: _Claim) -> WorkflowRunDTO | None:
+        """The run as stored if someone asked for it to be cancelled, else ``None``: as of
+        the drive's latest write (the claim or the last step's commit returned the stored
+        run, cancel request included), else of a read. Each step boundary looks at one
+        fresh view of the run."""
+        stored, claim.seen = claim.seen, None
+        if stored is None:
+            stored = self.read(functools.partial(self.runs.get, claim.workflow_run_id))
+        return stored if stored is not None and stored.cancel_requested_at is not None else None
 
     # -- the saga (its steps: aicmo.workflow.steps.SAGA) -------------------------------
     @property
@@ -1004,8 +1024,8 @@ class WorkflowService:
         for step in SAGA[start:]:
             try:
                 self._between_steps(step.name)
-            except _CancelRequested:
-                return self._cancel(run)
+            except _CancelRequested as asked:
+                return self._cancel(asked.stored)
             began = time.monotonic()
             try:
                 with observability.span("aicmo.step", **{"aicmo.step": step.name}):
@@ -1050,7 +1070,13 @@ class WorkflowService:
 
     def _save(self, run: WorkflowRunDTO) -> None:
         """Store ``run`` on its own, fenced by this thread's lease."""
-        self.transaction(functools.partial(self.runs.update, run, token=self._claim().token))
+        self.transaction(functools.partial(self._write, run))
+
+    def _write(self, run: WorkflowRunDTO) -> None:
+        """The fenced update of ``run`` (inside a transaction); the run it returns is kept
+        for the next step boundary's cancel check (:meth:`_cancel_requested`)."""
+        claim = self._claim()
+        claim.seen = self.runs.update(run, token=claim.token)
 
     def _finish(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
         """Store the run's end state and give its lease back in the same transaction (a
@@ -1085,7 +1111,7 @@ class WorkflowService:
             )
         self.fault(step.name)
         run = self._evolve(run, step=step.name, **progress)
-        self.runs.update(run, token=self._claim().token)
+        self._write(run)
         return run
 
     @property
@@ -1123,10 +1149,9 @@ class WorkflowService:
         slips in between, and a driver that lost its lease changes nothing
         (``LeaseLostError``). Retried like every transaction: ``change_files`` must be
         repeatable (publishing skips a package already in place)."""
-        token = self._claim().token
 
         def tx() -> None:
-            self.runs.update(run, token=token)
+            self._write(run)
             change_files()
 
         self.transaction(tx)
@@ -1164,16 +1189,10 @@ class WorkflowService:
         self._save(run)
         return self._compensate(run)
 
-    def _cancel(self, run: WorkflowRunDTO) -> WorkflowRunDTO:
-        """Stop a run someone cancelled: compensate its completed steps exactly as on a
+    def _cancel(self, stored: WorkflowRunDTO) -> WorkflowRunDTO:
+        """Stop a run someone cancelled (``stored``: as this driver's claim or latest write
+        returned it, so under its lease): compensate its completed steps exactly as on a
         failure, and end it ``CANCELLED`` (see :meth:`_compensate`)."""
-        stored = self.read(functools.partial(self.runs.get, run.workflow_run_id))
-        token = self._claim().token
-        if stored is None or stored.lease_token != token:
-            raise LeaseLostError(
-                f"workflow run {run.workflow_run_id!r}: lease token {token} was taken over "
-                "before its cancel was acted on; nothing was written"
-            )
         if not stored.pending_compensations and not stored.compensated_steps:
             done = () if stored.step is None else STEPS[: STEPS.index(stored.step) + 1]
             reason = f": {stored.cancel_reason}" if stored.cancel_reason else ""
@@ -1193,7 +1212,7 @@ class WorkflowService:
             pending_compensations=tuple(s for s in run.pending_compensations if s != step),
             compensated_steps=(*run.compensated_steps, step),
         )
-        self.runs.update(done, token=self._claim().token)
+        self._write(done)
         SAGA[STEPS.index(step)].undo(self, run)
         self.fault(f"compensate:{step}")
         return done
@@ -1224,7 +1243,7 @@ class WorkflowService:
         if failures:
             error = "; ".join([error, *failures]) if error else "; ".join(failures)
         status = "FAILED" if run.pending_compensations else "COMPENSATED"
-        if status == "COMPENSATED" and self._cancel_requested(run.workflow_run_id):
+        if status == "COMPENSATED" and self._cancel_requested(self._claim()) is not None:
             status = "CANCELLED"
         run = self._evolve(run, status=status, error=error or None)
         return self._finish(run)

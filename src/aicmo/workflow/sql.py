@@ -46,12 +46,14 @@ CREATE_RUN = insert("workflow_runs", _RUN, rest="ON CONFLICT DO NOTHING")
 # One statement, no read before it: a fenced update (a non-null :fence) writes only while
 # the caller's lease token is the stored one, and never over another idempotency key (the
 # key never moves); the CASTs give PostgreSQL the parameters' types when they are null.
-UPDATE_RUN = Sql(
+# The run as stored comes back (with the fields it keeps, the cancel request among them).
+UPDATE_RUN = returning(
     f"UPDATE workflow_runs SET {assignments(c for c in _RUN if c not in _KEPT)}\n"  # noqa: S608 - column names from the DTO, never from data
     "WHERE workflow_run_id = :workflow_run_id\n"
     "    AND (CAST(:fence AS BIGINT) IS NULL OR lease_token = :fence)\n"
     "    AND (idempotency_key = :idempotency_key\n"
-    "        OR (idempotency_key IS NULL AND CAST(:idempotency_key AS TEXT) IS NULL))"
+    "        OR (idempotency_key IS NULL AND CAST(:idempotency_key AS TEXT) IS NULL))",
+    _RUN,
 )
 
 # ``UPDATE_RUN`` and ``RELEASE_LEASE`` in one statement (``finish``): the run's fields,
@@ -248,11 +250,12 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
     def _clock(self) -> datetime:
         return self._db.clock()
 
-    def _update(self, run: WorkflowRunDTO, fence: int | None) -> bool:
+    def _update(self, run: WorkflowRunDTO, fence: int | None) -> WorkflowRunDTO | None:
         # PostgreSQL: the row lock and the token check are taken by this one statement, so
         # a claim that committed before it is seen (READ COMMITTED re-checks the WHERE on
         # the newest row version).
-        return self._db.execute(UPDATE_RUN, {**self._runs.to_row(run), "fence": fence}) == 1
+        params = {**self._runs.to_row(run), "fence": fence}
+        return self._runs.maybe(self._db.fetch_one(UPDATE_RUN, params))
 
     def _finish(
         self, run: WorkflowRunDTO, fence: int, retry_at: datetime | None
