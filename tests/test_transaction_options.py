@@ -118,6 +118,44 @@ def test_batched_items_go_to_one_call_at_the_place_of_the_first(app: aicmo.App) 
     assert calls == [[1, 2, 3], "other", ["late"], [4]]
 
 
+def test_last_batches_run_after_every_other_callback_and_may_ask_for_nothing_more(
+    app: aicmo.App,
+) -> None:
+    # The audit trail's entries (last=True): on PostgreSQL sent with the COMMIT.
+    db = app._sql if app._sql is not None else app._memory
+    assert db is not None
+    calls: list[object] = []
+
+    def last(items: list[object]) -> None:
+        calls.append(("last", items))
+
+    def batch(items: list[object]) -> None:
+        calls.append(("batch", items))
+
+    with app.transaction():
+        app.repos.onboarding.save_brief(_brief("b-1"))
+        db.batch_before_commit(last, 1, last=True)
+        db.batch_before_commit(batch, "a")
+        with pytest.raises(Boom), app.transaction():
+            db.batch_before_commit(last, "dropped with its savepoint", last=True)
+            raise Boom
+        app.before_commit(lambda: db.batch_before_commit(last, 3, last=True))
+        db.batch_before_commit(last, 2, last=True)
+    assert calls == [("batch", ["a"]), ("last", [1, 2, 3])]
+    assert _ids(app) == ["b-1"]
+
+    def greedy(items: list[object]) -> None:
+        app.before_commit(lambda: calls.append("never"))
+
+    with pytest.raises(RuntimeError, match="a last batch must only write"), app.transaction():
+        app.repos.onboarding.save_brief(_brief("b-2"))
+        db.batch_before_commit(greedy, 1, last=True)
+    assert _ids(app) == ["b-1"]  # the transaction rolled back
+    assert "never" not in calls
+    app.repos.onboarding.save_brief(_brief("b-3"))  # and the connection is fine
+    assert _ids(app) == ["b-1", "b-3"]
+
+
 @pytest.mark.parametrize("savepoints", [True, False])
 def test_an_error_leaving_a_nested_block_rolls_everything_back(
     app: aicmo.App, savepoints: bool

@@ -140,7 +140,9 @@ class _Database(Protocol):
 
     def in_transaction(self) -> bool: ...
 
-    def batch_before_commit(self, fn: Callable[[list[Any]], object], item: object) -> None: ...
+    def batch_before_commit(
+        self, fn: Callable[[list[Any]], object], item: object, *, last: bool = False
+    ) -> None: ...
 
 
 class Collector:
@@ -166,7 +168,7 @@ class Collector:
             entry = _build_entry(
                 _entry_id(), at, self.actor, module, write.entity, entity_id, write.action, run_id
             )
-            queue(flush, entry)
+            queue(flush, entry, last=True)  # the append only writes: sent with the COMMIT
 
 
 class Audited(Wrapper):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -26,6 +27,7 @@ __all__ = [
     "SqlDatabase",
     "closed_error",
     "log",
+    "run_last",
     "run_precommit",
 ]
 
@@ -48,33 +50,54 @@ for and what to do (``(what, todo)``); sleeps before the next try, raises at the
 class Batched:
     """One item of a :meth:`SqlDatabase.batch_before_commit` batch, as queued."""
 
-    __slots__ = ("fn", "item")
+    __slots__ = ("fn", "item", "last")
 
-    def __init__(self, fn: Callable[[list[Any]], object], item: object):
+    def __init__(self, fn: Callable[[list[Any]], object], item: object, last: bool = False):
         self.fn = fn
         self.item = item
+        self.last = last
 
     def __call__(self) -> None:
         self.fn([self.item])
 
 
-def run_precommit(queue: list[Callable[[], object]]) -> None:
+def run_precommit(queue: list[Callable[[], object]]) -> list[Callable[[], object]]:
     """Run and empty a transaction's :meth:`~SqlDatabase.before_commit` ``queue``
     (callbacks may add to it while it runs); the :class:`Batched` items of one function
-    go to one call of it, at the place of the first (every backend runs its queue here)."""
+    go to one call of it, at the place of the first (every backend runs its queue here).
+    The batches asked ``last`` are not run: they come back as one call per function (in
+    the order first asked), for :func:`run_last` just before the commit."""
+    last: dict[Callable[[list[Any]], object], list[Any]] = {}
     while queue:
         first = queue.pop(0)
         if type(first) is not Batched:
             first()
             continue
+        if first.last:
+            last.setdefault(first.fn, []).append(first.item)
+            continue
         items, rest = [first.item], []
         for queued in queue:
-            if type(queued) is Batched and queued.fn == first.fn:
+            if type(queued) is Batched and queued.fn == first.fn and not queued.last:
                 items.append(queued.item)
             else:
                 rest.append(queued)
         queue[:] = rest
         first.fn(items)
+    return [functools.partial(fn, items) for fn, items in last.items()]
+
+
+def run_last(queue: list[Callable[[], object]], calls: list[Callable[[], object]]) -> None:
+    """Make the ``last`` batches' ``calls`` (from :func:`run_precommit`), which may ask for
+    no more work: ``RuntimeError`` if one did (it would be lost, or on PostgreSQL sent
+    where no result can be read)."""
+    for call in calls:
+        call()
+    if queue:
+        raise RuntimeError(
+            "a batch_before_commit(..., last=True) function asked for more before-commit "
+            "work; a last batch must only write"
+        )
 
 
 class SqlDatabase(ABC):
@@ -205,21 +228,29 @@ class SqlDatabase(ABC):
         else:
             queue.append(fn)
 
-    def batch_before_commit(self, fn: Callable[[list[Any]], object], item: object) -> None:
+    def batch_before_commit(
+        self, fn: Callable[[list[Any]], object], item: object, *, last: bool = False
+    ) -> None:
         """:meth:`before_commit` for one ``item`` of a batch: ``fn`` is called once, with
         every item asked for it in the transaction (in the order asked), at the place of
         the first; an item asked inside a savepoint that rolls back is dropped with it.
         Outside a transaction ``fn([item])`` runs now, in one of its own. For one
-        ``executemany`` of what a block gathered (the audit trail's entries)."""
-        self.before_commit(Batched(fn, item))
+        ``executemany`` of what a block gathered (the audit trail's entries).
+
+        ``last=True``: ``fn`` only writes (it reads no result of its statements and asks
+        for no more before-commit work): it is called after every other callback, right
+        before the commit, and PostgreSQL sends its statements and the ``COMMIT`` together
+        (pipeline mode: one round trip instead of two). Its errors still fail the
+        transaction."""
+        self.before_commit(Batched(fn, item, last))
 
     @abstractmethod
     def _precommit_queue(self) -> list[Callable[[], object]] | None:
         """The open transaction's :meth:`before_commit` callbacks (``None``: none open)."""
 
     @staticmethod
-    def _run_precommit(queue: list[Callable[[], object]]) -> None:
-        run_precommit(queue)
+    def _run_precommit(queue: list[Callable[[], object]]) -> list[Callable[[], object]]:
+        return run_precommit(queue)
 
     def snapshot(self) -> AbstractContextManager[None]:
         """A consistent read of several statements (joins an open transaction)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
-from aicmo.db.base import Batched, closed_error, run_precommit
+from aicmo.db.base import Batched, closed_error, run_last, run_precommit
 from aicmo.errors import ConflictError
 
 __all__ = ["MemoryDatabase", "MemoryTable"]
@@ -215,9 +215,12 @@ class MemoryDatabase:
         with self.transaction():
             fn()
 
-    def batch_before_commit(self, fn: Callable[[list[Any]], object], item: object) -> None:
-        """As ``SqlDatabase.batch_before_commit``."""
-        self.before_commit(Batched(fn, item))
+    def batch_before_commit(
+        self, fn: Callable[[list[Any]], object], item: object, *, last: bool = False
+    ) -> None:
+        """As ``SqlDatabase.batch_before_commit`` (``last``: called after every other
+        callback)."""
+        self.before_commit(Batched(fn, item, last))
 
     def in_transaction(self) -> bool:
         """Whether the calling thread is inside :meth:`transaction`."""
@@ -308,7 +311,7 @@ class _Transaction(_Read):
         try:
             if exc_type is None and self._outer and db._precommit:
                 try:
-                    run_precommit(db._precommit)
+                    run_last(db._precommit, run_precommit(db._precommit))
                 except BaseException:
                     db._rollback_to(self._mark)
                     raise

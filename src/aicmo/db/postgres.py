@@ -25,7 +25,15 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from aicmo.db.base import LockWait, Params, SqlDatabase, closed_error, log, schema_mismatch
+from aicmo.db.base import (
+    LockWait,
+    Params,
+    SqlDatabase,
+    closed_error,
+    log,
+    run_last,
+    schema_mismatch,
+)
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError, TransientError
 from aicmo.settings import redact
@@ -33,6 +41,7 @@ from aicmo.settings import redact
 __all__ = ["PostgresDatabase"]
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 class _ThreadState(threading.local):
@@ -125,6 +134,46 @@ def _connection_lost(exc: psycopg.Error) -> bool:
         return isinstance(exc, psycopg.OperationalError)
     # 08P01 (protocol violation) is also what a pooler's lost prepared statement gives.
     return (state.startswith("08") and state != "08P01") or state in ("57P01", "57P02", "57P03")
+
+
+class _WriteTransaction:
+    """``conn.transaction()`` (``BEGIN`` ... ``COMMIT``, ``ROLLBACK`` on an error), whose
+    commit can carry the transaction's last writes: :meth:`commit` sends them and the
+    ``COMMIT`` in pipeline mode, in one round trip, instead of waiting for each."""
+
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self._conn = conn
+        self._tx = conn.transaction()
+        self._ended = False
+
+    def __enter__(self) -> _WriteTransaction:
+        self._tx.__enter__()
+        return self
+
+    def commit(self, last: list[Callable[[], object]], queue: list[Callable[[], object]]) -> None:
+        """Run ``last`` (writes whose results nothing reads, see ``run_last``) and commit,
+        all sent before one wait. An error in any of them (raised when the pipeline
+        syncs) leaves the transaction aborted: it is rolled back here, nothing written."""
+        conn = self._conn
+        try:
+            with conn.pipeline():
+                run_last(queue, last)  # raising here: __exit__ rolls back, as for the block
+                self._ended = True
+                self._tx.__exit__(None, None, None)  # the COMMIT, queued
+        except BaseException as exc:
+            idle = conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            if self._ended and not idle:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+            # The skipped COMMIT's "pipeline aborted" can replace the error that aborted
+            # the pipeline (psycopg raises it while fetching the rest): say that one.
+            first = exc.__context__
+            if isinstance(exc, pg_errors.PipelineAborted) and isinstance(first, psycopg.Error):
+                raise first from None
+            raise
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        return False if self._ended else bool(self._tx.__exit__(exc_type, exc, tb))
 
 
 @contextmanager
@@ -547,13 +596,15 @@ class PostgresDatabase(SqlDatabase):
                     raise
                 return
             with contextlib.ExitStack() as stack:
-                state.conn = self._begin(stack)
+                state.conn, tx = self._begin(stack, _WriteTransaction)
                 state.flat = not savepoints
                 try:
                     yield
-                    self._run_precommit(state.precommit)
+                    last = self._run_precommit(state.precommit)
                     if self._closed:  # never commit once the app is closed
                         raise self._closed_error()
+                    if last:  # the audit trail's rows: sent with the COMMIT
+                        tx.commit(last, state.precommit)
                 finally:
                     state.conn = None
                     state.flat = False
@@ -564,17 +615,17 @@ class PostgresDatabase(SqlDatabase):
     def _begin(
         self,
         stack: contextlib.ExitStack[Any],
-        begin: Callable[[psycopg.Connection[Any]], AbstractContextManager[Any]] | None = None,
-    ) -> psycopg.Connection[Any]:
-        """A pooled connection with a transaction begun on it (``begin``, default
-        ``conn.transaction()``), both held by ``stack``. A ``BEGIN`` that finds its
-        connection dropped (lent unchecked: see :meth:`_check_pooled`) ran nothing, so it
-        is sent once more on a checked one."""
+        begin: Callable[[psycopg.Connection[Any]], AbstractContextManager[C]],
+    ) -> tuple[psycopg.Connection[Any], C]:
+        """A pooled connection with a transaction begun on it (``begin(conn)``, entered),
+        both held by ``stack``; what entering gave. A ``BEGIN`` that finds its connection
+        dropped (lent unchecked: see :meth:`_check_pooled`) ran nothing, so it is sent
+        once more on a checked one."""
         for last in (False, True):
             attempt = contextlib.ExitStack()
             conn = attempt.enter_context(self._connection())
             try:
-                attempt.enter_context(conn.transaction() if begin is None else begin(conn))
+                begun = attempt.enter_context(begin(conn))
             except psycopg.Error as exc:
                 attempt.close()  # the pool drops the broken connection
                 if last or not _connection_lost(exc):
@@ -582,7 +633,7 @@ class PostgresDatabase(SqlDatabase):
                 self._found_dropped()
                 continue
             stack.enter_context(attempt)
-            return conn
+            return conn, begun
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _precommit_queue(self) -> list[Callable[[], object]] | None:
@@ -599,7 +650,7 @@ class PostgresDatabase(SqlDatabase):
             return
         try:
             with contextlib.ExitStack() as stack:
-                state.conn = self._begin(stack, _read_only_snapshot)
+                state.conn, _ = self._begin(stack, _read_only_snapshot)
                 try:
                     yield
                 finally:
