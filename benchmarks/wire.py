@@ -38,7 +38,8 @@ _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "START
 
 def _kind(sql: str) -> str:
     words = sql.split(None, 1)
-    first = words[0].upper() if words else ""
+    # A one-word statement's Parse line is `"BEGIN" 0`: the closing quote sticks to it.
+    first = words[0].upper().rstrip('"') if words else ""
     if first in ("WITH", "SELECT", "INSERT", "UPDATE", "DELETE", *_CONTROL):
         return first
     return "other"

@@ -13,6 +13,7 @@ from benchmarks.targets import single_call_target
 from benchmarks.wire import Wire
 
 import aicmo
+from aicmo.testing.onboarding import make_brief
 from tests.conftest import session_postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +96,8 @@ def test_wire_counts_postgres_statements_round_trips_and_pool_checks(tmp_path: P
         1,
     )
     assert dict(write.by_kind) == {"BEGIN": 1, "DELETE": 1, "COMMIT": 1}
-    assert (write.checks, write.round_trips) == (0, 3)
+    # The BEGIN goes with the first statement (pipeline mode): two round trips, not three.
+    assert (write.checks, write.round_trips) == (0, 2)
     read, write, _ = _count(session_postgres_url(), tmp_path, check_every_checkout=True)
     # One SELECT, after the pool's check of the connection: two round trips.
     assert (read.statements, dict(read.by_kind), read.checks, read.round_trips) == (
@@ -104,4 +106,36 @@ def test_wire_counts_postgres_statements_round_trips_and_pool_checks(tmp_path: P
         1,
         2,
     )
-    assert (write.checks, write.round_trips) == (1, 4)
+    assert (write.checks, write.round_trips) == (1, 3)
+
+
+def test_a_postgres_write_transaction_waits_twice_and_an_empty_one_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    with Wire() as wire:
+        app = aicmo.connect(session_postgres_url(), artifact_dir=tmp_path / "artifacts")
+    try:
+        app.migrate()
+        briefs = app.repos.onboarding
+        briefs.save_brief(make_brief("b-0"))  # warm: the schema check runs once, before
+        wire.start()
+        briefs.save_brief(make_brief("b-1"))
+        audited = wire.stop()
+        wire.start()
+        with app.transaction():
+            pass
+        empty = wire.stop()
+        wire.start()
+        with app.transaction(savepoints=False):
+            read = briefs.get_brief("b-1")
+        reading = wire.stop()
+    finally:
+        app.close()
+        wire.close()
+    # BEGIN with the brief's INSERT, the audit trail's INSERT with the COMMIT: two waits.
+    assert dict(audited.by_kind) == {"BEGIN": 1, "INSERT": 2, "COMMIT": 1}
+    assert audited.round_trips == 2
+    assert empty.statements == 0
+    assert read == make_brief("b-1")
+    assert dict(reading.by_kind) == {"BEGIN": 1, "SELECT": 1, "COMMIT": 1}
+    assert reading.round_trips == 2

@@ -46,6 +46,7 @@ C = TypeVar("C")
 
 class _ThreadState(threading.local):
     conn: psycopg.Connection[Any] | None = None
+    tx: _WriteTransaction | None = None  # the outermost write transaction (None: a snapshot)
     flat: bool = False  # the open transaction has no savepoints (transaction(savepoints=False))
 
     def __init__(self) -> None:
@@ -136,44 +137,121 @@ def _connection_lost(exc: psycopg.Error) -> bool:
     return (state.startswith("08") and state != "08P01") or state in ("57P01", "57P02", "57P03")
 
 
-class _WriteTransaction:
-    """``conn.transaction()`` (``BEGIN`` ... ``COMMIT``, ``ROLLBACK`` on an error), whose
-    commit can carry the transaction's last writes: :meth:`commit` sends them and the
-    ``COMMIT`` in pipeline mode, in one round trip, instead of waiting for each."""
+def _rowcount(cursor: psycopg.Cursor[Any]) -> int:
+    return cursor.rowcount
 
-    def __init__(self, conn: psycopg.Connection[Any]):
-        self._conn = conn
-        self._tx = conn.transaction()
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The error that aborted a pipeline: psycopg can raise the "pipeline aborted" of a
+    statement the server skipped while it fetches the rest, over the error that made it
+    skip (then the error is the exception's context)."""
+    first = exc.__context__
+    if isinstance(exc, pg_errors.PipelineAborted) and isinstance(first, psycopg.Error):
+        return first
+    return exc
+
+
+class _WriteTransaction:
+    """An outermost write transaction on a pooled connection it holds until :meth:`close`,
+    begun lazily to save round trips: the ``BEGIN`` goes with the first statement
+    (:meth:`first`, pipeline mode: one wait for both), and the transaction's last writes
+    go with the ``COMMIT`` (:meth:`commit`). A transaction that sends nothing sends no
+    ``BEGIN`` either."""
+
+    def __init__(self, db: PostgresDatabase):
+        self._db = db
+        self.conn = db._checkout()
+        # psycopg's Transaction itself, not conn.transaction(): that one, entered in
+        # pipeline mode, syncs around the transaction (a round trip each).
+        self._tx: psycopg.Transaction | None = None
         self._ended = False
 
-    def __enter__(self) -> _WriteTransaction:
-        self._tx.__enter__()
-        return self
+    @property
+    def unbegun(self) -> bool:
+        return self._tx is None
+
+    def _swap(self) -> None:
+        """Give back a connection found dropped (the pool drops it) and take another,
+        checked one (see ``PostgresDatabase._found_dropped``)."""
+        db = self._db
+        db._give_back(self.conn)
+        db._found_dropped()
+        self.conn = db._state.conn = db._checkout()
+
+    def begin(self) -> None:
+        """Send the ``BEGIN`` alone (before a savepoint, or a statement that is not sent
+        with it). One that finds its connection dropped ran nothing: it is sent once
+        more, on a checked connection."""
+        self.first(lambda conn: None, lambda _: None)
+
+    def first(
+        self,
+        send: Callable[[psycopg.Connection[Any]], C],
+        read: Callable[[C], T],
+    ) -> T:
+        """``BEGIN`` and the statement ``send`` makes, in one round trip; then ``read``
+        of what ``send`` gave (its cursor, complete once the pipeline synced). When the
+        connection is found dropped, nothing ran (nothing commits without the
+        ``COMMIT``): both are sent once more on a checked connection."""
+        for last_try in (False, True):
+            conn = self.conn
+            tx = psycopg.Transaction(conn)
+            try:
+                with conn.pipeline():
+                    tx.__enter__()  # the BEGIN, queued
+                    self._tx = tx
+                    sent = send(conn)
+            except psycopg.Error as exc:
+                if last_try or not _connection_lost(exc):
+                    raise _first_error(exc) from None  # begun: the block rolls it back
+                self._tx = None
+                self._swap()
+                continue
+            return read(sent)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def commit(self, last: list[Callable[[], object]], queue: list[Callable[[], object]]) -> None:
-        """Run ``last`` (writes whose results nothing reads, see ``run_last``) and commit,
-        all sent before one wait. An error in any of them (raised when the pipeline
-        syncs) leaves the transaction aborted: it is rolled back here, nothing written."""
-        conn = self._conn
+        """Commit, after ``last`` (writes whose results nothing reads, see ``run_last``):
+        those, the ``COMMIT`` and a ``BEGIN`` not sent yet go before one wait. An error
+        in any of them (raised when the pipeline syncs) leaves the transaction aborted:
+        it is rolled back, nothing written."""
+        if not last:
+            if self._tx is not None:
+                self._ended = True
+                self._tx.__exit__(None, None, None)
+            return
+        conn = self.conn
         try:
             with conn.pipeline():
-                run_last(queue, last)  # raising here: __exit__ rolls back, as for the block
+                if self._tx is None:
+                    self._tx = psycopg.Transaction(conn)
+                    self._tx.__enter__()
+                tx = self._tx
+                run_last(queue, last)  # raising here: close() rolls back, as for the block
                 self._ended = True
-                self._tx.__exit__(None, None, None)  # the COMMIT, queued
+                tx.__exit__(None, None, None)  # the COMMIT, queued
         except BaseException as exc:
             idle = conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
             if self._ended and not idle:
                 with contextlib.suppress(psycopg.Error):
                     conn.rollback()
-            # The skipped COMMIT's "pipeline aborted" can replace the error that aborted
-            # the pipeline (psycopg raises it while fetching the rest): say that one.
-            first = exc.__context__
-            if isinstance(exc, pg_errors.PipelineAborted) and isinstance(first, psycopg.Error):
+            first = _first_error(exc)
+            if first is not exc:
                 raise first from None
             raise
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return False if self._ended else bool(self._tx.__exit__(exc_type, exc, tb))
+    def close(self, exc: BaseException | None) -> None:
+        """Roll back what was begun and not ended (the block raised ``exc``); give the
+        connection back."""
+        try:
+            if self._tx is not None and not self._ended:
+                self._ended = True
+                if exc is None:
+                    self._tx.__exit__(None, None, None)
+                else:
+                    self._tx.__exit__(type(exc), exc, exc.__traceback__)
+        finally:
+            self._db._give_back(self.conn)
 
 
 @contextmanager
@@ -296,8 +374,9 @@ class PostgresDatabase(SqlDatabase):
 
         The trade-off: a connection the server dropped while it sat idle for less than
         that is lent unchecked. Its first statement then fails; a plain ``SELECT``
-        outside a transaction and a transaction's ``BEGIN`` (which ran nothing yet) are
-        sent once more, on a checked connection; any other statement's failure is a
+        outside a transaction and a transaction's ``BEGIN`` with its first statement
+        (nothing ran yet: nothing commits without the ``COMMIT``) are sent once more, on a
+        checked connection; any other statement's failure is a
         ``TransientError`` (retried whole by ``app.run_transaction``), never a wrong answer.
         """
         idle_since = self._returned_at.get(conn)
@@ -414,19 +493,33 @@ class PostgresDatabase(SqlDatabase):
         finally:
             self._give_back(pooled)
 
-    def _lend(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """``work`` on this thread's connection: :meth:`_connection` without a generator's
-        context manager, for the statements outside a transaction (each call of a read)."""
+    def _lend(
+        self,
+        work: Callable[[psycopg.Connection[Any]], Any],
+        read: Callable[[Any], T] | None = None,
+    ) -> T:
+        """``work`` on this thread's connection (then ``read`` of what it gave, if given):
+        :meth:`_connection` without a generator's context manager, for each statement.
+        The first statement of a write transaction with a ``read`` is sent with the
+        transaction's ``BEGIN`` (see :class:`_WriteTransaction`); without one, the
+        ``BEGIN`` goes first on its own."""
         if self._closed:
             raise self._closed_error()
-        conn = self._state.conn
-        if conn is not None:
-            return work(conn)
-        pooled = self._checkout()
-        try:
-            return work(pooled)
-        finally:
-            self._give_back(pooled)
+        state = self._state
+        conn = state.conn
+        if conn is None:
+            conn = self._checkout()
+            try:
+                return work(conn) if read is None else read(work(conn))
+            finally:
+                self._give_back(conn)
+        tx = state.tx
+        if tx is not None and tx.unbegun:
+            if read is not None:
+                return tx.first(work, read)
+            tx.begin()
+            conn = tx.conn
+        return work(conn) if read is None else read(work(conn))
 
     def _checkout(self) -> psycopg.Connection[Any]:
         """A connection lent by the pool (``getconn``; the pool checks it first, see
@@ -477,14 +570,20 @@ class PostgresDatabase(SqlDatabase):
             "opened). The pool keeps reconnecting; check the server and the network, then retry"
         )
 
-    def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, read_only: bool = False) -> T:
+    def _run(
+        self,
+        work: Callable[[psycopg.Connection[Any]], Any],
+        read: Callable[[Any], T] | None = None,
+        *,
+        read_only: bool = False,
+    ) -> T:
         """``work`` on this thread's connection, driver errors translated. A statement
         outside a transaction runs once more, on another connection, when a pooler's lost
         prepared statement broke it (nothing ran, and preparing is off from now on) or,
         for a ``read_only`` one, when its connection was found dropped (a read repeated
         changes nothing; the retry's connection is checked, see :meth:`_check_pooled`)."""
         try:
-            return self._lend(work)
+            return self._lend(work, read)
         except psycopg.Error as exc:
             if self._state.conn is not None:
                 self._translate(exc)
@@ -495,7 +594,7 @@ class PostgresDatabase(SqlDatabase):
             elif not self._prepared_statement_lost(exc):
                 self._translate(exc)
         try:
-            return self._lend(work)
+            return self._lend(work, read)
         except psycopg.Error as exc:
             self._translate(exc)
 
@@ -537,7 +636,7 @@ class PostgresDatabase(SqlDatabase):
 
     # -- statements ----------------------------------------------------------------------
     def _execute(self, stmt: Sql, params: Params | None) -> int:
-        return self._run(lambda conn: conn.execute(stmt.pyformat, params).rowcount)
+        return self._run(lambda conn: conn.execute(stmt.pyformat, params), _rowcount)
 
     def _execute_many(self, stmt: Sql, params: Sequence[Params]) -> int:
 
@@ -552,8 +651,7 @@ class PostgresDatabase(SqlDatabase):
         self, stmt: Sql, params: Params | None
     ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
 
-        def work(conn: psycopg.Connection[Any]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-            cursor = conn.execute(stmt.pyformat, params)
+        def read(cursor: psycopg.Cursor[Any]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
             rows = cursor.fetchall()
             if not rows:
                 return (), rows
@@ -565,7 +663,9 @@ class PostgresDatabase(SqlDatabase):
                 names = stmt.pg_names = tuple(d.name for d in cursor.description)
             return names, rows
 
-        return self._run(work, read_only=stmt.read_only)
+        return self._run(
+            lambda conn: conn.execute(stmt.pyformat, params), read, read_only=stmt.read_only
+        )
 
     def raw_fetch_all(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
         """A query in psycopg's own parameter style that skips the schema check."""
@@ -588,6 +688,8 @@ class PostgresDatabase(SqlDatabase):
                     yield
                     return
                 mark = len(state.precommit)
+                if state.tx is not None and state.tx.unbegun:
+                    state.tx.begin()  # a savepoint needs its transaction begun
                 try:
                     with state.conn.transaction():
                         yield
@@ -595,20 +697,26 @@ class PostgresDatabase(SqlDatabase):
                     del state.precommit[mark:]  # what the savepoint's block asked for is undone
                     raise
                 return
-            with contextlib.ExitStack() as stack:
-                state.conn, tx = self._begin(stack, _WriteTransaction)
-                state.flat = not savepoints
-                try:
-                    yield
-                    last = self._run_precommit(state.precommit)
-                    if self._closed:  # never commit once the app is closed
-                        raise self._closed_error()
-                    if last:  # the audit trail's rows: sent with the COMMIT
-                        tx.commit(last, state.precommit)
-                finally:
-                    state.conn = None
-                    state.flat = False
-                    state.precommit.clear()
+            if self._closed:
+                raise self._closed_error()
+            tx = state.tx = _WriteTransaction(self)
+            state.conn = tx.conn
+            state.flat = not savepoints
+            try:
+                yield
+                last = self._run_precommit(state.precommit)
+                if self._closed:  # never commit once the app is closed
+                    raise self._closed_error()
+                tx.commit(last, state.precommit)  # the audit trail's rows go with it
+            except BaseException as exc:
+                tx.close(exc)
+                raise
+            else:
+                tx.close(None)
+            finally:
+                state.conn = state.tx = None
+                state.flat = False
+                state.precommit.clear()
         except psycopg.Error as exc:
             self._translate(exc)
 
