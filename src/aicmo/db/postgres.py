@@ -154,12 +154,14 @@ def _first_error(exc: BaseException) -> BaseException:
 class _WriteTransaction:
     """An outermost write transaction on a pooled connection it holds until :meth:`close`,
     begun lazily to save round trips: the ``BEGIN`` goes with the first statement
-    (:meth:`first`, pipeline mode: one wait for both), and the transaction's last writes
-    go with the ``COMMIT`` (:meth:`commit`). A transaction that sends nothing sends no
-    ``BEGIN`` either."""
+    (:meth:`first`), and the transaction's last writes go with the ``COMMIT``
+    (:meth:`commit`), each pair before one wait in pipeline mode (where libpq has it:
+    ``PostgresDatabase.pipeline``; else each waited for). A transaction that sends nothing
+    sends no ``BEGIN`` either."""
 
     def __init__(self, db: PostgresDatabase):
         self._db = db
+        self._pipeline = db.pipeline
         self.conn = db._checkout()
         # psycopg's Transaction itself, not conn.transaction(): that one, entered in
         # pipeline mode, syncs around the transaction (a round trip each).
@@ -197,7 +199,7 @@ class _WriteTransaction:
             conn = self.conn
             tx = psycopg.Transaction(conn)
             try:
-                with conn.pipeline():
+                with conn.pipeline() if self._pipeline else nullcontext():
                     tx.__enter__()  # the BEGIN, queued
                     self._tx = tx
                     sent = send(conn)
@@ -222,7 +224,7 @@ class _WriteTransaction:
             return
         conn = self.conn
         try:
-            with conn.pipeline():
+            with conn.pipeline() if self._pipeline else nullcontext():
                 if self._tx is None:
                     self._tx = psycopg.Transaction(conn)
                     self._tx.__enter__()
@@ -324,6 +326,9 @@ class PostgresDatabase(SqlDatabase):
             "prepare_threshold": prepare_threshold,
         }
         self._state = _ThreadState()
+        self.pipeline = psycopg.Pipeline.is_supported()
+        """Whether write transactions save round trips in pipeline mode (libpq 14 or
+        newer, as psycopg's binary package bundles); without it every statement waits."""
         self._closed = False
         self._in_use = 0  # pooled connections lent to this process's threads
         self._in_use_lock = threading.Lock()
