@@ -49,8 +49,9 @@ class AuditRepository(Protocol):
     def append(self, entries: Sequence[AuditEntryDTO]) -> None:
         """Append ``entries`` (new ones, with fresh ids, as the audit trail's collector
         makes them) in the caller's open transaction, with one statement and no check
-        beyond the DTOs': what runs just before a transaction commits. A clash fails that
-        transaction as a whole."""
+        beyond the DTOs': what runs just before a transaction commits. It only writes (it
+        reads no result and asks for no more before-commit work): PostgreSQL sends it with
+        the ``COMMIT``, before one wait. A clash fails that transaction as a whole."""
         ...
 
     def get(self, entry_id: str) -> AuditEntryDTO | None:
