@@ -252,6 +252,8 @@ class SqlDatabase(ABC):
     def _run_precommit(queue: list[Callable[[], object]]) -> list[Callable[[], object]]:
         return run_precommit(queue)
 
+    _run_last = staticmethod(run_last)
+
     def snapshot(self) -> AbstractContextManager[None]:
         """A consistent read of several statements (joins an open transaction)."""
         self.check_schema()

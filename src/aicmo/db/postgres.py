@@ -25,15 +25,7 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from aicmo.db.base import (
-    LockWait,
-    Params,
-    SqlDatabase,
-    closed_error,
-    log,
-    run_last,
-    schema_mismatch,
-)
+from aicmo.db.base import LockWait, Params, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import BackendError, ConflictError, TransientError
 from aicmo.settings import redact
@@ -229,7 +221,7 @@ class _WriteTransaction:
                     self._tx = psycopg.Transaction(conn)
                     self._tx.__enter__()
                 tx = self._tx
-                run_last(queue, last)  # raising here: close() rolls back, as for the block
+                self._db._run_last(queue, last)  # raising: close() rolls back, as for the block
                 self._ended = True
                 tx.__exit__(None, None, None)  # the COMMIT, queued
         except BaseException as exc:

@@ -23,15 +23,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, NoReturn
 
-from aicmo.db.base import (
-    NOTICE_AFTER,
-    Params,
-    SqlDatabase,
-    closed_error,
-    log,
-    run_last,
-    schema_mismatch,
-)
+from aicmo.db.base import NOTICE_AFTER, Params, SqlDatabase, closed_error, log, schema_mismatch
 from aicmo.db.statement import Sql
 from aicmo.errors import AicmoError, BackendError, ConflictError, SchemaError, TransientError
 
@@ -521,7 +513,7 @@ class SQLiteDatabase(SqlDatabase):
                 state.flat = not savepoints
                 try:
                     yield
-                    run_last(state.precommit, self._run_precommit(state.precommit))
+                    self._run_last(state.precommit, self._run_precommit(state.precommit))
                 except BaseException:
                     begun = not state.unbegun
                     self._end(state)
