@@ -88,7 +88,7 @@ def run_precommit(queue: list[Callable[[], object]]) -> list[Callable[[], object
 
 
 def run_last(queue: list[Callable[[], object]], calls: list[Callable[[], object]]) -> None:
-    """Make the ``last`` batches' ``calls`` (from :func:`run_precommit`), which may ask for
+    """Call the ``last`` batches' ``calls`` (from :func:`run_precommit`), which may ask for
     no more work: ``RuntimeError`` if one did (it would be lost, or on PostgreSQL sent
     where no result can be read)."""
     for call in calls:

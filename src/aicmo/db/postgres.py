@@ -235,15 +235,12 @@ class _WriteTransaction:
             raise
 
     def close(self, exc: BaseException | None) -> None:
-        """Roll back what was begun and not ended (the block raised ``exc``); give the
-        connection back."""
+        """Give the connection back; first, if the block raised ``exc``, roll back what was
+        begun and not ended (without an error :meth:`commit` has ended it)."""
         try:
-            if self._tx is not None and not self._ended:
+            if exc is not None and self._tx is not None and not self._ended:
                 self._ended = True
-                if exc is None:
-                    self._tx.__exit__(None, None, None)
-                else:
-                    self._tx.__exit__(type(exc), exc, exc.__traceback__)
+                self._tx.__exit__(type(exc), exc, exc.__traceback__)
         finally:
             self._db._give_back(self.conn)
 
@@ -720,17 +717,17 @@ class PostgresDatabase(SqlDatabase):
     def _begin(
         self,
         stack: contextlib.ExitStack[Any],
-        begin: Callable[[psycopg.Connection[Any]], AbstractContextManager[C]],
-    ) -> tuple[psycopg.Connection[Any], C]:
-        """A pooled connection with a transaction begun on it (``begin(conn)``, entered),
-        both held by ``stack``; what entering gave. A ``BEGIN`` that finds its connection
-        dropped (lent unchecked: see :meth:`_check_pooled`) ran nothing, so it is sent
-        once more on a checked one."""
+        begin: Callable[[psycopg.Connection[Any]], AbstractContextManager[Any]],
+    ) -> psycopg.Connection[Any]:
+        """A pooled connection with a transaction begun on it (``begin(conn)``; the read-only
+        snapshot's: write transactions are :class:`_WriteTransaction`), both held by
+        ``stack``. A ``BEGIN`` that finds its connection dropped (lent unchecked: see
+        :meth:`_check_pooled`) ran nothing, so it is sent once more on a checked one."""
         for last in (False, True):
             attempt = contextlib.ExitStack()
             conn = attempt.enter_context(self._connection())
             try:
-                begun = attempt.enter_context(begin(conn))
+                attempt.enter_context(begin(conn))
             except psycopg.Error as exc:
                 attempt.close()  # the pool drops the broken connection
                 if last or not _connection_lost(exc):
@@ -738,7 +735,7 @@ class PostgresDatabase(SqlDatabase):
                 self._found_dropped()
                 continue
             stack.enter_context(attempt)
-            return conn, begun
+            return conn
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _precommit_queue(self) -> list[Callable[[], object]] | None:
@@ -755,7 +752,7 @@ class PostgresDatabase(SqlDatabase):
             return
         try:
             with contextlib.ExitStack() as stack:
-                state.conn, _ = self._begin(stack, _read_only_snapshot)
+                state.conn = self._begin(stack, _read_only_snapshot)
                 try:
                     yield
                 finally:
