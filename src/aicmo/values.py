@@ -49,6 +49,7 @@ __all__ = [
     "json_object",
     "json_value",
     "key_arg",
+    "key_params",
     "key_path",
     "nested",
     "non_negative_int64",
@@ -325,6 +326,14 @@ def key_arg(value: object, name: str) -> str:
     """A lookup key argument: any text (an id that cannot exist simply finds nothing)."""
     result: str = argument(text, value, name)
     return result
+
+
+def key_params(**keys: object) -> dict[str, str]:
+    """The parameters of a lookup by ``keys``: each one a :func:`key_arg` named after its
+    parameter (``key_params(brief_id=brief_id)`` is ``{"brief_id": ...}``)."""
+    for name, value in keys.items():  # the call's own new dict, filled in place
+        keys[name] = key_arg(value, name)
+    return keys  # type: ignore[return-value]  # every value is now key_arg's text
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")

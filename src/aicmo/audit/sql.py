@@ -6,11 +6,12 @@ import builtins
 from collections.abc import Sequence
 
 from aicmo.audit.dtos import AuditEntryDTO
-from aicmo.audit.ports import AuditQuery, ListsByQuery, entries_arg, key_arg
+from aicmo.audit.ports import AuditQuery, ListsByQuery, entries_arg
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import InsertRows, select
 from aicmo.errors import ConflictError
+from aicmo.values import key_params
 
 __all__ = ["SqlAuditRepository"]
 
@@ -60,7 +61,7 @@ class SqlAuditRepository(ListsByQuery):
         RECORD.execute(self._db, [self._entries.to_row(e) for e in entries])
 
     def get(self, entry_id: str) -> AuditEntryDTO | None:
-        row = self._db.fetch_one(GET, {"entry_id": key_arg(entry_id, "entry_id")})
+        row = self._db.fetch_one(GET, key_params(entry_id=entry_id))
         return self._entries.maybe(row)
 
     def select(self, q: AuditQuery) -> builtins.list[AuditEntryDTO]:

@@ -20,13 +20,13 @@ from aicmo.db.statement import InKeys, InsertRows, Sql, insert, upsert
 from aicmo.delivery.dtos import DeliveryArtifactDTO, DeliveryPackageDTO
 from aicmo.delivery.rules import (
     added_arg,
-    key_arg,
     keys_arg,
     package_arg,
     packages_arg,
     version_arg,
     version_taken,
 )
+from aicmo.values import key_params
 
 __all__ = ["IN_BATCH", "SqlDeliveryRepository"]
 
@@ -172,12 +172,13 @@ class SqlDeliveryRepository:
     def get_package(
         self, package_id: str, *, version: int | None = None
     ) -> DeliveryPackageDTO | None:
-        params: dict[str, object] = {"package_id": key_arg(package_id, "package_id")}
+        key = key_params(package_id=package_id)
         if version is None:
-            found = self._db.fetch_rows(GET_PACKAGE, params)
+            found = self._db.fetch_rows(GET_PACKAGE, key)
         else:
-            params["version"] = version_arg(version)
-            found = self._db.fetch_rows(GET_PACKAGE_VERSION, params)
+            found = self._db.fetch_rows(
+                GET_PACKAGE_VERSION, {**key, "version": version_arg(version)}
+            )
         return ARTIFACTS.load_one(self._packages, found)
 
     def get_package_version(self, package_id: str, version: int) -> DeliveryPackageDTO | None:
@@ -192,21 +193,16 @@ class SqlDeliveryRepository:
         return [found[k] for k in keys if k in found]
 
     def list_versions(self, package_id: str) -> list[DeliveryPackageDTO]:
-        found = self._db.fetch_rows(
-            LIST_VERSIONS, {"package_id": key_arg(package_id, "package_id")}
-        )
+        found = self._db.fetch_rows(LIST_VERSIONS, key_params(package_id=package_id))
         return ARTIFACTS.load(self._packages, found)
 
     def list_by_draft(self, draft_id: str) -> list[DeliveryPackageDTO]:
-        found = self._db.fetch_rows(
-            LIST_PACKAGES_BY_DRAFT, {"draft_id": key_arg(draft_id, "draft_id")}
-        )
+        found = self._db.fetch_rows(LIST_PACKAGES_BY_DRAFT, key_params(draft_id=draft_id))
         return ARTIFACTS.load(self._packages, found)
 
     def delete_package(self, package_id: str) -> bool:
-        key = {"package_id": key_arg(package_id, "package_id")}
-        return self._db.write(DELETE_PACKAGE, key) > 0
+        return self._db.write(DELETE_PACKAGE, key_params(package_id=package_id)) > 0
 
     def delete_package_version(self, package_id: str, version: int) -> bool:
-        key = {"package_id": key_arg(package_id, "package_id"), "version": version_arg(version)}
+        key = {**key_params(package_id=package_id), "version": version_arg(version)}
         return self._db.write(DELETE_PACKAGE_VERSION, key) > 0

@@ -14,8 +14,8 @@ from aicmo.onboarding.rules import (
     brief_not_found,
     briefs_arg,
     intake_arg,
-    key_arg,
 )
+from aicmo.values import key_params
 
 __all__ = ["SqlBriefRepository"]
 
@@ -80,15 +80,14 @@ class SqlBriefRepository:
             self._db.execute_many(SAVE_BRIEF, rows)
 
     def get_brief(self, brief_id: str) -> NormalizedBriefDTO | None:
-        params = {"brief_id": key_arg(brief_id, "brief_id")}
-        return self._db.load_one(GET_BRIEF, params, self._briefs)
+        return self._db.load_one(GET_BRIEF, key_params(brief_id=brief_id), self._briefs)
 
     def list_by_client(self, client_id: str) -> list[NormalizedBriefDTO]:
-        params = {"client_id": key_arg(client_id, "client_id")}
+        params = key_params(client_id=client_id)
         return self._db.load_all(LIST_BRIEFS_BY_CLIENT, params, self._briefs)
 
     def delete_brief(self, brief_id: str) -> bool:
-        return self._db.write(DELETE_BRIEF, {"brief_id": key_arg(brief_id, "brief_id")}) > 0
+        return self._db.write(DELETE_BRIEF, key_params(brief_id=brief_id)) > 0
 
     def save_intake(self, brief_id: str, intake: IntakeFormDTO) -> None:
         brief_id = brief_id_arg(brief_id)
@@ -97,5 +96,4 @@ class SqlBriefRepository:
             raise brief_not_found(brief_id)
 
     def get_intake(self, brief_id: str) -> IntakeFormDTO | None:
-        params = {"brief_id": key_arg(brief_id, "brief_id")}
-        return self._db.load_one(GET_INTAKE, params, self._intakes)
+        return self._db.load_one(GET_INTAKE, key_params(brief_id=brief_id), self._intakes)

@@ -16,8 +16,8 @@ from aicmo.production.rules import (
     draft_arg,
     draft_not_found,
     drafts_arg,
-    key_arg,
 )
+from aicmo.values import key_params
 
 __all__ = ["SqlProductionRepository"]
 
@@ -118,15 +118,13 @@ class SqlProductionRepository:
                 SAVE_DRAFTS.execute(self._db, rows)
 
     def get_draft(self, draft_id: str) -> ContentDraftDTO | None:
-        params = {"draft_id": key_arg(draft_id, "draft_id")}
-        return self._db.load_one(GET_DRAFT, params, self._drafts)
+        return self._db.load_one(GET_DRAFT, key_params(draft_id=draft_id), self._drafts)
 
     def list_drafts(self, strategy_id: str) -> list[ContentDraftDTO]:
-        params = {"strategy_id": key_arg(strategy_id, "strategy_id")}
-        return self._db.load_all(LIST_DRAFTS, params, self._drafts)
+        return self._db.load_all(LIST_DRAFTS, key_params(strategy_id=strategy_id), self._drafts)
 
     def delete_draft(self, draft_id: str) -> bool:
-        return self._db.write(DELETE_DRAFT, {"draft_id": key_arg(draft_id, "draft_id")}) > 0
+        return self._db.write(DELETE_DRAFT, key_params(draft_id=draft_id)) > 0
 
     # -- bundles -------------------------------------------------------------------------
     def save_bundle(self, bundle: DraftBundleDTO) -> None:
@@ -182,9 +180,9 @@ class SqlProductionRepository:
         return True
 
     def get_bundle(self, bundle_id: str) -> DraftBundleDTO | None:
-        found = self._db.fetch_rows(GET_BUNDLE, {"bundle_id": key_arg(bundle_id, "bundle_id")})
+        found = self._db.fetch_rows(GET_BUNDLE, key_params(bundle_id=bundle_id))
         return ASSETS.load_one(self._bundles, found)
 
     def list_bundles(self, draft_id: str) -> list[DraftBundleDTO]:
-        found = self._db.fetch_rows(LIST_BUNDLES, {"draft_id": key_arg(draft_id, "draft_id")})
+        found = self._db.fetch_rows(LIST_BUNDLES, key_params(draft_id=draft_id))
         return ASSETS.load(self._bundles, found)

@@ -7,7 +7,8 @@ from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import Sql, select, upsert
 from aicmo.errors import ConflictError
 from aicmo.strategy.dtos import StrategyDocDTO, StrategyVersionDTO
-from aicmo.strategy.rules import doc_arg, key_arg, version_taken
+from aicmo.strategy.rules import doc_arg, version_taken
+from aicmo.values import key_params
 
 __all__ = ["SqlStrategyRepository"]
 
@@ -80,16 +81,13 @@ class SqlStrategyRepository:
             raise version_taken(doc, holder["strategy_id"])
 
     def get(self, strategy_id: str) -> StrategyDocDTO | None:
-        params = {"strategy_id": key_arg(strategy_id, "strategy_id")}
-        return self._db.load_one(GET, params, self._docs)
+        return self._db.load_one(GET, key_params(strategy_id=strategy_id), self._docs)
 
     def list_by_brief(self, brief_id: str) -> list[StrategyDocDTO]:
-        params = {"brief_id": key_arg(brief_id, "brief_id")}
-        return self._db.load_all(LIST_BY_BRIEF, params, self._docs)
+        return self._db.load_all(LIST_BY_BRIEF, key_params(brief_id=brief_id), self._docs)
 
     def list_versions(self, brief_id: str) -> list[StrategyVersionDTO]:
-        params = {"brief_id": key_arg(brief_id, "brief_id")}
-        return self._db.load_all(LIST_VERSIONS, params, self._versions)
+        return self._db.load_all(LIST_VERSIONS, key_params(brief_id=brief_id), self._versions)
 
     def delete(self, strategy_id: str) -> bool:
-        return self._db.write(DELETE, {"strategy_id": key_arg(strategy_id, "strategy_id")}) > 0
+        return self._db.write(DELETE, key_params(strategy_id=strategy_id)) > 0

@@ -16,11 +16,11 @@ from datetime import datetime
 from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import Sql, assignments, insert, returning, select, upsert
+from aicmo.values import key_params
 from aicmo.webhooks.dtos import NotificationDTO, SubscriptionDTO
 from aicmo.webhooks.ports import (
     ChecksNotificationArgs,
     ClaimArgs,
-    key_arg,
     notification_arg,
     notification_lost,
     notification_not_found,
@@ -113,14 +113,14 @@ class SqlWebhookRepository(ChecksNotificationArgs):
         self._db.write(SAVE_SUBSCRIPTION, row)
 
     def get_subscription(self, subscription_id: str) -> SubscriptionDTO | None:
-        params = {"subscription_id": key_arg(subscription_id, "subscription_id")}
+        params = key_params(subscription_id=subscription_id)
         return self._subscriptions.maybe(self._db.fetch_one(GET_SUBSCRIPTION, params))
 
     def list_subscriptions(self) -> list[SubscriptionDTO]:
         return self._subscriptions.from_rows(self._db.fetch_all(LIST_SUBSCRIPTIONS))
 
     def remove_subscription(self, subscription_id: str) -> bool:
-        params = {"subscription_id": key_arg(subscription_id, "subscription_id")}
+        params = key_params(subscription_id=subscription_id)
         with self._db.transaction():
             self._db.execute(REMOVE_NOTIFICATIONS_OF, params)
             return self._db.execute(REMOVE_SUBSCRIPTION, params) > 0
@@ -132,7 +132,7 @@ class SqlWebhookRepository(ChecksNotificationArgs):
         return self._db.write(ENQUEUE, row) == 1
 
     def get_notification(self, notification_id: str) -> NotificationDTO | None:
-        params = {"notification_id": key_arg(notification_id, "notification_id")}
+        params = key_params(notification_id=notification_id)
         return self._notifications.maybe(self._db.fetch_one(GET_NOTIFICATION, params))
 
     def select_notifications(

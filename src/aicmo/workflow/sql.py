@@ -19,6 +19,7 @@ from aicmo.db.base import SqlDatabase
 from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import Sql, assignments, insert, returning, select
 from aicmo.errors import ConflictError
+from aicmo.values import key_params
 from aicmo.workflow.dtos import RUN_STATUSES, WorkflowRunDTO
 from aicmo.workflow.ports import KEPT_BY_UPDATE as _KEPT
 from aicmo.workflow.repository import RunRepositoryBase
@@ -27,7 +28,6 @@ from aicmo.workflow.rules import (
     ClaimArgs,
     ListArgs,
     attempt_conflict,
-    key_arg,
     not_cancellable,
     prefix_arg,
     run_arg,
@@ -265,15 +265,11 @@ class SqlWorkflowRunRepository(RunRepositoryBase):
         return self._runs.maybe(self._db.fetch_one(FINISH_RUN, params))
 
     def get(self, workflow_run_id: str) -> WorkflowRunDTO | None:
-        row = self._db.fetch_one(
-            GET_RUN, {"workflow_run_id": key_arg(workflow_run_id, "workflow_run_id")}
-        )
+        row = self._db.fetch_one(GET_RUN, key_params(workflow_run_id=workflow_run_id))
         return self._runs.maybe(row)
 
     def get_by_key(self, idempotency_key: str) -> WorkflowRunDTO | None:
-        row = self._db.fetch_one(
-            GET_RUN_BY_KEY, {"idempotency_key": key_arg(idempotency_key, "idempotency_key")}
-        )
+        row = self._db.fetch_one(GET_RUN_BY_KEY, key_params(idempotency_key=idempotency_key))
         return self._runs.maybe(row)
 
     def _list(self, status: str | None, args: ListArgs) -> builtins.list[WorkflowRunDTO]:
