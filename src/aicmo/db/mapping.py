@@ -76,11 +76,6 @@ def _row_converter(dialect: str) -> cattrs.Converter:
 _raw_decode = json.JSONDecoder().raw_decode
 
 
-def load_json(text: str) -> Any:
-    """JSON text as plain Python values (the C decoder, no hooks)."""
-    return _raw_decode(text)[0]
-
-
 _CONTAINERS = (dict, list)
 
 
@@ -139,6 +134,20 @@ def _sequence_item(tp: Any) -> Any:
     return None
 
 
+class _Each:
+    """The converter of a tuple of items, each converted by ``each`` (which the
+    generated loader calls in a loop of its own, see ``_LoaderCompiler._argument``)."""
+
+    __slots__ = ("each",)
+
+    def __init__(self, each: Callable[[Any], Any]):
+        self.each = each
+
+    def __call__(self, items: Iterable[Any]) -> tuple[Any, ...]:
+        each = self.each
+        return tuple([each(v) for v in items])
+
+
 class _LoaderCompiler:
     """Compiles, from a DTO's field types, the function that builds it from a mapping.
 
@@ -155,17 +164,11 @@ class _LoaderCompiler:
         tp: Any,
         *,
         in_json: bool,
-        is_json: bool = False,
         json: frozenset[str] = frozenset(),
         positions: Mapping[str, int] | None = None,
     ) -> _Convert:
-        """The converter for a value of type ``tp``. ``is_json``: the column holds JSON
-        text; ``json``: the JSON columns of nested DTOs built from a child table's rows."""
-        if is_json:
-            decoded = self.convert(tp, in_json=True)
-            if decoded is None:
-                return load_json
-            return lambda text: decoded(_raw_decode(text)[0])
+        """The converter for a value of type ``tp`` (``None``: the value as it is);
+        ``json``: the JSON columns of nested DTOs built from a child table's rows."""
         optional = _optional_of(tp)
         if optional is not None:
             inner = self.convert(optional, in_json=in_json, json=json)
@@ -193,7 +196,7 @@ class _LoaderCompiler:
                 return tuple
             if each is freeze:
                 return freeze  # freezes the list and its items
-            return lambda items: tuple([each(v) for v in items])
+            return _Each(each)
         if attrs.has(tp):
             return self.loader(tp, in_json=in_json, json=json, positions=positions)
         raise TypeError(f"RowMapper cannot load a field of type {tp!r}")
@@ -262,15 +265,23 @@ class _LoaderCompiler:
             access = f"{source}[{positions[f.name]}]"
         else:
             access = f"{source}[{f.name!r}]"
+        is_json = f.name in json
+        if is_json:
+            # JSON text: decoded here, in the generated code (no function around it).
+            namespace["raw_decode"] = _raw_decode
+            access = f"raw_decode({access})[0]"
         convert = self.convert(
             f.type,
-            in_json=in_json,
-            is_json=f.name in json,
-            json=below,
-            positions=children.get(f.name) if positions is not None else None,
+            in_json=in_json or is_json,
+            json=frozenset() if is_json else below,
+            positions=None if is_json or positions is None else children.get(f.name),
         )
         if convert is None:
             return access
+        if isinstance(convert, _Each):  # a tuple of converted items: the loop inlined too
+            namespace[f"each{index}"] = convert.each
+            namespace["tuple"] = tuple
+            return f"tuple([each{index}(v) for v in {access}])"
         namespace[f"convert{index}"] = convert
         return f"convert{index}({access})"
 
