@@ -9,7 +9,8 @@ from aicmo.db.children import Children
 from aicmo.db.mapping import RowMapper, columns
 from aicmo.db.statement import InKeys, InsertRows, Sql, on_conflict, upsert
 from aicmo.qc.dtos import QcIssueDTO, QcResultDTO
-from aicmo.qc.rules import key_arg, result_arg, result_id_taken, results_arg
+from aicmo.qc.rules import result_arg, result_id_taken, results_arg
+from aicmo.values import key_params
 
 __all__ = ["SqlQcRepository"]
 
@@ -94,15 +95,12 @@ class SqlQcRepository:
         return all(holders.get(r.result_id, r.draft_id) == r.draft_id for r in batch)
 
     def get_result(self, draft_id: str) -> QcResultDTO | None:
-        draft_id = key_arg(draft_id, "draft_id")
-        found = self._db.fetch_rows(GET_BY_DRAFT, {"draft_id": draft_id})
+        found = self._db.fetch_rows(GET_BY_DRAFT, key_params(draft_id=draft_id))
         return ISSUES.load_one(self._results, found)
 
     def get_by_id(self, result_id: str) -> QcResultDTO | None:
-        result_id = key_arg(result_id, "result_id")
-        found = self._db.fetch_rows(GET_BY_ID, {"result_id": result_id})
+        found = self._db.fetch_rows(GET_BY_ID, key_params(result_id=result_id))
         return ISSUES.load_one(self._results, found)
 
     def delete_for_draft(self, draft_id: str) -> bool:
-        draft_id = key_arg(draft_id, "draft_id")
-        return self._db.write(DELETE_RESULT, {"draft_id": draft_id}) > 0
+        return self._db.write(DELETE_RESULT, key_params(draft_id=draft_id)) > 0
